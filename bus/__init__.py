@@ -1,0 +1,93 @@
+"""BLO Bus: signed, encrypted bulletins between Border Liaison Offices over NATS.
+
+The public API is re-exported here (and pinned by ``tests/test_public_api.py``):
+the pure core (bulletin, keys, envelope) needs no network; ``bus.transport`` is the
+async NATS shell around it.
+"""
+
+from bus.bulletin import KINDS, PRECEDENCES, TLP_LABELS, Bulletin
+from bus.envelope import (
+    MAX_ENVELOPE_BYTES,
+    WIRE_VERSION,
+    FeedRecipient,
+    KeyResolver,
+    OfficeRecipient,
+    Opened,
+    Opener,
+    RecipientRef,
+    Sealer,
+    open_sealed,
+    read_routing,
+    seal,
+    verify_detached,
+)
+from bus.errors import (
+    BadSignature,
+    BloError,
+    BusError,
+    ConfigError,
+    DecryptionFailed,
+    DirectoryError,
+    EnvelopeError,
+    InvalidContent,
+    KeyStoreError,
+    MalformedEnvelope,
+    NotAddressedToUs,
+    NotConnected,
+    PermissionDenied,
+    PublishUnconfirmed,
+    RecipientKeyInvalid,
+    SenderKeyInvalid,
+    TooLarge,
+    UnknownSender,
+    UnsupportedVersion,
+    ValidationError,
+)
+from bus.ids import new_bulletin_id
+from bus.keys import BoxKeyPair, Identity, PeerBook, PeerKeys, SigningKeyPair
+
+__all__ = [
+    "KINDS",
+    "MAX_ENVELOPE_BYTES",
+    "PRECEDENCES",
+    "TLP_LABELS",
+    "WIRE_VERSION",
+    "BadSignature",
+    "BloError",
+    "BoxKeyPair",
+    "Bulletin",
+    "BusError",
+    "ConfigError",
+    "DecryptionFailed",
+    "DirectoryError",
+    "EnvelopeError",
+    "FeedRecipient",
+    "Identity",
+    "InvalidContent",
+    "KeyResolver",
+    "KeyStoreError",
+    "MalformedEnvelope",
+    "NotAddressedToUs",
+    "NotConnected",
+    "OfficeRecipient",
+    "Opened",
+    "Opener",
+    "PeerBook",
+    "PeerKeys",
+    "PermissionDenied",
+    "PublishUnconfirmed",
+    "RecipientKeyInvalid",
+    "RecipientRef",
+    "Sealer",
+    "SenderKeyInvalid",
+    "SigningKeyPair",
+    "TooLarge",
+    "UnknownSender",
+    "UnsupportedVersion",
+    "ValidationError",
+    "new_bulletin_id",
+    "open_sealed",
+    "read_routing",
+    "seal",
+    "verify_detached",
+]

@@ -1,0 +1,397 @@
+"""The bulletin: what an officer writes, and the rules a well-formed one obeys.
+
+This module is the Python twin of ``schemas/bulletin.schema.json``; a test keeps the
+two in agreement. ``Bulletin.from_dict`` is the only way in from outside (API, wire,
+files) and raises ``ValidationError`` naming the offending field, e.g.
+``entities[1].number: must not be empty``.
+
+Times are integers: milliseconds since the Unix epoch, UTC. One form everywhere (wire,
+API, store) means no time-zone or precision surprises between implementations.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from bus.errors import ValidationError
+from bus.ids import bulletin_id_to_bytes
+
+SCHEMA_VERSION = 1
+
+KINDS = ("lookout", "alert", "incident", "request_for_information", "reply", "strategic_intelligence")
+#: Highest first: FLASH is delivered before anything else and must be acknowledged.
+PRECEDENCES = ("FLASH", "IMMEDIATE", "PRIORITY", "ROUTINE")
+#: TLP 2.0 labels, least to most restricted.
+TLP_LABELS = ("CLEAR", "GREEN", "AMBER", "AMBER+STRICT", "RED")
+
+MAX_TITLE_CHARS = 300
+MAX_BODY_CHARS = 32_768
+MAX_ENTITIES = 200
+MAX_ATTACHMENTS = 50
+MAX_TAGS = 32
+MAX_RELEASABLE = 64
+MAX_TIME_MS = (1 << 48) - 1
+
+_OFFICE_ID = re.compile(r"^[A-Z]{2}-[A-Z0-9]{2,12}\Z")
+_COUNTRY = re.compile(r"^[A-Z]{2}\Z")
+_GRADING = re.compile(r"^[A-F][1-6]\Z")
+_DATE = re.compile(r"^\d{4}(-\d{2}(-\d{2})?)?\Z")
+_MEDIA_TYPE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*\Z")
+_SHA256 = re.compile(r"^[0-9a-f]{64}\Z")
+_TAG = re.compile(r"^[^\s\x00-\x1f]{1,64}\Z")
+
+
+def is_office_id(value: object) -> bool:
+    return isinstance(value, str) and _OFFICE_ID.match(value) is not None
+
+
+def country_of(office_id: str) -> str:
+    """The ISO country code an office id starts with (``TH-MUK`` -> ``TH``)."""
+    return office_id[:2]
+
+
+# -- field checkers ----------------------------------------------------------------------
+# Each checker takes a value and returns it cleaned, or raises ValidationError with an
+# empty or relative field path; containers prefix their own path on the way out. Paths
+# are only built on failure: validation runs on every opened bulletin (the hot path).
+
+
+def _at(path: str, exc: ValidationError) -> ValidationError:
+    if not exc.field:
+        full = path
+    elif exc.field.startswith("["):
+        full = path + exc.field
+    else:
+        full = f"{path}.{exc.field}" if path else exc.field
+    return ValidationError(full, exc.problem)
+
+
+
+def _text(max_chars: int, *, required: bool = True) -> Callable[[Any], str]:
+    def check(value: Any) -> str:
+        if not isinstance(value, str):
+            raise ValidationError("", f"must be text, got {type(value).__name__}")
+        if required and not value.strip():
+            raise ValidationError("", "must not be empty")
+        if len(value) > max_chars:
+            raise ValidationError("", f"is {len(value)} characters; the limit is {max_chars}")
+        if "\x00" in value:
+            raise ValidationError("", "must not contain NUL characters")
+        return value
+
+    return check
+
+
+def _pattern(regex: re.Pattern[str], what: str) -> Callable[[Any], str]:
+    def check(value: Any) -> str:
+        if not isinstance(value, str) or regex.match(value) is None:
+            raise ValidationError("", f"must be {what}, got {value!r}"[:200])
+        return value
+
+    return check
+
+
+def _choice(options: tuple[str, ...]) -> Callable[[Any], str]:
+    def check(value: Any) -> str:
+        if value not in options:
+            raise ValidationError("", f"must be one of {', '.join(options)}; got {value!r}"[:200])
+        return value
+
+    return check
+
+
+def _number(low: float, high: float) -> Callable[[Any], float]:
+    def check(value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+            raise ValidationError("", f"must be a number from {low} to {high}")
+        return value
+
+    return check
+
+
+def _time(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_TIME_MS:
+        raise ValidationError("", "must be a time in whole milliseconds since 1970-01-01 UTC")
+    return value
+
+
+def _text_list(item: Callable[[Any], str], max_items: int) -> Callable[[Any], tuple[str, ...]]:
+    def check(value: Any) -> tuple[str, ...]:
+        if not isinstance(value, list | tuple):
+            raise ValidationError("", "must be a list")
+        if len(value) > max_items:
+            raise ValidationError("", f"has {len(value)} items; the limit is {max_items}")
+        out = _each(item, value)
+        if len(set(out)) != len(out):
+            raise ValidationError("", "must not repeat an item")
+        return out
+
+    return check
+
+
+_country = _pattern(_COUNTRY, "a two-letter ISO 3166 country code in capitals")
+_short = _text(200)
+_optional_short = _text(200, required=False)
+_date = _pattern(_DATE, "a date as YYYY, YYYY-MM or YYYY-MM-DD")
+
+DOCUMENT_TYPES = ("passport", "id_card", "visa", "travel_document", "driving_licence", "other")
+DOCUMENT_STATUSES = ("stolen", "lost", "forged", "fraudulent", "revoked", "valid")
+
+# Entity fields by type: name -> (checker, required). "type" and "note" are common to all.
+ENTITY_FIELDS: dict[str, dict[str, tuple[Callable[[Any], Any], bool]]] = {
+    "person": {
+        "name": (_short, True),
+        "aliases": (_text_list(_short, 20), False),
+        "dob": (_date, False),
+        "nationality": (_country, False),
+        "sex": (_choice(("F", "M", "X")), False),
+    },
+    "document": {
+        "doc_type": (_choice(DOCUMENT_TYPES), True),
+        "number": (_text(40), True),
+        "country": (_country, False),
+        "status": (_choice(DOCUMENT_STATUSES), False),
+        "expiry": (_date, False),
+        "holder": (_short, False),
+    },
+    "vehicle": {
+        "plate": (_text(20), True),
+        "country": (_country, False),
+        "make": (_short, False),
+        "model": (_short, False),
+        "colour": (_short, False),
+        "vin": (_text(17), False),
+    },
+    "vessel": {
+        "name": (_short, True),
+        "imo": (_pattern(re.compile(r"^\d{7}\Z"), "a 7-digit IMO number"), False),
+        "mmsi": (_pattern(re.compile(r"^\d{9}\Z"), "a 9-digit MMSI"), False),
+        "flag": (_country, False),
+    },
+    "phone": {
+        "number": (_pattern(re.compile(r"^\+?[0-9 ()./-]{3,32}\Z"), "a phone number such as +95 9 123 456 789"), True),
+    },
+    "organisation": {
+        "name": (_short, True),
+        "country": (_country, False),
+    },
+    "location": {
+        "name": (_short, True),
+        "country": (_country, False),
+        "lat": (_number(-90, 90), False),
+        "lon": (_number(-180, 180), False),
+    },
+}
+ENTITY_TYPES = tuple(ENTITY_FIELDS)
+_NOTE = (_text(1000, required=False), False)
+_ENTITY_SPECS = {kind: {**fields, "note": _NOTE} for kind, fields in ENTITY_FIELDS.items()}
+_TYPE_ONLY = frozenset({"type"})
+
+
+def _each(item: Callable[[Any], Any], values: Any) -> tuple[Any, ...]:
+    out = []
+    for i, v in enumerate(values):
+        try:
+            out.append(item(v))
+        except ValidationError as exc:
+            raise _at(f"[{i}]", exc) from None
+    return tuple(out)
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ValidationError("", f"must be an object, got {type(value).__name__}")
+    return value
+
+
+def _check_fields(
+    value: Mapping[str, Any],
+    spec: Mapping[str, tuple[Callable[[Any], Any], bool]],
+    skip: frozenset[str] = frozenset(),
+) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in value:
+        if name not in spec and name not in skip:
+            raise ValidationError(str(name), "is not a known field")
+    for name, (check, required) in spec.items():
+        v = value.get(name)
+        if v is not None:
+            try:
+                out[name] = check(v)
+            except ValidationError as exc:
+                raise _at(name, exc) from None
+        elif required:
+            raise ValidationError(name, "is required")
+    return out
+
+
+def validate_entity(value: Any) -> dict[str, Any]:
+    value = _mapping(value)
+    kind = value.get("type")
+    spec = _ENTITY_SPECS.get(kind) if isinstance(kind, str) else None
+    if spec is None:
+        raise ValidationError("type", f"must be one of {', '.join(ENTITY_TYPES)}; got {kind!r}"[:200])
+    return {"type": kind, **_check_fields(value, spec, skip=_TYPE_ONLY)}
+
+
+_ATTACHMENT_FIELDS = {
+    "name": (_text(255), True),
+    "media_type": (_pattern(_MEDIA_TYPE, "a media type such as image/jpeg"), True),
+    "size": (_number(0, 1 << 40), True),
+    "sha256": (_pattern(_SHA256, "64 lowercase hex digits"), True),
+}
+
+
+def validate_attachment(value: Any) -> dict[str, Any]:
+    out = _check_fields(_mapping(value), _ATTACHMENT_FIELDS)
+    if not isinstance(out["size"], int):
+        raise ValidationError("size", "must be a whole number of bytes")
+    return out
+
+
+def _list_of(item: Callable[[Any], dict[str, Any]], max_items: int) -> Callable[[Any], tuple[dict[str, Any], ...]]:
+    def check(value: Any) -> tuple[dict[str, Any], ...]:
+        if not isinstance(value, list | tuple):
+            raise ValidationError("", "must be a list")
+        if len(value) > max_items:
+            raise ValidationError("", f"has {len(value)} items; the limit is {max_items}")
+        return _each(item, value)
+
+    return check
+
+
+def _bulletin_id(value: Any) -> str:
+    try:
+        bulletin_id_to_bytes(value)
+    except ValidationError as exc:
+        raise ValidationError("", exc.problem) from None
+    return value
+
+
+_countries = _text_list(_country, MAX_RELEASABLE)
+
+
+def _releasable(value: Any) -> tuple[str, ...]:
+    out = _countries(value)
+    if not out:
+        raise ValidationError("", "must name at least one country the bulletin may reach")
+    return out
+
+
+_office = _pattern(_OFFICE_ID, "an office id such as TH-MUK")
+
+#: Fields of the bulletin body, the part that travels encrypted. name -> (checker, required)
+BODY_FIELDS: dict[str, tuple[Callable[[Any], Any], bool]] = {
+    "kind": (_choice(KINDS), True),
+    "tlp": (_choice(TLP_LABELS), True),
+    "releasable_to": (_releasable, True),
+    "grading": (_pattern(_GRADING, "an Admiralty grading: source A-F then information 1-6, e.g. B2"), True),
+    "title": (_text(MAX_TITLE_CHARS), True),
+    "body": (_text(MAX_BODY_CHARS, required=False), True),
+    "created": (_time, True),
+    "expires": (_time, False),
+    "in_reply_to": (_bulletin_id, False),
+    "entities": (_list_of(validate_entity, MAX_ENTITIES), False),
+    "attachments": (_list_of(validate_attachment, MAX_ATTACHMENTS), False),
+    "tags": (_text_list(_pattern(_TAG, "a tag of 1-64 characters without spaces"), MAX_TAGS), False),
+}
+#: Fields carried in the envelope header (clear, signed, bound to the ciphertext).
+HEADER_FIELDS: dict[str, tuple[Callable[[Any], Any], bool]] = {
+    "id": (_bulletin_id, True),
+    "from": (_office, True),
+    "precedence": (_choice(PRECEDENCES), True),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Bulletin:
+    """One validated bulletin. Build it with ``Bulletin.from_dict``; never mutate it."""
+
+    id: str
+    sender: str
+    precedence: str
+    kind: str
+    tlp: str
+    releasable_to: tuple[str, ...]
+    grading: str
+    title: str
+    body: str
+    created: int
+    expires: int | None = None
+    in_reply_to: str | None = None
+    entities: tuple[dict[str, Any], ...] = ()
+    attachments: tuple[dict[str, Any], ...] = ()
+    tags: tuple[str, ...] = field(default=())
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Bulletin:
+        """Validate a bulletin in its JSON/dict form (see ``schemas/bulletin.schema.json``)."""
+        data = _mapping(data)
+        header = _check_fields({k: data[k] for k in HEADER_FIELDS if k in data}, HEADER_FIELDS)
+        body = body_from_dict({k: v for k, v in data.items() if k not in HEADER_FIELDS})
+        return cls._assemble(header["id"], header["from"], header["precedence"], body)
+
+    @classmethod
+    def _assemble(cls, bulletin_id: str, sender: str, precedence: str, body: Mapping[str, Any]) -> Bulletin:
+        return cls(
+            id=bulletin_id,
+            sender=sender,
+            precedence=precedence,
+            kind=body["kind"],
+            tlp=body["tlp"],
+            releasable_to=body["releasable_to"],
+            grading=body["grading"],
+            title=body["title"],
+            body=body["body"],
+            created=body["created"],
+            expires=body.get("expires"),
+            in_reply_to=body.get("in_reply_to"),
+            entities=body.get("entities", ()),
+            attachments=body.get("attachments", ()),
+            tags=body.get("tags", ()),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON/dict form; ``Bulletin.from_dict(b.to_dict()) == b``."""
+        return {"id": self.id, "from": self.sender, "precedence": self.precedence, **self.body_dict()}
+
+    def body_dict(self) -> dict[str, Any]:
+        """The encrypted part, as it is msgpack-encoded on the wire (optional fields omitted when empty)."""
+        out: dict[str, Any] = {
+            "kind": self.kind,
+            "tlp": self.tlp,
+            "releasable_to": list(self.releasable_to),
+            "grading": self.grading,
+            "title": self.title,
+            "body": self.body,
+            "created": self.created,
+        }
+        if self.expires is not None:
+            out["expires"] = self.expires
+        if self.in_reply_to is not None:
+            out["in_reply_to"] = self.in_reply_to
+        if self.entities:
+            out["entities"] = [dict(e) for e in self.entities]
+        if self.attachments:
+            out["attachments"] = [dict(a) for a in self.attachments]
+        if self.tags:
+            out["tags"] = list(self.tags)
+        return out
+
+    @property
+    def country(self) -> str:
+        return country_of(self.sender)
+
+    def is_expired(self, now_ms: int) -> bool:
+        return self.expires is not None and now_ms >= self.expires
+
+
+def body_from_dict(data: Any) -> dict[str, Any]:
+    """Validate the body part alone (what the envelope decrypts)."""
+    body = _check_fields(_mapping(data), BODY_FIELDS)
+    if "expires" in body and body["expires"] <= body["created"]:
+        raise ValidationError("expires", "must be later than created")
+    return body

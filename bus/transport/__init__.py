@@ -1,0 +1,1 @@
+"""The async I/O shell around the pure core: talking to NATS."""

@@ -1,0 +1,247 @@
+"""Seal and open: round trips, every refusal, and the Davis sign-and-encrypt attacks."""
+
+from __future__ import annotations
+
+import msgpack
+import pytest
+
+from bus import errors
+from bus.envelope import (
+    MAX_ENVELOPE_BYTES,
+    RECIPIENT_FEED,
+    RECIPIENT_OFFICE,
+    FeedRecipient,
+    OfficeRecipient,
+    Opener,
+    Sealer,
+    read_routing,
+    verify_detached,
+)
+from bus.keys import PeerBook
+from bus.testing import DeterministicRng
+from tests.helpers import NOW, bulletin, identity
+
+MUK, SVK, TCCC, NKP = (identity(o) for o in ("TH-MUK", "LA-SVK", "TH-TCCC", "TH-NKP"))
+BOOK = PeerBook([p.public() for p in (MUK, SVK, TCCC, NKP)])
+FEED_KEY = bytes(range(32))
+
+
+def seal_to(*recipients, sender=MUK, b=None, rng_seed="seal", **kw):
+    return Sealer(sender).seal(b or bulletin(sender.office_id), list(recipients), now_ms=NOW, rng=DeterministicRng(rng_seed), **kw)
+
+
+def opener(who=SVK, book=BOOK, **kw):
+    return Opener.for_identity(who, book, **kw)
+
+
+def test_round_trip_to_each_recipient_gives_the_same_bulletin():
+    b = bulletin()
+    sealed = seal_to(OfficeRecipient(SVK.public()), OfficeRecipient(TCCC.public()), b=b)
+    for who in (SVK, TCCC):
+        opened = opener(who).open(sealed)
+        assert opened.bulletin == b
+        assert opened.sent_at == NOW
+        assert opened.sender_sign_kid == MUK.signing.kid
+        assert opened.opened_via.id == who.office_id
+
+
+@pytest.mark.parametrize(
+    "title",
+    [
+        "ยึดยาบ้า 200,000 เม็ด",  # Thai
+        "ແຈ້ງເຕືອນ: ຜູ້ຕ້ອງສົງໄສ",  # Lao
+        "ការចាប់យកសត្វព្រៃ",  # Khmer
+        "မူးယစ်ဆေးဝါး",  # Burmese
+        "Hộ chiếu bị đánh cắp",  # Vietnamese (precomposed and combining marks must survive)
+        "Ho\u0323 chie\u0302\u0301u",
+    ],
+)
+def test_text_in_every_script_round_trips_exactly(title):
+    b = bulletin(title=title, body=title * 3)
+    opened = opener().open(seal_to(OfficeRecipient(SVK.public()), b=b))
+    assert opened.bulletin.title == title
+    assert opened.bulletin.body == title * 3
+
+
+def test_feed_recipient_opens_with_epoch_key_and_not_without():
+    sealed = seal_to(FeedRecipient("mekong-border", 7, FEED_KEY))
+    member = Opener("LA-THK", [], BOOK, feed_keys={("mekong-border", 7): FEED_KEY})
+    assert member.open(sealed).opened_via.kind == RECIPIENT_FEED
+    wrong_epoch = Opener("LA-THK", [], BOOK, feed_keys={("mekong-border", 8): FEED_KEY})
+    with pytest.raises(errors.NotAddressedToUs):
+        wrong_epoch.open(sealed)
+
+
+def test_feed_wrap_costs_the_same_bytes_whatever_the_member_count():
+    # One wrap under the epoch key: the header does not grow with the feed.
+    sealed = seal_to(FeedRecipient("mekong-border", 1, FEED_KEY))
+    _, _, _, _, recipients = read_routing(sealed)
+    assert len(recipients) == 1
+
+
+def test_wrong_recipient_is_told_it_is_not_addressed():
+    sealed = seal_to(OfficeRecipient(SVK.public()))
+    with pytest.raises(errors.NotAddressedToUs):
+        opener(NKP).open(sealed)
+
+
+def test_unknown_sender_is_retryable():
+    sealed = seal_to(OfficeRecipient(SVK.public()))
+    with pytest.raises(errors.UnknownSender) as info:
+        opener(book=PeerBook([SVK.public()])).open(sealed)
+    assert info.value.retryable
+
+
+def test_revoked_sender_is_rejected_after_revocation_time_but_not_before():
+    sealed = seal_to(OfficeRecipient(SVK.public()))
+    revoked_after = PeerBook([SVK.public(), _replace(MUK.public(), revoked_at=NOW + 1)])
+    assert opener(book=revoked_after).open(sealed).bulletin.sender == "TH-MUK"
+    revoked_before = PeerBook([SVK.public(), _replace(MUK.public(), revoked_at=NOW)])
+    with pytest.raises(errors.SenderKeyInvalid, match="revoked"):
+        opener(book=revoked_before).open(sealed)
+
+
+def test_seal_refuses_revoked_or_expired_recipients():
+    with pytest.raises(errors.RecipientKeyInvalid, match="revoked"):
+        seal_to(OfficeRecipient(_replace(SVK.public(), revoked_at=NOW - 1)))
+    with pytest.raises(errors.RecipientKeyInvalid, match="expired"):
+        seal_to(OfficeRecipient(_replace(SVK.public(), valid_until=NOW)))
+
+
+def test_seal_refuses_a_bulletin_claiming_another_sender():
+    with pytest.raises(errors.ValidationError, match="from"):
+        seal_to(OfficeRecipient(SVK.public()), b=bulletin("TH-NKP"))
+
+
+def test_seal_refuses_duplicate_and_missing_recipients():
+    with pytest.raises(errors.ValidationError, match="named twice"):
+        seal_to(OfficeRecipient(SVK.public()), OfficeRecipient(SVK.public()))
+    with pytest.raises(errors.ValidationError, match="at least one"):
+        seal_to()
+
+
+def test_size_limit_is_enforced_by_seal_and_by_open():
+    with pytest.raises(errors.TooLarge, match="limit is 1000"):
+        Sealer(MUK, max_bytes=1000).seal(bulletin(body="x" * 2000), [OfficeRecipient(SVK.public())], now_ms=NOW)
+    sealed = seal_to(OfficeRecipient(SVK.public()))
+    with pytest.raises(errors.TooLarge):
+        Opener.for_identity(SVK, BOOK, max_bytes=len(sealed) - 1).open(sealed)
+    with pytest.raises(errors.TooLarge):
+        opener().open(b"\x00" * (MAX_ENVELOPE_BYTES + 1))
+
+
+def _outer(sealed):
+    return msgpack.unpackb(sealed)
+
+
+def _reseal_outer(version, header, ct):
+    return msgpack.packb([version, header, ct], use_bin_type=True)
+
+
+def test_tampered_ciphertext_fails_authentication():
+    version, header, ct = _outer(seal_to(OfficeRecipient(SVK.public())))
+    flipped = ct[:40] + bytes([ct[40] ^ 1]) + ct[41:]
+    with pytest.raises(errors.DecryptionFailed):
+        opener().open(_reseal_outer(version, header, flipped))
+
+
+def test_tampered_header_fails_authentication():
+    version, header, ct = _outer(seal_to(OfficeRecipient(SVK.public())))
+    h = msgpack.unpackb(header)
+    h[5] = "FLASH"  # upgrade the precedence in transit
+    with pytest.raises(errors.DecryptionFailed):
+        opener().open(_reseal_outer(version, msgpack.packb(h, use_bin_type=True), ct))
+
+
+def test_unknown_version_is_refused_with_upgrade_advice():
+    _, header, ct = _outer(seal_to(OfficeRecipient(SVK.public())))
+    with pytest.raises(errors.UnsupportedVersion, match="upgrade"):
+        opener().open(_reseal_outer(2, header, ct))
+
+
+@pytest.mark.parametrize("cut", [0, 1, 5, 50, -1])
+def test_truncated_envelope_is_malformed(cut):
+    sealed = seal_to(OfficeRecipient(SVK.public()))
+    with pytest.raises(errors.MalformedEnvelope):
+        opener().open(sealed[:cut])
+
+
+def test_resent_under_another_sender_fails_the_signature():
+    """Davis's attack: SVK, a legitimate recipient, re-encrypts MUK's signed bulletin to
+    NKP under a header naming itself. The signature was over MUK's header, so it fails."""
+    sealed = seal_to(OfficeRecipient(SVK.public()))
+    opened = opener(SVK).open(sealed)
+    forged = _forge(opened, new_sender=SVK, to=NKP)
+    with pytest.raises(errors.BadSignature):
+        opener(NKP).open(forged)
+
+
+def test_resent_to_another_recipient_under_the_original_sender_fails_the_signature():
+    """Re-addressing MUK's bulletin to NKP keeping MUK as sender. The test grants the
+    forger even MUK's encryption key (so every wrap is valid): the signed header named
+    SVK as recipient, so the new header still does not match the signature."""
+    opened = opener(SVK).open(seal_to(OfficeRecipient(SVK.public())))
+    forged = _forge(opened, new_sender=MUK, to=NKP)
+    with pytest.raises(errors.BadSignature):
+        opener(NKP).open(forged)
+
+
+def test_signature_over_header_and_body_verifies_detached_for_forwarding():
+    opened = opener().open(seal_to(OfficeRecipient(SVK.public())))
+    verify_detached(MUK.signing.public, opened.header, opened.body, opened.signature)
+    with pytest.raises(errors.BadSignature):
+        verify_detached(MUK.signing.public, opened.header, opened.body + b" ", opened.signature)
+
+
+def test_read_routing_exposes_only_routing_metadata():
+    b = bulletin()
+    sealed = seal_to(OfficeRecipient(SVK.public()), OfficeRecipient(TCCC.public()), b=b)
+    bid, sender, precedence, sent_at, recipients = read_routing(sealed)
+    assert (bid, sender, precedence, sent_at) == (b.id, "TH-MUK", "IMMEDIATE", NOW)
+    assert [(r.kind, r.id) for r in recipients] == [(RECIPIENT_OFFICE, "LA-SVK"), (RECIPIENT_OFFICE, "TH-TCCC")]
+    assert b.title.encode() not in sealed and b"P0847211" not in sealed
+
+
+def test_deterministic_rng_makes_sealing_reproducible_and_real_rng_does_not():
+    assert seal_to(OfficeRecipient(SVK.public())) == seal_to(OfficeRecipient(SVK.public()))
+    a = Sealer(MUK).seal(bulletin(), [OfficeRecipient(SVK.public())], now_ms=NOW)
+    b = Sealer(MUK).seal(bulletin(), [OfficeRecipient(SVK.public())], now_ms=NOW)
+    assert a != b
+
+
+def test_rotated_recipient_still_opens_bulletins_sealed_to_its_old_key():
+    from bus.keys import BoxKeyPair, Identity
+
+    old = SVK
+    sealed = seal_to(OfficeRecipient(old.public()))
+    rotated = Identity("LA-SVK", old.signing, BoxKeyPair.generate(DeterministicRng("new box")), old_box=(old.box,))
+    assert Opener.for_identity(rotated, BOOK).open(sealed).bulletin.sender == "TH-MUK"
+
+
+# -- helpers -----------------------------------------------------------------------------
+
+
+def _replace(peer, **changes):
+    from dataclasses import replace
+
+    return replace(peer, **changes)
+
+
+def _forge(opened, *, new_sender, to):
+    """Build a v1 envelope by hand around an opened bulletin's signature and body,
+    the way an insider holding the plaintext would."""
+    import nacl.bindings as nb
+
+    from bus.envelope import _packb, _wrap_ad, office_kek
+
+    rng = DeterministicRng("forger")
+    bid = msgpack.unpackb(opened.header)[0]
+    key, nonce, wnonce = rng(32), rng(24), rng(24)
+    kek = office_kek(new_sender.box, to.box.public, sending=True)
+    wrapped = nb.crypto_aead_xchacha20poly1305_ietf_encrypt(key, _wrap_ad(bid, 1, to.office_id, to.box.kid), wnonce, kek)
+    header = _packb(
+        [bid, new_sender.office_id, new_sender.signing.kid, new_sender.box.kid, NOW, "IMMEDIATE", nonce,
+         [[1, to.office_id, to.box.kid, wnonce, wrapped]]]
+    )
+    ct = nb.crypto_aead_xchacha20poly1305_ietf_encrypt(opened.signature + opened.body, header, nonce, key)
+    return _packb([1, header, ct])
