@@ -23,8 +23,19 @@ class _Group(click.Group):
 
 @click.group(cls=_Group)
 @click.version_option(package_name="blo-bus")
-def cli() -> None:
+@click.option(
+    "--home",
+    envvar="BLO_HOME",
+    default="~/.blo",
+    show_default=True,
+    help="The node home: keys, config, local store (see office_node/home.py).",
+)
+@click.pass_context
+def cli(ctx: click.Context, home: str) -> None:
     """BLO Bus: signed, encrypted bulletins between Border Liaison Offices."""
+    from pathlib import Path
+
+    ctx.obj = {"home": Path(home).expanduser()}
 
 
 @cli.command("seal-demo")
@@ -61,3 +72,7 @@ def seal_demo() -> None:
 
 def main() -> None:
     cli()
+
+
+# Subcommand modules register themselves on ``cli`` when imported.
+from office_node.commands import admin, identity  # noqa: E402, F401

@@ -1,0 +1,1 @@
+"""Subcommands of ``blo``, one module per area; each registers itself on ``cli``."""

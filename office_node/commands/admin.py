@@ -1,0 +1,3 @@
+"""`blo` subcommands: admin (filled in by its issue)."""
+
+from __future__ import annotations
