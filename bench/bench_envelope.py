@@ -1,0 +1,82 @@
+"""Seal and open rates for a 1 KB bulletin, beside the bare PyNaCl calls they make.
+
+The baseline performs exactly the libsodium calls the envelope makes for the same
+bulletin (same sizes, wrap keys cached as the envelope caches them), with no Python
+around them; the ratio is the share of time the envelope spends in crypto.
+Target (issue 2): ratio >= 0.80.
+"""
+
+from __future__ import annotations
+
+import os
+
+import nacl.bindings as nb
+import nacl.utils
+
+from bench.table import print_table, rate
+from bus.envelope import OfficeRecipient, Opener, Sealer, signed_message, split_envelope
+from bus.keys import Identity, PeerBook
+from tests.helpers import NOW, bulletin
+
+TARGET = 0.80
+aead_encrypt = nb.crypto_aead_xchacha20poly1305_ietf_encrypt
+aead_decrypt = nb.crypto_aead_xchacha20poly1305_ietf_decrypt
+
+
+def _one_kb_bulletin():
+    body = "เจ้าหน้าที่ตรวจพบยาบ้าซุกซ่อนในรถบรรทุกสินค้า ผู้ขับขี่ถือหนังสือเดินทางลาว "  # Thai: 3 bytes a char
+    return bulletin(body=(body * 20)[: 1024 // 3])
+
+
+def _measure(n: int, sender: Identity, recipients: list[Identity], book: PeerBook) -> list[tuple[object, ...]]:
+    rng = nacl.utils.random
+    b = _one_kb_bulletin()
+    sealer = Sealer(sender)
+    targets = [OfficeRecipient(r.public()) for r in recipients[:n]]
+    sealed = sealer.seal(b, targets, now_ms=NOW)  # also warms the wrap-key cache, as in steady state
+    header, _ = split_envelope(sealed)
+    opener = Opener.for_identity(recipients[0], book)
+    opened = opener.open(sealed)
+    body, signature = opened.body, opened.signature
+    message = signed_message(header, body)
+    keks = [os.urandom(32) for _ in range(n)]
+    key, nonce = os.urandom(32), os.urandom(24)
+    wrap = aead_encrypt(key, b"ad" * 20, nonce, keks[0])
+    ciphertext = aead_encrypt(signature + body, header, nonce, key)
+    signed = signature + message
+    sk, pk = sender.signing.secret, sender.signing.public
+
+    def bare_seal() -> None:
+        k, cn = rng(32), rng(24)
+        for kek in keks:
+            aead_encrypt(k, b"ad" * 20, rng(24), kek)
+        sig = nb.crypto_sign(message, sk)[:64]
+        aead_encrypt(sig + body, header, cn, k)
+
+    def bare_open() -> None:
+        ck = aead_decrypt(wrap, b"ad" * 20, nonce, keks[0])
+        aead_decrypt(ciphertext, header, nonce, ck)
+        nb.crypto_sign_open(signed, pk)
+
+    rows = []
+    for op, env, bare in (
+        ("seal", rate(lambda: sealer.seal(b, targets, now_ms=NOW)), rate(bare_seal)),
+        ("open", rate(lambda: opener.open(sealed)), rate(bare_open)),
+    ):
+        ratio = env / bare
+        rows.append((op, n, len(sealed), env, bare, ratio, "yes" if ratio >= TARGET else "NO"))
+    return rows
+
+
+def main() -> None:
+    rng = nacl.utils.random
+    sender = Identity.generate("TH-MUK", rng)
+    recipients = [Identity.generate(f"LA-R{i:03d}", rng) for i in range(50)]
+    book = PeerBook([sender.public(), *(r.public() for r in recipients)])
+    rows = [row for n in (1, 3, 50) for row in _measure(n, sender, recipients, book)]
+    print(f"1 KB bulletin body ({len(_one_kb_bulletin().body.encode())} bytes of Thai text), ops/s, best of 5")
+    print_table(("op", "recipients", "sealed bytes", "envelope/s", "bare PyNaCl/s", "ratio", f">= {TARGET}"), rows)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,48 @@
+"""Plain-text tables and a steady timing loop shared by the benchmarks."""
+
+from __future__ import annotations
+
+import gc
+import time
+from collections.abc import Callable, Sequence
+
+
+def rate(fn: Callable[[], object], *, seconds: float = 0.4, repeats: int = 5) -> float:
+    """Calls per second of ``fn``: the best of ``repeats`` runs of about ``seconds`` each.
+
+    Best-of, because on a shared 2-core machine noise only ever makes things slower.
+    """
+    n = 1
+    while True:  # calibrate the batch size to about a tenth of a run
+        t = time.perf_counter()
+        for _ in range(n):
+            fn()
+        if time.perf_counter() - t > seconds / 10:
+            break
+        n *= 2
+    best = 0.0
+    gc.collect()
+    for _ in range(repeats):
+        t = time.perf_counter()
+        done = 0
+        while time.perf_counter() - t < seconds:
+            for _ in range(n):
+                fn()
+            done += n
+        best = max(best, done / (time.perf_counter() - t))
+    return best
+
+
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+    cells = [[str(h) for h in headers]] + [[_fmt(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    for i, row in enumerate(cells):
+        print("  ".join(c.rjust(w) if j else c.ljust(w) for j, (c, w) in enumerate(zip(row, widths, strict=True))))
+        if i == 0:
+            print("  ".join("-" * w for w in widths))
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:,.2f}" if value < 100 else f"{value:,.0f}"
+    return str(value)
