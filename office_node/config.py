@@ -1,0 +1,224 @@
+"""The node's configuration file (``node.toml``): parsed once, checked strictly.
+
+A mistake names the file and the key (``node.toml: http.bind: expected host:port``)
+because an operator at a border post must be able to fix it without reading code.
+Unknown keys are errors too: a typo must not silently fall back to a default.
+
+Relative paths in the file are relative to the node home (the folder holding it).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bus.bulletin import is_office_id
+from bus.errors import ConfigError
+
+DEFAULT_BIND = "127.0.0.1:8080"
+
+
+@dataclass(frozen=True)
+class NatsSettings:
+    urls: tuple[str, ...] = ()  # empty: run an embedded nats-server in the data dir
+    creds: Path | None = None
+    nkey_seed: Path | None = None
+    tls_ca: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    embedded_port: int = 0  # 0: a free port
+
+    @property
+    def embedded(self) -> bool:
+        return not self.urls
+
+
+@dataclass(frozen=True)
+class HttpSettings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    secure_cookies: bool = False  # set true behind TLS
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    home: Path
+    office: str
+    role: str = "office"  # or "centre"
+    data_dir: Path = Path("data")
+    nats: NatsSettings = field(default_factory=NatsSettings)
+    http: HttpSettings = field(default_factory=HttpSettings)
+    feeds: tuple[str, ...] = ()
+    #: pinned centres: office id -> Ed25519 signing public key (hex). The federation.
+    trust_anchors: dict[str, str] = field(default_factory=dict)
+    flash_ack_timeout_s: float = 120.0
+    source: Path | None = None
+
+
+class _Reader:
+    """Pops typed values from one TOML table, remembering the dotted path for errors."""
+
+    def __init__(self, path: Path, table: dict[str, Any], prefix: str = "") -> None:
+        self.path, self.table, self.prefix = path, dict(table), prefix
+
+    def error(self, key: str, problem: str) -> ConfigError:
+        return ConfigError(f"{self.path}: {self.prefix}{key}: {problem}")
+
+    def get(self, key: str, kind: type | tuple[type, ...], default: Any = None) -> Any:
+        if key not in self.table:
+            return default
+        value = self.table.pop(key)
+        if isinstance(value, bool) and kind is not bool and bool not in (kind if isinstance(kind, tuple) else (kind,)):
+            raise self.error(key, f"expected {_name(kind)}, got a boolean")
+        if not isinstance(value, kind):
+            raise self.error(key, f"expected {_name(kind)}, got {type(value).__name__} {value!r}"[:200])
+        return value
+
+    def table_(self, key: str) -> _Reader:
+        value = self.get(key, dict, {})
+        return _Reader(self.path, value, f"{self.prefix}{key}.")
+
+    def path_(self, key: str, home: Path) -> Path | None:
+        value = self.get(key, str)
+        return None if not value else (home / value).expanduser()
+
+    def finish(self) -> None:
+        if self.table:
+            key = sorted(self.table)[0]
+            raise self.error(key, "unknown key (check the spelling; see deploy/node.example.toml)")
+
+
+def _name(kind: type | tuple[type, ...]) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    names = {str: "text", int: "a whole number", float: "a number", bool: "true or false", list: "a list", dict: "a table"}
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+def parse_bind(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError("expected host:port such as 127.0.0.1:8080")
+    return host.strip("[]"), int(port)
+
+
+def load_config(path: Path) -> NodeConfig:
+    """Read and check ``node.toml``; raises ConfigError naming file and key."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file (create one with `blo init`)") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    home = path.parent
+    top = _Reader(path, raw)
+    node = top.table_("node")
+    office = node.get("office", str)
+    if office is None or not is_office_id(office):
+        raise node.error("office", "required: an office id such as TH-MUK")
+    role = node.get("role", str, "office")
+    if role not in ("office", "centre"):
+        raise node.error("role", "must be office or centre")
+    data_dir = home / node.get("data_dir", str, "data")
+    node.finish()
+
+    n = top.table_("nats")
+    urls = n.get("urls", list, [])
+    for i, url in enumerate(urls):
+        if not isinstance(url, str) or "://" not in url:
+            raise n.error(f"urls[{i}]", "expected a URL such as nats://10.0.0.5:4222 or tls://hub.example:4222")
+    port = n.get("embedded_port", int, 0)
+    if not 0 <= port < 65536:
+        raise n.error("embedded_port", "must be a TCP port number, or 0 for any free port")
+    nats = NatsSettings(
+        urls=tuple(urls),
+        creds=n.path_("creds", home),
+        nkey_seed=n.path_("nkey_seed", home),
+        tls_ca=n.path_("tls_ca", home),
+        tls_cert=n.path_("tls_cert", home),
+        tls_key=n.path_("tls_key", home),
+        embedded_port=port,
+    )
+    n.finish()
+
+    h = top.table_("http")
+    try:
+        host, hport = parse_bind(h.get("bind", str, DEFAULT_BIND))
+    except ValueError as exc:
+        raise h.error("bind", str(exc)) from None
+    http = HttpSettings(host=host, port=hport, secure_cookies=h.get("secure_cookies", bool, False))
+    h.finish()
+
+    f = top.table_("feeds")
+    feeds = f.get("subscribe", list, [])
+    if not all(isinstance(x, str) and x for x in feeds):
+        raise f.error("subscribe", "expected a list of feed names")
+    f.finish()
+
+    t = top.table_("trust")
+    anchors = t.get("anchors", dict, {})
+    for centre, key in anchors.items():
+        if not is_office_id(centre):
+            raise t.error(f"anchors.{centre}", "the key must be a centre id such as TH-TCCC")
+        if not isinstance(key, str) or len(key) != 64 or any(c not in "0123456789abcdef" for c in key):
+            raise t.error(f"anchors.{centre}", "expected the centre's signing public key as 64 lowercase hex digits")
+    t.finish()
+
+    fl = top.table_("flash")
+    timeout = fl.get("ack_timeout_s", (int, float), 120)
+    if timeout <= 0:
+        raise fl.error("ack_timeout_s", "must be a positive number of seconds")
+    fl.finish()
+    top.finish()
+    return NodeConfig(
+        home=home,
+        office=office,
+        role=role,
+        data_dir=data_dir,
+        nats=nats,
+        http=http,
+        feeds=tuple(feeds),
+        trust_anchors=dict(anchors),
+        flash_ack_timeout_s=float(timeout),
+        source=path,
+    )
+
+
+def render_config(
+    office: str,
+    role: str,
+    *,
+    anchors: dict[str, str] | None = None,
+    urls: list[str] | None = None,
+    bind: str = DEFAULT_BIND,
+    feeds: list[str] | None = None,
+) -> str:
+    """A commented ``node.toml`` that ``load_config`` accepts."""
+    anchor_lines = "\n".join(f'"{c}" = "{k}"' for c, k in sorted((anchors or {}).items()))
+    url_list = ", ".join(f'"{u}"' for u in urls or [])
+    feed_list = ", ".join(f'"{f}"' for f in feeds or [])
+    return f"""# BLO Bus node configuration. Paths are relative to this file's folder.
+[node]
+office = "{office}"
+role = "{role}"          # office or centre
+data_dir = "data"
+
+[nats]
+# Empty: the node runs its own nats-server with JetStream in data_dir, on 127.0.0.1.
+urls = [{url_list}]
+# creds = "keys/office.creds"   # per-office NATS credentials (blo deploy nats-auth)
+
+[http]
+bind = "{bind}"   # keep it on loopback unless a TLS proxy fronts it
+
+[feeds]
+subscribe = [{feed_list}]
+
+[trust.anchors]
+# The centres this node trusts (the federation): centre id = signing public key (hex).
+{anchor_lines}
+
+[flash]
+ack_timeout_s = 120   # a FLASH bulletin not acknowledged in this time is escalated
+"""
