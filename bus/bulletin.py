@@ -36,6 +36,8 @@ MAX_RELEASABLE = 64
 MAX_TIME_MS = (1 << 48) - 1
 
 _OFFICE_ID = re.compile(r"^[A-Z]{2}-[A-Z0-9]{2,12}\Z")
+# Feed names become NATS subject tokens: lowercase letters, digits and hyphens only.
+_FEED_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}\Z")
 _COUNTRY = re.compile(r"^[A-Z]{2}\Z")
 _GRADING = re.compile(r"^[A-F][1-6]\Z")
 _DATE = re.compile(r"^\d{4}(-\d{2}(-\d{2})?)?\Z")
@@ -46,6 +48,10 @@ _TAG = re.compile(r"^[^\s\x00-\x1f]{1,64}\Z")
 
 def is_office_id(value: object) -> bool:
     return isinstance(value, str) and _OFFICE_ID.match(value) is not None
+
+
+def is_feed_name(value: object) -> bool:
+    return isinstance(value, str) and _FEED_NAME.match(value) is not None
 
 
 def country_of(office_id: str) -> str:
@@ -336,22 +342,25 @@ class Bulletin:
 
     @classmethod
     def _assemble(cls, bulletin_id: str, sender: str, precedence: str, body: Mapping[str, Any]) -> Bulletin:
+        # Positional on purpose: this runs for every bulletin opened, and keyword
+        # construction of a frozen dataclass costs nearly twice as much.
+        get = body.get
         return cls(
-            id=bulletin_id,
-            sender=sender,
-            precedence=precedence,
-            kind=body["kind"],
-            tlp=body["tlp"],
-            releasable_to=body["releasable_to"],
-            grading=body["grading"],
-            title=body["title"],
-            body=body["body"],
-            created=body["created"],
-            expires=body.get("expires"),
-            in_reply_to=body.get("in_reply_to"),
-            entities=body.get("entities", ()),
-            attachments=body.get("attachments", ()),
-            tags=body.get("tags", ()),
+            bulletin_id,
+            sender,
+            precedence,
+            body["kind"],
+            body["tlp"],
+            body["releasable_to"],
+            body["grading"],
+            body["title"],
+            body["body"],
+            body["created"],
+            get("expires"),
+            get("in_reply_to"),
+            get("entities", ()),
+            get("attachments", ()),
+            get("tags", ()),
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -36,7 +36,7 @@ import nacl.exceptions
 import nacl.utils
 
 from bus import errors
-from bus.bulletin import PRECEDENCES, Bulletin, body_from_dict
+from bus.bulletin import PRECEDENCES, Bulletin, body_from_dict, is_feed_name, is_office_id
 from bus.ids import BULLETIN_ID_BYTES, KEY_ID_BYTES, Rng, bulletin_id_from_bytes, bulletin_id_to_bytes
 from bus.keys import BoxKeyPair, Identity, PeerKeys
 
@@ -174,10 +174,14 @@ class Sealer:
         self._keks: dict[bytes, bytes] = {}
         self._sender_prefix = (identity.office_id, identity.signing.kid, identity.box.kid)
 
-    def _office_kek(self, peer_public: bytes) -> bytes:
-        kek = self._keks.get(peer_public)
+    def _office_kek(self, peer: PeerKeys) -> bytes:
+        kek = self._keks.get(peer.box_public)
         if kek is None:
-            kek = self._keks[peer_public] = office_kek(self.identity.box, peer_public, sending=True)
+            try:
+                kek = office_kek(self.identity.box, peer.box_public, sending=True)
+            except errors.DecryptionFailed as exc:
+                raise errors.RecipientKeyInvalid(f"cannot seal to {peer.office_id}: {exc.message}") from exc
+            self._keks[peer.box_public] = kek
         return kek
 
     def seal(
@@ -206,8 +210,10 @@ class Sealer:
                 problem = keys.problem_at(now_ms)
                 if problem is not None:
                     raise errors.RecipientKeyInvalid(f"cannot seal to {keys.office_id}: {problem}")
-                kind, rid, ref, kek = RECIPIENT_OFFICE, keys.office_id, keys.box_kid, self._office_kek(keys.box_public)
+                kind, rid, ref, kek = RECIPIENT_OFFICE, keys.office_id, keys.box_kid, self._office_kek(keys)
             else:
+                if not is_feed_name(r.feed):
+                    raise errors.ValidationError("recipients", f"{r.feed!r} is not a feed name (a-z, 0-9, hyphens)")
                 kind, rid, ref = RECIPIENT_FEED, r.feed, r.epoch
                 kek = feed_kek(r.feed, r.epoch, r.epoch_key)
             if (kind, rid) in seen:
@@ -273,7 +279,7 @@ def _parse_header(header: bytes) -> _Header:
     bid, sender, sign_kid, box_kid, sent_at, precedence, nonce, entries = h
     if type(bid) is not bytes or len(bid) != BULLETIN_ID_BYTES:
         raise _bad("bulletin id")
-    if type(sender) is not str:
+    if not is_office_id(sender):
         raise _bad("sender")
     if type(sign_kid) is not bytes or len(sign_kid) != KEY_ID_BYTES:
         raise _bad("sender signing key id")
@@ -291,9 +297,12 @@ def _parse_header(header: bytes) -> _Header:
         if (
             type(e) is not list
             or len(e) != 5
-            or e[0] not in (RECIPIENT_OFFICE, RECIPIENT_FEED)
-            or type(e[1]) is not str
-            or not (type(e[2]) is bytes and len(e[2]) == KEY_ID_BYTES if e[0] == RECIPIENT_OFFICE else type(e[2]) is int and 0 <= e[2] < 1 << 64)
+            or type(e[0]) is not int
+            or not (
+                is_office_id(e[1]) and type(e[2]) is bytes and len(e[2]) == KEY_ID_BYTES
+                if e[0] == RECIPIENT_OFFICE
+                else e[0] == RECIPIENT_FEED and is_feed_name(e[1]) and type(e[2]) is int and 0 <= e[2] < 1 << 64
+            )
             or type(e[3]) is not bytes
             or len(e[3]) != NONCE_BYTES
             or type(e[4]) is not bytes
