@@ -40,7 +40,9 @@ _OFFICE_ID = re.compile(r"^[A-Z]{2}-[A-Z0-9]{2,12}\Z")
 _FEED_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}\Z")
 _COUNTRY = re.compile(r"^[A-Z]{2}\Z")
 _GRADING = re.compile(r"^[A-F][1-6]\Z")
-_DATE = re.compile(r"^\d{4}(-\d{2}(-\d{2})?)?\Z")
+# [0-9], not \d: Python's \d also matches Thai, Lao, Khmer, Burmese... digits, which no
+# other implementation (nor the JSON Schema) would accept.
+_DATE = re.compile(r"^[0-9]{4}(-[0-9]{2}(-[0-9]{2})?)?\Z")
 _MEDIA_TYPE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*\Z")
 _SHA256 = re.compile(r"^[0-9a-f]{64}\Z")
 _TAG = re.compile(r"^[^\s\x00-\x1f]{1,64}\Z")
@@ -173,8 +175,8 @@ ENTITY_FIELDS: dict[str, dict[str, tuple[Callable[[Any], Any], bool]]] = {
     },
     "vessel": {
         "name": (_short, True),
-        "imo": (_pattern(re.compile(r"^\d{7}\Z"), "a 7-digit IMO number"), False),
-        "mmsi": (_pattern(re.compile(r"^\d{9}\Z"), "a 9-digit MMSI"), False),
+        "imo": (_pattern(re.compile(r"^[0-9]{7}\Z"), "a 7-digit IMO number"), False),
+        "mmsi": (_pattern(re.compile(r"^[0-9]{9}\Z"), "a 9-digit MMSI"), False),
         "flag": (_country, False),
     },
     "phone": {

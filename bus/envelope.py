@@ -136,6 +136,9 @@ def office_kek(own: BoxKeyPair, peer_public: bytes, *, sending: bool) -> bytes:
     Derived from the X25519 shared secret; sender's public key first, then the
     recipient's, so both sides derive the same key and the direction is bound.
     """
+    # PyNaCl passes these buffers to libsodium unchecked: a short key would be over-read.
+    if type(peer_public) is not bytes or len(peer_public) != KEY_BYTES or len(own.secret) != KEY_BYTES:
+        raise errors.DecryptionFailed("the peer's encryption key is not a 32-byte X25519 key")
     try:
         shared = nb.crypto_scalarmult(own.secret, peer_public)
     except nacl.exceptions.RuntimeError as exc:  # low-order point: all-zero output
@@ -199,6 +202,9 @@ class Sealer:
             raise errors.ValidationError("recipients", "a bulletin needs at least one recipient")
         if len(recipients) > MAX_RECIPIENTS:
             raise errors.ValidationError("recipients", f"{len(recipients)} recipients; the limit is {MAX_RECIPIENTS}")
+        # Refuse here what every receiver would refuse as malformed, rather than send it.
+        if type(now_ms) is not int or not 0 <= now_ms < 1 << 48:
+            raise errors.ValidationError("sent_at", f"{now_ms!r} is not a time in ms within the 48-bit range")
         bid = bulletin_id_to_bytes(bulletin.id)
         content_key = rng(KEY_BYTES)
         content_nonce = rng(NONCE_BYTES)
@@ -207,6 +213,8 @@ class Sealer:
         for r in recipients:
             if isinstance(r, OfficeRecipient):
                 keys = r.keys
+                if not is_office_id(keys.office_id):
+                    raise errors.ValidationError("recipients", f"{keys.office_id!r} is not an office id")
                 problem = keys.problem_at(now_ms)
                 if problem is not None:
                     raise errors.RecipientKeyInvalid(f"cannot seal to {keys.office_id}: {problem}")
@@ -214,6 +222,11 @@ class Sealer:
             else:
                 if not is_feed_name(r.feed):
                     raise errors.ValidationError("recipients", f"{r.feed!r} is not a feed name (a-z, 0-9, hyphens)")
+                if type(r.epoch) is not int or not 0 <= r.epoch < 1 << 64:
+                    raise errors.ValidationError("recipients", f"feed {r.feed} epoch {r.epoch!r} is not a 64-bit unsigned integer")
+                # An empty key would make BLAKE2b unkeyed: anyone could derive the wrap key.
+                if type(r.epoch_key) is not bytes or len(r.epoch_key) != KEY_BYTES:
+                    raise errors.ValidationError("recipients", f"feed {r.feed} epoch key must be {KEY_BYTES} bytes")
                 kind, rid, ref = RECIPIENT_FEED, r.feed, r.epoch
                 kek = feed_kek(r.feed, r.epoch, r.epoch_key)
             if (kind, rid) in seen:
@@ -317,15 +330,18 @@ def split_envelope(data: bytes, *, max_bytes: int = MAX_ENVELOPE_BYTES) -> tuple
     if len(data) > max_bytes:
         raise errors.TooLarge(f"the sealed bulletin is {len(data)} bytes; the limit is {max_bytes}")
     outer = _unpack(data, "envelope")
-    if type(outer) is not list or len(outer) != 3:
+    # The version is read before the arity: every version starts [version, ...], and a
+    # later one may carry more fields; a v1 node must answer "upgrade", not "malformed".
+    if type(outer) is not list or not outer or type(outer[0]) is not int:
         raise errors.MalformedEnvelope("a sealed bulletin must be a msgpack array [version, header, ciphertext]")
-    version, header, ciphertext = outer
-    if type(version) is not int:
-        raise errors.MalformedEnvelope("the envelope version must be an integer")
+    version = outer[0]
     if version != WIRE_VERSION:
         raise errors.UnsupportedVersion(
             f"wire version {version} is not supported by this node (it speaks {WIRE_VERSION}); upgrade it"
         )
+    if len(outer) != 3:
+        raise errors.MalformedEnvelope("a v1 sealed bulletin must be a msgpack array of 3: [version, header, ciphertext]")
+    _, header, ciphertext = outer
     if type(header) is not bytes or type(ciphertext) is not bytes:
         raise errors.MalformedEnvelope("the header and ciphertext must be msgpack bin values")
     if len(ciphertext) < TAG_BYTES + SIGNATURE_BYTES:
@@ -427,6 +443,9 @@ class Opener:
 
 def verify_detached(sign_public: bytes, header: bytes, body: bytes, signature: bytes) -> None:
     """Check a bulletin signature over exact header and body bytes (also used for forwards)."""
+    # As above: libsodium would read 32 bytes of public key whatever length it is given.
+    if type(sign_public) is not bytes or len(sign_public) != KEY_BYTES or len(signature) != SIGNATURE_BYTES:
+        raise errors.BadSignature("the sender's signing key or the signature has the wrong length")
     try:
         _sign_open(signature + signed_message(header, body), sign_public)
     except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError, nacl.exceptions.TypeError) as exc:

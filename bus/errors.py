@@ -20,6 +20,13 @@ label and as the quarantine reason, plus a message a person can act on::
     ├── DirectoryError             a directory record is untrusted, forged or inconsistent
     ├── KeyStoreError              a key file is unreadable, or the passphrase is wrong
     ├── ConfigError                a configuration file or value is wrong (names key and file)
+    ├── StoreError                 the node's SQLite file is unusable (not a database, newer schema, I/O)
+    ├── NotFound                   the named bulletin, user or token does not exist here (HTTP 404)
+    ├── AuthError                  an officer or API client was refused (HTTP 401/403/429)
+    │   ├── NotAuthenticated       no credentials, or an unknown, expired or revoked token/session (401)
+    │   ├── BadCredentials         a login failed; never says whether the username exists (401)
+    │   ├── Forbidden              authenticated, but the role or CSRF token does not allow it (403)
+    │   └── RateLimited            too many failed logins for this username from this address (429)
     └── BusError                   talking to NATS failed
         ├── NotConnected           no server reachable right now; the outbox keeps the bulletin
         ├── PublishUnconfirmed     no ack in time: the outcome is unknown, retry with the same id
@@ -106,7 +113,16 @@ class InvalidContent(EnvelopeError):
 
 
 class DirectoryError(BloError):
+    """A directory record or request was refused. ``reason`` names the rule it broke
+    (``bad_signature``, ``untrusted_signer``, ``cross_country``, ``stale_sequence``...),
+    stable for metrics; see schemas/DIRECTORY.md for the full list."""
+
     reason = "directory"
+
+    def __init__(self, message: str, reason: str | None = None) -> None:
+        super().__init__(message)
+        if reason is not None:
+            self.reason = reason
 
 
 class KeyStoreError(BloError):
@@ -131,3 +147,50 @@ class PublishUnconfirmed(BusError):
 
 class PermissionDenied(BusError):
     reason = "permission_denied"
+
+
+class StoreError(BloError):
+    """The node database cannot be used: not a SQLite file, written by a newer version, or I/O failed."""
+
+    reason = "store"
+
+
+class NotFound(BloError):
+    """The thing asked for (a bulletin id, a username, a token name) is not stored here."""
+
+    reason = "not_found"
+
+
+class AuthError(BloError):
+    """A request or login was refused. Messages never reveal whether a username exists."""
+
+    reason = "auth"
+    #: The HTTP status the API answers with.
+    status = 401
+
+
+class NotAuthenticated(AuthError):
+    reason = "unauthenticated"
+
+
+class BadCredentials(AuthError):
+    reason = "bad_credentials"
+
+
+class Forbidden(AuthError):
+    reason = "forbidden"
+    status = 403
+
+    def __init__(self, message: str, reason: str | None = None) -> None:
+        super().__init__(message)
+        if reason is not None:
+            self.reason = reason
+
+
+class RateLimited(AuthError):
+    reason = "rate_limited"
+    status = 429
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s

@@ -1,0 +1,137 @@
+"""Signed receipts: a recipient's statement that it received (or an officer read) a bulletin.
+
+Pure: bytes in, values out. A receipt travels **signed but not encrypted**: it says
+only that office R received bulletin B from sender S at time T, which the NATS servers
+already know from routing (subjects, consumer acks). Signing stops a forged "delivered"
+from silencing a FLASH escalation.
+
+Wire form (msgpack)::
+
+    receipt = [body: bin, signature: bin(64)]
+    body    = msgpack [version=1, kind, bulletin_id: bin(16), bulletin_sender, office, sign_kid: bin(8), at_ms]
+
+The signature is Ed25519 over ``RECEIPT_LABEL || body``: the label keeps a receipt
+signature from ever verifying as a bulletin or directory signature (and vice versa).
+The bulletin's sender is bound too, so a receipt cannot be replayed to another sender.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+import nacl.bindings as nb
+import nacl.exceptions
+
+from bus import errors
+from bus.bulletin import is_office_id
+from bus.envelope import KeyResolver
+from bus.ids import BULLETIN_ID_BYTES, KEY_ID_BYTES, bulletin_id_from_bytes, bulletin_id_to_bytes
+from bus.keys import Identity
+
+RECEIPT_VERSION = 1
+RECEIPT_LABEL = b"blo-bus/v1 receipt\x00"
+DELIVERED = "delivered"
+READ = "read"
+KINDS = (DELIVERED, READ)
+#: Receipts are tiny; anything larger is not one.
+MAX_RECEIPT_BYTES = 1024
+SIGNATURE_BYTES = 64
+
+_packb = msgpack.Packer(use_bin_type=True, autoreset=True).pack
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    kind: str  # DELIVERED or READ
+    bulletin_id: str
+    bulletin_sender: str  # the office that sent the bulletin (the receipt's addressee)
+    office: str  # the recipient office that signs the receipt
+    sign_kid: bytes
+    at_ms: int
+
+
+def sign_receipt(identity: Identity, kind: str, bulletin_id: str, bulletin_sender: str, *, now_ms: int) -> bytes:
+    """The wire bytes of a receipt by ``identity`` for ``bulletin_id``."""
+    if kind not in KINDS:
+        raise errors.ValidationError("kind", f"must be one of {', '.join(KINDS)}; got {kind!r}")
+    if not is_office_id(bulletin_sender):
+        raise errors.ValidationError("bulletin_sender", f"must be an office id; got {bulletin_sender!r}"[:200])
+    if not 0 <= now_ms < 1 << 48:
+        raise errors.ValidationError("at", f"time {now_ms} ms is out of range")
+    body = _packb(
+        [
+            RECEIPT_VERSION,
+            kind,
+            bulletin_id_to_bytes(bulletin_id),
+            bulletin_sender,
+            identity.office_id,
+            identity.signing.kid,
+            now_ms,
+        ]
+    )
+    return _packb([body, identity.signing.sign(RECEIPT_LABEL + body)])
+
+
+def _unpack(data: bytes, what: str) -> Any:
+    # msgpack raises a wide, partly undocumented set of exceptions on bad input; this
+    # call is the whole try-body, so the broad catch cannot hide a bug elsewhere.
+    try:
+        return msgpack.unpackb(data, raw=False, strict_map_key=True)
+    except Exception as exc:
+        raise errors.MalformedEnvelope(f"the receipt {what} is not valid msgpack ({type(exc).__name__})") from exc
+
+
+def decode_receipt(data: bytes) -> tuple[Receipt, bytes, bytes]:
+    """Parse without verifying: ``(receipt, body, signature)``. MalformedEnvelope on bad shape."""
+    if not isinstance(data, bytes | bytearray) or len(data) > MAX_RECEIPT_BYTES:
+        raise errors.MalformedEnvelope(f"a receipt must be at most {MAX_RECEIPT_BYTES} bytes")
+    outer = _unpack(bytes(data), "envelope")
+    if type(outer) is not list or len(outer) != 2 or type(outer[0]) is not bytes or type(outer[1]) is not bytes:
+        raise errors.MalformedEnvelope("a receipt must be a msgpack array [body, signature] of two bin values")
+    body, signature = outer
+    if len(signature) != SIGNATURE_BYTES:
+        raise errors.MalformedEnvelope("the receipt signature must be 64 bytes")
+    fields = _unpack(body, "body")
+    if type(fields) is not list or len(fields) != 7:
+        raise errors.MalformedEnvelope("the receipt body must be a msgpack array of 7 fields")
+    version, kind, bid, sender, office, kid, at = fields
+    if type(version) is not int:
+        raise errors.MalformedEnvelope("the receipt version must be an integer")
+    if version != RECEIPT_VERSION:
+        raise errors.UnsupportedVersion(
+            f"receipt version {version} is not supported (this node speaks {RECEIPT_VERSION})"
+        )
+    if kind not in KINDS:
+        raise errors.MalformedEnvelope("the receipt kind must be delivered or read")
+    if type(bid) is not bytes or len(bid) != BULLETIN_ID_BYTES:
+        raise errors.MalformedEnvelope("the receipt's bulletin id must be 16 bytes")
+    if not is_office_id(sender) or not is_office_id(office):
+        raise errors.MalformedEnvelope("the receipt's offices must be office ids such as TH-MUK")
+    if type(kid) is not bytes or len(kid) != KEY_ID_BYTES:
+        raise errors.MalformedEnvelope("the receipt's key id must be 8 bytes")
+    if type(at) is not int or not 0 <= at < 1 << 48:
+        raise errors.MalformedEnvelope("the receipt time must be whole milliseconds since 1970")
+    return Receipt(kind, bulletin_id_from_bytes(bid), sender, office, kid, at), body, signature
+
+
+def open_receipt(data: bytes, resolver: KeyResolver) -> Receipt:
+    """Verify a receipt against the signer's directory keys; one EnvelopeError if it fails."""
+    receipt, body, signature = decode_receipt(data)
+    keys = resolver.sender_keys(receipt.office, receipt.sign_kid)
+    if keys is None:
+        raise errors.UnknownSender(
+            f"no directory record for {receipt.office} with signing key {receipt.sign_kid.hex()}; "
+            "kept for retry when the directory updates"
+        )
+    problem = keys.problem_at(receipt.at_ms)
+    if problem is not None:
+        raise errors.SenderKeyInvalid(f"receipt rejected: signed at {receipt.at_ms} ms, but {problem}")
+    try:
+        nb.crypto_sign_open(signature + RECEIPT_LABEL + body, keys.sign_public)
+    except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError, nacl.exceptions.TypeError) as exc:
+        raise errors.BadSignature(
+            f"the receipt signature does not verify for {receipt.office}: forged or altered"
+        ) from exc
+    return receipt

@@ -1,0 +1,498 @@
+"""The NATS connection: connect, publish with an ack, pull from durable consumers.
+
+The only module that calls nats-py. It speaks in this project's terms (``StreamSpec``,
+``ConsumerSpec``, ``bus.errors``), so nothing from nats-py leaks out:
+
+* connecting never blocks the caller: ``start`` returns at once and the connection is
+  made (and remade, forever) in the background, because an office must be able to post
+  while its link is down (the outbox keeps the bulletins);
+* a publish without an ack in time is ``PublishUnconfirmed``: the server may have
+  stored it, so the caller re-sends with the same ``Nats-Msg-Id``;
+* a permission violation is reported by nats-py only to ``error_cb``, while the denied
+  publish or consumer request just times out; the client remembers recent violations
+  and turns the timeout into ``PermissionDenied`` naming the subject.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+import ssl
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nats
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, DiscardPolicy, StorageType, StreamConfig
+
+from bus.errors import BusError, ConfigError, NotConnected, PermissionDenied, PublishUnconfirmed
+from bus.transport.subjects import ConsumerSpec, StreamSpec
+
+log = logging.getLogger("blo.bus.client")
+
+#: nats-py's own exceptions that mean "the link is down right now".
+_LINK_DOWN = (
+    nats.errors.ConnectionClosedError,
+    nats.errors.ConnectionReconnectingError,
+    nats.errors.ConnectionDrainingError,
+    nats.errors.OutboundBufferLimitError,
+    nats.errors.StaleConnectionError,
+    nats.errors.NoServersError,
+)
+_VIOLATION = re.compile(r'permissions violation for (publish|subscription) to "?([^"\s]+)"?', re.IGNORECASE)
+# How long a reported violation explains a later timeout on the same subject.
+_VIOLATION_MEMORY_S = 60.0
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    """How to reach NATS. Mirrors ``[nats]`` in node.toml (see ``from_settings``)."""
+
+    urls: tuple[str, ...]
+    creds: Path | None = None  # a .creds file (user JWT + nkey seed)
+    nkey_seed: Path | None = None  # a file holding an nkey user seed (SU...)
+    tls_ca: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_hostname: str | None = None
+    name: str = "blo-bus"
+    connect_timeout_s: float = 2.0
+    reconnect_wait_s: float = 0.5
+    publish_timeout_s: float = 5.0
+
+    @classmethod
+    def from_settings(cls, settings: Any, **overrides: Any) -> ClientConfig:
+        """From any object with the fields of ``office_node.config.NatsSettings``."""
+        fields = {k: getattr(settings, k) for k in ("urls", "creds", "nkey_seed", "tls_ca", "tls_cert", "tls_key")}
+        fields["urls"] = tuple(fields["urls"])
+        return cls(**{**fields, **overrides})
+
+    def check(self) -> None:
+        """ConfigError for anything that would only fail later inside the reconnect loop."""
+        if not self.urls:
+            raise ConfigError("nats.urls: give at least one server URL, or none at all for the embedded server")
+        for url in self.urls:
+            if "://" not in url:
+                raise ConfigError(f"nats.urls: {url!r} is not a URL such as nats://10.0.0.5:4222")
+        if self.creds and self.nkey_seed:
+            raise ConfigError("nats: set creds or nkey_seed, not both")
+        for key in ("creds", "nkey_seed", "tls_ca", "tls_cert", "tls_key"):
+            path = getattr(self, key)
+            if path is not None and not Path(path).is_file():
+                raise ConfigError(f"nats.{key}: {path} is not a readable file")
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ConfigError("nats: tls_cert and tls_key go together (a client certificate and its key)")
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        if not (self.tls_ca or self.tls_cert):
+            return None
+        try:
+            ctx = ssl.create_default_context(cafile=str(self.tls_ca) if self.tls_ca else None)
+            if self.tls_cert:
+                ctx.load_cert_chain(str(self.tls_cert), str(self.tls_key))
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"nats: cannot load the TLS files: {exc}") from exc
+        return ctx
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    stream: str
+    seq: int
+    duplicate: bool
+
+
+#: Event names passed to the listener: connected, disconnected, reconnected, closed,
+#: error, permission_denied. The second argument is a human-readable detail.
+Listener = Callable[[str, str], None]
+
+
+class BusClient:
+    def __init__(self, config: ClientConfig, *, listener: Listener | None = None) -> None:
+        config.check()
+        self.config = config
+        self._listener = listener
+        self._nc: NatsClient | None = None
+        self._js: Any = None
+        self._up = asyncio.Event()
+        self._connect_task: asyncio.Task[None] | None = None
+        self._violations: deque[tuple[float, str, str]] = deque(maxlen=64)
+        self.last_error: str | None = None
+
+    # -- connection ------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Begin connecting in the background; returns at once."""
+        if self._connect_task is None:
+            self._connect_task = asyncio.create_task(self._connect(), name="blo-bus-connect")
+
+    async def _connect(self) -> None:
+        c = self.config
+        kwargs: dict[str, Any] = {}
+        if c.creds:
+            kwargs["user_credentials"] = str(c.creds)
+        if c.nkey_seed:
+            kwargs["nkeys_seed"] = str(c.nkey_seed)
+        tls = c.tls_context()
+        if tls is not None:
+            kwargs["tls"] = tls
+            if c.tls_hostname:
+                kwargs["tls_hostname"] = c.tls_hostname
+        try:
+            nc = await nats.connect(
+                servers=list(c.urls),
+                name=c.name,
+                allow_reconnect=True,
+                max_reconnect_attempts=-1,  # never give up: the outbox waits for the link
+                reconnect_time_wait=c.reconnect_wait_s,
+                connect_timeout=c.connect_timeout_s,
+                error_cb=self._on_error,
+                disconnected_cb=self._on_disconnected,
+                reconnected_cb=self._on_reconnected,
+                closed_cb=self._on_closed,
+                **kwargs,
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # nats-py gives up only on errors retrying cannot fix
+            self.last_error = f"cannot connect to {', '.join(c.urls)}: {exc}"
+            log.error("%s", self.last_error)
+            self._emit("error", self.last_error)
+            return
+        self._nc = nc
+        self._js = nc.jetstream(timeout=c.publish_timeout_s)
+        self._up.set()
+        self._emit("connected", nc.connected_url.netloc if nc.connected_url else "")
+
+    def _emit(self, event: str, detail: str) -> None:
+        if self._listener is not None:
+            try:
+                self._listener(event, detail)
+            except Exception:  # a listener's bug must not break the connection callbacks
+                log.exception("bus event listener failed on %s", event)
+
+    async def _on_error(self, exc: Exception) -> None:
+        text = str(exc)
+        m = _VIOLATION.search(text)
+        if m:
+            self._violations.append((time.monotonic(), m.group(2), text))
+            log.error("NATS refused: %s", text)
+            self._emit("permission_denied", text)
+            return
+        self.last_error = text or type(exc).__name__
+        log.debug("NATS error: %r", exc)
+        self._emit("error", self.last_error)
+
+    async def _on_disconnected(self) -> None:
+        self._up.clear()
+        self._emit("disconnected", "")
+
+    async def _on_reconnected(self) -> None:
+        self._up.set()
+        self._emit("reconnected", "")
+
+    async def _on_closed(self) -> None:
+        self._up.clear()
+        self._emit("closed", "")
+
+    @property
+    def connected(self) -> bool:
+        return self._up.is_set() and self._nc is not None and self._nc.is_connected
+
+    async def wait_connected(self, timeout: float | None = None) -> bool:
+        """True once connected; False if ``timeout`` passed first."""
+        try:
+            await asyncio.wait_for(self._up.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    async def close(self) -> None:
+        """Flush what is buffered and close. Safe to call twice."""
+        if self._connect_task is not None and not self._connect_task.done():
+            self._connect_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._connect_task
+        nc, self._nc = self._nc, None
+        self._up.clear()
+        if nc is not None and not nc.is_closed:
+            with contextlib.suppress(Exception):
+                if nc.is_connected:
+                    await asyncio.wait_for(nc.flush(), 2.0)
+            with contextlib.suppress(Exception):
+                await nc.close()
+
+    def _require(self) -> Any:
+        if not self.connected:
+            raise NotConnected("not connected to NATS right now; the outbox keeps what was posted")
+        return self._js
+
+    def violation_for(self, subject: str, since: float) -> str | None:
+        """The server's refusal text if it reported one for ``subject`` since ``since`` (monotonic)."""
+        for at, denied, text in reversed(self._violations):
+            if at < since - _VIOLATION_MEMORY_S:
+                break
+            # nats-py lowercases the server's error text, so compare without case.
+            if _subject_matches(denied.lower(), subject.lower()):
+                return text
+        return None
+
+    def _timeout_error(self, subject: str, msg_id: str, since: float, timeout: float) -> BusError:
+        refused = self.violation_for(subject, since)
+        if refused is not None:
+            return PermissionDenied(
+                f"the NATS server refused to let this node publish to {subject} ({refused}); "
+                "its NATS user lacks that permission: fix the account's permissions or the recipient"
+            )
+        return PublishUnconfirmed(
+            f"no ack from JetStream for {msg_id} on {subject} within {timeout:g} s: it may or may not be "
+            "stored; it will be re-sent with the same id"
+        )
+
+    # -- streams ---------------------------------------------------------------------
+
+    async def ensure_streams(self, specs: Sequence[StreamSpec]) -> None:
+        """Create the streams, or bring their limits up to ``specs``."""
+        js = self._require()
+        for spec in specs:
+            config = StreamConfig(
+                name=spec.name,
+                subjects=list(spec.subjects),
+                storage=StorageType.FILE,
+                max_age=spec.max_age_s,
+                max_bytes=spec.max_bytes,
+                max_msg_size=spec.max_msg_size,
+                duplicate_window=spec.duplicate_window_s,
+                discard=DiscardPolicy.OLD,
+            )
+            started = time.monotonic()
+            try:
+                try:
+                    await js.add_stream(config)
+                except nats.js.errors.BadRequestError:  # exists with other limits
+                    await js.update_stream(config)
+            except nats.errors.TimeoutError as exc:
+                refused = self.violation_for(f"$JS.API.STREAM.CREATE.{spec.name}", started)
+                if refused:
+                    raise PermissionDenied(f"this NATS user may not create stream {spec.name} ({refused})") from exc
+                raise NotConnected(f"no answer from JetStream creating stream {spec.name}") from exc
+            except nats.js.errors.APIError as exc:
+                raise BusError(f"JetStream refused stream {spec.name}: {exc.description or exc}") from exc
+            except _LINK_DOWN as exc:
+                raise NotConnected(f"the link dropped while creating stream {spec.name}") from exc
+
+    # -- publishing ------------------------------------------------------------------
+
+    async def publish(self, subject: str, payload: bytes, msg_id: str, *, timeout: float | None = None) -> Ack:
+        """Publish and wait for JetStream's ack."""
+        js = self._require()
+        timeout = timeout or self.config.publish_timeout_s
+        started = time.monotonic()
+        try:
+            ack = await js.publish(subject, payload, timeout=timeout, headers={"Nats-Msg-Id": msg_id})
+        except nats.errors.TimeoutError as exc:
+            raise self._timeout_error(subject, msg_id, started, timeout) from exc
+        except nats.js.errors.NoStreamResponseError as exc:
+            raise BusError(f"no stream stores {subject}: create the streams (see schemas/SUBJECTS.md)") from exc
+        except nats.js.errors.APIError as exc:
+            raise BusError(f"JetStream refused {msg_id} on {subject}: {exc.description or exc}") from exc
+        except _LINK_DOWN as exc:
+            raise NotConnected(f"the link dropped while publishing {msg_id}") from exc
+        return Ack(ack.stream, ack.seq, bool(ack.duplicate))
+
+    async def publish_batch(
+        self, items: Sequence[tuple[str, bytes, str]], *, timeout: float | None = None
+    ) -> list[Ack | BusError]:
+        """Publish ``(subject, payload, msg_id)`` items pipelined (``publish_async``), in order on
+        the wire; one result per item: its ack or the BusError it met."""
+        js = self._require()
+        timeout = timeout or self.config.publish_timeout_s
+        started = time.monotonic()
+        deadline = started + timeout
+        futures: list[asyncio.Future[Any] | BusError] = []
+        for subject, payload, msg_id in items:
+            try:
+                # wait_stall=None: with a timeout nats-py wraps the semaphore in wait_for,
+                # which yields to the loop on every message, so its flusher writes each
+                # publish in its own syscall (measured 5x slower). The window is far below
+                # nats-py's 4,000 in-flight limit, so the acquire never waits.
+                fut = await js.publish_async(subject, payload, wait_stall=None, headers={"Nats-Msg-Id": msg_id})
+            except nats.js.errors.TooManyStalledMsgsError:
+                futures.append(PublishUnconfirmed(f"too many publishes waiting for acks; {msg_id} was not sent"))
+                continue
+            except _LINK_DOWN:
+                futures.append(NotConnected(f"the link dropped before {msg_id} was sent"))
+                continue
+            futures.append(fut)
+        live = [f for f in futures if isinstance(f, asyncio.Future)]
+        if live:
+            _, pending = await asyncio.wait(live, timeout=max(0.0, deadline - time.monotonic()))
+            for f in pending:
+                f.cancel()  # frees nats-py's in-flight slot
+        results: list[Ack | BusError] = []
+        for item, f in zip(items, futures, strict=True):
+            subject, _, msg_id = item
+            if isinstance(f, BusError):
+                results.append(f)
+            elif f.cancelled():
+                results.append(self._timeout_error(subject, msg_id, started, timeout))
+            elif (exc := f.exception()) is not None:
+                if exc is nats.js.errors.NoStreamResponseError or isinstance(exc, nats.js.errors.NoStreamResponseError):
+                    results.append(
+                        BusError(f"no stream stores {subject}: create the streams (see schemas/SUBJECTS.md)")
+                    )
+                elif isinstance(exc, nats.js.errors.APIError):
+                    results.append(BusError(f"JetStream refused {msg_id} on {subject}: {exc.description or exc}"))
+                else:
+                    results.append(BusError(f"publishing {msg_id} failed: {exc!r}"))
+            else:
+                ack = f.result()
+                results.append(Ack(ack.stream, ack.seq, bool(ack.duplicate)))
+        return results
+
+    async def publish_raw(self, subject: str, payload: bytes) -> None:
+        """Core NATS publish with no ack and no dedup id: tests use it to put arbitrary bytes
+        on a subject as a hostile peer would."""
+        self._require()
+        assert self._nc is not None
+        await self._nc.publish(subject, payload)
+        await self._nc.flush()
+
+    # -- consuming -------------------------------------------------------------------
+
+    async def pull(self, spec: ConsumerSpec, *, ack_wait_s: float = 30.0, max_ack_pending: int = 2000) -> PullConsumer:
+        """Bind to (creating if needed) the durable pull consumer ``spec``."""
+        js = self._require()
+        assert self._nc is not None
+        config = ConsumerConfig(
+            name=spec.durable,
+            durable_name=spec.durable,
+            deliver_policy=DeliverPolicy.ALL,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=ack_wait_s,
+            max_deliver=-1,  # never give up on a message: quarantine, not the server, decides
+            max_ack_pending=max_ack_pending,
+            filter_subject=spec.filter_subject,
+        )
+        started = time.monotonic()
+        try:
+            try:
+                await js.consumer_info(spec.stream, spec.durable)
+            except nats.js.errors.NotFoundError:
+                await js.add_consumer(spec.stream, config=config)
+            inbox = self._nc.new_inbox()
+            sub = await self._nc.subscribe(inbox)
+        except nats.errors.TimeoutError as exc:
+            refused = self.violation_for(f"$JS.API.CONSUMER.CREATE.{spec.stream}", started) or self.violation_for(
+                f"$JS.API.CONSUMER.INFO.{spec.stream}.{spec.durable}", started
+            )
+            if refused:
+                raise PermissionDenied(f"this NATS user may not use consumer {spec.durable} ({refused})") from exc
+            raise NotConnected(f"no answer from JetStream binding consumer {spec.durable}") from exc
+        except nats.js.errors.APIError as exc:
+            raise BusError(f"JetStream refused consumer {spec.durable}: {exc.description or exc}") from exc
+        except _LINK_DOWN as exc:
+            raise NotConnected(f"the link dropped while binding consumer {spec.durable}") from exc
+        return PullConsumer(self._nc, spec, sub, inbox, f"{js._prefix}.CONSUMER.MSG.NEXT.{spec.stream}.{spec.durable}")
+
+
+class PullConsumer:
+    """One bound durable pull consumer.
+
+    nats-py's own batched ``fetch`` holds its request open until the whole batch is
+    filled or the timeout passes, which would delay a lone FLASH by the timeout. So the
+    pull protocol is spoken directly: park with a one-message request (returns the
+    moment a message is stored), then drain what else is there with one ``no_wait``
+    request. A backlog moves in batches; a single message moves in one round trip.
+    """
+
+    def __init__(self, nc: NatsClient, spec: ConsumerSpec, sub: Any, inbox: str, next_subject: str) -> None:
+        self.spec = spec
+        self._nc = nc
+        self._sub = sub
+        self._inbox = inbox
+        self._next = next_subject
+
+    async def _request(self, batch: int, *, wait_s: float | None) -> None:
+        req: dict[str, Any] = {"batch": batch}
+        if wait_s is None:
+            req["no_wait"] = True
+        else:
+            req["expires"] = int(wait_s * 1e9)
+        await self._nc.publish(self._next, json.dumps(req).encode(), reply=self._inbox)
+
+    async def _collect(self, limit: int, timeout: float, into: list[Msg]) -> None:
+        """Read replies to one request: messages until ``limit``, a status, or ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while len(into) < limit:
+            try:
+                msg = await self._sub.next_msg(timeout=max(0.001, deadline - time.monotonic()))
+            except TimeoutError:
+                return
+            status = msg.headers.get("Status") if msg.headers else None
+            if status is None:
+                into.append(msg)
+            elif status in ("404", "408"):  # no messages / request expired: this request is done
+                return
+            elif status == "100":  # idle heartbeat
+                continue
+            elif status == "409" and "Consumer Deleted" in (msg.headers.get("Description") or ""):
+                raise BusError(f"consumer {self.spec.durable} was deleted on the server; it will be recreated")
+            else:  # other 409s (e.g. max waiting): end this round, the next one asks again
+                return
+
+    async def fetch(self, batch: int, wait_s: float) -> list[Msg]:
+        """Up to ``batch`` messages; waits up to ``wait_s`` for the first one, never for more."""
+        msgs: list[Msg] = []
+        try:
+            await self._request(1, wait_s=wait_s)
+            await self._collect(1, wait_s + 1.0, msgs)
+            if msgs and batch > 1:
+                await self._request(batch - 1, wait_s=None)
+                await self._collect(batch, 2.0, msgs)
+        except _LINK_DOWN as exc:
+            if not msgs:
+                raise NotConnected(f"the link dropped while fetching from {self.spec.durable}") from exc
+        except nats.errors.Error as exc:
+            if not msgs:
+                raise BusError(f"fetching from {self.spec.durable} failed: {exc!r}") from exc
+        return msgs
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self._sub.unsubscribe()
+
+
+async def ack(msg: Msg) -> bool:
+    """Ack one message; False if the link is down (JetStream will redeliver it; dedupe drops it)."""
+    try:
+        await msg.ack()
+    except (nats.errors.Error, *_LINK_DOWN):
+        return False
+    return True
+
+
+async def nak(msg: Msg, delay_s: float) -> None:
+    with contextlib.suppress(nats.errors.Error, *_LINK_DOWN):
+        await msg.nak(delay=delay_s)
+
+
+def _subject_matches(pattern: str, subject: str) -> bool:
+    """NATS wildcard match: ``*`` one token, ``>`` the rest."""
+    p, s = pattern.split("."), subject.split(".")
+    for i, tok in enumerate(p):
+        if tok == ">":
+            return len(s) > i
+        if i >= len(s) or (tok != "*" and tok != s[i]):
+            return False
+    return len(p) == len(s)

@@ -1,0 +1,285 @@
+"""Carrying the signed directory over NATS: a JetStream KV bucket, a watcher, a local copy.
+
+The bucket is only a carrier. Every value is re-verified by ``bus.directory.Directory``
+on arrival; what does not verify is ignored, logged (``logging.warning``) and counted in
+``blo_directory_rejected_total{reason=...}``, and the node keeps what it already trusts.
+A deletion in the bucket removes nothing from a node either: only a signed revocation
+takes trust away, so someone who can write to the bucket can at worst hold back news.
+A centre repairs a damaged bucket by republishing its verified copy
+(``blo directory publish``): the values are the same signed bytes, so it is idempotent.
+
+Keys (one per signed item, so rotations and revocations never overwrite each other)::
+
+    record.<country>.<office>.<signing kid hex>     e.g. record.TH.TH-MUK.0f3a...
+    revocation.<office>.<revoked kid hex>
+
+A value stored under a key that does not match its content is refused as ``misplaced``.
+
+Every node keeps a verified local copy on disk (``DirectoryCache``, JSON of the signed
+bytes), loads it before touching the network and re-verifies it while loading, so a node
+starts and opens bulletins with the bus down, and a tampered cache file is caught the
+same way a tampered bucket is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar
+
+import nats.errors
+import nats.js.errors
+from nats.js import JetStreamContext
+from nats.js.kv import KeyValue
+from prometheus_client import REGISTRY, CollectorRegistry, Counter
+
+from bus import errors
+from bus.directory import Directory, DirectoryRecord, SignedItem, decode_item
+from bus.keystore import write_private_file
+
+BUCKET = "blo_directory"
+CACHE_FORMAT = "blo-directory-cache/v1"
+log = logging.getLogger("bus.directory")
+
+
+def kv_key(item: SignedItem) -> str:
+    """The bucket key a signed item lives under."""
+    i = item.item
+    if isinstance(i, DirectoryRecord):
+        return f"record.{i.country}.{i.office_id}.{i.sign_kid.hex()}"
+    return f"revocation.{i.office_id}.{i.kid.hex()}"
+
+
+class DirectoryMetrics:
+    """The directory's Prometheus metrics on one registry (default: the process's)."""
+
+    _shared: ClassVar[dict[int, DirectoryMetrics]] = {}
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.rejected = Counter(
+            "blo_directory_rejected",
+            "Directory items refused (did not verify or chain to a pinned centre)",
+            ["reason"],
+            registry=registry,
+        )
+        self.applied = Counter("blo_directory_applied", "Directory changes accepted", ["status"], registry=registry)
+
+    @classmethod
+    def default(cls) -> DirectoryMetrics:
+        found = cls._shared.get(id(REGISTRY))
+        if found is None:
+            found = cls._shared[id(REGISTRY)] = cls(REGISTRY)
+        return found
+
+
+# -- the local copy --------------------------------------------------------------------
+
+
+class DirectoryCache:
+    """The node's verified copy of the directory on disk: the signed bytes, as JSON."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def save(self, directory: Directory) -> None:
+        items = [base64.b64encode(s.raw).decode() for s in directory.signed_items()]
+        data = json.dumps({"format": CACHE_FORMAT, "items": items}, indent=0).encode()
+        write_private_file(self.path, data)
+
+    def read(self) -> list[bytes]:
+        """The stored items (unverified); empty when there is no file yet."""
+        try:
+            doc = json.loads(self.path.read_bytes())
+            if type(doc) is not dict or doc.get("format") != CACHE_FORMAT or type(doc.get("items")) is not list:
+                raise ValueError("not a directory cache")
+            return [base64.b64decode(x, validate=True) for x in doc["items"]]
+        except FileNotFoundError:
+            return []
+        except (ValueError, TypeError, OSError, RecursionError) as exc:
+            raise errors.DirectoryError(
+                f"{self.path}: the local directory copy is unreadable ({exc}); move it aside and the node "
+                "will rebuild it from the bus",
+                "cache_damaged",
+            ) from None
+
+    def load_into(self, directory: Directory, metrics: DirectoryMetrics | None = None) -> int:
+        """Apply every stored item to ``directory`` (re-verifying it); returns how many were
+        accepted. Items that no longer verify are skipped, logged and counted."""
+        accepted = 0
+        for raw in self.read():
+            if _apply(directory, raw, f"{self.path.name}", metrics) is not None:
+                accepted += 1
+        return accepted
+
+
+def _apply(directory: Directory, raw: bytes, where: str, metrics: DirectoryMetrics | None) -> Any:
+    try:
+        change = directory.apply(raw)
+    except errors.DirectoryError as exc:
+        log.warning("directory item from %s ignored (%s): %s", where, exc.reason, exc.message)
+        if metrics is not None:
+            metrics.rejected.labels(reason=exc.reason).inc()
+        return None
+    except Exception:  # a change listener failed; the directory itself took the item
+        log.exception("a directory change listener failed on an item from %s", where)
+        return True
+    if change is not None and metrics is not None:
+        metrics.applied.labels(status=change.status).inc()
+    return change
+
+
+# -- the bucket ------------------------------------------------------------------------
+
+
+async def open_bucket(js: JetStreamContext, bucket: str = BUCKET, *, create: bool = False) -> KeyValue:
+    """The directory bucket; ``create=True`` (a centre) makes it when missing."""
+    try:
+        try:
+            return await js.key_value(bucket)
+        except nats.js.errors.BucketNotFoundError:
+            if not create:
+                raise errors.NotConnected(
+                    f"the directory bucket {bucket!r} does not exist yet on this NATS server: a centre creates it "
+                    "when it first publishes (blo directory publish)"
+                ) from None
+            # history=1: each item has its own key and is never updated in place.
+            return await js.create_key_value(bucket=bucket, history=1, description="BLO Bus signed directory")
+    except nats.errors.TimeoutError as exc:
+        raise errors.NotConnected(f"no answer from JetStream about the directory bucket {bucket!r}") from exc
+    except nats.errors.Error as exc:
+        raise errors.BusError(f"cannot open the directory bucket {bucket!r}: {exc}") from exc
+
+
+async def publish_item(kv: KeyValue, data: bytes) -> str:
+    """Put one signed item in the bucket under its key; returns the key.
+
+    The item is decoded first so a centre can never publish something malformed; trust is
+    for the receivers to judge. Putting the same bytes again is harmless.
+    """
+    key = kv_key(decode_item(data))
+    try:
+        await kv.put(key, data)
+    except nats.errors.TimeoutError as exc:
+        raise errors.PublishUnconfirmed(f"no ack for directory item {key}: publish it again") from exc
+    except nats.errors.Error as exc:
+        raise errors.BusError(f"cannot publish directory item {key}: {exc}") from exc
+    return key
+
+
+async def publish_all(kv: KeyValue, directory: Directory) -> list[str]:
+    """Republish every item ``directory`` holds (a centre's repair of a damaged bucket)."""
+    return [await publish_item(kv, s.raw) for s in directory.signed_items()]
+
+
+class DirectoryWatcher:
+    """Keeps a ``Directory`` in step with the bucket and the local copy in step with it.
+
+    ``start`` loads the local copy, then every entry of the bucket, then keeps watching
+    in a background task until ``stop``. Refused entries are logged and counted; they
+    never stop the watch.
+    """
+
+    def __init__(
+        self,
+        js: JetStreamContext,
+        directory: Directory,
+        *,
+        bucket: str = BUCKET,
+        cache: DirectoryCache | None = None,
+        metrics: DirectoryMetrics | None = None,
+        create_bucket: bool = False,
+    ) -> None:
+        self.js = js
+        self.directory = directory
+        self.bucket = bucket
+        self.cache = cache
+        self.metrics = metrics or DirectoryMetrics.default()
+        self.create_bucket = create_bucket
+        self.ready = asyncio.Event()
+        self._changed = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._watcher: Any = None
+        self._dirty = False
+
+    async def start(self, *, timeout: float = 10.0) -> None:
+        """Load the local copy and the bucket; return once the bucket's current content is applied."""
+        if self.cache is not None:
+            self.cache.load_into(self.directory, self.metrics)
+        kv = await open_bucket(self.js, self.bucket, create=self.create_bucket)
+        try:
+            self._watcher = await kv.watchall()
+        except nats.errors.Error as exc:
+            raise errors.BusError(f"cannot watch the directory bucket {self.bucket!r}: {exc}") from exc
+        self._task = asyncio.create_task(self._run(), name="directory-watcher")
+        try:
+            await asyncio.wait_for(self.ready.wait(), timeout)
+        except TimeoutError:
+            await self.stop()
+            raise errors.NotConnected(f"the directory bucket did not finish loading within {timeout} s") from None
+
+    async def stop(self) -> None:
+        if self._watcher is not None:
+            with contextlib.suppress(nats.errors.Error):
+                await self._watcher.stop()
+            self._watcher = None
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        self._save()
+
+    async def wait_until(self, condition: Callable[[Directory], bool], timeout: float) -> None:
+        """Wait until ``condition(directory)`` holds (checked after every change)."""
+
+        async def waiting() -> None:
+            while not condition(self.directory):
+                self._changed.clear()
+                await self._changed.wait()
+
+        await asyncio.wait_for(waiting(), timeout)
+
+    async def _run(self) -> None:
+        async for entry in self._watcher:
+            if entry is None:  # nats-py's marker: the bucket's current content has been delivered
+                self._save()
+                self.ready.set()
+                continue
+            self._handle(entry)
+            if self.ready.is_set() and entry.delta == 0:  # caught up: persist now, not per entry of a burst
+                self._save()
+
+    def _handle(self, entry: KeyValue.Entry) -> None:
+        where = f"{self.bucket}/{entry.key}"
+        if entry.operation in ("DEL", "PURGE"):
+            log.warning(
+                "directory entry %s was deleted in the bucket; ignored (only a signed revocation removes trust)", where
+            )
+            self.metrics.rejected.labels(reason="deleted").inc()
+            return
+        raw = entry.value or b""
+        try:
+            expected = kv_key(decode_item(raw))
+        except errors.DirectoryError:
+            expected = entry.key  # let apply() refuse it with its own reason
+        if expected != entry.key:
+            log.warning("directory entry %s ignored (misplaced): its content belongs under %s", where, expected)
+            self.metrics.rejected.labels(reason="misplaced").inc()
+            return
+        if _apply(self.directory, raw, where, self.metrics) is not None:
+            self._dirty = True
+            self._changed.set()
+
+    def _save(self) -> None:
+        if self.cache is not None and self._dirty:
+            try:
+                self.cache.save(self.directory)
+            except OSError as exc:
+                log.warning("cannot write the local directory copy %s: %s", self.cache.path, exc.strerror)
+                return
+            self._dirty = False

@@ -1,0 +1,207 @@
+"""Names on the bus: subjects, streams, durable consumers and message ids. Pure; no I/O.
+
+One rule governs the layout (``schemas/SUBJECTS.md`` explains it in full): **precedence
+is the last token of every bulletin subject**, so each node can hold one durable pull
+consumer per precedence class and fetch FLASH work without waiting behind a backlog of
+ROUTINE messages. Everything here is a function of office ids, feed names and
+precedences, so the node, the deploy tooling (NATS permissions) and the tests derive
+the same names from one place.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from bus.bulletin import PRECEDENCES, is_office_id
+from bus.errors import ValidationError
+
+ROOT = "blo"
+
+STREAM_OFFICES = "BLO_OFFICES"
+STREAM_FEEDS = "BLO_FEEDS"
+STREAM_RECEIPTS = "BLO_RECEIPTS"
+
+#: Precedence -> its subject token; the order of PRECEDENCES is the order of service.
+PRECEDENCE_TOKENS: dict[str, str] = {p: p.lower() for p in PRECEDENCES}
+_RANK = {p: i for i, p in enumerate(PRECEDENCES)}
+#: Rank -> precedence (rank 0 is FLASH).
+PRECEDENCES_BY_RANK: tuple[str, ...] = PRECEDENCES
+
+# Feed names become one subject token and part of a consumer name, so they may not
+# hold '.', '*', '>' or whitespace (NATS token rules) and stay short and ASCII.
+_FEED = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}\Z")
+
+
+def precedence_rank(precedence: str) -> int:
+    """0 for FLASH ... 3 for ROUTINE: lower is served first."""
+    try:
+        return _RANK[precedence]
+    except KeyError:
+        raise ValidationError("precedence", f"must be one of {', '.join(PRECEDENCES)}; got {precedence!r}") from None
+
+
+def check_office(office_id: str) -> str:
+    if not is_office_id(office_id):
+        raise ValidationError("office", f"must be an office id such as TH-MUK; got {office_id!r}"[:200])
+    return office_id
+
+
+def check_feed(feed: str) -> str:
+    if not isinstance(feed, str) or _FEED.match(feed) is None:
+        raise ValidationError(
+            "feed",
+            f"must be 1-64 characters of a-z, 0-9, '_' or '-', starting with a letter or digit; got {feed!r}"[:200],
+        )
+    return feed
+
+
+def _token(precedence: str) -> str:
+    precedence_rank(precedence)
+    return PRECEDENCE_TOKENS[precedence]
+
+
+def office_subject(office_id: str, precedence: str) -> str:
+    """Where bulletins to one office travel: ``blo.office.TH-MUK.flash``."""
+    return f"{ROOT}.office.{check_office(office_id)}.{_token(precedence)}"
+
+
+def feed_subject(feed: str, precedence: str) -> str:
+    """Where bulletins to a feed travel: ``blo.feed.mekong-drugs.routine``."""
+    return f"{ROOT}.feed.{check_feed(feed)}.{_token(precedence)}"
+
+
+def receipt_subject(sender_office: str) -> str:
+    """Where receipts for the bulletins an office sent come back to it: ``blo.receipt.TH-MUK``."""
+    return f"{ROOT}.receipt.{check_office(sender_office)}"
+
+
+def heartbeat_subject(office_id: str) -> str:
+    """Reserved for node liveness (not used yet): ``blo.hb.TH-MUK``."""
+    return f"{ROOT}.hb.{check_office(office_id)}"
+
+
+def inbox_consumer(office_id: str, precedence: str) -> str:
+    """Durable consumer name of an office's inbox for one precedence: ``inbox-TH-MUK-flash``."""
+    return f"inbox-{check_office(office_id)}-{_token(precedence)}"
+
+
+def feed_consumer(feed: str, office_id: str, precedence: str) -> str:
+    """Durable consumer name of one member's view of a feed: ``feed-mekong-drugs-TH-MUK-flash``.
+
+    Each member has its own durable (not one shared queue group): every member must
+    receive every feed bulletin.
+    """
+    return f"feed-{check_feed(feed)}-{check_office(office_id)}-{_token(precedence)}"
+
+
+def receipt_consumer(office_id: str) -> str:
+    return f"receipts-{check_office(office_id)}"
+
+
+def bulletin_msg_id(bulletin_id: str, recipient: str, *, fanout: bool) -> str:
+    """The ``Nats-Msg-Id`` of one stored copy of a bulletin.
+
+    JetStream dedupes per stream on this id, so a bulletin stored on several subjects
+    needs one id per copy: ``<bulletin id>:<recipient>``. A bulletin with one subject uses
+    its bulletin id as is.
+    """
+    return f"{bulletin_id}:{recipient}" if fanout else bulletin_id
+
+
+def receipt_msg_id(kind: str, bulletin_id: str, office_id: str) -> str:
+    return f"receipt:{kind}:{bulletin_id}:{office_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class SubjectInfo:
+    """What a bulletin subject says: the kind of mailbox, its owner, and the precedence."""
+
+    kind: str  # "office" or "feed"
+    name: str  # office id or feed name
+    precedence: str
+
+
+def parse_bulletin_subject(subject: str) -> SubjectInfo:
+    """The inverse of ``office_subject`` / ``feed_subject``; ValidationError for anything else."""
+    parts = subject.split(".") if isinstance(subject, str) else []
+    if len(parts) != 4 or parts[0] != ROOT or parts[1] not in ("office", "feed"):
+        raise ValidationError(
+            "subject", f"is not a bulletin subject (blo.office|feed.<name>.<precedence>): {subject!r}"[:200]
+        )
+    by_token = {t: p for p, t in PRECEDENCE_TOKENS.items()}
+    if parts[3] not in by_token:
+        raise ValidationError("subject", f"ends in {parts[3]!r}, not a precedence token"[:200])
+    name = check_office(parts[2]) if parts[1] == "office" else check_feed(parts[2])
+    return SubjectInfo(parts[1], name, by_token[parts[3]])
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerSpec:
+    """One durable pull consumer a node holds: stream, durable name, filter, and the rank
+    (0 = FLASH) its messages are served at."""
+
+    stream: str
+    durable: str
+    filter_subject: str
+    rank: int
+
+
+def node_consumers(office_id: str, feeds: tuple[str, ...] | list[str] = ()) -> list[ConsumerSpec]:
+    """Every bulletin consumer a node runs, FLASH ones first."""
+    specs: list[ConsumerSpec] = []
+    for precedence in PRECEDENCES:
+        rank = _RANK[precedence]
+        specs.append(
+            ConsumerSpec(
+                STREAM_OFFICES, inbox_consumer(office_id, precedence), office_subject(office_id, precedence), rank
+            )
+        )
+        for feed in feeds:
+            specs.append(
+                ConsumerSpec(
+                    STREAM_FEEDS, feed_consumer(feed, office_id, precedence), feed_subject(feed, precedence), rank
+                )
+            )
+    return specs
+
+
+def receipts_consumer_spec(office_id: str) -> ConsumerSpec:
+    return ConsumerSpec(STREAM_RECEIPTS, receipt_consumer(office_id), receipt_subject(office_id), 0)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamSpec:
+    """Limits of one stream (sizes in bytes, times in seconds)."""
+
+    name: str
+    subjects: tuple[str, ...]
+    max_age_s: float
+    max_bytes: int
+    max_msg_size: int
+    duplicate_window_s: float
+
+
+# Sealed bulletins are at most 256 KiB (bus.envelope.MAX_ENVELOPE_BYTES); the stream
+# limit leaves room for headers so a legal bulletin is never refused by the server.
+MAX_MSG_SIZE = 256 * 1024 + 4096
+DAY_S = 86_400.0
+
+
+def default_streams(
+    *,
+    max_age_days: float = 30.0,
+    max_bytes: int = 2 * 1024**3,
+    duplicate_window_s: float = 600.0,
+) -> list[StreamSpec]:
+    """The three streams of the layout with their default limits (see SUBJECTS.md)."""
+    return [
+        StreamSpec(
+            STREAM_OFFICES, (f"{ROOT}.office.>",), max_age_days * DAY_S, max_bytes, MAX_MSG_SIZE, duplicate_window_s
+        ),
+        StreamSpec(
+            STREAM_FEEDS, (f"{ROOT}.feed.>",), max_age_days * DAY_S, max_bytes, MAX_MSG_SIZE, duplicate_window_s
+        ),
+        # Receipts are small and only matter until their sender read them.
+        StreamSpec(STREAM_RECEIPTS, (f"{ROOT}.receipt.>",), 7 * DAY_S, max_bytes // 8, 4096, duplicate_window_s),
+    ]

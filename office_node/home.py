@@ -1,0 +1,105 @@
+"""The node home: where one office's (or centre's) keys, configuration and data live.
+
+Layout (created by ``blo init``; folders 0700, key files 0600)::
+
+    <home>/
+      node.toml                      configuration (office, role, NATS, pinned centres)
+      keys/identity.json             private keys (bus.keystore format)
+      keys/enrolment-request.json    the latest request to give the centre (public keys)
+      data/                          local store (node.toml's data_dir)
+      data/directory.json            the verified local copy of the signed directory
+
+The passphrase for a protected key file comes from ``BLO_PASSPHRASE`` when set, else
+from an interactive prompt; with neither, loading fails with a message saying so.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from bus.directory import Directory, anchors_from_hex
+from bus.errors import KeyStoreError
+from bus.keys import Identity
+from bus.keystore import is_protected, load_identity
+from bus.transport.kv_directory import DirectoryCache
+from office_node.config import NodeConfig, load_config
+
+PASSPHRASE_ENV = "BLO_PASSPHRASE"
+Prompt = Callable[[str], str]
+
+
+@dataclass(frozen=True)
+class NodeHome:
+    root: Path
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / "node.toml"
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.root / "keys"
+
+    @property
+    def identity_path(self) -> Path:
+        return self.keys_dir / "identity.json"
+
+    @property
+    def request_path(self) -> Path:
+        return self.keys_dir / "enrolment-request.json"
+
+    def create_layout(self) -> None:
+        for folder in (self.root, self.keys_dir, self.root / "data"):
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+    def config(self) -> NodeConfig:
+        return load_config(self.config_path)
+
+    def directory_cache(self, config: NodeConfig | None = None) -> DirectoryCache:
+        data_dir = (config or self.config()).data_dir
+        return DirectoryCache(data_dir / "directory.json")
+
+    def open_directory(self, config: NodeConfig | None = None) -> tuple[Directory, DirectoryCache]:
+        """The directory as the local copy has it, re-verified against the pinned centres."""
+        config = config or self.config()
+        directory = Directory(anchors_from_hex(config.trust_anchors))
+        cache = self.directory_cache(config)
+        cache.load_into(directory)
+        return directory, cache
+
+
+def passphrase(prompt: Prompt | None = None, *, confirm: bool = False) -> bytes:
+    """The passphrase from ``BLO_PASSPHRASE``, else asked for (twice when ``confirm``)."""
+    from_env = os.environ.get(PASSPHRASE_ENV)
+    if from_env is not None:
+        if not from_env:
+            raise KeyStoreError(f"{PASSPHRASE_ENV} is set but empty")
+        return from_env.encode()
+    if prompt is None:
+        if not sys.stdin.isatty():
+            raise KeyStoreError(
+                f"the key file needs a passphrase: set {PASSPHRASE_ENV}, or run in a terminal to be asked for it"
+            )
+        prompt = getpass.getpass
+    first = prompt("Key passphrase: ")
+    if not first:
+        raise KeyStoreError("an empty passphrase protects nothing (use --insecure-no-passphrase for a demo)")
+    if confirm and prompt("Repeat the passphrase: ") != first:
+        raise KeyStoreError("the two passphrases differ; nothing was written")
+    return first.encode()
+
+
+def load_home_identity(home: NodeHome, prompt: Prompt | None = None) -> tuple[Identity, bytes | None]:
+    """The node's identity and the passphrase that opened it (None for an unprotected file),
+    so a command that rewrites the file (``blo keys rotate``) keeps the same protection."""
+    try:
+        data = home.identity_path.read_bytes()
+    except FileNotFoundError:
+        raise KeyStoreError(f"{home.identity_path}: no key file here (create one with `blo init`)") from None
+    secret = passphrase(prompt) if is_protected(data) else None
+    return load_identity(home.identity_path, secret), secret

@@ -1,0 +1,676 @@
+"""The bulletin store: every bulletin this node sent or received, kept for reading,
+searching, re-verifying and forwarding.
+
+A row keeps the bulletin as JSON for display, and the exact bytes that travelled (the
+sealed envelope, and its header, body and signature) so a bulletin can be checked again
+later against the directory of that day, or forwarded with its original signature.
+
+One row per bulletin id: a second delivery of the same bulletin (JetStream redelivery,
+or the same bulletin reaching us through our inbox and a feed) changes nothing, and a
+bulletin we sent that comes back on a feed stays a "sent" row.
+
+Search works for Thai and Lao, which write no spaces between words: an FTS5 index with
+the trigram tokenizer matches any run of 3+ characters anywhere in the title, body,
+entity values and tags. Shorter query words fall back to LIKE. Entity values (document
+numbers, plates, names) are indexed both as written and "compacted" (spaces, dashes and
+other punctuation removed), and a query is compacted too, so ``P-0847 211`` finds
+``P0847211``.
+
+Lists are newest first: by the time the bulletin reached this store (``at``: received-at
+for received bulletins, sent-at for our own), ties broken by arrival order. Paging uses
+an opaque cursor, stable while new bulletins arrive.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import unicodedata
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+
+from bus import errors
+from bus.bulletin import KINDS, PRECEDENCES, Bulletin, is_feed_name, is_office_id
+from bus.envelope import RECIPIENT_FEED, KeyResolver, Opened, encode_body, read_routing, split_envelope, verify_detached
+from bus.ids import bulletin_id_to_bytes
+from office_node.db import Database
+
+SENT, RECEIVED = "sent", "received"
+DIRECTIONS = (SENT, RECEIVED)
+RECEIPT_KINDS = ("delivered", "read")
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 500
+MAX_QUERY_CHARS = 200
+#: The trigram index needs this many characters; shorter words are matched with LIKE.
+TRIGRAM = 3
+
+
+# -- values -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StoredBulletin:
+    """One stored bulletin, as the API and web page show it."""
+
+    seq: int
+    id: str
+    direction: str
+    sender: str
+    sender_sign_kid: str | None  # hex
+    sender_box_kid: str | None
+    sent_at: int
+    received_at: int | None
+    at: int
+    precedence: str
+    kind: str
+    tlp: str
+    feed: str | None
+    title: str
+    bulletin: dict[str, Any]
+    recipients: tuple[str, ...]  # office ids and feed names
+    verified: bool
+    verification: dict[str, Any]
+    read_at: int | None
+    read_by: str | None
+
+    @property
+    def is_read(self) -> bool:
+        return self.read_at is not None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "direction": self.direction,
+            "sender": self.sender,
+            "sender_sign_kid": self.sender_sign_kid,
+            "sent_at": self.sent_at,
+            "received_at": self.received_at,
+            "precedence": self.precedence,
+            "kind": self.kind,
+            "tlp": self.tlp,
+            "feed": self.feed,
+            "title": self.title,
+            "recipients": list(self.recipients),
+            "verified": self.verified,
+            "verification": self.verification,
+            "read": self.is_read,
+            "read_at": self.read_at,
+            "read_by": self.read_by,
+            "bulletin": self.bulletin,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class SealedParts:
+    """The exact bytes of a stored bulletin, for re-verification and forwarding."""
+
+    sealed: bytes
+    header: bytes
+    body: bytes
+    signature: bytes | None  # None for bulletins this node sent
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptRecord:
+    bulletin_id: str
+    office: str
+    kind: str  # delivered | read
+    at: int  # the recipient's signed time
+    received_at: int
+    verified: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "office": self.office,
+            "kind": self.kind,
+            "at": self.at,
+            "received_at": self.received_at,
+            "verified": self.verified,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    items: list[StoredBulletin]
+    next_cursor: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"items": [b.to_json() for b in self.items], "next_cursor": self.next_cursor}
+
+
+def _tuple_of(field_name: str, value: Any, options: tuple[str, ...]) -> tuple[str, ...]:
+    values = (value,) if isinstance(value, str) else tuple(value)
+    for v in values:
+        if v not in options:
+            raise errors.ValidationError(field_name, f"must be one of {', '.join(options)}; got {v!r}"[:200])
+    return values
+
+
+def _time_or_none(field_name: str, value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 1 << 48:
+        raise errors.ValidationError(field_name, "must be a time in whole milliseconds since 1970-01-01 UTC")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class BulletinQuery:
+    """Filters for ``Store.list_bulletins``; every one optional, all of them AND-ed.
+
+    ``since`` is inclusive and ``until`` exclusive, both on ``at`` (when the bulletin
+    reached this store). ``unread`` means received and not yet read by anyone here.
+    Building one validates it: a bad value raises ``ValidationError`` naming the filter.
+    """
+
+    kinds: tuple[str, ...] = ()
+    precedences: tuple[str, ...] = ()
+    feed: str | None = None
+    sender: str | None = None
+    direction: str | None = None
+    since: int | None = None
+    until: int | None = None
+    unread: bool = False
+    in_reply_to: str | None = None
+    text: str | None = None
+    limit: int = DEFAULT_LIMIT
+    cursor: str | None = None
+    _cursor_key: tuple[int, int] | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kinds", _tuple_of("kind", self.kinds, KINDS))
+        object.__setattr__(self, "precedences", _tuple_of("precedence", self.precedences, PRECEDENCES))
+        if self.feed is not None and not is_feed_name(self.feed):
+            raise errors.ValidationError("feed", f"must be a feed name (a-z, 0-9, hyphens); got {self.feed!r}"[:200])
+        if self.sender is not None and not is_office_id(self.sender):
+            raise errors.ValidationError("sender", f"must be an office id such as TH-MUK; got {self.sender!r}"[:200])
+        if self.direction is not None and self.direction not in DIRECTIONS:
+            raise errors.ValidationError("direction", f"must be sent or received; got {self.direction!r}"[:200])
+        _time_or_none("since", self.since)
+        _time_or_none("until", self.until)
+        if self.in_reply_to is not None:
+            try:
+                bulletin_id_to_bytes(self.in_reply_to)
+            except errors.ValidationError as exc:
+                raise errors.ValidationError("in_reply_to", exc.problem) from None
+        if self.text is not None:
+            if not isinstance(self.text, str):
+                raise errors.ValidationError("q", "must be text")
+            if len(self.text) > MAX_QUERY_CHARS:
+                raise errors.ValidationError("q", f"is {len(self.text)} characters; the limit is {MAX_QUERY_CHARS}")
+            if "\x00" in self.text:
+                raise errors.ValidationError("q", "must not contain NUL characters")
+        if isinstance(self.limit, bool) or not isinstance(self.limit, int) or not 1 <= self.limit <= MAX_LIMIT:
+            raise errors.ValidationError("limit", f"must be a whole number from 1 to {MAX_LIMIT}")
+        if self.cursor is not None:
+            object.__setattr__(self, "_cursor_key", _decode_cursor(self.cursor))
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, str]) -> BulletinQuery:
+        """From HTTP query parameters: ``kind`` and ``precedence`` take comma-separated
+        lists, times are milliseconds, ``unread`` is true/false, ``q`` is the search text."""
+        known = {"kind", "precedence", "feed", "sender", "direction", "since", "until", "unread", "in_reply_to", "q", "limit", "cursor"}
+        for name in params:
+            if name not in known:
+                raise errors.ValidationError(name, f"is not a known filter; use {', '.join(sorted(known))}")
+
+        def ints(name: str) -> int | None:
+            raw = params.get(name)
+            if raw is None or raw == "":
+                return None
+            if not raw.isascii() or not raw.isdigit():
+                raise errors.ValidationError(name, f"must be a whole number; got {raw!r}"[:200])
+            return int(raw)
+
+        def csv(name: str) -> tuple[str, ...]:
+            raw = params.get(name) or ""
+            return tuple(p.strip() for p in raw.split(",") if p.strip())
+
+        unread_raw = (params.get("unread") or "false").lower()
+        if unread_raw not in ("true", "false", "1", "0"):
+            raise errors.ValidationError("unread", f"must be true or false; got {unread_raw!r}"[:200])
+        limit = ints("limit")
+        return cls(
+            kinds=csv("kind"),
+            precedences=csv("precedence"),
+            feed=params.get("feed") or None,
+            sender=params.get("sender") or None,
+            direction=params.get("direction") or None,
+            since=ints("since"),
+            until=ints("until"),
+            unread=unread_raw in ("true", "1"),
+            in_reply_to=params.get("in_reply_to") or None,
+            text=params.get("q") or None,
+            limit=DEFAULT_LIMIT if limit is None else limit,
+            cursor=params.get("cursor") or None,
+        )
+
+
+def _encode_cursor(at: int, seq: int) -> str:
+    return base64.urlsafe_b64encode(f"{at}.{seq}".encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[int, int]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
+        at_text, seq_text = raw.split(".")
+        at, seq = int(at_text), int(seq_text)
+        if not (0 <= at < 1 << 63 and 0 <= seq < 1 << 63):  # beyond SQLite's INTEGER
+            raise ValueError("out of range")
+        return at, seq
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise errors.ValidationError("cursor", "is not a cursor this node gave out; start again without it") from exc
+
+
+# -- text normalisation for the index -------------------------------------------------------
+
+
+_INVISIBLE = dict.fromkeys(map(ord, "\u200b\ufeff"))
+
+
+def _nfc(text: str) -> str:
+    # Vietnamese (and others) can arrive precomposed or with combining marks; index and
+    # query in one form so both spellings match. Zero-width spaces (Thai and Lao writers
+    # use them as invisible word breaks) would make an identical-looking query miss.
+    return unicodedata.normalize("NFC", text).translate(_INVISIBLE)
+
+
+def compact(text: str) -> str:
+    """``text`` without separators, punctuation and symbols: ``P-0847 211`` -> ``P0847211``.
+
+    Removes by Unicode category (Z*, P*, S*, and control characters) rather than keeping
+    only ``isalnum`` characters, which would strip Thai and Lao vowel and tone marks.
+    """
+    return "".join(c for c in _nfc(text) if unicodedata.category(c)[0] not in "ZPSC")
+
+
+def _entity_text(entities: Sequence[Mapping[str, Any]]) -> str:
+    parts: list[str] = []
+    for entity in entities:
+        for name, value in entity.items():
+            if name == "type":
+                continue
+            for v in value if isinstance(value, list | tuple) else (value,):
+                if isinstance(v, str) and v:
+                    parts.append(_nfc(v))
+                    short = compact(v)
+                    if short and short != v:
+                        parts.append(short)
+    return "\n".join(parts)
+
+
+def _index_row(b: Bulletin) -> tuple[str, str, str, str]:
+    return _nfc(b.title), _nfc(b.body), _entity_text(b.entities), " ".join(_nfc(t) for t in b.tags)
+
+
+def _like_pattern(term: str) -> str:
+    return "%" + term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def _phrase(term: str) -> str:
+    return '"' + term.replace('"', '""') + '"'
+
+
+_FTS_COLUMNS = ("title", "body", "entities", "tags")
+
+
+def _text_condition(text: str) -> tuple[str, list[Any]]:
+    """SQL (on ``b.seq``) matching bulletins that contain every word of ``text``, or
+    whose entities contain the whole query compacted (a document number typed with
+    spaces or dashes)."""
+    words = _nfc(text).split()
+    long_words = [w for w in words if len(w) >= TRIGRAM]
+    short_words = [w for w in words if len(w) < TRIGRAM]
+    conds: list[str] = []
+    args: list[Any] = []
+    if long_words:
+        conds.append("b.seq IN (SELECT rowid FROM store_fts WHERE store_fts MATCH ?)")
+        args.append(" AND ".join(_phrase(w) for w in long_words))
+    for w in short_words:
+        conds.append(
+            "b.seq IN (SELECT rowid FROM store_fts WHERE "
+            + " OR ".join(f"{c} LIKE ? ESCAPE '\\'" for c in _FTS_COLUMNS)
+            + ")"
+        )
+        args.extend([_like_pattern(w)] * len(_FTS_COLUMNS))
+    sql = "(" + " AND ".join(conds) + ")"
+    whole = compact(text)
+    if whole and whole not in words:
+        if len(whole) >= TRIGRAM:
+            sql = f"({sql} OR b.seq IN (SELECT rowid FROM store_fts WHERE store_fts MATCH ?))"
+            args.append("entities : " + _phrase(whole))
+        else:
+            sql = f"({sql} OR b.seq IN (SELECT rowid FROM store_fts WHERE entities LIKE ? ESCAPE '\\'))"
+            args.append(_like_pattern(whole))
+    return sql, args
+
+
+# -- the store ------------------------------------------------------------------------------
+
+_COLUMNS = (
+    "seq, id, direction, sender, sender_sign_kid, sender_box_kid, sent_at, received_at, at, precedence, kind, "
+    "tlp, feed, title, bulletin_json, recipients_json, verified, verification_json, read_at, read_by"
+)
+
+
+def _row_to_stored(row: Sequence[Any]) -> StoredBulletin:
+    (seq, bid, direction, sender, sign_kid, box_kid, sent_at, received_at, at, precedence, kind, tlp, feed, title,
+     bulletin_json, recipients_json, verified, verification_json, read_at, read_by) = row  # fmt: skip
+    return StoredBulletin(
+        seq=seq,
+        id=bid,
+        direction=direction,
+        sender=sender,
+        sender_sign_kid=sign_kid.hex() if sign_kid is not None else None,
+        sender_box_kid=box_kid.hex() if box_kid is not None else None,
+        sent_at=sent_at,
+        received_at=received_at,
+        at=at,
+        precedence=precedence,
+        kind=kind,
+        tlp=tlp,
+        feed=feed,
+        title=title,
+        bulletin=json.loads(bulletin_json),
+        recipients=tuple(json.loads(recipients_json)),
+        verified=bool(verified),
+        verification=json.loads(verification_json),
+        read_at=read_at,
+        read_by=read_by,
+    )
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+
+
+def _check_feed(feed: str | None) -> None:
+    if feed is not None and not is_feed_name(feed):
+        raise errors.ValidationError("feed", f"must be a feed name (a-z, 0-9, hyphens); got {feed!r}"[:200])
+
+
+def _check_time(name: str, value: int) -> None:
+    if _time_or_none(name, value) is None:
+        raise errors.ValidationError(name, "is required")
+
+
+class Store:
+    """The bulletin store on a ``Database`` (see ``office_node.db.open_database``)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # -- writing ------------------------------------------------------------------------
+
+    def save_received(self, opened: Opened, *, sealed: bytes, received_at: int, feed: str | None) -> bool:
+        """Store a bulletin that ``Opener.open(sealed)`` verified. Returns True if it is
+        new, False if this id was already stored (the row is left as it was).
+
+        ``feed`` defaults to the feed the bulletin was opened through, if any.
+        """
+        _check_time("received_at", received_at)
+        if feed is None and opened.opened_via.kind == RECIPIENT_FEED:
+            feed = opened.opened_via.id
+        _check_feed(feed)
+        header, _ = split_envelope(sealed)
+        if header != opened.header:
+            raise errors.ValidationError("sealed", "these bytes are not the envelope that was opened (the headers differ)")
+        b = opened.bulletin
+        via = opened.opened_via
+        verification = {
+            "verified": True,
+            "signer": b.sender,
+            "sign_kid": opened.sender_sign_kid.hex(),
+            "box_kid": opened.sender_box_kid.hex(),
+            "signed_at": opened.sent_at,
+            "checked_at": received_at,
+            "opened_via": {
+                "kind": "feed" if via.kind == RECIPIENT_FEED else "office",
+                "id": via.id,
+                "ref": via.ref if isinstance(via.ref, int) else via.ref.hex(),
+            },
+        }
+        recipients = [r.id for r in opened.recipients]
+        return self._insert(
+            b,
+            direction=RECEIVED,
+            sign_kid=opened.sender_sign_kid,
+            box_kid=opened.sender_box_kid,
+            sent_at=opened.sent_at,
+            received_at=received_at,
+            at=received_at,
+            feed=feed,
+            recipients=recipients,
+            sealed=sealed,
+            header=opened.header,
+            body=opened.body,
+            signature=opened.signature,
+            verification=verification,
+        )
+
+    def save_sent(self, bulletin: Bulletin, *, sealed: bytes, recipients: list[str], feed: str | None, sent_at: int) -> bool:
+        """Store a bulletin this node sealed. ``recipients`` are office ids and feed names.
+        Returns True if new, False if this id was already stored."""
+        _check_time("sent_at", sent_at)
+        _check_feed(feed)
+        for i, r in enumerate(recipients):
+            if not (is_office_id(r) or is_feed_name(r)):
+                raise errors.ValidationError(f"recipients[{i}]", f"must be an office id or a feed name; got {r!r}"[:200])
+        bid, sender, _, header_sent_at, _ = read_routing(sealed)
+        if bid != bulletin.id or sender != bulletin.sender:
+            raise errors.ValidationError("sealed", f"the envelope holds bulletin {bid} from {sender}, not {bulletin.id}")
+        header, _ = split_envelope(sealed)
+        # read_routing has validated the header's shape; fields 2 and 3 are the sender's
+        # signing and encryption key ids (schemas/ENVELOPE.md).
+        fields = msgpack.unpackb(header, raw=False)
+        verification = {
+            "verified": True,
+            "signer": bulletin.sender,
+            "sign_kid": fields[2].hex(),
+            "box_kid": fields[3].hex(),
+            "signed_at": header_sent_at,
+            "checked_at": sent_at,
+            "note": "sealed and signed by this node",
+        }
+        return self._insert(
+            bulletin,
+            direction=SENT,
+            sign_kid=fields[2],
+            box_kid=fields[3],
+            sent_at=header_sent_at,
+            received_at=None,
+            at=sent_at,
+            feed=feed,
+            recipients=list(recipients),
+            sealed=sealed,
+            header=header,
+            body=encode_body(bulletin),
+            signature=None,
+            verification=verification,
+        )
+
+    def _insert(
+        self,
+        b: Bulletin,
+        *,
+        direction: str,
+        sign_kid: bytes,
+        box_kid: bytes,
+        sent_at: int,
+        received_at: int | None,
+        at: int,
+        feed: str | None,
+        recipients: list[str],
+        sealed: bytes,
+        header: bytes,
+        body: bytes,
+        signature: bytes | None,
+        verification: dict[str, Any],
+    ) -> bool:
+        with self.db.write() as c:
+            cur = c.execute(
+                "INSERT INTO store_bulletins (id, direction, sender, sender_sign_kid, sender_box_kid, sent_at, "
+                "received_at, at, precedence, kind, tlp, feed, title, in_reply_to, expires, bulletin_json, "
+                "recipients_json, sealed, header, body, signature, verified, verification_json) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (id) DO NOTHING",
+                (
+                    b.id, direction, b.sender, sign_kid, box_kid, sent_at, received_at, at, b.precedence, b.kind,
+                    b.tlp, feed, b.title, b.in_reply_to, b.expires, _json(b.to_dict()), _json(recipients),
+                    sealed, header, body, signature, 1 if verification["verified"] else 0, _json(verification),
+                ),
+            )  # fmt: skip
+            if cur.rowcount == 0:
+                return False
+            c.execute(
+                "INSERT INTO store_fts (rowid, title, body, entities, tags) VALUES (?, ?, ?, ?, ?)",
+                (cur.lastrowid, *_index_row(b)),
+            )
+        return True
+
+    def mark_read(self, bulletin_id: str, *, by: str, at_ms: int) -> bool:
+        """Record that officer ``by`` read it. True the first time (send a read receipt
+        then); False if someone here had already read it (the first reader is kept)."""
+        _check_time("at", at_ms)
+        with self.db.write() as c:
+            cur = c.execute(
+                "UPDATE store_bulletins SET read_at = ?, read_by = ? WHERE id = ? AND read_at IS NULL",
+                (at_ms, by, bulletin_id),
+            )
+            if cur.rowcount:
+                return True
+            if c.execute("SELECT 1 FROM store_bulletins WHERE id = ?", (bulletin_id,)).fetchone() is None:
+                raise errors.NotFound(f"no bulletin {bulletin_id} is stored on this node")
+            return False
+
+    def record_receipt(
+        self, bulletin_id: str, office: str, kind: str, *, at_ms: int, received_at: int, verified: bool
+    ) -> bool:
+        """Store a delivery or read receipt from ``office``. True if new; a repeat of the
+        same (bulletin, office, kind) keeps the first."""
+        if kind not in RECEIPT_KINDS:
+            raise errors.ValidationError("kind", f"must be delivered or read; got {kind!r}"[:200])
+        if not is_office_id(office):
+            raise errors.ValidationError("office", f"must be an office id; got {office!r}"[:200])
+        _check_time("at", at_ms)
+        _check_time("received_at", received_at)
+        with self.db.write() as c:
+            cur = c.execute(
+                "INSERT INTO store_receipts (bulletin_id, office, kind, at, received_at, verified) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                (bulletin_id, office, kind, at_ms, received_at, 1 if verified else 0),
+            )
+            return cur.rowcount == 1
+
+    def set_verification(self, bulletin_id: str, *, verified: bool, details: Mapping[str, Any]) -> None:
+        with self.db.write() as c:
+            cur = c.execute(
+                "UPDATE store_bulletins SET verified = ?, verification_json = ? WHERE id = ?",
+                (1 if verified else 0, _json({**details, "verified": verified}), bulletin_id),
+            )
+            if cur.rowcount == 0:
+                raise errors.NotFound(f"no bulletin {bulletin_id} is stored on this node")
+
+    def reverify(self, bulletin_id: str, resolver: KeyResolver, *, now_ms: int) -> bool:
+        """Check a received bulletin's stored signature again with today's directory
+        (e.g. after a key compromise was announced) and record the outcome."""
+        stored = self.get(bulletin_id)
+        parts = self.sealed_parts(bulletin_id)
+        if stored is None or parts is None:
+            raise errors.NotFound(f"no bulletin {bulletin_id} is stored on this node")
+        if parts.signature is None:
+            raise errors.ValidationError("id", "only received bulletins can be re-verified; this node sent this one")
+        details = {k: v for k, v in stored.verification.items() if k not in ("problem", "reason")}
+        details["checked_at"] = now_ms
+        kid = bytes.fromhex(stored.sender_sign_kid or "")
+        keys = resolver.sender_keys(stored.sender, kid)
+        try:
+            if keys is None:
+                raise errors.UnknownSender(f"the directory no longer has {stored.sender}'s key {kid.hex()}")
+            problem = keys.problem_at(stored.sent_at)
+            if problem is not None:
+                raise errors.SenderKeyInvalid(f"signed at {stored.sent_at} ms, but {problem}")
+            verify_detached(keys.sign_public, parts.header, parts.body, parts.signature)
+        except errors.EnvelopeError as exc:
+            details.update(reason=exc.reason, problem=exc.message)
+            self.set_verification(bulletin_id, verified=False, details=details)
+            return False
+        self.set_verification(bulletin_id, verified=True, details=details)
+        return True
+
+    # -- reading ------------------------------------------------------------------------
+
+    def get(self, bulletin_id: str) -> StoredBulletin | None:
+        with self.db.read() as c:
+            row = c.execute(f"SELECT {_COLUMNS} FROM store_bulletins WHERE id = ?", (bulletin_id,)).fetchone()
+        return _row_to_stored(row) if row else None
+
+    def sealed_parts(self, bulletin_id: str) -> SealedParts | None:
+        with self.db.read() as c:
+            row = c.execute(
+                "SELECT sealed, header, body, signature FROM store_bulletins WHERE id = ?", (bulletin_id,)
+            ).fetchone()
+        return SealedParts(*row) if row else None
+
+    def receipts(self, bulletin_id: str) -> list[ReceiptRecord]:
+        with self.db.read() as c:
+            rows = c.execute(
+                "SELECT bulletin_id, office, kind, at, received_at, verified FROM store_receipts "
+                "WHERE bulletin_id = ? ORDER BY office, kind",
+                (bulletin_id,),
+            ).fetchall()
+        return [ReceiptRecord(r[0], r[1], r[2], r[3], r[4], bool(r[5])) for r in rows]
+
+    def list_bulletins(self, query: BulletinQuery | None = None) -> Page:
+        """Bulletins matching ``query``, newest first, one page at a time."""
+        q = query or BulletinQuery()
+        conds: list[str] = []
+        args: list[Any] = []
+        if q.kinds:
+            conds.append(f"b.kind IN ({','.join('?' * len(q.kinds))})")
+            args.extend(q.kinds)
+        if q.precedences:
+            conds.append(f"b.precedence IN ({','.join('?' * len(q.precedences))})")
+            args.extend(q.precedences)
+        for column, value in (("feed", q.feed), ("sender", q.sender), ("direction", q.direction), ("in_reply_to", q.in_reply_to)):
+            if value is not None:
+                conds.append(f"b.{column} = ?")
+                args.append(value)
+        if q.since is not None:
+            conds.append("b.at >= ?")
+            args.append(q.since)
+        if q.until is not None:
+            conds.append("b.at < ?")
+            args.append(q.until)
+        if q.unread:
+            conds.append("b.direction = 'received' AND b.read_at IS NULL")
+        if q.text is not None and q.text.strip():
+            sql, text_args = _text_condition(q.text)
+            conds.append(sql)
+            args.extend(text_args)
+        if q._cursor_key is not None:
+            at, seq = q._cursor_key
+            conds.append("(b.at < ? OR (b.at = ? AND b.seq < ?))")
+            args.extend((at, at, seq))
+        where = f"WHERE {' AND '.join(conds)}" if conds else ""
+        cols = ", ".join(f"b.{c.strip()}" for c in _COLUMNS.split(","))
+        sql = f"SELECT {cols} FROM store_bulletins b {where} ORDER BY b.at DESC, b.seq DESC LIMIT ?"
+        with self.db.read() as c:
+            rows = c.execute(sql, (*args, q.limit + 1)).fetchall()
+        items = [_row_to_stored(r) for r in rows[: q.limit]]
+        next_cursor = _encode_cursor(items[-1].at, items[-1].seq) if len(rows) > q.limit else None
+        return Page(items, next_cursor)
+
+    def search(self, text: str, *, limit: int = DEFAULT_LIMIT) -> list[StoredBulletin]:
+        """Shorthand for ``list_bulletins(BulletinQuery(text=text, limit=limit)).items``."""
+        return self.list_bulletins(BulletinQuery(text=text, limit=limit)).items
+
+    def unread_count(self) -> int:
+        with self.db.read() as c:
+            return c.execute(
+                "SELECT count(*) FROM store_bulletins WHERE direction = 'received' AND read_at IS NULL"
+            ).fetchone()[0]
+

@@ -1,0 +1,128 @@
+"""The durable outbox: order, restart survival, states per recipient, FLASH deadlines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bus.errors import ValidationError
+from bus.transport.outbox import DELIVERED, QUEUED, READ, SENT, Delivery, Outbox
+
+RANK = {"FLASH": 0, "IMMEDIATE": 1, "PRIORITY": 2, "ROUTINE": 3}
+
+
+def _bid(n: int) -> str:
+    return f"01J9Z3K8W4N2V7Q5R6T1X{n:05d}"
+
+
+def _post(
+    box: Outbox, n: int, precedence: str = "ROUTINE", to: tuple[str, ...] = ("LA-SVK",), deadline: int | None = None
+) -> str:
+    bid = _bid(n)
+    deliveries = [Delivery(r, f"blo.office.{r}.{precedence.lower()}", f"{bid}:{r}") for r in to]
+    box.enqueue_bulletin(
+        bid, precedence, RANK[precedence], b"sealed-%d" % n, deliveries, now_ms=1000 + n, ack_deadline=deadline
+    )
+    return bid
+
+
+def test_flash_leaves_first_then_each_precedence_in_posting_order(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.db")
+    order = ["ROUTINE", "PRIORITY", "ROUTINE", "FLASH", "IMMEDIATE", "ROUTINE", "FLASH"]
+    for n, p in enumerate(order):
+        _post(box, n, p)
+    got = [(RANK_NAME[p.rank], p.bulletin_id) for p in box.next_batch(100)]
+    assert got == [
+        ("FLASH", _bid(3)),
+        ("FLASH", _bid(6)),
+        ("IMMEDIATE", _bid(4)),
+        ("PRIORITY", _bid(1)),
+        ("ROUTINE", _bid(0)),
+        ("ROUTINE", _bid(2)),
+        ("ROUTINE", _bid(5)),
+    ]
+    assert box.next_batch(2)[1].payload == b"sealed-6"
+
+
+RANK_NAME = {v: k for k, v in RANK.items()}
+
+
+def test_a_queued_bulletin_survives_closing_and_reopening(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.db")
+    bid = _post(box, 1, to=("LA-SVK", "TH-TCCC"))
+    box.close()
+    again = Outbox(tmp_path / "o.db")
+    assert again.depth() == 2
+    assert {p.msg_id for p in again.next_batch(10)} == {f"{bid}:LA-SVK", f"{bid}:TH-TCCC"}
+    assert (tmp_path / "o.db").stat().st_mode & 0o777 == 0o600
+
+
+def test_only_acked_copies_leave_the_queue(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.db")
+    bid = _post(box, 1, to=("LA-SVK", "TH-TCCC"))
+    first, second = box.next_batch(10)
+    box.mark_sent([first.seq], now_ms=5000)
+    box.note_failures([(second.seq, "PublishUnconfirmed: no ack")])
+    assert [p.seq for p in box.next_batch(10)] == [second.seq]
+    states = {r: s.state for r, s in box.status(bid).recipients.items()}
+    assert states == {"LA-SVK": SENT, "TH-TCCC": QUEUED}
+
+
+def test_receipts_move_a_recipient_to_delivered_then_read(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.db")
+    bid = _post(box, 1, to=("LA-SVK", "TH-TCCC"))
+    box.mark_sent([p.seq for p in box.next_batch(10)], now_ms=5000)
+    assert box.record_receipts([(bid, "LA-SVK", "delivered", 6000)], now_ms=6001) == 1
+    assert box.record_receipts([(bid, "LA-SVK", "delivered", 6000)], now_ms=6002) == 0  # a repeat is not news
+    box.record_receipts([(bid, "TH-TCCC", "read", 7000)], now_ms=7001)
+    status = box.status(bid)
+    assert status.recipients["LA-SVK"].state == DELIVERED
+    assert status.recipients["LA-SVK"].delivered_at == 6000
+    assert status.recipients["TH-TCCC"].state == READ  # a read receipt implies delivery
+    assert status.recipients["TH-TCCC"].delivered_at == 7000
+
+
+def test_a_feed_members_receipt_adds_that_member(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.db")
+    bid = _post(box, 1, to=("feed:mekong-drugs",))
+    box.mark_sent([p.seq for p in box.next_batch(10)], now_ms=5000)
+    box.record_receipts([(bid, "KH-POI", "delivered", 6000)], now_ms=6001)
+    assert set(box.status(bid).recipients) == {"feed:mekong-drugs", "KH-POI"}
+
+
+def test_receipts_for_bulletins_never_sent_here_are_ignored(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.db")
+    assert box.record_receipts([(_bid(9), "LA-SVK", "delivered", 1)], now_ms=2) == 0
+    assert box.status(_bid(9)) is None
+
+
+def test_posting_the_same_bulletin_twice_is_refused(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.db")
+    _post(box, 1)
+    with pytest.raises(ValidationError, match="already posted"):
+        _post(box, 1)
+    assert box.depth() == 1
+
+
+def test_flash_overdue_until_every_office_recipient_acknowledged(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.db")
+    bid = _post(box, 1, "FLASH", to=("LA-SVK", "TH-TCCC", "feed:mekong-drugs"), deadline=10_000)
+    box.mark_sent([p.seq for p in box.next_batch(10)], now_ms=2000)
+    assert box.check_flash(9_999) == []  # not due yet
+    box.record_receipts([(bid, "LA-SVK", "delivered", 3000)], now_ms=3001)
+    (overdue,) = box.check_flash(10_000)
+    assert overdue.missing == ("TH-TCCC",)  # the stored feed copy counts as acknowledged
+    box.mark_escalated(bid, now_ms=10_000)
+    assert box.check_flash(10_001)[0].escalated_at == 10_000
+    box.record_receipts([(bid, "TH-TCCC", "delivered", 11_000)], now_ms=11_001)
+    assert box.check_flash(11_002) == []
+    assert box.flash_watch_ids() == []  # settled: no longer watched
+
+
+def test_queued_receipts_are_sent_once_per_kind(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.db")
+    row = (_bid(1), "TH-MUK", 0, "blo.receipt.TH-MUK", "receipt:delivered:x:LA-SVK", b"r")
+    box.enqueue_receipts([row, row], now_ms=1)
+    assert box.depth() == 1
+    assert box.next_batch(5)[0].payload == b"r"

@@ -1,0 +1,108 @@
+"""Signed receipts (pure)."""
+
+from __future__ import annotations
+
+import msgpack
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bus import errors
+from bus.keys import PeerBook
+from bus.receipt import DELIVERED, READ, RECEIPT_LABEL, decode_receipt, open_receipt, sign_receipt
+from tests.helpers import NOW, identity
+
+BID = "01J9Z3K8W4N2V7Q5R6T1X0Y2ZA"
+SVK = identity("LA-SVK")
+MUK = identity("TH-MUK")
+BOOK = PeerBook([SVK.public(), MUK.public()])
+
+
+def test_a_receipt_verifies_and_says_who_received_what_when() -> None:
+    r = open_receipt(sign_receipt(SVK, DELIVERED, BID, "TH-MUK", now_ms=NOW), BOOK)
+    assert (r.kind, r.bulletin_id, r.bulletin_sender, r.office, r.at_ms) == (DELIVERED, BID, "TH-MUK", "LA-SVK", NOW)
+    assert open_receipt(sign_receipt(SVK, READ, BID, "TH-MUK", now_ms=NOW + 1), BOOK).kind == READ
+
+
+def test_a_receipt_from_an_office_not_in_the_directory_is_unknown_sender_and_retryable() -> None:
+    stranger = identity("KH-POI")
+    with pytest.raises(errors.UnknownSender) as caught:
+        open_receipt(sign_receipt(stranger, DELIVERED, BID, "TH-MUK", now_ms=NOW), BOOK)
+    assert caught.value.retryable
+
+
+def test_changing_any_signed_field_breaks_the_signature() -> None:
+    body, sig = msgpack.unpackb(sign_receipt(SVK, DELIVERED, BID, "TH-MUK", now_ms=NOW))
+    fields = msgpack.unpackb(body)
+    fields[1] = READ  # claim "read" with a "delivered" signature
+    forged = msgpack.packb([msgpack.packb(fields, use_bin_type=True), sig], use_bin_type=True)
+    with pytest.raises(errors.BadSignature):
+        open_receipt(forged, BOOK)
+
+
+def test_a_receipt_signed_by_one_office_cannot_claim_to_be_from_another() -> None:
+    body, sig = msgpack.unpackb(sign_receipt(SVK, DELIVERED, BID, "TH-MUK", now_ms=NOW))
+    fields = msgpack.unpackb(body)
+    fields[4], fields[5] = "TH-MUK", MUK.signing.kid
+    forged = msgpack.packb([msgpack.packb(fields, use_bin_type=True), sig], use_bin_type=True)
+    with pytest.raises(errors.BadSignature):
+        open_receipt(forged, BOOK)
+
+
+def test_a_signature_made_for_another_purpose_does_not_verify_as_a_receipt() -> None:
+    body = msgpack.unpackb(sign_receipt(SVK, DELIVERED, BID, "TH-MUK", now_ms=NOW))[0]
+    unlabelled = SVK.signing.sign(body)  # same bytes, no receipt label
+    assert unlabelled != SVK.signing.sign(RECEIPT_LABEL + body)
+    with pytest.raises(errors.BadSignature):
+        open_receipt(msgpack.packb([body, unlabelled], use_bin_type=True), BOOK)
+
+
+def test_a_revoked_signer_is_refused() -> None:
+    book = PeerBook([SVK.public().__class__(**{**_fields(SVK.public()), "revoked_at": NOW - 1})])
+    with pytest.raises(errors.SenderKeyInvalid):
+        open_receipt(sign_receipt(SVK, DELIVERED, BID, "TH-MUK", now_ms=NOW), book)
+
+
+def _fields(peer: object) -> dict:
+    return {k: getattr(peer, k) for k in peer.__slots__}  # type: ignore[attr-defined]
+
+
+def test_signing_refuses_bad_values() -> None:
+    with pytest.raises(errors.ValidationError):
+        sign_receipt(SVK, "seen", BID, "TH-MUK", now_ms=NOW)
+    with pytest.raises(errors.ValidationError):
+        sign_receipt(SVK, DELIVERED, "not-an-id", "TH-MUK", now_ms=NOW)
+
+
+@given(st.binary(max_size=300))
+def test_decoding_arbitrary_bytes_raises_only_envelope_errors(data: bytes) -> None:
+    try:
+        decode_receipt(data)
+    except errors.EnvelopeError:
+        pass
+
+
+_good = sign_receipt(SVK, DELIVERED, BID, "TH-MUK", now_ms=NOW)
+
+
+@given(st.integers(0, len(_good) - 1), st.integers(1, 255))
+def test_any_flipped_byte_is_refused_with_an_envelope_error(pos: int, flip: int) -> None:
+    data = bytearray(_good)
+    data[pos] ^= flip
+    with pytest.raises(errors.EnvelopeError):
+        open_receipt(bytes(data), BOOK)
+
+
+@given(
+    st.lists(
+        st.one_of(st.integers(-3, 1 << 50), st.text(max_size=12), st.binary(max_size=20), st.none()),
+        min_size=0,
+        max_size=9,
+    )
+)
+def test_decoding_wrong_shaped_bodies_raises_only_envelope_errors(fields: list) -> None:
+    data = msgpack.packb([msgpack.packb(fields, use_bin_type=True), b"s" * 64], use_bin_type=True)
+    try:
+        decode_receipt(data)
+    except errors.EnvelopeError:
+        pass

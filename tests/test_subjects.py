@@ -1,0 +1,81 @@
+"""Subject, stream and consumer naming (pure)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bus.bulletin import PRECEDENCES
+from bus.errors import ValidationError
+from bus.transport import subjects as sj
+
+
+def test_precedence_is_the_last_token_of_office_and_feed_subjects() -> None:
+    assert sj.office_subject("TH-MUK", "FLASH") == "blo.office.TH-MUK.flash"
+    assert sj.feed_subject("mekong-drugs", "ROUTINE") == "blo.feed.mekong-drugs.routine"
+    assert sj.receipt_subject("LA-SVK") == "blo.receipt.LA-SVK"
+
+
+def test_ranks_serve_flash_first() -> None:
+    assert [sj.precedence_rank(p) for p in ("FLASH", "IMMEDIATE", "PRIORITY", "ROUTINE")] == [0, 1, 2, 3]
+    with pytest.raises(ValidationError, match="precedence"):
+        sj.precedence_rank("URGENT")
+
+
+@pytest.mark.parametrize("bad", ["th-muk", "TH.MUK", "TH-*", "TH->", "TH MUK", ""])
+def test_office_ids_that_would_break_a_subject_are_refused(bad: str) -> None:
+    with pytest.raises(ValidationError):
+        sj.office_subject(bad, "FLASH")
+
+
+@pytest.mark.parametrize("bad", ["Drugs", "a.b", "a*", ">", "a b", "", "x" * 65, "-lead"])
+def test_feed_names_that_would_break_a_subject_are_refused(bad: str) -> None:
+    with pytest.raises(ValidationError):
+        sj.feed_subject(bad, "ROUTINE")
+
+
+def test_node_consumers_are_one_per_source_and_precedence_flash_first() -> None:
+    specs = sj.node_consumers("TH-MUK", ("mekong-drugs",))
+    assert len(specs) == 8
+    assert [s.rank for s in specs] == [0, 0, 1, 1, 2, 2, 3, 3]
+    assert specs[0] == sj.ConsumerSpec("BLO_OFFICES", "inbox-TH-MUK-flash", "blo.office.TH-MUK.flash", 0)
+    assert specs[1] == sj.ConsumerSpec("BLO_FEEDS", "feed-mekong-drugs-TH-MUK-flash", "blo.feed.mekong-drugs.flash", 0)
+    assert len({s.durable for s in specs}) == 8
+
+
+def test_message_ids_are_per_copy_only_when_a_bulletin_fans_out() -> None:
+    bid = "01J9Z3K8W4N2V7Q5R6T1X0Y2ZA"
+    assert sj.bulletin_msg_id(bid, "LA-SVK", fanout=False) == bid
+    assert sj.bulletin_msg_id(bid, "LA-SVK", fanout=True) != sj.bulletin_msg_id(bid, "TH-TCCC", fanout=True)
+
+
+def test_streams_cover_disjoint_subject_spaces_with_room_for_the_largest_envelope() -> None:
+    from bus.envelope import MAX_ENVELOPE_BYTES
+
+    streams = sj.default_streams()
+    assert [s.name for s in streams] == ["BLO_OFFICES", "BLO_FEEDS", "BLO_RECEIPTS"]
+    assert streams[0].max_msg_size > MAX_ENVELOPE_BYTES
+    assert all(s.duplicate_window_s >= 120 for s in streams)
+
+
+@given(
+    kind=st.sampled_from(["office", "feed"]),
+    precedence=st.sampled_from(PRECEDENCES),
+    name=st.from_regex(r"\A[A-Z]{2}-[A-Z0-9]{2,12}\Z") | st.from_regex(r"\A[a-z0-9][a-z0-9_-]{0,20}\Z"),
+)
+def test_parse_bulletin_subject_inverts_the_builders(kind: str, precedence: str, name: str) -> None:
+    build = sj.office_subject if kind == "office" else sj.feed_subject
+    try:
+        subject = build(name, precedence)
+    except ValidationError:
+        return  # a name of the other kind
+    assert sj.parse_bulletin_subject(subject) == sj.SubjectInfo(kind, name, precedence)
+
+
+@given(st.text(max_size=60))
+def test_parse_bulletin_subject_raises_only_validation_errors(text: str) -> None:
+    try:
+        sj.parse_bulletin_subject(text)
+    except ValidationError:
+        pass
