@@ -74,5 +74,16 @@ def main() -> None:
     cli()
 
 
-# Subcommand modules register themselves on ``cli`` when imported.
-from office_node.commands import admin, identity  # noqa: E402, F401
+def _register_commands() -> None:
+    """Import every module of ``office_node.commands``: each registers its commands on
+    ``cli`` when imported, so adding a command area is adding a file."""
+    import importlib
+    import pkgutil
+
+    from office_node import commands
+
+    for module in sorted(m.name for m in pkgutil.iter_modules(commands.__path__)):
+        importlib.import_module(f"office_node.commands.{module}")
+
+
+_register_commands()
