@@ -16,6 +16,7 @@ label and as the quarantine reason, plus a message a person can act on::
     │   ├── RecipientKeyInvalid    seal refused: a recipient key is revoked or expired
     │   ├── DecryptionFailed       a wrap or the content failed authentication (tampering)
     │   ├── BadSignature           the inner signature does not verify for the claimed sender
+    │   ├── Misrouted              opened fine, but the subject names another sender than the signature
     │   └── InvalidContent         decrypted and verified, but the bulletin inside is malformed
     ├── DirectoryError             a directory record is untrusted, forged or inconsistent
     ├── KeyStoreError              a key file is unreadable, or the passphrase is wrong
@@ -104,6 +105,14 @@ class DecryptionFailed(EnvelopeError):
 
 class BadSignature(EnvelopeError):
     reason = "bad_signature"
+
+
+class Misrouted(EnvelopeError):
+    """The bulletin or receipt verifies, but the NATS subject it came on names a different
+    sending office. NATS permissions tie each office to subjects ending in its own id, so
+    this means a misconfigured server or a forged publish; the message is quarantined."""
+
+    reason = "misrouted"
 
 
 class InvalidContent(EnvelopeError):

@@ -94,7 +94,10 @@ def encode_identity(
         "old_box_secrets": [k.secret.hex() for k in identity.old_box],
     }
     if passphrase is None:
-        doc = {**public, "protection": PROTECTION_NONE, "secrets": secrets}
+        # The office id is repeated inside the secrets so that a damaged clear half is
+        # noticed. This guards against corruption only: an unprotected file has no
+        # integrity against someone who edits both places, as it has no secrecy.
+        doc = {**public, "protection": PROTECTION_NONE, "secrets": {**secrets, "office": identity.office_id}}
     else:
         if not passphrase:
             raise KeyStoreError("an empty passphrase protects nothing: choose one, or use --insecure-no-passphrase")
@@ -143,6 +146,8 @@ def decode_identity(data: bytes, passphrase: bytes | None) -> Identity:
     protection = doc.get("protection")
     if protection == PROTECTION_NONE:
         secrets = doc.get("secrets")
+        if type(secrets) is dict and secrets.get("office") != office:
+            raise _bad("the office id in the clear half does not match the one kept with the secrets")
     elif protection == PROTECTION_ARGON2ID:
         secrets = _decrypt(doc, passphrase)
     else:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bus.envelope import OfficeRecipient, Sealer
+from bus.envelope import OfficeRecipient, Opener, Sealer
 from bus.transport.client import BusClient, ClientConfig
 from bus.transport.embedded import write_config
 from bus.transport.metrics import sample
@@ -160,7 +160,7 @@ async def test_garbage_and_tampered_messages_on_an_inbox_land_in_quarantine_with
     await receiver.start()
     hostile = BusClient(ClientConfig(urls=(nats_server.url,)))
     await hostile.start()
-    subject = "blo.office.LA-SVK.routine"
+    subject = "blo.office.LA-SVK.routine.TH-MUK"
     try:
         assert await hostile.wait_connected(5)
         await eventually(lambda: receiver._streams_ok, 10, "the streams")
@@ -169,13 +169,17 @@ async def test_garbage_and_tampered_messages_on_an_inbox_land_in_quarantine_with
         tampered[-5] ^= 0x01
         unknown = Sealer(stranger).seal(bulletin("KH-POI", 2), [OfficeRecipient(svk.public())], now_ms=NOW)
         elsewhere = Sealer(muk).seal(bulletin("TH-MUK", 3), [OfficeRecipient(tccc.public())], now_ms=NOW)
+        # A good bulletin from TH-MUK, but on a subject that claims LA-TCCC sent it.
+        misrouted = Sealer(muk).seal(bulletin("TH-MUK", 4), [OfficeRecipient(svk.public())], now_ms=NOW)
         for n, payload in enumerate([b"\xc1garbage", bytes(tampered), unknown, elsewhere, good]):
-            await hostile.publish(subject, payload, f"hostile-{n}")
+            await hostile.publish(subject if payload is not unknown else subject[:-6] + "KH-POI", payload, f"hostile-{n}")
+        await hostile.publish("blo.office.LA-SVK.routine.LA-TCCC", misrouted, "hostile-misrouted")
         await app.wait_for(1, 10)
-        await eventually(lambda: sum(receiver.quarantine.counts().values()) == 4, 10, "four quarantined")
+        await eventually(lambda: sum(receiver.quarantine.counts().values()) == 5, 10, "five quarantined")
         assert receiver.quarantine.counts() == {
             "decryption_failed": 1,
             "malformed": 1,
+            "misrouted": 1,
             "not_addressed_to_us": 1,
             "unknown_sender": 1,
         }
@@ -206,6 +210,32 @@ async def test_receipts_flow_back_delivered_then_read(tmp_path: Path, nats_serve
         await receiver.send_read_receipt(bid, "TH-MUK")
         await eventually(lambda: sender.status(bid).recipients["LA-SVK"].state == "read", 10, "read")
         assert sample(sender.metrics.receipts, kind="read") == 1
+    finally:
+        await sender.close()
+        await receiver.close()
+
+
+async def test_submit_returns_the_sealed_copy_and_state_changes_reach_the_application(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    (muk, svk), book = offices("TH-MUK", "LA-SVK")
+    app = Collector()
+    changes: list[tuple[str, str, str]] = []
+    sender = make_node(muk, book, tmp_path / "muk", nats_server.url)
+    sender.on_state = lambda batch: changes.extend((c.bulletin_id, c.recipient, c.state) for c in batch)
+    receiver = make_node(svk, book, tmp_path / "svk", nats_server.url, app=app)
+    await sender.start()
+    await receiver.start()
+    try:
+        posted = await sender.submit(bulletin("TH-MUK", 1), offices=["LA-SVK"])
+        assert posted.recipients == ("LA-SVK",)
+        await app.wait_for(1, 10)
+        assert app.got[0].bulletin == posted.bulletin
+        assert Opener.for_identity(svk, book).open(posted.sealed).bulletin == posted.bulletin
+        await receiver.send_read_receipt(posted.bulletin.id, "TH-MUK")
+        await eventually(lambda: (posted.bulletin.id, "LA-SVK", "read") in changes, 10, "the read state")
+        states = [state for bid, who, state in changes if bid == posted.bulletin.id and who == "LA-SVK"]
+        assert states == ["sent", "delivered", "read"]
     finally:
         await sender.close()
         await receiver.close()

@@ -50,10 +50,10 @@ def test_unknown_sender_opens_on_retry_once_the_directory_knows_it(tmp_path: Pat
     except UnknownSender as exc:
         q.add(sealed, SUBJECT, exc, now_ms=1)
     q.add(b"garbage", SUBJECT, MalformedEnvelope("x"), now_ms=1)
-    assert q.retry_all(opener, now_ms=2) == []  # still unknown
+    assert q.retry_all(lambda _subject, raw: opener.open(raw), now_ms=2) == []  # still unknown
     assert q.entries(reason="unknown_sender")[0].attempts == 2
     book.add(muk.public())
-    (reopened,) = q.retry_all(opener, now_ms=3)
+    (reopened,) = q.retry_all(lambda _subject, raw: opener.open(raw), now_ms=3)
     assert reopened.opened.bulletin.sender == "TH-MUK"
     assert q.counts() == {"malformed": 1, "unknown_sender": 1}  # held until the node resolves it
     q.resolve(reopened.qid)

@@ -11,10 +11,20 @@ from bus.errors import ValidationError
 from bus.transport import subjects as sj
 
 
-def test_precedence_is_the_last_token_of_office_and_feed_subjects() -> None:
-    assert sj.office_subject("TH-MUK", "FLASH") == "blo.office.TH-MUK.flash"
-    assert sj.feed_subject("mekong-drugs", "ROUTINE") == "blo.feed.mekong-drugs.routine"
-    assert sj.receipt_subject("LA-SVK") == "blo.receipt.LA-SVK"
+def test_subjects_carry_precedence_then_the_sending_office_last() -> None:
+    assert sj.office_subject("TH-MUK", "FLASH", "LA-SVK") == "blo.office.TH-MUK.flash.LA-SVK"
+    assert sj.feed_subject("mekong-drugs", "ROUTINE", "TH-TCCC") == "blo.feed.mekong-drugs.routine.TH-TCCC"
+    assert sj.receipt_subject("LA-SVK", "TH-MUK") == "blo.receipt.LA-SVK.TH-MUK"
+    assert sj.heartbeat_subject("TH-MUK") == "blo.hb.TH-MUK"
+    assert sj.office_filter("TH-MUK", "FLASH") == "blo.office.TH-MUK.flash.*"
+    assert sj.receipt_filter("TH-MUK") == "blo.receipt.TH-MUK.*"
+
+
+def test_subject_sender_reads_the_last_token_only_when_it_is_an_office() -> None:
+    assert sj.subject_sender("blo.office.TH-MUK.flash.LA-SVK") == "LA-SVK"
+    assert sj.subject_sender("blo.receipt.TH-MUK.LA-SVK") == "LA-SVK"
+    assert sj.subject_sender("blo.office.TH-MUK.flash") is None
+    assert sj.subject_sender("") is None
 
 
 def test_ranks_serve_flash_first() -> None:
@@ -26,21 +36,25 @@ def test_ranks_serve_flash_first() -> None:
 @pytest.mark.parametrize("bad", ["th-muk", "TH.MUK", "TH-*", "TH->", "TH MUK", ""])
 def test_office_ids_that_would_break_a_subject_are_refused(bad: str) -> None:
     with pytest.raises(ValidationError):
-        sj.office_subject(bad, "FLASH")
+        sj.office_subject(bad, "FLASH", "LA-SVK")
+    with pytest.raises(ValidationError):
+        sj.office_subject("LA-SVK", "FLASH", bad)
 
 
 @pytest.mark.parametrize("bad", ["Drugs", "a.b", "a*", ">", "a b", "", "x" * 65, "-lead"])
 def test_feed_names_that_would_break_a_subject_are_refused(bad: str) -> None:
     with pytest.raises(ValidationError):
-        sj.feed_subject(bad, "ROUTINE")
+        sj.feed_subject(bad, "ROUTINE", "TH-TCCC")
 
 
 def test_node_consumers_are_one_per_source_and_precedence_flash_first() -> None:
     specs = sj.node_consumers("TH-MUK", ("mekong-drugs",))
     assert len(specs) == 8
     assert [s.rank for s in specs] == [0, 0, 1, 1, 2, 2, 3, 3]
-    assert specs[0] == sj.ConsumerSpec("BLO_OFFICES", "inbox-TH-MUK-flash", "blo.office.TH-MUK.flash", 0)
-    assert specs[1] == sj.ConsumerSpec("BLO_FEEDS", "feed-mekong-drugs-TH-MUK-flash", "blo.feed.mekong-drugs.flash", 0)
+    assert specs[0] == sj.ConsumerSpec("BLO_OFFICES", "inbox-TH-MUK-flash", "blo.office.TH-MUK.flash.*", 0)
+    assert specs[1] == sj.ConsumerSpec(
+        "BLO_FEEDS", "feed-mekong-drugs-TH-MUK-flash", "blo.feed.mekong-drugs.flash.*", 0
+    )
     assert len({s.durable for s in specs}) == 8
 
 
@@ -54,23 +68,26 @@ def test_streams_cover_disjoint_subject_spaces_with_room_for_the_largest_envelop
     from bus.envelope import MAX_ENVELOPE_BYTES
 
     streams = sj.default_streams()
-    assert [s.name for s in streams] == ["BLO_OFFICES", "BLO_FEEDS", "BLO_RECEIPTS"]
+    assert [s.name for s in streams] == ["BLO_OFFICES", "BLO_FEEDS", "BLO_RECEIPTS", "BLO_HEARTBEATS"]
     assert streams[0].max_msg_size > MAX_ENVELOPE_BYTES
     assert all(s.duplicate_window_s >= 120 for s in streams)
+    assert [s.max_msgs_per_subject for s in streams] == [-1, -1, -1, 1]  # only the latest heartbeat counts
+    assert {s.replicas for s in sj.default_streams(replicas=3)} == {3}
 
 
 @given(
     kind=st.sampled_from(["office", "feed"]),
     precedence=st.sampled_from(PRECEDENCES),
     name=st.from_regex(r"\A[A-Z]{2}-[A-Z0-9]{2,12}\Z") | st.from_regex(r"\A[a-z0-9][a-z0-9_-]{0,20}\Z"),
+    sender=st.from_regex(r"\A[A-Z]{2}-[A-Z0-9]{2,12}\Z"),
 )
-def test_parse_bulletin_subject_inverts_the_builders(kind: str, precedence: str, name: str) -> None:
+def test_parse_bulletin_subject_inverts_the_builders(kind: str, precedence: str, name: str, sender: str) -> None:
     build = sj.office_subject if kind == "office" else sj.feed_subject
     try:
-        subject = build(name, precedence)
+        subject = build(name, precedence, sender)
     except ValidationError:
         return  # a name of the other kind
-    assert sj.parse_bulletin_subject(subject) == sj.SubjectInfo(kind, name, precedence)
+    assert sj.parse_bulletin_subject(subject) == sj.SubjectInfo(kind, name, precedence, sender)
 
 
 @given(st.text(max_size=60))

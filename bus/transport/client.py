@@ -237,6 +237,11 @@ class BusClient:
             raise NotConnected("not connected to NATS right now; the outbox keeps what was posted")
         return self._js
 
+    def jetstream(self) -> Any:
+        """nats-py's JetStream context, for the KV watchers (directory, feed keys) that
+        speak nats-py's KV API directly. NotConnected while the link is down."""
+        return self._require()
+
     def violation_for(self, subject: str, since: float) -> str | None:
         """The server's refusal text if it reported one for ``subject`` since ``since`` (monotonic)."""
         for at, denied, text in reversed(self._violations):
@@ -274,6 +279,8 @@ class BusClient:
                 max_msg_size=spec.max_msg_size,
                 duplicate_window=spec.duplicate_window_s,
                 discard=DiscardPolicy.OLD,
+                num_replicas=spec.replicas,
+                max_msgs_per_subject=spec.max_msgs_per_subject,
             )
             started = time.monotonic()
             try:

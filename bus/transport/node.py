@@ -35,7 +35,7 @@ from nats.aio.msg import Msg
 
 from bus.bulletin import Bulletin
 from bus.envelope import FeedRecipient, KeyResolver, OfficeRecipient, Opened, Opener, Recipient, Sealer, read_routing
-from bus.errors import BusError, NotConnected, PermissionDenied, RecipientKeyInvalid, ValidationError
+from bus.errors import BusError, Misrouted, NotConnected, PermissionDenied, RecipientKeyInvalid, ValidationError
 from bus.ids import Rng
 from bus.keys import Identity, PeerKeys
 from bus.receipt import DELIVERED, READ, open_receipt, sign_receipt
@@ -69,8 +69,30 @@ class Escalation:
     missing: tuple[str, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class Posted:
+    """A bulletin sealed and queued by ``submit``: what the node's store keeps of it."""
+
+    bulletin: Bulletin
+    sealed: bytes
+    recipients: tuple[str, ...]  # office ids and ``feed:<name>``
+    posted_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class StateChange:
+    """One recipient of a bulletin this node sent moved on: ``sent`` (JetStream stored the
+    copy), ``delivered`` or ``read`` (a signed receipt came back)."""
+
+    bulletin_id: str
+    recipient: str
+    state: str
+    at: int
+
+
 OnBulletin = Callable[[Opened], Awaitable[None]]
 OnEscalation = Callable[[Escalation], Awaitable[None] | None]
+OnState = Callable[[list[StateChange]], None]
 
 
 @dataclass(frozen=True)
@@ -104,6 +126,7 @@ class BusNode:
         options: NodeOptions | None = None,
         on_bulletin: OnBulletin | None = None,
         on_escalation: OnEscalation | None = None,
+        on_state: OnState | None = None,
         metrics: BusMetrics | None = None,
         clock: Callable[[], int] = wall_ms,
         rng: Rng = nacl.utils.random,
@@ -120,6 +143,7 @@ class BusNode:
         self.feed_keys = feed_keys if feed_keys is not None else {}
         self.on_bulletin = on_bulletin
         self.on_escalation = on_escalation
+        self.on_state = on_state
         self.metrics = metrics or BusMetrics.default()
         self.clock = clock
         self.rng = rng
@@ -265,9 +289,9 @@ class BusNode:
         deliveries = []
         for name in names:
             if name.startswith("feed:"):
-                subject = sj.feed_subject(name[5:], bulletin.precedence)
+                subject = sj.feed_subject(name[5:], bulletin.precedence, self.office)
             else:
-                subject = sj.office_subject(name, bulletin.precedence)
+                subject = sj.office_subject(name, bulletin.precedence, self.office)
             deliveries.append(Delivery(name, subject, sj.bulletin_msg_id(bulletin.id, name, fanout=fanout)))
         deadline = None
         if bulletin.precedence == "FLASH":
@@ -284,13 +308,30 @@ class BusNode:
 
     async def post_many(self, items: Sequence[tuple[Bulletin, Sequence[str], Sequence[str]]]) -> list[str]:
         """Like ``post`` for several bulletins, with one disk commit for all."""
+        return [p.bulletin.id for p in await self.submit_many(items)]
+
+    async def submit(self, bulletin: Bulletin, *, offices: Sequence[str] = (), feeds: Sequence[str] = ()) -> Posted:
+        """``post``, returning the sealed bytes as well (the node's store keeps them)."""
+        return (await self.submit_many([(bulletin, offices, feeds)]))[0]
+
+    async def submit_many(self, items: Sequence[tuple[Bulletin, Sequence[str], Sequence[str]]]) -> list[Posted]:
+        """Seal and queue several bulletins with one disk commit for all."""
         assert self.outbox is not None, "start() first"
         now = self.clock()
         prepared = [self._prepare(b, offices, feeds, now) for b, offices, feeds in items]
         self.outbox.enqueue_many(prepared, now_ms=now)
         self.metrics.outbox_depth.set(self.outbox.depth())
         self._wake.set()
-        return [p[0] for p in prepared]
+        return [
+            Posted(b, p[3], tuple(d.recipient for d in p[4]), now) for (b, _, _), p in zip(items, prepared, strict=True)
+        ]
+
+    def _emit_states(self, changes: list[StateChange]) -> None:
+        if changes and self.on_state is not None:
+            try:
+                self.on_state(changes)
+            except Exception:  # the application's bookkeeping must not stop the pump
+                log.exception("on_state callback failed")
 
     def status(self, bulletin_id: str) -> BulletinStatus | None:
         """Each recipient's state (queued, sent, delivered, read) of a bulletin posted here."""
@@ -322,7 +363,7 @@ class BusNode:
                     bid,
                     sender,
                     sj.precedence_rank(precedence),
-                    sj.receipt_subject(sender),
+                    sj.receipt_subject(sender, self.office),
                     sj.receipt_msg_id(kind, bid, self.office),
                     payload,
                 )
@@ -364,9 +405,12 @@ class BusNode:
             sent = [p for p, r in zip(batch, results, strict=True) if isinstance(r, Ack)]
             failed = [(p, r) for p, r in zip(batch, results, strict=True) if not isinstance(r, Ack)]
             self.outbox.mark_sent([p.seq for p in sent], now_ms=now)
+            changes = []
             for p in sent:
                 if p.kind == "bulletin":
                     self.metrics.sent.labels(precedence=sj.PRECEDENCES_BY_RANK[p.rank]).inc()
+                    changes.append(StateChange(p.bulletin_id, p.recipient, "sent", now))
+            self._emit_states(changes)
             if failed:
                 self.outbox.note_failures([(p.seq, str(r)) for p, r in failed])
                 first = failed[0][1]
@@ -449,7 +493,7 @@ class BusNode:
         application failed (leave it to redelivery)."""
         assert self.quarantine is not None and self.seen is not None
         try:
-            opened = self.opener.open(raw)
+            opened = self.open_message(subject, raw)
         except Exception as exc:  # whatever fails to open is kept, never crashes the consumer
             reason = reason_of(exc)[0]
             self.metrics.rejected.labels(reason=reason).inc()
@@ -458,6 +502,18 @@ class BusNode:
             self.quarantine.add(raw, subject, exc, now_ms=self.clock())
             return True
         return await self._hand_over(subject, opened, seen)
+
+    def open_message(self, subject: str, raw: bytes) -> Opened:
+        """Open a bulletin that came on ``subject``, and check the subject's sender token
+        names the office that signed it (``Misrouted`` otherwise)."""
+        opened = self.opener.open(raw)
+        claimed = sj.subject_sender(subject)
+        if claimed != opened.bulletin.sender:
+            raise Misrouted(
+                f"bulletin {opened.bulletin.id} is signed by {opened.bulletin.sender} but came on {subject}, "
+                f"which names {claimed or 'no office'} as its sender"
+            )
+        return opened
 
     async def _hand_over(self, subject: str, opened: Opened, seen: set[str] | None = None) -> Opened | bool | None:
         assert self.seen is not None
@@ -509,6 +565,8 @@ class BusNode:
                     raise ValidationError(
                         "bulletin_sender", f"the receipt is for {r.bulletin_sender}'s bulletin, not ours"
                     )
+                if sj.subject_sender(msg.subject) != r.office:
+                    raise Misrouted(f"a receipt signed by {r.office} came on {msg.subject}")
             except Exception as exc:
                 self.metrics.rejected.labels(reason=reason_of(exc)[0]).inc()
                 self.quarantine.add(msg.data, msg.subject, exc, now_ms=now)
@@ -517,6 +575,7 @@ class BusNode:
             self.metrics.receipts.labels(kind=r.kind).inc()
         if good:
             self.outbox.record_receipts(good, now_ms=now)
+            self._emit_states([StateChange(bid, office, kind, at) for bid, office, kind, at in good])
         for msg in msgs:
             await ack(msg)
 
@@ -539,7 +598,7 @@ class BusNode:
         open now are delivered as if just received. Returns how many were delivered."""
         assert self.quarantine is not None
         async with self._retry_lock:
-            reopened = self.quarantine.retry_all(self.opener, now_ms=self.clock())
+            reopened = self.quarantine.retry_all(self.open_message, now_ms=self.clock())
             delivered = 0
             for item in reopened:
                 outcome = await self._hand_over(item.subject, item.opened)

@@ -105,6 +105,7 @@ class Pending:
     payload: bytes
     kind: str
     bulletin_id: str
+    recipient: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,7 +210,7 @@ class Outbox:
     def next_batch(self, limit: int) -> list[Pending]:
         """Up to ``limit`` queued messages, FLASH first, posting order within a precedence."""
         rows = self.db.execute(
-            "SELECT m.seq, m.rank, m.subject, m.msg_id, COALESCE(m.payload, b.sealed), m.kind, m.bulletin_id "
+            "SELECT m.seq, m.rank, m.subject, m.msg_id, COALESCE(m.payload, b.sealed), m.kind, m.bulletin_id, m.recipient "
             "FROM messages m LEFT JOIN bulletins b ON m.kind = 'bulletin' AND b.id = m.bulletin_id "
             "WHERE m.state = 'queued' ORDER BY m.rank, m.seq LIMIT ?",
             (limit,),

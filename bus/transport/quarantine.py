@@ -11,10 +11,11 @@ again by ``retry_all`` when the directory changes.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bus.envelope import Opened, Opener
+from bus.envelope import Opened
 from bus.errors import BloError, EnvelopeError
 from bus.transport.metrics import BusMetrics
 from bus.transport.outbox import connect_sqlite, transaction
@@ -110,9 +111,10 @@ class Quarantine:
             self.db.execute("SELECT reason, COUNT(*) FROM quarantine GROUP BY reason ORDER BY reason").fetchall()
         )
 
-    def retry_all(self, opener: Opener, *, now_ms: int) -> list[Reopened]:
-        """Open every retryable entry again. Those that open are returned (still held until
-        ``resolve``); those that fail again get their attempts, time and reason updated."""
+    def retry_all(self, open_message: Callable[[str, bytes], Opened], *, now_ms: int) -> list[Reopened]:
+        """Open every retryable entry again with ``open_message(subject, raw)`` (the node's
+        open-and-check-route). Those that open are returned (still held until ``resolve``);
+        those that fail again get their attempts, time and reason updated."""
         out: list[Reopened] = []
         # Only bulletins: a receipt from an unknown signer is kept for inspection (its
         # FLASH escalation already told the sender something is wrong).
@@ -122,7 +124,7 @@ class Quarantine:
         failed: list[tuple[str, str, int, int, int]] = []
         for qid, subject, raw in rows:
             try:
-                out.append(Reopened(qid, subject, opener.open(raw)))
+                out.append(Reopened(qid, subject, open_message(subject, raw)))
             except Exception as exc:  # every failure stays quarantined, whatever it is
                 reason, message, retryable = reason_of(exc)
                 failed.append((reason, message, int(retryable), now_ms, qid))

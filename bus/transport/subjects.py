@@ -1,11 +1,17 @@
 """Names on the bus: subjects, streams, durable consumers and message ids. Pure; no I/O.
 
-One rule governs the layout (``schemas/SUBJECTS.md`` explains it in full): **precedence
-is the last token of every bulletin subject**, so each node can hold one durable pull
-consumer per precedence class and fetch FLASH work without waiting behind a backlog of
-ROUTINE messages. Everything here is a function of office ids, feed names and
-precedences, so the node, the deploy tooling (NATS permissions) and the tests derive
-the same names from one place.
+Two rules govern the layout (``schemas/SUBJECTS.md`` explains them in full):
+
+* **precedence is a token of every bulletin subject**, so each node holds one durable
+  pull consumer per precedence class and fetches FLASH work without waiting behind a
+  backlog of ROUTINE messages;
+* **the sending office is the last token of everything an office publishes**
+  (``blo.office.<to>.<prec>.<from>``), so a NATS permission can say "this user may
+  publish only as TH-MUK", and a receiver can check the subject against the signed
+  sender (a mismatch is quarantined).
+
+Everything here is a function of office ids, feed names and precedences, so the node,
+the deploy tooling (NATS permissions) and the tests derive the same names from one place.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ ROOT = "blo"
 STREAM_OFFICES = "BLO_OFFICES"
 STREAM_FEEDS = "BLO_FEEDS"
 STREAM_RECEIPTS = "BLO_RECEIPTS"
+STREAM_HEARTBEATS = "BLO_HEARTBEATS"
 
 #: Precedence -> its subject token; the order of PRECEDENCES is the order of service.
 PRECEDENCE_TOKENS: dict[str, str] = {p: p.lower() for p in PRECEDENCES}
@@ -61,24 +68,48 @@ def _token(precedence: str) -> str:
     return PRECEDENCE_TOKENS[precedence]
 
 
-def office_subject(office_id: str, precedence: str) -> str:
-    """Where bulletins to one office travel: ``blo.office.TH-MUK.flash``."""
-    return f"{ROOT}.office.{check_office(office_id)}.{_token(precedence)}"
+def office_subject(office_id: str, precedence: str, sender: str) -> str:
+    """Where a bulletin from ``sender`` to one office travels: ``blo.office.LA-SVK.flash.TH-MUK``."""
+    return f"{ROOT}.office.{check_office(office_id)}.{_token(precedence)}.{check_office(sender)}"
 
 
-def feed_subject(feed: str, precedence: str) -> str:
-    """Where bulletins to a feed travel: ``blo.feed.mekong-drugs.routine``."""
-    return f"{ROOT}.feed.{check_feed(feed)}.{_token(precedence)}"
+def feed_subject(feed: str, precedence: str, sender: str) -> str:
+    """Where a bulletin from ``sender`` to a feed travels: ``blo.feed.mekong-drugs.routine.TH-TCCC``."""
+    return f"{ROOT}.feed.{check_feed(feed)}.{_token(precedence)}.{check_office(sender)}"
 
 
-def receipt_subject(sender_office: str) -> str:
-    """Where receipts for the bulletins an office sent come back to it: ``blo.receipt.TH-MUK``."""
-    return f"{ROOT}.receipt.{check_office(sender_office)}"
+def office_filter(office_id: str, precedence: str) -> str:
+    """What one office's inbox consumer for one precedence reads: ``blo.office.TH-MUK.flash.*``."""
+    return f"{ROOT}.office.{check_office(office_id)}.{_token(precedence)}.*"
+
+
+def feed_filter(feed: str, precedence: str) -> str:
+    """What a member's feed consumer for one precedence reads: ``blo.feed.mekong-drugs.flash.*``."""
+    return f"{ROOT}.feed.{check_feed(feed)}.{_token(precedence)}.*"
+
+
+def receipt_subject(bulletin_sender: str, signer: str) -> str:
+    """Where ``signer``'s receipts for bulletins ``bulletin_sender`` sent travel:
+    ``blo.receipt.TH-MUK.LA-SVK``."""
+    return f"{ROOT}.receipt.{check_office(bulletin_sender)}.{check_office(signer)}"
+
+
+def receipt_filter(office_id: str) -> str:
+    """Every receipt for the bulletins ``office_id`` sent: ``blo.receipt.TH-MUK.*``."""
+    return f"{ROOT}.receipt.{check_office(office_id)}.*"
 
 
 def heartbeat_subject(office_id: str) -> str:
-    """Reserved for node liveness (not used yet): ``blo.hb.TH-MUK``."""
+    """Where an office's signed heartbeats travel (the stream keeps the last one): ``blo.hb.TH-MUK``."""
     return f"{ROOT}.hb.{check_office(office_id)}"
+
+
+def subject_sender(subject: str) -> str | None:
+    """The sending office named by the last token of an office-published subject, or None."""
+    if not isinstance(subject, str):
+        return None
+    last = subject.rpartition(".")[2]
+    return last if is_office_id(last) else None
 
 
 def inbox_consumer(office_id: str, precedence: str) -> str:
@@ -115,25 +146,26 @@ def receipt_msg_id(kind: str, bulletin_id: str, office_id: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class SubjectInfo:
-    """What a bulletin subject says: the kind of mailbox, its owner, and the precedence."""
+    """What a bulletin subject says: the kind of mailbox, its owner, the precedence, the sender."""
 
     kind: str  # "office" or "feed"
     name: str  # office id or feed name
     precedence: str
+    sender: str
 
 
 def parse_bulletin_subject(subject: str) -> SubjectInfo:
     """The inverse of ``office_subject`` / ``feed_subject``; ValidationError for anything else."""
     parts = subject.split(".") if isinstance(subject, str) else []
-    if len(parts) != 4 or parts[0] != ROOT or parts[1] not in ("office", "feed"):
+    if len(parts) != 5 or parts[0] != ROOT or parts[1] not in ("office", "feed"):
         raise ValidationError(
-            "subject", f"is not a bulletin subject (blo.office|feed.<name>.<precedence>): {subject!r}"[:200]
+            "subject", f"is not a bulletin subject (blo.office|feed.<name>.<precedence>.<sender>): {subject!r}"[:200]
         )
     by_token = {t: p for p, t in PRECEDENCE_TOKENS.items()}
     if parts[3] not in by_token:
-        raise ValidationError("subject", f"ends in {parts[3]!r}, not a precedence token"[:200])
+        raise ValidationError("subject", f"has {parts[3]!r} where the precedence token belongs"[:200])
     name = check_office(parts[2]) if parts[1] == "office" else check_feed(parts[2])
-    return SubjectInfo(parts[1], name, by_token[parts[3]])
+    return SubjectInfo(parts[1], name, by_token[parts[3]], check_office(parts[4]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,20 +186,20 @@ def node_consumers(office_id: str, feeds: tuple[str, ...] | list[str] = ()) -> l
         rank = _RANK[precedence]
         specs.append(
             ConsumerSpec(
-                STREAM_OFFICES, inbox_consumer(office_id, precedence), office_subject(office_id, precedence), rank
+                STREAM_OFFICES, inbox_consumer(office_id, precedence), office_filter(office_id, precedence), rank
             )
         )
         for feed in feeds:
             specs.append(
                 ConsumerSpec(
-                    STREAM_FEEDS, feed_consumer(feed, office_id, precedence), feed_subject(feed, precedence), rank
+                    STREAM_FEEDS, feed_consumer(feed, office_id, precedence), feed_filter(feed, precedence), rank
                 )
             )
     return specs
 
 
 def receipts_consumer_spec(office_id: str) -> ConsumerSpec:
-    return ConsumerSpec(STREAM_RECEIPTS, receipt_consumer(office_id), receipt_subject(office_id), 0)
+    return ConsumerSpec(STREAM_RECEIPTS, receipt_consumer(office_id), receipt_filter(office_id), 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +212,8 @@ class StreamSpec:
     max_bytes: int
     max_msg_size: int
     duplicate_window_s: float
+    replicas: int = 1  # 3 on a national cluster (deploy/): survives a lost server
+    max_msgs_per_subject: int = -1  # -1: no per-subject limit
 
 
 # Sealed bulletins are at most 256 KiB (bus.envelope.MAX_ENVELOPE_BYTES); the stream
@@ -193,15 +227,17 @@ def default_streams(
     max_age_days: float = 30.0,
     max_bytes: int = 2 * 1024**3,
     duplicate_window_s: float = 600.0,
+    replicas: int = 1,
 ) -> list[StreamSpec]:
-    """The three streams of the layout with their default limits (see SUBJECTS.md)."""
+    """The four streams of the layout with their default limits (see SUBJECTS.md)."""
+    age, window = max_age_days * DAY_S, duplicate_window_s
     return [
-        StreamSpec(
-            STREAM_OFFICES, (f"{ROOT}.office.>",), max_age_days * DAY_S, max_bytes, MAX_MSG_SIZE, duplicate_window_s
-        ),
-        StreamSpec(
-            STREAM_FEEDS, (f"{ROOT}.feed.>",), max_age_days * DAY_S, max_bytes, MAX_MSG_SIZE, duplicate_window_s
-        ),
+        StreamSpec(STREAM_OFFICES, (f"{ROOT}.office.>",), age, max_bytes, MAX_MSG_SIZE, window, replicas),
+        StreamSpec(STREAM_FEEDS, (f"{ROOT}.feed.>",), age, max_bytes, MAX_MSG_SIZE, window, replicas),
         # Receipts are small and only matter until their sender read them.
-        StreamSpec(STREAM_RECEIPTS, (f"{ROOT}.receipt.>",), 7 * DAY_S, max_bytes // 8, 4096, duplicate_window_s),
+        StreamSpec(STREAM_RECEIPTS, (f"{ROOT}.receipt.>",), 7 * DAY_S, max_bytes // 8, 4096, window, replicas),
+        # Only each office's latest heartbeat matters (the centre's network view).
+        StreamSpec(
+            STREAM_HEARTBEATS, (f"{ROOT}.hb.>",), 8 * DAY_S, 64 * 1024**2, 4096, window, replicas, max_msgs_per_subject=1
+        ),
     ]
