@@ -26,7 +26,7 @@ $(CHROMIUM):
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium
 
 run: $(STAMP)
-	$(BIN)/blo seal-demo
+	$(BIN)/blo demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -113,6 +113,8 @@ class Opened:
     header: bytes
     body: bytes
     signature: bytes
+    #: The whole envelope as it arrived (the node's store keeps the exact bytes).
+    sealed: bytes = b""
 
     @property
     def recipients(self) -> tuple[RecipientRef, ...]:
@@ -438,6 +440,7 @@ class Opener:
             header=header,
             body=body,
             signature=signature,
+            sealed=data,
         )
 
 

@@ -18,11 +18,15 @@ label and as the quarantine reason, plus a message a person can act on::
     │   ├── BadSignature           the inner signature does not verify for the claimed sender
     │   ├── Misrouted              opened fine, but the subject names another sender than the signature
     │   └── InvalidContent         decrypted and verified, but the bulletin inside is malformed
+    │       └── ForwardMismatch    a forward differs from the original it carries, or carries a broken one
     ├── DirectoryError             a directory record is untrusted, forged or inconsistent
+    ├── FeedError                  a feed epoch record or key grant is untrusted, forged or forks the history
+    ├── HandlingRefused            a handling rule (releasability, TLP, precedence) forbids this send or forward
     ├── KeyStoreError              a key file is unreadable, or the passphrase is wrong
     ├── ConfigError                a configuration file or value is wrong (names key and file)
     ├── StoreError                 the node's SQLite file is unusable (not a database, newer schema, I/O)
     ├── NotFound                   the named bulletin, user or token does not exist here (HTTP 404)
+    ├── NodeUnavailable            the CLI cannot reach the local node's HTTP API, or it refused the request
     ├── AuthError                  an officer or API client was refused (HTTP 401/403/429)
     │   ├── NotAuthenticated       no credentials, or an unknown, expired or revoked token/session (401)
     │   ├── BadCredentials         a login failed; never says whether the username exists (401)
@@ -121,12 +125,47 @@ class InvalidContent(EnvelopeError):
     reason = "invalid_content"
 
 
+class ForwardMismatch(InvalidContent):
+    """A centre's forward that verifies as the centre's, but whose visible content or
+    handling differs from the original it carries (other text, a lowered precedence, a
+    loosened TLP, a widened releasability), or whose carried original does not parse."""
+
+    reason = "forward_mismatch"
+
+
 class DirectoryError(BloError):
     """A directory record or request was refused. ``reason`` names the rule it broke
     (``bad_signature``, ``untrusted_signer``, ``cross_country``, ``stale_sequence``...),
     stable for metrics; see schemas/DIRECTORY.md for the full list."""
 
     reason = "directory"
+
+    def __init__(self, message: str, reason: str | None = None) -> None:
+        super().__init__(message)
+        if reason is not None:
+            self.reason = reason
+
+
+class FeedError(BloError):
+    """A feed epoch record or key grant was refused. ``reason`` names the rule it broke
+    (``bad_signature``, ``untrusted_signer``, ``feed_fork``, ``not_owner``...), stable for
+    metrics; see schemas/FEEDS.md for the full list."""
+
+    reason = "feed"
+
+    def __init__(self, message: str, reason: str | None = None) -> None:
+        super().__init__(message)
+        if reason is not None:
+            self.reason = reason
+
+
+class HandlingRefused(BloError):
+    """A handling rule forbids this: the bulletin may not reach that office or feed, may
+    not be forwarded like that, or may not be received here (see schemas/HANDLING.md).
+    ``reason`` names the rule (``not_releasable``, ``tlp_no_feed``, ``precedence_downgrade``,
+    ``tlp_loosened``, ``releasability_widened``); the message says what to change."""
+
+    reason = "handling"
 
     def __init__(self, message: str, reason: str | None = None) -> None:
         super().__init__(message)
@@ -168,6 +207,18 @@ class NotFound(BloError):
     """The thing asked for (a bulletin id, a username, a token name) is not stored here."""
 
     reason = "not_found"
+
+
+class NodeUnavailable(BloError):
+    """``blo post`` / ``blo subscribe`` could not get an answer from the node's HTTP API,
+    or the node refused (``status`` and ``code`` say how)."""
+
+    reason = "node_unavailable"
+
+    def __init__(self, message: str, *, status: int | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
 
 
 class AuthError(BloError):

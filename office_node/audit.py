@@ -59,6 +59,12 @@ BULLETIN_POST = "bulletin.post"
 BULLETIN_READ = "bulletin.read"
 BULLETIN_EXPORT = "bulletin.export"
 BULLETIN_FORWARD = "bulletin.forward"
+BULLETIN_VIEW = "bulletin.view"
+BULLETIN_REFUSED = "bulletin.refused"
+SEARCH = "search"
+CHECK = "check"
+NODE_START = "node.start"
+NODE_STOP = "node.stop"
 
 
 @dataclass(frozen=True, slots=True)

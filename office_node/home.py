@@ -73,6 +73,28 @@ class NodeHome:
         return directory, cache
 
 
+@dataclass(frozen=True)
+class NodePaths:
+    db: Path
+    audit_key: Path
+    audit_head: Path
+
+
+def node_paths(home: Path, data_dir: Path | None = None) -> NodePaths:
+    """Where the node database and the audit key live under the node home.
+
+    The one place these paths are spelled: the daemon and the admin commands both call
+    it. ``data_dir`` is node.toml's (default: ``<home>/data``; read from node.toml when
+    the home has one). The audit key and head sit in ``keys/`` (0700, with the
+    identity), not beside the database, so a copy of ``data/`` does not carry what is
+    needed to forge the log.
+    """
+    if data_dir is None:
+        config_path = NodeHome(home).config_path
+        data_dir = load_config(config_path).data_dir if config_path.exists() else home / "data"
+    return NodePaths(db=data_dir / "node.db", audit_key=home / "keys" / "audit.key", audit_head=home / "keys" / "audit.head")
+
+
 def passphrase(prompt: Prompt | None = None, *, confirm: bool = False) -> bytes:
     """The passphrase from ``BLO_PASSPHRASE``, else asked for (twice when ``confirm``)."""
     from_env = os.environ.get(PASSPHRASE_ENV)

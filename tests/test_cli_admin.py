@@ -9,8 +9,8 @@ from click.testing import CliRunner
 
 from office_node.accounts import CHEAP, Accounts
 from office_node.cli import cli
-from office_node.commands.admin import node_paths
 from office_node.db import open_database
+from office_node.home import node_paths
 
 PW = "correct horse battery"
 

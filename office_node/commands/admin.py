@@ -26,7 +26,6 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import click
 
@@ -36,26 +35,10 @@ from office_node.accounts import ROLES, Accounts
 from office_node.audit import AuditLog
 from office_node.cli import cli
 from office_node.db import Database, open_database
+from office_node.home import node_paths
 
 NEW_PASSWORD_ENV = "BLO_NEW_PASSWORD"
 DAY_MS = 86_400_000
-
-
-@dataclass(frozen=True)
-class NodePaths:
-    db: Path
-    audit_key: Path
-    audit_head: Path
-
-
-def node_paths(home: Path) -> NodePaths:
-    """Where the node database and the audit key live under the node home.
-
-    The one place these paths are spelled: the daemon should call this too. The audit
-    key and head sit in ``keys/`` (0700, with the identity), not beside the database,
-    so a copy of ``data/`` does not carry what is needed to forge the log.
-    """
-    return NodePaths(db=home / "data" / "node.db", audit_key=home / "keys" / "audit.key", audit_head=home / "keys" / "audit.head")
 
 
 @dataclass
@@ -159,14 +142,24 @@ def token_group() -> None:
 @click.argument("username")
 @click.option("--name", required=True, help="What the token is for, e.g. 'laptop cli'.")
 @click.option("--expires-days", type=click.IntRange(min=1), default=None, help="Expire after this many days (default: never).")
+@click.option("--save", is_flag=True, help="Write it to keys/api.token (0600) for `blo post` / `blo subscribe` instead of printing it.")
 @click.pass_context
-def token_create(ctx: click.Context, username: str, name: str, expires_days: int | None) -> None:
+def token_create(ctx: click.Context, username: str, name: str, expires_days: int | None, save: bool) -> None:
     """Create a token and print it once; only its hash is kept."""
+    from bus.keystore import write_private_file
+    from office_node.client import token_path
+    from office_node.home import NodeHome
+
     now = _now_ms()
     expires = now + expires_days * DAY_MS if expires_days else None
     with _open(ctx) as node:
         info, secret = node.accounts.create_token(username, name, now_ms=now, expires_at=expires)
         node.audit.append(_actor(), actions.TOKEN_CREATE, target=username, details={"name": name, "id": info.id}, now_ms=now)
+    if save:
+        path = token_path(NodeHome(ctx.obj["home"]))
+        write_private_file(path, (secret + "\n").encode())
+        click.echo(f"token {name!r} for {username} saved to {path} (0600); `blo post` and `blo subscribe` use it")
+        return
     click.echo(secret)
     click.echo(f"token {name!r} for {username}: shown once, store it now (send as 'Authorization: Bearer <token>')", err=True)
 

@@ -1,0 +1,299 @@
+"""The node's HTTP API and web page: a thin aiohttp layer over ``OfficeNode``.
+
+Routes are listed once, in ``ROUTES``, with the role each needs; the OpenAPI document
+(``office_node/openapi.py``, served at ``/api/openapi.json``) is checked against this
+table by the tests, so the two cannot drift. The page's contract is at the top of
+``office_node/web/app.js``.
+
+Middlewares, outermost first:
+
+1. ``security_headers``: a Content-Security-Policy that forbids inline script and any
+   request off the node, no sniffing, no framing, no referrer, and ``no-store`` on API
+   answers (bulletins must not linger in a shared browser's cache);
+2. ``errors``: every ``BloError`` becomes ``{"error": {"code", "message", "field"?}}``
+   with a status from its kind; anything unexpected is logged and answered 500 without
+   details (no stack traces to the client);
+3. authentication (``office_node/auth.py``): nothing but health, the login page and its
+   static files answers without a session or a bearer token.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from bus import errors
+from office_node.auth import AuthSettings, error_response, require_role, setup_auth
+from office_node.node import OfficeNode
+
+log = logging.getLogger("blo.api")
+WEB = Path(__file__).resolve().parent / "web"
+MAX_BODY_BYTES = 512 * 1024
+NODE_KEY = web.AppKey("blo_node", OfficeNode)
+
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "font-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _dumps(data: Any) -> str:
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
+
+def json_response(data: Any, *, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status, dumps=_dumps)
+
+
+def status_of(exc: errors.BloError) -> int:
+    """The HTTP status for a refusal: who must act, the caller (4xx) or the operator (5xx)."""
+    if isinstance(exc, errors.AuthError):
+        return exc.status
+    if isinstance(exc, errors.ValidationError):
+        return 400
+    if isinstance(exc, errors.NotFound):
+        return 404
+    if isinstance(exc, errors.EnvelopeError | errors.DirectoryError):
+        return 422  # understood, but the directory or the keys say no (e.g. a revoked recipient)
+    if getattr(exc, "status", None):
+        return int(exc.status)  # e.g. handling refusals carry their own
+    if isinstance(exc, errors.BusError):
+        return 503
+    return 500
+
+
+def refusal(exc: errors.BloError) -> web.Response:
+    if isinstance(exc, errors.AuthError | errors.ValidationError | errors.NotFound):
+        return error_response(exc)  # auth.py's answer, with its headers (WWW-Authenticate, Retry-After)
+    return json_response({"error": {"code": exc.reason, "message": exc.message}}, status=status_of(exc))
+
+
+@web.middleware
+async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        response = exc
+    h = response.headers
+    h.setdefault("Content-Security-Policy", CSP)
+    h.setdefault("X-Content-Type-Options", "nosniff")
+    h.setdefault("X-Frame-Options", "DENY")
+    h.setdefault("Referrer-Policy", "no-referrer")
+    if request.path.startswith("/api/") or request.path in ("/session", "/login", "/metrics"):
+        h.setdefault("Cache-Control", "no-store")
+    if isinstance(response, web.HTTPException):
+        raise response
+    return response
+
+
+@web.middleware
+async def error_answers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except errors.BloError as exc:
+        return refusal(exc)
+    except web.HTTPException:
+        raise
+    except Exception:
+        log.exception("%s %s failed", request.method, request.path)
+        return json_response(
+            {"error": {"code": "internal", "message": "the node failed on this request; its log has the details"}},
+            status=500,
+        )
+
+
+async def read_json(request: web.Request) -> Any:
+    """The request's JSON body, or ValidationError naming what is wrong with it."""
+    if request.content_type != "application/json":
+        raise errors.ValidationError("Content-Type", "send the body as application/json")
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise errors.ValidationError("", f"the body is over {MAX_BODY_BYTES // 1024} KiB") from None
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise errors.ValidationError("", f"the request body is not valid JSON ({exc})") from None
+    except RecursionError:
+        raise errors.ValidationError("", "the request body is nested too deeply") from None
+
+
+# -- the routes -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    role: str | None  # None: public (no authentication)
+    name: str
+    summary: str
+
+
+ROUTES: tuple[Route, ...] = (
+    Route("GET", "/health", None, "health", "Liveness and link state (public)"),
+    Route("GET", "/api/me", "officer", "me", "The signed-in officer, this node, and the CSRF token"),
+    Route("GET", "/api/bulletins", "officer", "list_bulletins", "Received and sent bulletins, newest first, filtered"),
+    Route("POST", "/api/bulletins", "officer", "post_bulletin", "Post a bulletin: sealed, queued in the outbox"),
+    Route("GET", "/api/bulletins/{id}", "officer", "get_bulletin", "One bulletin with verification and receipts"),
+    Route("POST", "/api/bulletins/{id}/read", "officer", "mark_read", "Mark read; the first read sends a receipt"),
+    Route("POST", "/api/bulletins/{id}/reply", "officer", "reply", "Reply to the sender of a bulletin"),
+    Route("GET", "/api/search", "officer", "search", "Full-text search (Thai, Lao and any script; document numbers)"),
+    Route("GET", "/api/outbox", "officer", "outbox", "Bulletins sent from here and each recipient's state"),
+    Route("GET", "/api/directory", "officer", "directory", "The verified directory of offices and centres"),
+    Route("GET", "/api/feeds", "officer", "feeds", "Feeds this node reads and their current epochs"),
+    Route("GET", "/api/quarantine", "supervisor", "quarantine", "Messages that failed to open, with reasons"),
+    Route("GET", "/api/audit", "admin", "audit", "The audit log, newest first, and whether its chain verifies"),
+    Route("GET", "/api/events", "officer", "events", "Live stream (server-sent events): bulletin, state, read, escalation"),
+    Route("GET", "/api/openapi.json", "officer", "openapi", "This API's OpenAPI 3.1 document"),
+    Route("GET", "/metrics", "officer", "metrics", "Prometheus metrics"),
+)
+
+
+def _node(request: web.Request) -> OfficeNode:
+    return request.app[NODE_KEY]
+
+
+async def health(request: web.Request) -> web.Response:
+    return json_response(_node(request).health())
+
+
+async def me(request: web.Request) -> web.Response:
+    return json_response(_node(request).me(require_role(request, "officer")))
+
+
+async def list_bulletins(request: web.Request) -> web.Response:
+    principal = require_role(request, "officer")
+    return json_response(_node(request).list_bulletins(principal, dict(request.query)))
+
+
+async def post_bulletin(request: web.Request) -> web.Response:
+    principal = require_role(request, "officer")
+    return json_response(await _node(request).post(principal, await read_json(request)), status=201)
+
+
+async def get_bulletin(request: web.Request) -> web.Response:
+    principal = require_role(request, "officer")
+    return json_response(_node(request).view(principal, request.match_info["id"]))
+
+
+async def mark_read(request: web.Request) -> web.Response:
+    principal = require_role(request, "officer")
+    return json_response(await _node(request).mark_read(principal, request.match_info["id"]))
+
+
+async def reply(request: web.Request) -> web.Response:
+    principal = require_role(request, "officer")
+    body = await read_json(request)
+    return json_response(await _node(request).reply(principal, request.match_info["id"], body), status=201)
+
+
+async def search(request: web.Request) -> web.Response:
+    principal = require_role(request, "officer")
+    return json_response(_node(request).search(principal, dict(request.query)))
+
+
+async def outbox(request: web.Request) -> web.Response:
+    require_role(request, "officer")
+    return json_response(_node(request).outbox())
+
+
+async def directory(request: web.Request) -> web.Response:
+    require_role(request, "officer")
+    return json_response(_node(request).directory_view())
+
+
+async def feeds(request: web.Request) -> web.Response:
+    require_role(request, "officer")
+    return json_response(_node(request).feeds_view())
+
+
+async def quarantine(request: web.Request) -> web.Response:
+    require_role(request, "supervisor")
+    return json_response(_node(request).quarantine_view())
+
+
+async def audit(request: web.Request) -> web.Response:
+    require_role(request, "admin")
+    node = _node(request)
+    report = node.audit.verify()
+    limit = request.query.get("limit", "100")
+    if not limit.isdigit() or not 1 <= int(limit) <= 1000:
+        raise errors.ValidationError("limit", "must be a whole number from 1 to 1000")
+    entries = node.audit.entries(limit=int(limit))
+    return json_response(
+        {
+            "ok": report.ok,
+            "entries": report.entries,
+            "head_hash": report.head_hash,
+            "problem": str(report.problem) if report.problem else None,
+            "items": [e.to_json() for e in entries],
+        }
+    )
+
+
+async def events(request: web.Request) -> web.StreamResponse:
+    require_role(request, "officer")
+    return await _node(request).live.stream(request)
+
+
+async def openapi(request: web.Request) -> web.Response:
+    require_role(request, "officer")
+    from office_node.openapi import document
+
+    return json_response(document())
+
+
+async def metrics(request: web.Request) -> web.Response:
+    require_role(request, "officer")
+    node = _node(request)
+    node.refresh_gauges()
+    body = generate_latest(node.registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def index_page(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(WEB / "index.html")
+
+
+async def login_page(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(WEB / "login.html")
+
+
+HANDLERS: dict[str, Handler] = {
+    name: globals()[name]
+    for name in (
+        "health", "me", "list_bulletins", "post_bulletin", "get_bulletin", "mark_read", "reply", "search",
+        "outbox", "directory", "feeds", "quarantine", "audit", "events", "openapi", "metrics",
+    )
+}  # fmt: skip
+
+
+def build_app(node: OfficeNode, *, extra_routes: Callable[[web.Application], None] | None = None) -> web.Application:
+    """The aiohttp application serving ``node``'s API and page."""
+    app = web.Application(middlewares=[security_headers, error_answers], client_max_size=MAX_BODY_BYTES)
+    app[NODE_KEY] = node
+    settings = AuthSettings(secure_cookies=node.config.http.secure_cookies)
+    setup_auth(app, node.accounts, node.audit, settings, clock=node.clock)
+    for route in ROUTES:
+        app.router.add_route(route.method, route.path, HANDLERS[route.name], name=route.name)
+    app.router.add_get("/", index_page)
+    app.router.add_get("/login", login_page)
+    app.router.add_static("/static/", WEB, follow_symlinks=False)
+    if extra_routes is not None:
+        extra_routes(app)
+    return app
+
+
+def public_routes() -> frozenset[tuple[str, str]]:
+    return frozenset((r.method, r.path) for r in ROUTES if r.role is None)
+

@@ -1,0 +1,192 @@
+"""``blo demo`` (what ``make run`` runs): a whole pilot network on one laptop.
+
+One embedded nats-server with JetStream; the TH and LA coordination centres; four
+offices in two cross-border pairs (Mukdahan TH - Savannakhet LA on Friendship Bridge 2,
+Nakhon Phanom TH - Thakhek LA on Bridge 3); the regional feed; a few realistic sample
+bulletins sent through the nodes' own API. Each node's URL and login is printed; Ctrl-C
+stops everything cleanly. The network is kept in ``.blo-demo/`` (keys unprotected, as
+marked in the key files: it is a demo), so a second ``make run`` finds yesterday's
+bulletins; ``--fresh`` starts over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import shutil
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nacl.utils
+
+from bus.errors import ConfigError, NotConnected
+from bus.keystore import write_private_file
+from bus.transport.embedded import embedded_server
+from bus.transport.kv_directory import open_bucket, publish_item
+from bus.transport.server import NatsServer
+from office_node.accounts import INTERACTIVE, HashLimits
+from office_node.client import NodeClient
+from office_node.daemon import Daemon
+from office_node.home import NodeHome, load_home_identity
+from office_node.network import BuiltNode, Login, Network, build_network, mekong_pilot
+from office_node.node import OfficeNode
+from office_node.samples import sample_bulletins
+
+log = logging.getLogger("blo.demo")
+STATE_FILE = "demo.json"
+
+
+@dataclass(frozen=True)
+class DemoPorts:
+    nats: int
+    http_base: int  # six consecutive ports from here
+
+    def all(self) -> list[int]:
+        return [self.nats, *range(self.http_base, self.http_base + 6)]
+
+
+def _in_use(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _check_ports(ports: DemoPorts) -> None:
+    busy = [p for p in ports.all() if _in_use(p)]
+    if busy:
+        raise ConfigError(
+            f"ports {', '.join(map(str, busy))} on 127.0.0.1 are in use (another demo?); stop it or pass "
+            "--base-port to use others"
+        )
+
+
+def prepare(
+    root: Path, ports: DemoPorts, *, fresh: bool, hash_limits: HashLimits = INTERACTIVE
+) -> tuple[Network, dict[str, Any], bool]:
+    """The demo network under ``root``: built now (True) or found from an earlier run."""
+    state_path = root / STATE_FILE
+    if fresh and root.exists():
+        shutil.rmtree(root)
+    if state_path.exists():
+        state = json.loads(state_path.read_text(encoding="utf-8"))
+        if state.get("ports") != ports.all():
+            raise ConfigError(f"{root} was built for other ports; run `blo demo --fresh` to rebuild it")
+        nodes = {}
+        for spec in mekong_pilot(base_http_port=ports.http_base):
+            home = NodeHome(root / spec.office)
+            identity, _ = load_home_identity(home)
+            logins = [Login(**login) for login in state["nodes"][spec.office]["logins"]]
+            nodes[spec.office] = BuiltNode(spec, home, identity, logins, state["nodes"][spec.office]["token"])
+        items = [bytes.fromhex(i) for i in state["items"]]
+        return Network(root, nodes, items), state, False
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    network = build_network(
+        root,
+        mekong_pilot(base_http_port=ports.http_base),
+        nats_urls=[f"nats://127.0.0.1:{ports.nats}"],
+        now_ms=int(time.time() * 1000),
+        rng=nacl.utils.random,
+        users=(("officer", "officer"), ("supervisor", "supervisor"), ("admin", "admin")),
+        hash_limits=hash_limits,
+    )
+    state = {
+        "ports": ports.all(),
+        "items": [i.hex() for i in network.items],
+        "nodes": {
+            office: {"logins": [vars(login) for login in n.logins], "token": n.token}
+            for office, n in network.nodes.items()
+        },
+    }
+    write_private_file(state_path, json.dumps(state, indent=2).encode())
+    return network, state, True
+
+
+async def publish_directory(url: str, items: list[bytes]) -> None:
+    import nats
+
+    nc = await nats.connect(url, connect_timeout=5, max_reconnect_attempts=3)
+    try:
+        kv = await open_bucket(nc.jetstream(), create=True)
+        for item in items:
+            await publish_item(kv, item)
+    finally:
+        await nc.close()
+
+
+def _sample_posts() -> list[tuple[str, dict[str, Any]]]:
+    """The TH and LA sample bulletins as posts between the pilot's offices."""
+    to = {"TH-MUK": ["LA-SVK", "TH-TCCC"], "LA-SVK": ["TH-MUK", "LA-TCCC"]}
+    posts = []
+    for s in sample_bulletins():
+        if s["from"] not in to:
+            continue
+        posts.append(
+            (
+                s["from"],
+                {
+                    "to": to[s["from"]],
+                    "precedence": s["precedence"],
+                    "kind": s["kind"],
+                    "tlp": s["tlp"],
+                    "releasable_to": ["TH", "LA"],
+                    "grading": f"{s['source']}{s['information']}",
+                    "title": s["title"],
+                    "body": s["body"],
+                    "entities": s.get("entities", []),
+                },
+            )
+        )
+    return posts
+
+
+async def run_demo(
+    root: Path,
+    ports: DemoPorts,
+    *,
+    fresh: bool = False,
+    echo: Callable[[str], None] = print,
+    stop: asyncio.Event | None = None,
+    hash_limits: HashLimits = INTERACTIVE,
+    on_ready: Callable[[Network, list[Daemon]], None] | None = None,
+) -> None:
+    """Bring the network up, seed it on first run, print the logins, run until ``stop``."""
+    _check_ports(ports)
+    network, _, first_run = prepare(root, ports, fresh=fresh, hash_limits=hash_limits)
+    server: NatsServer = embedded_server(root / "nats-data", port=ports.nats)
+    await asyncio.to_thread(server.start)
+    daemons: list[Daemon] = []
+    try:
+        await publish_directory(server.url, network.items)
+        for built in network.nodes.values():
+            node = OfficeNode(built.home, built.home.config(), built.identity)
+            daemon = Daemon(node)
+            await daemon.start()
+            daemons.append(daemon)
+        if first_run:
+            for office, body in _sample_posts():
+                daemon = next(d for d in daemons if d.node.office == office)
+                assert daemon.url is not None
+                async with NodeClient(daemon.url, network[office].token or "") as client:
+                    await client.post_bulletin(body)
+        echo(f"BLO Bus demo: nats-server {server.url} (JetStream store in {server.store_dir})")
+        echo(f"{'node':<9} {'role':<7} {'URL':<24} logins (username / password)")
+        for daemon in daemons:
+            built = network[daemon.node.office]
+            logins = ", ".join(f"{login.username} / {login.password}" for login in built.logins)
+            echo(f"{daemon.node.office:<9} {built.spec.role:<7} {daemon.url:<24} {logins}")
+        echo("Open two offices' pages (e.g. TH-MUK and LA-SVK), post on one, watch it arrive on the other.")
+        echo("Ctrl-C stops everything.")
+        if on_ready is not None:
+            on_ready(network, daemons)
+        await (stop or asyncio.Event()).wait()
+    except NotConnected as exc:
+        raise ConfigError(f"the demo's nats-server could not be reached: {exc.message}") from None
+    finally:
+        for daemon in reversed(daemons):
+            await daemon.stop(drain_s=2.0)
+        await asyncio.to_thread(server.stop)

@@ -1,0 +1,359 @@
+"""``OfficeNode``: one office's (or centre's) running node, the object ``blo node run`` runs.
+
+It owns the parts and their life cycle, and turns what officers do into bus operations::
+
+    keys/identity.json ─ Identity             signs and opens as this office
+    data/directory.json ─ Directory           verified local copy, kept current from NATS KV
+    data/outbox.db, quarantine.db ─ BusNode   outbox, consumers, receipts, embedded nats-server
+    data/node.db ─ Store, Accounts, AuditLog  bulletins and search, officers, the audit trail
+    LiveHub                                   server-sent events for the web page and CLI
+
+Every officer action (post, reply, read, view, search) is checked, done and written to
+the audit log here; ``office_node/api.py`` only translates HTTP to these methods.
+
+What arrives from the bus is stored before it is acknowledged to JetStream (``BusNode``
+calls ``_on_bulletin`` first), so a crash never loses a bulletin the server thinks
+delivered. Outbox (``outbox.db``) and store (``node.db``) are separate files: a crash
+between queueing a post and recording it as sent can leave a bulletin sent but missing
+from the sent list; it is never lost or sent twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import nacl.utils
+from prometheus_client import CollectorRegistry, Gauge
+
+from bus.directory import Directory
+from bus.envelope import Opened
+from bus.errors import BloError, NotFound, ValidationError
+from bus.ids import Rng
+from bus.keys import Identity
+from bus.transport.client import ClientConfig
+from bus.transport.kv_directory import DirectoryCache, DirectoryMetrics, DirectoryWatcher
+from bus.transport.metrics import BusMetrics
+from bus.transport.node import BusNode, Escalation, NodeOptions, StateChange
+from office_node import audit as actions
+from office_node import views
+from office_node.accounts import INTERACTIVE, Accounts, HashLimits, Principal
+from office_node.audit import AuditLog
+from office_node.compose import Draft, draft_from_request, reply_request
+from office_node.config import NodeConfig
+from office_node.db import Database, open_database
+from office_node.home import NodeHome, node_paths
+from office_node.live import LiveHub
+from office_node.store import SENT, BulletinQuery, Store, StoredBulletin
+
+log = logging.getLogger("blo.node")
+VERSION = "0.1.0"
+#: How often the directory watcher checks that the link it watches over is still the same.
+LINK_CHECK_S = 1.0
+
+
+def wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class OfficeNode:
+    def __init__(
+        self,
+        home: NodeHome,
+        config: NodeConfig,
+        identity: Identity,
+        *,
+        clock: Callable[[], int] = wall_ms,
+        rng: Rng = nacl.utils.random,
+        hash_limits: HashLimits = INTERACTIVE,
+        options: NodeOptions | None = None,
+    ) -> None:
+        if identity.office_id != config.office:
+            raise ValidationError(
+                "node.office", f"{config.source}: says {config.office} but the key file is {identity.office_id}'s"
+            )
+        self.home = home
+        self.config = config
+        self.identity = identity
+        self.office = identity.office_id
+        self.clock = clock
+        self.rng = rng
+        self.hash_limits = hash_limits
+        self.registry = CollectorRegistry()
+        self.bus_metrics = BusMetrics(self.registry)
+        self.directory_metrics = DirectoryMetrics(self.registry)
+        self._quarantine_held = Gauge(
+            "blo_quarantine_held", "Messages held in quarantine now", ["reason"], registry=self.registry
+        )
+        self.live = LiveHub()
+        self.directory: Directory
+        self.cache: DirectoryCache
+        self.db: Database | None = None
+        self.store: Store
+        self.accounts: Accounts
+        self.audit: AuditLog
+        self.bus: BusNode
+        self._options = options
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closing = False
+        self.started_at: int | None = None
+
+    # -- life cycle --------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the stores and start the bus; returns without waiting for the link."""
+        paths = node_paths(self.home.root, self.config.data_dir)
+        self.config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.db = open_database(paths.db)
+        self.store = Store(self.db)
+        self.accounts = Accounts(self.db, limits=self.hash_limits)
+        self.audit = AuditLog.open(self.db, paths.audit_key, head_path=paths.audit_head)
+        self.directory, self.cache = self.home.open_directory(self.config)
+        c = self.config
+        client_config = (
+            ClientConfig.from_settings(c.nats, name=f"blo-{self.office}") if not c.nats.embedded else None
+        )
+        options = self._options or NodeOptions(
+            feeds=c.feeds, flash_ack_timeout_s=c.flash_ack_timeout_s, embedded_port=c.nats.embedded_port
+        )
+        self.bus = BusNode(
+            self.identity,
+            self.directory,
+            c.data_dir,
+            client_config=client_config,
+            options=options,
+            on_bulletin=self._on_bulletin,
+            on_escalation=self._on_escalation,
+            on_state=self._on_state,
+            metrics=self.bus_metrics,
+            clock=self.clock,
+            rng=self.rng,
+        )
+        await self.bus.start()
+        self.started_at = self.clock()
+        self.audit.append(f"node:{self.office}", actions.NODE_START, target=self.office, now_ms=self.started_at)
+        self._tasks.append(asyncio.create_task(self._keep_directory(), name="blo-directory"))
+
+    async def close(self) -> None:
+        """Graceful stop: end live streams, stop the watchers and the bus (queued
+        messages stay in the outbox for the next start), close the database."""
+        self._closing = True
+        self.live.close()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks = []
+        if hasattr(self, "bus"):
+            await self.bus.close()
+        if self.db is not None:
+            with contextlib.suppress(BloError):
+                self.audit.append(f"node:{self.office}", actions.NODE_STOP, target=self.office, now_ms=self.clock())
+            self.db.close()
+            self.db = None
+
+    async def __aenter__(self) -> OfficeNode:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _keep_directory(self) -> None:
+        """Watch the directory bucket while connected; start again after every reconnect
+        (the watch replays the bucket, and applying a known item is a no-op)."""
+        while not self._closing:
+            client = self.bus.client
+            if client is None or not await client.wait_connected(LINK_CHECK_S):
+                continue
+            watcher = DirectoryWatcher(
+                client.jetstream(),
+                self.directory,
+                cache=self.cache,
+                metrics=self.directory_metrics,
+                create_bucket=self.config.role == "centre",
+            )
+            try:
+                await watcher.start(timeout=10.0)
+            except BloError as exc:
+                log.info("directory bucket not available yet (%s); the local copy is used", exc.message)
+                await asyncio.sleep(5 * LINK_CHECK_S)
+                continue
+            try:
+                while not self._closing and client.connected:
+                    await asyncio.sleep(LINK_CHECK_S)
+            finally:
+                await watcher.stop()
+
+    # -- from the bus ------------------------------------------------------------------
+
+    async def _on_bulletin(self, opened: Opened) -> None:
+        now = self.clock()
+        if self.store.save_received(opened, sealed=opened.sealed, received_at=now, feed=None):
+            stored = self.store.get(opened.bulletin.id)
+            if stored is not None:
+                self.live.publish("bulletin", views.summary(stored))
+
+    def _on_state(self, changes: list[StateChange]) -> None:
+        now = self.clock()
+        for change in changes:
+            if change.state in ("delivered", "read"):
+                self.store.record_receipt(
+                    change.bulletin_id, change.recipient, change.state, at_ms=change.at, received_at=now, verified=True
+                )
+            self.live.publish("state", views.state_event(change))
+
+    def _on_escalation(self, esc: Escalation) -> None:
+        message = f"FLASH {esc.bulletin_id} not acknowledged by {', '.join(esc.missing)}"
+        self.live.publish("escalation", {"id": esc.bulletin_id, "missing": list(esc.missing), "message": message})
+
+    # -- officer actions ---------------------------------------------------------------
+
+    def _get(self, bulletin_id: str) -> StoredBulletin:
+        if not isinstance(bulletin_id, str) or len(bulletin_id) > 64:
+            raise ValidationError("id", "must be a bulletin id (a 26-character ULID)")
+        stored = self.store.get(bulletin_id)
+        if stored is None:
+            raise NotFound(f"no bulletin {bulletin_id} is stored on this node")
+        return stored
+
+    async def post(self, principal: Principal, data: Any) -> dict[str, Any]:
+        """Validate, seal, queue and record a bulletin; returns its id and outbox state."""
+        now = self.clock()
+        draft = draft_from_request(data, office=self.office, now_ms=now, rng=self.rng)
+        return await self._send(principal, draft, actions.BULLETIN_POST)
+
+    async def reply(self, principal: Principal, bulletin_id: str, data: Any) -> dict[str, Any]:
+        original = self._get(bulletin_id)
+        request = reply_request(
+            data,
+            original_sender=original.sender,
+            original_id=original.id,
+            own=self.office,
+            offices_of_sent=original.recipients,
+        )
+        draft = draft_from_request(request, office=self.office, now_ms=self.clock(), rng=self.rng)
+        return await self._send(principal, draft, actions.BULLETIN_POST)
+
+    async def _send(self, principal: Principal, draft: Draft, action: str) -> dict[str, Any]:
+        b = draft.bulletin
+        posted = await self.bus.submit(b, offices=draft.offices, feeds=draft.feeds)
+        feed = draft.feeds[0] if draft.feeds else None
+        self.store.save_sent(b, sealed=posted.sealed, recipients=list(draft.recipients), feed=feed, sent_at=posted.posted_at)
+        self.audit.append(
+            principal.username,
+            action,
+            target=b.id,
+            details={"to": list(draft.offices), "feed": feed, "precedence": b.precedence, "tlp": b.tlp, "kind": b.kind},
+            now_ms=posted.posted_at,
+        )
+        stored = self.store.get(b.id)
+        if stored is not None:
+            self.live.publish("bulletin", views.summary(stored))
+        return {"id": b.id, "state": "queued", "recipients": list(draft.recipients)}
+
+    async def mark_read(self, principal: Principal, bulletin_id: str) -> dict[str, Any]:
+        """Record that an officer read it; the first read here sends a read receipt."""
+        stored = self._get(bulletin_id)
+        now = self.clock()
+        first = self.store.mark_read(bulletin_id, by=principal.username, at_ms=now)
+        if first and stored.direction != SENT:
+            await self.bus.send_read_receipt(bulletin_id, stored.sender, stored.precedence)
+        self.audit.append(principal.username, actions.BULLETIN_READ, target=bulletin_id, now_ms=now)
+        if first:
+            self.live.publish("read", {"id": bulletin_id, "by": principal.username, "at": now})
+        return {"ok": True, "first": first}
+
+    def view(self, principal: Principal, bulletin_id: str) -> dict[str, Any]:
+        stored = self._get(bulletin_id)
+        self.audit.append(principal.username, actions.BULLETIN_VIEW, target=bulletin_id, now_ms=self.clock())
+        status = self.bus.status(bulletin_id) if stored.direction == SENT else None
+        return views.detail(stored, status)
+
+    def list_bulletins(self, principal: Principal, params: Mapping[str, str]) -> dict[str, Any]:
+        query = BulletinQuery.from_params(params)
+        page = self.store.list_bulletins(query)
+        if query.text:
+            self.audit.append(principal.username, actions.SEARCH, target=query.text[:200], now_ms=self.clock())
+        return {"items": [views.summary(b) for b in page.items], "next": page.next_cursor}
+
+    def search(self, principal: Principal, params: Mapping[str, str]) -> dict[str, Any]:
+        text = params.get("q", "")
+        if not text.strip():
+            raise ValidationError("q", "give the text to search for")
+        rest = {k: v for k, v in params.items() if k != "q"}
+        return self.list_bulletins(principal, {**rest, "q": text})
+
+    def outbox(self, *, limit: int = 50) -> dict[str, Any]:
+        page = self.store.list_bulletins(BulletinQuery(direction=SENT, limit=limit))
+        items = [views.outbox_item(b, self.bus.status(b.id)) for b in page.items]
+        return {"items": items, "depth": self.bus.outbox.depth() if self.bus.outbox else 0}
+
+    def directory_view(self) -> dict[str, Any]:
+        now = self.clock()
+        return {"offices": [views.directory_entry(self.directory, r, now) for r in self.directory.records()]}
+
+    def feeds_view(self) -> dict[str, Any]:
+        feeds = []
+        for name in self.config.feeds:
+            epochs = [e for (f, e) in self.bus.feed_keys if f == name]
+            feeds.append({"name": name, "epoch": max(epochs) if epochs else None, "members": []})
+        return {"feeds": feeds}
+
+    def quarantine_view(self) -> dict[str, Any]:
+        q = self.bus.quarantine
+        entries = q.entries() if q is not None else []
+        return {
+            "counts": q.counts() if q is not None else {},
+            "items": [
+                {
+                    "id": e.qid,
+                    "subject": e.subject,
+                    "reason": e.reason,
+                    "message": e.message,
+                    "retryable": e.retryable,
+                    "bytes": len(e.raw),
+                    "first_seen": e.first_seen,
+                    "last_seen": e.last_seen,
+                    "attempts": e.attempts,
+                }
+                for e in entries[-200:]
+            ],
+        }
+
+    def health(self) -> dict[str, Any]:
+        """What the page's status bar and an operator's probe read (no secrets, no content)."""
+        bus = getattr(self, "bus", None)
+        connected = bus is not None and bus.connected
+        return {
+            "status": "ok",
+            "office": self.office,
+            "role": self.config.role,
+            "nats": "connected" if connected else "disconnected",
+            "outbox_depth": bus.outbox.depth() if bus is not None and bus.outbox is not None else 0,
+            "version": VERSION,
+        }
+
+    def me(self, principal: Principal) -> dict[str, Any]:
+        return {
+            "user": principal.user.to_json(),
+            "office": self.office,
+            "role": self.config.role,
+            "csrf_token": principal.csrf_token,
+            "via": principal.via,
+        }
+
+    def refresh_gauges(self) -> None:
+        """Bring point-in-time gauges up to date (called before /metrics is rendered)."""
+        if self.bus.quarantine is not None:
+            counts = self.bus.quarantine.counts()
+            self._quarantine_held.clear()
+            for reason, n in counts.items():
+                self._quarantine_held.labels(reason=reason).set(n)
+        if self.bus.outbox is not None:
+            self.bus_metrics.outbox_depth.set(self.bus.outbox.depth())

@@ -1,0 +1,147 @@
+"""The OpenAPI 3.1 document of the node's HTTP API, built from ``api.ROUTES``.
+
+Built from the route table, not written beside it, so a route cannot exist without
+being documented (``tests/test_api.py`` also checks the reverse). The bulletin's own
+fields are specified by ``schemas/bulletin.schema.json``; here they are summarised.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from bus.bulletin import ENTITY_TYPES, KINDS, PRECEDENCES, TLP_LABELS
+from office_node.node import VERSION
+
+_ERROR = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {
+                "code": {"type": "string", "description": "stable reason code, e.g. invalid, not_found, forbidden"},
+                "message": {"type": "string", "description": "what went wrong and what to do, for a person"},
+                "field": {"type": "string", "description": "the request field at fault (validation errors)"},
+            },
+        }
+    },
+}
+
+_POST = {
+    "type": "object",
+    "description": "A bulletin in its JSON form (schemas/bulletin.schema.json) without id, from and created, "
+    "which the node sets, plus its recipients. Unknown fields are refused by name.",
+    "required": ["precedence", "kind", "tlp", "releasable_to", "grading", "title", "body"],
+    "properties": {
+        "to": {"type": "array", "items": {"type": "string", "pattern": "^[A-Z]{2}-[A-Z0-9]{2,12}$"}},
+        "feed": {"type": ["string", "null"], "pattern": "^[a-z0-9][a-z0-9_-]{0,63}$"},
+        "precedence": {"enum": list(PRECEDENCES)},
+        "kind": {"enum": list(KINDS)},
+        "tlp": {"enum": list(TLP_LABELS)},
+        "releasable_to": {"type": "array", "items": {"type": "string", "pattern": "^[A-Z]{2}$"}},
+        "grading": {"type": "string", "pattern": "^[A-F][1-6]$", "description": "Admiralty: source A-F, information 1-6"},
+        "title": {"type": "string"},
+        "body": {"type": "string"},
+        "expires": {"type": ["integer", "null"], "description": "ms since the epoch; lookouts stop matching then"},
+        "in_reply_to": {"type": ["string", "null"]},
+        "entities": {"type": "array", "items": {"type": "object", "properties": {"type": {"enum": list(ENTITY_TYPES)}}}},
+        "attachments": {"type": "array", "items": {"type": "object"}},
+        "tags": {"type": "array", "items": {"type": "string"}},
+    },
+}
+
+_BODIES = {
+    "post_bulletin": _POST,
+    "reply": {**_POST, "description": "As a post, without to, feed and in_reply_to: they come from the original."},
+}
+
+_PARAMS: dict[str, list[dict[str, Any]]] = {
+    "list_bulletins": [
+        {"name": n, "in": "query", "required": False, "schema": {"type": "string"}, "description": d}
+        for n, d in (
+            ("kind", "comma-separated kinds"),
+            ("precedence", "comma-separated precedences"),
+            ("feed", "feed name"),
+            ("sender", "office id"),
+            ("direction", "sent or received"),
+            ("since", "ms, inclusive"),
+            ("until", "ms, exclusive"),
+            ("unread", "true: received and not read here"),
+            ("in_reply_to", "bulletin id: the thread"),
+            ("q", "search text"),
+            ("limit", "1-500, default 50"),
+            ("cursor", "the `next` of the previous page"),
+        )
+    ],
+    "search": [
+        {"name": "q", "in": "query", "required": True, "schema": {"type": "string", "maxLength": 200}},
+        {"name": "limit", "in": "query", "required": False, "schema": {"type": "integer"}},
+    ],
+    "audit": [{"name": "limit", "in": "query", "required": False, "schema": {"type": "integer"}}],
+}
+
+
+def _operation(route: Any) -> dict[str, Any]:
+    op: dict[str, Any] = {
+        "operationId": route.name,
+        "summary": route.summary,
+        "responses": {
+            "200": {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}},
+            "400": {"description": "invalid request", "content": {"application/json": {"schema": _ERROR}}},
+        },
+    }
+    if route.method == "POST":
+        op["responses"]["201"] = {"description": "created", "content": {"application/json": {"schema": {"type": "object"}}}}
+        op["responses"]["403"] = {"description": "role or CSRF refused", "content": {"application/json": {"schema": _ERROR}}}
+        op["responses"]["422"] = {
+            "description": "refused by the directory or the handling rules",
+            "content": {"application/json": {"schema": _ERROR}},
+        }
+    if route.name in _BODIES:
+        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": _BODIES[route.name]}}}
+    params = list(_PARAMS.get(route.name, []))
+    if "{id}" in route.path:
+        params.insert(0, {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}})
+    if params:
+        op["parameters"] = params
+    if route.role is None:
+        op["security"] = []
+    else:
+        op["description"] = f"Needs the {route.role} role or higher."
+        op["responses"]["401"] = {"description": "not signed in", "content": {"application/json": {"schema": _ERROR}}}
+    if route.name == "events":
+        op["responses"]["200"] = {"description": "an endless text/event-stream", "content": {"text/event-stream": {}}}
+    if route.name == "metrics":
+        op["responses"]["200"] = {"description": "Prometheus text format", "content": {"text/plain": {}}}
+    return op
+
+
+@functools.cache
+def document() -> dict[str, Any]:
+    from office_node.api import ROUTES
+
+    paths: dict[str, dict[str, Any]] = {}
+    for route in ROUTES:
+        paths.setdefault(route.path, {})[route.method.lower()] = _operation(route)
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "BLO Bus office node",
+            "version": VERSION,
+            "description": "The HTTP API of one Border Liaison Office (or centre) node. Authenticate with "
+            "`Authorization: Bearer <token>` (`blo token create`), or with the session cookie from POST /login "
+            "plus the X-CSRF-Token header on every POST. Times are integer milliseconds since 1970-01-01 UTC.",
+        },
+        "servers": [{"url": "/"}],
+        "security": [{"bearer": []}, {"session": []}],
+        "components": {
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "session": {"type": "apiKey", "in": "cookie", "name": "blo_session"},
+            },
+            "schemas": {"Error": _ERROR, "PostBulletin": _POST},
+        },
+        "paths": paths,
+    }

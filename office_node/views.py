@@ -1,0 +1,126 @@
+"""The JSON the API and the live stream show: pure functions of stored values.
+
+One place for the shapes the web page relies on (the contract at the top of
+``office_node/web/app.js``), so the HTTP handlers, the live stream and the CLI print the
+same thing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bus.directory import Directory, DirectoryRecord
+from bus.transport.node import StateChange
+from bus.transport.outbox import BulletinStatus, RecipientStatus
+from office_node.store import StoredBulletin
+
+
+def summary(b: StoredBulletin) -> dict[str, Any]:
+    """One line of a list: what the feed and search results show."""
+    return {
+        "id": b.id,
+        "from": b.sender,
+        "precedence": b.precedence,
+        "kind": b.kind,
+        "tlp": b.tlp,
+        "title": b.title,
+        "created": b.bulletin.get("created"),
+        "expires": b.bulletin.get("expires"),
+        "sent_at": b.sent_at,
+        "received_at": b.received_at,
+        "direction": b.direction,
+        "feed": b.feed,
+        "read": b.is_read,
+        "verified": b.verified,
+        "in_reply_to": b.bulletin.get("in_reply_to"),
+    }
+
+
+def _state_at(r: RecipientStatus) -> int | None:
+    return r.read_at or r.delivered_at or r.sent_at
+
+
+def receipt_rows(status: BulletinStatus | None) -> list[dict[str, Any]]:
+    """Each recipient's state of a bulletin sent here: queued, sent, delivered, read."""
+    if status is None:
+        return []
+    return [
+        {
+            "recipient": r.recipient,
+            "state": r.state,
+            "at": _state_at(r),
+            "sent_at": r.sent_at,
+            "delivered_at": r.delivered_at,
+            "read_at": r.read_at,
+        }
+        for r in sorted(status.recipients.values(), key=lambda r: r.recipient)
+    ]
+
+
+def verification(b: StoredBulletin) -> dict[str, Any]:
+    v = b.verification
+    out = {
+        "verified": b.verified,
+        "signer": v.get("signer", b.sender),
+        "key_id": v.get("sign_kid", b.sender_sign_kid),
+        "sent_at": v.get("signed_at", b.sent_at),
+        "checked_at": v.get("checked_at"),
+    }
+    for key in ("problem", "reason", "note", "opened_via", "provenance"):
+        if key in v:
+            out[key] = v[key]
+    return out
+
+
+def detail(b: StoredBulletin, status: BulletinStatus | None) -> dict[str, Any]:
+    """One bulletin in full, with how it was verified and who has it."""
+    return {
+        "bulletin": b.bulletin,
+        "direction": b.direction,
+        "feed": b.feed,
+        "recipients": list(b.recipients),
+        "sent_at": b.sent_at,
+        "received_at": b.received_at,
+        "read": b.is_read,
+        "read_at": b.read_at,
+        "read_by": b.read_by,
+        "verification": verification(b),
+        "receipts": receipt_rows(status),
+        "escalated_at": status.escalated_at if status else None,
+    }
+
+
+def outbox_item(b: StoredBulletin, status: BulletinStatus | None) -> dict[str, Any]:
+    return {
+        "id": b.id,
+        "title": b.title,
+        "precedence": b.precedence,
+        "created": b.bulletin.get("created"),
+        "sent_at": b.sent_at,
+        "recipients": receipt_rows(status),
+        "escalated_at": status.escalated_at if status else None,
+    }
+
+
+def state_event(change: StateChange) -> dict[str, Any]:
+    return {"id": change.bulletin_id, "recipient": change.recipient, "state": change.state, "at": change.at}
+
+
+def directory_entry(directory: Directory, r: DirectoryRecord, now_ms: int) -> dict[str, Any]:
+    keys = directory.sender_keys(r.office_id, r.sign_kid)
+    problem = keys.problem_at(now_ms) if keys is not None else "unknown key"
+    return {
+        "office": r.office_id,
+        "name": r.name,
+        "country": r.country,
+        "role": r.role,
+        "regions": list(r.regions),
+        "counterparts": list(r.counterparts),
+        "sign_kid": r.sign_kid.hex(),
+        "box_kid": r.box_kid.hex(),
+        "valid_from": r.valid_from,
+        "valid_until": r.valid_until,
+        "signer": r.signer,
+        "revoked": directory.revoked_at(r.office_id, r.sign_kid) is not None,
+        "status": "valid" if problem is None else problem,
+    }

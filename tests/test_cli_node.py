@@ -1,0 +1,134 @@
+"""`blo node run`, `blo post` and `blo subscribe` as an operator and an officer use them:
+real processes, a real nats-server, HTTP on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from bus.transport.server import NatsServer, free_port
+from office_node.network import NodeSpec
+from tests.node_helpers import build
+
+BLO = str(Path(sys.executable).parent / "blo")
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BLO_")}
+    return {**env, **extra}
+
+
+@contextmanager
+def node_process(home: Path, port: int) -> Iterator[subprocess.Popen[str]]:
+    proc = subprocess.Popen(
+        [BLO, "node", "run", "--config", str(home / "node.toml")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=_env(),
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as r:
+                    if json.load(r)["nats"] == "connected":
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"the node did not come up: {proc.stdout.read() if proc.stdout else ''}")
+            time.sleep(0.1)
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _pair(tmp_path: Path, nats_server: NatsServer) -> tuple[object, int, int]:
+    p1, p2 = free_port(), free_port()
+    specs = [
+        NodeSpec("TH-TCCC", "Thailand TCCC", "centre"),
+        NodeSpec("TH-MUK", "Mukdahan BLO", http_port=p1),
+        NodeSpec("LA-TCCC", "Lao TCCC", "centre"),
+        NodeSpec("LA-SVK", "Savannakhet BLO", http_port=p2),
+    ]
+    return build(tmp_path / "net", nats_server.url, specs), p1, p2
+
+
+def test_post_from_the_cli_reaches_subscribe_on_the_other_office_and_sigterm_stops_cleanly(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    network, p1, p2 = _pair(tmp_path, nats_server)
+    muk, svk = network["TH-MUK"], network["LA-SVK"]
+    with node_process(muk.home.root, p1) as muk_proc, node_process(svk.home.root, p2):
+        subscriber = subprocess.Popen(
+            [BLO, "--home", str(svk.home.root), "subscribe", "--json", "--count", "1"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=_env(BLO_TOKEN=svk.token or ""),
+        )
+        try:
+            time.sleep(1.0)  # let the subscriber's stream open before the post
+            body = tmp_path / "body.txt"
+            body.write_text("ຜູ້ຕ້ອງສົງໄສອາດຈະຂ້າມດ່ານຂົວມິດຕະພາບ 2\n", encoding="utf-8")
+            posted = subprocess.run(
+                [
+                    BLO, "--home", str(muk.home.root), "post", "--to", "LA-SVK", "--kind", "lookout",
+                    "--precedence", "FLASH", "--tlp", "AMBER", "--releasable-to", "TH,LA", "--grading", "A1",
+                    "--title", "Lookout: forged passport P0847211", "--body-file", str(body),
+                    "--entity", "document:doc_type=passport,number=P0847211,country=LA", "--expires-hours", "48",
+                    "--json",
+                ],
+                capture_output=True, text=True, env=_env(BLO_TOKEN=muk.token or ""), timeout=30,
+            )  # fmt: skip
+            assert posted.returncode == 0, posted.stderr
+            answer = json.loads(posted.stdout)
+            assert answer["state"] == "queued" and answer["recipients"] == ["LA-SVK"]
+            out, err = subscriber.communicate(timeout=20)
+            assert subscriber.returncode == 0, err
+            got = json.loads(out.strip().splitlines()[-1])
+            assert got["id"] == answer["id"]
+            assert got["from"] == "TH-MUK" and got["precedence"] == "FLASH" and got["verified"] is True
+        finally:
+            if subscriber.poll() is None:
+                subscriber.kill()
+                subscriber.wait()
+        muk_proc.send_signal(signal.SIGTERM)
+        assert muk_proc.wait(15) == 0
+
+
+def test_cli_errors_are_one_clear_line(tmp_path: Path, nats_server: NatsServer) -> None:
+    network, p1, _ = _pair(tmp_path, nats_server)
+    home = network["TH-MUK"].home.root
+    refused = subprocess.run(
+        [BLO, "--home", str(home), "post", "--to", "LA-SVK", "--kind", "incident", "--releasable-to", "TH",
+         "--title", "x", "--url", f"http://127.0.0.1:{p1}"],
+        capture_output=True, text=True, env=_env(BLO_TOKEN="blo_nope"), timeout=30,
+    )  # fmt: skip
+    assert refused.returncode == 2
+    assert "cannot reach the node" in refused.stderr and "Traceback" not in refused.stderr
+    no_token = subprocess.run(
+        [BLO, "--home", str(tmp_path / "nohome"), "subscribe", "--url", "http://127.0.0.1:1"],
+        capture_output=True, text=True, env=_env(), timeout=30,
+    )  # fmt: skip
+    assert no_token.returncode == 2 and "BLO_TOKEN" in no_token.stderr
+    config = home / "node.toml"
+    config.write_text(config.read_text().replace('bind = "127.0.0.1', 'bind = "nowhere'), encoding="utf-8")
+    bad = subprocess.run([BLO, "node", "run", "--config", str(config)], capture_output=True, text=True, env=_env(), timeout=30)
+    assert bad.returncode == 2
+    assert "node.toml: http.bind" in bad.stderr and "Traceback" not in bad.stderr
