@@ -35,7 +35,7 @@ from office_node.node import OfficeNode
 
 log = logging.getLogger("blo.api")
 WEB = Path(__file__).resolve().parent / "web"
-MAX_BODY_BYTES = 512 * 1024
+MAX_BODY_BYTES = 8 * 1024 * 1024  # a watch-list import is the largest body
 NODE_KEY = web.AppKey("blo_node", OfficeNode)
 
 CSP = (
@@ -151,6 +151,9 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/outbox", "officer", "outbox", "Bulletins sent from here and each recipient's state"),
     Route("GET", "/api/directory", "officer", "directory", "The verified directory of offices and centres"),
     Route("GET", "/api/feeds", "officer", "feeds", "Feeds this node reads and their current epochs"),
+    Route("POST", "/api/check", "officer", "check", "Border check: is this document, person, plate or phone flagged?"),
+    Route("GET", "/api/hits", "officer", "hits", "Recent lookout hits: new bulletins naming a lookout's subject"),
+    Route("POST", "/api/watchlists", "supervisor", "import_watchlist", "Import a watch list (CSV) as lookouts"),
     Route("GET", "/api/quarantine", "supervisor", "quarantine", "Messages that failed to open, with reasons"),
     Route("GET", "/api/audit", "admin", "audit", "The audit log, newest first, and whether its chain verifies"),
     Route("GET", "/api/events", "officer", "events", "Live stream (server-sent events): bulletin, state, read, escalation"),
@@ -217,6 +220,21 @@ async def feeds(request: web.Request) -> web.Response:
     return json_response(_node(request).feeds_view())
 
 
+async def check(request: web.Request) -> web.Response:
+    principal = require_role(request, "officer")
+    return json_response(_node(request).check(principal, await read_json(request)))
+
+
+async def hits(request: web.Request) -> web.Response:
+    require_role(request, "officer")
+    return json_response(_node(request).hits_view())
+
+
+async def import_watchlist(request: web.Request) -> web.Response:
+    principal = require_role(request, "supervisor")
+    return json_response(await _node(request).import_watchlist(principal, await read_json(request)), status=201)
+
+
 async def quarantine(request: web.Request) -> web.Response:
     require_role(request, "supervisor")
     return json_response(_node(request).quarantine_view())
@@ -273,7 +291,8 @@ HANDLERS: dict[str, Handler] = {
     name: globals()[name]
     for name in (
         "health", "me", "list_bulletins", "post_bulletin", "get_bulletin", "mark_read", "reply", "search",
-        "outbox", "directory", "feeds", "quarantine", "audit", "events", "openapi", "metrics",
+        "outbox", "directory", "feeds", "check", "hits", "import_watchlist", "quarantine", "audit", "events",
+        "openapi", "metrics",
     )
 }  # fmt: skip
 

@@ -63,6 +63,8 @@ BULLETIN_VIEW = "bulletin.view"
 BULLETIN_REFUSED = "bulletin.refused"
 SEARCH = "search"
 CHECK = "check"
+HIT_NOTICE = "hit.notice"
+WATCHLIST_IMPORT = "watchlist.import"
 NODE_START = "node.start"
 NODE_STOP = "node.stop"
 

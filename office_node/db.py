@@ -131,6 +131,22 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
     BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
     """,
+    # 4: lookout hits (a new bulletin names the subject of an active lookout)
+    """
+    CREATE TABLE store_hits (
+        bulletin_id TEXT NOT NULL,          -- the new bulletin that named the subject
+        lookout_id TEXT NOT NULL,
+        entity_index INTEGER NOT NULL,      -- which entity of the new bulletin matched
+        lookout_sender TEXT NOT NULL,
+        key_kind TEXT NOT NULL,             -- document, name, name~, plate, phone, ...
+        strength TEXT NOT NULL,             -- exact or similar
+        at INTEGER NOT NULL,
+        notice TEXT NOT NULL,               -- sent, own (our lookout), or withheld:<reason>
+        notice_id TEXT,                     -- the hit notice bulletin sent to the originator
+        PRIMARY KEY (bulletin_id, lookout_id, entity_index)
+    );
+    CREATE INDEX store_hits_at ON store_hits(at DESC);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

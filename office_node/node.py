@@ -22,19 +22,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import nacl.utils
-from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from bus.bulletin import Bulletin
 from bus.directory import Directory
 from bus.envelope import Opened
 from bus.errors import BloError, NotFound, ValidationError
 from bus.ids import Rng
 from bus.keys import Identity
+from bus.lookout import Hit, parse_watchlist, watchlist_bulletins
 from bus.transport.client import ClientConfig
 from bus.transport.kv_directory import DirectoryCache, DirectoryMetrics, DirectoryWatcher
 from bus.transport.metrics import BusMetrics
@@ -48,12 +51,21 @@ from office_node.config import NodeConfig
 from office_node.db import Database, open_database
 from office_node.home import NodeHome, node_paths
 from office_node.live import LiveHub
-from office_node.store import SENT, BulletinQuery, Store, StoredBulletin
+from office_node.lookouts import Lookouts, hit_notice_request, notice_decision
+from office_node.store import SENT, BulletinQuery, HitRecord, Store, StoredBulletin
 
 log = logging.getLogger("blo.node")
 VERSION = "0.1.0"
 #: How often the directory watcher checks that the link it watches over is still the same.
 LINK_CHECK_S = 1.0
+
+
+WATCHLIST_FIELDS = frozenset({"csv", "to", "feed", "releasable_to", "tlp", "grading", "precedence", "default_country"})
+# Only the routing of this request is used; draft_from_request wants a whole bulletin.
+_PLACEHOLDER = {
+    "precedence": "ROUTINE", "kind": "lookout", "tlp": "AMBER", "releasable_to": ["TH"], "grading": "A1",
+    "title": "watch list", "body": "",
+}  # fmt: skip
 
 
 def wall_ms() -> int:
@@ -89,6 +101,12 @@ class OfficeNode:
         self._quarantine_held = Gauge(
             "blo_quarantine_held", "Messages held in quarantine now", ["reason"], registry=self.registry
         )
+        self.hit_count = Counter(
+            "blo_lookout_hits", "New bulletins naming the subject of an active lookout", ["strength"], registry=self.registry
+        )
+        self.check_count = Counter(
+            "blo_checks", "Border checks answered from the local index", ["result"], registry=self.registry
+        )
         self.live = LiveHub()
         self.directory: Directory
         self.cache: DirectoryCache
@@ -112,6 +130,9 @@ class OfficeNode:
         self.store = Store(self.db)
         self.accounts = Accounts(self.db, limits=self.hash_limits)
         self.audit = AuditLog.open(self.db, paths.audit_key, head_path=paths.audit_head)
+        self.lookouts = Lookouts(self.store, self.office)
+        indexed = await asyncio.to_thread(self.lookouts.rebuild)
+        log.info("lookout index: %d bulletins", indexed)
         self.directory, self.cache = self.home.open_directory(self.config)
         c = self.config
         client_config = (
@@ -198,6 +219,41 @@ class OfficeNode:
             stored = self.store.get(opened.bulletin.id)
             if stored is not None:
                 self.live.publish("bulletin", views.summary(stored))
+            await self._hits(opened.bulletin, self.lookouts.add(opened.bulletin, now), now)
+
+    async def _hits(self, bulletin: Bulletin, hits: list[Hit], now: int) -> None:
+        """Record and show each hit; tell the lookout's originator when the rules allow."""
+        for hit in hits:
+            decision = notice_decision(bulletin, hit.lookout.sender, self.office)
+            record = HitRecord(
+                bulletin.id,
+                hit.lookout.bulletin_id,
+                hit.entity_index,
+                hit.lookout.sender,
+                hit.lookout.key_kind,
+                hit.lookout.strength,
+                now,
+                "pending" if decision == "send" else decision,
+            )
+            if not self.store.save_hit(record):
+                continue
+            self.hit_count.labels(strength=hit.lookout.strength).inc()
+            lookout = self.store.get(hit.lookout.bulletin_id)
+            title = lookout.title if lookout is not None else hit.lookout.bulletin_id
+            if decision == "send":
+                request = hit_notice_request(hit, bulletin, title, own_office=self.office, now_ms=now)
+                try:
+                    draft = draft_from_request(request, office=self.office, now_ms=now, rng=self.rng)
+                    sent = await self._send(f"node:{self.office}", draft, actions.HIT_NOTICE)
+                    record = dataclasses.replace(record, notice="sent", notice_id=sent["id"])
+                except BloError as exc:
+                    log.warning("hit notice to %s not sent: %s", hit.lookout.sender, exc.message)
+                    record = dataclasses.replace(record, notice=f"withheld:{exc.reason}")
+                self.store.set_hit_notice(record, record.notice, record.notice_id)
+            self.live.publish(
+                "hit",
+                {**record.to_json(), "lookout_title": title, "bulletin_title": bulletin.title, "precedence": hit.lookout.precedence},
+            )
 
     def _on_state(self, changes: list[StateChange]) -> None:
         now = self.clock()
@@ -226,7 +282,7 @@ class OfficeNode:
         """Validate, seal, queue and record a bulletin; returns its id and outbox state."""
         now = self.clock()
         draft = draft_from_request(data, office=self.office, now_ms=now, rng=self.rng)
-        return await self._send(principal, draft, actions.BULLETIN_POST)
+        return await self._send(principal.username, draft, actions.BULLETIN_POST)
 
     async def reply(self, principal: Principal, bulletin_id: str, data: Any) -> dict[str, Any]:
         original = self._get(bulletin_id)
@@ -238,15 +294,16 @@ class OfficeNode:
             offices_of_sent=original.recipients,
         )
         draft = draft_from_request(request, office=self.office, now_ms=self.clock(), rng=self.rng)
-        return await self._send(principal, draft, actions.BULLETIN_POST)
+        return await self._send(principal.username, draft, actions.BULLETIN_POST)
 
-    async def _send(self, principal: Principal, draft: Draft, action: str) -> dict[str, Any]:
+    async def _send(self, actor: str, draft: Draft, action: str) -> dict[str, Any]:
+        """Seal, queue, store and audit one bulletin; raise hits it causes."""
         b = draft.bulletin
         posted = await self.bus.submit(b, offices=draft.offices, feeds=draft.feeds)
         feed = draft.feeds[0] if draft.feeds else None
         self.store.save_sent(b, sealed=posted.sealed, recipients=list(draft.recipients), feed=feed, sent_at=posted.posted_at)
         self.audit.append(
-            principal.username,
+            actor,
             action,
             target=b.id,
             details={"to": list(draft.offices), "feed": feed, "precedence": b.precedence, "tlp": b.tlp, "kind": b.kind},
@@ -255,7 +312,93 @@ class OfficeNode:
         stored = self.store.get(b.id)
         if stored is not None:
             self.live.publish("bulletin", views.summary(stored))
+        await self._hits(b, self.lookouts.add(b, posted.posted_at), posted.posted_at)
         return {"id": b.id, "state": "queued", "recipients": list(draft.recipients)}
+
+    def check(self, principal: Principal, query: Any) -> dict[str, Any]:
+        """A border check against the local index (works with the link down); audited."""
+        if not isinstance(query, Mapping):
+            raise ValidationError("", 'send the entity to check, e.g. {"type": "document", "number": "P1234567"}')
+        now = self.clock()
+        result = self.lookouts.check(query, now)
+        self.check_count.labels(result="flagged" if result["flagged"] else "clear").inc()
+        what = " ".join(str(v) for k, v in sorted(query.items()) if k != "type" and isinstance(v, str | int | float))
+        self.audit.append(
+            principal.username,
+            actions.CHECK,
+            target=f"{query.get('type')} {what}"[:200],
+            details={"matches": [m["bulletin_id"] for m in result["matches"]][:20]},
+            now_ms=now,
+        )
+        return result
+
+    async def import_watchlist(self, principal: Principal, data: Any) -> dict[str, Any]:
+        """A watch list (CSV, schemas/WATCHLIST.md) becomes one lookout bulletin per good
+        row, sent to ``to`` (default: every office of this node's country in the
+        directory) and/or a feed. Bad rows are reported by line; good rows go out."""
+        if not isinstance(data, Mapping) or not isinstance(data.get("csv"), str):
+            raise ValidationError("csv", "send the watch list's CSV text in the field csv")
+        for key in data:
+            if key not in WATCHLIST_FIELDS:
+                raise ValidationError(str(key)[:64], f"is not a watch-list import field; use {', '.join(sorted(WATCHLIST_FIELDS))}")
+        now = self.clock()
+        parsed = parse_watchlist(data["csv"], now_ms=now, default_country=data.get("default_country"))
+        routing = draft_from_request(
+            {"to": data.get("to") or self._own_offices(now), "feed": data.get("feed"), **_PLACEHOLDER},
+            office=self.office,
+            now_ms=now,
+            rng=self.rng,
+        )
+        releasable = data.get("releasable_to") or sorted({self.office[:2], *(o[:2] for o in routing.offices)})
+        options = {k: data[k] for k in ("tlp", "grading", "precedence") if data.get(k)}
+        bulletins = [
+            Bulletin.from_dict(d)
+            for d in watchlist_bulletins(parsed.entries, sender=self.office, now_ms=now, releasable_to=releasable, **options)
+        ]
+        for start in range(0, len(bulletins), 500):
+            chunk = bulletins[start : start + 500]
+            posted = await self.bus.submit_many([(b, routing.offices, routing.feeds) for b in chunk])
+            feed = routing.feeds[0] if routing.feeds else None
+            self.store.save_sent_many([(p.bulletin, p.sealed, list(routing.recipients), feed, p.posted_at) for p in posted])
+            for b in chunk:
+                await self._hits(b, self.lookouts.add(b, now), now)
+        self.audit.append(
+            principal.username,
+            actions.WATCHLIST_IMPORT,
+            target=",".join(sorted({e.list_id for e in parsed.entries}))[:200],
+            details={"entries": len(bulletins), "bad_rows": len(parsed.errors), "to": list(routing.offices), "feed": data.get("feed")},
+            now_ms=now,
+        )
+        return {
+            "imported": len(bulletins),
+            "recipients": list(routing.recipients),
+            "errors": [{"line": e.line, "column": e.column, "reason": e.reason, "message": e.message} for e in parsed.errors],
+        }
+
+    def _own_offices(self, now: int) -> list[str]:
+        """The offices of this node's country that the directory vouches for today."""
+        out = []
+        for r in self.directory.records():
+            if r.role == "office" and r.country == self.office[:2] and r.office_id != self.office:
+                keys = self.directory.sender_keys(r.office_id, r.sign_kid)
+                if keys is not None and keys.problem_at(now) is None:
+                    out.append(r.office_id)
+        return sorted(out)
+
+    def hits_view(self, *, limit: int = 100) -> dict[str, Any]:
+        items = []
+        for hit in self.store.hits(limit=limit):
+            lookout = self.store.get(hit.lookout_id)
+            bulletin = self.store.get(hit.bulletin_id)
+            items.append(
+                {
+                    **hit.to_json(),
+                    "lookout_title": lookout.title if lookout else None,
+                    "bulletin_title": bulletin.title if bulletin else None,
+                    "precedence": lookout.precedence if lookout else None,
+                }
+            )
+        return {"items": items}
 
     async def mark_read(self, principal: Principal, bulletin_id: str) -> dict[str, Any]:
         """Record that an officer read it; the first read here sends a read receipt."""

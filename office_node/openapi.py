@@ -52,7 +52,33 @@ _POST = {
     },
 }
 
+_CHECK = {
+    "type": "object",
+    "description": "The entity to check, as in a bulletin: document (number, country), person (name, dob, "
+    "nationality), vehicle (plate, country) or phone (number).",
+    "required": ["type"],
+    "properties": {"type": {"enum": ["document", "person", "vehicle", "phone", "vessel", "organisation"]}},
+}
+_WATCHLIST = {
+    "type": "object",
+    "required": ["csv"],
+    "description": "A watch list (columns in schemas/WATCHLIST.md) and where its lookouts go "
+    "(default: every office of this node's country).",
+    "properties": {
+        "csv": {"type": "string"},
+        "to": {"type": "array", "items": {"type": "string"}},
+        "feed": {"type": ["string", "null"]},
+        "releasable_to": {"type": "array", "items": {"type": "string"}},
+        "tlp": {"enum": list(TLP_LABELS)},
+        "precedence": {"enum": list(PRECEDENCES)},
+        "grading": {"type": "string"},
+        "default_country": {"type": "string"},
+    },
+}
+
 _BODIES = {
+    "check": _CHECK,
+    "import_watchlist": _WATCHLIST,
     "post_bulletin": _POST,
     "reply": {**_POST, "description": "As a post, without to, feed and in_reply_to: they come from the original."},
 }

@@ -26,7 +26,7 @@ from __future__ import annotations
 import base64
 import json
 import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -129,6 +129,34 @@ class ReceiptRecord:
             "at": self.at,
             "received_at": self.received_at,
             "verified": self.verified,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class HitRecord:
+    """A new bulletin's entity named the subject of an active lookout."""
+
+    bulletin_id: str
+    lookout_id: str
+    entity_index: int
+    lookout_sender: str
+    key_kind: str
+    strength: str
+    at: int
+    notice: str  # "sent", "own" (our own lookout), "pending", or "withheld:<reason>"
+    notice_id: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "bulletin_id": self.bulletin_id,
+            "lookout_id": self.lookout_id,
+            "entity_index": self.entity_index,
+            "lookout_sender": self.lookout_sender,
+            "key_kind": self.key_kind,
+            "strength": self.strength,
+            "at": self.at,
+            "notice": self.notice,
+            "notice_id": self.notice_id,
         }
 
 
@@ -434,8 +462,7 @@ class Store:
             },
         }
         recipients = [r.id for r in opened.recipients]
-        return self._insert(
-            b,
+        row = dict(
             direction=RECEIVED,
             sign_kid=opened.sender_sign_kid,
             box_kid=opened.sender_box_kid,
@@ -450,10 +477,25 @@ class Store:
             signature=opened.signature,
             verification=verification,
         )
+        with self.db.write() as c:
+            return self._insert_in(c, b, row)
 
     def save_sent(self, bulletin: Bulletin, *, sealed: bytes, recipients: list[str], feed: str | None, sent_at: int) -> bool:
         """Store a bulletin this node sealed. ``recipients`` are office ids and feed names.
         Returns True if new, False if this id was already stored."""
+        row = self._sent_row(bulletin, sealed=sealed, recipients=recipients, feed=feed, sent_at=sent_at)
+        with self.db.write() as c:
+            return self._insert_in(c, bulletin, row)
+
+    def save_sent_many(self, items: Sequence[tuple[Bulletin, bytes, list[str], str | None, int]]) -> int:
+        """``save_sent`` for many bulletins in one transaction (a watch-list import); how many were new."""
+        rows = [(b, self._sent_row(b, sealed=s, recipients=r, feed=f, sent_at=t)) for b, s, r, f, t in items]
+        with self.db.write() as c:
+            return sum(self._insert_in(c, b, row) for b, row in rows)
+
+    def _sent_row(
+        self, bulletin: Bulletin, *, sealed: bytes, recipients: list[str], feed: str | None, sent_at: int
+    ) -> dict[str, Any]:
         _check_time("sent_at", sent_at)
         _check_feed(feed)
         for i, r in enumerate(recipients):
@@ -475,8 +517,7 @@ class Store:
             "checked_at": sent_at,
             "note": "sealed and signed by this node",
         }
-        return self._insert(
-            bulletin,
+        return dict(
             direction=SENT,
             sign_kid=fields[2],
             box_kid=fields[3],
@@ -492,43 +533,30 @@ class Store:
             verification=verification,
         )
 
-    def _insert(
-        self,
-        b: Bulletin,
-        *,
-        direction: str,
-        sign_kid: bytes,
-        box_kid: bytes,
-        sent_at: int,
-        received_at: int | None,
-        at: int,
-        feed: str | None,
-        recipients: list[str],
-        sealed: bytes,
-        header: bytes,
-        body: bytes,
-        signature: bytes | None,
-        verification: dict[str, Any],
-    ) -> bool:
-        with self.db.write() as c:
-            cur = c.execute(
-                "INSERT INTO store_bulletins (id, direction, sender, sender_sign_kid, sender_box_kid, sent_at, "
-                "received_at, at, precedence, kind, tlp, feed, title, in_reply_to, expires, bulletin_json, "
-                "recipients_json, sealed, header, body, signature, verified, verification_json) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (id) DO NOTHING",
-                (
-                    b.id, direction, b.sender, sign_kid, box_kid, sent_at, received_at, at, b.precedence, b.kind,
-                    b.tlp, feed, b.title, b.in_reply_to, b.expires, _json(b.to_dict()), _json(recipients),
-                    sealed, header, body, signature, 1 if verification["verified"] else 0, _json(verification),
-                ),
-            )  # fmt: skip
-            if cur.rowcount == 0:
-                return False
-            c.execute(
-                "INSERT INTO store_fts (rowid, title, body, entities, tags) VALUES (?, ?, ?, ?, ?)",
-                (cur.lastrowid, *_index_row(b)),
-            )
+    @staticmethod
+    def _insert_in(c: Any, b: Bulletin, row: dict[str, Any]) -> bool:
+        direction, sign_kid, box_kid, sent_at = row["direction"], row["sign_kid"], row["box_kid"], row["sent_at"]
+        received_at, at, feed, recipients = row["received_at"], row["at"], row["feed"], row["recipients"]
+        sealed, header, body, signature = row["sealed"], row["header"], row["body"], row["signature"]
+        verification = row["verification"]
+        cur = c.execute(
+            "INSERT INTO store_bulletins (id, direction, sender, sender_sign_kid, sender_box_kid, sent_at, "
+            "received_at, at, precedence, kind, tlp, feed, title, in_reply_to, expires, bulletin_json, "
+            "recipients_json, sealed, header, body, signature, verified, verification_json) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (id) DO NOTHING",
+            (
+                b.id, direction, b.sender, sign_kid, box_kid, sent_at, received_at, at, b.precedence, b.kind,
+                b.tlp, feed, b.title, b.in_reply_to, b.expires, _json(b.to_dict()), _json(recipients),
+                sealed, header, body, signature, 1 if verification["verified"] else 0, _json(verification),
+            ),
+        )  # fmt: skip
+        if cur.rowcount == 0:
+            return False
+        c.execute(
+            "INSERT INTO store_fts (rowid, title, body, entities, tags) VALUES (?, ?, ?, ?, ?)",
+            (cur.lastrowid, *_index_row(b)),
+        )
         return True
 
     def mark_read(self, bulletin_id: str, *, by: str, at_ms: int) -> bool:
@@ -667,6 +695,47 @@ class Store:
     def search(self, text: str, *, limit: int = DEFAULT_LIMIT) -> list[StoredBulletin]:
         """Shorthand for ``list_bulletins(BulletinQuery(text=text, limit=limit)).items``."""
         return self.list_bulletins(BulletinQuery(text=text, limit=limit)).items
+
+    def iter_bulletins(self, *, batch: int = 5000) -> Iterator[Bulletin]:
+        """Every stored bulletin, oldest first, in batches (the lookout index rebuild)."""
+        last = 0
+        while True:
+            with self.db.read() as c:
+                rows = c.execute(
+                    "SELECT seq, bulletin_json FROM store_bulletins WHERE seq > ? ORDER BY seq LIMIT ?", (last, batch)
+                ).fetchall()
+            if not rows:
+                return
+            for seq, text in rows:
+                last = seq
+                yield Bulletin.from_dict(json.loads(text))
+
+    def save_hit(self, hit: HitRecord) -> bool:
+        """Record a lookout hit; False if this (bulletin, lookout, entity) was recorded before."""
+        with self.db.write() as c:
+            cur = c.execute(
+                "INSERT INTO store_hits (bulletin_id, lookout_id, entity_index, lookout_sender, key_kind, strength, at, "
+                "notice, notice_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                (hit.bulletin_id, hit.lookout_id, hit.entity_index, hit.lookout_sender, hit.key_kind, hit.strength,
+                 hit.at, hit.notice, hit.notice_id),
+            )  # fmt: skip
+            return cur.rowcount == 1
+
+    def set_hit_notice(self, hit: HitRecord, notice: str, notice_id: str | None) -> None:
+        with self.db.write() as c:
+            c.execute(
+                "UPDATE store_hits SET notice = ?, notice_id = ? WHERE bulletin_id = ? AND lookout_id = ? AND entity_index = ?",
+                (notice, notice_id, hit.bulletin_id, hit.lookout_id, hit.entity_index),
+            )
+
+    def hits(self, *, limit: int = 100) -> list[HitRecord]:
+        with self.db.read() as c:
+            rows = c.execute(
+                "SELECT bulletin_id, lookout_id, entity_index, lookout_sender, key_kind, strength, at, notice, notice_id "
+                "FROM store_hits ORDER BY at DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [HitRecord(*r) for r in rows]
 
     def unread_count(self) -> int:
         with self.db.read() as c:

@@ -104,6 +104,17 @@ def test_post_from_the_cli_reaches_subscribe_on_the_other_office_and_sigterm_sto
             got = json.loads(out.strip().splitlines()[-1])
             assert got["id"] == answer["id"]
             assert got["from"] == "TH-MUK" and got["precedence"] == "FLASH" and got["verified"] is True
+            checked = subprocess.run(
+                [BLO, "--home", str(svk.home.root), "check", "--document", "P-0847 211", "--country", "LA"],
+                capture_output=True, text=True, env=_env(BLO_TOKEN=svk.token or ""), timeout=30,
+            )  # fmt: skip
+            assert checked.returncode == 0, checked.stderr
+            assert checked.stdout.startswith("FLAGGED") and answer["id"] in checked.stdout
+            clear = subprocess.run(
+                [BLO, "--home", str(svk.home.root), "check", "--vehicle", "70-9999"],
+                capture_output=True, text=True, env=_env(BLO_TOKEN=svk.token or ""), timeout=30,
+            )  # fmt: skip
+            assert clear.stdout.startswith("CLEAR")
         finally:
             if subscriber.poll() is None:
                 subscriber.kill()
