@@ -11,6 +11,8 @@ API, store) means no time-zone or precision surprises between implementations.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -291,6 +293,102 @@ def _releasable(value: Any) -> tuple[str, ...]:
 
 _office = _pattern(_OFFICE_ID, "an office id such as TH-MUK")
 
+# -- forwarded: the original of a forward (schemas/ENVELOPE.md 8.1) -----------------------
+#: Each carried part (the original's header, its body) is at most 192 KiB: 3 * 65536, so
+#: its base64 text in the dict form is at most 262144 characters, exactly.
+MAX_FORWARDED_PART_BYTES = 196_608
+MAX_REDACTED = 256
+_SIGNATURE_BYTES = 64
+# A field path as ValidationError names them: title, entities[3], entities[3].name.
+_FIELD_PATH = re.compile(r"^[a-z][a-z0-9_]{0,31}(\[(0|[1-9][0-9]{0,3})\])?(\.[a-z][a-z0-9_]{0,31})?\Z")
+
+
+@dataclass(frozen=True, slots=True)
+class Forwarded:
+    """The original of a forwarded bulletin: what the centre received from the office.
+
+    ``header``, ``body`` and ``signature`` are the original's exact signed bytes, so any
+    member can check the office's signature (``bus.forward.verify_forward``). A redacted
+    forward carries no ``body`` and no ``signature`` (either would reveal, or let a reader
+    confirm a guess of, what was redacted) and lists the ``redacted`` field paths instead.
+    On the wire the parts are msgpack bin; in the dict/JSON form, base64 text.
+    """
+
+    sender: str
+    header: bytes
+    body: bytes | None = None
+    signature: bytes | None = None
+    redacted: tuple[str, ...] = ()
+
+    def wire_form(self) -> dict[str, Any]:
+        """As it is msgpack-encoded inside the body: keys in this order, bytes as bin."""
+        out: dict[str, Any] = {"sender": self.sender, "header": self.header}
+        if self.redacted:
+            out["redacted"] = list(self.redacted)
+        else:
+            out["body"] = self.body
+            out["signature"] = self.signature
+        return out
+
+    def json_form(self) -> dict[str, Any]:
+        """As it appears in ``Bulletin.to_dict``: the byte strings as base64 text."""
+        return {k: base64.b64encode(v).decode("ascii") if isinstance(v, bytes) else v for k, v in self.wire_form().items()}
+
+
+def _part(value: Any) -> bytes:
+    if type(value) is not bytes or not 1 <= len(value) <= MAX_FORWARDED_PART_BYTES:
+        raise ValidationError("", f"must be 1 to {MAX_FORWARDED_PART_BYTES} bytes (msgpack bin)")
+    return value
+
+
+def _signature(value: Any) -> bytes:
+    if type(value) is not bytes or len(value) != _SIGNATURE_BYTES:
+        raise ValidationError("", f"must be a {_SIGNATURE_BYTES}-byte Ed25519 signature (msgpack bin)")
+    return value
+
+
+_FORWARDED_FIELDS: dict[str, tuple[Callable[[Any], Any], bool]] = {
+    "sender": (_office, True),
+    "header": (_part, True),
+    "body": (_part, False),
+    "signature": (_signature, False),
+    "redacted": (_text_list(_pattern(_FIELD_PATH, "a field path such as entities[0].name"), MAX_REDACTED), False),
+}
+
+
+def _forwarded(value: Any) -> Forwarded:
+    f = _check_fields(_mapping(value), _FORWARDED_FIELDS)
+    redacted = f.get("redacted")
+    if redacted is not None and not redacted:
+        raise ValidationError("redacted", "must name at least one field, or be left out")
+    for name in ("body", "signature"):
+        if redacted and name in f:
+            raise ValidationError(name, "must be left out of a redacted forward (it would reveal what was redacted)")
+        if not redacted and name not in f:
+            raise ValidationError(name, "is required unless the forward is redacted")
+    return Forwarded(f["sender"], f["header"], f.get("body"), f.get("signature"), redacted or ())
+
+
+def forwarded_from_text(value: Any) -> Any:
+    """The dict form of ``forwarded`` (base64 text) in its wire form (bytes), for validation."""
+    if not isinstance(value, Mapping):
+        return value  # the validator says what is wrong with it
+    out = dict(value)
+    for name in ("header", "body", "signature"):
+        text = out.get(name)
+        if text is None:
+            continue
+        try:
+            raw = base64.b64decode(text, validate=True) if isinstance(text, str) else None
+        except (binascii.Error, ValueError):
+            raw = None
+        # Canonical only (RFC 4648 3.5): one text per byte string, as the schema's pattern.
+        if raw is None or base64.b64encode(raw).decode("ascii") != text:
+            raise ValidationError(f"forwarded.{name}", "must be base64 text (RFC 4648, with padding)")
+        out[name] = raw
+    return out
+
+
 #: Fields of the bulletin body, the part that travels encrypted. name -> (checker, required)
 BODY_FIELDS: dict[str, tuple[Callable[[Any], Any], bool]] = {
     "kind": (_choice(KINDS), True),
@@ -305,6 +403,7 @@ BODY_FIELDS: dict[str, tuple[Callable[[Any], Any], bool]] = {
     "entities": (_list_of(validate_entity, MAX_ENTITIES), False),
     "attachments": (_list_of(validate_attachment, MAX_ATTACHMENTS), False),
     "tags": (_text_list(_pattern(_TAG, "a tag of 1-64 characters without spaces"), MAX_TAGS), False),
+    "forwarded": (_forwarded, False),
 }
 #: Fields carried in the envelope header (clear, signed, bound to the ciphertext).
 HEADER_FIELDS: dict[str, tuple[Callable[[Any], Any], bool]] = {
@@ -333,13 +432,17 @@ class Bulletin:
     entities: tuple[dict[str, Any], ...] = ()
     attachments: tuple[dict[str, Any], ...] = ()
     tags: tuple[str, ...] = field(default=())
+    forwarded: Forwarded | None = None
 
     @classmethod
     def from_dict(cls, data: Any) -> Bulletin:
         """Validate a bulletin in its JSON/dict form (see ``schemas/bulletin.schema.json``)."""
         data = _mapping(data)
         header = _check_fields({k: data[k] for k in HEADER_FIELDS if k in data}, HEADER_FIELDS)
-        body = body_from_dict({k: v for k, v in data.items() if k not in HEADER_FIELDS})
+        raw = {k: v for k, v in data.items() if k not in HEADER_FIELDS}
+        if raw.get("forwarded") is not None:
+            raw["forwarded"] = forwarded_from_text(raw["forwarded"])
+        body = body_from_dict(raw)
         return cls._assemble(header["id"], header["from"], header["precedence"], body)
 
     @classmethod
@@ -363,11 +466,15 @@ class Bulletin:
             get("entities", ()),
             get("attachments", ()),
             get("tags", ()),
+            get("forwarded"),
         )
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON/dict form; ``Bulletin.from_dict(b.to_dict()) == b``."""
-        return {"id": self.id, "from": self.sender, "precedence": self.precedence, **self.body_dict()}
+        out = {"id": self.id, "from": self.sender, "precedence": self.precedence, **self.body_dict()}
+        if self.forwarded is not None:
+            out["forwarded"] = self.forwarded.json_form()
+        return out
 
     def body_dict(self) -> dict[str, Any]:
         """The encrypted part, as it is msgpack-encoded on the wire (optional fields omitted when empty)."""
@@ -390,6 +497,8 @@ class Bulletin:
             out["attachments"] = [dict(a) for a in self.attachments]
         if self.tags:
             out["tags"] = list(self.tags)
+        if self.forwarded is not None:
+            out["forwarded"] = self.forwarded.wire_form()
         return out
 
     @property

@@ -18,10 +18,10 @@ label and as the quarantine reason, plus a message a person can act on::
     │   ├── BadSignature           the inner signature does not verify for the claimed sender
     │   ├── Misrouted              opened fine, but the subject names another sender than the signature
     │   └── InvalidContent         decrypted and verified, but the bulletin inside is malformed
-    │       └── ForwardMismatch    a forward differs from the original it carries, or carries a broken one
     ├── DirectoryError             a directory record is untrusted, forged or inconsistent
     ├── FeedError                  a feed epoch record or key grant is untrusted, forged or forks the history
     ├── HandlingRefused            a handling rule (releasability, TLP, precedence) forbids this send or forward
+    ├── ForwardRefused             a centre's forward does not stand: its original is forged or differs from it
     ├── KeyStoreError              a key file is unreadable, or the passphrase is wrong
     ├── ConfigError                a configuration file or value is wrong (names key and file)
     ├── StoreError                 the node's SQLite file is unusable (not a database, newer schema, I/O)
@@ -125,14 +125,6 @@ class InvalidContent(EnvelopeError):
     reason = "invalid_content"
 
 
-class ForwardMismatch(InvalidContent):
-    """A centre's forward that verifies as the centre's, but whose visible content or
-    handling differs from the original it carries (other text, a lowered precedence, a
-    loosened TLP, a widened releasability), or whose carried original does not parse."""
-
-    reason = "forward_mismatch"
-
-
 class DirectoryError(BloError):
     """A directory record or request was refused. ``reason`` names the rule it broke
     (``bad_signature``, ``untrusted_signer``, ``cross_country``, ``stale_sequence``...),
@@ -166,6 +158,22 @@ class HandlingRefused(BloError):
     ``tlp_loosened``, ``releasability_widened``); the message says what to change."""
 
     reason = "handling"
+
+    def __init__(self, message: str, reason: str | None = None) -> None:
+        super().__init__(message)
+        if reason is not None:
+            self.reason = reason
+
+
+class ForwardRefused(BloError):
+    """A forward opened fine as the centre's bulletin, but the original it carries does not
+    stand (``bus.forward.verify_forward``, schemas/ENVELOPE.md 8.1). ``reason``:
+    ``forward_mismatch`` (its visible content or handling differs from the original's, or
+    the original does not parse), ``forward_bad_signature`` (the original office's
+    signature does not verify: forged or altered), ``forward_key_invalid`` (the original
+    was signed with a key revoked or not valid at its sent-at)."""
+
+    reason = "forward_mismatch"
 
     def __init__(self, message: str, reason: str | None = None) -> None:
         super().__init__(message)

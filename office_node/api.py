@@ -62,8 +62,10 @@ def status_of(exc: errors.BloError) -> int:
         return 400
     if isinstance(exc, errors.NotFound):
         return 404
-    if isinstance(exc, errors.EnvelopeError | errors.DirectoryError):
+    if isinstance(exc, errors.EnvelopeError | errors.DirectoryError | errors.FeedError):
         return 422  # understood, but the directory or the keys say no (e.g. a revoked recipient)
+    if isinstance(exc, errors.HandlingRefused | errors.ForwardRefused):
+        return 422  # understood, but the bulletin's own handling rules forbid it
     if getattr(exc, "status", None):
         return int(exc.status)  # e.g. handling refusals carry their own
     if isinstance(exc, errors.BusError):

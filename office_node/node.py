@@ -34,7 +34,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from bus.bulletin import Bulletin
 from bus.directory import Directory
 from bus.envelope import Opened
-from bus.errors import BloError, NotFound, ValidationError
+from bus.errors import BloError, HandlingRefused, NotFound, ValidationError
+from bus.handling import FeedScope, check_send
 from bus.ids import Rng
 from bus.keys import Identity
 from bus.lookout import Hit, parse_watchlist, watchlist_bulletins
@@ -297,8 +298,21 @@ class OfficeNode:
         return await self._send(principal.username, draft, actions.BULLETIN_POST)
 
     async def _send(self, actor: str, draft: Draft, action: str) -> dict[str, Any]:
-        """Seal, queue, store and audit one bulletin; raise hits it causes."""
+        """Check the handling rules, then seal, queue, store and audit one bulletin; raise
+        the hits it causes. A refusal is audited (who tried to send what where) and raised."""
         b = draft.bulletin
+        try:
+            check_send(b, offices=draft.offices, feeds=[self.feed_scope(f) for f in draft.feeds])
+        except HandlingRefused as exc:
+            self.audit.append(
+                actor,
+                actions.BULLETIN_REFUSED,
+                target=b.id,
+                details={"rule": exc.reason, "to": list(draft.offices), "feeds": list(draft.feeds), "tlp": b.tlp,
+                         "releasable_to": list(b.releasable_to), "attempted": action},
+                now_ms=self.clock(),
+            )  # fmt: skip
+            raise
         posted = await self.bus.submit(b, offices=draft.offices, feeds=draft.feeds)
         feed = draft.feeds[0] if draft.feeds else None
         self.store.save_sent(b, sealed=posted.sealed, recipients=list(draft.recipients), feed=feed, sent_at=posted.posted_at)
@@ -440,6 +454,13 @@ class OfficeNode:
     def directory_view(self) -> dict[str, Any]:
         now = self.clock()
         return {"offices": [views.directory_entry(self.directory, r, now) for r in self.directory.records()]}
+
+    def feed_scope(self, feed: str) -> FeedScope:
+        """A feed as the handling rules see it: the countries of its current members."""
+        return FeedScope.of_members(feed, self.feed_members(feed))
+
+    def feed_members(self, feed: str) -> tuple[str, ...]:
+        return ()
 
     def feeds_view(self) -> dict[str, Any]:
         feeds = []

@@ -94,7 +94,7 @@ async def test_malformed_requests_get_a_4xx_naming_the_problem(network) -> None:
         assert status == 400 and body["error"]["field"] == "id"
         status, body = await muk.post("/api/bulletins", bulletin_request(to=[]))
         assert status == 400 and body["error"]["field"] == "to"
-        status, body = await muk.post("/api/bulletins", bulletin_request(to=["KH-PPT"]))
+        status, body = await muk.post("/api/bulletins", bulletin_request(to=["KH-PPT"], releasable_to=["TH", "KH"]))
         assert status == 422 and body["error"]["code"] == "unknown_office"
         assert "KH-PPT" in body["error"]["message"]
         status, body = await muk.call("POST", "/api/bulletins", data="x", headers={"Content-Type": "text/plain"})
@@ -254,3 +254,14 @@ async def test_pages_and_answers_carry_security_headers(network) -> None:
         async with muk.session.get(nodes["TH-MUK"].url + "/api/me") as me:
             assert me.headers["Cache-Control"] == "no-store"
             assert (await me.json())["office"] == "TH-MUK"
+
+
+async def test_a_bulletin_releasable_to_th_only_is_refused_for_a_lao_office_and_the_attempt_is_audited(network) -> None:
+    async with running(network, "TH-MUK") as nodes, api(nodes["TH-MUK"], network["TH-MUK"].token) as muk:
+        status, body = await muk.post("/api/bulletins", bulletin_request(releasable_to=["TH"]))
+        assert status == 422 and body["error"]["code"] == "not_releasable"
+        assert "LA-SVK" in body["error"]["message"] and "releasable_to" in body["error"]["message"]
+        _, outbox = await muk.get("/api/outbox")
+        assert outbox["items"] == []
+        refused = [e for e in nodes["TH-MUK"].node.audit.entries(limit=10) if e.action == "bulletin.refused"]
+        assert refused and refused[0].details["rule"] == "not_releasable" and refused[0].actor == "officer"

@@ -9,6 +9,7 @@ ECMA meaning, so these tests judge the schema as every other implementation read
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import sys
@@ -84,6 +85,19 @@ def entity(**fields: Any) -> dict[str, Any]:
 
 
 ATTACHMENT = {"name": "a.jpg", "media_type": "image/jpeg", "size": 10, "sha256": "ab" * 32}
+
+
+def b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode("ascii")
+
+
+# The schema checks a forward's shape only; bus.forward checks what the bytes say.
+WHOLE = {"sender": "TH-MUK", "header": b64(bytes(range(40))), "body": b64(b"\x80"), "signature": b64(b"s" * 64)}
+REDACTED = {"sender": "TH-MUK", "header": b64(bytes(range(40))), "redacted": ["entities[1].number", "body"]}
+
+
+def forwarded(base_form: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    return base(**{"from": "TH-TCCC", "forwarded": {**base_form, **changes}})
 
 
 # -- the schema itself ---------------------------------------------------------------------
@@ -171,6 +185,11 @@ VALID = {
     "longest title and a Thai tag": base(title="ก" * 300, tags=["ยาเสพติด"]),
     "in reply to another bulletin": base(kind="reply", in_reply_to="01ARZ3NDEKTSV4RRFFQ69G5FAV"),
     "expires one ms after created": base(expires=NOW + 1),
+    "a whole forward": forwarded(WHOLE),
+    "a redacted forward": forwarded(REDACTED),
+    "a redacted forward with null body and signature": forwarded(REDACTED, body=None, signature=None),
+    "a whole forward with null redacted": forwarded(WHOLE, redacted=None),
+    "a forward of a 192 KiB original": forwarded(WHOLE, body=b64(b"x" * 196_608)),
 }
 
 
@@ -240,6 +259,24 @@ INVALID: dict[str, tuple[dict[str, Any], str]] = {
     "attachment media type with capitals": (base(attachments=[{**ATTACHMENT, "media_type": "Image/JPEG"}]),
                                             "attachments[0].media_type"),
     "too many attachments": (base(attachments=[ATTACHMENT] * 51), "attachments"),
+    "forwarded not an object": (base(forwarded="TH-MUK"), "forwarded"),
+    "forward without header": (forwarded({k: v for k, v in WHOLE.items() if k != "header"}), "forwarded.header"),
+    "forward header not base64": (forwarded(WHOLE, header="not base64!"), "forwarded.header"),
+    "forward header in base64url": (forwarded(WHOLE, header="-_-_"), "forwarded.header"),
+    "forward header non-canonical base64": (forwarded(WHOLE, header="QR=="), "forwarded.header"),
+    "forward header empty": (forwarded(WHOLE, header=""), "forwarded.header"),
+    "forward body over 192 KiB": (forwarded(WHOLE, body=b64(b"x" * 196_609)), "forwarded.body"),
+    "forward signature of 63 bytes": (forwarded(WHOLE, signature=b64(b"s" * 63)), "forwarded.signature"),
+    "whole forward without signature": (forwarded({k: v for k, v in WHOLE.items() if k != "signature"}),
+                                        "forwarded.signature"),
+    "redacted forward carrying the body": (forwarded(REDACTED, body=WHOLE["body"]), "forwarded.body"),
+    "redacted forward carrying the signature": (forwarded(REDACTED, signature=WHOLE["signature"]), "forwarded.signature"),
+    "forward with an empty redacted list": (forwarded(WHOLE, redacted=[]), "forwarded.redacted"),
+    "redacted path in capitals": (forwarded(REDACTED, redacted=["Entities[0]"]), "forwarded.redacted[0]"),
+    "redacted path with a leading zero": (forwarded(REDACTED, redacted=["entities[01]"]), "forwarded.redacted[0]"),
+    "redacted path repeated": (forwarded(REDACTED, redacted=["body", "body"]), "forwarded.redacted"),
+    "forward sender in lower case": (forwarded(WHOLE, sender="th-muk"), "forwarded.sender"),
+    "unknown field in a forward": (forwarded(WHOLE, colour="red"), "forwarded.colour"),
 }
 
 
@@ -310,6 +347,15 @@ _tag = st.text(st.characters(exclude_categories=("Cs", "Zs", "Cc", "Zl", "Zp")),
     lambda t: bmod._TAG.match(t) is not None
 )
 _ulid = st.binary(min_size=16, max_size=16).map(bulletin_id_from_bytes)
+_office = st.from_regex(r"[A-Z]{2}-[A-Z0-9]{2,12}", fullmatch=True)
+_part = st.binary(min_size=1, max_size=60).map(b64)
+_field_path = st.from_regex(r"[a-z][a-z0-9_]{0,31}(\[(0|[1-9][0-9]{0,3})\])?(\.[a-z][a-z0-9_]{0,31})?", fullmatch=True)
+_forwarded = st.one_of(
+    st.fixed_dictionaries({"sender": _office, "header": _part, "body": _part,
+                           "signature": st.binary(min_size=64, max_size=64).map(b64)}),
+    st.fixed_dictionaries({"sender": _office, "header": _part,
+                           "redacted": st.lists(_field_path, min_size=1, max_size=4, unique=True)}),
+)
 
 
 @st.composite
@@ -333,6 +379,7 @@ def valid_bulletins(draw: st.DrawFn) -> dict[str, Any]:
         "entities": st.lists(_entities, max_size=4),
         "attachments": st.lists(_attachment, max_size=2),
         "tags": st.lists(_tag, max_size=4, unique=True),
+        "forwarded": _forwarded,
     }
     for name, strategy in optional.items():
         if draw(st.booleans()):
