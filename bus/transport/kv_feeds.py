@@ -1,0 +1,346 @@
+"""Carrying feed epoch records and key grants over NATS: a JetStream KV bucket, a watcher,
+a local copy. The shape of ``bus.transport.kv_directory``, for ``bus.feeds``.
+
+The bucket is only a carrier. Every value is verified by ``bus.feeds.FeedKeyring`` on
+arrival; what does not verify is ignored, logged (``logging.warning`` on logger
+``bus.feeds``) and counted in ``blo_feed_rejected_total{reason=...}``, and the node keeps
+what it already holds. A deletion in the bucket takes nothing away from a node: a member
+loses access to later bulletins only through a new epoch that does not name it.
+
+Keys (one per signed item; nothing a member needs is ever overwritten)::
+
+    epoch.<feed>.<epoch>                 e.g. epoch.mekong-border.7
+    grant.<member>.<feed>.<epoch>        e.g. grant.LA-SVK.mekong-border.7
+
+The member comes first in a grant's key so that a member watches ``grant.<itself>.>``
+only (and a NATS permission can allow exactly that). A re-issued grant (the member's
+encryption key rotated) replaces the earlier one under the same key. A value stored under
+a key that does not match its content is refused as ``misplaced``.
+
+Every node keeps a verified local copy (``FeedKeyCache``: the signed records and its own
+grants, JSON, file mode 0600 since grants are wrapped keys), loads it before touching the
+network and re-verifies it while loading, so a node opens feed bulletins with the bus down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar
+
+import nats.errors
+import nats.js.errors
+from nats.js import JetStreamContext
+from nats.js.kv import KeyValue
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
+
+from bus import errors
+from bus.feeds import EpochRecord, FeedChange, FeedKeyring, Issue, SignedFeedItem, decode_item
+from bus.keystore import write_private_file
+
+BUCKET = "blo_feeds"
+CACHE_FORMAT = "blo-feed-cache/v1"
+log = logging.getLogger("bus.feeds")
+
+
+def kv_key(item: SignedFeedItem) -> str:
+    """The bucket key a signed item lives under."""
+    i = item.item
+    if isinstance(i, EpochRecord):
+        return f"epoch.{i.feed}.{i.epoch}"
+    return f"grant.{i.member}.{i.feed}.{i.epoch}"
+
+
+class FeedMetrics:
+    """The feed keyring's Prometheus metrics on one registry (default: the process's)."""
+
+    _shared: ClassVar[dict[int, FeedMetrics]] = {}
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.rejected = Counter(
+            "blo_feed_rejected",
+            "Feed epoch records and grants refused (did not verify, chain or unwrap)",
+            ["reason"],
+            registry=registry,
+        )
+        self.applied = Counter("blo_feed_applied", "Feed items accepted, by outcome", ["status"], registry=registry)
+        self.waiting = Gauge(
+            "blo_feed_waiting",
+            "Verified feed items held until their record, predecessor or signer arrives",
+            registry=registry,
+        )
+
+    @classmethod
+    def default(cls) -> FeedMetrics:
+        found = cls._shared.get(id(REGISTRY))
+        if found is None:
+            found = cls._shared[id(REGISTRY)] = cls(REGISTRY)
+        return found
+
+
+def _apply(keyring: FeedKeyring, raw: bytes, where: str, metrics: FeedMetrics | None) -> list[FeedChange] | None:
+    """Apply one item, log and count the outcome; None when it was refused."""
+    try:
+        changes = keyring.apply(raw)
+    except errors.FeedError as exc:
+        log.warning("feed item from %s ignored (%s): %s", where, exc.reason, exc.message)
+        if metrics is not None:
+            metrics.rejected.labels(reason=exc.reason).inc()
+        return None
+    except Exception:  # a change listener failed; the keyring itself took the item
+        log.exception("a feed key listener failed on an item from %s", where)
+        return []
+    _count(changes, where, metrics)
+    if metrics is not None:
+        metrics.waiting.set(keyring.waiting)
+    return changes
+
+
+def _count(changes: list[FeedChange], where: str, metrics: FeedMetrics | None) -> None:
+    for change in changes:
+        if change.status == "refused" and change.error is not None:
+            log.warning(
+                "feed item (%s epoch %d) released by %s ignored (%s): %s",
+                change.feed, change.epoch, where, change.error.reason, change.error.message,
+            )  # fmt: skip
+            if metrics is not None:
+                metrics.rejected.labels(reason=change.error.reason).inc()
+        elif metrics is not None:
+            metrics.applied.labels(status=change.status).inc()
+
+
+# -- the local copy --------------------------------------------------------------------
+
+
+class FeedKeyCache:
+    """The node's verified feed items on disk: the signed bytes, as JSON, mode 0600."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def save(self, keyring: FeedKeyring) -> None:
+        items = [base64.b64encode(raw).decode() for raw in keyring.signed_items()]
+        write_private_file(self.path, json.dumps({"format": CACHE_FORMAT, "items": items}, indent=0).encode())
+
+    def read(self) -> list[bytes]:
+        """The stored items (unverified); empty when there is no file yet."""
+        try:
+            doc = json.loads(self.path.read_bytes())
+            if type(doc) is not dict or doc.get("format") != CACHE_FORMAT or type(doc.get("items")) is not list:
+                raise ValueError("not a feed key cache")
+            return [base64.b64decode(x, validate=True) for x in doc["items"]]
+        except FileNotFoundError:
+            return []
+        except (ValueError, TypeError, OSError, RecursionError) as exc:
+            raise errors.FeedError(
+                f"{self.path}: the local feed key copy is unreadable ({exc}); move it aside and the node will "
+                "rebuild it from the bus",
+                "cache_damaged",
+            ) from None
+
+    def load_into(self, keyring: FeedKeyring, metrics: FeedMetrics | None = None) -> int:
+        """Apply every stored item to ``keyring`` (re-verifying it); returns how many were
+        accepted. Items that no longer verify are skipped, logged and counted."""
+        return sum(1 for raw in self.read() if _apply(keyring, raw, self.path.name, metrics) is not None)
+
+
+# -- the bucket ------------------------------------------------------------------------
+
+
+async def open_bucket(js: JetStreamContext, bucket: str = BUCKET, *, create: bool = False) -> KeyValue:
+    """The feed bucket; ``create=True`` (a centre) makes it when missing."""
+    try:
+        try:
+            return await js.key_value(bucket)
+        except nats.js.errors.BucketNotFoundError:
+            if not create:
+                raise errors.NotConnected(
+                    f"the feed bucket {bucket!r} does not exist yet on this NATS server: the centre that owns a "
+                    "feed creates it when it publishes the feed's first epoch"
+                ) from None
+            # history=1: every epoch and grant has its own key.
+            return await js.create_key_value(bucket=bucket, history=1, description="BLO Bus feed epochs and grants")
+    except nats.errors.TimeoutError as exc:
+        raise errors.NotConnected(f"no answer from JetStream about the feed bucket {bucket!r}") from exc
+    except nats.errors.Error as exc:
+        raise errors.BusError(f"cannot open the feed bucket {bucket!r}: {exc}") from exc
+
+
+async def publish_item(kv: KeyValue, data: bytes) -> str:
+    """Put one signed item in the bucket under its key; returns the key. Putting the same
+    bytes again is harmless."""
+    key = kv_key(decode_item(data))
+    try:
+        await kv.put(key, data)
+    except nats.errors.TimeoutError as exc:
+        raise errors.PublishUnconfirmed(f"no ack for feed item {key}: publish it again") from exc
+    except nats.errors.Error as exc:
+        raise errors.BusError(f"cannot publish feed item {key}: {exc}") from exc
+    return key
+
+
+async def publish_issue(kv: KeyValue, issue: Issue) -> list[str]:
+    """Publish an issue of ``bus.feeds.FeedOwner``: the record, then every grant. Returns the
+    keys. Persist the owner's state first; on failure, publish ``owner.regrant(...)`` later."""
+    return [await publish_item(kv, item) for item in issue.items()]
+
+
+class FeedKeyWatcher:
+    """Keeps a ``FeedKeyring`` in step with the bucket, and the local copy with the keyring.
+
+    ``start`` loads the local copy, then every epoch record and every grant for this
+    office in the bucket, then keeps watching both in background tasks until ``stop``.
+    Refused entries are logged and counted; they never stop the watch. When the keyring's
+    resolver has ``add_listener`` (``bus.directory.Directory`` does), items held because the
+    directory did not know their signer yet are retried on every directory change.
+    """
+
+    def __init__(
+        self,
+        js: JetStreamContext,
+        keyring: FeedKeyring,
+        *,
+        bucket: str = BUCKET,
+        cache: FeedKeyCache | None = None,
+        metrics: FeedMetrics | None = None,
+        create_bucket: bool = False,
+    ) -> None:
+        self.js = js
+        self.keyring = keyring
+        self.bucket = bucket
+        self.cache = cache
+        self.metrics = metrics or FeedMetrics.default()
+        self.create_bucket = create_bucket
+        self.ready = asyncio.Event()
+        self._changed = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._watchers: list[Any] = []
+        self._loaded: set[str] = set()
+        self._dirty = False
+        self._listening = False
+
+    @property
+    def filters(self) -> tuple[str, str]:
+        """The two key filters watched: every epoch record, and this office's grants."""
+        return ("epoch.>", f"grant.{self.keyring.office_id}.>")
+
+    async def start(self, *, timeout: float = 10.0) -> None:
+        """Load the local copy and the bucket; return once the bucket's current content is applied."""
+        if self.cache is not None:
+            self.cache.load_into(self.keyring, self.metrics)
+        kv = await open_bucket(self.js, self.bucket, create=self.create_bucket)
+        self._listen_to_directory()
+        try:
+            for pattern in self.filters:
+                self._watchers.append(await kv.watch(pattern))
+        except nats.errors.Error as exc:
+            await self.stop()
+            raise errors.BusError(f"cannot watch the feed bucket {self.bucket!r}: {exc}") from exc
+        self._tasks = [
+            asyncio.create_task(self._run(pattern, w), name=f"feed-watcher-{pattern}")
+            for pattern, w in zip(self.filters, self._watchers, strict=True)
+        ]
+        try:
+            await asyncio.wait_for(self.ready.wait(), timeout)
+        except TimeoutError:
+            await self.stop()
+            raise errors.NotConnected(f"the feed bucket did not finish loading within {timeout} s") from None
+
+    async def stop(self) -> None:
+        self._unlisten()
+        for watcher in self._watchers:
+            with contextlib.suppress(nats.errors.Error):
+                await watcher.stop()
+        self._watchers = []
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        self._loaded.clear()
+        self.ready.clear()
+        self._save()
+
+    async def wait_until(self, condition: Callable[[FeedKeyring], bool], timeout: float) -> None:
+        """Wait until ``condition(keyring)`` holds (checked after every change)."""
+
+        async def waiting() -> None:
+            while not condition(self.keyring):
+                self._changed.clear()
+                await self._changed.wait()
+
+        await asyncio.wait_for(waiting(), timeout)
+
+    async def _run(self, pattern: str, watcher: Any) -> None:
+        async for entry in watcher:
+            if entry is None:  # nats-py's marker: the current content under this filter is delivered
+                self._loaded.add(pattern)
+                if self._loaded >= set(self.filters):
+                    self._save()
+                    self.ready.set()
+                continue
+            self._handle(entry)
+            if self.ready.is_set() and entry.delta == 0:  # caught up: persist now, not per entry of a burst
+                self._save()
+
+    def _handle(self, entry: KeyValue.Entry) -> None:
+        where = f"{self.bucket}/{entry.key}"
+        if entry.operation in ("DEL", "PURGE"):
+            log.warning("feed entry %s was deleted in the bucket; ignored (nothing held is removed)", where)
+            self.metrics.rejected.labels(reason="deleted").inc()
+            return
+        raw = entry.value or b""
+        try:
+            expected = kv_key(decode_item(raw))
+        except errors.FeedError:
+            expected = entry.key  # let apply() refuse it with its own reason
+        if expected != entry.key:
+            log.warning("feed entry %s ignored (misplaced): its content belongs under %s", where, expected)
+            self.metrics.rejected.labels(reason="misplaced").inc()
+            return
+        if _apply(self.keyring, raw, where, self.metrics) is not None:
+            self._dirty = True
+            self._changed.set()
+
+    def _directory_changed(self, *args: Any) -> None:
+        """Directory listener (runs inside ``Directory.apply``): retry items held for their signer."""
+        if not self.keyring.waiting:
+            return
+        try:
+            changes = self.keyring.retry_held()
+        except Exception:  # a feed key listener failed; never break the directory's apply
+            log.exception("a feed key listener failed while retrying held feed items")
+            return
+        _count(changes, "the directory update", self.metrics)
+        self.metrics.waiting.set(self.keyring.waiting)
+        if changes:
+            self._dirty = True
+            self._changed.set()
+
+    def _listen_to_directory(self) -> None:
+        add = getattr(self.keyring.resolver, "add_listener", None)
+        if callable(add) and not self._listening:
+            add(self._directory_changed)
+            self._listening = True
+
+    def _unlisten(self) -> None:
+        remove = getattr(self.keyring.resolver, "remove_listener", None)
+        if self._listening and callable(remove):
+            with contextlib.suppress(ValueError):
+                remove(self._directory_changed)
+        self._listening = False
+
+    def _save(self) -> None:
+        if self.cache is not None and self._dirty:
+            try:
+                self.cache.save(self.keyring)
+            except OSError as exc:
+                log.warning("cannot write the local feed key copy %s: %s", self.cache.path, exc.strerror)
+                return
+            self._dirty = False
