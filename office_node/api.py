@@ -156,6 +156,14 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/api/check", "officer", "check", "Border check: is this document, person, plate or phone flagged?"),
     Route("GET", "/api/hits", "officer", "hits", "Recent lookout hits: new bulletins naming a lookout's subject"),
     Route("POST", "/api/watchlists", "supervisor", "import_watchlist", "Import a watch list (CSV) as lookouts"),
+    Route("POST", "/api/bulletins/{id}/forward", "supervisor", "forward", "Centre: forward to a feed, provenance kept"),
+    Route("GET", "/api/triage", "officer", "triage", "Centre: the triage queue of office bulletins"),
+    Route("GET", "/api/triage/{id}", "officer", "triage_item", "Centre: one triage item with its notes"),
+    Route("POST", "/api/triage/{id}", "officer", "triage_update", "Centre: move a bulletin through triage, add a note"),
+    Route("POST", "/api/feeds", "supervisor", "create_feed", "Centre: create a feed with its members"),
+    Route("POST", "/api/feeds/{name}/members", "supervisor", "feed_members", "Centre: add and remove feed members"),
+    Route("POST", "/api/feeds/{name}/rotate", "supervisor", "rotate_feed", "Centre: start a new epoch (fresh key)"),
+    Route("GET", "/api/network", "officer", "network", "Centre: every office of the country, online or silent"),
     Route("GET", "/api/quarantine", "supervisor", "quarantine", "Messages that failed to open, with reasons"),
     Route("GET", "/api/audit", "admin", "audit", "The audit log, newest first, and whether its chain verifies"),
     Route("GET", "/api/events", "officer", "events", "Live stream (server-sent events): bulletin, state, read, escalation"),
@@ -237,6 +245,49 @@ async def import_watchlist(request: web.Request) -> web.Response:
     return json_response(await _node(request).import_watchlist(principal, await read_json(request)), status=201)
 
 
+async def forward(request: web.Request) -> web.Response:
+    principal = require_role(request, "supervisor")
+    body = await read_json(request)
+    return json_response(await _node(request).forward(principal, request.match_info["id"], body), status=201)
+
+
+async def triage(request: web.Request) -> web.Response:
+    require_role(request, "officer")
+    return json_response(_node(request).triage_view(dict(request.query)))
+
+
+async def triage_item(request: web.Request) -> web.Response:
+    require_role(request, "officer")
+    return json_response(_node(request).triage_detail(request.match_info["id"]))
+
+
+async def triage_update(request: web.Request) -> web.Response:
+    principal = require_role(request, "officer")
+    body = await read_json(request)
+    return json_response(_node(request).triage_update(principal, request.match_info["id"], body))
+
+
+async def create_feed(request: web.Request) -> web.Response:
+    principal = require_role(request, "supervisor")
+    return json_response(await _node(request).create_feed(principal, await read_json(request)), status=201)
+
+
+async def feed_members(request: web.Request) -> web.Response:
+    principal = require_role(request, "supervisor")
+    body = await read_json(request)
+    return json_response(await _node(request).change_feed(principal, request.match_info["name"], body))
+
+
+async def rotate_feed(request: web.Request) -> web.Response:
+    principal = require_role(request, "supervisor")
+    return json_response(await _node(request).rotate_feed(principal, request.match_info["name"]))
+
+
+async def network(request: web.Request) -> web.Response:
+    require_role(request, "officer")
+    return json_response(_node(request).network_view())
+
+
 async def quarantine(request: web.Request) -> web.Response:
     require_role(request, "supervisor")
     return json_response(_node(request).quarantine_view())
@@ -293,7 +344,8 @@ HANDLERS: dict[str, Handler] = {
     name: globals()[name]
     for name in (
         "health", "me", "list_bulletins", "post_bulletin", "get_bulletin", "mark_read", "reply", "search",
-        "outbox", "directory", "feeds", "check", "hits", "import_watchlist", "quarantine", "audit", "events",
+        "outbox", "directory", "feeds", "check", "hits", "import_watchlist", "forward", "triage", "triage_item",
+        "triage_update", "create_feed", "feed_members", "rotate_feed", "network", "quarantine", "audit", "events",
         "openapi", "metrics",
     )
 }  # fmt: skip

@@ -29,6 +29,13 @@ class NatsSettings:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     embedded_port: int = 0  # 0: a free port
+    # Restricted per-office NATS users (DEPLOY.md): the inbox prefix its user may read,
+    # and the hub's JetStream domain when the node sits behind its office leaf node.
+    inbox_prefix: str | None = None
+    jetstream_domain: str | None = None
+    # False where the operator creates the streams (`blo deploy streams`) and the node's
+    # user may not: NodeOptions(ensure_streams=...).
+    create_streams: bool = True
 
     @property
     def embedded(self) -> bool:
@@ -51,6 +58,11 @@ class NodeConfig:
     nats: NatsSettings = field(default_factory=NatsSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
     feeds: tuple[str, ...] = ()
+    #: a centre starts a new epoch of every feed it owns at least this often
+    feed_rotate_hours: float = 168.0
+    #: a centre flags an office silent after this long without a heartbeat
+    silent_after_s: float = 600.0
+    heartbeat_every_s: float = 60.0
     #: pinned centres: office id -> Ed25519 signing public key (hex). The federation.
     trust_anchors: dict[str, str] = field(default_factory=dict)
     flash_ack_timeout_s: float = 120.0
@@ -139,6 +151,9 @@ def load_config(path: Path) -> NodeConfig:
         tls_cert=n.path_("tls_cert", home),
         tls_key=n.path_("tls_key", home),
         embedded_port=port,
+        inbox_prefix=n.get("inbox_prefix", str) or None,
+        jetstream_domain=n.get("jetstream_domain", str) or None,
+        create_streams=n.get("create_streams", bool, True),
     )
     n.finish()
 
@@ -154,7 +169,17 @@ def load_config(path: Path) -> NodeConfig:
     feeds = f.get("subscribe", list, [])
     if not all(isinstance(x, str) and x for x in feeds):
         raise f.error("subscribe", "expected a list of feed names")
+    rotate_hours = f.get("rotate_hours", (int, float), 168)
+    if not 0 < rotate_hours <= 24 * 365:
+        raise f.error("rotate_hours", "must be a number of hours from 0 to 8760")
     f.finish()
+
+    nw = top.table_("network")
+    silent_after = nw.get("silent_after_s", (int, float), 600)
+    heartbeat_every = nw.get("heartbeat_every_s", (int, float), 60)
+    if not 0 < heartbeat_every < silent_after:
+        raise nw.error("heartbeat_every_s", "must be positive and shorter than silent_after_s")
+    nw.finish()
 
     t = top.table_("trust")
     anchors = t.get("anchors", dict, {})
@@ -179,6 +204,9 @@ def load_config(path: Path) -> NodeConfig:
         nats=nats,
         http=http,
         feeds=tuple(feeds),
+        feed_rotate_hours=float(rotate_hours),
+        silent_after_s=float(silent_after),
+        heartbeat_every_s=float(heartbeat_every),
         trust_anchors=dict(anchors),
         flash_ack_timeout_s=float(timeout),
         source=path,
@@ -214,6 +242,11 @@ bind = "{bind}"   # keep it on loopback unless a TLS proxy fronts it
 
 [feeds]
 subscribe = [{feed_list}]
+rotate_hours = 168   # a centre gives each feed it owns a fresh key at least this often
+
+[network]
+heartbeat_every_s = 60   # this node's signed heartbeat to its centre
+silent_after_s = 600     # a centre flags an office silent after this long
 
 [trust.anchors]
 # The centres this node trusts (the federation): centre id = signing public key (hex).

@@ -147,6 +147,33 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX store_hits_at ON store_hits(at DESC);
     """,
+    # 5: a centre's triage queue of incoming office bulletins, with analysts' notes
+    """
+    CREATE TABLE centre_triage (
+        bulletin_id TEXT PRIMARY KEY,
+        state TEXT NOT NULL CHECK (state IN ('new', 'in_review', 'disseminated', 'closed')),
+        assignee TEXT,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        updated_by TEXT
+    );
+    CREATE INDEX centre_triage_state ON centre_triage(state, created_at DESC);
+    CREATE TABLE centre_notes (
+        id INTEGER PRIMARY KEY,
+        bulletin_id TEXT NOT NULL,
+        author TEXT NOT NULL,
+        at INTEGER NOT NULL,
+        text TEXT NOT NULL
+    );
+    CREATE INDEX centre_notes_bulletin ON centre_notes(bulletin_id, at);
+    -- The latest verified heartbeat of each office (the network view survives a restart).
+    CREATE TABLE centre_heartbeats (
+        office TEXT PRIMARY KEY,
+        raw BLOB NOT NULL,
+        sent_at INTEGER NOT NULL,
+        received_at INTEGER NOT NULL
+    );
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -34,13 +34,16 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from bus.bulletin import Bulletin
 from bus.directory import Directory
 from bus.envelope import Opened
-from bus.errors import BloError, HandlingRefused, NotFound, ValidationError
-from bus.handling import FeedScope, check_send
-from bus.ids import Rng
+from bus.errors import BloError, Forbidden, HandlingRefused, NotFound, ValidationError
+from bus.forward import forward as make_forward
+from bus.forward import verify_forward
+from bus.handling import FeedScope, check_forward, check_send
+from bus.ids import Rng, new_bulletin_id
 from bus.keys import Identity
 from bus.lookout import Hit, parse_watchlist, watchlist_bulletins
-from bus.transport.client import ClientConfig
+from bus.transport.client import BusClient, ClientConfig
 from bus.transport.kv_directory import DirectoryCache, DirectoryMetrics, DirectoryWatcher
+from bus.transport.kv_feeds import FeedMetrics
 from bus.transport.metrics import BusMetrics
 from bus.transport.node import BusNode, Escalation, NodeOptions, StateChange
 from office_node import audit as actions
@@ -50,15 +53,31 @@ from office_node.audit import AuditLog
 from office_node.compose import Draft, draft_from_request, reply_request
 from office_node.config import NodeConfig
 from office_node.db import Database, open_database
+from office_node.feeds import MEMBERSHIP_TAG, NodeFeeds, membership_request, parse_membership_request
+from office_node.heartbeats import Heartbeats
 from office_node.home import NodeHome, node_paths
 from office_node.live import LiveHub
 from office_node.lookouts import Lookouts, hit_notice_request, notice_decision
 from office_node.store import SENT, BulletinQuery, HitRecord, Store, StoredBulletin
+from office_node.triage import DISSEMINATED, Triage
 
 log = logging.getLogger("blo.node")
 VERSION = "0.1.0"
 #: How often the directory watcher checks that the link it watches over is still the same.
 LINK_CHECK_S = 1.0
+
+
+FORWARD_FIELDS = frozenset({"feed", "redact", "tags", "releasable_to", "tlp", "precedence"})
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Original:
+    """A stored bulletin with its exact signed bytes: what ``bus.forward`` forwards."""
+
+    bulletin: Bulletin
+    header: bytes
+    body: bytes
+    signature: bytes
 
 
 WATCHLIST_FIELDS = frozenset({"csv", "to", "feed", "releasable_to", "tlp", "grading", "precedence", "default_country"})
@@ -99,6 +118,7 @@ class OfficeNode:
         self.registry = CollectorRegistry()
         self.bus_metrics = BusMetrics(self.registry)
         self.directory_metrics = DirectoryMetrics(self.registry)
+        self.feed_metrics = FeedMetrics(self.registry)
         self._quarantine_held = Gauge(
             "blo_quarantine_held", "Messages held in quarantine now", ["reason"], registry=self.registry
         )
@@ -155,10 +175,50 @@ class OfficeNode:
             clock=self.clock,
             rng=self.rng,
         )
-        await self.bus.start()
+        is_centre = c.role == "centre"
+        self.triage = Triage(self.db)
+        self.feeds = NodeFeeds(
+            self.identity,
+            self.directory,
+            self.bus,
+            keys_dir=self.home.keys_dir,
+            data_dir=c.data_dir,
+            is_centre=is_centre,
+            metrics=self.feed_metrics,
+            clock=self.clock,
+            rng=self.rng,
+            on_change=self.live.publish,
+        )
+        self.feeds.load()  # the epoch keys held locally, before the bus opens anything
         self.started_at = self.clock()
+        self.heartbeats = Heartbeats(
+            self.identity,
+            self.directory,
+            self.bus,
+            self.db,
+            is_centre=is_centre,
+            version=VERSION,
+            started_at=self.started_at,
+            every_s=c.heartbeat_every_s,
+            silent_after_s=c.silent_after_s,
+            clock=self.clock,
+            on_heartbeat=lambda data: self.live.publish("heartbeat", data),
+        )
+        await self.bus.start()
         self.audit.append(f"node:{self.office}", actions.NODE_START, target=self.office, now_ms=self.started_at)
-        self._tasks.append(asyncio.create_task(self._keep_directory(), name="blo-directory"))
+        stopping = self._is_closing
+        self._spawn(self._while_connected(self._watch_directory), "blo-directory")
+        self._spawn(self._while_connected(lambda client: self.feeds.watch(client, stop=stopping)), "blo-feeds")
+        self._spawn(self.heartbeats.run_publisher(stopping), "blo-heartbeat")
+        if is_centre:
+            self._spawn(self.heartbeats.run_consumer(stopping), "blo-heartbeats-in")
+            self._spawn(self._rotate_feeds(), "blo-feed-rotation")
+
+    def _is_closing(self) -> bool:
+        return self._closing
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        self._tasks.append(asyncio.create_task(coro, name=name))
 
     async def close(self) -> None:
         """Graceful stop: end live streams, stop the watchers and the bus (queued
@@ -186,40 +246,71 @@ class OfficeNode:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def _keep_directory(self) -> None:
-        """Watch the directory bucket while connected; start again after every reconnect
-        (the watch replays the bucket, and applying a known item is a no-op)."""
+    async def _while_connected(self, work: Callable[[BusClient], Any]) -> None:
+        """Run ``work(client)`` whenever the link is up, again after every reconnect (the
+        KV watches replay their bucket, and applying a known item is a no-op)."""
         while not self._closing:
             client = self.bus.client
             if client is None or not await client.wait_connected(LINK_CHECK_S):
                 continue
-            watcher = DirectoryWatcher(
-                client.jetstream(),
-                self.directory,
-                cache=self.cache,
-                metrics=self.directory_metrics,
-                create_bucket=self.config.role == "centre",
-            )
             try:
-                await watcher.start(timeout=10.0)
-            except BloError as exc:
-                log.info("directory bucket not available yet (%s); the local copy is used", exc.message)
-                await asyncio.sleep(5 * LINK_CHECK_S)
-                continue
+                await work(client)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a watcher's failure must not end the node: retry
+                log.exception("background work on the bus failed; retrying")
+                await asyncio.sleep(LINK_CHECK_S)
+
+    async def _watch_directory(self, client: BusClient) -> None:
+        watcher = DirectoryWatcher(
+            client.jetstream(),
+            self.directory,
+            cache=self.cache,
+            metrics=self.directory_metrics,
+            create_bucket=self.config.role == "centre",
+        )
+        try:
+            await watcher.start(timeout=10.0)
+        except BloError as exc:
+            log.info("directory bucket not available yet (%s); the local copy is used", exc.message)
+            await asyncio.sleep(5 * LINK_CHECK_S)
+            return
+        try:
+            while not self._closing and client.connected:
+                await asyncio.sleep(LINK_CHECK_S)
+        finally:
+            await watcher.stop()
+
+    async def _rotate_feeds(self) -> None:
+        """A centre's timer: every feed it owns gets a fresh epoch key at least every
+        ``[feeds] rotate_hours``."""
+        period_ms = int(self.config.feed_rotate_hours * 3_600_000)
+        while not self._closing:
             try:
-                while not self._closing and client.connected:
-                    await asyncio.sleep(LINK_CHECK_S)
-            finally:
-                await watcher.stop()
+                for issue in await self.feeds.rotate_due(period_ms):
+                    self.audit.append(
+                        f"node:{self.office}", actions.FEED_ROTATE, target=issue.feed,
+                        details={"epoch": issue.epoch, "reason": "timer"}, now_ms=self.clock(),
+                    )  # fmt: skip
+            except Exception:
+                log.exception("feed rotation failed")
+            await asyncio.sleep(min(60.0, max(1.0, period_ms / 1000 / 10)))
 
     # -- from the bus ------------------------------------------------------------------
 
     async def _on_bulletin(self, opened: Opened) -> None:
         now = self.clock()
+        b = opened.bulletin
         if self.store.save_received(opened, sealed=opened.sealed, received_at=now, feed=None):
-            stored = self.store.get(opened.bulletin.id)
+            if b.forwarded is not None:
+                self._record_provenance(b)
+            stored = self.store.get(b.id)
             if stored is not None:
                 self.live.publish("bulletin", views.summary(stored))
+            if self.config.role == "centre" and self._is_own_office(b.sender) and self.triage.add(b.id, at_ms=now):
+                self.live.publish("triage", {"id": b.id, "state": "new"})
+            if self.config.role == "centre" and MEMBERSHIP_TAG in b.tags:
+                await self._apply_membership_request(b)
             await self._hits(opened.bulletin, self.lookouts.add(opened.bulletin, now), now)
 
     async def _hits(self, bulletin: Bulletin, hits: list[Hit], now: int) -> None:
@@ -460,14 +551,239 @@ class OfficeNode:
         return FeedScope.of_members(feed, self.feed_members(feed))
 
     def feed_members(self, feed: str) -> tuple[str, ...]:
-        return ()
+        return self.feeds.members(feed)
 
     def feeds_view(self) -> dict[str, Any]:
-        feeds = []
-        for name in self.config.feeds:
-            epochs = [e for (f, e) in self.bus.feed_keys if f == name]
-            feeds.append({"name": name, "epoch": max(epochs) if epochs else None, "members": []})
-        return {"feeds": feeds}
+        return {"feeds": self.feeds.view(self.config.feeds)}
+
+    # -- the centre ----------------------------------------------------------------------
+
+    def _is_own_office(self, office: str) -> bool:
+        record = self.directory.record(office)
+        return record is not None and record.role == "office" and record.country == self.office[:2]
+
+    def _require_centre(self, what: str) -> None:
+        if self.config.role != "centre":
+            raise Forbidden(f"only a coordination centre {what}; {self.office} is an office node", reason="not_centre")
+
+    def _record_provenance(self, b: Bulletin) -> None:
+        """Check a forward's original against the directory and keep the finding beside
+        the centre's own (verified) signature."""
+        try:
+            p = verify_forward(b, self.directory)
+            provenance = {
+                "forwarded_by": p.forwarded_by,
+                "original_id": p.original_id,
+                "original_sender": p.original_sender,
+                "original_sign_kid": p.original_sign_kid.hex() if p.original_sign_kid else None,
+                "original_sent_at": p.original_sent_at,
+                "verified": p.verified,
+                "redacted": p.redacted,
+                "redacted_fields": list(p.redacted_fields),
+                "reason": p.reason,
+                "text": p.describe(),
+            }
+        except BloError as exc:
+            provenance = {"verified": False, "reason": exc.reason, "text": exc.message}
+        stored = self.store.get(b.id)
+        if stored is not None:
+            self.store.set_verification(
+                b.id, verified=stored.verified, details={**stored.verification, "provenance": provenance}
+            )
+
+    async def forward(self, principal: Principal, bulletin_id: str, data: Any) -> dict[str, Any]:
+        """A centre forwards an office bulletin to a feed, its provenance kept; optionally
+        redacted (then it says so). The handling rules are checked first; a refusal is
+        audited. The bulletin's triage state becomes ``disseminated``."""
+        self._require_centre("forwards bulletins to feeds")
+        if not isinstance(data, Mapping):
+            raise ValidationError("", 'send {"feed": NAME, "redact": [field paths], ...}')
+        for key in data:
+            if key not in FORWARD_FIELDS:
+                raise ValidationError(str(key)[:64], f"is not a forward field; use {', '.join(sorted(FORWARD_FIELDS))}")
+        feed = data.get("feed")
+        if not isinstance(feed, str) or feed not in self.feeds.keyring.feeds() + (self.feeds.owner.feeds() if self.feeds.owner else []):
+            raise ValidationError("feed", f"{feed!r} is not a feed this centre knows (GET /api/feeds)"[:200])
+        stored = self._get(bulletin_id)
+        parts = self.store.sealed_parts(bulletin_id)
+        if parts is None or parts.signature is None:
+            raise ValidationError("id", "only a bulletin received here can be forwarded with its provenance")
+        original = _Original(Bulletin.from_dict(stored.bulletin), parts.header, parts.body, parts.signature)
+        now = self.clock()
+        redact = data.get("redact") or ()
+        if isinstance(redact, str) or not isinstance(redact, list | tuple):
+            raise ValidationError("redact", 'must be a list of field paths, e.g. ["entities[0].name"]')
+        try:
+            fwd = make_forward(
+                original,
+                centre=self.office,
+                new_id=new_bulletin_id(now, self.rng),
+                created=now,
+                redact=redact,
+                tags=data.get("tags"),
+                releasable_to=data.get("releasable_to"),
+                tlp=data.get("tlp"),
+                precedence=data.get("precedence"),
+            )
+            check_forward(original.bulletin, fwd, self.feed_scope(feed))
+        except HandlingRefused as exc:
+            self.audit.append(
+                principal.username, actions.BULLETIN_REFUSED, target=bulletin_id,
+                details={"rule": exc.reason, "feed": feed, "attempted": actions.BULLETIN_FORWARD}, now_ms=now,
+            )  # fmt: skip
+            raise
+        result = await self._send(principal.username, Draft(fwd, (), (feed,)), actions.BULLETIN_FORWARD)
+        with contextlib.suppress(BloError):
+            if self._is_own_office(stored.sender):
+                self.triage.add(bulletin_id, at_ms=now)
+                self.triage.move(bulletin_id, DISSEMINATED, by=principal.username, at_ms=now)
+                self.live.publish("triage", {"id": bulletin_id, "state": DISSEMINATED})
+        return {**result, "forward_of": bulletin_id, "redacted": list(redact)}
+
+    def triage_view(self, params: Mapping[str, str]) -> dict[str, Any]:
+        self._require_centre("keeps a triage queue")
+        state = params.get("state") or None
+        items = []
+        for item in self.triage.items(state=state, limit=200):
+            stored = self.store.get(item.bulletin_id)
+            items.append(
+                {**item.to_json(), "bulletin": views.summary(stored) if stored else None,
+                 "notes": len(self.triage.notes(item.bulletin_id))}
+            )  # fmt: skip
+        return {"counts": self.triage.counts(), "items": items}
+
+    def triage_detail(self, bulletin_id: str) -> dict[str, Any]:
+        self._require_centre("keeps a triage queue")
+        item = self.triage.get(bulletin_id)
+        return {**item.to_json(), "notes": [n.to_json() for n in self.triage.notes(bulletin_id)]}
+
+    def triage_update(self, principal: Principal, bulletin_id: str, data: Any) -> dict[str, Any]:
+        """Move a bulletin through the queue and/or add an analyst's note."""
+        self._require_centre("keeps a triage queue")
+        if not isinstance(data, Mapping) or not ({"state", "note", "assignee"} & set(data)):
+            raise ValidationError("state", 'send {"state": ..., "note": ..., "assignee": ...} (any of them)')
+        for key in data:
+            if key not in ("state", "note", "assignee"):
+                raise ValidationError(str(key)[:64], "is not a triage field; use state, note, assignee")
+        now = self.clock()
+        if "state" in data or "assignee" in data:
+            current = self.triage.get(bulletin_id)
+            self.triage.move(
+                bulletin_id, data.get("state", current.state), by=principal.username, at_ms=now, assignee=data.get("assignee")
+            )
+        if data.get("note"):
+            self.triage.note(bulletin_id, data["note"], by=principal.username, at_ms=now)
+        item = self.triage.get(bulletin_id)
+        self.audit.append(
+            principal.username, actions.TRIAGE, target=bulletin_id,
+            details={"state": item.state, "note": bool(data.get("note"))}, now_ms=now,
+        )  # fmt: skip
+        self.live.publish("triage", {"id": bulletin_id, "state": item.state})
+        return self.triage_detail(bulletin_id)
+
+    async def create_feed(self, principal: Principal, data: Any) -> dict[str, Any]:
+        self._require_centre("owns feeds")
+        if not isinstance(data, Mapping):
+            raise ValidationError("", 'send {"name": ..., "members": [...], "scope": [countries]}')
+        name, members = data.get("name"), data.get("members") or []
+        if isinstance(members, str) or not isinstance(members, list):
+            raise ValidationError("members", "must be a list of office ids")
+        scope = data.get("scope")
+        issue = await self.feeds.create(name, members, scope=scope)
+        self.audit.append(
+            principal.username, actions.FEED_CREATE, target=issue.feed,
+            details={"members": list(members), "scope": scope, "epoch": issue.epoch}, now_ms=self.clock(),
+        )  # fmt: skip
+        return self._feed_json(issue.feed)
+
+    async def change_feed(self, principal: Principal, feed: str, data: Any) -> dict[str, Any]:
+        """Add and remove members. On a feed another centre owns (a joint feed), this
+        centre may change only its own country's members: the change travels to the owner
+        as a signed membership request, which the owner applies."""
+        self._require_centre("manages feed members")
+        if not isinstance(data, Mapping):
+            raise ValidationError("", 'send {"add": [...], "remove": [...]}')
+        add, remove = data.get("add") or [], data.get("remove") or []
+        for name, value in (("add", add), ("remove", remove)):
+            if isinstance(value, str) or not isinstance(value, list):
+                raise ValidationError(name, "must be a list of office ids")
+        owner = self.feeds.owner
+        if owner is None or feed not in owner.feeds():
+            return await self._request_membership(principal, feed, add, remove)
+        self._check_own_country(feed, add)
+        issue = await self.feeds.change_members(feed, add=add, remove=remove)
+        self.audit.append(
+            principal.username, actions.FEED_MEMBERS, target=feed,
+            details={"add": list(add), "remove": list(remove), "epoch": issue.epoch}, now_ms=self.clock(),
+        )  # fmt: skip
+        return self._feed_json(feed)
+
+    def _check_own_country(self, feed: str, offices: list[str]) -> None:
+        """A centre manages only its own country's members of a feed (a joint feed's other
+        members are the other centre's to change)."""
+        for office in offices:
+            if isinstance(office, str) and office[:2] != self.office[:2] and office not in self.feed_members(feed):
+                raise Forbidden(
+                    f"{office} is not of {self.office[:2]}: ask {office[:2]}'s centre to add it", reason="other_country"
+                )
+
+    async def _request_membership(self, principal: Principal, feed: str, add: list[str], remove: list[str]) -> dict[str, Any]:
+        record = self.feeds.keyring.record(feed)
+        if record is None:
+            raise NotFound(f"no feed {feed!r} is known here (neither owned nor seen in the feed bucket)")
+        for office in (*add, *remove):
+            if not isinstance(office, str) or office[:2] != self.office[:2]:
+                raise Forbidden(
+                    f"{office!r} is not of {self.office[:2]}; on {record.owner}'s feed {feed} this centre changes only "
+                    f"{self.office[:2]} members", reason="other_country",
+                )  # fmt: skip
+        request = membership_request(feed, add, remove, owner=record.owner, own=self.office)
+        draft = draft_from_request(request, office=self.office, now_ms=self.clock(), rng=self.rng)
+        sent = await self._send(principal.username, draft, actions.FEED_MEMBERS)
+        return {"name": feed, "requested_from": record.owner, "request_id": sent["id"], "add": add, "remove": remove}
+
+    async def _apply_membership_request(self, b: Bulletin) -> None:
+        """The owner's side of a joint feed: another country's centre changes its members."""
+        owner = self.feeds.owner
+        sender = self.directory.record(b.sender)
+        try:
+            request = parse_membership_request(b)
+            if sender is None or sender.role != "centre":
+                raise Forbidden(f"{b.sender} is not a centre; only centres change feed members", reason="not_centre")
+            if owner is None or request["feed"] not in owner.feeds():
+                raise NotFound(f"{self.office} does not own a feed {request['feed']!r}")
+            for office in (*request["add"], *request["remove"]):
+                if office[:2] != b.sender[:2]:
+                    raise Forbidden(f"{b.sender} may change only {b.sender[:2]} members, not {office}", reason="other_country")
+            issue = await self.feeds.change_members(request["feed"], add=request["add"], remove=request["remove"])
+        except BloError as exc:
+            log.warning("membership request %s from %s refused: %s", b.id, b.sender, exc.message)
+            self.audit.append(
+                f"centre:{b.sender}", actions.BULLETIN_REFUSED, target=b.id,
+                details={"rule": exc.reason, "attempted": actions.FEED_MEMBERS}, now_ms=self.clock(),
+            )  # fmt: skip
+            return
+        self.audit.append(
+            f"centre:{b.sender}", actions.FEED_MEMBERS, target=issue.feed,
+            details={"add": request["add"], "remove": request["remove"], "epoch": issue.epoch, "request": b.id},
+            now_ms=self.clock(),
+        )  # fmt: skip
+
+    async def rotate_feed(self, principal: Principal, feed: str) -> dict[str, Any]:
+        self._require_centre("rotates feed keys")
+        issue = await self.feeds.rotate(feed, reason="manual")
+        self.audit.append(
+            principal.username, actions.FEED_ROTATE, target=feed, details={"epoch": issue.epoch, "reason": "manual"},
+            now_ms=self.clock(),
+        )  # fmt: skip
+        return self._feed_json(feed)
+
+    def _feed_json(self, feed: str) -> dict[str, Any]:
+        return next(f for f in self.feeds.view(self.config.feeds) if f["name"] == feed)
+
+    def network_view(self) -> dict[str, Any]:
+        self._require_centre("has a network view")
+        return self.heartbeats.view()
 
     def quarantine_view(self) -> dict[str, Any]:
         q = self.bus.quarantine

@@ -76,7 +76,48 @@ _WATCHLIST = {
     },
 }
 
+_FORWARD = {
+    "type": "object",
+    "required": ["feed"],
+    "description": "Forward a received office bulletin to a feed. The original's signature travels with it "
+    "unless fields are redacted (then the forward says so). Precedence, TLP and releasability may only be kept "
+    "or tightened.",
+    "properties": {
+        "feed": {"type": "string"},
+        "redact": {"type": "array", "items": {"type": "string"}, "description": "field paths, e.g. entities[0].name"},
+        "tags": {"type": "array", "items": {"type": "string"}},
+        "releasable_to": {"type": "array", "items": {"type": "string"}},
+        "tlp": {"enum": list(TLP_LABELS)},
+        "precedence": {"enum": list(PRECEDENCES)},
+    },
+}
+_FEED = {
+    "type": "object",
+    "required": ["name", "members"],
+    "properties": {
+        "name": {"type": "string"},
+        "members": {"type": "array", "items": {"type": "string"}},
+        "scope": {"type": "array", "items": {"type": "string"}, "description": "countries members may come from"},
+    },
+}
+_MEMBERS = {
+    "type": "object",
+    "properties": {"add": {"type": "array", "items": {"type": "string"}}, "remove": {"type": "array", "items": {"type": "string"}}},
+}
+_TRIAGE = {
+    "type": "object",
+    "properties": {
+        "state": {"enum": ["new", "in_review", "disseminated", "closed"]},
+        "note": {"type": "string"},
+        "assignee": {"type": "string"},
+    },
+}
+
 _BODIES = {
+    "forward": _FORWARD,
+    "create_feed": _FEED,
+    "feed_members": _MEMBERS,
+    "triage_update": _TRIAGE,
     "check": _CHECK,
     "import_watchlist": _WATCHLIST,
     "post_bulletin": _POST,
@@ -128,8 +169,9 @@ def _operation(route: Any) -> dict[str, Any]:
     if route.name in _BODIES:
         op["requestBody"] = {"required": True, "content": {"application/json": {"schema": _BODIES[route.name]}}}
     params = list(_PARAMS.get(route.name, []))
-    if "{id}" in route.path:
-        params.insert(0, {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}})
+    for name in ("id", "name"):
+        if "{" + name + "}" in route.path:
+            params.insert(0, {"name": name, "in": "path", "required": True, "schema": {"type": "string"}})
     if params:
         op["parameters"] = params
     if route.role is None:

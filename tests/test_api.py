@@ -28,7 +28,7 @@ async def _received(client, bid: str) -> bool:
 async def test_every_route_but_health_answers_401_json_without_credentials(network) -> None:
     async with running(network, "TH-MUK") as nodes, api(nodes["TH-MUK"], None) as anon:
         for route in ROUTES:
-            path = route.path.replace("{id}", "01JAAAAAAAAAAAAAAAAAAAAAAA")
+            path = route.path.replace("{id}", "01JAAAAAAAAAAAAAAAAAAAAAAA").replace("{name}", "mekong-border")
             status, body = await anon.call(route.method, path, headers={"Accept": "application/json"})
             if route.role is None:
                 assert status == 200, route

@@ -1,0 +1,146 @@
+"""A centre's triage queue: every bulletin its country's offices send it, with a state
+and the analysts' notes.
+
+States follow the analyst's work::
+
+    new -> in_review -> disseminated -> closed
+      \\___________________________________/^    (anything may be closed; closed may be reopened)
+
+``disseminated`` is set by forwarding (the centre put it, or a redacted copy, on a feed);
+an analyst may also set it by hand after passing it on by other means. Rows live in the
+node database beside the bulletins (``centre_triage``, ``centre_notes``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from bus import errors
+from office_node.db import Database
+
+NEW, IN_REVIEW, DISSEMINATED, CLOSED = "new", "in_review", "disseminated", "closed"
+STATES = (NEW, IN_REVIEW, DISSEMINATED, CLOSED)
+#: state -> the states it may move to.
+MOVES: dict[str, tuple[str, ...]] = {
+    NEW: (IN_REVIEW, DISSEMINATED, CLOSED),
+    IN_REVIEW: (NEW, DISSEMINATED, CLOSED),
+    DISSEMINATED: (IN_REVIEW, CLOSED),
+    CLOSED: (IN_REVIEW,),
+}
+MAX_NOTE_CHARS = 4000
+
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    author: str
+    at: int
+    text: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"author": self.author, "at": self.at, "text": self.text}
+
+
+@dataclass(frozen=True, slots=True)
+class TriageItem:
+    bulletin_id: str
+    state: str
+    assignee: str | None
+    created_at: int
+    updated_at: int
+    updated_by: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "bulletin_id": self.bulletin_id,
+            "state": self.state,
+            "assignee": self.assignee,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "updated_by": self.updated_by,
+        }
+
+
+def check_state(state: Any) -> str:
+    if state not in STATES:
+        raise errors.ValidationError("state", f"must be one of {', '.join(STATES)}; got {state!r}"[:200])
+    return state
+
+
+class Triage:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def add(self, bulletin_id: str, *, at_ms: int) -> bool:
+        """Queue a newly received office bulletin as ``new``; False if already queued."""
+        with self.db.write() as c:
+            cur = c.execute(
+                "INSERT INTO centre_triage (bulletin_id, state, created_at, updated_at) VALUES (?, 'new', ?, ?) "
+                "ON CONFLICT DO NOTHING",
+                (bulletin_id, at_ms, at_ms),
+            )
+            return cur.rowcount == 1
+
+    def get(self, bulletin_id: str) -> TriageItem:
+        with self.db.read() as c:
+            row = c.execute(
+                "SELECT bulletin_id, state, assignee, created_at, updated_at, updated_by FROM centre_triage "
+                "WHERE bulletin_id = ?",
+                (bulletin_id,),
+            ).fetchone()
+        if row is None:
+            raise errors.NotFound(f"bulletin {bulletin_id} is not in this centre's triage queue")
+        return TriageItem(*row)
+
+    def move(self, bulletin_id: str, state: str, *, by: str, at_ms: int, assignee: str | None = None) -> TriageItem:
+        """Change the state (ValidationError for a move the workflow does not allow)."""
+        check_state(state)
+        current = self.get(bulletin_id)
+        if state != current.state and state not in MOVES[current.state]:
+            raise errors.ValidationError(
+                "state", f"{bulletin_id} is {current.state}; it can go to {', '.join(MOVES[current.state])}, not {state}"
+            )
+        with self.db.write() as c:
+            c.execute(
+                "UPDATE centre_triage SET state = ?, assignee = COALESCE(?, assignee), updated_at = ?, updated_by = ? "
+                "WHERE bulletin_id = ?",
+                (state, assignee, at_ms, by, bulletin_id),
+            )
+        return self.get(bulletin_id)
+
+    def note(self, bulletin_id: str, text: Any, *, by: str, at_ms: int) -> Note:
+        self.get(bulletin_id)
+        if not isinstance(text, str) or not text.strip():
+            raise errors.ValidationError("note", "write the note's text")
+        if len(text) > MAX_NOTE_CHARS:
+            raise errors.ValidationError("note", f"is {len(text)} characters; the limit is {MAX_NOTE_CHARS}")
+        with self.db.write() as c:
+            c.execute(
+                "INSERT INTO centre_notes (bulletin_id, author, at, text) VALUES (?, ?, ?, ?)",
+                (bulletin_id, by, at_ms, text.strip()),
+            )
+        return Note(by, at_ms, text.strip())
+
+    def notes(self, bulletin_id: str) -> list[Note]:
+        with self.db.read() as c:
+            rows = c.execute(
+                "SELECT author, at, text FROM centre_notes WHERE bulletin_id = ? ORDER BY at, id", (bulletin_id,)
+            ).fetchall()
+        return [Note(*r) for r in rows]
+
+    def items(self, *, state: str | None = None, limit: int = 100) -> list[TriageItem]:
+        if state is not None:
+            check_state(state)
+        sql = "SELECT bulletin_id, state, assignee, created_at, updated_at, updated_by FROM centre_triage"
+        args: tuple[Any, ...] = ()
+        if state is not None:
+            sql += " WHERE state = ?"
+            args = (state,)
+        with self.db.read() as c:
+            rows = c.execute(sql + " ORDER BY created_at DESC LIMIT ?", (*args, limit)).fetchall()
+        return [TriageItem(*r) for r in rows]
+
+    def counts(self) -> dict[str, int]:
+        with self.db.read() as c:
+            found = dict(c.execute("SELECT state, COUNT(*) FROM centre_triage GROUP BY state").fetchall())
+        return {s: found.get(s, 0) for s in STATES}

@@ -1,0 +1,238 @@
+"""The coordination centre on real nodes and a real nats-server: feeds with epoch keys,
+forwarding with provenance, handling refusals, triage, joint feeds, the network view."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from bus.transport.server import NatsServer
+from office_node.accounts import Accounts
+from office_node.network import NodeSpec
+from tests.node_helpers import api, build, bulletin_request, eventually, running
+
+FEED = "th-border"
+JOINT = "th-la-border"
+SPECS = [
+    NodeSpec("TH-TCCC", "Thailand TCCC", "centre", feeds=(FEED, JOINT)),
+    NodeSpec("LA-TCCC", "Lao TCCC", "centre", feeds=(JOINT,)),
+    NodeSpec("TH-MUK", "Mukdahan BLO", feeds=(FEED, JOINT)),
+    NodeSpec("TH-NKP", "Nakhon Phanom BLO", feeds=(FEED,)),
+    NodeSpec("LA-SVK", "Savannakhet BLO", feeds=(JOINT,)),
+]
+
+
+@pytest.fixture
+def network(tmp_path: Path, nats_server: NatsServer):
+    net = build(tmp_path / "net", nats_server.url, SPECS)
+    for built in net.nodes.values():  # quick heartbeats, so "silent" is seconds away
+        text = built.home.config_path.read_text(encoding="utf-8")
+        text = re.sub(r"heartbeat_every_s = \d+", "heartbeat_every_s = 0.3", text)
+        text = re.sub(r"silent_after_s = \d+", "silent_after_s = 2", text)
+        built.home.config_path.write_text(text, encoding="utf-8")
+    return net
+
+
+def analyst_token(daemon) -> str:
+    node = daemon.node
+    Accounts(node.db).add_user("analyst", "a long analyst password", role="supervisor", now_ms=node.clock())
+    _, token = node.accounts.create_token("analyst", "test", now_ms=node.clock())
+    return token
+
+
+def intel(**fields):
+    base = {
+        "to": [], "feed": FEED, "kind": "strategic_intelligence", "releasable_to": ["TH"],
+        "title": "ข่าวกรอง: เส้นทางขนยาเสพติดใหม่", "body": "เครือข่ายเปลี่ยนเส้นทางไปใช้ท่าเรือข้ามฟาก", "entities": [],
+    }  # fmt: skip
+    return bulletin_request(**{**base, **fields})
+
+
+async def _feed(client, name: str) -> dict:
+    _, body = await client.get("/api/feeds")
+    return next((f for f in body["feeds"] if f["name"] == name), {})
+
+
+async def _has_key(client, name: str, epoch: int) -> bool:
+    f = await _feed(client, name)
+    return f.get("epoch") == epoch and f.get("have_key") is True
+
+
+async def _received(client, title: str) -> list[dict]:
+    _, page = await client.get("/api/bulletins", params={"direction": "received"})
+    return [i for i in page["items"] if i["title"] == title]
+
+
+async def test_a_removed_member_cannot_open_the_next_epoch_while_the_others_do(network) -> None:
+    async with running(network, "TH-TCCC", "TH-MUK", "TH-NKP") as nodes:
+        async with (
+            api(nodes["TH-TCCC"], analyst_token(nodes["TH-TCCC"])) as tccc,
+            api(nodes["TH-MUK"], network["TH-MUK"].token) as muk,
+            api(nodes["TH-NKP"], network["TH-NKP"].token) as nkp,
+        ):
+            status, feed = await tccc.post("/api/feeds", {"name": FEED, "members": ["TH-MUK", "TH-NKP"]})
+            assert status == 201 and feed["epoch"] == 1 and feed["members"] == ["TH-MUK", "TH-NKP"]
+            for member in (muk, nkp):
+                await eventually(lambda m=member: _has_key(m, FEED, 1), 15, "epoch 1's key on the members")
+            status, _ = await tccc.post("/api/bulletins", intel(title="epoch one"))
+            assert status == 201
+            for member in (muk, nkp):
+                await eventually(lambda m=member: _received(m, "epoch one"), 15, "epoch 1's bulletin")
+
+            status, feed = await tccc.post(f"/api/feeds/{FEED}/members", {"remove": ["TH-NKP"]})
+            assert status == 200 and feed["epoch"] == 2 and feed["members"] == ["TH-MUK"]
+            await eventually(lambda: _has_key(muk, FEED, 2), 15, "epoch 2's key on TH-MUK")
+            await tccc.post("/api/bulletins", intel(title="epoch two"))
+            await eventually(lambda: _received(muk, "epoch two"), 15, "epoch 2's bulletin on TH-MUK")
+            quarantine = nodes["TH-NKP"].node.bus.quarantine
+            await eventually(lambda: quarantine.counts().get("not_addressed_to_us"), 15, "the refusal on TH-NKP")
+            assert await _received(nkp, "epoch two") == []
+            assert (FEED, 2) not in nodes["TH-NKP"].node.bus.feed_keys
+        actions = [e.action for e in nodes["TH-TCCC"].node.audit.entries(limit=50)]
+        assert "feed.create" in actions and "feed.members" in actions
+
+
+async def test_a_forward_verifies_back_to_the_office_and_refusals_are_audited(network) -> None:
+    async with running(network, "TH-TCCC", "TH-MUK", "TH-NKP") as nodes:
+        async with (
+            api(nodes["TH-TCCC"], analyst_token(nodes["TH-TCCC"])) as tccc,
+            api(nodes["TH-MUK"], network["TH-MUK"].token) as muk,
+            api(nodes["TH-NKP"], network["TH-NKP"].token) as nkp,
+        ):
+            await tccc.post("/api/feeds", {"name": FEED, "members": ["TH-MUK", "TH-NKP"]})
+            await eventually(lambda: _has_key(nkp, FEED, 1), 15, "the feed key on TH-NKP")
+            report = bulletin_request(to=["TH-TCCC"], releasable_to=["TH", "LA"], title="รายงาน: รถบรรทุกยาบ้า")
+            _, posted = await muk.post("/api/bulletins", report)
+            await eventually(lambda: _received(tccc, report["title"]), 15, "the report at the centre")
+            _, queue = await tccc.get("/api/triage")
+            assert [i["bulletin_id"] for i in queue["items"]] == [posted["id"]] and queue["counts"]["new"] == 1
+            status, item = await tccc.post(f"/api/triage/{posted['id']}", {"state": "in_review", "note": "checking"})
+            assert status == 200 and item["state"] == "in_review" and item["notes"][0]["text"] == "checking"
+
+            status, fwd = await tccc.post(f"/api/bulletins/{posted['id']}/forward", {"feed": FEED})
+            assert status == 201, fwd
+            (got,) = await eventually(lambda: _received(nkp, report["title"]), 15, "the forward on TH-NKP")
+            assert got["from"] == "TH-TCCC" and got["verified"] is True
+            _, detail = await nkp.get(f"/api/bulletins/{got['id']}")
+            provenance = detail["verification"]["provenance"]
+            assert provenance["verified"] is True and provenance["original_sender"] == "TH-MUK"
+            assert provenance["original_id"] == posted["id"] and provenance["redacted"] is False
+            assert provenance["original_sign_kid"] == network["TH-MUK"].identity.signing.kid.hex()
+            _, item = await tccc.get(f"/api/triage/{posted['id']}")
+            assert item["state"] == "disseminated"
+
+            status, red = await tccc.post(
+                f"/api/bulletins/{posted['id']}/forward", {"feed": FEED, "redact": ["entities[1]"], "tags": ["redacted"]}
+            )
+            assert status == 201, red
+            await eventually(lambda: len(_received_sync(nodes["TH-NKP"], report["title"])) == 2, 15, "the redacted forward")
+            redacted = next(i for i in _received_sync(nodes["TH-NKP"], report["title"]) if i.id == red["id"])
+            assert redacted.verification["provenance"]["redacted"] is True
+            assert redacted.verification["provenance"]["verified"] is False
+            assert "cannot be checked" in redacted.verification["provenance"]["text"]
+            assert [e["type"] for e in redacted.bulletin["entities"]] == ["vehicle"]
+
+            strict = bulletin_request(to=["TH-TCCC"], tlp="AMBER+STRICT", releasable_to=["TH"], title="strict")
+            _, strict_posted = await muk.post("/api/bulletins", strict)
+            await eventually(lambda: _received(tccc, "strict"), 15, "the strict report")
+            status, refused = await tccc.post(f"/api/bulletins/{strict_posted['id']}/forward", {"feed": FEED})
+            assert status == 422 and refused["error"]["code"] == "tlp_no_feed"
+            status, refused = await tccc.post(
+                f"/api/bulletins/{posted['id']}/forward", {"feed": FEED, "precedence": "ROUTINE"}
+            )
+            assert status == 422 and refused["error"]["code"] == "precedence_downgrade"
+        audit = nodes["TH-TCCC"].node.audit.entries(limit=60)
+        rules = {e.details["rule"] for e in audit if e.action == "bulletin.refused"}
+        assert rules == {"tlp_no_feed", "precedence_downgrade"}
+        assert sum(1 for e in audit if e.action == "bulletin.forward") == 2
+
+
+def _received_sync(daemon, title: str):
+    from office_node.store import BulletinQuery
+
+    page = daemon.node.store.list_bulletins(BulletinQuery(direction="received", limit=50))
+    return [b for b in page.items if b.title == title]
+
+
+async def test_a_member_offline_during_two_rotations_catches_up(network) -> None:
+    async with running(network, "TH-TCCC", "TH-MUK") as nodes:
+        async with (
+            api(nodes["TH-TCCC"], analyst_token(nodes["TH-TCCC"])) as tccc,
+            api(nodes["TH-MUK"], network["TH-MUK"].token) as muk,
+        ):
+            await tccc.post("/api/feeds", {"name": FEED, "members": ["TH-MUK", "TH-NKP"]})
+            await eventually(lambda: _has_key(muk, FEED, 1), 15, "epoch 1 on TH-MUK")
+            for epoch in (2, 3):  # TH-NKP is offline all along
+                status, feed = await tccc.post(f"/api/feeds/{FEED}/rotate")
+                assert status == 200 and feed["epoch"] == epoch
+                await eventually(lambda e=epoch: _has_key(muk, FEED, e), 15, f"epoch {epoch} on TH-MUK")
+                await tccc.post("/api/bulletins", intel(title=f"while away {epoch}"))
+            async with running(network, "TH-NKP") as late, api(late["TH-NKP"], network["TH-NKP"].token) as nkp:
+                for epoch in (2, 3):
+                    await eventually(lambda e=epoch: _received(nkp, f"while away {e}"), 20, f"epoch {epoch}'s bulletin")
+                assert {(FEED, 2), (FEED, 3)} <= set(late["TH-NKP"].node.bus.feed_keys)
+
+
+async def test_on_a_joint_feed_each_centre_manages_only_its_own_country(network) -> None:
+    async with running(network, "TH-TCCC", "LA-TCCC", "TH-MUK", "LA-SVK") as nodes:
+        async with (
+            api(nodes["TH-TCCC"], analyst_token(nodes["TH-TCCC"])) as th,
+            api(nodes["LA-TCCC"], analyst_token(nodes["LA-TCCC"])) as la,
+            api(nodes["LA-SVK"], network["LA-SVK"].token) as svk,
+        ):
+            status, _ = await th.post("/api/feeds", {"name": JOINT, "members": ["TH-MUK"], "scope": ["TH", "LA"]})
+            assert status == 201
+            status, denied = await th.post(f"/api/feeds/{JOINT}/members", {"add": ["LA-SVK"]})
+            assert status == 403 and denied["error"]["code"] == "other_country"
+            await eventually(lambda: _feed(la, JOINT), 15, "the joint feed's record at LA-TCCC")
+            status, denied = await la.post(f"/api/feeds/{JOINT}/members", {"add": ["TH-NKP"]})
+            assert status == 403 and denied["error"]["code"] == "other_country"
+            status, asked = await la.post(f"/api/feeds/{JOINT}/members", {"add": ["LA-SVK"]})
+            assert status == 200 and asked["requested_from"] == "TH-TCCC"
+            await eventually(lambda: _has_key(svk, JOINT, 2), 20, "LA-SVK's key to the joint feed")
+            joint = await _feed(th, JOINT)
+            assert joint["members"] == ["LA-SVK", "TH-MUK"]
+            note = intel(feed=JOINT, releasable_to=["TH", "LA"], title="ແຈ້ງການຮ່ວມ: ຊາຍແດນ")
+            status, _ = await th.post("/api/bulletins", note)
+            assert status == 201
+            await eventually(lambda: _received(svk, note["title"]), 15, "the joint bulletin on LA-SVK")
+            # Releasable to TH only: never on a cross-border feed.
+            status, refused = await th.post("/api/bulletins", {**note, "releasable_to": ["TH"]})
+            assert status == 422 and refused["error"]["code"] == "not_releasable"
+        entries = nodes["TH-TCCC"].node.audit.entries(limit=50)
+        assert any(e.actor == "centre:LA-TCCC" and e.action == "feed.members" for e in entries)
+
+
+async def test_a_stopped_office_shows_as_silent_on_the_network_view(network) -> None:
+    async with running(network, "TH-TCCC", "TH-MUK", "TH-NKP") as nodes:
+        async with api(nodes["TH-TCCC"], network["TH-TCCC"].token) as tccc:
+
+            async def states() -> dict[str, str]:
+                _, view = await tccc.get("/api/network")
+                return {o["office"]: o["state"] for o in view["offices"]}
+
+            await eventually(lambda: _all_online(states()), 15, "both offices online")
+            await nodes["TH-NKP"].stop(drain_s=0)
+            started = time.monotonic()
+            await eventually(lambda: _silent(states(), "TH-NKP"), 15, "TH-NKP silent")
+            assert time.monotonic() - started >= 1.0  # not before the threshold
+            _, view = await tccc.get("/api/network")
+            nkp = next(o for o in view["offices"] if o["office"] == "TH-NKP")
+            assert "silent" in nkp["flags"] and len(nkp["days"]) == 7
+            assert next(o for o in view["offices"] if o["office"] == "TH-MUK")["state"] == "online"
+            assert view["country"] == "TH" and {o["office"] for o in view["offices"]} == {"TH-MUK", "TH-NKP"}
+        async with api(nodes["TH-MUK"], network["TH-MUK"].token) as muk:
+            status, refused = await muk.get("/api/network")
+            assert status == 403 and refused["error"]["code"] == "not_centre"
+
+
+async def _all_online(states) -> bool:
+    s = await states
+    return s.get("TH-MUK") == "online" and s.get("TH-NKP") == "online"
+
+
+async def _silent(states, office: str) -> bool:
+    return (await states).get(office) == "silent"
