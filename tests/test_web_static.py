@@ -3,7 +3,8 @@
 The stub serves office_node/web/ exactly as the node does ("/" and "/static/...") and
 answers the API contract written at the top of app.js with canned data, recording what
 the page sends. That isolates the page: its escaping, login flow, CSRF header, compose
-payload, live updates and layout. The end-to-end test against real nodes lives elsewhere.
+payload, border check, live updates (bulletins, receipts, hits) and layout. The end-to-end
+test against real nodes is tests/test_web_e2e.py.
 """
 
 from __future__ import annotations
@@ -59,6 +60,39 @@ def summary(seed: str, offset: int = 0, **fields: Any) -> dict[str, Any]:
     return out
 
 
+PASSPORT = {"type": "document", "doc_type": "passport", "number": "P0847211", "country": "LA"}
+
+
+def lookout_summary(seed: str = "lookout", offset: int = 4000, **fields: Any) -> dict[str, Any]:
+    """A lookout received from Savannakhet (the stub node is TH-MUK)."""
+    return summary(seed, offset, **{"kind": "lookout", "precedence": "FLASH", "tlp": "AMBER",
+                                    "title": "เฝ้าระวัง: หนังสือเดินทางปลอม P0847211", **fields})
+
+
+def match(item: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    """One entry of a check answer's matches or mentions, about the bulletin ``item``."""
+    out = {
+        "bulletin_id": item["id"], "sender": item["from"], "kind": item["kind"], "precedence": item["precedence"],
+        "tlp": item["tlp"], "grading": "B2", "created": item["created"], "expires": NOW + 86_400_000,
+        "entity_index": 0, "key_kind": "document", "strength": "exact", "title": item["title"],
+        "entity": {**PASSPORT, "status": "forged"}, "direction": item["direction"],
+    }
+    out.update(fields)
+    return out
+
+
+def hit(bulletin: dict[str, Any], lookout: dict[str, Any], offset: int = 0, **fields: Any) -> dict[str, Any]:
+    """A hit as /api/hits lists it and the "hit" event carries it: ``bulletin`` names ``lookout``'s subject."""
+    out = {
+        "bulletin_id": bulletin["id"], "lookout_id": lookout["id"], "entity_index": 0,
+        "lookout_sender": lookout["from"], "key_kind": "document", "strength": "exact", "at": NOW + offset,
+        "notice": "sent", "notice_id": _id("notice", offset), "lookout_title": lookout["title"],
+        "bulletin_title": bulletin["title"], "precedence": lookout["precedence"],
+    }
+    out.update(fields)
+    return out
+
+
 class StubNode:
     """The node's HTTP API as the page sees it, with canned answers and a record of requests."""
 
@@ -81,7 +115,14 @@ class StubNode:
         self.end_first_stream = False
         self.refusal: dict[str, str] | None = None
         self.me_names_office = True
+        self.nats = "connected"
         self.events: asyncio.Queue[tuple[str, dict[str, Any]] | None] = asyncio.Queue()
+        # The border check: what POST /api/check answers ("query" and "checked_at" are added),
+        # or the refusal it gives instead (status 400, like the node's ValidationError).
+        self.check_answer: dict[str, Any] = {"flagged": False, "matches": [], "mentions": []}
+        self.check_refusal: dict[str, Any] | None = None
+        self.hits: list[dict[str, Any]] = []
+        self.hits_requests = 0
         self.outbox = [
             {"id": self.items[3]["id"], "title": self.items[3]["title"], "precedence": "ROUTINE", "created": NOW,
              "recipients": [{"recipient": "LA-SVK", "state": "delivered", "at": NOW + 5},
@@ -109,6 +150,11 @@ class StubNode:
     def posts_to(self, path: str) -> list[tuple[str, dict[str, str], Any]]:
         return [p for p in self.posts if p[0] == path]
 
+    async def push_hit(self, item: dict[str, Any]) -> None:
+        """A hit as the node raises it: recorded first (so /api/hits lists it), then live."""
+        self.hits.insert(0, item)
+        await self.events.put(("hit", item))
+
     # -- handlers --------------------------------------------------------------------------
 
     def app(self) -> web.Application:
@@ -129,6 +175,8 @@ class StubNode:
         app.router.add_get("/api/outbox", self.get_outbox)
         app.router.add_get("/api/directory", self.directory)
         app.router.add_get("/api/feeds", self.feeds)
+        app.router.add_post("/api/check", self.check)
+        app.router.add_get("/api/hits", self.get_hits)
         app.router.add_get("/api/events", self.stream)
         return app
 
@@ -139,7 +187,7 @@ class StubNode:
         return web.FileResponse(WEB / "login.html")
 
     async def health(self, request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok", "office": "TH-MUK", "role": "office", "nats": "connected",
+        return web.json_response({"status": "ok", "office": "TH-MUK", "role": "office", "nats": self.nats,
                                   "outbox_depth": 2})
 
     async def login(self, request: web.Request) -> web.Response:
@@ -245,6 +293,21 @@ class StubNode:
             return self.deny()
         return web.json_response({"feeds": [{"name": "mekong-regional", "epoch": 3, "members": ["TH-MUK", "LA-SVK"]}]})
 
+    async def check(self, request: web.Request) -> web.Response:
+        denied = await self.record_post(request)
+        if denied:
+            return denied
+        if self.check_refusal:
+            return web.json_response({"error": self.check_refusal}, status=400)
+        _, _, body = self.posts[-1]
+        return web.json_response({"query": body, "checked_at": NOW + 50_000, **self.check_answer})
+
+    async def get_hits(self, request: web.Request) -> web.Response:
+        if not self.authed(request):
+            return self.deny()
+        self.hits_requests += 1
+        return web.json_response({"items": self.hits})
+
     async def stream(self, request: web.Request) -> web.StreamResponse:
         if not self.authed(request):
             return self.deny()
@@ -334,6 +397,12 @@ async def test_page_runs_under_its_own_csp_without_errors_or_requests_off_the_no
     await page.wait_for_selector("#signature")
     await page.click(".tab[data-view=compose]")
     await page.click("#entity-add")
+    await page.click(".tab[data-view=check]")
+    await page.fill("#check-number", "P0847211")
+    await page.press("#check-number", "Enter")
+    await expect(page.locator("#check-verdict")).to_contain_text("CLEAR")
+    await node.push_hit(hit(node.items[1], node.items[0]))
+    await expect(page.locator("#hits-list li")).to_have_count(1)
     log = page_log(page)
     log.assert_clean(base)
     assert log.failed_responses == []
@@ -714,6 +783,240 @@ async def test_outbox_shows_each_recipient_state_and_updates_live(page, stub):
     await row.locator(".recipient[data-recipient='TH-TCCC'] .state-sent").wait_for()
 
 
+# -- border check and lookout hits -----------------------------------------------------------
+
+
+async def check_passport(page, number: str = "P0847211") -> None:
+    await page.click(".tab[data-view=check]")
+    await page.fill("#check-number", number)
+    await page.press("#check-number", "Enter")
+
+
+async def test_a_flagged_check_shows_the_lookout_with_its_grading_and_its_link_opens_it(page, stub):
+    node, base = stub
+    lookout = lookout_summary()
+    node.items.append(lookout)
+    incident = node.items[1]
+    node.check_answer = {
+        "flagged": True,
+        "matches": [match(lookout, grading="B2")],
+        "mentions": [match(incident, grading="C3", strength="similar", key_kind="name~", expires=None,
+                           entity={"type": "person", "name": "Souksavan Phommachan"})],
+    }
+    await login(page, base)
+    await page.click(".tab[data-view=check]")
+    # The counter's field has the focus: the officer types the number straight away.
+    assert await page.evaluate("document.activeElement.id") == "check-number"
+    await page.keyboard.type("P0847211")
+    await page.keyboard.press("Enter")
+
+    verdict = page.locator("#check-verdict")
+    await expect(verdict).to_contain_text("FLAGGED")
+    await expect(verdict).to_contain_text("1 active lookout on this node names this passport")
+    assert "verdict-flagged" in await verdict.get_attribute("class")
+    await expect(page.locator("#check-provenance")).to_contain_text("TH-MUK's local copy")
+    await expect(page.locator("#check-provenance")).to_contain_text("works while the link is down")
+    assert await page.locator("#check-result .warn").count() == 0  # the link is up
+    found = page.locator("#check-matches li")
+    await expect(found).to_have_count(1)
+    await expect(found).to_contain_text("B2 — Usually reliable; Probably true")
+    await expect(found).to_contain_text("exact match")
+    await expect(found).to_contain_text("LA-SVK")
+    await expect(found).to_contain_text("forged")
+    assert await found.locator(".prec-flash").text_content() == "FLASH"
+    assert await found.locator(".tlp-amber").text_content() == "TLP:AMBER"
+    mentioned = page.locator("#check-mentions li")
+    await expect(mentioned).to_have_count(1)
+    await expect(mentioned).to_contain_text("similar spelling")
+    await expect(mentioned).to_contain_text("C3 — Fairly reliable; Possibly true")
+    await expect(mentioned).to_contain_text(incident["title"])
+    # The next traveller: the number is selected, so typing replaces it.
+    assert await page.evaluate("document.activeElement.id") == "check-number"
+    selected = await page.evaluate("[document.activeElement.selectionStart, document.activeElement.selectionEnd]")
+    assert selected == [0, len("P0847211")]
+
+    await found.locator(".match-title").click()
+    await page.locator("#view-feed").wait_for(state="visible")
+    await expect(page.locator("#detail-title")).to_have_text(lookout["title"])
+    _, headers, body = node.posts_to("/api/check")[0]
+    assert headers["X-CSRF-Token"] == CSRF
+    assert body == {"type": "document", "doc_type": "passport", "number": "P0847211"}
+
+
+async def test_a_clear_check_says_clear_and_editing_the_form_removes_the_answer(page, stub):
+    node, base = stub
+    await login(page, base)
+    node.nats = "disconnected"  # the border post lost its link: the check still answers
+    await page.click(".tab[data-view=check]")
+    await page.select_option("#check-type", "person")
+    assert await page.evaluate("document.activeElement.id") == "check-name"
+    await page.fill("#check-name", "  Souksavanh Phommachanh ")
+    await page.fill("#check-dob", "1985-03-14")
+    await page.fill("#check-nationality", "la")
+    await page.click("#check-submit")
+    verdict = page.locator("#check-verdict")
+    await expect(verdict).to_contain_text("CLEAR")
+    await expect(verdict).to_contain_text("No active lookout held on this node names this person")
+    assert "FLAGGED" not in await page.locator("#check-result").text_content()
+    assert await page.locator("#check-matches, #check-mentions").count() == 0
+    # ...and says that lookouts sent since the link dropped cannot be in the answer.
+    await expect(page.locator("#check-result .warn")).to_contain_text("The link to the bus is down")
+    _, _, body = node.posts_to("/api/check")[0]
+    assert body == {"type": "person", "name": "Souksavanh Phommachanh", "dob": "1985-03-14", "nationality": "LA"}
+    # An answer stays only while it is about what the form says.
+    await page.fill("#check-name", "Someone else")
+    await expect(page.locator("#check-verdict")).to_have_count(0)
+
+
+async def test_the_check_sends_exactly_the_entity_the_form_describes(page, stub):
+    node, base = stub
+    await login(page, base)
+    await page.click(".tab[data-view=check]")
+    # Document: its type, the number as typed (the node normalises it), the country in capitals.
+    assert await page.input_value("#check-doc_type") == "passport"
+    await page.fill("#check-number", " p-0847 211 ")
+    await page.fill("#check-country", "la")
+    await page.click("#check-submit")
+    await expect(page.locator("#check-verdict")).to_be_visible()
+    await page.select_option("#check-doc_type", "id_card")
+    await page.click("#check-submit")
+    await expect(page.locator("#check-verdict")).to_be_visible()
+    await page.select_option("#check-type", "vehicle")
+    await page.fill("#check-plate", "70-1234")
+    await page.fill("#check-country", "th")
+    await page.click("#check-submit")
+    await expect(page.locator("#check-verdict")).to_be_visible()
+    await page.select_option("#check-type", "phone")
+    assert await page.locator("#check-country").count() == 0
+    await page.fill("#check-number", "+856 20 5555 1234")
+    await page.press("#check-number", "Enter")
+    await expect(page.locator("#check-verdict")).to_be_visible()
+    assert [body for _, _, body in node.posts_to("/api/check")] == [
+        {"type": "document", "doc_type": "passport", "number": "p-0847 211", "country": "LA"},
+        {"type": "document", "doc_type": "id_card", "number": "p-0847 211", "country": "LA"},
+        {"type": "vehicle", "plate": "70-1234", "country": "TH"},
+        {"type": "phone", "number": "+856 20 5555 1234"},
+    ]
+
+
+async def test_a_refused_check_shows_the_nodes_message_and_never_an_answer(page, stub):
+    node, base = stub
+    await login(page, base)
+    await page.click(".tab[data-view=check]")
+    # Nothing to look up: refused in the page, nothing sent.
+    await page.press("#check-number", "Enter")
+    await expect(page.locator("#check-error")).to_have_text("Enter the document number to check.")
+    assert node.posts_to("/api/check") == []
+    node.check_refusal = {"code": "invalid", "message": "country: must be two capital letters, got 'L1'", "field": "country"}
+    await page.fill("#check-number", "P0847211")
+    await page.fill("#check-country", "l1")
+    await page.press("#check-number", "Enter")
+    await expect(page.locator("#check-error")).to_have_text("Not checked: country: must be two capital letters, got 'L1'")
+    assert await page.get_attribute("#check-country", "aria-invalid") == "true"
+    assert await page.locator("#check-verdict").count() == 0
+    assert len(node.posts_to("/api/check")) == 1
+
+
+async def test_signing_out_leaves_nothing_of_the_last_check_or_hits_on_screen(page, stub):
+    node, base = stub
+    node.hits = [hit(node.items[1], node.items[0])]
+    await login(page, base)
+    await check_passport(page)
+    await expect(page.locator("#check-verdict")).to_be_visible()
+    await expect(page.locator("#hits-list li")).to_have_count(1)
+    await page.click("#logout-button")
+    await page.locator("#login-form").wait_for(state="visible")
+    assert await page.locator("#check-verdict").count() == 0
+    assert await page.input_value("#check-number") == ""
+    assert await page.locator("#hits-list li").count() == 0
+
+
+async def test_the_check_is_one_key_or_one_bookmark_away(page, stub):
+    _, base = stub
+    await page.context.add_cookies([{"name": "stub_session", "value": "ok", "url": base}])
+    await page.goto(base + "/#check")
+    await page.locator("#view-check").wait_for(state="visible")
+    await page.wait_for_function("document.activeElement && document.activeElement.id === 'check-number'")
+    await page.click(".tab[data-view=compose]")
+    assert page.url == base + "/#compose"
+    await page.click("#c-title")
+    await page.keyboard.press("F2")
+    await page.locator("#view-check").wait_for(state="visible")
+    assert await page.evaluate("document.activeElement.id") == "check-number"
+    await page.click(".tab[data-view=feed]")
+    assert page.url == base + "/"
+
+
+async def test_a_live_hit_raises_a_banner_and_joins_the_hits_list_with_its_notice_in_words(page, stub):
+    node, base = stub
+    lookout, own_lookout = lookout_summary(), lookout_summary("own", 3500, **{"from": "TH-MUK"}, direction="sent",
+                                                                     title="Own lookout: truck 70-1234")
+    node.items += [lookout, own_lookout]
+    node.hits = [
+        hit(node.items[2], lookout, 200, notice="withheld:not_releasable", notice_id=None),
+        hit(node.items[4], own_lookout, 100, notice="own", notice_id=None, strength="similar", key_kind="name~"),
+    ]
+    await login(page, base)
+    fresh = summary("hitting", 99_000, title="ສະກັດກັ້ນຜູ້ໂດຍສານ ຖືໜັງສືຜ່ານແດນປອມ", **{"from": "LA-TCCC"})
+    node.items.append(fresh)
+    await node.push_hit(hit(fresh, lookout, 99_000))
+
+    banner = page.locator(".banner-hit")
+    await expect(banner).to_contain_text(f"HIT on lookout “{lookout['title']}”: {fresh['title']}")
+    await expect(page.locator("#hits-unseen")).to_have_text("1")
+    await page.click(".tab[data-view=check]")
+    await expect(page.locator("#hits-unseen")).to_be_hidden()
+    items = page.locator("#hits-list li")
+    await expect(items).to_have_count(3)
+    newest = items.nth(0)
+    await expect(newest).to_contain_text(lookout["title"])
+    await expect(newest).to_contain_text(fresh["title"])
+    await expect(newest).to_contain_text("exact match")
+    await expect(newest.locator(".notice")).to_have_text("Notice: originator notified open notice")
+    await expect(items.nth(1).locator(".notice-text")).to_have_text("withheld: not releasable to their country")
+    await expect(items.nth(2).locator(".notice-text")).to_have_text("our own lookout")
+    await expect(items.nth(2)).to_contain_text("similar spelling")
+    # The same hit again (e.g. after a reconnect) is listed once.
+    await node.events.put(("hit", node.hits[0]))
+    await expect(page.locator(".banner-hit")).to_have_count(2)
+    await expect(items).to_have_count(3)
+
+    await banner.first.locator("button:has-text('Open')").click()
+    await expect(page.locator("#detail-title")).to_have_text(fresh["title"])
+    await page.click(".tab[data-view=check]")
+    await items.nth(1).locator(".hit-lookout").click()
+    await expect(page.locator("#detail-title")).to_have_text(lookout["title"])
+
+
+async def test_markup_in_a_hit_and_in_a_check_answer_renders_as_text(page, stub):
+    node, base = stub
+    evil = summary("evil-hit", 9000, title=EVIL, **{"from": EVIL}, kind=EVIL)
+    node.items.append(evil)
+    node.check_answer = {
+        "flagged": True,
+        "matches": [match(evil, grading=EVIL, strength=EVIL, key_kind=EVIL, entity={"type": EVIL, "name": EVIL})],
+        "mentions": [match(evil, title=EVIL, sender=EVIL)],
+    }
+    await login(page, base)
+    await node.push_hit(hit(evil, evil, lookout_title=EVIL, bulletin_title=EVIL, lookout_sender=EVIL,
+                            notice=f"withheld:{EVIL}", precedence=EVIL, strength=EVIL))
+    await expect(page.locator(".banner-hit .banner-text")).to_have_text(f"HIT on lookout “{EVIL}”: {EVIL}")
+    await check_passport(page)
+    await expect(page.locator("#check-verdict")).to_contain_text("FLAGGED")
+    matched = page.locator("#check-matches li")
+    assert await matched.locator(".match-title").text_content() == EVIL
+    assert EVIL in await matched.text_content()
+    assert await page.locator("#check-mentions .match-title").text_content() == EVIL
+    listed = page.locator("#hits-list li").first
+    assert await listed.locator(".hit-lookout").text_content() == EVIL
+    assert await listed.locator(".hit-bulletin").text_content() == EVIL
+    # An unknown rule is shown in words (underscores as spaces), and as text.
+    assert await listed.locator(".notice-text").text_content() == "withheld: " + EVIL.replace("_", " ")
+    assert await page.locator("img").count() == 0
+    assert await page.evaluate("window.__pwned") is None
+    page_log(page).assert_clean(base)
+
+
 # -- look: colours and the small screen ------------------------------------------------------
 
 
@@ -753,7 +1056,14 @@ async def test_badges_use_tlp_2_colours_and_flash_blinks(page, stub):
 
 @pytest.mark.parametrize("size", [(1024, 600), (1280, 720)])
 async def test_every_view_fits_a_small_laptop_screen_without_sideways_scrolling(new_page, stub, size):
-    _, base = stub
+    node, base = stub
+    # The check view at its fullest: a flagged answer with long titles, mentions and hits.
+    long_title = "เฝ้าระวัง: หนังสือเดินทางปลอม P0847211 " * 6
+    lookout = lookout_summary(title=long_title)
+    node.items.append(lookout)
+    node.check_answer = {"flagged": True, "matches": [match(lookout)] * 3, "mentions": [match(node.items[1])] * 4}
+    node.hits = [hit(node.items[i], lookout, i, bulletin_title=long_title, notice="withheld:not_releasable")
+                 for i in range(5)]
     page = await new_page(viewport=size)
     await login(page, base)
     await page.locator("#feed-list li").first.locator("button").click()
@@ -763,11 +1073,20 @@ async def test_every_view_fits_a_small_laptop_screen_without_sideways_scrolling(
     # The status bar and the list stay on screen; the detail scrolls inside its pane.
     box = await page.locator(".statusbar").bounding_box()
     assert box["y"] + box["height"] <= size[1]
-    for view in ("compose", "outbox"):
+    for view in ("compose", "outbox", "check"):
         await page.click(f".tab[data-view={view}]")
         if view == "compose":
             await page.select_option("#entity-type", "document")
             await page.click("#entity-add")
+        if view == "check":
+            await page.fill("#check-number", "P0847211")
+            await page.fill("#check-country", "LA")
+            await page.press("#check-number", "Enter")
+            await expect(page.locator("#check-matches li")).to_have_count(3)
+            await expect(page.locator("#hits-list li")).to_have_count(5)
+            # The answer starts on screen, right under the form.
+            verdict = await page.locator("#check-verdict").bounding_box()
+            assert verdict["y"] + verdict["height"] <= size[1]
         assert await page.evaluate(fits), f"{view} overflows at {size}"
         pane = await page.locator(f"#view-{view}").bounding_box()
         assert pane["x"] + pane["width"] <= size[0]

@@ -1,5 +1,6 @@
 /*
- * The officer's page for a BLO Bus office node: live feed, compose, detail, search, outbox.
+ * The officer's page for a BLO Bus office node: live feed, compose, detail, search, outbox,
+ * and the border check (is this passport, person, plate or phone flagged?) with lookout hits.
  *
  * Vanilla ES2020 module, no external assets: the page must work with no internet.
  * Bulletins come from other offices and are untrusted: every piece of data reaches the
@@ -36,10 +37,28 @@
  *   GET  /api/outbox -> {items:[{id, title, precedence, created, recipients:[{recipient, state, at}]}]}
  *   GET  /api/directory -> {offices:[{office, name, country, role, sign_kid, box_kid, valid_until, revoked}]}
  *   GET  /api/feeds -> {feeds:[{name, epoch, members:[office]}]}
+ *   POST /api/check  body = the entity to check, as in a bulletin (empty fields omitted):
+ *                   {type:"document", doc_type, number, country} | {type:"person", name, dob,
+ *                   nationality} | {type:"vehicle", plate, country} | {type:"phone", number}
+ *                 -> {query, checked_at, flagged, matches:[match], mentions:[match]}
+ *                   answered from the node's local index, so it works with the link down.
+ *                   matches = active lookouts and alerts naming it (flagged = any);
+ *                   mentions = other bulletins (incidents, replies...) naming it.
+ *        match = {bulletin_id, sender, kind, precedence, tlp, grading:"B2", created,
+ *                 expires|null, entity_index, key_kind, strength:"exact"|"similar",
+ *                 title, entity:{type, ...fields}, direction:"received"|"sent"}
+ *                 400 {error:{code, message, field}} for a query that names nothing
+ *   GET  /api/hits -> {items:[hit]} newest first
+ *        hit = {bulletin_id (the new bulletin), lookout_id, entity_index, lookout_sender,
+ *               key_kind, strength:"exact"|"similar", at,
+ *               notice:"sent"|"own"|"pending"|"withheld:<rule>", notice_id|null,
+ *               lookout_title, bulletin_title, precedence (the lookout's)}
+ *               (titles and precedence are null when that bulletin is not stored here)
  *   GET  /api/events  (text/event-stream) events:
  *                   "bulletin"   data = summary
  *                   "state"      data = {id, recipient, state}
  *                   "escalation" data = {id, message}
+ *                   "hit"        data = hit (a new bulletin names an active lookout's subject)
  *
  * Every POST carries header X-CSRF-Token: the csrf_token of GET /api/me (fetched after
  * every login too; the login response's token is the fallback). Requests are same-origin
@@ -86,6 +105,43 @@ const FIELD_HINTS = {
   imo: "7 digits", mmsi: "9 digits", number: "", lat: "16.54", lon: "104.72", aliases: "comma-separated",
 };
 
+// The border check: what an officer at the counter checks, and the fields the form asks for
+// (names and kinds from ENTITY_FIELDS; the node's index keys on these). CHECK_KEY is the
+// field that must be filled, and takes the focus so the officer can type straight away.
+export const CHECK_FIELDS = {
+  document: ["doc_type", "number", "country"],
+  person: ["name", "dob", "nationality"],
+  vehicle: ["plate", "country"],
+  phone: ["number"],
+};
+const CHECK_KEY = { document: "number", person: "name", vehicle: "plate", phone: "number" };
+const CHECK_TYPE_LABELS = { document: "Document", person: "Person", vehicle: "Vehicle", phone: "Phone" };
+const CHECK_KEY_WORDS = { document: "document number", person: "name", vehicle: "plate", phone: "phone number" };
+const CHECK_FIELD_LABELS = {
+  doc_type: "Type", number: "Number", country: "Country", name: "Name", dob: "Date of birth",
+  nationality: "Nationality", plate: "Plate",
+};
+const CHECK_HINTS = {
+  "document.number": "P0847211", "person.name": "as written in the document", "vehicle.plate": "70-1234",
+  "phone.number": "+856 20 5555 1234",
+};
+
+// A hit's notice state in the officer's words (office_node/lookouts.py notice_decision).
+const NOTICE_WORDS = {
+  sent: "originator notified",
+  own: "our own lookout",
+  pending: "notice to the originator pending",
+  "withheld:not_releasable": "withheld: not releasable to their country",
+  "withheld:tlp": "withheld: its TLP (RED or AMBER+STRICT) does not allow telling them",
+};
+
+export function noticeText(notice) {
+  const n = String(notice ?? "");
+  if (NOTICE_WORDS[n]) return NOTICE_WORDS[n];
+  if (n.startsWith("withheld:")) return `withheld: ${n.slice("withheld:".length).replace(/_/g, " ")}`;
+  return n || "unknown";
+}
+
 // ---- DOM helpers ------------------------------------------------------------------------
 
 const $ = (id) => document.getElementById(id);
@@ -110,6 +166,11 @@ export function el(tag, props = {}, ...children) {
     node.append(child instanceof Node ? child : String(child));
   }
   return node;
+}
+
+/** Replace a node's children; like `el`, null/false children are left out (not "null"). */
+function setChildren(node, ...children) {
+  node.replaceChildren(...children.flat().filter((c) => c !== null && c !== undefined && c !== false));
 }
 
 function show(node, visible) { node.hidden = !visible; }
@@ -161,10 +222,11 @@ function splitList(text, { upper = false } = {}) {
 // ---- API --------------------------------------------------------------------------------
 
 export class ApiError extends Error {
-  constructor(status, code, message) {
+  constructor(status, code, message, field = null) {
     super(message);
     this.status = status;
     this.code = code;
+    this.field = field; // the request field a 400 names, if any
   }
 }
 
@@ -188,6 +250,10 @@ const state = {
   eventsHadError: false,
   healthTimer: null,
   loggedIn: false,
+  nats: null, // "connected" | "disconnected", from /health
+  checkSeq: 0, // answers to an older check (or one the officer has since edited) are dropped
+  hits: [],
+  hitsUnseen: 0,
 };
 
 async function api(method, path, body) {
@@ -214,7 +280,8 @@ async function api(method, path, body) {
   if (!response.ok) {
     const e = data && data.error ? data.error : {};
     const error = new ApiError(response.status, e.code || `http_${response.status}`,
-      e.message || `The node answered ${response.status} ${response.statusText}`);
+      e.message || `The node answered ${response.status} ${response.statusText}`,
+      typeof e.field === "string" ? e.field : null);
     // A lapsed session anywhere sends the officer back to the login form, except for
     // the login request itself (its 401 means "wrong password").
     if (response.status === 401 && path !== "/login" && state.loggedIn) showLogin("Your session has ended. Sign in again.");
@@ -242,6 +309,12 @@ function showLogin(message) {
   state.loggedIn = false;
   state.csrf = null;
   state.me = null;
+  // The next officer at this screen sees nothing of the last one's checks or hits.
+  state.hits = [];
+  state.hitsUnseen = 0;
+  renderHits();
+  renderHitsUnseen();
+  resetCheck();
   show($("boot"), false);
   show($("app"), false);
   show($("login-view"), true);
@@ -312,7 +385,8 @@ async function boot() {
   show($("app"), true);
 
   setView(state.view);
-  await Promise.all([loadDirectory(), loadFeeds(), loadList(), refreshHealth()]);
+  if (state.view === "check") focusCheckKey();
+  await Promise.all([loadDirectory(), loadFeeds(), loadList(), refreshHealth(), loadHits()]);
   startEvents();
   state.healthTimer = setInterval(refreshHealth, 10000);
 }
@@ -325,11 +399,24 @@ function stopBackground() {
 
 // ---- Views ------------------------------------------------------------------------------
 
+const VIEWS = ["check", "feed", "compose", "outbox"];
+
+/** The view named by the address (e.g. a counter workstation's bookmark of /#check). */
+function viewFromHash() {
+  const name = window.location.hash.slice(1);
+  return VIEWS.includes(name) ? name : null;
+}
+
 function setView(view) {
+  if (!VIEWS.includes(view)) view = "feed";
   state.view = view;
-  for (const name of ["feed", "compose", "outbox"]) show($(`view-${name}`), name === view);
+  for (const name of VIEWS) show($(`view-${name}`), name === view);
   for (const tab of document.querySelectorAll(".tab")) tab.setAttribute("aria-pressed", String(tab.dataset.view === view));
   if (view === "outbox") loadOutbox();
+  if (view === "check") { state.hitsUnseen = 0; renderHitsUnseen(); }
+  // The address names the view, so a reload (or a bookmark) comes back to it.
+  const target = view === "feed" ? `${window.location.pathname}${window.location.search}` : `#${view}`;
+  if (window.location.hash !== (view === "feed" ? "" : `#${view}`)) window.history.replaceState(null, "", target);
 }
 
 // ---- Feed list --------------------------------------------------------------------------
@@ -478,19 +565,23 @@ function receiptsTable(receipts) {
     })));
 }
 
+/** An entity's fields as "key: value" spans (everything but its type). */
+function entityParts(entity) {
+  const parts = [];
+  for (const [k, v] of Object.entries(entity && typeof entity === "object" ? entity : {})) {
+    if (k === "type") continue;
+    parts.push(el("span", { class: "ef" }, el("span", { class: "ek" }, `${k}: `),
+      el("span", { class: "ev" }, Array.isArray(v) ? v.join(", ") : String(v))));
+  }
+  return parts;
+}
+
 function entityTable(entities) {
   const list = Array.isArray(entities) ? entities : [];
   if (list.length === 0) return null;
   return el("section", { class: "entities-view" }, el("h3", {}, `Entities (${list.length})`),
-    el("ul", { class: "entity-list" }, list.map((entity) => {
-      const parts = [];
-      for (const [k, v] of Object.entries(entity || {})) {
-        if (k === "type") continue;
-        parts.push(el("span", { class: "ef" }, el("span", { class: "ek" }, `${k}: `),
-          el("span", { class: "ev" }, Array.isArray(v) ? v.join(", ") : String(v))));
-      }
-      return el("li", {}, el("span", { class: "etype" }, String(entity && entity.type)), ...parts);
-    })));
+    el("ul", { class: "entity-list" }, list.map((entity) =>
+      el("li", {}, el("span", { class: "etype" }, String(entity && entity.type)), ...entityParts(entity)))));
 }
 
 function renderDetail() {
@@ -503,7 +594,7 @@ function renderDetail() {
     received && d.read ? el("span", { class: "muted" }, "Read") : null,
     el("button", { type: "button", id: "reply-button", class: "primary", onclick: () => startReply(d) }, "Reply"));
 
-  pane.replaceChildren(
+  setChildren(pane,
     el("header", { class: "detail-head" },
       el("div", { class: "badges" }, precedenceBadge(b.precedence), tlpBadge(b.tlp),
         el("span", { class: "kind" }, String(b.kind ?? ""))),
@@ -545,8 +636,8 @@ async function markRead(id) {
 
 // ---- Compose ----------------------------------------------------------------------------
 
-function fillSelect(select, values, labels = null) {
-  select.append(...values.map((v) => el("option", { value: v }, labels ? `${v} — ${labels[v]}` : v)));
+function fillSelect(select, values, labels = null, names = null) {
+  select.append(...values.map((v) => el("option", { value: v }, names ? names[v] : labels ? `${v} — ${labels[v]}` : v)));
 }
 
 async function loadDirectory() {
@@ -769,11 +860,254 @@ function recipientChip(r) {
   return chip;
 }
 
+// ---- Border check -----------------------------------------------------------------------
+
+function renderCheckFields(type) {
+  const specs = ENTITY_FIELDS[type] || [];
+  $("check-fields").replaceChildren(...(CHECK_FIELDS[type] || []).map((name) => {
+    const spec = specs.find((s) => s.name === name) || f(name, "text");
+    const id = `check-${name}`;
+    const input = spec.kind === "choice"
+      ? el("select", { id }, spec.choices.map((c) => el("option", { value: c }, c.replace(/_/g, " "))))
+      : el("input", {
+        id,
+        type: "text",
+        maxlength: spec.kind === "country" ? 2 : 200,
+        placeholder: CHECK_HINTS[`${type}.${name}`] || FIELD_HINTS[name] || null,
+        autocomplete: "off",
+        autocapitalize: spec.kind === "country" ? "characters" : null,
+        spellcheck: "false",
+      });
+    input.dataset.field = name;
+    input.dataset.kind = spec.kind;
+    const key = name === CHECK_KEY[type];
+    return el("label", { class: `check-field check-${spec.kind}${key ? " check-key" : ""}` },
+      `${CHECK_FIELD_LABELS[name] || name}${key ? " *" : ""}`, input);
+  }));
+}
+
+function resetCheck() {
+  $("check-form").reset();
+  renderCheckFields($("check-type").value);
+  clearCheck();
+}
+
+function focusCheckKey(select = false) {
+  const input = $(`check-${CHECK_KEY[$("check-type").value]}`);
+  if (!input) return;
+  input.focus();
+  if (select) input.select();
+}
+
+/** The entity the form describes: filled fields only, trimmed, countries in capitals. */
+function checkQuery() {
+  const query = { type: $("check-type").value };
+  for (const input of $("check-fields").querySelectorAll("[data-field]")) {
+    const raw = input.value.trim();
+    if (raw) query[input.dataset.field] = input.dataset.kind === "country" ? raw.toUpperCase() : raw;
+  }
+  return query;
+}
+
+function checkError(message, field = null) {
+  const err = $("check-error");
+  err.textContent = message || "";
+  show(err, Boolean(message));
+  for (const input of $("check-fields").querySelectorAll("[data-field]")) {
+    if (field && input.dataset.field === field) input.setAttribute("aria-invalid", "true");
+    else input.removeAttribute("aria-invalid");
+  }
+}
+
+/** The form changed: an answer on screen would be about something else now, so it goes. */
+function clearCheck() {
+  state.checkSeq++;
+  $("check-submit").disabled = false;
+  $("check-result").replaceChildren();
+  checkError("");
+}
+
+async function onCheck(event) {
+  event.preventDefault();
+  clearCheck();
+  const query = checkQuery();
+  if (!query[CHECK_KEY[query.type]]) {
+    checkError(`Enter the ${CHECK_KEY_WORDS[query.type] || "value"} to check.`, CHECK_KEY[query.type]);
+    focusCheckKey();
+    return;
+  }
+  const seq = state.checkSeq;
+  const button = $("check-submit");
+  button.disabled = true;
+  $("check-result").replaceChildren(el("p", { class: "muted" }, "Checking…"));
+  try {
+    // The link state is read along with the answer: the answer says if lookouts may be missing.
+    const [result] = await Promise.all([api("POST", "/api/check", query), refreshHealth()]);
+    if (seq !== state.checkSeq) return;
+    renderCheckResult(result || {}, query);
+    focusCheckKey(true); // ready for the next traveller: typing replaces the number
+  } catch (e) {
+    if (seq !== state.checkSeq) return;
+    $("check-result").replaceChildren();
+    // Never leave room to read a failure as CLEAR.
+    checkError(`Not checked: ${e.message}`, e.field);
+  } finally {
+    if (seq === state.checkSeq) button.disabled = false;
+  }
+}
+
+function checkedThing(query) {
+  if (query.type === "document") return query.doc_type ? String(query.doc_type).replace(/_/g, " ") : "document";
+  if (query.type === "phone") return "phone number";
+  return String(query.type ?? "entity");
+}
+
+function strengthChip(strength, keyKind) {
+  const known = strength === "exact" || strength === "similar";
+  return el("span", {
+    class: `chip strength strength-${known ? strength : "unknown"}`,
+    title: strength === "similar" ? "A similar spelling of the name (romanisation-tolerant): compare the other details"
+      : keyKind ? `Matched on: ${keyKind}` : null,
+  }, strength === "exact" ? "exact match" : strength === "similar" ? "similar spelling" : String(strength ?? "?"));
+}
+
+function bulletinLink(title, id, cls) {
+  const text = String(title ?? id ?? "?");
+  if (typeof id !== "string") return el("span", { class: cls }, text);
+  return el("button", { type: "button", class: `link ${cls}`, onclick: () => openDetail(id) }, text);
+}
+
+function matchItem(m) {
+  const entity = m.entity && typeof m.entity === "object" ? m.entity : null;
+  const li = el("li", { class: "match" },
+    el("div", { class: "match-meta" },
+      precedenceBadge(m.precedence), tlpBadge(m.tlp),
+      el("span", { class: "kind" }, String(m.kind ?? "")),
+      strengthChip(m.strength, m.key_kind),
+      el("span", { class: "who", title: "Sender" }, `${m.sender ?? "?"}${m.direction === "sent" ? " (sent from here)" : ""}`),
+      el("span", { class: "when" }, timeEl(m.created))),
+    bulletinLink(m.title, m.bulletin_id, "match-title"),
+    el("div", { class: "match-grading" }, el("span", { class: "ek" }, "Grading: "), gradingText(m.grading)),
+    entity ? el("div", { class: "match-entity" }, el("span", { class: "etype" }, String(entity.type ?? "")), ...entityParts(entity)) : null,
+    typeof m.expires === "number" ? el("div", { class: "match-expires muted" }, "Expires ", timeEl(m.expires)) : null);
+  li.dataset.id = String(m.bulletin_id);
+  return li;
+}
+
+function renderCheckResult(result, sent) {
+  const matches = Array.isArray(result.matches) ? result.matches : [];
+  const mentions = Array.isArray(result.mentions) ? result.mentions : [];
+  // A flag without listed matches is still a flag: err on the side of stopping the traveller.
+  const flagged = result.flagged === true || matches.length > 0;
+  const query = result.query && typeof result.query === "object" ? result.query : sent;
+  const n = matches.length;
+  const thing = checkedThing(query);
+  const verdict = el("div", { id: "check-verdict", class: `verdict ${flagged ? "verdict-flagged" : "verdict-clear"}` },
+    el("span", { class: "verdict-word" }, flagged ? "FLAGGED" : "CLEAR"),
+    el("span", { class: "verdict-detail" }, !flagged ? `No active lookout held on this node names this ${thing}`
+      : n ? `${n} active lookout${n === 1 ? "" : "s"} on this node name${n === 1 ? "s" : ""} this ${thing}`
+        : `The node flags this ${thing} but listed no lookout: ask your supervisor`));
+  const provenance = el("p", { id: "check-provenance", class: "check-provenance" },
+    el("span", { class: "etype" }, String(query.type ?? "")), ...entityParts(query),
+    el("br"),
+    el("span", { class: "muted" }, "Checked at ", timeEl(result.checked_at),
+      ` on ${state.office || "this node"}'s local copy of the bulletins (works while the link is down).`));
+  const linkDown = state.nats === "disconnected"
+    ? el("p", { class: "warn" }, "The link to the bus is down: lookouts sent since it dropped have not reached this node yet. Check again when it is back.")
+    : null;
+  const section = (heading, note, items, id, cls) => el("section", { class: "check-section" },
+    el("h3", {}, heading), note ? el("p", { class: "muted note" }, note) : null,
+    el("ul", { id, class: `match-list ${cls}` }, items.map(matchItem)));
+  setChildren($("check-result"), verdict, provenance, linkDown,
+    n ? section(`Active lookouts (${n})`, null, matches, "check-matches", "matches") : null,
+    mentions.length
+      ? section(`Also mentioned in (${mentions.length})`, "Not lookouts: other bulletins (incidents, replies, intelligence) that name it.",
+        mentions, "check-mentions", "mentions")
+      : null);
+}
+
+// ---- Lookout hits -------------------------------------------------------------------------
+
+const hitKey = (h) => `${h.bulletin_id}|${h.lookout_id}|${h.entity_index}`;
+const isHit = (h) => Boolean(h) && typeof h.bulletin_id === "string" && typeof h.lookout_id === "string";
+const MAX_HITS = 100;
+
+/** Merge hits into the list, newest first; a hit seen twice (live and loaded) is kept once. */
+function mergeHits(items) {
+  const byKey = new Map(state.hits.map((h) => [hitKey(h), h]));
+  for (const h of items) byKey.set(hitKey(h), h);
+  state.hits = [...byKey.values()].sort((a, b) => (Number(b.at) || 0) - (Number(a.at) || 0)).slice(0, MAX_HITS);
+}
+
+async function loadHits() {
+  try {
+    const data = await api("GET", "/api/hits");
+    mergeHits((Array.isArray(data && data.items) ? data.items : []).filter(isHit));
+    renderHits();
+  } catch (e) {
+    status(`Could not load lookout hits: ${e.message}`);
+  }
+}
+
+function noticeLine(h) {
+  const notice = String(h.notice ?? "");
+  const kind = notice.startsWith("withheld:") ? "withheld" : cssToken(notice || "unknown");
+  const title = kind === "withheld"
+    ? `Not sent automatically: decide whether to tell ${h.lookout_sender ?? "the originator"} (reply to the lookout)`
+    : null;
+  return el("div", { class: `notice notice-${kind}`, title },
+    el("span", { class: "ek" }, "Notice: "),
+    el("span", {}, el("span", { class: "notice-text" }, noticeText(notice)),
+      notice === "sent" && typeof h.notice_id === "string"
+        ? [" ", el("button", { type: "button", class: "link", onclick: () => openDetail(h.notice_id) }, "open notice")] : null));
+}
+
+function hitItem(h) {
+  const li = el("li", { class: "hit" },
+    el("div", { class: "hit-meta" },
+      h.precedence ? precedenceBadge(h.precedence) : null,
+      strengthChip(h.strength, h.key_kind),
+      el("span", { class: "when" }, timeEl(h.at))),
+    el("div", { class: "hit-line" }, el("span", { class: "ek" }, "Lookout: "),
+      bulletinLink(h.lookout_title, h.lookout_id, "hit-lookout"),
+      el("span", { class: "who", title: "Lookout from" }, ` ${h.lookout_sender ?? "?"}`)),
+    el("div", { class: "hit-line" }, el("span", { class: "ek" }, "Named in: "),
+      bulletinLink(h.bulletin_title, h.bulletin_id, "hit-bulletin")),
+    noticeLine(h));
+  li.dataset.key = hitKey(h);
+  return li;
+}
+
+function renderHits(freshKey = null) {
+  $("hits-list").replaceChildren(...state.hits.map((h) => {
+    const li = hitItem(h);
+    if (freshKey && li.dataset.key === freshKey) li.classList.add("fresh");
+    return li;
+  }));
+  show($("hits-empty"), state.hits.length === 0);
+}
+
+function renderHitsUnseen() {
+  const badge = $("hits-unseen");
+  badge.textContent = state.hitsUnseen ? String(state.hitsUnseen) : "";
+  show(badge, state.hitsUnseen > 0);
+}
+
+function onLiveHit(h) {
+  if (!isHit(h)) return;
+  mergeHits([h]);
+  renderHits(hitKey(h));
+  if (state.view !== "check") { state.hitsUnseen++; renderHitsUnseen(); }
+  const similar = h.strength === "similar" ? " (similar spelling)" : "";
+  banner("hit", `HIT on lookout “${h.lookout_title ?? h.lookout_id}”${similar}: ${h.bulletin_title ?? h.bulletin_id}`, h.bulletin_id);
+}
+
 // ---- Health -----------------------------------------------------------------------------
 
 async function refreshHealth() {
   try {
     const h = await api("GET", "/health");
+    state.nats = h.nats === "connected" ? "connected" : "disconnected";
     const nats = $("st-nats");
     nats.textContent = h.nats === "connected" ? "connected" : "disconnected";
     nats.className = `dot ${h.nats === "connected" ? "up" : "down"}`;
@@ -809,6 +1143,7 @@ function startEvents() {
       state.eventsHadError = false;
       if (state.listMode === "feed") loadList();
       if (state.view === "outbox") loadOutbox();
+      loadHits();
       refreshHealth();
     }
   });
@@ -831,6 +1166,7 @@ function startEvents() {
   es.addEventListener("bulletin", (event) => { const d = parseEvent(event); if (d) onLiveBulletin(d); });
   es.addEventListener("state", (event) => { const d = parseEvent(event); if (d) onLiveState(d); });
   es.addEventListener("escalation", (event) => { const d = parseEvent(event); if (d) onEscalation(d); });
+  es.addEventListener("hit", (event) => { const d = parseEvent(event); if (d) onLiveHit(d); });
 }
 
 function onLiveBulletin(summary) {
@@ -904,7 +1240,26 @@ function init() {
 
   $("login-form").addEventListener("submit", onLogin);
   $("logout-button").addEventListener("click", onLogout);
-  for (const tab of document.querySelectorAll(".tab")) tab.addEventListener("click", () => setView(tab.dataset.view));
+  for (const tab of document.querySelectorAll(".tab")) {
+    tab.addEventListener("click", () => {
+      setView(tab.dataset.view);
+      if (tab.dataset.view === "check") focusCheckKey();
+    });
+  }
+  // F2 opens the check from anywhere: the counter's most frequent action, one key away.
+  document.addEventListener("keydown", (event) => {
+    if (event.key !== "F2" || !state.loggedIn) return;
+    event.preventDefault();
+    setView("check");
+    focusCheckKey(true);
+  });
+  fillSelect($("check-type"), Object.keys(CHECK_FIELDS), null, CHECK_TYPE_LABELS);
+  renderCheckFields($("check-type").value);
+  $("check-type").addEventListener("change", () => { renderCheckFields($("check-type").value); focusCheckKey(); });
+  $("check-form").addEventListener("input", clearCheck);
+  $("check-form").addEventListener("submit", onCheck);
+  $("hits-refresh").addEventListener("click", loadHits);
+  state.view = viewFromHash() || state.view;
   for (const id of ["filter-direction", "filter-precedence", "filter-kind", "filter-feed", "filter-unread"]) {
     $(id).addEventListener("change", () => loadList());
   }
@@ -952,7 +1307,7 @@ function initLoginPage() {
     show(err, false);
     try {
       await api("POST", "/login", { username: $("login-username").value.trim(), password: $("login-password").value });
-      window.location.assign("/");
+      window.location.assign(`/${viewFromHash() ? window.location.hash : ""}`);
     } catch (e) {
       err.textContent = e.status === 401 ? LOGIN_REASONS.bad_credentials : e.message;
       show(err, true);
