@@ -166,7 +166,10 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/network", "officer", "network", "Centre: every office of the country, online or silent"),
     Route("GET", "/api/quarantine", "supervisor", "quarantine", "Messages that failed to open, with reasons"),
     Route("GET", "/api/audit", "admin", "audit", "The audit log, newest first, and whether its chain verifies"),
-    Route("GET", "/api/events", "officer", "events", "Live stream (server-sent events): bulletin, state, read, escalation"),
+    Route(
+        "GET", "/api/events", "officer", "events",
+        "Live stream (server-sent events): bulletin, state, read, escalation, hit, triage, feed, heartbeat",
+    ),  # fmt: skip
     Route("GET", "/api/openapi.json", "officer", "openapi", "This API's OpenAPI 3.1 document"),
     Route("GET", "/metrics", "officer", "metrics", "Prometheus metrics"),
 )

@@ -143,3 +143,56 @@ def test_cli_errors_are_one_clear_line(tmp_path: Path, nats_server: NatsServer) 
     bad = subprocess.run([BLO, "node", "run", "--config", str(config)], capture_output=True, text=True, env=_env(), timeout=30)
     assert bad.returncode == 2
     assert "node.toml: http.bind" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_a_centre_analyst_runs_feeds_triage_and_forwarding_from_the_cli(tmp_path: Path, nats_server: NatsServer) -> None:
+    from office_node.accounts import CHEAP, Accounts
+    from office_node.db import open_database
+    from office_node.home import node_paths
+
+    pc, pm = free_port(), free_port()
+    specs = [
+        NodeSpec("TH-TCCC", "Thailand TCCC", "centre", feeds=("th-border",), http_port=pc),
+        NodeSpec("TH-MUK", "Mukdahan BLO", feeds=("th-border",), http_port=pm),
+    ]
+    network = build(tmp_path / "net", nats_server.url, specs)
+    centre, muk = network["TH-TCCC"], network["TH-MUK"]
+    db = open_database(node_paths(centre.home.root).db)
+    try:
+        accounts = Accounts(db, limits=CHEAP)
+        accounts.add_user("analyst", "a long analyst password", role="supervisor", now_ms=int(time.time() * 1000))
+        _, token = accounts.create_token("analyst", "cli", now_ms=int(time.time() * 1000))
+    finally:
+        db.close()
+
+    def blo(home: Path, tok: str, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([BLO, "--home", str(home), *args], capture_output=True, text=True,
+                              env=_env(BLO_TOKEN=tok), timeout=30)  # fmt: skip
+
+    with node_process(centre.home.root, pc), node_process(muk.home.root, pm):
+        created = blo(centre.home.root, token, "feed", "create", "th-border", "--member", "TH-MUK")
+        assert created.returncode == 0, created.stderr
+        assert "epoch 1" in created.stdout and "TH-MUK" in created.stdout
+        posted = blo(muk.home.root, muk.token or "", "post", "--to", "TH-TCCC", "--kind", "incident",
+                     "--releasable-to", "TH", "--title", "รายงาน ด่านมุกดาหาร", "--body", "x", "--json")  # fmt: skip
+        report = json.loads(posted.stdout)["id"]
+        deadline = time.monotonic() + 20
+        while report not in (listing := blo(centre.home.root, token, "triage", "list")).stdout:
+            assert time.monotonic() < deadline, listing.stdout + listing.stderr
+            time.sleep(0.3)
+        assert "new" in listing.stdout
+        moved = blo(centre.home.root, token, "triage", "move", report, "in_review", "--note", "ตรวจสอบ")
+        assert moved.returncode == 0 and "in_review (1 notes)" in moved.stdout
+        deadline = time.monotonic() + 20
+        while "key held" not in (feeds := blo(muk.home.root, muk.token or "", "feed", "list")).stdout:
+            assert time.monotonic() < deadline, feeds.stdout + feeds.stderr
+            time.sleep(0.3)
+        fwd = blo(centre.home.root, token, "forward", report, "--feed", "th-border", "--redact", "body")
+        assert fwd.returncode == 0, fwd.stderr
+        assert "redacted body" in fwd.stdout
+        refused = blo(centre.home.root, token, "forward", report, "--feed", "th-border", "--tlp", "GREEN")
+        assert refused.returncode == 2 and "tlp" in refused.stderr.lower() and "Traceback" not in refused.stderr
+        view = blo(centre.home.root, token, "network", "--json")
+        assert view.returncode == 0 and json.loads(view.stdout)["country"] == "TH"
+        officer = blo(muk.home.root, muk.token or "", "network")
+        assert officer.returncode == 2 and "centre" in officer.stderr

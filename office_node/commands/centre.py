@@ -1,0 +1,222 @@
+"""A centre analyst's commands, through the local centre node's API.
+
+    blo feed list
+    blo feed create NAME --member TH-MUK [--member ...] [--scope TH --scope LA]
+    blo feed add NAME OFFICE... | blo feed remove NAME OFFICE...
+    blo feed rotate NAME
+    blo triage list [--state new]
+    blo triage move ID STATE [--note TEXT]
+    blo forward ID --feed NAME [--redact entities[0].name]... [--precedence FLASH] [--tlp AMBER]
+    blo network
+
+Every change starts a new feed epoch (a fresh key); a removed office reads nothing
+sent after. On a joint feed another centre owns, ``add``/``remove`` of this country's
+offices is sent to the owner as a signed request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import click
+
+from office_node.cli import cli
+from office_node.client import NodeClient, find_token, find_url
+from office_node.home import NodeHome
+from office_node.triage import STATES
+
+_url = click.option("--url", default=None, help="The node's base URL (default: node.toml http.bind, or BLO_URL).")
+_token = click.option("--token", default=None, help="API token (default: BLO_TOKEN or keys/api.token).")
+_json = click.option("--json", "as_json", is_flag=True, help="Print the node's answer as JSON.")
+
+
+def _call(ctx: click.Context, url: str | None, token: str | None, method: str, path: str, body: Any = None, **params: str) -> Any:
+    home = NodeHome(ctx.obj["home"])
+
+    async def go() -> Any:
+        async with NodeClient(find_url(home, url), find_token(home, token)) as client:
+            return await client.request(method, path, body=body, params=params or None)
+
+    return asyncio.run(go())
+
+
+def _when(ms: int | None) -> str:
+    return "-" if ms is None else time.strftime("%Y-%m-%d %H:%M", time.localtime(ms / 1000))
+
+
+def _print_feed(f: dict[str, Any]) -> None:
+    where = "owned here" if f.get("owned_here") else f"owner {f.get('owner') or '?'}"
+    key = "key held" if f.get("have_key") else "no key"
+    click.echo(f"{f['name']:<20} epoch {f.get('epoch') or '-':<4} {where:<18} {key:<8} members: {', '.join(f.get('members') or []) or '-'}")
+
+
+@cli.group("feed")
+def feed_group() -> None:
+    """Feeds: create them, change members (each change is a new epoch key), rotate keys."""
+
+
+@feed_group.command("list")
+@_url
+@_token
+@_json
+@click.pass_context
+def feed_list(ctx: click.Context, url: str | None, token: str | None, as_json: bool) -> None:
+    """The feeds this node owns, belongs to or reads."""
+    feeds = _call(ctx, url, token, "GET", "/api/feeds")["feeds"]
+    if as_json:
+        click.echo(json.dumps(feeds, ensure_ascii=False))
+        return
+    if not feeds:
+        click.echo("no feeds")
+    for f in feeds:
+        _print_feed(f)
+
+
+@feed_group.command("create")
+@click.argument("name")
+@click.option("--member", "members", multiple=True, required=True, metavar="OFFICE")
+@click.option("--scope", "scope", multiple=True, metavar="COUNTRY", help="Countries members may come from (joint feeds).")
+@_url
+@_token
+@click.pass_context
+def feed_create(ctx: click.Context, name: str, members: tuple[str, ...], scope: tuple[str, ...], url: str | None, token: str | None) -> None:
+    """Create a feed owned by this centre, with its first members (epoch 1)."""
+    body: dict[str, Any] = {"name": name, "members": list(members)}
+    if scope:
+        body["scope"] = list(scope)
+    _print_feed(_call(ctx, url, token, "POST", "/api/feeds", body))
+
+
+def _members(ctx: click.Context, name: str, key: str, offices: tuple[str, ...], url: str | None, token: str | None) -> None:
+    answer = _call(ctx, url, token, "POST", f"/api/feeds/{name}/members", {key: list(offices)})
+    if "requested_from" in answer:
+        click.echo(f"requested from {answer['requested_from']} (it owns {name}): {key} {', '.join(offices)}")
+    else:
+        _print_feed(answer)
+
+
+@feed_group.command("add")
+@click.argument("name")
+@click.argument("offices", nargs=-1, required=True)
+@_url
+@_token
+@click.pass_context
+def feed_add(ctx: click.Context, name: str, offices: tuple[str, ...], url: str | None, token: str | None) -> None:
+    """Add members; they read from the new epoch on."""
+    _members(ctx, name, "add", offices, url, token)
+
+
+@feed_group.command("remove")
+@click.argument("name")
+@click.argument("offices", nargs=-1, required=True)
+@_url
+@_token
+@click.pass_context
+def feed_remove(ctx: click.Context, name: str, offices: tuple[str, ...], url: str | None, token: str | None) -> None:
+    """Remove members; they read nothing sent after."""
+    _members(ctx, name, "remove", offices, url, token)
+
+
+@feed_group.command("rotate")
+@click.argument("name")
+@_url
+@_token
+@click.pass_context
+def feed_rotate(ctx: click.Context, name: str, url: str | None, token: str | None) -> None:
+    """Start a new epoch with a fresh key, same members."""
+    _print_feed(_call(ctx, url, token, "POST", f"/api/feeds/{name}/rotate"))
+
+
+@cli.group("triage")
+def triage_group() -> None:
+    """A centre's triage queue of its offices' bulletins."""
+
+
+@triage_group.command("list")
+@click.option("--state", type=click.Choice(STATES), default=None)
+@_url
+@_token
+@_json
+@click.pass_context
+def triage_list(ctx: click.Context, state: str | None, url: str | None, token: str | None, as_json: bool) -> None:
+    """The queue, newest first."""
+    answer = _call(ctx, url, token, "GET", "/api/triage", **({"state": state} if state else {}))
+    if as_json:
+        click.echo(json.dumps(answer, ensure_ascii=False))
+        return
+    click.echo("  ".join(f"{k}: {v}" for k, v in answer["counts"].items()))
+    for item in answer["items"]:
+        b = item.get("bulletin") or {}
+        click.echo(
+            f"{item['state']:<13} {_when(item['created_at'])}  {b.get('precedence', '?'):<9} {b.get('from', '?'):<8} "
+            f"{item['bulletin_id']}  {b.get('title', '')}"
+        )
+
+
+@triage_group.command("move")
+@click.argument("bulletin_id")
+@click.argument("state", type=click.Choice(STATES))
+@click.option("--note", default=None)
+@_url
+@_token
+@click.pass_context
+def triage_move(ctx: click.Context, bulletin_id: str, state: str, note: str | None, url: str | None, token: str | None) -> None:
+    """Move a bulletin to STATE (with an optional note)."""
+    body: dict[str, Any] = {"state": state}
+    if note:
+        body["note"] = note
+    item = _call(ctx, url, token, "POST", f"/api/triage/{bulletin_id}", body)
+    click.echo(f"{bulletin_id} is {item['state']} ({len(item['notes'])} notes)")
+
+
+@cli.command("forward")
+@click.argument("bulletin_id")
+@click.option("--feed", required=True)
+@click.option("--redact", "redact", multiple=True, metavar="PATH", help="e.g. entities[0].name, body (repeatable).")
+@click.option("--precedence", default=None, help="Keep or raise; never lower.")
+@click.option("--tlp", default=None, help="Keep or tighten; never loosen.")
+@click.option("--releasable-to", "releasable", default=None, help="Keep or narrow, e.g. TH,LA.")
+@click.option("--tag", "tags", multiple=True)
+@_url
+@_token
+@click.pass_context
+def forward(ctx: click.Context, bulletin_id: str, feed: str, redact: tuple[str, ...], precedence: str | None, tlp: str | None,
+            releasable: str | None, tags: tuple[str, ...], url: str | None, token: str | None) -> None:  # fmt: skip
+    """Forward an office bulletin to a feed, its original signature kept (unless redacted)."""
+    body: dict[str, Any] = {"feed": feed}
+    if redact:
+        body["redact"] = list(redact)
+    for key, value in (("precedence", precedence), ("tlp", tlp)):
+        if value:
+            body[key] = value
+    if releasable:
+        body["releasable_to"] = [c.strip() for c in releasable.split(",") if c.strip()]
+    if tags:
+        body["tags"] = list(tags)
+    answer = _call(ctx, url, token, "POST", f"/api/bulletins/{bulletin_id}/forward", body)
+    note = f", redacted {', '.join(answer['redacted'])}" if answer.get("redacted") else ""
+    click.echo(f"forwarded {bulletin_id} to {feed} as {answer['id']} ({answer['state']}{note})")
+
+
+@cli.command("network")
+@_url
+@_token
+@_json
+@click.pass_context
+def network(ctx: click.Context, url: str | None, token: str | None, as_json: bool) -> None:
+    """A centre's view of its country's offices: online, silent, outbox lag, keys."""
+    view = _call(ctx, url, token, "GET", "/api/network")
+    if as_json:
+        click.echo(json.dumps(view, ensure_ascii=False))
+        return
+    click.echo("  ".join(f"{k}: {v}" for k, v in view["counts"].items()))
+    for o in view["offices"]:
+        week = sum(d["sent"] + d["received"] for d in o["days"])
+        click.echo(
+            f"{o['office']:<9} {o['state']:<11} last seen {_when(o['last_seen'])}  outbox {o['outbox_depth']:<4} "
+            f"FLASH unacked {o['unacked_flash']:<3} key until {_when(o['key_expires_at'])}  7 days: {week:<5} "
+            f"{' '.join(o['flags'])}"
+        )
