@@ -169,7 +169,7 @@ ROUTES: tuple[Route, ...] = (
     Route(
         "GET", "/api/events", "officer", "events",
         "Live stream (server-sent events): bulletin, state, read, escalation, hit, triage, feed, heartbeat",
-    ),  # fmt: skip
+    ),
     Route("GET", "/api/openapi.json", "officer", "openapi", "This API's OpenAPI 3.1 document"),
     Route("GET", "/metrics", "officer", "metrics", "Prometheus metrics"),
 )

@@ -24,7 +24,7 @@ from typing import Any
 
 import nacl.utils
 
-from bus.errors import ConfigError, NotConnected
+from bus.errors import BloError, ConfigError, NotConnected
 from bus.keystore import write_private_file
 from bus.transport.embedded import embedded_server
 from bus.transport.kv_directory import open_bucket, publish_item
@@ -144,6 +144,58 @@ def _sample_posts() -> list[tuple[str, dict[str, Any]]]:
     return posts
 
 
+FEED = "mekong-border"
+INTEL = {
+    "to": [],
+    "feed": FEED,
+    "precedence": "PRIORITY",
+    "kind": "strategic_intelligence",
+    "tlp": "GREEN",
+    "releasable_to": ["TH", "LA"],
+    "grading": "B2",
+    "title": "Strategic assessment: methamphetamine routes across the Mekong shift to river ferries",
+    "body": "Seizures at Friendship Bridges 2 and 3 fell 40% this quarter while ferry-point seizures rose. "
+    "Offices on both banks: check cargo on the Mukdahan-Savannakhet and Nakhon Phanom-Thakhek ferries.",
+}
+
+
+def _supervisor_token(daemon: Daemon) -> str:
+    node = daemon.node
+    _, token = node.accounts.create_token("supervisor", f"demo setup {node.clock()}", now_ms=node.clock())
+    return token
+
+
+async def seed_feed(daemons: dict[str, Daemon], *, timeout: float = 20.0) -> None:
+    """The regional feed, set up as two real centres would: TH-TCCC creates the joint
+    feed with its offices, LA-TCCC asks it to add the Lao offices, then TH-TCCC writes
+    the first strategic assessment to it."""
+    th, la = daemons["TH-TCCC"], daemons["LA-TCCC"]
+    assert th.url and la.url
+    async with NodeClient(th.url, _supervisor_token(th)) as thc, NodeClient(la.url, _supervisor_token(la)) as lac:
+        await thc.request("POST", "/api/feeds", body={"name": FEED, "members": ["TH-MUK", "TH-NKP"], "scope": ["TH", "LA"]})
+
+        async def until(check: Callable[[], Any]) -> None:
+            async def loop() -> None:
+                while not await check():
+                    await asyncio.sleep(0.2)
+
+            await asyncio.wait_for(loop(), timeout)
+
+        async def la_sees_it() -> bool:
+            feeds = (await lac.get("/api/feeds"))["feeds"]
+            return any(f["name"] == FEED and f["epoch"] for f in feeds)
+
+        await until(la_sees_it)
+        await lac.request("POST", f"/api/feeds/{FEED}/members", body={"add": ["LA-SVK", "LA-THK"]})
+
+        async def joined() -> bool:
+            feeds = (await thc.get("/api/feeds"))["feeds"]
+            return any(f["name"] == FEED and len(f["members"]) == 4 for f in feeds)
+
+        await until(joined)
+        await thc.post_bulletin(INTEL)
+
+
 async def run_demo(
     root: Path,
     ports: DemoPorts,
@@ -168,11 +220,16 @@ async def run_demo(
             await daemon.start()
             daemons.append(daemon)
         if first_run:
+            by_office = {d.node.office: d for d in daemons}
             for office, body in _sample_posts():
-                daemon = next(d for d in daemons if d.node.office == office)
+                daemon = by_office[office]
                 assert daemon.url is not None
                 async with NodeClient(daemon.url, network[office].token or "") as client:
                     await client.post_bulletin(body)
+            try:
+                await seed_feed(by_office)
+            except (BloError, TimeoutError) as exc:
+                echo(f"warning: the regional feed was not set up: {getattr(exc, 'message', exc) or 'timed out'}")
         echo(f"BLO Bus demo: nats-server {server.url} (JetStream store in {server.store_dir})")
         echo(f"{'node':<9} {'role':<7} {'URL':<24} logins (username / password)")
         for daemon in daemons:

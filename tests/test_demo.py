@@ -65,6 +65,13 @@ async def test_the_demo_runs_six_nodes_whose_sample_bulletins_travel_and_survive
             _, directory = await svk.get("/api/directory")
             assert len(directory["offices"]) == 6
 
+            async def intel_on_the_feed() -> list[dict]:
+                _, page = await svk.get("/api/bulletins", params={"feed": "mekong-border"})
+                return page["items"]
+
+            (intel,) = await eventually(intel_on_the_feed, 20, "TH-TCCC's assessment on the regional feed at LA-SVK")
+            assert intel["from"] == "TH-TCCC" and intel["kind"] == "strategic_intelligence"
+
     lines = await _run(root, ports, first)
     assert sum(1 for line in lines if "http://127.0.0.1:" in line) == 6
     assert any("officer / " in line for line in lines)
