@@ -33,6 +33,7 @@ def summary(b: StoredBulletin) -> dict[str, Any]:
         "read": b.is_read,
         "verified": b.verified,
         "in_reply_to": b.bulletin.get("in_reply_to"),
+        "forwarded_from": (b.bulletin.get("forwarded") or {}).get("sender"),
     }
 
 

@@ -3,8 +3,9 @@
 The stub serves office_node/web/ exactly as the node does ("/" and "/static/...") and
 answers the API contract written at the top of app.js with canned data, recording what
 the page sends. That isolates the page: its escaping, login flow, CSRF header, compose
-payload, border check, live updates (bulletins, receipts, hits) and layout. The end-to-end
-test against real nodes is tests/test_web_e2e.py.
+payload, border check, live updates (bulletins, receipts, hits), the centre's views
+(triage, forwarding, feeds, network) and layout. The end-to-end tests against real nodes
+are tests/test_web_e2e.py.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from playwright.async_api import Browser, Page, expect
 from bus.bulletin import DOCUMENT_STATUSES, DOCUMENT_TYPES, ENTITY_FIELDS, KINDS, PRECEDENCES, TLP_LABELS, Bulletin
 from bus.ids import new_bulletin_id
 from bus.testing import DeterministicRng
+from office_node.triage import MOVES, STATES
 from tests.browser import browser_page, chromium, launch_chromium, new_browser_page, open_page, page_log  # noqa: F401
 
 # One browser for the whole module (launching costs ~2 s): the tests, the browser and the
@@ -81,6 +83,40 @@ def match(item: dict[str, Any], **fields: Any) -> dict[str, Any]:
     return out
 
 
+DAY = 86_400_000
+
+
+def days(*counts: tuple[int, int]) -> list[dict[str, int]]:
+    """An office's 7 days of (sent, received), oldest first, as /api/network gives them."""
+    start = NOW - NOW % DAY - 6 * DAY
+    return [{"start": start + i * DAY, "sent": s, "received": r} for i, (s, r) in enumerate(counts)]
+
+
+def triage_item(item: dict[str, Any], state: str = "new", **fields: Any) -> dict[str, Any]:
+    """One row of /api/triage, about the stored bulletin ``item``."""
+    out = {"bulletin_id": item["id"], "state": state, "assignee": None, "created_at": item["received_at"],
+           "updated_at": item["received_at"], "updated_by": None, "bulletin": item, "notes": 0}
+    out.update(fields)
+    return out
+
+
+def feed(name: str, members: list[str], **fields: Any) -> dict[str, Any]:
+    """One feed of /api/feeds, owned by the stub centre unless said otherwise."""
+    out = {"name": name, "epoch": 1, "members": members, "owner": "TH-TCCC", "owned_here": True, "member_here": False,
+           "subscribed": True, "have_key": True, "since": NOW - DAY, "unpublished": False}
+    out.update(fields)
+    return out
+
+
+def provenance(**fields: Any) -> dict[str, Any]:
+    out = {"forwarded_by": "TH-TCCC", "original_id": _id("original"), "original_sender": "TH-MUK",
+           "original_sign_kid": "4be0c1d2e3f40516", "original_sent_at": NOW - 60_000, "verified": True,
+           "redacted": False, "redacted_fields": [], "reason": None,
+           "text": "forwarded by TH-TCCC from TH-MUK; TH-MUK's signature checked"}
+    out.update(fields)
+    return out
+
+
 def hit(bulletin: dict[str, Any], lookout: dict[str, Any], offset: int = 0, **fields: Any) -> dict[str, Any]:
     """A hit as /api/hits lists it and the "hit" event carries it: ``bulletin`` names ``lookout``'s subject."""
     out = {
@@ -96,8 +132,14 @@ def hit(bulletin: dict[str, Any], lookout: dict[str, Any], offset: int = 0, **fi
 class StubNode:
     """The node's HTTP API as the page sees it, with canned answers and a record of requests."""
 
-    def __init__(self, *, logged_in: bool = True) -> None:
+    def __init__(self, *, logged_in: bool = True, centre: bool = False) -> None:
         self.logged_in = logged_in
+        # Who the page talks to: an office (TH-MUK) or, with centre=True, the Thai centre.
+        self.office = "TH-TCCC" if centre else "TH-MUK"
+        self.role = "centre" if centre else "office"
+        self.user_role = "supervisor" if centre else "officer"
+        self.offices = [("TH-MUK", "Mukdahan", "office", False), ("LA-SVK", "Savannakhet", "office", False),
+                        ("TH-TCCC", "Thai TCCC", "centre", False), ("LA-THK", "Thakhek", "office", True)]
         self.items: list[dict[str, Any]] = [
             summary("a", 3000, precedence="FLASH", tlp="RED", title="ยึดยาบ้า 200,000 เม็ด ที่ด่านสะพานมิตรภาพ 2"),
             summary("b", 2000, precedence="IMMEDIATE", tlp="AMBER", read=True),
@@ -128,6 +170,59 @@ class StubNode:
              "recipients": [{"recipient": "LA-SVK", "state": "delivered", "at": NOW + 5},
                             {"recipient": "TH-TCCC", "state": "queued", "at": NOW + 1}]},
         ]
+        self.feed_list: list[dict[str, Any]] = [
+            {"name": "mekong-regional", "epoch": 3, "members": ["TH-MUK", "LA-SVK"], "owner": "TH-TCCC",
+             "owned_here": False, "member_here": True, "subscribed": True, "have_key": True, "since": NOW - DAY,
+             "unpublished": False}]
+        # The centre: its triage queue and notes, the refusals it may answer, its network view.
+        self.triage: list[dict[str, Any]] = []
+        self.notes: dict[str, list[dict[str, Any]]] = {}
+        self.triage_refusal: dict[str, Any] | None = None
+        self.forward_refusal: tuple[int, dict[str, Any]] | None = None
+        self.feed_refusal: tuple[int, dict[str, Any]] | None = None
+        self.network: dict[str, Any] = {"at": NOW, "country": "TH", "silent_after_ms": 600_000,
+                                        "counts": {"online": 0, "silent": 0, "never_seen": 0}, "offices": []}
+        self.network_requests = 0
+        self.triage_requests: list[str] = []
+        if centre:
+            self.centre_data()
+
+    def centre_data(self) -> None:
+        """TH-TCCC's world: reports from two Thai offices in triage, two feeds, three offices."""
+        self.offices.append(("TH-NKP", "Nakhon Phanom", "office", False))
+        self.items = [
+            summary("r1", 3000, precedence="IMMEDIATE", tlp="AMBER", **{"from": "TH-MUK"},
+                    title="รายงาน: รถบรรทุกยาบ้า ทะเบียน 70-1234"),
+            summary("r2", 2000, precedence="PRIORITY", tlp="GREEN", **{"from": "TH-NKP"},
+                    title="รายงาน: เรือข้ามฟากผิดกฎหมาย"),
+            summary("r3", 1000, precedence="ROUTINE", tlp="GREEN", **{"from": "TH-MUK"}, read=True,
+                    title="รายงาน: ผู้โดยสารถือหนังสือเดินทางปลอม"),
+        ]
+        self.triage = [triage_item(self.items[0]), triage_item(self.items[1], notes=1),
+                       triage_item(self.items[2], "closed", assignee="somchai")]
+        self.notes = {self.items[1]["id"]: [{"author": "niran", "at": NOW + 2500, "text": "ตรวจสอบกับ TH-NKP แล้ว"}]}
+        self.feed_list = [
+            feed("th-border", ["TH-MUK", "TH-NKP"], epoch=2),
+            feed("th-la-border", ["LA-SVK", "TH-MUK"], owner="LA-TCCC", owned_here=False, epoch=5),
+        ]
+        self.network = {
+            "at": NOW + 60_000, "country": "TH", "silent_after_ms": 600_000,
+            "counts": {"online": 1, "silent": 1, "never_seen": 1},
+            "offices": [
+                {"office": "TH-CKG", "name": "Chiang Khong BLO", "state": "never_seen", "flags": ["never_seen"],
+                 "last_seen": None, "age_ms": None, "outbox_depth": None, "outbox_lag_ms": None, "unacked_flash": None,
+                 "key_expires_at": NOW + 300 * DAY, "software": None, "days": []},
+                {"office": "TH-MUK", "name": "Mukdahan BLO", "state": "online", "flags": [], "last_seen": NOW + 50_000,
+                 "age_ms": 10_000, "outbox_depth": 0, "outbox_lag_ms": None, "unacked_flash": 0,
+                 "key_expires_at": NOW + 300 * DAY, "software": "0.1.0",
+                 "days": days((1, 2), (0, 0), (4, 6), (2, 3), (0, 1), (5, 5), (3, 5))},
+                {"office": "TH-NKP", "name": "Nakhon Phanom BLO", "state": "silent",
+                 "flags": ["silent", "outbox_lag", "unacked_flash", "key_expiring"], "last_seen": NOW - 3_600_000,
+                 "age_ms": 3_660_000, "outbox_depth": 7, "outbox_lag_ms": 1_800_000, "unacked_flash": 2,
+                 "key_expires_at": NOW + 5 * DAY, "software": "0.1.0",
+                 "days": days((2, 0), (1, 1), (0, 0), (0, 0), (3, 1), (1, 0), (0, 0))},
+            ],
+        }
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -178,6 +273,14 @@ class StubNode:
         app.router.add_post("/api/check", self.check)
         app.router.add_get("/api/hits", self.get_hits)
         app.router.add_get("/api/events", self.stream)
+        app.router.add_post("/api/bulletins/{id}/forward", self.forward)
+        app.router.add_get("/api/triage", self.get_triage)
+        app.router.add_get("/api/triage/{id}", self.get_triage_item)
+        app.router.add_post("/api/triage/{id}", self.post_triage)
+        app.router.add_post("/api/feeds", self.create_feed)
+        app.router.add_post("/api/feeds/{name}/members", self.feed_members)
+        app.router.add_post("/api/feeds/{name}/rotate", self.rotate_feed)
+        app.router.add_get("/api/network", self.get_network)
         return app
 
     async def index(self, request: web.Request) -> web.FileResponse:
@@ -187,7 +290,7 @@ class StubNode:
         return web.FileResponse(WEB / "login.html")
 
     async def health(self, request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok", "office": "TH-MUK", "role": "office", "nats": self.nats,
+        return web.json_response({"status": "ok", "office": self.office, "role": self.role, "nats": self.nats,
                                   "outbox_depth": 2})
 
     async def login(self, request: web.Request) -> web.Response:
@@ -218,9 +321,9 @@ class StubNode:
     async def me(self, request: web.Request) -> web.Response:
         if not self.authed(request):
             return self.deny()
-        me = {"user": {"username": "somchai", "display_name": "Somchai K.", "role": "officer"}, "csrf_token": CSRF}
+        me = {"user": {"username": "somchai", "display_name": "Somchai K.", "role": self.user_role}, "csrf_token": CSRF}
         if self.me_names_office:
-            me.update(office="TH-MUK", role="office")
+            me.update(office=self.office, role=self.role)
         return web.json_response(me)
 
     async def list_bulletins(self, request: web.Request) -> web.Response:
@@ -283,15 +386,131 @@ class StubNode:
         offices = [
             {"office": o, "name": n, "country": o[:2], "role": r, "sign_kid": "aa", "box_kid": "bb",
              "valid_until": NOW + 10**10, "revoked": rv}
-            for o, n, r, rv in [("TH-MUK", "Mukdahan", "office", False), ("LA-SVK", "Savannakhet", "office", False),
-                                ("TH-TCCC", "Thai TCCC", "centre", False), ("LA-THK", "Thakhek", "office", True)]
+            for o, n, r, rv in self.offices
         ]
         return web.json_response({"offices": offices})
 
     async def feeds(self, request: web.Request) -> web.Response:
         if not self.authed(request):
             return self.deny()
-        return web.json_response({"feeds": [{"name": "mekong-regional", "epoch": 3, "members": ["TH-MUK", "LA-SVK"]}]})
+        return web.json_response({"feeds": self.feed_list})
+
+    # -- the centre's API --------------------------------------------------------------------
+
+    def not_centre(self) -> web.Response | None:
+        if self.role == "centre":
+            return None
+        return web.json_response({"error": {"code": "not_centre", "message": "TH-MUK is an office node."}}, status=403)
+
+    def triage_detail(self, bulletin_id: str) -> dict[str, Any] | None:
+        row = next((i for i in self.triage if i["bulletin_id"] == bulletin_id), None)
+        if row is None:
+            return None
+        fields = {k: v for k, v in row.items() if k not in ("bulletin", "notes")}
+        return {**fields, "notes": self.notes.get(bulletin_id, [])}
+
+    async def get_triage(self, request: web.Request) -> web.Response:
+        if not self.authed(request):
+            return self.deny()
+        self.triage_requests.append(request.query_string)
+        wanted = request.query.get("state")
+        counts = {s: sum(1 for i in self.triage if i["state"] == s) for s in STATES}
+        items = [i for i in self.triage if wanted in (None, i["state"])]
+        return self.not_centre() or web.json_response({"counts": counts, "items": items})
+
+    async def get_triage_item(self, request: web.Request) -> web.Response:
+        if not self.authed(request):
+            return self.deny()
+        found = self.triage_detail(request.match_info["id"])
+        if found is None:
+            return web.json_response({"error": {"code": "not_found", "message": "Not in the queue."}}, status=404)
+        return web.json_response(found)
+
+    async def post_triage(self, request: web.Request) -> web.Response:
+        denied = await self.record_post(request)
+        if denied:
+            return denied
+        if self.triage_refusal:
+            return web.json_response({"error": self.triage_refusal}, status=400)
+        _, _, body = self.posts[-1]
+        bulletin_id = request.match_info["id"]
+        row = next(i for i in self.triage if i["bulletin_id"] == bulletin_id)
+        if "state" in body:  # the workflow of office_node/triage.py
+            if body["state"] != row["state"] and body["state"] not in MOVES[row["state"]]:
+                return web.json_response({"error": {"code": "invalid", "field": "state",
+                                                    "message": f"it is {row['state']}; not {body['state']}"}}, status=400)
+            row["state"] = body["state"]
+        if body.get("assignee"):
+            row["assignee"] = body["assignee"]
+        if body.get("note"):
+            self.notes.setdefault(bulletin_id, []).append({"author": "somchai", "at": NOW + 70_000, "text": body["note"]})
+            row["notes"] = len(self.notes[bulletin_id])
+        row.update(updated_at=NOW + 70_000, updated_by="somchai")
+        return web.json_response(self.triage_detail(bulletin_id))
+
+    async def forward(self, request: web.Request) -> web.Response:
+        denied = await self.record_post(request)
+        if denied:
+            return denied
+        if self.forward_refusal:
+            status, error = self.forward_refusal
+            return web.json_response({"error": error}, status=status)
+        _, _, body = self.posts[-1]
+        bulletin_id = request.match_info["id"]
+        for row in self.triage:  # like the node: forwarded means disseminated, and the page hears it
+            if row["bulletin_id"] == bulletin_id:
+                row["state"] = "disseminated"
+                await self.events.put(("triage", {"id": bulletin_id, "state": "disseminated"}))
+        return web.json_response({"id": _id("forward"), "state": "queued", "recipients": ["feed:" + body["feed"]],
+                                  "forward_of": bulletin_id, "redacted": body.get("redact", [])}, status=201)
+
+    def find_feed(self, name: str) -> dict[str, Any] | None:
+        return next((f for f in self.feed_list if f["name"] == name), None)
+
+    async def create_feed(self, request: web.Request) -> web.Response:
+        denied = await self.record_post(request)
+        if denied:
+            return denied
+        if self.feed_refusal:
+            status, error = self.feed_refusal
+            return web.json_response({"error": error}, status=status)
+        _, _, body = self.posts[-1]
+        created = feed(body["name"], sorted(body["members"]))
+        self.feed_list.append(created)
+        return web.json_response(created, status=201)
+
+    async def feed_members(self, request: web.Request) -> web.Response:
+        denied = await self.record_post(request)
+        if denied:
+            return denied
+        if self.feed_refusal:
+            status, error = self.feed_refusal
+            return web.json_response({"error": error}, status=status)
+        _, _, body = self.posts[-1]
+        found = self.find_feed(request.match_info["name"])
+        assert found is not None
+        add, remove = body.get("add", []), body.get("remove", [])
+        if not found["owned_here"]:  # a joint feed: the change is asked of its owner
+            return web.json_response({"name": found["name"], "requested_from": found["owner"], "request_id": _id("req"),
+                                      "add": add, "remove": remove})
+        found["members"] = sorted({*found["members"], *add} - set(remove))
+        found["epoch"] += 1
+        return web.json_response(found)
+
+    async def rotate_feed(self, request: web.Request) -> web.Response:
+        denied = await self.record_post(request)
+        if denied:
+            return denied
+        found = self.find_feed(request.match_info["name"])
+        assert found is not None
+        found["epoch"] += 1
+        return web.json_response(found)
+
+    async def get_network(self, request: web.Request) -> web.Response:
+        if not self.authed(request):
+            return self.deny()
+        self.network_requests += 1
+        return self.not_centre() or web.json_response(self.network)
 
     async def check(self, request: web.Request) -> web.Response:
         denied = await self.record_post(request)
@@ -373,6 +592,14 @@ async def stub() -> AsyncIterator[tuple[StubNode, str]]:
         yield node, base
 
 
+@pytest_asyncio.fixture(loop_scope="module")
+async def centre() -> AsyncIterator[tuple[StubNode, str]]:
+    """The stub as TH-TCCC, a coordination centre, with a supervisor signed in."""
+    node = StubNode(centre=True)
+    async with serve(node) as base:
+        yield node, base
+
+
 async def login(page, base: str) -> None:
     """Set the stub's session cookie as a completed login would, then open the page."""
     await page.context.add_cookies([{"name": "stub_session", "value": "ok", "url": base}])
@@ -427,7 +654,8 @@ async def test_app_js_never_hands_data_to_the_html_parser():
     for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function"):
         assert sink not in source, f"app.js uses {sink}"
     for name in ("index.html", "login.html", "app.js", "app.css"):
-        text = (WEB / name).read_text(encoding="utf-8")
+        # The SVG namespace is a name (createElementNS), never fetched: the only URL allowed.
+        text = (WEB / name).read_text(encoding="utf-8").replace('"http://www.w3.org/2000/svg"', "")
         assert not re.search(r"(?:https?:)?//[a-z0-9.-]+\.[a-z]{2,}/", text, re.I), f"{name} names an external URL"
 
 
@@ -1017,6 +1245,459 @@ async def test_markup_in_a_hit_and_in_a_check_answer_renders_as_text(page, stub)
     page_log(page).assert_clean(base)
 
 
+# -- the centre: triage, forwarding, feeds, network ----------------------------------------
+
+
+async def local_date(page, ms: int) -> str:
+    """The page's own YYYY-MM-DD for ``ms`` (the browser's time zone, not the test's)."""
+    return await page.evaluate("ms => import('/static/app.js').then(m => m.formatDate(ms))", ms)
+
+
+async def open_centre(page, base: str, tab: str = "triage") -> None:
+    await login(page, base)
+    await page.click(".tab[data-view=centre]")
+    await page.click(f".subtab[data-centre={tab}]")
+    await page.locator(f"#centre-{tab}").wait_for(state="visible")
+
+
+async def test_the_centre_view_appears_only_on_a_centre(page, stub, new_page, centre):
+    node, base = stub
+    await page.context.add_cookies([{"name": "stub_session", "value": "ok", "url": base}])
+    await page.goto(base + "/#triage")  # an office's bookmark of a centre view opens the feed
+    await page.wait_for_selector("#feed-list li")
+    await expect(page.locator(".tab[data-view=centre]")).to_be_hidden()
+    await expect(page.locator("#view-feed")).to_be_visible()
+    assert await page.locator("#view-centre").is_hidden()
+    assert page.url == base + "/"
+    await page.locator("#feed-list li").first.locator("button").click()
+    await page.wait_for_selector("#signature")
+    assert await page.locator("#forward-button, #triage-button").count() == 0
+    assert node.triage_requests == [] and node.network_requests == 0
+
+    centre_node, centre_base = centre
+    other = await new_page(bypass_csp=False)  # the chart and the dialog under the page's own policy
+    await other.context.add_cookies([{"name": "stub_session", "value": "ok", "url": centre_base}])
+    await other.goto(centre_base + "/#network")
+    await other.locator("#centre-network").wait_for(state="visible")
+    await expect(other.locator(".tab[data-view=centre]")).to_have_attribute("aria-pressed", "true")
+    await expect(other.locator("#network-body svg.volume")).to_have_count(2)
+    await expect(other.locator("#triage-new")).to_have_text("2")  # two new in the queue
+    await expect(other.locator("#network-alert")).to_have_text("1")  # one office silent
+    await other.click(".subtab[data-centre=feeds]")
+    assert other.url == centre_base + "/#feeds"
+    # From a report's detail in the Feed view, one click to its triage item.
+    await other.click(".tab[data-view=feed]")
+    await other.locator("#feed-list li").nth(1).locator("button").click()
+    await other.click("#triage-button")
+    await other.locator("#centre-triage").wait_for(state="visible")
+    assert other.url == centre_base + "/#triage"
+    await expect(other.locator("#triage-detail-title")).to_have_text(centre_node.items[1]["title"])
+    await expect(other.locator("#triage-list li.selected")).to_have_attribute("data-id", centre_node.items[1]["id"])
+    await other.click("#triage-forward-button")
+    await expect(other.locator("#forward-dialog")).to_be_visible()
+    await other.keyboard.press("Escape")
+    await expect(other.locator("#forward-dialog")).to_be_hidden()
+    page_log(other).assert_clean(centre_base)
+
+
+async def test_triage_lists_by_state_and_a_move_with_a_note_posts_it_and_updates_the_row(page, centre):
+    node, base = centre
+    await open_centre(page, base)
+    rows = page.locator("#triage-list li")
+    await expect(rows).to_have_count(3)
+    await expect(page.locator("#triage-filter-new")).to_have_text("New 2")
+    await expect(page.locator("#triage-filter-closed")).to_have_text("Closed 1")
+    await page.click("#triage-filter-new")
+    await expect(rows).to_have_count(2)
+    assert node.triage_requests[-1] == "state=new"
+    await page.click("#triage-filter-all")
+    await expect(rows).to_have_count(3)
+    assert await rows.nth(2).locator(".assignee").text_content() == "@somchai"
+
+    first = node.items[0]
+    await rows.nth(0).locator("button").click()
+    await expect(page.locator("#triage-state")).to_have_text("New")
+    await expect(page.locator("#triage-detail-title")).to_have_text(first["title"])
+    # Only the moves the workflow allows from "new" are offered.
+    moves = await page.locator("#triage-box .triage-move").evaluate_all("els => els.map(e => e.dataset.state)")
+    assert moves == ["in_review", "disseminated", "closed"]
+    await page.fill("#triage-note", "ตรวจสอบทะเบียนรถกับกรมการขนส่ง")
+    await page.click("#triage-box .triage-move[data-state=in_review]")
+    await expect(page.locator("#triage-state")).to_have_text("In review")
+    _, headers, body = node.posts_to(f"/api/triage/{first['id']}")[0]
+    assert headers["X-CSRF-Token"] == CSRF
+    assert body == {"state": "in_review", "note": "ตรวจสอบทะเบียนรถกับกรมการขนส่ง"}
+    row = rows.nth(0)
+    await expect(row).to_have_attribute("data-state", "in_review")
+    await expect(row.locator(".chip.triage-in-review")).to_have_text("In review")
+    await expect(row.locator(".notes-count")).to_have_text("✎ 1")
+    await expect(page.locator("#triage-filter-new")).to_have_text("New 1")
+    await expect(page.locator("#triage-notes li")).to_have_text(re.compile("ตรวจสอบทะเบียนรถ"))
+    assert await page.input_value("#triage-note") == ""
+
+    # A note on its own, then assigning: each posts only its own field.
+    await page.fill("#triage-note", "รอผลจาก TH-NKP")
+    await page.click("#triage-add-note")
+    await expect(page.locator("#triage-notes li")).to_have_count(2)
+    await page.click("#triage-assign")
+    await expect(page.locator("#triage-assignee")).to_have_text("assigned to somchai")
+    assert [b for _, _, b in node.posts_to(f"/api/triage/{first['id']}")][1:] == [
+        {"note": "รอผลจาก TH-NKP"}, {"assignee": "somchai"}]
+    # A move the node refuses: its message, the state unchanged.
+    node.triage_refusal = {"code": "invalid", "field": "state", "message": "it is in_review; it can go to new, disseminated, closed"}
+    await page.click("#triage-box .triage-move[data-state=closed]")
+    await expect(page.locator("#triage-error")).to_have_text("it is in_review; it can go to new, disseminated, closed")
+    await expect(page.locator("#triage-state")).to_have_text("In review")
+
+    # A new report arrives: the live event brings it into the list and the count.
+    node.triage_refusal = None
+    fresh = summary("r4", 9000, **{"from": "TH-NKP"}, title="รายงานด่วน: ลักลอบขนสินค้า")
+    node.items.append(fresh)
+    node.triage.insert(0, triage_item(fresh))
+    await node.events.put(("triage", {"id": fresh["id"], "state": "new"}))
+    await expect(rows).to_have_count(4)
+    await expect(rows.nth(0)).to_contain_text(fresh["title"])
+    await expect(page.locator("#triage-new")).to_have_text("2")
+
+
+async def test_a_forward_posts_the_feed_and_the_redactions_and_shows_a_refusal_in_words(page, centre):
+    node, base = centre
+    await open_centre(page, base)
+    first = node.items[0]
+    await page.locator("#triage-list li").nth(0).locator("button").click()
+    await page.click("#triage-forward-button")
+    dialog = page.locator("#forward-dialog")
+    await expect(dialog).to_be_visible()
+    # Feeds this centre can seal to; the members of the chosen one.
+    assert await page.locator("#forward-feed option").evaluate_all("els => els.map(e => e.value)") == [
+        "th-border", "th-la-border"]
+    await expect(page.locator("#forward-members")).to_have_text("Members: TH-MUK, TH-NKP")
+    # A checkbox for title, body, tags, each entity and each entity's fields.
+    paths = await page.locator("#forward-form .redact").evaluate_all("els => els.map(e => e.value)")
+    assert paths == ["title", "body", "tags", "entities[0]", "entities[0].name", "entities[0].dob",
+                     "entities[0].nationality", "entities[1]", "entities[1].plate", "entities[1].country"]
+    await expect(page.locator("#forward-redact-note")).to_be_hidden()
+    await page.check("#forward-form .redact[value='entities[0].name']")
+    await expect(page.locator("#forward-redact-note")).to_contain_text("the original signature cannot be checked")
+    # Redacting a whole entity takes its fields with it.
+    await page.check("#forward-form .redact[value='entities[1]']")
+    assert await page.is_disabled("#forward-form .redact[value='entities[1].plate']")
+    await page.check("#forward-form .redact[value=title]")
+
+    node.forward_refusal = (422, {"code": "not_releasable", "message":
+                                  "th-la-border reaches LA; bulletin releasable only to TH, LA: narrow the feed or ask TH-MUK"})
+    await page.select_option("#forward-feed", "th-la-border")
+    await page.click("#forward-send")
+    await expect(page.locator("#forward-error")).to_have_text(
+        "th-la-border reaches LA; bulletin releasable only to TH, LA: narrow the feed or ask TH-MUK")
+    await expect(dialog).to_be_visible()
+
+    node.forward_refusal = None
+    await page.select_option("#forward-feed", "th-border")
+    await page.click("#forward-send")
+    await expect(dialog).to_be_hidden()
+    posted = node.posts_to(f"/api/bulletins/{first['id']}/forward")
+    assert len(posted) == 2
+    _, headers, body = posted[1]
+    assert headers["X-CSRF-Token"] == CSRF
+    assert body == {"feed": "th-border", "redact": ["title", "entities[0].name", "entities[1]"]}
+    assert posted[0][2]["feed"] == "th-la-border"
+    await expect(page.locator("#triage-detail .forward-result")).to_contain_text(
+        "Forwarded to #th-border, redacted (title, entities[0].name, entities[1])")
+    # The node moved it to disseminated and said so on the live stream.
+    await expect(page.locator("#triage-list li").nth(0)).to_have_attribute("data-state", "disseminated")
+    await expect(page.locator("#triage-state")).to_have_text("Disseminated")
+
+
+async def test_a_forward_that_changes_the_handling_sends_only_what_changed(page, centre):
+    node, base = centre
+    second = node.items[1]  # PRIORITY, GREEN, releasable to TH and LA
+    await login(page, base)  # from the Feed view's detail this time
+    await page.locator("#feed-list li").nth(1).locator("button").click()
+    await page.click("#forward-button")
+    options = await page.locator("#forward-precedence option").evaluate_all("els => els.map(e => e.value)")
+    assert options == ["", "FLASH", "IMMEDIATE"]  # keep or raise, never lower
+    # Keep or tighten, and never to a TLP that no feed may carry.
+    assert await page.locator("#forward-tlp option").evaluate_all("els => els.map(e => e.value)") == ["", "AMBER"]
+    await page.select_option("#forward-precedence", "IMMEDIATE")
+    await page.select_option("#forward-tlp", "AMBER")
+    await page.uncheck(".forward-country[value=LA]")
+    await page.fill("#forward-tags", "bridge2, สำคัญ")
+    await page.click("#forward-send")
+    await expect(page.locator("#forward-dialog")).to_be_hidden()
+    _, _, body = node.posts_to(f"/api/bulletins/{second['id']}/forward")[0]
+    assert body == {"feed": "th-border", "redact": [], "precedence": "IMMEDIATE", "tlp": "AMBER",
+                    "releasable_to": ["TH"], "tags": ["bridge2", "สำคัญ"]}
+    await expect(page.locator("#detail .forward-result")).to_contain_text("Forwarded to #th-border: ")
+    # Unticking every country is refused in the page: a forward must reach somewhere.
+    await page.click("#forward-button")
+    await page.uncheck(".forward-country[value=TH]")
+    await page.uncheck(".forward-country[value=LA]")
+    await page.click("#forward-send")
+    await expect(page.locator("#forward-error")).to_have_text("Keep at least one country it may reach.")
+    assert len(node.posts_to(f"/api/bulletins/{second['id']}/forward")) == 1
+
+
+async def test_signing_out_at_a_centre_leaves_no_queue_notes_or_dialog_on_screen(page, centre):
+    node, base = centre
+    await open_centre(page, base)
+    await page.locator("#triage-list li").nth(1).locator("button").click()
+    await expect(page.locator("#triage-notes li")).to_have_count(1)
+    await page.click("#triage-forward-button")
+    await page.click("#forward-cancel")
+    await page.click("#logout-button")
+    await page.locator("#login-form").wait_for(state="visible")
+    for selector in ("#triage-list li", "#triage-notes", "#forward-form", "#feeds-body tr", "#network-body tr"):
+        assert await page.locator(selector).count() == 0, selector
+    await expect(page.locator(".tab[data-view=centre]")).to_be_hidden()
+
+
+async def test_an_officer_at_a_centre_sees_forwarding_and_feed_changes_disabled_with_the_reason(page, centre):
+    node, base = centre
+    node.user_role = "officer"
+    await open_centre(page, base)
+    await page.locator("#triage-list li").nth(0).locator("button").click()
+    forward = page.locator("#triage-forward-button")
+    await expect(forward).to_be_disabled()
+    assert "supervisor" in await forward.get_attribute("title")
+    await expect(page.locator("#triage-detail")).to_contain_text("Forwarding needs a supervisor.")
+    # Triage itself is every analyst's work.
+    await expect(page.locator("#triage-box .triage-move").first).to_be_enabled()
+    await page.click(".subtab[data-centre=feeds]")
+    await expect(page.locator("#feeds-role")).to_contain_text("Needs a supervisor or admin account")
+    await expect(page.locator("#feed-create")).to_be_disabled()
+    await expect(page.locator("#feeds-body .feed-add-button").first).to_be_disabled()
+    assert await page.locator("#feeds-body .member-remove").count() == 0
+
+
+async def test_feeds_are_listed_created_and_changed_and_a_joint_feed_change_is_asked_of_its_owner(page, centre):
+    node, base = centre
+    await open_centre(page, base, "feeds")
+    rows = page.locator("#feeds-body tr")
+    await expect(rows).to_have_count(2)
+    own, joint = rows.nth(0), rows.nth(1)
+    await expect(own).to_contain_text("#th-border")
+    await expect(own).to_contain_text("owned here")
+    await expect(own.locator(".feed-epoch")).to_have_text("2")
+    assert await own.locator(".member").evaluate_all("els => els.map(e => e.dataset.office)") == ["TH-MUK", "TH-NKP"]
+    await expect(joint).to_contain_text("owner LA-TCCC")
+    # On another centre's feed, only this country's members are this centre's to change.
+    assert await joint.locator(".member-remove").count() == 1
+    assert await joint.locator(".member[data-office=TH-MUK] .member-remove").count() == 1
+
+    # Create: this country's offices are offered; others typed; a joint scope.
+    offered = await page.locator(".feed-member").evaluate_all("els => els.map(e => e.value)")
+    assert offered == ["TH-MUK", "TH-NKP"]
+    await page.fill("#feed-name", "th-mekong")
+    await page.check(".feed-member[value=TH-NKP]")
+    await page.fill("#feed-extra", "th-ckg")
+    await page.fill("#feed-scope", "th")
+    await page.click("#feed-create")
+    await expect(page.locator("#feeds-result")).to_contain_text("Created #th-mekong")
+    _, headers, body = node.posts_to("/api/feeds")[0]
+    assert headers["X-CSRF-Token"] == CSRF
+    assert body == {"name": "th-mekong", "members": ["TH-NKP", "TH-CKG"], "scope": ["TH"]}
+    await expect(rows).to_have_count(3)
+    assert await page.input_value("#feed-name") == ""
+
+    # Add and remove on a feed owned here: a new epoch each time.
+    await own.locator(".feed-add-input").fill("th-ckg")
+    await own.locator(".feed-add-button").click()
+    await expect(page.locator("#feeds-result")).to_contain_text("#th-border: add TH-CKG done; epoch 3")
+    await expect(own.locator(".feed-epoch")).to_have_text("3")
+    await own.locator(".member[data-office=TH-NKP] .member-remove").click()
+    await expect(page.locator("#feeds-result")).to_contain_text("remove TH-NKP done; epoch 4")
+    assert await own.locator(".member").evaluate_all("els => els.map(e => e.dataset.office)") == ["TH-CKG", "TH-MUK"]
+    await own.locator(".feed-rotate").click()
+    await expect(page.locator("#feeds-result")).to_contain_text("#th-border: a fresh key, epoch 5")
+    assert [b for _, _, b in node.posts_to("/api/feeds/th-border/members")] == [{"add": ["TH-CKG"]}, {"remove": ["TH-NKP"]}]
+    assert len(node.posts_to("/api/feeds/th-border/rotate")) == 1
+
+    # The joint feed: the change is requested from the owner centre, and the page says so.
+    await joint.locator(".feed-add-input").fill("TH-NKP")
+    await joint.locator(".feed-add-input").press("Enter")
+    await expect(page.locator("#feeds-result")).to_have_text(
+        "Requested from LA-TCCC, which owns #th-la-border: add TH-NKP. The members change when LA-TCCC applies it.")
+    assert node.posts_to("/api/feeds/th-la-border/members")[0][2] == {"add": ["TH-NKP"]}
+    # Another country's office: the node's refusal, in its words.
+    node.feed_refusal = (403, {"code": "other_country", "message": "LA-SVK is not of TH: ask LA's centre to add it"})
+    await own.locator(".feed-add-input").fill("LA-SVK")
+    await own.locator(".feed-add-button").click()
+    await expect(page.locator("#feeds-error")).to_have_text("LA-SVK is not of TH: ask LA's centre to add it")
+    await expect(page.locator("#feeds-result")).to_be_hidden()
+
+
+async def test_write_intelligence_opens_compose_with_the_kind_and_the_feed(page, centre):
+    node, base = centre
+    await open_centre(page, base, "feeds")
+    await page.locator("#feeds-body tr").nth(1).locator(".feed-intel").click()
+    await page.locator("#view-compose").wait_for(state="visible")
+    assert await page.input_value("#c-kind") == "strategic_intelligence"
+    assert await page.input_value("#to-feed") == "th-la-border"
+    # The joint feed's members are in LA too: releasability follows them.
+    assert await page.input_value("#c-releasable") == "TH, LA"
+    assert await page.evaluate("document.activeElement.id") == "c-title"
+    await page.click(".tab[data-view=centre]")
+    await page.click("#write-intel")
+    assert await page.input_value("#to-feed") == "th-border"  # the feed this centre owns
+    assert await page.input_value("#c-releasable") == "TH"
+    await page.select_option("#c-source", "B")
+    await page.select_option("#c-information", "2")
+    await page.fill("#c-title", "ข่าวกรอง: เส้นทางขนยาเสพติดใหม่")
+    await page.click("#compose-send")
+    await page.locator("#compose-result").wait_for(state="visible")
+    _, _, body = node.posts_to("/api/bulletins")[0]
+    assert (body["kind"], body["feed"], body["to"], body["releasable_to"]) == ("strategic_intelligence", "th-border", [], ["TH"])
+
+
+async def test_the_network_view_flags_the_silent_office_and_draws_seven_days_per_office(page, centre):
+    node, base = centre
+    await open_centre(page, base, "network")
+    rows = page.locator("#network-body tr")
+    await expect(rows).to_have_count(3)
+    assert await rows.evaluate_all("els => els.map(e => [e.dataset.office, e.dataset.state])") == [
+        ["TH-CKG", "never_seen"], ["TH-MUK", "online"], ["TH-NKP", "silent"]]
+    await expect(page.locator("#network-summary")).to_contain_text("1 online")
+    await expect(page.locator("#network-summary")).to_contain_text("1 silent")
+    await expect(page.locator("#network-summary")).to_contain_text("silent after 10 min")
+    silent = page.locator("#network-body tr[data-office=TH-NKP]")
+    assert "net-silent" in await silent.get_attribute("class")
+    await expect(silent.locator(".net-state")).to_have_text("SILENT")
+    assert "No heartbeat for 1 h 1 min" in await silent.locator(".net-state").get_attribute("title")
+    flags = await silent.locator(".flag").evaluate_all("els => els.map(e => [e.dataset.flag, e.textContent])")
+    expiry = await local_date(page, NOW + 5 * DAY)
+    assert flags == [["outbox_lag", "outbox lag 30 min"], ["unacked_flash", "2 FLASH unacknowledged"],
+                     ["key_expiring", f"key expires {expiry}"]]
+    await expect(silent).to_contain_text("1 h 1 min ago")
+    await expect(silent.locator("td").nth(3)).to_contain_text("oldest 30 min")
+    online = page.locator("#network-body tr[data-office=TH-MUK]")
+    await expect(online.locator(".net-state")).to_have_text("online")
+    assert await online.locator(".flag").count() == 0
+    never = page.locator("#network-body tr[data-office=TH-CKG]")
+    await expect(never.locator(".net-state")).to_have_text("never seen")
+    await expect(never).to_contain_text("no heartbeat yet")
+    assert await never.locator("svg").count() == 0
+
+    # The chart: inline SVG, one bar group per day, its numbers in its title.
+    for office, counts in (("TH-MUK", [(1, 2), (0, 0), (4, 6), (2, 3), (0, 1), (5, 5), (3, 5)]),
+                           ("TH-NKP", [(2, 0), (1, 1), (0, 0), (0, 0), (3, 1), (1, 0), (0, 0)])):
+        chart = page.locator(f"#network-body tr[data-office={office}] svg.volume")
+        assert await chart.evaluate("e => e.namespaceURI") == "http://www.w3.org/2000/svg"
+        titles = await chart.locator("g.day > title").evaluate_all("els => els.map(e => e.textContent)")
+        assert len(titles) == 7
+        assert [t.split(": ")[1] for t in titles] == [f"{s} sent, {r} received" for s, r in counts]
+        assert titles[0].split(": ")[0].endswith(await local_date(page, NOW - NOW % DAY - 6 * DAY))
+        # A bar for each side of each day that had any; the sent part above the received one.
+        assert await chart.locator("rect.bar-sent").count() == sum(1 for s, _ in counts if s)
+        assert await chart.locator("rect.bar-received").count() == sum(1 for _, r in counts if r)
+    # One scale for every office: the busiest day (10) is the full height; TH-NKP's 4 is lower.
+    heights = await page.evaluate("""() => [...document.querySelectorAll('#network-body svg.volume')].map(svg =>
+        Math.max(...[...svg.querySelectorAll('g.day')].map(g =>
+            [...g.querySelectorAll('rect.bar-sent, rect.bar-received')].reduce((h, r) => h + Number(r.getAttribute('height')), 0))))""")
+    assert heights[0] > heights[1] > 0
+
+    # Heartbeats on the live stream read the view again: once for a burst, not once each.
+    before = node.network_requests
+    node.network["offices"][2].update(state="online", flags=[], age_ms=5_000)
+    node.network["counts"] = {"online": 2, "silent": 0, "never_seen": 1}
+    for i in range(20):
+        await node.events.put(("heartbeat", {"office": "TH-NKP", "sent_at": NOW + 61_000 + i}))
+    await expect(silent.locator(".net-state")).to_have_text("online")
+    assert 1 <= node.network_requests - before <= 2
+    await expect(page.locator("#network-alert")).to_be_hidden()
+
+
+async def test_a_forwarded_bulletin_shows_its_provenance_apart_from_the_centres_own_signature(page, stub):
+    node, base = stub
+    whole = summary("fwd-whole", 8000, **{"from": "TH-TCCC"}, feed="th-border", title="รถบรรทุกยาบ้า (ส่งต่อ)")
+    redacted = summary("fwd-red", 7000, **{"from": "TH-TCCC"}, feed="th-border", title="[redacted]")
+    node.items[:0] = [whole, redacted]
+    for item, prov in ((whole, provenance()), (redacted, provenance(
+            verified=False, redacted=True, redacted_fields=["title", "entities[1]"], reason="redacted",
+            text="forwarded by TH-TCCC from TH-MUK, redacted: the original signature cannot be checked"))):
+        detail = node.full(item)
+        detail["verification"]["provenance"] = prov
+        node.details[item["id"]] = detail
+    await login(page, base)
+
+    await page.locator("#feed-list li").nth(0).locator("button").click()
+    own = page.locator("#signature")
+    await expect(own).to_contain_text("Signature verified — TH-TCCC, the forwarding centre")
+    original = page.locator("#provenance")
+    assert "prov-ok" in await original.get_attribute("class")
+    await expect(original.locator("strong")).to_have_text("✔ Original signature of TH-MUK checked")
+    await expect(original).to_contain_text("forwarded by TH-TCCC from TH-MUK; TH-MUK's signature checked")
+    await expect(original).to_contain_text("4be0c1d2e3f40516")
+    await expect(page.locator("#detail")).to_contain_text("from TH-MUK by TH-TCCC")
+    # A forward is not forwarded again, and an office node forwards nothing anyway.
+    assert await page.locator("#forward-button").count() == 0
+
+    await page.locator("#feed-list li").nth(1).locator("button").click()
+    original = page.locator("#provenance")
+    await expect(original).to_contain_text("forwarded by TH-TCCC from TH-MUK, redacted: the original signature cannot be checked")
+    assert "prov-redacted" in await original.get_attribute("class")
+    await expect(original.locator("strong")).to_have_text("✘ Redacted: TH-MUK's original signature cannot be checked")
+    await expect(original).to_contain_text("title, entities[1]")
+    # The centre's own signature still verified: the two are told apart.
+    assert "sig-ok" in await page.locator("#signature").get_attribute("class")
+    await expect(page.locator("#detail")).to_contain_text("from TH-MUK by TH-TCCC (redacted)")
+
+
+async def test_markup_in_office_names_feed_names_notes_and_provenance_renders_as_text(page, centre):
+    node, base = centre
+    evil = summary("evil-report", 9500, **{"from": "TH-MUK"}, title=EVIL, kind=EVIL)
+    node.items.append(evil)
+    detail = node.full(evil)
+    detail["bulletin"]["entities"] = [{"type": "person", "name": EVIL, EVIL: EVIL}]
+    node.details[evil["id"]] = detail
+    forwarded = summary("evil-forward", 9600, **{"from": "LA-TCCC"}, feed=EVIL, title="forwarded")
+    node.items.insert(0, forwarded)
+    detail = node.full(forwarded)
+    detail["verification"]["provenance"] = provenance(text=EVIL, original_sender=EVIL, forwarded_by=EVIL,
+                                                      redacted_fields=[EVIL], verified=False, reason=EVIL)
+    node.details[forwarded["id"]] = detail
+    node.triage.insert(0, triage_item(evil, assignee=EVIL, notes=1))
+    node.notes[evil["id"]] = [{"author": EVIL, "at": NOW, "text": EVIL}]
+    node.feed_list.append(feed(EVIL, [EVIL], owner=EVIL, owned_here=False))
+    node.network["offices"][1].update(office=EVIL, name=EVIL, flags=[EVIL], state=EVIL, software=EVIL)
+    await open_centre(page, base)
+    row = page.locator("#triage-list li").nth(0)
+    assert await row.locator(".item-title").text_content() == EVIL
+    assert await row.locator(".assignee").text_content() == "@" + EVIL
+    await row.locator("button").click()
+    await expect(page.locator("#triage-notes .note-text")).to_have_text(EVIL)
+    assert await page.locator("#triage-notes .who").text_content() == EVIL
+    await page.click("#triage-forward-button")
+    labels = await page.locator("#forward-form .redact-check span").evaluate_all("els => els.map(e => e.textContent)")
+    assert f"{EVIL}: {EVIL}" in labels and f"name: {EVIL}" in labels
+    assert await page.locator(f"#forward-feed option[value='{EVIL}']").count() == 1
+    await page.click("#forward-cancel")
+    await page.click(".subtab[data-centre=feeds]")
+    listed = page.locator("#feeds-body tr").nth(2)
+    assert await listed.locator(".feed-name").text_content() == f"#{EVIL}"
+    assert await listed.locator(".member .rname").text_content() == EVIL
+    await page.click(".subtab[data-centre=network]")
+    office = page.locator("#network-body tr").nth(1)
+    assert await office.locator(".who").text_content() == EVIL
+    assert await office.locator(".net-state").text_content() == EVIL
+    assert await office.locator(".flag").text_content() == EVIL.replace("_", " ")  # an unknown flag, in words
+    await page.click(".tab[data-view=feed]")
+    await page.locator("#feed-list li").nth(0).locator("button").click()
+    assert await page.locator("#provenance .prov-text").text_content() == EVIL
+    await expect(page.locator("#provenance")).to_contain_text(f"Redacted{EVIL}")
+    await expect(page.locator("#provenance strong")).to_have_text(f"? {EVIL}'s original signature NOT checked")
+    assert await page.locator("img").count() == 0
+    assert await page.evaluate("window.__pwned") is None
+    page_log(page).assert_clean(base)
+
+
+async def test_the_triage_workflow_matches_the_python_one(page, stub):
+    _, base = stub
+    await login(page, base)
+    js = await page.evaluate("import('/static/app.js').then(m => [m.TRIAGE_STATES, m.TRIAGE_MOVES])")
+    assert js == [list(STATES), {k: list(v) for k, v in MOVES.items()}]
+
+
 # -- look: colours and the small screen ------------------------------------------------------
 
 
@@ -1090,3 +1771,45 @@ async def test_every_view_fits_a_small_laptop_screen_without_sideways_scrolling(
         assert await page.evaluate(fits), f"{view} overflows at {size}"
         pane = await page.locator(f"#view-{view}").bounding_box()
         assert pane["x"] + pane["width"] <= size[0]
+
+
+@pytest.mark.parametrize("size", [(1024, 600), (1280, 720)])
+async def test_the_centre_views_fit_a_small_laptop_screen_without_sideways_scrolling(new_page, centre, size):
+    node, base = centre
+    long_title = "รายงาน: รถบรรทุกยาบ้า ทะเบียน 70-1234 ที่ด่านสะพานมิตรภาพ 2 " * 5
+    for i in range(12):
+        item = summary(f"many-{i}", 100 + i, **{"from": "TH-NKP"}, title=long_title)
+        node.items.append(item)
+        node.triage.append(triage_item(item, "in_review", assignee="a-long-analyst-name", notes=12))
+    node.notes[node.items[0]["id"]] = [{"author": "niran", "at": NOW, "text": long_title}] * 6
+    # A country's worth of offices, every flag raised, and feeds with many members.
+    template = node.network["offices"][2]
+    node.network["offices"] += [
+        {**template, "office": f"TH-B{i:02d}", "name": f"Border post {i} " * 3,
+         "flags": ["silent", "outbox_lag", "unacked_flash", "key_expiring", "clock_ahead"]} for i in range(40)]
+    members = [f"TH-B{i:02d}" for i in range(30)]
+    node.feed_list.append(feed("th-all-border-posts-of-the-country", members, unpublished=True))
+    page = await new_page(viewport=size)
+    fits = "document.documentElement.scrollWidth <= window.innerWidth && document.documentElement.scrollHeight <= window.innerHeight"
+    await open_centre(page, base)
+    await page.locator("#triage-list li").nth(0).locator("button").click()
+    await page.wait_for_selector("#triage-signature")
+    assert await page.evaluate(fits), f"triage overflows at {size}"
+    await page.click("#triage-forward-button")
+    dialog = await page.locator("#forward-dialog").bounding_box()
+    assert dialog["x"] >= 0 and dialog["y"] >= 0
+    assert dialog["x"] + dialog["width"] <= size[0] and dialog["y"] + dialog["height"] <= size[1]
+    send = await page.locator("#forward-send").bounding_box()  # reachable: the dialog scrolls inside
+    assert send is not None
+    await page.click("#forward-cancel")
+    for tab in ("feeds", "network"):
+        await page.click(f".subtab[data-centre={tab}]")
+        await page.locator(f"#centre-{tab} tbody tr").first.wait_for()
+        assert await page.evaluate(fits), f"{tab} overflows at {size}"
+        pane = await page.locator(f"#centre-{tab}").bounding_box()
+        assert pane["x"] + pane["width"] <= size[0]
+        # The table itself fits the pane: nothing hides past its right edge.
+        wide = await page.evaluate(f"(() => {{ const p = document.getElementById('centre-{tab}'); return p.scrollWidth <= p.clientWidth; }})()")
+        assert wide, f"the {tab} table is wider than the screen at {size}"
+    box = await page.locator(".statusbar").bounding_box()
+    assert box["y"] + box["height"] <= size[1]

@@ -1,10 +1,15 @@
 /*
  * The officer's page for a BLO Bus office node: live feed, compose, detail, search, outbox,
  * and the border check (is this passport, person, plate or phone flagged?) with lookout hits.
+ * On a coordination centre (role "centre") also the Centre view: the triage queue of the
+ * country's office bulletins with notes, forwarding to a feed (optionally redacted), feed
+ * membership, and the network of the country's offices with a 7-day volume chart each.
  *
  * Vanilla ES2020 module, no external assets: the page must work with no internet.
  * Bulletins come from other offices and are untrusted: every piece of data reaches the
- * DOM through textContent / createElement (the `el` helper), never through HTML parsing.
+ * DOM through textContent / createElement (the `el` helper), never through HTML parsing;
+ * the network chart is inline SVG built the same way (`svg`, createElementNS), its
+ * colours in app.css (the CSP allows no inline style).
  *
  * ---------------------------------------------------------------------------------------
  * API contract this page relies on (JSON; errors are 4xx {"error":{"code","message"}}).
@@ -24,8 +29,16 @@
  *        summary = {id, from, precedence, kind, tlp, title, created, sent_at, received_at,
  *                   direction:"received"|"sent", feed, read}
  *   GET  /api/bulletins/{id} -> {bulletin: Bulletin.to_dict(), direction, feed, sent_at,
- *                   received_at, read, verification:{verified, signer, key_id, sent_at} | null,
+ *                   received_at, read, verification:{verified, signer, key_id, sent_at,
+ *                   provenance?} | null,
  *                   receipts:[{recipient, state:"queued"|"sent"|"delivered"|"read", at}]}
+ *        provenance (a centre's forward; on every node) = {forwarded_by, original_id,
+ *                   original_sender, original_sign_kid, original_sent_at, verified, redacted,
+ *                   redacted_fields:[path], reason, text}; "verified" is the ORIGINAL's
+ *                   signature (the outer verified/signer are the forwarding centre's);
+ *                   text is one sentence, e.g. "forwarded by TH-TCCC from TH-MUK, redacted:
+ *                   the original signature cannot be checked". If checking failed it is
+ *                   only {verified:false, reason, text}.
  *   POST /api/bulletins  body {to:[office], feed:name|null, precedence, kind, tlp,
  *                   releasable_to:[cc], grading:"B2", title, body, expires:ms|null,
  *                   in_reply_to:null, entities:[{type, ...fields}], tags:[...]}
@@ -36,7 +49,8 @@
  *   GET  /api/search?q=&limit=50 -> {items:[summary]}
  *   GET  /api/outbox -> {items:[{id, title, precedence, created, recipients:[{recipient, state, at}]}]}
  *   GET  /api/directory -> {offices:[{office, name, country, role, sign_kid, box_kid, valid_until, revoked}]}
- *   GET  /api/feeds -> {feeds:[{name, epoch, members:[office]}]}
+ *   GET  /api/feeds -> {feeds:[{name, epoch, members:[office], owner, owned_here, member_here,
+ *                   subscribed, have_key, since, unpublished}]}
  *   POST /api/check  body = the entity to check, as in a bulletin (empty fields omitted):
  *                   {type:"document", doc_type, number, country} | {type:"person", name, dob,
  *                   nationality} | {type:"vehicle", plate, country} | {type:"phone", number}
@@ -54,11 +68,45 @@
  *               notice:"sent"|"own"|"pending"|"withheld:<rule>", notice_id|null,
  *               lookout_title, bulletin_title, precedence (the lookout's)}
  *               (titles and precedence are null when that bulletin is not stored here)
+ *
+ * The centre (only when /api/me role == "centre"; an office node answers 403 not_centre).
+ * Forwarding and feed changes need user role supervisor or admin (else 403 forbidden_role).
+ *   GET  /api/triage?state=new|in_review|disseminated|closed (omitted = all)
+ *                 -> {counts:{new, in_review, disseminated, closed}, items:[{bulletin_id, state,
+ *                    assignee, created_at, updated_at, updated_by, bulletin: summary|null,
+ *                    notes: count}]}
+ *   GET  /api/triage/{id} -> item = {bulletin_id, state, assignee, created_at, updated_at,
+ *                    updated_by, notes:[{author, at, text}]}
+ *   POST /api/triage/{id}  body any of {state, note, assignee} -> item (as GET)
+ *                    400 field "state" for a move the workflow refuses (TRIAGE_MOVES)
+ *   POST /api/bulletins/{id}/forward  body {feed, redact?:[path], tags?, releasable_to?,
+ *                    tlp?, precedence?} (options only when changed; paths "title", "body",
+ *                    "expires", "tags", "entities[0]", "entities[0].name", ...)
+ *                 -> 201 {id, state, recipients, forward_of, redacted}; 422 codes tlp_no_feed,
+ *                    not_releasable, precedence_downgrade, tlp_loosened, releasability_widened
+ *                    (the message says what to change); 400 field "redact" for a bad path.
+ *                    The triage item becomes disseminated.
+ *   POST /api/feeds  body {name, members:[office], scope?:[country]} -> 201 feed
+ *   POST /api/feeds/{name}/members  body {add?:[office], remove?:[office]} -> feed, or, on a
+ *                    joint feed another centre owns, {name, requested_from, request_id, add,
+ *                    remove} (asked of the owner); 403 other_country for another country's office
+ *   POST /api/feeds/{name}/rotate -> feed (a new epoch: a fresh key)
+ *   GET  /api/network -> {at, country, silent_after_ms, counts:{online, silent, never_seen},
+ *                    offices:[{office, name, state:"online"|"silent"|"never_seen", flags:[silent|
+ *                    never_seen|outbox_lag|unacked_flash|key_expiring|key_expired|clock_ahead],
+ *                    last_seen, age_ms, outbox_depth, outbox_lag_ms, unacked_flash,
+ *                    key_expires_at, software, days:[{start, sent, received}] (7, oldest
+ *                    first; [] when never seen)}]}
+ *   Strategic intelligence is POST /api/bulletins with kind strategic_intelligence and a feed.
+ *
  *   GET  /api/events  (text/event-stream) events:
  *                   "bulletin"   data = summary
  *                   "state"      data = {id, recipient, state}
  *                   "escalation" data = {id, message}
  *                   "hit"        data = hit (a new bulletin names an active lookout's subject)
+ *                   "triage"     data = {id, state} (centre: queued or moved)
+ *                   "feed"       data = {feed, epoch, status} (a feed's epoch or key changed)
+ *                   "heartbeat"  data = {office, sent_at} (centre: an office said it is alive)
  *
  * Every POST carries header X-CSRF-Token: the csrf_token of GET /api/me (fetched after
  * every login too; the login response's token is the fallback). Requests are same-origin
@@ -74,6 +122,16 @@ export const KINDS = ["lookout", "alert", "incident", "request_for_information",
 export const DOCUMENT_TYPES = ["passport", "id_card", "visa", "travel_document", "driving_licence", "other"];
 export const DOCUMENT_STATUSES = ["stolen", "lost", "forged", "fraudulent", "revoked", "valid"];
 export const RECEIPT_STATES = ["queued", "sent", "delivered", "read"];
+// The centre's triage workflow: mirrors office_node/triage.py (STATES, MOVES).
+export const TRIAGE_STATES = ["new", "in_review", "disseminated", "closed"];
+export const TRIAGE_MOVES = {
+  new: ["in_review", "disseminated", "closed"],
+  in_review: ["new", "disseminated", "closed"],
+  disseminated: ["in_review", "closed"],
+  closed: ["in_review"],
+};
+const TRIAGE_WORDS = { new: "New", in_review: "In review", disseminated: "Disseminated", closed: "Closed" };
+const USER_ROLES = ["officer", "supervisor", "admin"];
 
 // Admiralty grading, as officers know it.
 export const SOURCE_RELIABILITY = {
@@ -175,6 +233,35 @@ function setChildren(node, ...children) {
 
 function show(node, visible) { node.hidden = !visible; }
 
+const SVG_NS = "http://www.w3.org/2000/svg";
+
+/** An SVG element: attributes set one by one (no markup parsed); string children become text. */
+function svg(tag, attrs = {}, ...children) {
+  const node = document.createElementNS(SVG_NS, tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (value === undefined || value === null || value === false) continue;
+    node.setAttribute(key, String(value));
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined || child === false) continue;
+    node.append(child instanceof Node ? child : String(child));
+  }
+  return node;
+}
+
+/**
+ * ``fn`` run once, ``ms`` after the first of a burst of calls; calls meanwhile join that run.
+ * (Not a trailing debounce: heartbeats of 50 offices never pause, and a timer restarted
+ * by each one would never fire.)
+ */
+function coalesce(fn, ms) {
+  let timer = null;
+  const run = () => { timer = null; fn(); };
+  const call = () => { if (!timer) timer = setTimeout(run, ms); };
+  call.cancel = () => { if (timer) clearTimeout(timer); timer = null; };
+  return call;
+}
+
 const pad2 = (n) => String(n).padStart(2, "0");
 
 /** Local time as YYYY-MM-DD HH:MM:SS: unambiguous across the region's date conventions. */
@@ -183,6 +270,26 @@ export function formatTime(ms) {
   const d = new Date(ms);
   return `${d.getFullYear()}-${pad2(d.getMonth() + 1)}-${pad2(d.getDate())} ` +
     `${pad2(d.getHours())}:${pad2(d.getMinutes())}:${pad2(d.getSeconds())}`;
+}
+
+/** A duration in the largest two units that matter: "45 s", "12 min", "3 h 5 min", "2 d 4 h". */
+export function formatDuration(ms) {
+  if (typeof ms !== "number" || !Number.isFinite(ms)) return "—";
+  const s = Math.max(0, Math.round(ms / 1000));
+  if (s < 60) return `${s} s`;
+  const min = Math.floor(s / 60);
+  if (min < 60) return `${min} min`;
+  const h = Math.floor(min / 60);
+  if (h < 48) return min % 60 ? `${h} h ${min % 60} min` : `${h} h`;
+  const d = Math.floor(h / 24);
+  return h % 24 ? `${d} d ${h % 24} h` : `${d} d`;
+}
+
+/** Local date as YYYY-MM-DD. */
+export function formatDate(ms) {
+  if (typeof ms !== "number" || !Number.isFinite(ms)) return "—";
+  const d = new Date(ms);
+  return `${d.getFullYear()}-${pad2(d.getMonth() + 1)}-${pad2(d.getDate())}`;
 }
 
 function timeEl(ms) {
@@ -254,6 +361,13 @@ const state = {
   checkSeq: 0, // answers to an older check (or one the officer has since edited) are dropped
   hits: [],
   hitsUnseen: 0,
+  // The centre's views (only on a node whose /api/me role is "centre").
+  centreTab: "triage", // "triage" | "feeds" | "network"
+  triage: { filter: "", items: [], counts: {}, selected: null, item: null, bulletin: null, seq: 0 },
+  network: null, // the last /api/network answer
+  networkTimer: null,
+  forwardOf: null, // the bulletin detail the forward dialog is about
+  lastForward: null, // {of, id, text}: the line shown under that bulletin's actions
 };
 
 async function api(method, path, body) {
@@ -315,6 +429,7 @@ function showLogin(message) {
   renderHits();
   renderHitsUnseen();
   resetCheck();
+  resetCentre();
   show($("boot"), false);
   show($("app"), false);
   show($("login-view"), true);
@@ -384,39 +499,67 @@ async function boot() {
   show($("login-view"), false);
   show($("app"), true);
 
+  const centre = isCentre();
+  for (const node of document.querySelectorAll(".centre-only")) show(node, centre);
   setView(state.view);
   if (state.view === "check") focusCheckKey();
-  await Promise.all([loadDirectory(), loadFeeds(), loadList(), refreshHealth(), loadHits()]);
+  const loads = [loadDirectory(), loadFeeds(), loadList(), refreshHealth(), loadHits()];
+  if (centre) loads.push(loadTriage(), loadNetwork());
+  await Promise.all(loads);
   startEvents();
   state.healthTimer = setInterval(refreshHealth, 10000);
+  // An office that falls silent sends nothing: only the clock shows it, so the network
+  // view is read again now and then (one small JSON answer).
+  if (centre) state.networkTimer = setInterval(loadNetwork, NETWORK_REFRESH_MS);
 }
 
 function stopBackground() {
   if (state.events) { state.events.close(); state.events = null; }
   if (state.eventsTimer) { clearTimeout(state.eventsTimer); state.eventsTimer = null; }
   if (state.healthTimer) { clearInterval(state.healthTimer); state.healthTimer = null; }
+  if (state.networkTimer) { clearInterval(state.networkTimer); state.networkTimer = null; }
+  for (const refresh of [refreshTriageSoon, refreshFeedsSoon, refreshNetworkSoon]) refresh.cancel();
 }
+
+/** This node is a coordination centre (its page shows the Centre view). */
+function isCentre() { return Boolean(state.me) && state.me.role === "centre"; }
+
+/** The signed-in user may forward and change feeds (supervisor or admin). */
+function canSupervise() {
+  const role = state.me && state.me.user ? state.me.user.role : null;
+  return USER_ROLES.indexOf(role) >= USER_ROLES.indexOf("supervisor");
+}
+
+const SUPERVISOR_NEEDED = "Needs a supervisor or admin account: ask your supervisor.";
 
 // ---- Views ------------------------------------------------------------------------------
 
-const VIEWS = ["check", "feed", "compose", "outbox"];
+const VIEWS = ["check", "feed", "compose", "outbox", "centre"];
+// The Centre view's sections; the address names the section (#triage, #feeds, #network).
+const CENTRE_TABS = ["triage", "feeds", "network"];
 
 /** The view named by the address (e.g. a counter workstation's bookmark of /#check). */
 function viewFromHash() {
   const name = window.location.hash.slice(1);
-  return VIEWS.includes(name) ? name : null;
+  if (CENTRE_TABS.includes(name)) {
+    state.centreTab = name;
+    return "centre";
+  }
+  return VIEWS.includes(name) && name !== "centre" ? name : null;
 }
 
 function setView(view) {
-  if (!VIEWS.includes(view)) view = "feed";
+  if (!VIEWS.includes(view) || (view === "centre" && !isCentre())) view = "feed";
   state.view = view;
   for (const name of VIEWS) show($(`view-${name}`), name === view);
   for (const tab of document.querySelectorAll(".tab")) tab.setAttribute("aria-pressed", String(tab.dataset.view === view));
   if (view === "outbox") loadOutbox();
   if (view === "check") { state.hitsUnseen = 0; renderHitsUnseen(); }
+  if (view === "centre") setCentreTab(state.centreTab, { address: false });
   // The address names the view, so a reload (or a bookmark) comes back to it.
-  const target = view === "feed" ? `${window.location.pathname}${window.location.search}` : `#${view}`;
-  if (window.location.hash !== (view === "feed" ? "" : `#${view}`)) window.history.replaceState(null, "", target);
+  const hash = view === "feed" ? "" : `#${view === "centre" ? state.centreTab : view}`;
+  const target = view === "feed" ? `${window.location.pathname}${window.location.search}` : hash;
+  if (window.location.hash !== hash) window.history.replaceState(null, "", target);
 }
 
 // ---- Feed list --------------------------------------------------------------------------
@@ -540,16 +683,45 @@ function gradingText(grading) {
   return src && inf ? `${g} — ${src}; ${inf}` : g;
 }
 
-function verificationBlock(v) {
-  if (!v) return el("div", { class: "sig sig-unknown" }, "No signature record for this bulletin.");
+/** The signature section: this node's check of the sender's signature and, for a centre's
+ * forward, separately, what could be checked of the original office's signature. */
+function verificationBlock(v, pid = (name) => name) {
+  if (!v) return el("div", { class: "sig sig-unknown", id: pid("signature") }, "No signature record for this bulletin.");
   const ok = v.verified === true;
-  return el("div", { class: `sig ${ok ? "sig-ok" : "sig-bad"}`, id: "signature" },
+  const p = v.provenance && typeof v.provenance === "object" ? v.provenance : null;
+  const signer = String(v.signer ?? "?");
+  const own = el("div", { class: `sig ${ok ? "sig-ok" : "sig-bad"}`, id: pid("signature") },
     el("strong", {}, ok ? "✔ Signature verified" : "✘ Signature NOT verified"),
+    p ? el("span", { class: "sig-whose" }, ` — ${signer}, the forwarding centre`) : null,
     el("table", { class: "kv" }, el("tbody", {},
-      row("Signer office", String(v.signer ?? "?")),
+      row(p ? "Forwarded by" : "Signer office", signer),
       row("Key id", el("code", { class: "key-id" }, String(v.key_id ?? "?"))),
       row("Verified", ok ? "yes" : "no"),
       row("Signed / sent at", timeEl(v.sent_at)))));
+  return p ? [own, provenanceBlock(p, pid)] : own;
+}
+
+/** The original office's signature, as the forward carries it: checked, redacted (cannot
+ * be checked) or not checked (its key is unknown here). Never drawn like the centre's. */
+function provenanceBlock(p, pid) {
+  const sender = String(p.original_sender ?? "the original office");
+  const status = p.verified === true ? "ok" : p.redacted === true ? "redacted" : "unchecked";
+  const headline = {
+    ok: `✔ Original signature of ${sender} checked`,
+    redacted: `✘ Redacted: ${sender}'s original signature cannot be checked`,
+    unchecked: `? ${sender}'s original signature NOT checked`,
+  }[status];
+  const fields = Array.isArray(p.redacted_fields) ? p.redacted_fields.map(String) : [];
+  return el("div", { class: `provenance prov-${status}`, id: pid("provenance") },
+    el("strong", {}, headline),
+    el("p", { class: "prov-text" }, String(p.text ?? "")),
+    el("table", { class: "kv" }, el("tbody", {},
+      p.original_sender ? row("Original office", String(p.original_sender)) : null,
+      p.original_id ? row("Original id", el("code", {}, String(p.original_id))) : null,
+      p.original_sign_kid ? row("Original key id", el("code", { class: "key-id" }, String(p.original_sign_kid))) : null,
+      typeof p.original_sent_at === "number" ? row("Original sent at", timeEl(p.original_sent_at)) : null,
+      fields.length ? row("Redacted", fields.join(", ")) : null,
+      status !== "ok" && p.reason ? row("Reason", String(p.reason)) : null)));
 }
 
 function receiptsTable(receipts) {
@@ -584,24 +756,46 @@ function entityTable(entities) {
       el("li", {}, el("span", { class: "etype" }, String(entity && entity.type)), ...entityParts(entity)))));
 }
 
-function renderDetail() {
-  const d = state.detail;
+/**
+ * A bulletin in full: header, handling, body, entities, signature (and provenance),
+ * receipts. ``where`` is "feed" (the Feed view's pane, plain ids) or "triage" (the
+ * centre's triage pane: ids prefixed "triage-", so both panes can hold one at once).
+ */
+function bulletinView(d, where) {
+  const pid = where === "feed" ? (name) => name : (name) => `triage-${name}`;
   const b = (d && d.bulletin) || {};
-  const pane = $("detail");
   const received = d.direction !== "sent";
+  const provenance = d.verification && d.verification.provenance && typeof d.verification.provenance === "object"
+    ? d.verification.provenance : null;
+  // A forward of a forward is refused (forward the original), so only originals offer it.
+  const forwardable = isCentre() && received && !b.forwarded && !provenance;
+  // The triage queue holds what this country's offices send the centre directly.
+  const office = state.directory.find((o) => o.office === b.from);
+  const queued = forwardable && !d.feed && Boolean(office) && office.role === "office" && office.country === String(state.office).slice(0, 2);
   const actions = el("div", { class: "actions" },
-    received && !d.read ? el("button", { type: "button", id: "mark-read", onclick: () => markRead(b.id) }, "Mark read") : null,
+    received && !d.read ? el("button", { type: "button", id: pid("mark-read"), onclick: () => markRead(b.id) }, "Mark read") : null,
     received && d.read ? el("span", { class: "muted" }, "Read") : null,
-    el("button", { type: "button", id: "reply-button", class: "primary", onclick: () => startReply(d) }, "Reply"));
+    el("button", { type: "button", id: pid("reply-button"), class: "primary", onclick: () => startReply(d) }, "Reply"),
+    forwardable ? el("button", {
+      type: "button", id: pid("forward-button"), disabled: !canSupervise(),
+      title: canSupervise() ? "Forward to a feed, the original's signature kept (or redacted)" : SUPERVISOR_NEEDED,
+      onclick: () => openForward(d),
+    }, "Forward…") : null,
+    queued && where === "feed" ? el("button", { type: "button", id: "triage-button", onclick: () => openTriage(b.id) }, "Triage") : null,
+    forwardable && !canSupervise() ? el("span", { class: "muted small" }, "Forwarding needs a supervisor.") : null);
 
-  setChildren(pane,
+  return [
     el("header", { class: "detail-head" },
       el("div", { class: "badges" }, precedenceBadge(b.precedence), tlpBadge(b.tlp),
         el("span", { class: "kind" }, String(b.kind ?? ""))),
-      el("h2", { id: "detail-title", class: "detail-title" }, String(b.title ?? "")),
-      actions),
+      el("h2", { id: pid("detail-title"), class: "detail-title" }, String(b.title ?? "")),
+      actions,
+      forwardResult(b)),
     el("table", { class: "kv" }, el("tbody", {},
       row("From", String(b.from ?? "?")),
+      provenance && provenance.original_sender
+        ? row("Forwarded", `from ${provenance.original_sender} by ${provenance.forwarded_by ?? b.from ?? "?"}${provenance.redacted ? " (redacted)" : ""}`)
+        : null,
       row("Direction", received ? "received" : "sent"),
       d.feed ? row("Feed", `#${d.feed}`) : null,
       row("Id", el("code", {}, String(b.id ?? ""))),
@@ -613,11 +807,16 @@ function renderDetail() {
       b.expires ? row("Expires", timeEl(b.expires)) : null,
       b.in_reply_to ? row("In reply to", el("button", { type: "button", class: "link", onclick: () => openDetail(b.in_reply_to) }, String(b.in_reply_to))) : null,
       b.tags && b.tags.length ? row("Tags", b.tags.map((t) => el("span", { class: "tag" }, String(t)))) : null)),
-    el("div", { class: "body-text", id: "detail-body" }, String(b.body ?? "")),
+    el("div", { class: "body-text", id: pid("detail-body") }, String(b.body ?? "")),
     entityTable(b.entities),
-    el("section", {}, el("h3", {}, "Signature"), verificationBlock(d.verification)),
-    el("section", {}, el("h3", {}, "Receipts"), el("div", { id: "receipts" }, receiptsTable(d.receipts))),
-  );
+    el("section", {}, el("h3", {}, "Signature"), verificationBlock(d.verification, pid)),
+    el("section", {}, el("h3", {}, "Receipts"), el("div", { id: pid("receipts") }, receiptsTable(d.receipts))),
+  ];
+}
+
+function renderDetail() {
+  const pane = $("detail");
+  setChildren(pane, bulletinView(state.detail, "feed"));
   pane.scrollTop = 0;
 }
 
@@ -627,6 +826,11 @@ async function markRead(id) {
     if (state.detail && state.detail.bulletin && state.detail.bulletin.id === id) {
       state.detail.read = true;
       renderDetail();
+    }
+    const t = state.triage;
+    if (t.bulletin && t.bulletin.bulletin && t.bulletin.bulletin.id === id) {
+      t.bulletin.read = true;
+      renderTriageDetail();
     }
     markListRead(id);
   } catch (e) {
@@ -655,6 +859,7 @@ async function loadDirectory() {
     el("input", { type: "checkbox", value: String(o.office), class: "to-office", onchange: autoReleasable }),
     el("span", {}, String(o.office)), o.name ? el("span", { class: "muted" }, ` ${o.name}`) : null)));
   if (offices.length === 0) box.append(el("span", { class: "muted" }, "No offices in the directory yet: type ids below."));
+  if (isCentre()) renderFeedCreateMembers();
 }
 
 async function loadFeeds() {
@@ -667,8 +872,11 @@ async function loadFeeds() {
   for (const id of ["to-feed", "filter-feed"]) {
     const select = $(id);
     const first = select.firstElementChild;
+    const chosen = select.value; // a reload (a live "feed" event) keeps the officer's choice
     select.replaceChildren(first, ...state.feeds.map((feed) => el("option", { value: String(feed.name) }, `#${feed.name}`)));
+    if ([...select.options].some((o) => o.value === chosen)) select.value = chosen;
   }
+  if (isCentre()) renderFeeds();
 }
 
 function selectedRecipients() {
@@ -683,7 +891,10 @@ function autoReleasable() {
   const countries = [];
   const own = (state.office || "").slice(0, 2);
   if (own) countries.push(own);
-  for (const id of selectedRecipients()) {
+  // A feed's members are recipients too: every one of their countries must be named.
+  const feed = state.feeds.find((x) => x.name === $("to-feed").value);
+  const members = feed && Array.isArray(feed.members) ? feed.members.map(String) : [];
+  for (const id of [...selectedRecipients(), ...members]) {
     const c = id.slice(0, 2);
     if (/^[A-Z]{2}$/.test(c) && !countries.includes(c)) countries.push(c);
   }
@@ -1102,6 +1313,669 @@ function onLiveHit(h) {
   banner("hit", `HIT on lookout “${h.lookout_title ?? h.lookout_id}”${similar}: ${h.bulletin_title ?? h.bulletin_id}`, h.bulletin_id);
 }
 
+// ---- Centre: triage, forwarding, feeds, network -------------------------------------------
+
+// How often the network view is read again: a silent office sends no event to say so.
+const NETWORK_REFRESH_MS = 20000;
+// Live events only say what changed, and come in bursts (a feed change gives a "feed"
+// event per epoch and key; every office's heartbeat is one): one reload per burst, so a
+// busy centre reads each view at most every so often, never once per event.
+const loadSeq = { triage: 0, network: 0 };
+const refreshTriageSoon = coalesce(() => { loadTriage(); reloadTriageItem(); }, 300);
+const refreshFeedsSoon = coalesce(() => loadFeeds(), 400);
+const refreshNetworkSoon = coalesce(() => loadNetwork(), 2000);
+
+function setCentreTab(tab, { address = true } = {}) {
+  if (!CENTRE_TABS.includes(tab)) tab = "triage";
+  state.centreTab = tab;
+  for (const name of CENTRE_TABS) show($(`centre-${name}`), name === tab);
+  for (const button of document.querySelectorAll(".subtab")) {
+    button.setAttribute("aria-pressed", String(button.dataset.centre === tab));
+  }
+  if (tab === "network") loadNetwork();
+  if (address && state.view === "centre" && window.location.hash !== `#${tab}`) {
+    window.history.replaceState(null, "", `#${tab}`);
+  }
+}
+
+/** Signed out: nothing of the last analyst's queue, notes or dialogs stays on screen. */
+function resetCentre() {
+  state.triage = { filter: "", items: [], counts: {}, selected: null, item: null, bulletin: null, seq: 0 };
+  state.network = null;
+  state.forwardOf = null;
+  state.lastForward = null;
+  const dialog = $("forward-dialog");
+  if (dialog.open) dialog.close();
+  dialog.replaceChildren();
+  $("triage-list").replaceChildren();
+  setChildren($("triage-detail"), el("p", { class: "muted pad" }, "Select a bulletin to triage it."));
+  $("feeds-body").replaceChildren();
+  $("network-body").replaceChildren();
+  for (const id of ["triage-new", "network-alert"]) show($(id), false);
+  for (const node of document.querySelectorAll(".centre-only")) show(node, false);
+}
+
+function triageChip(stateName, id = null) {
+  const known = TRIAGE_STATES.includes(stateName);
+  return el("span", { class: `chip triage-${known ? cssToken(stateName) : "unknown"}`, id },
+    known ? TRIAGE_WORDS[stateName] : String(stateName ?? "?"));
+}
+
+// -- triage queue --
+
+async function loadTriage() {
+  if (!isCentre()) return;
+  const t = state.triage;
+  const seq = ++loadSeq.triage; // an older answer arriving late must not replace a newer one
+  try {
+    const data = await api("GET", `/api/triage${query({ state: t.filter })}`);
+    if (seq !== loadSeq.triage || t !== state.triage) return;
+    t.items = Array.isArray(data && data.items) ? data.items : [];
+    t.counts = data && data.counts && typeof data.counts === "object" ? data.counts : {};
+    renderTriageList();
+  } catch (e) {
+    status(`Could not load the triage queue: ${e.message}`);
+  }
+}
+
+function renderTriageFilters() {
+  const t = state.triage;
+  const total = TRIAGE_STATES.reduce((n, s) => n + (Number(t.counts[s]) || 0), 0);
+  const button = (value, label, count) => el("button", {
+    type: "button", class: "filter-chip", id: `triage-filter-${value || "all"}`, "aria-pressed": String(t.filter === value),
+    onclick: () => { t.filter = value; loadTriage(); },
+  }, label, " ", el("span", { class: "count" }, String(count)));
+  setChildren($("triage-filters"), button("", "All", total),
+    TRIAGE_STATES.map((s) => button(s, TRIAGE_WORDS[s], Number(t.counts[s]) || 0)));
+  const fresh = Number(t.counts.new) || 0;
+  const badge = $("triage-new");
+  badge.textContent = fresh ? String(fresh) : "";
+  show(badge, fresh > 0);
+}
+
+function triageRow(item) {
+  const s = item.bulletin && typeof item.bulletin === "object" ? item.bulletin : null;
+  const li = el("li", { class: `item triage-item${item.bulletin_id === state.triage.selected ? " selected" : ""}` },
+    el("button", { type: "button", class: "item-button", onclick: () => selectTriage(item.bulletin_id) },
+      el("span", { class: "item-meta" },
+        s ? precedenceBadge(s.precedence) : null,
+        s ? tlpBadge(s.tlp) : null,
+        el("span", { class: "who" }, String(s ? s.from ?? "?" : "?")),
+        s ? el("span", { class: "kind" }, String(s.kind ?? "")) : null,
+        triageChip(item.state),
+        Number(item.notes) > 0 ? el("span", { class: "notes-count", title: "Notes" }, `✎ ${item.notes}`) : null,
+        item.assignee ? el("span", { class: "assignee", title: "Assigned to" }, `@${item.assignee}`) : null,
+        el("span", { class: "when" }, timeEl(item.created_at))),
+      el("span", { class: "item-title" }, s ? String(s.title ?? "") : `${item.bulletin_id} (not stored here)`)));
+  li.dataset.id = String(item.bulletin_id);
+  li.dataset.state = String(item.state);
+  return li;
+}
+
+function renderTriageList() {
+  const t = state.triage;
+  renderTriageFilters();
+  $("triage-list").replaceChildren(...t.items.map(triageRow));
+  const empty = $("triage-empty");
+  empty.textContent = t.filter ? `Nothing is ${TRIAGE_WORDS[t.filter] ? TRIAGE_WORDS[t.filter].toLowerCase() : t.filter}.`
+    : "The queue is empty: bulletins this country's offices send the centre arrive here.";
+  show(empty, t.items.length === 0);
+}
+
+/** Open a bulletin in the triage view (from its detail in the Feed view). */
+function openTriage(id) {
+  setView("centre");
+  setCentreTab("triage");
+  selectTriage(id);
+}
+
+async function selectTriage(id) {
+  const t = state.triage;
+  t.selected = id;
+  const seq = ++t.seq;
+  for (const li of $("triage-list").children) li.classList.toggle("selected", li.dataset.id === id);
+  setChildren($("triage-detail"), el("p", { class: "muted pad" }, "Loading…"));
+  const [item, bulletin] = await Promise.allSettled([
+    api("GET", `/api/triage/${encodeURIComponent(id)}`),
+    api("GET", `/api/bulletins/${encodeURIComponent(id)}`),
+  ]);
+  if (seq !== t.seq) return; // the analyst chose another one meanwhile
+  t.item = item.status === "fulfilled" ? item.value : null;
+  t.itemError = item.status === "rejected" ? item.reason.message : null;
+  t.bulletin = bulletin.status === "fulfilled" ? bulletin.value : null;
+  t.bulletinError = bulletin.status === "rejected" ? bulletin.reason.message : null;
+  renderTriageDetail();
+  $("triage-detail").scrollTop = 0;
+}
+
+/** A live change to the item on screen: its state and notes again (the bulletin is the same). */
+async function reloadTriageItem() {
+  const t = state.triage;
+  if (!t.selected || !isCentre()) return;
+  const id = t.selected;
+  try {
+    const item = await api("GET", `/api/triage/${encodeURIComponent(id)}`);
+    if (t.selected !== id) return;
+    t.item = item;
+    renderTriageBox();
+  } catch (e) { /* the next load shows it */ }
+}
+
+function renderTriageDetail() {
+  const t = state.triage;
+  const pane = $("triage-detail");
+  setChildren(pane,
+    el("div", { id: "triage-box-holder" }),
+    t.bulletin ? bulletinView(t.bulletin, "triage")
+      : el("p", { class: "error pad" }, `Could not open the bulletin: ${t.bulletinError ?? "not stored here"}`));
+  renderTriageBox();
+}
+
+function renderTriageBox() {
+  const t = state.triage;
+  const holder = $("triage-box-holder");
+  if (!holder) return;
+  if (!t.item) {
+    setChildren(holder, el("p", { class: "error" }, `Not in the triage queue: ${t.itemError ?? "unknown"}`));
+    return;
+  }
+  // Whatever the analyst was typing survives a refresh caused by someone else's change.
+  const typed = $("triage-note") ? $("triage-note").value : "";
+  const item = t.item;
+  const id = item.bulletin_id;
+  const me = state.me && state.me.user ? state.me.user.username : null;
+  const notes = Array.isArray(item.notes) ? item.notes : [];
+  const withNote = (body) => {
+    const note = $("triage-note").value.trim();
+    return note ? { ...body, note } : body;
+  };
+  const box = el("section", { class: "triage-box", id: "triage-box", "aria-label": "Triage" },
+    el("div", { class: "triage-head" },
+      el("strong", {}, "Triage"), triageChip(item.state, "triage-state"),
+      item.assignee ? el("span", { id: "triage-assignee" }, `assigned to ${item.assignee}`) : el("span", { class: "muted" }, "unassigned"),
+      item.updated_by ? el("span", { class: "muted small" }, `changed by ${item.updated_by} `, timeEl(item.updated_at)) : null),
+    el("label", { class: "note-label" }, "Note ",
+      el("span", { class: "muted small" }, "(sent with the next move, or on its own with Add note)"),
+      el("textarea", { id: "triage-note", rows: "2", maxlength: "4000", value: typed })),
+    el("div", { class: "triage-actions" },
+      el("button", { type: "button", id: "triage-add-note", onclick: () => {
+        const note = $("triage-note").value.trim();
+        if (!note) { triageError("Write the note first."); return; }
+        postTriage(id, { note });
+      } }, "Add note"),
+      el("span", { class: "muted small" }, "Move to:"),
+      (TRIAGE_MOVES[item.state] || []).map((to) => el("button", {
+        type: "button", class: "triage-move", "data-state": to, onclick: () => postTriage(id, withNote({ state: to })),
+      }, TRIAGE_WORDS[to])),
+      me && item.assignee !== me
+        ? el("button", { type: "button", id: "triage-assign", onclick: () => postTriage(id, { assignee: me }) }, "Assign to me") : null),
+    el("p", { id: "triage-error", class: "error", role: "alert", hidden: true }),
+    notes.length
+      ? el("ol", { class: "notes", id: "triage-notes" }, notes.map((n) => el("li", { class: "note" },
+        el("div", { class: "note-meta" }, el("span", { class: "who" }, String(n.author ?? "?")), " ", timeEl(n.at)),
+        el("div", { class: "note-text" }, String(n.text ?? "")))))
+      : el("p", { class: "muted small", id: "triage-notes" }, "No notes yet."));
+  setChildren(holder, box);
+}
+
+function triageError(message) {
+  const err = $("triage-error");
+  if (!err) return;
+  err.textContent = message || "";
+  show(err, Boolean(message));
+}
+
+async function postTriage(id, body) {
+  triageError("");
+  const buttons = [...document.querySelectorAll("#triage-box button")];
+  for (const b of buttons) b.disabled = true;
+  try {
+    const item = await api("POST", `/api/triage/${encodeURIComponent(id)}`, body);
+    const t = state.triage;
+    // The row and the counts follow at once; the live "triage" event reloads them anyway.
+    const listed = t.items.find((i) => i.bulletin_id === id);
+    if (listed && item) {
+      if (listed.state !== item.state && TRIAGE_STATES.includes(item.state)) {
+        t.counts[listed.state] = Math.max(0, (Number(t.counts[listed.state]) || 0) - 1);
+        t.counts[item.state] = (Number(t.counts[item.state]) || 0) + 1;
+      }
+      Object.assign(listed, {
+        state: item.state, assignee: item.assignee, updated_at: item.updated_at, updated_by: item.updated_by,
+        notes: Array.isArray(item.notes) ? item.notes.length : listed.notes,
+      });
+      renderTriageList();
+    }
+    if (t.selected === id) {
+      t.item = item;
+      if ($("triage-note")) $("triage-note").value = "";
+      renderTriageBox();
+    }
+  } catch (e) {
+    for (const b of buttons) b.disabled = false;
+    triageError(e.message);
+  }
+}
+
+// -- forwarding --
+
+/** Fields of an entity that a forward may redact one by one (a required choice, such as a
+ * document's type, cannot be blanked: redact the whole entity instead). */
+function redactableFields(entity) {
+  const specs = ENTITY_FIELDS[entity && entity.type] || [];
+  return Object.keys(entity && typeof entity === "object" ? entity : {}).filter((name) => {
+    if (name === "type") return false;
+    const spec = specs.find((s) => s.name === name);
+    return !(spec && spec.required && spec.kind === "choice");
+  });
+}
+
+function shortValue(value) {
+  const text = Array.isArray(value) ? value.join(", ") : String(value);
+  return text.length > 40 ? `${text.slice(0, 39)}…` : text;
+}
+
+function redactBox(path, label, extra = {}) {
+  return el("label", { class: "check redact-check" },
+    el("input", { type: "checkbox", class: "redact", value: path, "data-path": path, onchange: onRedactChange, ...extra }),
+    el("span", {}, label));
+}
+
+function onRedactChange() {
+  // A whole entity redacted: its fields go with it (the node refuses "inside ... already").
+  for (const whole of document.querySelectorAll("#forward-form .redact-entity > .redact-check .redact")) {
+    for (const part of whole.closest(".redact-entity").querySelectorAll(".redact-fields .redact")) {
+      part.disabled = whole.checked;
+      if (whole.checked) part.checked = false;
+    }
+  }
+  const any = document.querySelectorAll("#forward-form .redact:checked").length > 0;
+  show($("forward-redact-note"), any);
+}
+
+function openForward(d) {
+  if (!isCentre() || !canSupervise()) return;
+  state.forwardOf = d;
+  const b = d.bulletin || {};
+  const feeds = state.feeds.filter((x) => x.owned_here || x.have_key);
+  const entities = Array.isArray(b.entities) ? b.entities : [];
+  const tags = Array.isArray(b.tags) ? b.tags.map(String) : [];
+  const countries = Array.isArray(b.releasable_to) ? b.releasable_to.map(String) : [];
+  const pIndex = PRECEDENCES.indexOf(b.precedence);
+  const tIndex = TLP_LABELS.indexOf(b.tlp);
+  // Rule 3: AMBER+STRICT and RED never go to a feed, so a forward cannot tighten to them.
+  const feedable = TLP_LABELS.slice(0, TLP_LABELS.indexOf("AMBER+STRICT"));
+  const members = el("p", { id: "forward-members", class: "muted small" });
+  const showMembers = () => {
+    const feed = state.feeds.find((x) => x.name === $("forward-feed").value);
+    const list = feed && Array.isArray(feed.members) ? feed.members.map(String) : [];
+    members.textContent = feed ? `Members: ${list.length ? list.join(", ") : "none yet"}` : "";
+  };
+  const form = el("form", { id: "forward-form", class: "forward-form", novalidate: "", onsubmit: onForward },
+    el("h2", { id: "forward-heading" }, "Forward to a feed"),
+    el("p", { class: "forward-what" }, precedenceBadge(b.precedence), " ", tlpBadge(b.tlp), " ",
+      el("span", { class: "who" }, String(b.from ?? "?")), ": ", el("span", { class: "forward-title" }, String(b.title ?? ""))),
+    feeds.length
+      ? el("label", { class: "stack" }, "Feed", el("select", { id: "forward-feed", onchange: showMembers },
+        feeds.map((x) => el("option", { value: String(x.name) }, `#${x.name}`))))
+      : el("p", { class: "warn", id: "forward-no-feed" }, "This centre has no feed yet: create one under Centre → Feeds."),
+    members,
+    el("fieldset", { class: "redactions" },
+      el("legend", {}, "Redact"),
+      el("div", { class: "checks" },
+        redactBox("title", "Title"),
+        redactBox("body", "Body"),
+        typeof b.expires === "number" ? redactBox("expires", "Expiry") : null,
+        tags.length ? redactBox("tags", `Tags (${tags.join(", ")})`) : null),
+      entities.map((entity, i) => el("div", { class: "redact-entity" },
+        redactBox(`entities[${i}]`, `Entity ${i + 1}: ${String(entity && entity.type)} (whole)`),
+        el("div", { class: "redact-fields" }, redactableFields(entity).map((name) =>
+          redactBox(`entities[${i}].${name}`, `${name}: ${shortValue(entity[name])}`))))),
+      el("p", { id: "forward-redact-note", class: "warn", hidden: true },
+        "A redacted forward says so: members see “redacted: the original signature cannot be checked”.")),
+    el("div", { class: "forward-handling" },
+      el("label", { class: "stack" }, "Precedence", el("select", { id: "forward-precedence" },
+        el("option", { value: "" }, `Keep ${b.precedence ?? "?"}`),
+        (pIndex > 0 ? PRECEDENCES.slice(0, pIndex) : []).map((p) => el("option", { value: p }, `Raise to ${p}`)))),
+      el("label", { class: "stack" }, "TLP", el("select", { id: "forward-tlp" },
+        el("option", { value: "" }, `Keep ${b.tlp ?? "?"}`),
+        (tIndex >= 0 ? feedable.slice(tIndex + 1) : []).map((x) => el("option", { value: x }, `Tighten to ${x}`)))),
+      el("fieldset", { class: "forward-countries" }, el("legend", {}, "Releasable to"),
+        countries.map((c) => el("label", { class: "check" },
+          el("input", { type: "checkbox", class: "forward-country", value: c, checked: true }), c))),
+      el("label", { class: "stack forward-tags" }, "Tags", el("input", { id: "forward-tags", value: tags.join(", "), autocomplete: "off" }))),
+    el("p", { id: "forward-error", class: "error", role: "alert", hidden: true }),
+    el("div", { class: "actions" },
+      el("button", { type: "submit", class: "primary", id: "forward-send", disabled: feeds.length === 0 }, "Forward"),
+      el("button", { type: "button", id: "forward-cancel", onclick: () => $("forward-dialog").close() }, "Cancel")));
+  const dialog = $("forward-dialog");
+  setChildren(dialog, form);
+  if (feeds.length) showMembers();
+  if (!dialog.open) dialog.showModal();
+}
+
+function forwardError(message) {
+  const err = $("forward-error");
+  err.textContent = message || "";
+  show(err, Boolean(message));
+}
+
+async function onForward(event) {
+  event.preventDefault();
+  forwardError("");
+  const d = state.forwardOf;
+  const b = (d && d.bulletin) || {};
+  const feed = $("forward-feed") ? $("forward-feed").value : "";
+  if (!feed) return forwardError("Choose the feed to forward to.");
+  const body = { feed, redact: [...document.querySelectorAll("#forward-form .redact:checked")].map((c) => c.value) };
+  // Only what the analyst changed is sent; the node keeps the original's otherwise.
+  if ($("forward-precedence").value) body.precedence = $("forward-precedence").value;
+  if ($("forward-tlp").value) body.tlp = $("forward-tlp").value;
+  const boxes = [...document.querySelectorAll("#forward-form .forward-country")];
+  const kept = boxes.filter((c) => c.checked).map((c) => c.value);
+  if (boxes.length && kept.length === 0) return forwardError("Keep at least one country it may reach.");
+  if (kept.length !== boxes.length) body.releasable_to = kept;
+  const tags = splitList($("forward-tags").value);
+  const original = Array.isArray(b.tags) ? b.tags.map(String) : [];
+  if (tags.join("\u0000") !== original.join("\u0000")) body.tags = tags;
+  const send = $("forward-send");
+  send.disabled = true;
+  try {
+    const result = await api("POST", `/api/bulletins/${encodeURIComponent(b.id)}/forward`, body);
+    $("forward-dialog").close();
+    const redacted = body.redact.length ? `, redacted (${body.redact.join(", ")})` : "";
+    state.lastForward = { of: b.id, id: result && result.id, text: `Forwarded to #${feed}${redacted}: ` };
+    status(`Forwarded ${b.id} to #${feed}`);
+    if (state.detail && state.detail.bulletin && state.detail.bulletin.id === b.id) renderDetail();
+    if (state.triage.bulletin && state.triage.bulletin.bulletin && state.triage.bulletin.bulletin.id === b.id) renderTriageDetail();
+    refreshTriageSoon();
+    refreshHealth();
+  } catch (e) {
+    forwardError(e.message);
+  } finally {
+    send.disabled = false;
+  }
+}
+
+/** The line under a bulletin's actions after it was forwarded from this page. */
+function forwardResult(b) {
+  const last = state.lastForward;
+  if (!last || last.of !== b.id) return null;
+  return el("p", { class: "ok forward-result" }, last.text,
+    typeof last.id === "string" ? el("button", { type: "button", class: "link", onclick: () => openDetail(last.id) }, last.id) : null);
+}
+
+// -- strategic intelligence --
+
+/** The compose form, ready for a strategic intelligence bulletin to a feed. */
+function startIntelligence(feedName = null) {
+  resetCompose();
+  show($("compose-result"), false);
+  composeError("");
+  $("c-kind").value = "strategic_intelligence";
+  const select = $("to-feed");
+  const owned = state.feeds.find((x) => x.owned_here);
+  const feed = typeof feedName === "string" ? feedName : owned ? owned.name : "";
+  if ([...select.options].some((o) => o.value === feed)) select.value = feed;
+  autoReleasable();
+  setView("compose");
+  $("c-title").focus();
+}
+
+// -- feeds --
+
+function feedsMessage(kind, message) {
+  for (const k of ["error", "result"]) {
+    const node = $(`feeds-${k}`);
+    node.textContent = k === kind ? message : "";
+    show(node, k === kind && Boolean(message));
+  }
+}
+
+/** Offices whose membership this centre manages on ``feed``: every one on a feed it owns;
+ * only its own country's on a joint feed another centre owns (asked of the owner). */
+function managesMember(feed, office) {
+  return feed.owned_here === true || String(office).slice(0, 2) === String(state.office).slice(0, 2);
+}
+
+function feedRow(feed) {
+  const allowed = canSupervise();
+  const changeable = allowed && (feed.owned_here === true || Boolean(feed.owner));
+  const name = String(feed.name);
+  const members = Array.isArray(feed.members) ? feed.members.map(String) : [];
+  const addInput = el("input", {
+    class: "feed-add-input", "aria-label": `Office to add to ${name}`, placeholder: "TH-NKP", maxlength: "16",
+    autocomplete: "off", spellcheck: "false", disabled: !changeable,
+  });
+  const add = () => {
+    const offices = splitList(addInput.value, { upper: true });
+    if (offices.length === 0) { feedsMessage("error", "Type the office id to add."); return; }
+    changeMembers(name, { add: offices });
+  };
+  addInput.addEventListener("keydown", (event) => { if (event.key === "Enter") { event.preventDefault(); add(); } });
+  const tr = el("tr", {},
+    el("td", {}, el("span", { class: "feed-name" }, `#${name}`),
+      el("div", { class: "muted small" }, feed.owned_here ? "owned here" : feed.owner ? `owner ${feed.owner}` : "not seen yet"),
+      feed.unpublished ? el("div", { class: "warn small" }, "keys not published yet: waiting for the link") : null),
+    el("td", {}, el("span", { class: "feed-epoch" }, String(feed.epoch ?? "—")),
+      typeof feed.since === "number" ? el("div", { class: "muted small" }, "since ", timeEl(feed.since)) : null),
+    el("td", { class: "feed-members" }, members.length ? members.map((office) => el("span", { class: "member", "data-office": office },
+      el("span", { class: "rname" }, office),
+      changeable && managesMember(feed, office)
+        ? el("button", {
+          type: "button", class: "member-remove", title: `Remove ${office} from #${name} (a new key; it reads nothing sent after)`,
+          "aria-label": `Remove ${office}`, onclick: () => changeMembers(name, { remove: [office] }),
+        }, "✕")
+        : null)) : el("span", { class: "muted" }, "no members")),
+    el("td", {}, feed.have_key ? el("span", { class: "ok-text", title: "This node holds the current epoch key" }, "✔")
+      : el("span", { class: "bad-text", title: "This node does not hold the current epoch key" }, "✘")),
+    el("td", { class: "feed-actions" },
+      el("span", { class: "feed-add" }, addInput,
+        el("button", { type: "button", class: "feed-add-button", disabled: !changeable, onclick: add }, "Add")),
+      feed.owned_here
+        ? el("button", { type: "button", class: "feed-rotate", disabled: !allowed, title: "A fresh key for the feed (a new epoch)",
+          onclick: () => rotateFeed(name) }, "New key")
+        : null,
+      el("button", { type: "button", class: "feed-intel", onclick: () => startIntelligence(name) }, "Write")));
+  tr.dataset.feed = name;
+  return tr;
+}
+
+function renderFeeds() {
+  $("feeds-body").replaceChildren(...state.feeds.map(feedRow));
+  show($("feeds-empty"), state.feeds.length === 0);
+  const allowed = canSupervise();
+  const role = $("feeds-role");
+  role.textContent = allowed ? "" : `Creating feeds and changing members: ${SUPERVISOR_NEEDED}`;
+  show(role, !allowed);
+  for (const node of $("feed-create-form").querySelectorAll("input, button")) node.disabled = !allowed;
+}
+
+/** The create form offers this country's offices from the directory. */
+function renderFeedCreateMembers() {
+  const own = String(state.office).slice(0, 2);
+  const offices = state.directory.filter((o) => !o.revoked && o.role === "office" && o.country === own)
+    .sort((a, b) => String(a.office).localeCompare(String(b.office)));
+  const box = $("feed-members");
+  box.replaceChildren(...offices.map((o) => el("label", { class: "check", title: String(o.name ?? "") },
+    el("input", { type: "checkbox", class: "feed-member", value: String(o.office), disabled: !canSupervise() }),
+    el("span", {}, String(o.office)), o.name ? el("span", { class: "muted" }, ` ${o.name}`) : null)));
+  if (offices.length === 0) box.append(el("span", { class: "muted" }, "No offices of this country in the directory: type ids below."));
+}
+
+async function onCreateFeed(event) {
+  event.preventDefault();
+  feedsMessage("", "");
+  const name = $("feed-name").value.trim();
+  const members = [...document.querySelectorAll(".feed-member:checked")].map((c) => c.value);
+  for (const id of splitList($("feed-extra").value, { upper: true })) if (!members.includes(id)) members.push(id);
+  const scope = splitList($("feed-scope").value, { upper: true });
+  if (!name) { feedsMessage("error", "Name the feed (e.g. th-border)."); return; }
+  const body = { name, members };
+  if (scope.length) body.scope = scope;
+  const button = $("feed-create");
+  button.disabled = true;
+  try {
+    const feed = await api("POST", "/api/feeds", body);
+    const list = feed && Array.isArray(feed.members) ? feed.members : members;
+    $("feed-create-form").reset();
+    await loadFeeds(); // the table first, so the message and the table agree
+    feedsMessage("result", `Created #${feed && feed.name ? feed.name : name} (epoch ${feed && feed.epoch ? feed.epoch : 1}): its key goes to ${list.length ? list.join(", ") : "no one yet"}.`);
+  } catch (e) {
+    feedsMessage("error", e.message);
+  } finally {
+    button.disabled = !canSupervise();
+  }
+}
+
+async function changeMembers(name, change) {
+  feedsMessage("", "");
+  try {
+    const answer = await api("POST", `/api/feeds/${encodeURIComponent(name)}/members`, change);
+    await loadFeeds();
+    const what = [change.add && change.add.length ? `add ${change.add.join(", ")}` : null,
+      change.remove && change.remove.length ? `remove ${change.remove.join(", ")}` : null].filter(Boolean).join(" and ");
+    if (answer && answer.requested_from) {
+      feedsMessage("result", `Requested from ${answer.requested_from}, which owns #${name}: ${what}. The members change when ${answer.requested_from} applies it.`);
+    } else {
+      feedsMessage("result", `#${name}: ${what} done; epoch ${answer && answer.epoch ? answer.epoch : "?"} (a fresh key) for ${answer && Array.isArray(answer.members) ? answer.members.join(", ") || "no one" : "its members"}.`);
+    }
+  } catch (e) {
+    feedsMessage("error", e.message);
+  }
+}
+
+async function rotateFeed(name) {
+  feedsMessage("", "");
+  try {
+    const feed = await api("POST", `/api/feeds/${encodeURIComponent(name)}/rotate`);
+    await loadFeeds();
+    feedsMessage("result", `#${name}: a fresh key, epoch ${feed && feed.epoch ? feed.epoch : "?"}.`);
+  } catch (e) {
+    feedsMessage("error", e.message);
+  }
+}
+
+// -- network --
+
+const NETWORK_STATE_WORDS = { online: "online", silent: "SILENT", never_seen: "never seen" };
+const WEEKDAYS = ["Su", "Mo", "Tu", "We", "Th", "Fr", "Sa"];
+
+async function loadNetwork() {
+  if (!isCentre() || !state.loggedIn) return;
+  const seq = ++loadSeq.network;
+  try {
+    const data = await api("GET", "/api/network");
+    if (seq !== loadSeq.network || !isCentre()) return;
+    state.network = data;
+    show($("network-error"), false);
+    renderNetwork();
+  } catch (e) {
+    const err = $("network-error");
+    err.textContent = `Could not load the network view: ${e.message}`;
+    show(err, true);
+  }
+}
+
+function flagText(flag, o) {
+  switch (flag) {
+    case "outbox_lag": return `outbox lag ${formatDuration(o.outbox_lag_ms)}`;
+    case "unacked_flash": return `${o.unacked_flash} FLASH unacknowledged`;
+    case "key_expiring": return `key expires ${formatDate(o.key_expires_at)}`;
+    case "key_expired": return "key expired";
+    case "clock_ahead": return "clock ahead";
+    default: return String(flag).replace(/_/g, " ");
+  }
+}
+
+/**
+ * Bulletins per day for the last 7 days (oldest first) as inline SVG: a bar per day,
+ * sent stacked on received, on the scale ``max`` (shared by every office, so bars compare).
+ */
+export function volumeChart(days, max) {
+  const W = 13, GAP = 3, H = 28, LABEL = 10;
+  const list = Array.isArray(days) ? days : [];
+  const width = Math.max(1, list.length * (W + GAP) - GAP);
+  const height = H + LABEL;
+  const count = (v) => (Number.isFinite(Number(v)) && Number(v) > 0 ? Math.floor(Number(v)) : 0);
+  const scale = Math.max(1, Number(max) || 0);
+  let sentAll = 0, receivedAll = 0;
+  const groups = list.map((d, i) => {
+    const sent = count(d && d.sent), received = count(d && d.received);
+    sentAll += sent; receivedAll += received;
+    const total = sent + received;
+    const h = total ? Math.max(1, Math.round((total / scale) * H)) : 0;
+    const hs = total ? Math.round((h * sent) / total) : 0;
+    const x = i * (W + GAP);
+    const start = d && typeof d.start === "number" ? d.start : null;
+    const day = start !== null ? `${WEEKDAYS[new Date(start).getDay()]} ${formatDate(start)}` : `day ${i + 1}`;
+    return svg("g", { class: "day" },
+      svg("title", {}, `${day}: ${sent} sent, ${received} received`),
+      svg("rect", { class: "day-hit", x, y: 0, width: W, height: H }),
+      svg("rect", { class: "bar-base", x, y: H - 1, width: W, height: 1 }),
+      h - hs > 0 ? svg("rect", { class: "bar-received", x, y: H - h + hs, width: W, height: h - hs }) : null,
+      hs > 0 ? svg("rect", { class: "bar-sent", x, y: H - h, width: W, height: hs }) : null,
+      svg("text", { class: "day-label", x: x + W / 2, y: height - 1, "text-anchor": "middle" },
+        start !== null ? WEEKDAYS[new Date(start).getDay()] : ""));
+  });
+  return svg("svg", {
+    class: "volume", width, height, viewBox: `0 0 ${width} ${height}`, role: "img",
+    "aria-label": `Last ${list.length} days: ${sentAll} sent, ${receivedAll} received`,
+  }, groups);
+}
+
+function networkRow(o, max) {
+  const flags = Array.isArray(o.flags) ? o.flags.map(String) : [];
+  const known = Object.hasOwn(NETWORK_STATE_WORDS, o.state);
+  const silentFor = o.state === "silent" && state.network
+    ? `No heartbeat for ${formatDuration(o.age_ms)} (flagged after ${formatDuration(state.network.silent_after_ms)})` : null;
+  const days = Array.isArray(o.days) ? o.days : [];
+  const tr = el("tr", { class: `net-row net-${known ? cssToken(o.state) : "unknown"}${flags.length ? " flagged" : ""}` },
+    el("td", {}, el("span", { class: "who" }, String(o.office ?? "?")),
+      o.name && o.name !== o.office ? el("div", { class: "muted small" }, String(o.name)) : null),
+    el("td", {}, el("span", { class: `chip net-state net-state-${known ? cssToken(o.state) : "unknown"}`, title: silentFor },
+      known ? NETWORK_STATE_WORDS[o.state] : String(o.state ?? "?")),
+    flags.filter((x) => x !== "silent" && x !== "never_seen").map((x) =>
+      el("span", { class: `chip flag flag-${cssToken(x)}`, "data-flag": x }, flagText(x, o)))),
+    el("td", {}, typeof o.last_seen === "number"
+      ? [timeEl(o.last_seen), el("div", { class: "muted small" }, `${formatDuration(o.age_ms)} ago`)]
+      : el("span", { class: "muted" }, "never")),
+    el("td", {}, o.outbox_depth === null || o.outbox_depth === undefined ? "—" : String(o.outbox_depth),
+      typeof o.outbox_lag_ms === "number" && o.outbox_lag_ms > 0
+        ? el("div", { class: "muted small" }, `oldest ${formatDuration(o.outbox_lag_ms)}`) : null),
+    el("td", { class: Number(o.unacked_flash) > 0 ? "bad-text" : "" },
+      o.unacked_flash === null || o.unacked_flash === undefined ? "—" : String(o.unacked_flash)),
+    el("td", { class: flags.includes("key_expired") || flags.includes("key_expiring") ? "bad-text" : "" },
+      typeof o.key_expires_at === "number" ? formatDate(o.key_expires_at) : "—"),
+    el("td", { class: "net-chart" }, days.length ? volumeChart(days, max) : el("span", { class: "muted small" }, "no heartbeat yet")));
+  tr.dataset.office = String(o.office);
+  tr.dataset.state = String(o.state);
+  return tr;
+}
+
+function renderNetwork() {
+  const n = state.network;
+  if (!n) return;
+  const offices = Array.isArray(n.offices) ? n.offices : [];
+  let max = 1;
+  for (const o of offices) {
+    for (const d of Array.isArray(o.days) ? o.days : []) max = Math.max(max, (Number(d.sent) || 0) + (Number(d.received) || 0));
+  }
+  $("network-body").replaceChildren(...offices.map((o) => networkRow(o, max)));
+  show($("network-empty"), offices.length === 0);
+  const c = n.counts && typeof n.counts === "object" ? n.counts : {};
+  $("network-heading").textContent = `Network${n.country ? ` · ${n.country}` : ""}`;
+  setChildren($("network-summary"),
+    el("span", { class: "net-count" }, `${Number(c.online) || 0} online`),
+    el("span", { class: `net-count${Number(c.silent) ? " bad-text" : ""}` }, `${Number(c.silent) || 0} silent`),
+    el("span", { class: "net-count" }, `${Number(c.never_seen) || 0} never seen`),
+    el("span", { class: "muted" }, `silent after ${formatDuration(n.silent_after_ms)}; at `, timeEl(n.at)));
+  const silent = Number(c.silent) || 0;
+  const badge = $("network-alert");
+  badge.textContent = silent ? String(silent) : "";
+  badge.title = silent ? `${silent} office${silent === 1 ? "" : "s"} silent` : "";
+  show(badge, silent > 0);
+}
+
 // ---- Health -----------------------------------------------------------------------------
 
 async function refreshHealth() {
@@ -1145,6 +2019,8 @@ function startEvents() {
       if (state.view === "outbox") loadOutbox();
       loadHits();
       refreshHealth();
+      refreshFeedsSoon();
+      if (isCentre()) { refreshTriageSoon(); refreshNetworkSoon(); }
     }
   });
   es.addEventListener("error", () => {
@@ -1167,6 +2043,11 @@ function startEvents() {
   es.addEventListener("state", (event) => { const d = parseEvent(event); if (d) onLiveState(d); });
   es.addEventListener("escalation", (event) => { const d = parseEvent(event); if (d) onEscalation(d); });
   es.addEventListener("hit", (event) => { const d = parseEvent(event); if (d) onLiveHit(d); });
+  // The centre's views: each event only says what changed; the view concerned is read
+  // again, once per burst.
+  es.addEventListener("triage", () => { if (isCentre()) refreshTriageSoon(); });
+  es.addEventListener("feed", () => refreshFeedsSoon());
+  es.addEventListener("heartbeat", () => { if (isCentre()) refreshNetworkSoon(); });
 }
 
 function onLiveBulletin(summary) {
@@ -1278,6 +2159,15 @@ function init() {
   $("c-releasable").addEventListener("input", () => { state.releasableTouched = true; });
   $("entity-add").addEventListener("click", () => addEntityRow($("entity-type").value));
   $("outbox-refresh").addEventListener("click", loadOutbox);
+  $("to-feed").addEventListener("change", autoReleasable);
+  for (const button of document.querySelectorAll(".subtab")) {
+    button.addEventListener("click", () => setCentreTab(button.dataset.centre));
+  }
+  $("write-intel").addEventListener("click", () => startIntelligence());
+  $("triage-refresh").addEventListener("click", loadTriage);
+  $("feeds-refresh").addEventListener("click", loadFeeds);
+  $("network-refresh").addEventListener("click", loadNetwork);
+  $("feed-create-form").addEventListener("submit", onCreateFeed);
   boot();
 }
 
