@@ -11,6 +11,7 @@ label and as the quarantine reason, plus a message a person can act on::
     │   ├── MalformedEnvelope      not the v1 wire shape: truncated, wrong types, trailing bytes
     │   ├── UnsupportedVersion     a wire version this build does not speak
     │   ├── NotAddressedToUs       no recipient entry for our key or feed epoch
+    │   │   └── FeedKeyPending     a feed epoch whose key may still arrive (retryable)
     │   ├── UnknownSender          the directory has no key for the claimed sender (retryable)
     │   ├── SenderKeyInvalid       the sender's key was revoked or not valid at sent-at
     │   ├── RecipientKeyInvalid    seal refused: a recipient key is revoked or expired
@@ -88,6 +89,14 @@ class UnsupportedVersion(EnvelopeError):
 
 class NotAddressedToUs(EnvelopeError):
     reason = "not_addressed_to_us"
+
+
+class FeedKeyPending(NotAddressedToUs):
+    """Sealed under a feed epoch this node is a member of but holds no key for yet: the
+    grant is on its way (KV order is not guaranteed). Kept and opened once it arrives."""
+
+    reason = "feed_key_pending"
+    retryable = True
 
 
 class UnknownSender(EnvelopeError):
