@@ -61,8 +61,12 @@ class NatsServer:
         config_file: str | os.PathLike[str] | None = None,
         extra_args: tuple[str, ...] = (),
         log_file: str | os.PathLike[str] | None = None,
+        config_only: bool = False,
     ) -> None:
         self.store_dir = Path(store_dir)
+        # True: run the config file as an operator wrote it (deploy/): its own listen
+        # address, port and store_dir, none given on the command line.
+        self.config_only = config_only
         self.host = host
         self.port = port or free_port(host)
         self.config_file = config_file
@@ -77,6 +81,8 @@ class NatsServer:
     def start(self, timeout: float = 10.0) -> NatsServer:
         self.store_dir.mkdir(parents=True, exist_ok=True)
         args = [find_nats_server(), "-a", self.host, "-p", str(self.port), "-js", "-sd", str(self.store_dir)]
+        if self.config_only:
+            args = [find_nats_server()]
         if self.config_file:
             args += ["-c", str(self.config_file)]
         args += list(self.extra_args)

@@ -286,7 +286,7 @@ def enroll(
     )
     if current is not None and current.sign_kid != record.sign_kid:
         click.echo(f"  replaces key {current.sign_kid.hex()} from {_when(record.valid_from)}")
-    _maybe_publish(nats_url, [data])
+    _maybe_publish(ctx, nats_url, [data])
 
 
 @directory_group.command("revoke")
@@ -317,7 +317,7 @@ def revoke(ctx: click.Context, key_id: str, reason: str, at_ms: int | None, nats
         click.echo(
             f"revoked key {key_id} of {record.office_id} from {_when(directory.revoked_at(record.office_id, kid))}"
         )
-    _maybe_publish(nats_url, [data])
+    _maybe_publish(ctx, nats_url, [data])
 
 
 @directory_group.command("list")
@@ -356,7 +356,7 @@ def list_directory(ctx: click.Context, show_all: bool) -> None:
 def publish(ctx: click.Context, nats_url: str) -> None:
     """Put every item of the local verified copy in the NATS bucket (idempotent)."""
     directory, _ = _home(ctx).open_directory()
-    _maybe_publish(nats_url, [s.raw for s in directory.signed_items()])
+    _maybe_publish(ctx, nats_url, [s.raw for s in directory.signed_items()])
 
 
 @directory_group.command("sync")
@@ -377,12 +377,12 @@ def sync(ctx: click.Context, nats_url: str, timeout: float) -> None:
         await watcher.start(timeout=timeout)
         await watcher.stop()
 
-    _with_nats(nats_url, run, timeout)
+    _with_nats(ctx, nats_url, run, timeout)
     cache.save(directory)
     click.echo(f"directory: {len(directory)} offices, {len(directory.signed_items()) - before} new items")
 
 
-def _maybe_publish(nats_url: str | None, items: list[bytes]) -> None:
+def _maybe_publish(ctx: click.Context, nats_url: str | None, items: list[bytes]) -> None:
     if nats_url is None:
         click.echo("  not published: run `blo directory publish --nats URL` to send it to the bus")
         return
@@ -392,13 +392,41 @@ def _maybe_publish(nats_url: str | None, items: list[bytes]) -> None:
         kv = await open_bucket(js, create=True)
         return [await publish_item(kv, item) for item in items]
 
-    keys = _with_nats(nats_url, run, 10.0)
+    keys = _with_nats(ctx, nats_url, run, 10.0)
     click.echo(f"  published {len(keys)} item(s) to {nats_url}")
 
 
-def _with_nats(url: str, work: Callable[[Any], Awaitable[T]], timeout: float) -> T:
+def _signin(ctx: click.Context) -> dict[str, Any]:
+    """How this home signs in to NATS (node.toml's [nats]: nkey seed or creds, TLS, inbox
+    prefix, JetStream domain), so the directory commands work against secured hubs too."""
+    from bus.transport.client import ClientConfig
+
+    home = _home(ctx)
+    if not home.config_path.exists():
+        return {}
+    settings = home.config().nats
+    config = ClientConfig.from_settings(settings, urls=("nats://unused",))
+    kwargs: dict[str, Any] = {}
+    if config.creds:
+        kwargs["user_credentials"] = str(config.creds)
+    if config.nkey_seed:
+        kwargs["nkeys_seed"] = str(config.nkey_seed)
+    if config.inbox_prefix:
+        kwargs["inbox_prefix"] = config.inbox_prefix
+    tls = config.tls_context()
+    if tls is not None:
+        kwargs["tls"] = tls
+    if config.jetstream_domain:
+        kwargs["_domain"] = config.jetstream_domain
+    return kwargs
+
+
+def _with_nats(ctx: click.Context, url: str, work: Callable[[Any], Awaitable[T]], timeout: float) -> T:
     import nats
     import nats.errors
+
+    signin = _signin(ctx)
+    domain = signin.pop("_domain", None)
 
     async def main() -> T:
         async def quiet(exc: Exception) -> None:  # the failure is reported once, below, not as a traceback
@@ -413,12 +441,13 @@ def _with_nats(url: str, work: Callable[[Any], Awaitable[T]], timeout: float) ->
                 max_reconnect_attempts=1,
                 reconnect_time_wait=0.2,
                 error_cb=quiet,
+                **signin,
             )
             nc = await asyncio.wait_for(connecting, timeout)
         except (OSError, nats.errors.Error, TimeoutError) as exc:
             raise NotConnected(f"cannot reach NATS at {url}: {exc or type(exc).__name__}") from None
         try:
-            return await asyncio.wait_for(work(nc.jetstream()), timeout + 5)
+            return await asyncio.wait_for(work(nc.jetstream(domain=domain)), timeout + 5)
         except TimeoutError:
             raise NotConnected(f"NATS at {url} did not answer within {timeout} s") from None
         finally:

@@ -1,0 +1,202 @@
+"""`blo deploy` subcommands: NATS credentials and streams for a real deployment (DEPLOY.md).
+
+    blo deploy nats-auth --out DIR [--feed NAME=OFFICE,OFFICE[:post]]... [--leaf OFFICE]...
+                         [--country CC]... [--hub-domain HUB] [--rotate OFFICE]...
+    blo deploy streams --nats URL [--nats URL]... --nkey-seed DIR/seeds/admin.nk [--tls-ca CA]
+                       [--replicas 3] [--leaf OFFICE]...
+    blo deploy leaf-streams [--nats nats://127.0.0.1:4222] [--office TH-MUK]
+
+``nats-auth`` reads this node's verified signed directory (only records that chain to a
+pinned centre and are valid now; revoked or expired offices get no user) and writes:
+
+    DIR/blo-auth.conf            the hub servers' accounts block (public keys and permissions);
+                                 the same file on every hub server of every country
+    DIR/seeds/<OFFICE>.nk        each office's NATS user seed (0600): copy to that office only
+    DIR/seeds/admin.nk, sys.nk   the operator's users: streams and buckets; server monitoring
+    DIR/leaf/<OFFICE>-uplink.conf  for --leaf offices: the leaf node's uplink nkey (0600)
+    DIR/nodes/<OFFICE>.toml      the [nats] lines of that office's node.toml
+
+Seeds already in DIR/seeds are kept (re-running after an enrolment adds users without
+changing anyone's credentials); ``--rotate OFFICE`` makes a new one. Feed membership is
+given on the command line until the centre's feed manager exists: every office listed in
+``--feed`` reads the feed, and ``:post`` also lets it post.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import click
+import nacl.utils
+
+from bus.errors import ConfigError, NotConnected, ValidationError
+from bus.keystore import write_private_file
+from bus.transport.client import BusClient, ClientConfig
+from bus.transport.nkey import new_user_seed, public_key, read_seed
+from bus.transport.permissions import hub_users, inbox_prefix, node_access, parse_feed
+from bus.transport.provision import apply_plans
+from bus.transport.subjects import check_office
+from bus.transport.topology import StreamPlan, hub_plans, leaf_outbox_streams
+from office_node.cli import cli
+from office_node.home import NodeHome
+
+
+@cli.group("deploy")
+def deploy_group() -> None:
+    """NATS credentials and streams for a deployment on real NATS servers."""
+
+
+def _seed(folder: Path, name: str, rotate: bool) -> str:
+    """The public key of ``name``'s seed in ``folder``, generating the seed when missing."""
+    path = folder / f"{name}.nk"
+    if path.exists() and not rotate:
+        return public_key(read_seed(path))
+    seed = new_user_seed(nacl.utils.random)
+    write_private_file(path, seed + b"\n")
+    return public_key(seed)
+
+
+@deploy_group.command("nats-auth")
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output folder.")
+@click.option("--feed", "feeds", multiple=True, metavar="NAME=OFFICE,OFFICE[:post]", help="A feed and its members.")
+@click.option("--leaf", "leaves", multiple=True, metavar="OFFICE", help="An office that runs its own leaf node.")
+@click.option("--country", "countries", multiple=True, metavar="CC", help="Only these countries' nodes (default all).")
+@click.option(
+    "--hub-domain", default="HUB", show_default=True, help="The hubs' JetStream domain (as leaf-connected nodes see it)."
+)
+@click.option("--rotate", "rotate", multiple=True, metavar="OFFICE", help="Make a new seed for this office (or admin).")
+@click.pass_context
+def nats_auth(
+    ctx: click.Context,
+    out: Path,
+    feeds: tuple[str, ...],
+    leaves: tuple[str, ...],
+    countries: tuple[str, ...],
+    hub_domain: str,
+    rotate: tuple[str, ...],
+) -> None:
+    """Per-office NATS users with least-privilege permissions, from the verified directory."""
+    home = NodeHome(ctx.obj["home"])
+    directory, _ = home.open_directory()
+    now = int(time.time() * 1000)
+    nodes: list[tuple[str, str]] = []
+    for record in directory.records():
+        if countries and record.country not in countries:
+            continue
+        keys = directory.sender_keys(record.office_id, record.sign_kid)
+        problem = keys.problem_at(now) if keys is not None else "no keys"
+        if problem is not None:
+            click.echo(f"  no NATS user for {record.office_id}: {problem}")
+            continue
+        nodes.append((record.office_id, record.role))
+    if not nodes:
+        raise ConfigError("the verified directory holds no current office: enrol offices or `blo directory sync` first")
+    accesses = node_access(nodes, [parse_feed(f) for f in feeds], leaf_offices=leaves)
+    for name in rotate:
+        if name not in ("admin", "sys"):
+            check_office(name)
+    seeds = out / "seeds"
+    for folder in (out, seeds):
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    public = {a.office: _seed(seeds, a.office, a.office in rotate) for a in accesses}
+    admin = _seed(seeds, "admin", "admin" in rotate)
+    system = _seed(seeds, "sys", "sys" in rotate)
+    auth = hub_users(accesses, public, admin_nkey=admin, system_nkey=system, hub_domain=hub_domain)
+    header = (
+        "BLO Bus NATS users, generated by `blo deploy nats-auth` from the verified signed directory\n"
+        f"at {time.strftime('%Y-%m-%d %H:%M', time.gmtime(now / 1000))}Z: {len(accesses)} nodes, an admin and a system user.\n"
+        "Do not edit: regenerate it (after every enrolment, revocation or feed change), copy it to\n"
+        "every hub server of every country, and reload them (nats-server --signal reload).\n"
+    )
+    (out / "blo-auth.conf").write_text(auth.render(header=header), encoding="utf-8")
+    nodes_dir = out / "nodes"
+    nodes_dir.mkdir(exist_ok=True)
+    for a in accesses:
+        lines = [
+            f"# [nats] of {a.office}'s node.toml; copy seeds/{a.office}.nk to keys/nats.nk (0600) there.",
+            "[nats]",
+        ]
+        if a.leaf:
+            lines += [
+                'urls = ["nats://127.0.0.1:4222"]   # its own leaf node (deploy/nats/leaf-office.conf)',
+                "# the leaf node signs in to the hub with leaf/" + f"{a.office}-uplink.conf; the node needs no seed",
+                f'jetstream_domain = "{hub_domain}"',
+            ]
+        else:
+            lines += [
+                'urls = ["tls://<hub-1>:4222", "tls://<hub-2>:4222", "tls://<hub-3>:4222"]',
+                'nkey_seed = "keys/nats.nk"',
+                'tls_ca = "keys/nats-ca.pem"',
+            ]
+        lines.append(f'inbox_prefix = "{inbox_prefix(a.office)}"')
+        lines.append("create_streams = false   # the operator creates them: blo deploy streams")
+        (nodes_dir / f"{a.office}.toml").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        if a.leaf:
+            seed = read_seed(seeds / f"{a.office}.nk").decode()
+            write_private_file(out / "leaf" / f"{a.office}-uplink.conf", f'nkey: "{seed}"\n'.encode())
+    click.echo(f"wrote {out / 'blo-auth.conf'}: {len(accesses)} nodes + admin + sys")
+    for a in accesses:
+        extra = [f"reads {','.join(a.reads)}" if a.reads else "", f"posts {','.join(a.posts)}" if a.posts else ""]
+        detail = "; ".join(x for x in (a.role, "leaf node" if a.leaf else "", *extra) if x)
+        click.echo(f"  {a.office:<10} {public[a.office]}  {detail}")
+    click.echo(f"  seeds in {seeds} (0600): give each office only its own")
+
+
+def _client_config(urls: tuple[str, ...], nkey_seed: Path | None, tls_ca: Path | None) -> ClientConfig:
+    return ClientConfig(urls=urls, nkey_seed=nkey_seed, tls_ca=tls_ca, name="blo-deploy", publish_timeout_s=10.0)
+
+
+def _apply(config: ClientConfig, plans: list[StreamPlan], timeout: float) -> list[str]:
+    async def main() -> list[str]:
+        client = BusClient(config)
+        await client.start()
+        try:
+            if not await client.wait_connected(timeout):
+                raise NotConnected(f"cannot reach NATS at {', '.join(config.urls)}: {client.last_error or 'timed out'}")
+            return await apply_plans(client, plans)
+        finally:
+            await client.close()
+
+    return asyncio.run(main())
+
+
+@deploy_group.command("streams")
+@click.option("--nats", "urls", multiple=True, required=True, metavar="URL", help="A hub server (repeatable).")
+@click.option("--nkey-seed", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="The admin user's seed.")
+@click.option("--tls-ca", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="The network's CA.")
+@click.option("--replicas", default=3, show_default=True, type=click.IntRange(1, 5))
+@click.option("--leaf", "leaves", multiple=True, metavar="OFFICE", help="Source this office's leaf outbox (repeatable).")
+@click.option("--timeout", default=10.0, show_default=True)
+def streams(
+    urls: tuple[str, ...],
+    nkey_seed: Path | None,
+    tls_ca: Path | None,
+    replicas: int,
+    leaves: tuple[str, ...],
+    timeout: float,
+) -> None:
+    """Create (or update) the hub's streams; run it against the hub that should hold them."""
+    for office in leaves:
+        check_office(office)
+    done = _apply(_client_config(urls, nkey_seed, tls_ca), hub_plans(replicas=replicas, leaf_offices=leaves), timeout)
+    for line in done:
+        click.echo(line)
+
+
+@deploy_group.command("leaf-streams")
+@click.option("--nats", "url", default="nats://127.0.0.1:4222", show_default=True, help="The office's own leaf node.")
+@click.option("--office", help="The office whose leaf node this is (default: node.toml's office).")
+@click.option("--timeout", default=10.0, show_default=True)
+@click.pass_context
+def leaf_streams(ctx: click.Context, url: str, office: str | None, timeout: float) -> None:
+    """Create (or update) the outbox streams on an office's leaf node."""
+    if office is None:
+        office = NodeHome(ctx.obj["home"]).config().office
+    try:
+        specs = leaf_outbox_streams(office)
+    except ValidationError as exc:
+        raise ValidationError("--office", exc.problem) from None
+    for line in _apply(_client_config((url,), None, None), [StreamPlan(s) for s in specs], timeout):
+        click.echo(line)
