@@ -12,7 +12,9 @@ Rate = bulletins the consumer's application received / time from the publisher's
 first post to the consumer's last hand-over. Latency is measured at a paced 200
 messages/s (wall clock carried in the message; both processes share the clock).
 The server runs with its default sync interval for both, so the ratio measures our
-software, not the disk. Target (issue 4): ratio >= 0.4.
+software, not the disk. The rates are measured in ``ROUNDS`` alternating raw/bus rounds
+and the best of each is compared (a shared machine's load then weighs on both alike);
+every round's ratio is printed too. Target (issue 4): ratio >= 0.4.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from bench.table import print_table
 
 TARGET = 0.40
 N_RATE = 3000
+ROUNDS = 2
 N_LATENCY = 600  # 3 s at 200/s
 PACE_HZ = 200
 OFFICES = ("TH-MUK", "LA-SVK", "TH-TCCC", "LA-TCCC")  # sender, then the 3 recipients
@@ -259,20 +262,32 @@ def main() -> None:
             async def make_raw_streams() -> None:
                 nc = await nats.connect(server.url)
                 js = nc.jetstream()
-                for name in ("RAWRATE", "RAWLAT"):
+                for name in (*(f"RAWRATE{r}" for r in range(ROUNDS)), "RAWLAT"):
                     await js.add_stream(name=name, subjects=[f"{name}.>"])
                 await nc.close()
 
             asyncio.run(make_raw_streams())
-            raw_rate = _summary(
-                *_pair(
-                    ctx,
-                    raw_consumer,
-                    (server.url, "RAWRATE", N_RATE),
-                    raw_publisher,
-                    (server.url, "RAWRATE", N_RATE, size, False),
+            rounds = []  # (raw rate, bus rate) of each round
+            for r in range(ROUNDS):
+                raw = _summary(
+                    *_pair(
+                        ctx,
+                        raw_consumer,
+                        (server.url, f"RAWRATE{r}", N_RATE),
+                        raw_publisher,
+                        (server.url, f"RAWRATE{r}", N_RATE, size, False),
+                    )
                 )
-            )
+                bus = _summary(
+                    *_pair(
+                        ctx,
+                        bus_consumer,
+                        (server.url, str(data / f"r{r}"), N_RATE),
+                        bus_publisher,
+                        (server.url, str(data / f"r{r}"), N_RATE, False),
+                    )
+                )
+                rounds.append((raw[0], bus[0]))
             raw_lat = _summary(
                 *_pair(
                     ctx,
@@ -280,15 +295,6 @@ def main() -> None:
                     (server.url, "RAWLAT", N_LATENCY),
                     raw_publisher,
                     (server.url, "RAWLAT", N_LATENCY, size, True),
-                )
-            )
-            bus_rate = _summary(
-                *_pair(
-                    ctx,
-                    bus_consumer,
-                    (server.url, str(data / "r"), N_RATE),
-                    bus_publisher,
-                    (server.url, str(data / "r"), N_RATE, False),
                 )
             )
             bus_lat = _summary(
@@ -301,7 +307,8 @@ def main() -> None:
                 )
             )
     loop = "uvloop" if _has_uvloop() else "asyncio"
-    ratio = bus_rate[0] / raw_rate[0]
+    raw_best, bus_best = max(raw for raw, _ in rounds), max(bus for _, bus in rounds)
+    ratio = bus_best / raw_best
     print(
         f"{N_RATE} bulletins of {size} sealed bytes (1 KB body) to 3 offices, publisher and consumer in separate "
         f"processes, event loop: {loop}; latency at a paced {PACE_HZ}/s over {N_LATENCY} messages"
@@ -309,11 +316,12 @@ def main() -> None:
     print_table(
         ("path", "msgs/s", f"p50 ms @{PACE_HZ}/s", f"p99 ms @{PACE_HZ}/s"),
         [
-            ("raw nats-py JetStream", raw_rate[0], raw_lat[1], raw_lat[2]),
-            ("bus: seal, outbox, open, dedupe, receipt", bus_rate[0], bus_lat[1], bus_lat[2]),
+            ("raw nats-py JetStream", raw_best, raw_lat[1], raw_lat[2]),
+            ("bus: seal, outbox, open, dedupe, receipt", bus_best, bus_lat[1], bus_lat[2]),
         ],
     )
-    print(f"ratio bus/raw = {ratio:.2f} (target >= {TARGET}: {'yes' if ratio >= TARGET else 'NO'})")
+    each = ", ".join(f"{bus / raw:.2f} ({raw:,.0f} vs {bus:,.0f}/s)" for raw, bus in rounds)
+    print(f"ratio bus/raw = {ratio:.2f} (target >= {TARGET}: {'yes' if ratio >= TARGET else 'NO'}); by round: {each}")
 
 
 if __name__ == "__main__":

@@ -67,6 +67,12 @@ def country_of(office_id: str) -> str:
 # Each checker takes a value and returns it cleaned, or raises ValidationError with an
 # empty or relative field path; containers prefix their own path on the way out. Paths
 # are only built on failure: validation runs on every opened bulletin (the hot path).
+# Each builder also records what its checker accepts in _FAST_FORMS, for the fast path
+# at the end of this module.
+
+#: checker -> (kind, parameters...), kinds below; checkers not listed are simply called.
+_FAST_FORMS: dict[Callable[[Any], Any], tuple[Any, ...]] = {}
+_F_TEXT, _F_PATTERN, _F_CHOICE, _F_TIME, _F_LIST, _F_ENTITIES, _F_CALL = range(7)
 
 
 def _at(path: str, exc: ValidationError) -> ValidationError:
@@ -92,6 +98,7 @@ def _text(max_chars: int, *, required: bool = True) -> Callable[[Any], str]:
             raise ValidationError("", "must not contain NUL characters")
         return value
 
+    _FAST_FORMS[check] = (_F_TEXT, max_chars, required)
     return check
 
 
@@ -101,6 +108,7 @@ def _pattern(regex: re.Pattern[str], what: str) -> Callable[[Any], str]:
             raise ValidationError("", f"must be {what}, got {value!r}"[:200])
         return value
 
+    _FAST_FORMS[check] = (_F_PATTERN, regex, None)
     return check
 
 
@@ -110,6 +118,7 @@ def _choice(options: tuple[str, ...]) -> Callable[[Any], str]:
             raise ValidationError("", f"must be one of {', '.join(options)}; got {value!r}"[:200])
         return value
 
+    _FAST_FORMS[check] = (_F_CHOICE, frozenset(o for o in options if type(o) is str), None)
     return check
 
 
@@ -139,6 +148,9 @@ def _text_list(item: Callable[[Any], str], max_items: int) -> Callable[[Any], tu
             raise ValidationError("", "must not repeat an item")
         return out
 
+    form = _FAST_FORMS.get(item)
+    if form is not None and form[0] in (_F_TEXT, _F_PATTERN):
+        _FAST_FORMS[check] = (_F_LIST, form, max_items, 0)
     return check
 
 
@@ -511,7 +523,130 @@ class Bulletin:
 
 def body_from_dict(data: Any) -> dict[str, Any]:
     """Validate the body part alone (what the envelope decrypts)."""
-    body = _check_fields(_mapping(data), BODY_FIELDS)
+    body = _fast_fields(data, BODY_FIELDS)
+    if body is None:  # not sure: the reference checks decide, and name the problem
+        body = _check_fields(_mapping(data), BODY_FIELDS)
     if "expires" in body and body["expires"] <= body["created"]:
         raise ValidationError("expires", "must be later than created")
     return body
+
+
+# -- the fast path of validation ---------------------------------------------------------
+# Every opened bulletin is validated, so this runs once per message received. The
+# reference checks above wrap every field in try/except and build error paths as they
+# go; _fast_fields runs one plain predicate per field (built once per spec from
+# _FAST_FORMS) and gives up at the first doubt. Its one rule: it returns exactly what
+# _check_fields returns (same keys, order and values) or None, and None whenever it is
+# not sure, in particular whenever _check_fields would raise. The caller then runs
+# _check_fields, so errors and their messages come from one place.
+# tests/test_fast_validation.py holds the two together.
+
+_FAST_FORMS[_time] = (_F_TIME, None, None)
+_FAST_FORMS[_releasable] = (_F_LIST, _FAST_FORMS[_country], MAX_RELEASABLE, 1)
+_FAST_FORMS[BODY_FIELDS["entities"][0]] = (_F_ENTITIES, MAX_ENTITIES, None)
+
+_NO: Any = object()  # what a fast cleaner returns when it is not sure
+Cleaner = Callable[[Any], Any]
+
+
+def _cleaner(form: tuple[Any, ...] | None, check: Callable[[Any], Any]) -> Cleaner:
+    """A function returning what ``check`` returns for the values it surely accepts, else _NO."""
+    kind = form[0] if form is not None else _F_CALL
+    if kind == _F_TEXT:
+        _, most, required = form  # type: ignore[misc]
+        if required:
+            return lambda v: v if type(v) is str and len(v) <= most and "\x00" not in v and v.strip() else _NO
+        return lambda v: v if type(v) is str and len(v) <= most and "\x00" not in v else _NO
+    if kind == _F_PATTERN:
+        match = form[1].match  # type: ignore[index]
+        return lambda v: v if type(v) is str and match(v) is not None else _NO
+    if kind == _F_CHOICE:
+        options = form[1]  # type: ignore[index]
+        return lambda v: v if type(v) is str and v in options else _NO
+    if kind == _F_TIME:
+        return lambda v: v if type(v) is int and 0 <= v <= MAX_TIME_MS else _NO
+    if kind == _F_LIST:
+        _, item_form, most, least = form  # type: ignore[misc]
+        item = _cleaner(item_form, check)
+
+        def clean_list(v: Any) -> Any:
+            if type(v) not in (list, tuple) or not least <= len(v) <= most:
+                return _NO
+            for x in v:
+                if item(x) is _NO:
+                    return _NO
+            return tuple(v) if len(set(v)) == len(v) else _NO  # every item is a str: hashable
+
+        return clean_list
+    if kind == _F_ENTITIES:
+        most = form[1]  # type: ignore[index]
+
+        def clean_entities(v: Any) -> Any:
+            if type(v) not in (list, tuple) or len(v) > most:
+                return _NO
+            out = []
+            for e in v:
+                entity = _fast_entity(e)
+                if entity is None:
+                    return _NO
+                out.append(entity)
+            return tuple(out)
+
+        return clean_entities
+
+    def call(v: Any) -> Any:  # anything else: the reference checker itself
+        try:
+            return check(v)
+        except ValidationError:
+            return _NO
+
+    return call
+
+
+Plan = tuple[frozenset[Any], tuple[tuple[str, bool, Cleaner], ...]]
+_PLANS: dict[int, tuple[Any, frozenset[str], Plan]] = {}
+
+
+def _plan(spec: Mapping[str, tuple[Callable[[Any], Any], bool]], skip: frozenset[str]) -> Plan:
+    """The allowed keys and, in spec order, each field's (name, required, cleaner)."""
+    found = _PLANS.get(id(spec))
+    if found is None or found[0] is not spec or found[1] != skip:
+        fields = tuple((name, req, _cleaner(_FAST_FORMS.get(check), check)) for name, (check, req) in spec.items())
+        found = _PLANS[id(spec)] = (spec, skip, (frozenset(spec) | skip, fields))
+    return found[2]
+
+
+def _fast_fields(
+    value: Any, spec: Mapping[str, tuple[Callable[[Any], Any], bool]], skip: frozenset[str] = frozenset()
+) -> dict[str, Any] | None:
+    """``_check_fields(value, spec, skip)`` for well-formed input, else None (see above)."""
+    if type(value) is not dict:
+        return None
+    allowed, fields = _plan(spec, skip)
+    if not value.keys() <= allowed:
+        return None  # an unknown field
+    out: dict[str, Any] = {}
+    get = value.get
+    for name, required, clean in fields:
+        v = get(name)
+        if v is None:  # None means absent, as in _check_fields
+            if required:
+                return None
+            continue
+        v = clean(v)
+        if v is _NO:
+            return None
+        out[name] = v
+    return out
+
+
+def _fast_entity(value: Any) -> dict[str, Any] | None:
+    """``validate_entity(value)`` for a well-formed entity, else None."""
+    if type(value) is not dict:
+        return None
+    kind = value.get("type")
+    spec = _ENTITY_SPECS.get(kind) if type(kind) is str else None
+    if spec is None:
+        return None
+    out = _fast_fields(value, spec, _TYPE_ONLY)
+    return None if out is None else {"type": kind, **out}

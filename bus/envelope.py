@@ -25,8 +25,9 @@ Opening checks in the reverse order and fails with exactly one typed error from
 from __future__ import annotations
 
 import hashlib
+import re
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -154,8 +155,14 @@ def feed_kek(feed: str, epoch: int, epoch_key: bytes) -> bytes:
 
 
 def _wrap_ad(bulletin_id: bytes, kind: int, rid: str, ref: bytes | int) -> bytes:
+    return WRAP_AD_LABEL + bulletin_id + _wrap_ad_tail(kind, rid, ref)
+
+
+def _wrap_ad_tail(kind: int, rid: str, ref: bytes | int) -> bytes:
+    """What follows the label and bulletin id in a wrap's associated data (section 7.4):
+    the same for every bulletin to one recipient entry, so it is built once."""
     ref_bytes = ref if isinstance(ref, bytes) else struct.pack(">Q", ref)
-    return b"".join((WRAP_AD_LABEL, bulletin_id, bytes((kind,)), rid.encode(), b"\x00", ref_bytes))
+    return b"".join((bytes((kind,)), rid.encode(), b"\x00", ref_bytes))
 
 
 def signed_message(header: bytes, body: bytes) -> bytes:
@@ -177,6 +184,9 @@ class Sealer:
         self.identity = identity
         self.max_bytes = max_bytes
         self._keks: dict[bytes, bytes] = {}
+        self._feed_keks: dict[tuple[str, int, bytes], bytes] = {}
+        #: id(PeerKeys) -> what sealing to it needs, checked once (see _office_target)
+        self._targets: dict[int, tuple[PeerKeys, str, bytes, bytes, bytes, int, float]] = {}
         self._sender_prefix = (identity.office_id, identity.signing.kid, identity.box.kid)
 
     def _office_kek(self, peer: PeerKeys) -> bytes:
@@ -188,6 +198,25 @@ class Sealer:
                 raise errors.RecipientKeyInvalid(f"cannot seal to {peer.office_id}: {exc.message}") from exc
             self._keks[peer.box_public] = kek
         return kek
+
+    def _office_target(self, keys: PeerKeys, now_ms: int) -> tuple[PeerKeys, str, bytes, bytes, bytes, int, float]:
+        """``(keys, office id, box key id, kek, wrap-ad tail, valid from, valid before)``,
+        after the checks seal makes of an office recipient, in its order. Kept per
+        PeerKeys object (a frozen value, held by the cache so its id stays its own): the
+        next seal to the same record only compares ``now_ms`` with the validity window."""
+        if not is_office_id(keys.office_id):
+            raise errors.ValidationError("recipients", f"{keys.office_id!r} is not an office id")
+        problem = keys.problem_at(now_ms)
+        if problem is not None:
+            raise errors.RecipientKeyInvalid(f"cannot seal to {keys.office_id}: {problem}")
+        kek = self._office_kek(keys)
+        ends = [t for t in (keys.revoked_at, keys.valid_until) if t is not None]
+        tail = _wrap_ad_tail(RECIPIENT_OFFICE, keys.office_id, keys.box_kid)
+        target = (keys, keys.office_id, keys.box_kid, kek, tail, keys.valid_from, min(ends, default=float("inf")))
+        if len(self._targets) >= 4096:  # bounded: directory records come and go
+            self._targets.clear()
+        self._targets[id(keys)] = target
+        return target
 
     def seal(
         self,
@@ -208,19 +237,22 @@ class Sealer:
         if type(now_ms) is not int or not 0 <= now_ms < 1 << 48:
             raise errors.ValidationError("sent_at", f"{now_ms!r} is not a time in ms within the 48-bit range")
         bid = bulletin_id_to_bytes(bulletin.id)
+        ad_head = WRAP_AD_LABEL + bid
         content_key = rng(KEY_BYTES)
         content_nonce = rng(NONCE_BYTES)
         entries: list[list[Any]] = []
         seen: set[tuple[int, str]] = set()
+        targets = self._targets
         for r in recipients:
             if isinstance(r, OfficeRecipient):
                 keys = r.keys
-                if not is_office_id(keys.office_id):
-                    raise errors.ValidationError("recipients", f"{keys.office_id!r} is not an office id")
-                problem = keys.problem_at(now_ms)
-                if problem is not None:
-                    raise errors.RecipientKeyInvalid(f"cannot seal to {keys.office_id}: {problem}")
-                kind, rid, ref, kek = RECIPIENT_OFFICE, keys.office_id, keys.box_kid, self._office_kek(keys)
+                target = targets.get(id(keys))
+                if target is None or target[0] is not keys:
+                    target = self._office_target(keys, now_ms)
+                elif not target[5] <= now_ms < target[6]:
+                    raise errors.RecipientKeyInvalid(f"cannot seal to {keys.office_id}: {keys.problem_at(now_ms)}")
+                _, rid, ref, kek, tail, _, _ = target
+                kind = RECIPIENT_OFFICE
             else:
                 if not is_feed_name(r.feed):
                     raise errors.ValidationError("recipients", f"{r.feed!r} is not a feed name (a-z, 0-9, hyphens)")
@@ -230,12 +262,16 @@ class Sealer:
                 if type(r.epoch_key) is not bytes or len(r.epoch_key) != KEY_BYTES:
                     raise errors.ValidationError("recipients", f"feed {r.feed} epoch key must be {KEY_BYTES} bytes")
                 kind, rid, ref = RECIPIENT_FEED, r.feed, r.epoch
-                kek = feed_kek(r.feed, r.epoch, r.epoch_key)
+                cache_key = (rid, ref, r.epoch_key)
+                kek = self._feed_keks.get(cache_key)  # type: ignore[assignment]
+                if kek is None:
+                    kek = self._feed_keks[cache_key] = feed_kek(rid, ref, r.epoch_key)
+                tail = _wrap_ad_tail(kind, rid, ref)
             if (kind, rid) in seen:
                 raise errors.ValidationError("recipients", f"{rid} is named twice")
             seen.add((kind, rid))
             nonce = rng(NONCE_BYTES)
-            wrapped = _aead_encrypt(content_key, _wrap_ad(bid, kind, rid, ref), nonce, kek)
+            wrapped = _aead_encrypt(content_key, ad_head + tail, nonce, kek)
             entries.append([kind, rid, ref, nonce, wrapped])
         office, sign_kid, box_kid = self._sender_prefix
         header = _packb([bid, office, sign_kid, box_kid, now_ms, bulletin.precedence, content_nonce, entries])
@@ -287,8 +323,46 @@ class _Header:
     entries: list[list[Any]]
 
 
-def _parse_header(header: bytes) -> _Header:
+# The canonical msgpack encoding of a well-formed header, as one regular expression over
+# its bytes (section 6; strings by length, since a msgpack str carries its length in
+# front). A header that matches it and that msgpack decodes passes every check of step
+# 6 but the entry count, so _header_fields skips the field-by-field checks below for
+# it; anything else (a wider encoding, a malformed header) takes them.
+# tests/test_fuzz_open.py holds both ways to the same answers.
+def _msgpack_str(lengths: range, text: Callable[[int], bytes]) -> bytes:
+    """A msgpack str (fixstr or str8) of any of ``lengths``, its text matching ``text(n)``."""
+    heads = {n: bytes((0xA0 + n,)) if n < 32 else b"\xd9" + bytes((n,)) for n in lengths}
+    return b"(?:" + b"|".join(re.escape(heads[n]) + text(n) for n in lengths) + b")"
+
+
+_OFFICE_STR = _msgpack_str(range(5, 16), lambda n: b"[A-Z]{2}-[A-Z0-9]{%d}" % (n - 3))  # section 4.3
+_FEED_STR = _msgpack_str(range(1, 64), lambda n: b"[a-z0-9][a-z0-9-]{%d}" % (n - 1))
+_UINT = rb"(?:[\x00-\x7f]|\xcc.|\xcd.{2}|\xce.{4}|\xcf.{8})"
+_UINT48 = rb"(?:[\x00-\x7f]|\xcc.|\xcd.{2}|\xce.{4}|\xcf\x00\x00.{6})"
+_PRECEDENCE = b"(?:" + b"|".join(bytes((0xA0 + len(p),)) + p.encode() for p in PRECEDENCES) + b")"
+_ENTRY = (
+    rb"\x95(?:\x01" + _OFFICE_STR + rb"\xc4\x08.{8}|\x02" + _FEED_STR + _UINT + rb")\xc4\x18.{24}\xc4\x30.{48}"
+)
+_CANONICAL_HEADER = re.compile(
+    rb"\x98\xc4\x10.{16}" + _OFFICE_STR + rb"\xc4\x08.{8}\xc4\x08.{8}" + _UINT48 + _PRECEDENCE
+    + rb"\xc4\x18.{24}(?:[\x91-\x9f]|\xdc.{2})(?:" + _ENTRY + rb")+",
+    re.DOTALL,
+)  # fmt: skip
+
+
+def _header_fields(header: bytes) -> list[Any]:
+    """The 8 header fields, checked as step 6 says (MalformedEnvelope otherwise)."""
     h = _unpack(header, "header")
+    if _CANONICAL_HEADER.fullmatch(header) is not None and len(h[7]) <= MAX_RECIPIENTS:
+        return h  # type: ignore[no-any-return]
+    return _check_header(h)
+
+
+def _parse_header(header: bytes) -> _Header:
+    return _Header(*_header_fields(header))
+
+
+def _check_header(h: Any) -> list[Any]:
     if type(h) is not list or len(h) != 8:
         raise errors.MalformedEnvelope("the header must be a msgpack array of 8 fields")
     bid, sender, sign_kid, box_kid, sent_at, precedence, nonce, entries = h
@@ -324,7 +398,7 @@ def _parse_header(header: bytes) -> _Header:
             or len(e[4]) != KEY_BYTES + TAG_BYTES
         ):
             raise _bad("recipient entry")
-    return _Header(bid, sender, sign_kid, box_kid, sent_at, precedence, nonce, entries)
+    return h
 
 
 def split_envelope(data: bytes, *, max_bytes: int = MAX_ENVELOPE_BYTES) -> tuple[bytes, bytes]:
@@ -382,6 +456,9 @@ class Opener:
         self.feed_keys = feed_keys if feed_keys is not None else {}
         self.max_bytes = max_bytes
         self._keks: dict[tuple[bytes, bytes], bytes] = {}
+        self._feed_keks: dict[tuple[str, int, bytes], bytes] = {}
+        #: (kind, id, ref) of an entry addressed to us -> its RecipientRef and wrap-ad tail
+        self._vias: dict[tuple[int, str, bytes | int], tuple[RecipientRef, bytes]] = {}
 
     @classmethod
     def for_identity(cls, identity: Identity, resolver: KeyResolver, **kwargs: Any) -> Opener:
@@ -390,7 +467,12 @@ class Opener:
     def _kek_for(self, entry: list[Any], sender: PeerKeys) -> bytes:
         kind, rid, ref = entry[0], entry[1], entry[2]
         if kind == RECIPIENT_FEED:
-            return feed_kek(rid, ref, self.feed_keys[(rid, ref)])
+            epoch_key = self.feed_keys[(rid, ref)]
+            feed_key = (rid, ref, epoch_key)
+            kek = self._feed_keks.get(feed_key)
+            if kek is None:
+                kek = self._feed_keks[feed_key] = feed_kek(rid, ref, epoch_key)
+            return kek
         cache_key = (ref, sender.box_public)
         kek = self._keks.get(cache_key)
         if kek is None:
@@ -402,46 +484,60 @@ class Opener:
             return entry[1] == self.office_id and entry[2] in self.box_keys
         return (entry[1], entry[2]) in self.feed_keys
 
+    def _first_addressed(self, entries: list[list[Any]]) -> list[Any] | None:
+        """The first entry addressed to us, in header order (step 7); ``_addressed_to_us``
+        inlined, as it runs for every entry of every bulletin."""
+        office, kids, feeds = self.office_id, self.box_keys, self.feed_keys
+        for e in entries:
+            if e[0] == RECIPIENT_OFFICE:
+                if e[1] == office and e[2] in kids:
+                    return e
+            elif (e[1], e[2]) in feeds:
+                return e
+        return None
+
+    def _via(self, entry: list[Any]) -> tuple[RecipientRef, bytes]:
+        """The entry's RecipientRef and wrap-ad tail: the same few for every bulletin."""
+        key = (entry[0], entry[1], entry[2])
+        found = self._vias.get(key)
+        if found is None:
+            if len(self._vias) >= 1024:  # bounded: feed epochs come and go
+                self._vias.clear()
+            found = self._vias[key] = (RecipientRef(*key), _wrap_ad_tail(*key))
+        return found
+
     def open(self, data: bytes) -> Opened:
         """Verify and decrypt; returns ``Opened`` or raises one ``EnvelopeError``.
 
         Key validity is judged at the header's sent-at time, which the signature covers.
         """
         header, ciphertext = split_envelope(data, max_bytes=self.max_bytes)
-        h = _parse_header(header)
-        entry = next((e for e in h.entries if self._addressed_to_us(e)), None)
+        bid, sender_id, sign_kid, box_kid, sent_at, precedence, content_nonce, entries = _header_fields(header)
+        entry = self._first_addressed(entries)
         if entry is None:
             raise errors.NotAddressedToUs(f"this bulletin is not addressed to {self.office_id} or a feed it holds keys for")
-        sender = self.resolver.sender_keys(h.sender, h.sign_kid)
-        if sender is None or sender.box_kid != h.box_kid:
+        sender = self.resolver.sender_keys(sender_id, sign_kid)
+        if sender is None or sender.box_kid != box_kid:
             raise errors.UnknownSender(
-                f"no directory record for {h.sender} with signing key {h.sign_kid.hex()} and encryption key "
-                f"{h.box_kid.hex()}; kept for retry when the directory updates"
+                f"no directory record for {sender_id} with signing key {sign_kid.hex()} and encryption key "
+                f"{box_kid.hex()}; kept for retry when the directory updates"
             )
-        problem = sender.problem_at(h.sent_at)
+        problem = sender.problem_at(sent_at)
         if problem is not None:
-            raise errors.SenderKeyInvalid(f"rejected: signed at {h.sent_at} ms, but {problem}")
+            raise errors.SenderKeyInvalid(f"rejected: signed at {sent_at} ms, but {problem}")
         kek = self._kek_for(entry, sender)
+        via, tail = self._via(entry)
         try:
-            content_key = _aead_decrypt(entry[4], _wrap_ad(h.bulletin_id, *entry[:3]), entry[3], kek)
-            plaintext = _aead_decrypt(ciphertext, header, h.content_nonce, content_key)
+            content_key = _aead_decrypt(entry[4], WRAP_AD_LABEL + bid + tail, entry[3], kek)
+            plaintext = _aead_decrypt(ciphertext, header, content_nonce, content_key)
         except nacl.exceptions.CryptoError as exc:
             raise errors.DecryptionFailed(
                 "the bulletin failed authentication: it was altered in transit, or its header does not match its content"
             ) from exc
         signature, body = plaintext[:SIGNATURE_BYTES], plaintext[SIGNATURE_BYTES:]
         verify_detached(sender.sign_public, header, body, signature)
-        return Opened(
-            bulletin=decode_body(h, body),
-            sent_at=h.sent_at,
-            sender_sign_kid=h.sign_kid,
-            sender_box_kid=h.box_kid,
-            opened_via=RecipientRef(entry[0], entry[1], entry[2]),
-            header=header,
-            body=body,
-            signature=signature,
-            sealed=data,
-        )
+        bulletin = _decode_body(bid, sender_id, precedence, body)
+        return Opened(bulletin, sent_at, sign_kid, box_kid, via, header, body, signature, data)
 
 
 def verify_detached(sign_public: bytes, header: bytes, body: bytes, signature: bytes) -> None:
@@ -458,9 +554,13 @@ def verify_detached(sign_public: bytes, header: bytes, body: bytes, signature: b
 
 
 def decode_body(h: _Header, body: bytes) -> Bulletin:
+    return _decode_body(h.bulletin_id, h.sender, h.precedence, body)
+
+
+def _decode_body(bulletin_id: bytes, sender: str, precedence: str, body: bytes) -> Bulletin:
     try:
         raw = _unpack(body, "bulletin body", object_pairs_hook=_no_duplicate_keys)
-        return Bulletin._assemble(bulletin_id_from_bytes(h.bulletin_id), h.sender, h.precedence, body_from_dict(raw))
+        return Bulletin._assemble(bulletin_id_from_bytes(bulletin_id), sender, precedence, body_from_dict(raw))
     except (errors.ValidationError, errors.MalformedEnvelope) as exc:
         raise errors.InvalidContent(f"the signed bulletin is malformed: {exc.message}") from exc
 

@@ -1,22 +1,30 @@
-"""Signed receipts: a recipient's statement that it received (or an officer read) a bulletin.
+"""Signed receipts: a recipient's statement that it received (or an officer read) bulletins.
 
 Pure: bytes in, values out. A receipt travels **signed but not encrypted**: it says
-only that office R received bulletin B from sender S at time T, which the NATS servers
-already know from routing (subjects, consumer acks). Signing stops a forged "delivered"
-from silencing a FLASH escalation.
+only that office R received bulletins B1..Bn from sender S at time T, which the NATS
+servers already know from routing (subjects, consumer acks). Signing stops a forged
+"delivered" from silencing a FLASH escalation.
+
+One receipt covers up to ``MAX_RECEIPT_IDS`` bulletins of one sender: a node receiving
+a batch of bulletins signs one receipt per sender and precedence for the whole batch,
+so the Ed25519 signature, the publish and the sender's verification are paid once per
+batch rather than once per bulletin (schemas/SUBJECTS.md, "Receipts").
 
 Wire form (msgpack)::
 
     receipt = [body: bin, signature: bin(64)]
-    body    = msgpack [version=1, kind, bulletin_id: bin(16), bulletin_sender, office, sign_kid: bin(8), at_ms]
+    body    = msgpack [version=2, kind, bulletin_ids: array(1..128) of bin(16),
+                       bulletin_sender, office, sign_kid: bin(8), at_ms]
 
 The signature is Ed25519 over ``RECEIPT_LABEL || body``: the label keeps a receipt
 signature from ever verifying as a bulletin or directory signature (and vice versa).
-The bulletin's sender is bound too, so a receipt cannot be replayed to another sender.
+The bulletins' sender is bound too, so a receipt cannot be replayed to another sender.
+Version 1 (one ``bulletin_id: bin(16)`` in place of the array) is still accepted.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,13 +38,18 @@ from bus.envelope import KeyResolver
 from bus.ids import BULLETIN_ID_BYTES, KEY_ID_BYTES, bulletin_id_from_bytes, bulletin_id_to_bytes
 from bus.keys import Identity
 
-RECEIPT_VERSION = 1
+RECEIPT_VERSION = 2
+#: The first version: one bulletin id per receipt. Still accepted, never produced.
+RECEIPT_VERSION_SINGLE = 1
 RECEIPT_LABEL = b"blo-bus/v1 receipt\x00"
 DELIVERED = "delivered"
 READ = "read"
 KINDS = (DELIVERED, READ)
-#: Receipts are tiny; anything larger is not one.
-MAX_RECEIPT_BYTES = 1024
+#: Bulletins one receipt may cover: keeps the largest receipt (about 2.4 KB) well under
+#: the receipt stream's 4 KiB message limit, headers included.
+MAX_RECEIPT_IDS = 128
+#: Receipts are small; anything larger is not one.
+MAX_RECEIPT_BYTES = 3072
 SIGNATURE_BYTES = 64
 
 _packb = msgpack.Packer(use_bin_type=True, autoreset=True).pack
@@ -45,31 +58,32 @@ _packb = msgpack.Packer(use_bin_type=True, autoreset=True).pack
 @dataclass(frozen=True, slots=True)
 class Receipt:
     kind: str  # DELIVERED or READ
-    bulletin_id: str
-    bulletin_sender: str  # the office that sent the bulletin (the receipt's addressee)
+    bulletin_ids: tuple[str, ...]  # 1 to MAX_RECEIPT_IDS distinct ids, all sent by bulletin_sender
+    bulletin_sender: str  # the office that sent the bulletins (the receipt's addressee)
     office: str  # the recipient office that signs the receipt
     sign_kid: bytes
     at_ms: int
 
 
-def sign_receipt(identity: Identity, kind: str, bulletin_id: str, bulletin_sender: str, *, now_ms: int) -> bytes:
-    """The wire bytes of a receipt by ``identity`` for ``bulletin_id``."""
+def sign_receipt(
+    identity: Identity, kind: str, bulletin_ids: str | Sequence[str], bulletin_sender: str, *, now_ms: int
+) -> bytes:
+    """The wire bytes of one receipt by ``identity`` for ``bulletin_ids`` (or one id), all
+    sent by ``bulletin_sender``."""
+    ids = (bulletin_ids,) if isinstance(bulletin_ids, str) else tuple(bulletin_ids)
     if kind not in KINDS:
         raise errors.ValidationError("kind", f"must be one of {', '.join(KINDS)}; got {kind!r}")
+    if not 1 <= len(ids) <= MAX_RECEIPT_IDS:
+        raise errors.ValidationError("bulletin_ids", f"{len(ids)} ids; a receipt covers 1 to {MAX_RECEIPT_IDS}")
+    if len(set(ids)) != len(ids):
+        raise errors.ValidationError("bulletin_ids", "names a bulletin twice")
     if not is_office_id(bulletin_sender):
         raise errors.ValidationError("bulletin_sender", f"must be an office id; got {bulletin_sender!r}"[:200])
-    if not 0 <= now_ms < 1 << 48:
+    if type(now_ms) is not int or not 0 <= now_ms < 1 << 48:
         raise errors.ValidationError("at", f"time {now_ms} ms is out of range")
+    raw_ids = [bulletin_id_to_bytes(bid) for bid in ids]
     body = _packb(
-        [
-            RECEIPT_VERSION,
-            kind,
-            bulletin_id_to_bytes(bulletin_id),
-            bulletin_sender,
-            identity.office_id,
-            identity.signing.kid,
-            now_ms,
-        ]
+        [RECEIPT_VERSION, kind, raw_ids, bulletin_sender, identity.office_id, identity.signing.kid, now_ms]
     )
     return _packb([body, identity.signing.sign(RECEIPT_LABEL + body)])
 
@@ -83,6 +97,10 @@ def _unpack(data: bytes, what: str) -> Any:
         raise errors.MalformedEnvelope(f"the receipt {what} is not valid msgpack ({type(exc).__name__})") from exc
 
 
+def _is_id(value: Any) -> bool:
+    return type(value) is bytes and len(value) == BULLETIN_ID_BYTES
+
+
 def decode_receipt(data: bytes) -> tuple[Receipt, bytes, bytes]:
     """Parse without verifying: ``(receipt, body, signature)``. MalformedEnvelope on bad shape."""
     if not isinstance(data, bytes | bytearray) or len(data) > MAX_RECEIPT_BYTES:
@@ -94,26 +112,40 @@ def decode_receipt(data: bytes) -> tuple[Receipt, bytes, bytes]:
     if len(signature) != SIGNATURE_BYTES:
         raise errors.MalformedEnvelope("the receipt signature must be 64 bytes")
     fields = _unpack(body, "body")
-    if type(fields) is not list or len(fields) != 7:
-        raise errors.MalformedEnvelope("the receipt body must be a msgpack array of 7 fields")
-    version, kind, bid, sender, office, kid, at = fields
-    if type(version) is not int:
-        raise errors.MalformedEnvelope("the receipt version must be an integer")
-    if version != RECEIPT_VERSION:
+    # The version first, as for envelopes: a later version may change the arity.
+    if type(fields) is not list or not fields or type(fields[0]) is not int:
+        raise errors.MalformedEnvelope("the receipt body must be a msgpack array starting with its version")
+    version = fields[0]
+    if version not in (RECEIPT_VERSION, RECEIPT_VERSION_SINGLE):
         raise errors.UnsupportedVersion(
-            f"receipt version {version} is not supported (this node speaks {RECEIPT_VERSION})"
+            f"receipt version {version} is not supported (this node speaks {RECEIPT_VERSION_SINGLE} and {RECEIPT_VERSION})"
         )
+    if len(fields) != 7:
+        raise errors.MalformedEnvelope("the receipt body must be a msgpack array of 7 fields")
+    _, kind, bids, sender, office, kid, at = fields
     if kind not in KINDS:
         raise errors.MalformedEnvelope("the receipt kind must be delivered or read")
-    if type(bid) is not bytes or len(bid) != BULLETIN_ID_BYTES:
-        raise errors.MalformedEnvelope("the receipt's bulletin id must be 16 bytes")
+    if version == RECEIPT_VERSION_SINGLE:
+        if not _is_id(bids):
+            raise errors.MalformedEnvelope("the receipt's bulletin id must be 16 bytes")
+        bids = [bids]
+    elif (
+        type(bids) is not list
+        or not 1 <= len(bids) <= MAX_RECEIPT_IDS
+        or not all(map(_is_id, bids))
+        or len(set(bids)) != len(bids)
+    ):
+        raise errors.MalformedEnvelope(
+            f"the receipt's bulletin ids must be 1 to {MAX_RECEIPT_IDS} distinct 16-byte ids"
+        )
     if not is_office_id(sender) or not is_office_id(office):
         raise errors.MalformedEnvelope("the receipt's offices must be office ids such as TH-MUK")
     if type(kid) is not bytes or len(kid) != KEY_ID_BYTES:
         raise errors.MalformedEnvelope("the receipt's key id must be 8 bytes")
     if type(at) is not int or not 0 <= at < 1 << 48:
         raise errors.MalformedEnvelope("the receipt time must be whole milliseconds since 1970")
-    return Receipt(kind, bulletin_id_from_bytes(bid), sender, office, kid, at), body, signature
+    ids = tuple(bulletin_id_from_bytes(b) for b in bids)
+    return Receipt(kind, ids, sender, office, kid, at), body, signature
 
 
 def open_receipt(data: bytes, resolver: KeyResolver) -> Receipt:
@@ -128,6 +160,9 @@ def open_receipt(data: bytes, resolver: KeyResolver) -> Receipt:
     problem = keys.problem_at(receipt.at_ms)
     if problem is not None:
         raise errors.SenderKeyInvalid(f"receipt rejected: signed at {receipt.at_ms} ms, but {problem}")
+    # As in bus.envelope: libsodium would read 32 bytes of key whatever length it is given.
+    if type(keys.sign_public) is not bytes or len(keys.sign_public) != 32:
+        raise errors.BadSignature(f"the directory's signing key for {receipt.office} has the wrong length")
     try:
         nb.crypto_sign_open(signature + RECEIPT_LABEL + body, keys.sign_public)
     except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError, nacl.exceptions.TypeError) as exc:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bus.errors import ConfigError, NotConnected, PermissionDenied, PublishUnconfirmed
+from bus.errors import BusError, ConfigError, NotConnected, PermissionDenied, PublishUnconfirmed
 from bus.transport.client import Ack, BusClient, ClientConfig
 from bus.transport.server import NatsServer
 from bus.transport.subjects import default_streams
@@ -54,6 +54,28 @@ async def test_republishing_with_the_same_id_is_stored_once(nats_server: NatsSer
             [("blo.office.LA-SVK.routine", b"two", "id-2"), ("blo.office.LA-SVK.routine", b"one", "same-id")]
         )
         assert all(isinstance(r, Ack) for r in batch) and [r.duplicate for r in batch] == [False, True]
+    finally:
+        await client.close()
+
+
+async def test_a_window_reports_each_copy_stored_refused_or_without_a_stream_in_order(nats_server: NatsServer) -> None:
+    client = BusClient(ClientConfig(urls=(nats_server.url,)))
+    await client.start()
+    try:
+        assert await client.wait_connected(5)
+        await client.ensure_streams(default_streams())
+        too_big = b"r" * 5000  # the receipt stream takes 4 KiB at most
+        results = await client.publish_batch(
+            [
+                ("blo.office.LA-SVK.routine.TH-MUK", b"one", "w-1"),
+                ("blo.nowhere.LA-SVK", b"two", "w-2"),
+                ("blo.receipt.TH-MUK.LA-SVK", too_big, "w-3"),
+                ("blo.office.LA-SVK.routine.TH-MUK", b"four", "w-4"),
+            ]
+        )
+        assert isinstance(results[0], Ack) and isinstance(results[3], Ack) and results[3].seq == results[0].seq + 1
+        assert isinstance(results[1], BusError) and "no stream stores blo.nowhere.LA-SVK" in results[1].message
+        assert isinstance(results[2], BusError) and "JetStream refused w-3" in results[2].message
     finally:
         await client.close()
 

@@ -215,6 +215,32 @@ async def test_receipts_flow_back_delivered_then_read(tmp_path: Path, nats_serve
         await receiver.close()
 
 
+async def test_a_backlog_is_acknowledged_by_a_few_signed_receipts_covering_many_bulletins(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    (muk, svk), book = offices("TH-MUK", "LA-SVK")
+    app = Collector()
+    sender = make_node(muk, book, tmp_path / "muk", nats_server.url)
+    await sender.start()
+    receiver = None
+    try:
+        ids = await sender.post_many([(bulletin("TH-MUK", i), ["LA-SVK"], []) for i in range(600)])
+        assert await sender.wait_outbox_empty(20)
+        receiver = make_node(svk, book, tmp_path / "svk", nats_server.url, app=app)
+        await receiver.start()  # finds the whole backlog: batches of up to 256
+        await app.wait_for(600, 30)
+        await eventually(
+            lambda: all(sender.status(b).recipients["LA-SVK"].state == "delivered" for b in ids), 20, "every receipt"
+        )
+        info = await sender.client.jetstream().stream_info("BLO_RECEIPTS")
+        assert info.state.messages <= 600 // 128 + 12  # one per batch and sender, not one per bulletin
+        assert sample(sender.metrics.receipts, kind="delivered") == 600
+    finally:
+        await sender.close()
+        if receiver is not None:
+            await receiver.close()
+
+
 async def test_submit_returns_the_sealed_copy_and_state_changes_reach_the_application(
     tmp_path: Path, nats_server: NatsServer
 ) -> None:

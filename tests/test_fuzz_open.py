@@ -18,16 +18,20 @@ from hypothesis import strategies as st
 from bus import errors
 from bus.bulletin import Bulletin
 from bus.envelope import (
+    _CANONICAL_HEADER,
     FeedRecipient,
     OfficeRecipient,
     Opener,
     Sealer,
+    _check_header,
+    _header_fields,
     _packb,
     _wrap_ad,
     office_kek,
     read_routing,
     signed_message,
 )
+from bus.envelope import _unpack as envelope_unpack
 from bus.keys import PeerBook
 from bus.testing import DeterministicRng
 from tests.helpers import NOW, bulletin, identity
@@ -269,3 +273,81 @@ def test_signed_bodies_with_one_field_replaced_open_only_if_valid(name, value):
     # A replacement the schema accepts (null for an optional field, another valid value):
     # the wire decoder then agrees exactly with the dict-form validator.
     assert opened.bulletin == Bulletin.from_dict({"id": ORIGINAL.id, "from": "TH-MUK", "precedence": "ROUTINE", **body})
+
+
+# -- the canonical-header shortcut ---------------------------------------------------------
+# _header_fields skips the field-by-field checks of step 6 when the header bytes match the
+# canonical encoding of a well-formed header. It must give exactly the checks' answer.
+
+_office_ids = st.from_regex(r"[A-Z]{2}-[A-Z0-9]{2,12}", fullmatch=True)
+_feed_names = st.from_regex(r"[a-z0-9][a-z0-9-]{0,62}", fullmatch=True)
+_near = lambda limit: st.one_of(st.integers(0, limit), st.sampled_from([limit - 1, limit, limit + 1]))  # noqa: E731
+
+
+@st.composite
+def plausible_headers(draw: st.DrawFn) -> list[Any]:
+    """Header values that are well formed or nearly so (one value at or past a limit)."""
+    entries = draw(
+        st.lists(
+            st.one_of(
+                st.tuples(st.just(1), _office_ids, st.binary(min_size=8, max_size=8)),
+                st.tuples(st.just(2), _feed_names, st.one_of(st.integers(0, 2**64 - 1), st.sampled_from([2**64 - 1, -1]))),
+            ).map(lambda e: [*e, b"n" * 24, b"w" * 48]),
+            min_size=0,
+            max_size=4,
+        )
+    )
+    return [
+        draw(st.binary(min_size=16, max_size=16)),
+        draw(st.one_of(_office_ids, st.sampled_from(["th-muk", "TH-MUK\n", "TH-" + "A" * 13]))),
+        draw(st.binary(min_size=8, max_size=8)),
+        draw(st.binary(min_size=7, max_size=9)),
+        draw(_near(2**48)),
+        draw(st.sampled_from(["FLASH", "IMMEDIATE", "PRIORITY", "ROUTINE", "URGENT", "flash"])),
+        draw(st.binary(min_size=24, max_size=24)),
+        entries,
+    ]
+
+
+def _reference_header(header: bytes) -> Any:
+    try:
+        return _check_header(envelope_unpack(header, "header"))
+    except errors.MalformedEnvelope as exc:
+        return type(exc)
+
+
+def _shortcut_header(header: bytes) -> Any:
+    try:
+        return _header_fields(header)
+    except errors.MalformedEnvelope as exc:
+        return type(exc)
+
+
+@FUZZ
+@given(st.one_of(plausible_headers().map(_packb), header_mutations().map(_packb)))
+def test_the_canonical_header_shortcut_gives_the_field_checks_answer(header: bytes) -> None:
+    assert _shortcut_header(header) == _reference_header(header)
+
+
+@FUZZ
+@given(plausible_headers().map(_packb), st.data())
+def test_the_shortcut_agrees_on_byte_mutations_of_plausible_headers(header: bytes, data: st.DataObject) -> None:
+    mutated = bytearray(header)
+    i = data.draw(st.integers(0, len(mutated) - 1))
+    mutated[i] = data.draw(st.integers(0, 255))
+    if data.draw(st.booleans()):
+        del mutated[data.draw(st.integers(0, len(mutated) - 1)) :]
+    assert _shortcut_header(bytes(mutated)) == _reference_header(bytes(mutated))
+
+
+def test_the_shortcut_is_taken_for_what_sealing_produces() -> None:
+    long_feed = "f" * 63  # a str8, not a fixstr
+    sealed = Sealer(MUK).seal(
+        ORIGINAL,
+        [OfficeRecipient(SVK.public()), FeedRecipient(long_feed, 2**64 - 1, FEED_KEY), FeedRecipient("a", 0, FEED_KEY)],
+        now_ms=(1 << 48) - 1,
+    )
+    header = msgpack.unpackb(sealed)[1]
+    assert _CANONICAL_HEADER.fullmatch(header) is not None
+    assert _CANONICAL_HEADER.fullmatch(HEADER) is not None
+    assert _header_fields(header) == _check_header(msgpack.unpackb(header))

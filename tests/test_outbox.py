@@ -126,3 +126,36 @@ def test_queued_receipts_are_sent_once_per_kind(tmp_path: Path) -> None:
     box.enqueue_receipts([row, row], now_ms=1)
     assert box.depth() == 1
     assert box.next_batch(5)[0].payload == b"r"
+
+
+def test_copies_in_flight_are_not_handed_out_again_and_the_order_holds(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.db")
+    for n in range(6):
+        _post(box, n)
+    first = box.next_batch(2)
+    rest = box.next_batch(10, exclude={p.seq for p in first})
+    assert [p.bulletin_id for p in first] == [_bid(0), _bid(1)]
+    assert [p.bulletin_id for p in rest] == [_bid(n) for n in range(2, 6)]
+    flash = _post(box, 9, "FLASH")
+    assert box.next_batch(1, exclude={p.seq for p in first + rest})[0].bulletin_id == flash
+
+
+def test_marking_more_sent_than_one_statement_takes(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.db")
+    box.enqueue_many(
+        [(_bid(n), "ROUTINE", 3, b"s", [Delivery("LA-SVK", "blo.office.LA-SVK.routine.TH-MUK", _bid(n))], None) for n in range(1200)],
+        now_ms=1,
+    )
+    box.mark_sent([p.seq for p in box.next_batch(1100)], now_ms=2)
+    assert box.depth() == 100
+    assert box.status(_bid(1099)).recipients["LA-SVK"].state == SENT
+    assert box.status(_bid(1100)).recipients["LA-SVK"].state == QUEUED
+
+
+def test_a_batch_naming_one_bulletin_twice_is_refused_whole_and_names_it(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.db")
+    item = (_bid(7), "ROUTINE", 3, b"s", [Delivery("LA-SVK", "blo.office.LA-SVK.routine.TH-MUK", _bid(7))], None)
+    other = (_bid(8), "ROUTINE", 3, b"s", [Delivery("LA-SVK", "blo.office.LA-SVK.routine.TH-MUK", _bid(8))], None)
+    with pytest.raises(ValidationError, match=_bid(7)):
+        box.enqueue_many([other, item, item], now_ms=1)
+    assert box.depth() == 0 and box.status(_bid(8)) is None

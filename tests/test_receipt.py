@@ -8,8 +8,18 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bus import errors
+from bus.ids import bulletin_id_from_bytes, bulletin_id_to_bytes
 from bus.keys import PeerBook
-from bus.receipt import DELIVERED, READ, RECEIPT_LABEL, decode_receipt, open_receipt, sign_receipt
+from bus.receipt import (
+    DELIVERED,
+    MAX_RECEIPT_BYTES,
+    MAX_RECEIPT_IDS,
+    READ,
+    RECEIPT_LABEL,
+    decode_receipt,
+    open_receipt,
+    sign_receipt,
+)
 from tests.helpers import NOW, identity
 
 BID = "01J9Z3K8W4N2V7Q5R6T1X0Y2ZA"
@@ -20,8 +30,53 @@ BOOK = PeerBook([SVK.public(), MUK.public()])
 
 def test_a_receipt_verifies_and_says_who_received_what_when() -> None:
     r = open_receipt(sign_receipt(SVK, DELIVERED, BID, "TH-MUK", now_ms=NOW), BOOK)
-    assert (r.kind, r.bulletin_id, r.bulletin_sender, r.office, r.at_ms) == (DELIVERED, BID, "TH-MUK", "LA-SVK", NOW)
+    assert (r.kind, r.bulletin_ids, r.bulletin_sender, r.office, r.at_ms) == (DELIVERED, (BID,), "TH-MUK", "LA-SVK", NOW)
     assert open_receipt(sign_receipt(SVK, READ, BID, "TH-MUK", now_ms=NOW + 1), BOOK).kind == READ
+
+
+IDS = [bulletin_id_from_bytes(bytes([n]) * 16) for n in range(MAX_RECEIPT_IDS)]
+
+
+def test_one_receipt_covers_a_batch_of_bulletins_with_one_signature() -> None:
+    data = sign_receipt(SVK, DELIVERED, IDS, "TH-MUK", now_ms=NOW)
+    assert open_receipt(data, BOOK).bulletin_ids == tuple(IDS)
+    assert len(data) <= MAX_RECEIPT_BYTES
+    assert len(msgpack.unpackb(data)) == 2  # one body, one signature, however many ids
+
+
+def test_removing_or_adding_an_id_breaks_the_signature() -> None:
+    body, sig = msgpack.unpackb(sign_receipt(SVK, DELIVERED, IDS[:3], "TH-MUK", now_ms=NOW))
+    for ids in (IDS[:2], IDS[:4], [IDS[0], IDS[2], IDS[1]]):
+        fields = msgpack.unpackb(body)
+        fields[2] = [bulletin_id_to_bytes(i) for i in ids]
+        forged = msgpack.packb([msgpack.packb(fields, use_bin_type=True), sig], use_bin_type=True)
+        with pytest.raises(errors.BadSignature):
+            open_receipt(forged, BOOK)
+
+
+def test_a_version_1_receipt_for_one_bulletin_is_still_accepted() -> None:
+    body = msgpack.packb([1, READ, bulletin_id_to_bytes(BID), "TH-MUK", "LA-SVK", SVK.signing.kid, NOW], use_bin_type=True)
+    data = msgpack.packb([body, SVK.signing.sign(RECEIPT_LABEL + body)], use_bin_type=True)
+    r = open_receipt(data, BOOK)
+    assert (r.kind, r.bulletin_ids, r.office) == (READ, (BID,), "LA-SVK")
+
+
+def test_an_unknown_receipt_version_is_refused_as_unsupported() -> None:
+    body = msgpack.packb([3, DELIVERED, [bulletin_id_to_bytes(BID)], "TH-MUK", "LA-SVK", SVK.signing.kid, NOW, 0])
+    data = msgpack.packb([body, SVK.signing.sign(RECEIPT_LABEL + body)], use_bin_type=True)
+    with pytest.raises(errors.UnsupportedVersion):
+        decode_receipt(data)
+
+
+@pytest.mark.parametrize(
+    "ids",
+    [[], [b"x" * 15], [b"x" * 16, b"x" * 16], [BID], [bytes([n]) * 16 for n in range(MAX_RECEIPT_IDS + 1)]],
+)
+def test_receipt_id_lists_that_are_empty_repeated_too_long_or_mistyped_are_malformed(ids: list) -> None:
+    body = msgpack.packb([2, DELIVERED, ids, "TH-MUK", "LA-SVK", SVK.signing.kid, NOW], use_bin_type=True)
+    data = msgpack.packb([body, SVK.signing.sign(RECEIPT_LABEL + body)], use_bin_type=True)
+    with pytest.raises(errors.MalformedEnvelope):
+        decode_receipt(data)
 
 
 def test_a_receipt_from_an_office_not_in_the_directory_is_unknown_sender_and_retryable() -> None:
@@ -72,6 +127,9 @@ def test_signing_refuses_bad_values() -> None:
         sign_receipt(SVK, "seen", BID, "TH-MUK", now_ms=NOW)
     with pytest.raises(errors.ValidationError):
         sign_receipt(SVK, DELIVERED, "not-an-id", "TH-MUK", now_ms=NOW)
+    for ids in ([], [BID, BID], [*IDS, BID]):
+        with pytest.raises(errors.ValidationError, match="bulletin_ids"):
+            sign_receipt(SVK, DELIVERED, ids, "TH-MUK", now_ms=NOW)
 
 
 @given(st.binary(max_size=300))

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import inspect
 import logging
 import time
@@ -34,13 +35,32 @@ import nacl.utils
 from nats.aio.msg import Msg
 
 from bus.bulletin import Bulletin
-from bus.envelope import FeedRecipient, KeyResolver, OfficeRecipient, Opened, Opener, Recipient, Sealer, read_routing
-from bus.errors import BusError, Misrouted, NotConnected, PermissionDenied, RecipientKeyInvalid, ValidationError
-from bus.ids import Rng
+from bus.envelope import (
+    RECIPIENT_FEED,
+    FeedRecipient,
+    KeyResolver,
+    OfficeRecipient,
+    Opened,
+    Opener,
+    Recipient,
+    Sealer,
+    read_routing,
+)
+from bus.errors import (
+    BusError,
+    FeedKeyPending,
+    Misrouted,
+    NotAddressedToUs,
+    NotConnected,
+    PermissionDenied,
+    RecipientKeyInvalid,
+    ValidationError,
+)
+from bus.ids import Rng, bulletin_id_to_bytes
 from bus.keys import Identity, PeerKeys
-from bus.receipt import DELIVERED, READ, open_receipt, sign_receipt
+from bus.receipt import DELIVERED, MAX_RECEIPT_IDS, READ, open_receipt, sign_receipt
 from bus.transport import subjects as sj
-from bus.transport.client import Ack, BusClient, ClientConfig, PullConsumer, ack, nak
+from bus.transport.client import Ack, BusClient, ClientConfig, PullConsumer, ack_all, nak
 from bus.transport.embedded import embedded_server
 from bus.transport.gate import PrecedenceGate
 from bus.transport.metrics import BusMetrics
@@ -50,6 +70,12 @@ from bus.transport.seen import SeenStore
 from bus.transport.server import NatsServer
 
 log = logging.getLogger("blo.bus.node")
+
+#: A batch hands over this many messages between two looks at the connection (see
+#: ``_handle_bulletins``): a FLASH arriving meanwhile overtakes at most this many.
+_YIELD_EVERY = 16
+#: Pump windows on the wire at once (see ``_pump``).
+_WINDOWS_IN_FLIGHT = 4
 
 
 class DirectoryResolver(KeyResolver, Protocol):
@@ -127,6 +153,8 @@ class BusNode:
         on_bulletin: OnBulletin | None = None,
         on_escalation: OnEscalation | None = None,
         on_state: OnState | None = None,
+        admit: Callable[[str, Opened], None] | None = None,
+        key_pending: Callable[[str, int], bool] | None = None,
         metrics: BusMetrics | None = None,
         clock: Callable[[], int] = wall_ms,
         rng: Rng = nacl.utils.random,
@@ -144,6 +172,10 @@ class BusNode:
         self.on_bulletin = on_bulletin
         self.on_escalation = on_escalation
         self.on_state = on_state
+        #: The application's rules for what it accepts (raise a BloError to refuse).
+        self.admit = admit
+        #: (feed, epoch) -> may that epoch's key still arrive here?
+        self.key_pending = key_pending
         self.metrics = metrics or BusMetrics.default()
         self.clock = clock
         self.rng = rng
@@ -173,6 +205,10 @@ class BusNode:
             )
             for p in sj.PRECEDENCES_BY_RANK
         }
+        self._sent_metrics = tuple(self.metrics.sent.labels(precedence=p) for p in sj.PRECEDENCES_BY_RANK)
+        self._out_size = self.metrics.bulletin_bytes.labels(direction="out")
+        self._subjects: dict[str, dict[str, str]] = {}  # recipient -> precedence -> subject
+        self._depth_at = 0.0  # when the pump last counted the outbox for the depth gauge
 
     # -- life cycle ------------------------------------------------------------------
 
@@ -266,7 +302,8 @@ class BusNode:
         targets: list[Recipient] = []
         names: list[str] = []
         for office in offices:
-            sj.check_office(office)
+            if office not in self._subjects:  # names already in the subject cache were checked
+                sj.check_office(office)
             keys = self.resolver.recipient_keys(office, now)
             if keys is None:
                 raise RecipientKeyInvalid(f"the directory has no current keys for {office}; cannot seal to it")
@@ -286,18 +323,31 @@ class BusNode:
         targets, names = self._recipients(offices, feeds, now)
         sealed = self.sealer.seal(bulletin, targets, now_ms=now, rng=self.rng)
         fanout = len(names) > 1
+        precedence = bulletin.precedence
         deliveries = []
         for name in names:
-            if name.startswith("feed:"):
-                subject = sj.feed_subject(name[5:], bulletin.precedence, self.office)
-            else:
-                subject = sj.office_subject(name, bulletin.precedence, self.office)
+            subject = self._subject(name, precedence)
             deliveries.append(Delivery(name, subject, sj.bulletin_msg_id(bulletin.id, name, fanout=fanout)))
         deadline = None
-        if bulletin.precedence == "FLASH":
+        if precedence == "FLASH":
             deadline = now + int(self.options.flash_ack_timeout_s * 1000)
-        self.metrics.bulletin_bytes.labels(direction="out").observe(len(sealed))
-        return (bulletin.id, bulletin.precedence, sj.precedence_rank(bulletin.precedence), sealed, deliveries, deadline)
+        self._out_size.observe(len(sealed))
+        return (bulletin.id, precedence, sj.precedence_rank(precedence), sealed, deliveries, deadline)
+
+    def _subject(self, name: str, precedence: str) -> str:
+        """The subject of one copy (``name`` is an office id or ``feed:<name>``), checked
+        and built once per recipient and precedence."""
+        by_precedence = self._subjects.get(name)
+        subject = by_precedence.get(precedence) if by_precedence is not None else None
+        if subject is None:
+            if name.startswith("feed:"):
+                subject = sj.feed_subject(name[5:], precedence, self.office)
+            else:
+                subject = sj.office_subject(name, precedence, self.office)
+            if len(self._subjects) >= 4096:  # bounded: recipients come and go
+                self._subjects.clear()
+            self._subjects.setdefault(name, {})[precedence] = subject
+        return subject
 
     async def post(self, bulletin: Bulletin, *, offices: Sequence[str] = (), feeds: Sequence[str] = ()) -> str:
         """Seal ``bulletin`` for ``offices`` and ``feeds`` and queue it durably; returns its id.
@@ -353,22 +403,31 @@ class BusNode:
     def _receipt_rows(
         self, items: Iterable[tuple[str, str, str, str]], now: int
     ) -> list[tuple[str, str, int, str, str, bytes]]:
-        rows = []
+        """Signed receipts for ``(kind, bulletin_id, sender, precedence)`` items: one receipt
+        per kind, sender and precedence (up to MAX_RECEIPT_IDS ids each), so a batch of
+        bulletins costs one signature and one message per sender, not one per bulletin."""
+        groups: dict[tuple[str, str, int], dict[str, None]] = {}  # (ordered sets of ids)
         for kind, bid, sender, precedence in items:
             if sender == self.office:
                 continue  # our own bulletin, read from a feed we belong to
-            payload = sign_receipt(self.identity, kind, bid, sender, now_ms=now)
-            rows.append(
-                (
-                    bid,
-                    sender,
-                    sj.precedence_rank(precedence),
-                    sj.receipt_subject(sender, self.office),
-                    sj.receipt_msg_id(kind, bid, self.office),
-                    payload,
-                )
-            )
+            groups.setdefault((kind, sender, sj.precedence_rank(precedence)), {})[bid] = None
+        rows = []
+        for (kind, sender, rank), id_set in groups.items():
+            subject = sj.receipt_subject(sender, self.office)
+            ids = list(id_set)
+            for i in range(0, len(ids), MAX_RECEIPT_IDS):
+                chunk = ids[i : i + MAX_RECEIPT_IDS]
+                payload = sign_receipt(self.identity, kind, chunk, sender, now_ms=now)
+                rows.append((chunk[0], sender, rank, subject, self._receipt_msg_id(kind, chunk), payload))
         return rows
+
+    def _receipt_msg_id(self, kind: str, ids: Sequence[str]) -> str:
+        """``receipt:<kind>:<id>:<office>`` for one bulletin; for several, the first id and a
+        BLAKE2b-64 of all of them, so each distinct receipt has its own Nats-Msg-Id."""
+        if len(ids) == 1:
+            return sj.receipt_msg_id(kind, ids[0], self.office)
+        digest = hashlib.blake2b(b"".join(map(bulletin_id_to_bytes, ids)), digest_size=8).hexdigest()
+        return sj.receipt_msg_id(kind, f"{ids[0]}+{digest}", self.office)
 
     async def wait_outbox_empty(self, timeout: float) -> bool:
         """True once nothing waits in the outbox (tests, graceful shutdown)."""
@@ -381,88 +440,167 @@ class BusNode:
         return True
 
     async def _pump(self) -> None:
+        """Publish what the outbox hands out, FLASH first. Up to ``_WINDOWS_IN_FLIGHT``
+        windows are on the wire at once, so the server always has the next one while the
+        acks of the last come back; a copy leaves the queue only on its ack."""
         assert self.outbox is not None
         opts = self.options
-        while not self._closing:
+        inflight: set[int] = set()  # seqs published, ack not yet seen
+        rounds: set[asyncio.Task[None]] = set()
+        try:
+            while not self._closing:
+                try:
+                    client = await self._ready()
+                except PermissionDenied as exc:
+                    log.error("%s", exc)
+                    await asyncio.sleep(5 * opts.retry_delay_s)
+                    continue
+                except BusError as exc:
+                    log.warning("bus not ready: %s", exc)
+                    await asyncio.sleep(opts.retry_delay_s)
+                    continue
+                if len(rounds) >= _WINDOWS_IN_FLIGHT:
+                    await asyncio.wait(rounds, return_when=asyncio.FIRST_COMPLETED)
+                    continue
+                self._wake.clear()
+                batch = self.outbox.next_batch(opts.pump_window, exclude=inflight)
+                if not batch:
+                    woken = asyncio.ensure_future(self._wake.wait())
+                    try:
+                        await asyncio.wait({woken, *rounds}, timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
+                    finally:
+                        woken.cancel()
+                    continue
+                inflight.update(p.seq for p in batch)
+                # Rounds publish in the order they start (a round's publishes never yield),
+                # so the wire keeps outbox order.
+                task = asyncio.create_task(self._send_round(client, batch, inflight), name="blo-pump-round")
+                rounds.add(task)
+                task.add_done_callback(rounds.discard)
+                await asyncio.sleep(0)  # the round puts its window on the wire before the next is read
+        finally:
+            for task in list(rounds):
+                task.cancel()
+            for task in list(rounds):
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+    async def _send_round(self, client: BusClient, batch: list[Any], inflight: set[int]) -> None:
+        """Publish one window; mark the acked copies sent, leave the others queued."""
+        assert self.outbox is not None
+        opts = self.options
+        try:
             try:
-                client = await self._ready()
-            except PermissionDenied as exc:
-                log.error("%s", exc)
-                await asyncio.sleep(5 * opts.retry_delay_s)
-                continue
-            except BusError as exc:
-                log.warning("bus not ready: %s", exc)
-                await asyncio.sleep(opts.retry_delay_s)
-                continue
-            self._wake.clear()
-            batch = self.outbox.next_batch(opts.pump_window)
-            if not batch:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), 1.0)
-                continue
-            results = await client.publish_batch([(p.subject, p.payload, p.msg_id) for p in batch])
+                results: list[Ack | BusError] = await client.publish_batch(
+                    [(p.subject, p.payload, p.msg_id) for p in batch]
+                )
+            except BusError as exc:  # the link dropped before the window went out
+                results = [exc] * len(batch)
             now = self.clock()
             sent = [p for p, r in zip(batch, results, strict=True) if isinstance(r, Ack)]
             failed = [(p, r) for p, r in zip(batch, results, strict=True) if not isinstance(r, Ack)]
             self.outbox.mark_sent([p.seq for p in sent], now_ms=now)
-            changes = []
+            per_rank = [0] * len(self._sent_metrics)
             for p in sent:
                 if p.kind == "bulletin":
-                    self.metrics.sent.labels(precedence=sj.PRECEDENCES_BY_RANK[p.rank]).inc()
-                    changes.append(StateChange(p.bulletin_id, p.recipient, "sent", now))
-            self._emit_states(changes)
+                    per_rank[p.rank] += 1
+            for counter, n in zip(self._sent_metrics, per_rank, strict=True):
+                if n:
+                    counter.inc(n)
+            if self.on_state is not None:
+                self._emit_states(
+                    [StateChange(p.bulletin_id, p.recipient, "sent", now) for p in sent if p.kind == "bulletin"]
+                )
             if failed:
                 self.outbox.note_failures([(p.seq, str(r)) for p, r in failed])
                 first = failed[0][1]
                 if isinstance(first, BusError) and "no stream stores" in first.message:
                     self._streams_ok = False
                 log.warning("%d of %d sends failed (%s); retrying", len(failed), len(batch), first)
-                await asyncio.sleep(opts.retry_delay_s)
-            self.metrics.outbox_depth.set(self.outbox.depth())
+                await asyncio.sleep(opts.retry_delay_s)  # the failed copies wait this long to be tried again
+            # Counting the queue costs in proportion to its length: while a backlog drains,
+            # refresh the gauge twice a second rather than after every window.
+            if len(batch) < opts.pump_window or time.monotonic() - self._depth_at >= 0.5:
+                self._depth_at = time.monotonic()
+                self.metrics.outbox_depth.set(self.outbox.depth())
+        finally:
+            inflight.difference_update(p.seq for p in batch)
+            self._wake.set()  # the pump looks again: those left queued go in a later window
 
     # -- receiving -------------------------------------------------------------------
 
     async def _fetch_loop(
-        self, spec: sj.ConsumerSpec, handle: Callable[[sj.ConsumerSpec, list[Msg]], Awaitable[None]]
+        self,
+        spec: sj.ConsumerSpec,
+        handle: Callable[[sj.ConsumerSpec, list[Msg]], Awaitable[None]],
+        *,
+        gated: bool = False,
     ) -> None:
         opts = self.options
         consumer: PullConsumer | None = None
-        while not self._closing:
-            try:
-                client = await self._ready()
-                if consumer is None:
-                    consumer = await client.pull(spec)
-                msgs = await consumer.fetch(opts.fetch_batch, opts.fetch_wait_s)
-            except NotConnected:
-                await asyncio.sleep(opts.retry_delay_s)
-                continue
-            except BusError as exc:
-                log.warning("consumer %s: %s", spec.durable, exc)
-                consumer = None
-                await asyncio.sleep(opts.retry_delay_s * (5 if isinstance(exc, PermissionDenied) else 1))
-                continue
-            if msgs:
-                await handle(spec, msgs)
+
+        def drop() -> None:
+            nonlocal consumer
+            if consumer is not None and gated:
+                self._gate.unwatch(spec.rank, consumer.arrived)
+            consumer = None
+
+        try:
+            while not self._closing:
+                try:
+                    client = await self._ready()
+                    if consumer is None:
+                        consumer = await client.pull(spec)
+                        if gated:  # lower precedences wait for what is arriving here
+                            self._gate.watch(spec.rank, consumer.arrived)
+                    try:
+                        msgs = await consumer.fetch(opts.fetch_batch, opts.fetch_wait_s)
+                    finally:
+                        if gated:
+                            self._gate.fetched()
+                except NotConnected:
+                    await asyncio.sleep(opts.retry_delay_s)
+                    continue
+                except BusError as exc:
+                    log.warning("consumer %s: %s", spec.durable, exc)
+                    drop()
+                    await asyncio.sleep(opts.retry_delay_s * (5 if isinstance(exc, PermissionDenied) else 1))
+                    continue
+                if msgs:
+                    await handle(spec, msgs)
+        finally:
+            drop()
 
     async def _consume(self, spec: sj.ConsumerSpec) -> None:
-        await self._fetch_loop(spec, self._handle_bulletins)
+        await self._fetch_loop(spec, self._handle_bulletins, gated=True)
 
     async def _handle_bulletins(self, spec: sj.ConsumerSpec, msgs: list[Msg]) -> None:
-        assert self.quarantine is not None
+        assert self.seen is not None
         rank = spec.rank
-        self._gate.add(rank, len(msgs))
-        left = len(msgs)
+        gate = self._gate
+        # Open the whole batch first (pure CPU, no await): what fails is quarantined (and
+        # so settled), and one query finds the authenticated ids delivered before.
+        opened = [self._open_or_quarantine(msg.subject, msg.data) for msg in msgs]
+        seen = self.seen.seen_of([o.bulletin.id for o in opened if o is not None])
+        left = len(msgs) - opened.count(None)
+        gate.add(rank, left)
         accepted: list[tuple[str, Opened]] = []
         to_ack: list[Msg] = []
         try:
-            seen = self._seen_in(msgs)
-            for msg in msgs:
-                await self._gate.turn(rank)
+            for i, (msg, o) in enumerate(zip(msgs, opened, strict=True)):
+                if o is None:
+                    to_ack.append(msg)
+                    continue
+                if i % _YIELD_EVERY == 0:
+                    # Let the connection read what arrived meanwhile, so the gate (and its
+                    # probes) can see a FLASH that came in while this batch was opened.
+                    await asyncio.sleep(0)
+                await gate.turn(rank)
                 try:
-                    outcome = await self._receive(msg.subject, msg.data, seen)
+                    outcome = await self._hand_over(msg.subject, o, seen)
                 finally:
                     left -= 1
-                    await self._gate.done(rank)
+                    gate.done(rank)
                 if outcome is None:  # the application failed: let JetStream redeliver later
                     await nak(msg, self.options.app_retry_delay_s)
                     continue
@@ -471,48 +609,51 @@ class BusNode:
                 to_ack.append(msg)
         finally:
             if left:
-                await self._gate.done(rank, left)
+                gate.done(rank, left)
             if accepted:
                 self._commit(accepted)
-        for msg in to_ack:
-            await ack(msg)
+        await ack_all(to_ack)
 
-    def _seen_in(self, msgs: list[Msg]) -> set[str]:
-        """Ids in this batch delivered before: one query per batch, from the unverified
-        routing header (the check that counts is on the opened, authenticated id)."""
-        assert self.seen is not None
-        ids = []
-        for msg in msgs:
-            with contextlib.suppress(Exception):  # bad input fails properly in open()
-                ids.append(read_routing(msg.data)[0])
-        return self.seen.seen_of(ids)
-
-    async def _receive(self, subject: str, raw: bytes, seen: set[str] | None = None) -> Opened | bool | None:
-        """Open and hand over one message. Returns the Opened if the application took it
-        (commit pending), True if it is settled (quarantined or a duplicate), None if the
-        application failed (leave it to redelivery)."""
-        assert self.quarantine is not None and self.seen is not None
+    def _open_or_quarantine(self, subject: str, raw: bytes) -> Opened | None:
+        """Open one message; None once what failed to open is stored in the quarantine."""
+        assert self.quarantine is not None
         try:
-            opened = self.open_message(subject, raw)
+            return self.open_message(subject, raw)
         except Exception as exc:  # whatever fails to open is kept, never crashes the consumer
             reason = reason_of(exc)[0]
             self.metrics.rejected.labels(reason=reason).inc()
             if reason == "internal":
                 log.exception("opening a message on %s failed unexpectedly; quarantined", subject)
             self.quarantine.add(raw, subject, exc, now_ms=self.clock())
-            return True
-        return await self._hand_over(subject, opened, seen)
+            return None
 
     def open_message(self, subject: str, raw: bytes) -> Opened:
-        """Open a bulletin that came on ``subject``, and check the subject's sender token
-        names the office that signed it (``Misrouted`` otherwise)."""
-        opened = self.opener.open(raw)
+        """Open a bulletin that came on ``subject``, check the subject's sender token names
+        the office that signed it (``Misrouted`` otherwise), then the application's own
+        ``admit`` rules (e.g. handling rules); whatever they raise is quarantined.
+
+        A feed bulletin sealed under an epoch whose key may still arrive (the grant is on
+        its way) is ``FeedKeyPending``, kept for a retry rather than refused for good."""
+        try:
+            opened = self.opener.open(raw)
+        except NotAddressedToUs as exc:
+            if self.key_pending is not None:
+                refs = read_routing(raw)[4]
+                waiting = [r for r in refs if r.kind == RECIPIENT_FEED and self.key_pending(r.id, int(r.ref))]
+                if waiting:
+                    raise FeedKeyPending(
+                        f"sealed under epoch {waiting[0].ref} of feed {waiting[0].id}, whose key this node has not "
+                        "received yet; kept and opened when the key arrives"
+                    ) from exc
+            raise
         claimed = sj.subject_sender(subject)
         if claimed != opened.bulletin.sender:
             raise Misrouted(
                 f"bulletin {opened.bulletin.id} is signed by {opened.bulletin.sender} but came on {subject}, "
                 f"which names {claimed or 'no office'} as its sender"
             )
+        if self.admit is not None:
+            self.admit(subject, opened)
         return opened
 
     async def _hand_over(self, subject: str, opened: Opened, seen: set[str] | None = None) -> Opened | bool | None:
@@ -563,7 +704,7 @@ class BusNode:
                 r = open_receipt(msg.data, self.resolver)
                 if r.bulletin_sender != self.office:
                     raise ValidationError(
-                        "bulletin_sender", f"the receipt is for {r.bulletin_sender}'s bulletin, not ours"
+                        "bulletin_sender", f"the receipt is for {r.bulletin_sender}'s bulletins, not ours"
                     )
                 if sj.subject_sender(msg.subject) != r.office:
                     raise Misrouted(f"a receipt signed by {r.office} came on {msg.subject}")
@@ -571,13 +712,12 @@ class BusNode:
                 self.metrics.rejected.labels(reason=reason_of(exc)[0]).inc()
                 self.quarantine.add(msg.data, msg.subject, exc, now_ms=now)
                 continue
-            good.append((r.bulletin_id, r.office, r.kind, r.at_ms))
-            self.metrics.receipts.labels(kind=r.kind).inc()
+            good.extend((bid, r.office, r.kind, r.at_ms) for bid in r.bulletin_ids)
+            self.metrics.receipts.labels(kind=r.kind).inc(len(r.bulletin_ids))
         if good:
             self.outbox.record_receipts(good, now_ms=now)
             self._emit_states([StateChange(bid, office, kind, at) for bid, office, kind, at in good])
-        for msg in msgs:
-            await ack(msg)
+        await ack_all(msgs)
 
     # -- quarantine retry ------------------------------------------------------------
 

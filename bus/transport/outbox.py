@@ -27,7 +27,7 @@ received) commits with NORMAL (see ``_transaction``).
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -169,22 +169,37 @@ class Outbox:
         now_ms: int,
     ) -> None:
         """Queue bulletins ``(id, precedence, rank, sealed, deliveries, ack_deadline)`` in one commit."""
-        with _transaction(self.db):
-            for bulletin_id, precedence, rank, sealed, deliveries, deadline in items:
-                if not deliveries:
-                    raise ValidationError("recipients", "a bulletin needs at least one recipient")
-                try:
-                    self.db.execute(
-                        "INSERT INTO bulletins (id, precedence, rank, sealed, posted_at, ack_deadline) VALUES (?,?,?,?,?,?)",
-                        (bulletin_id, precedence, rank, sealed, now_ms, deadline),
-                    )
-                except sqlite3.IntegrityError:
-                    raise ValidationError("id", f"bulletin {bulletin_id} was already posted") from None
+        items = list(items)
+        for _, _, _, _, deliveries, _ in items:
+            if not deliveries:
+                raise ValidationError("recipients", "a bulletin needs at least one recipient")
+        # Two statements for the whole batch (not two per bulletin); the copies' seq order
+        # is still bulletin by bulletin, each in its delivery order.
+        try:
+            with _transaction(self.db):
+                self.db.executemany(
+                    "INSERT INTO bulletins (id, precedence, rank, sealed, posted_at, ack_deadline) VALUES (?,?,?,?,?,?)",
+                    [(bid, precedence, rank, sealed, now_ms, deadline) for bid, precedence, rank, sealed, _, deadline in items],
+                )
                 self.db.executemany(
                     "INSERT INTO messages (rank, kind, bulletin_id, recipient, subject, msg_id, queued_at) "
                     "VALUES (?, 'bulletin', ?, ?, ?, ?, ?)",
-                    [(rank, bulletin_id, d.recipient, d.subject, d.msg_id, now_ms) for d in deliveries],
+                    [
+                        (rank, bid, d.recipient, d.subject, d.msg_id, now_ms)
+                        for bid, _, rank, _, deliveries, _ in items
+                        for d in deliveries
+                    ],
                 )
+        except sqlite3.IntegrityError:
+            raise ValidationError("id", f"bulletin {self._reposted(items)} was already posted") from None
+
+    def _reposted(self, items: Sequence[tuple[str, str, int, bytes, Sequence[Delivery], int | None]]) -> str:
+        """Which bulletin of a refused batch was posted before (or twice in the batch)."""
+        ids = [item[0] for item in items]
+        for i, bid in enumerate(ids):
+            if bid in ids[:i] or self.db.execute("SELECT 1 FROM bulletins WHERE id = ?", (bid,)).fetchone():
+                return bid
+        return ids[0] if ids else "?"
 
     def enqueue_receipt(
         self, bulletin_id: str, to_office: str, rank: int, subject: str, msg_id: str, payload: bytes, *, now_ms: int
@@ -207,25 +222,46 @@ class Outbox:
 
     # -- the pump's side -------------------------------------------------------------
 
-    def next_batch(self, limit: int) -> list[Pending]:
-        """Up to ``limit`` queued messages, FLASH first, posting order within a precedence."""
-        rows = self.db.execute(
+    def next_batch(self, limit: int, *, exclude: Collection[int] = ()) -> list[Pending]:
+        """Up to ``limit`` queued messages, FLASH first, posting order within a precedence;
+        none of the seqs in ``exclude`` (the pump's copies still waiting for their ack)."""
+        select = (
             "SELECT m.seq, m.rank, m.subject, m.msg_id, COALESCE(m.payload, b.sealed), m.kind, m.bulletin_id, m.recipient "
             "FROM messages m LEFT JOIN bulletins b ON m.kind = 'bulletin' AND b.id = m.bulletin_id "
-            "WHERE m.state = 'queued' ORDER BY m.rank, m.seq LIMIT ?",
-            (limit,),
+        )
+        if not exclude:
+            rows = self.db.execute(
+                select + "WHERE m.state = 'queued' ORDER BY m.rank, m.seq LIMIT ?", (limit,)
+            ).fetchall()
+            return [Pending(*row) for row in rows]
+        # The queue order from the index alone, then the rows wanted (payloads are not
+        # copied out for the copies in flight).
+        seqs = [
+            seq
+            for (seq,) in self.db.execute(
+                "SELECT seq FROM messages WHERE state = 'queued' ORDER BY rank, seq LIMIT ?", (limit + len(exclude),)
+            )
+            if seq not in exclude
+        ][:limit]
+        if not seqs:
+            return []
+        rows = self.db.execute(
+            select + f"WHERE m.seq IN ({','.join('?' * len(seqs))}) ORDER BY m.rank, m.seq", seqs
         ).fetchall()
         return [Pending(*row) for row in rows]
 
     def mark_sent(self, seqs: Iterable[int], *, now_ms: int) -> None:
         # Not fsynced: if a power cut loses this mark, the copy is re-sent with the same
         # Nats-Msg-Id and deduped (by JetStream, or by the receiver's seen store).
+        seqs = list(seqs)
         with _transaction(self.db, durable=False):
-            self.db.executemany(
-                "UPDATE messages SET state = 'sent', sent_at = ?, attempts = attempts + 1, last_error = NULL "
-                "WHERE seq = ? AND state = 'queued'",
-                [(now_ms, s) for s in seqs],
-            )
+            for i in range(0, len(seqs), 500):  # stay under SQLite's bound-variable limit
+                chunk = seqs[i : i + 500]
+                self.db.execute(
+                    "UPDATE messages SET state = 'sent', sent_at = ?, attempts = attempts + 1, last_error = NULL "
+                    f"WHERE state = 'queued' AND seq IN ({','.join('?' * len(chunk))})",
+                    (now_ms, *chunk),
+                )
 
     def note_failures(self, failures: Iterable[tuple[int, str]]) -> None:
         """Record why sends failed; the messages stay queued for the next round."""
@@ -322,6 +358,10 @@ class Outbox:
         """Stop watching FLASH bulletins every recipient acknowledged."""
         with _transaction(self.db):
             self.db.executemany("UPDATE bulletins SET ack_deadline = NULL WHERE id = ?", [(b,) for b in bulletin_ids])
+
+    def oldest_queued_at(self) -> int | None:
+        """When the oldest message still waiting was queued (the heartbeat's outbox lag)."""
+        return self.db.execute("SELECT MIN(queued_at) FROM messages WHERE state = 'queued'").fetchone()[0]
 
     def flash_watch_ids(self) -> list[str]:
         return [r[0] for r in self.db.execute("SELECT id FROM bulletins WHERE ack_deadline IS NOT NULL")]
