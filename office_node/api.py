@@ -251,44 +251,44 @@ async def import_watchlist(request: web.Request) -> web.Response:
 async def forward(request: web.Request) -> web.Response:
     principal = require_role(request, "supervisor")
     body = await read_json(request)
-    return json_response(await _node(request).forward(principal, request.match_info["id"], body), status=201)
+    return json_response(await _node(request).centre.forward(principal, request.match_info["id"], body), status=201)
 
 
 async def triage(request: web.Request) -> web.Response:
     require_role(request, "officer")
-    return json_response(_node(request).triage_view(dict(request.query)))
+    return json_response(_node(request).centre.triage_view(dict(request.query)))
 
 
 async def triage_item(request: web.Request) -> web.Response:
     require_role(request, "officer")
-    return json_response(_node(request).triage_detail(request.match_info["id"]))
+    return json_response(_node(request).centre.triage_detail(request.match_info["id"]))
 
 
 async def triage_update(request: web.Request) -> web.Response:
     principal = require_role(request, "officer")
     body = await read_json(request)
-    return json_response(_node(request).triage_update(principal, request.match_info["id"], body))
+    return json_response(_node(request).centre.triage_update(principal, request.match_info["id"], body))
 
 
 async def create_feed(request: web.Request) -> web.Response:
     principal = require_role(request, "supervisor")
-    return json_response(await _node(request).create_feed(principal, await read_json(request)), status=201)
+    return json_response(await _node(request).centre.create_feed(principal, await read_json(request)), status=201)
 
 
 async def feed_members(request: web.Request) -> web.Response:
     principal = require_role(request, "supervisor")
     body = await read_json(request)
-    return json_response(await _node(request).change_feed(principal, request.match_info["name"], body))
+    return json_response(await _node(request).centre.change_feed(principal, request.match_info["name"], body))
 
 
 async def rotate_feed(request: web.Request) -> web.Response:
     principal = require_role(request, "supervisor")
-    return json_response(await _node(request).rotate_feed(principal, request.match_info["name"]))
+    return json_response(await _node(request).centre.rotate_feed(principal, request.match_info["name"]))
 
 
 async def network(request: web.Request) -> web.Response:
     require_role(request, "officer")
-    return json_response(_node(request).network_view())
+    return json_response(_node(request).centre.network_view())
 
 
 async def quarantine(request: web.Request) -> web.Response:

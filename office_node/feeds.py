@@ -146,8 +146,9 @@ class NodeFeeds:
     # -- the member side -------------------------------------------------------------
 
     def _keyring_changed(self, change: FeedChange) -> None:
-        if change.status == "key":
-            # Feed bulletins that arrived before their epoch key wait in quarantine.
+        if change.status in ("key", "epoch"):
+            # Feed bulletins that arrived before their epoch key wait in quarantine; a new
+            # record may also tell them their key will never come (the office was removed).
             with contextlib.suppress(RuntimeError):
                 asyncio.get_running_loop().create_task(self.bus.retry_quarantine())
         if self.on_change is not None:

@@ -139,7 +139,7 @@ class Heartbeats:
 
     async def run_consumer(self, stop: Callable[[], bool]) -> None:
         """A centre's durable consumer of every heartbeat (the stream keeps the latest)."""
-        spec = sj.ConsumerSpec(sj.STREAM_HEARTBEATS, f"heartbeats-{self.office}", f"{sj.ROOT}.hb.*", 0)
+        spec = sj.heartbeats_consumer_spec(self.office)
         consumer = None
         while not stop():
             client = self.bus.client

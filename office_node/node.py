@@ -33,12 +33,11 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from bus.bulletin import Bulletin
 from bus.directory import Directory
-from bus.envelope import Opened
-from bus.errors import BloError, Forbidden, HandlingRefused, NotFound, ValidationError
-from bus.forward import forward as make_forward
+from bus.envelope import RECIPIENT_FEED, Opened
+from bus.errors import BloError, ForwardRefused, HandlingRefused, NotFound, ValidationError
 from bus.forward import verify_forward
-from bus.handling import FeedScope, check_forward, check_send
-from bus.ids import Rng, new_bulletin_id
+from bus.handling import FeedScope, check_receive, check_send
+from bus.ids import Rng
 from bus.keys import Identity
 from bus.lookout import Hit, parse_watchlist, watchlist_bulletins
 from bus.transport.client import BusClient, ClientConfig
@@ -50,34 +49,22 @@ from office_node import audit as actions
 from office_node import views
 from office_node.accounts import INTERACTIVE, Accounts, HashLimits, Principal
 from office_node.audit import AuditLog
+from office_node.centre import Centre
 from office_node.compose import Draft, draft_from_request, reply_request
 from office_node.config import NodeConfig
 from office_node.db import Database, open_database
-from office_node.feeds import MEMBERSHIP_TAG, NodeFeeds, membership_request, parse_membership_request
+from office_node.feeds import MEMBERSHIP_TAG, NodeFeeds
 from office_node.heartbeats import Heartbeats
 from office_node.home import NodeHome, node_paths
 from office_node.live import LiveHub
 from office_node.lookouts import Lookouts, hit_notice_request, notice_decision
 from office_node.store import SENT, BulletinQuery, HitRecord, Store, StoredBulletin
-from office_node.triage import DISSEMINATED, Triage
+from office_node.triage import Triage
 
 log = logging.getLogger("blo.node")
 VERSION = "0.1.0"
 #: How often the directory watcher checks that the link it watches over is still the same.
 LINK_CHECK_S = 1.0
-
-
-FORWARD_FIELDS = frozenset({"feed", "redact", "tags", "releasable_to", "tlp", "precedence"})
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Original:
-    """A stored bulletin with its exact signed bytes: what ``bus.forward`` forwards."""
-
-    bulletin: Bulletin
-    header: bytes
-    body: bytes
-    signature: bytes
 
 
 WATCHLIST_FIELDS = frozenset({"csv", "to", "feed", "releasable_to", "tlp", "grading", "precedence", "default_country"})
@@ -160,7 +147,11 @@ class OfficeNode:
             ClientConfig.from_settings(c.nats, name=f"blo-{self.office}") if not c.nats.embedded else None
         )
         options = self._options or NodeOptions(
-            feeds=c.feeds, flash_ack_timeout_s=c.flash_ack_timeout_s, embedded_port=c.nats.embedded_port
+            feeds=c.feeds,
+            flash_ack_timeout_s=c.flash_ack_timeout_s,
+            embedded_port=c.nats.embedded_port,
+            # Under a least-privilege NATS user the operator creates the streams (blo deploy streams).
+            ensure_streams=c.nats.create_streams,
         )
         self.bus = BusNode(
             self.identity,
@@ -171,12 +162,15 @@ class OfficeNode:
             on_bulletin=self._on_bulletin,
             on_escalation=self._on_escalation,
             on_state=self._on_state,
+            admit=self._admit,
+            key_pending=lambda feed, epoch: self.feeds.keyring.key_may_arrive(feed, epoch),
             metrics=self.bus_metrics,
             clock=self.clock,
             rng=self.rng,
         )
         is_centre = c.role == "centre"
         self.triage = Triage(self.db)
+        self.centre = Centre(self)
         self.feeds = NodeFeeds(
             self.identity,
             self.directory,
@@ -298,6 +292,19 @@ class OfficeNode:
 
     # -- from the bus ------------------------------------------------------------------
 
+    def _admit(self, subject: str, opened: Opened) -> None:
+        """What this node refuses even from a verified sender (quarantined with the reason):
+        a bulletin its handling rules say should never have come here, and a forward
+        that is not a centre's or whose carried original does not stand."""
+        b = opened.bulletin
+        via = opened.opened_via
+        check_receive(b, self.office[:2], via_feed=via.id if via.kind == RECIPIENT_FEED else None)
+        if b.forwarded is not None:
+            record = self.directory.record(b.sender)
+            if record is None or record.role != "centre":
+                raise ForwardRefused(f"{b.sender} forwarded {b.id} but is not a centre; only centres forward", "not_centre")
+            verify_forward(b, self.directory)  # raises ForwardRefused when the original does not stand
+
     async def _on_bulletin(self, opened: Opened) -> None:
         now = self.clock()
         b = opened.bulletin
@@ -307,10 +314,10 @@ class OfficeNode:
             stored = self.store.get(b.id)
             if stored is not None:
                 self.live.publish("bulletin", views.summary(stored))
-            if self.config.role == "centre" and self._is_own_office(b.sender) and self.triage.add(b.id, at_ms=now):
+            if self.config.role == "centre" and self.centre.is_own_office(b.sender) and self.triage.add(b.id, at_ms=now):
                 self.live.publish("triage", {"id": b.id, "state": "new"})
             if self.config.role == "centre" and MEMBERSHIP_TAG in b.tags:
-                await self._apply_membership_request(b)
+                await self.centre.apply_membership_request(b)
             await self._hits(opened.bulletin, self.lookouts.add(opened.bulletin, now), now)
 
     async def _hits(self, bulletin: Bulletin, hits: list[Hit], now: int) -> None:
@@ -336,7 +343,7 @@ class OfficeNode:
                 request = hit_notice_request(hit, bulletin, title, own_office=self.office, now_ms=now)
                 try:
                     draft = draft_from_request(request, office=self.office, now_ms=now, rng=self.rng)
-                    sent = await self._send(f"node:{self.office}", draft, actions.HIT_NOTICE)
+                    sent = await self.send_draft(f"node:{self.office}", draft, actions.HIT_NOTICE)
                     record = dataclasses.replace(record, notice="sent", notice_id=sent["id"])
                 except BloError as exc:
                     log.warning("hit notice to %s not sent: %s", hit.lookout.sender, exc.message)
@@ -362,7 +369,7 @@ class OfficeNode:
 
     # -- officer actions ---------------------------------------------------------------
 
-    def _get(self, bulletin_id: str) -> StoredBulletin:
+    def stored(self, bulletin_id: str) -> StoredBulletin:
         if not isinstance(bulletin_id, str) or len(bulletin_id) > 64:
             raise ValidationError("id", "must be a bulletin id (a 26-character ULID)")
         stored = self.store.get(bulletin_id)
@@ -374,10 +381,10 @@ class OfficeNode:
         """Validate, seal, queue and record a bulletin; returns its id and outbox state."""
         now = self.clock()
         draft = draft_from_request(data, office=self.office, now_ms=now, rng=self.rng)
-        return await self._send(principal.username, draft, actions.BULLETIN_POST)
+        return await self.send_draft(principal.username, draft, actions.BULLETIN_POST)
 
     async def reply(self, principal: Principal, bulletin_id: str, data: Any) -> dict[str, Any]:
-        original = self._get(bulletin_id)
+        original = self.stored(bulletin_id)
         request = reply_request(
             data,
             original_sender=original.sender,
@@ -386,9 +393,9 @@ class OfficeNode:
             offices_of_sent=original.recipients,
         )
         draft = draft_from_request(request, office=self.office, now_ms=self.clock(), rng=self.rng)
-        return await self._send(principal.username, draft, actions.BULLETIN_POST)
+        return await self.send_draft(principal.username, draft, actions.BULLETIN_POST)
 
-    async def _send(self, actor: str, draft: Draft, action: str) -> dict[str, Any]:
+    async def send_draft(self, actor: str, draft: Draft, action: str) -> dict[str, Any]:
         """Check the handling rules, then seal, queue, store and audit one bulletin; raise
         the hits it causes. A refusal is audited (who tried to send what where) and raised."""
         b = draft.bulletin
@@ -507,7 +514,7 @@ class OfficeNode:
 
     async def mark_read(self, principal: Principal, bulletin_id: str) -> dict[str, Any]:
         """Record that an officer read it; the first read here sends a read receipt."""
-        stored = self._get(bulletin_id)
+        stored = self.stored(bulletin_id)
         now = self.clock()
         first = self.store.mark_read(bulletin_id, by=principal.username, at_ms=now)
         if first and stored.direction != SENT:
@@ -518,7 +525,7 @@ class OfficeNode:
         return {"ok": True, "first": first}
 
     def view(self, principal: Principal, bulletin_id: str) -> dict[str, Any]:
-        stored = self._get(bulletin_id)
+        stored = self.stored(bulletin_id)
         self.audit.append(principal.username, actions.BULLETIN_VIEW, target=bulletin_id, now_ms=self.clock())
         status = self.bus.status(bulletin_id) if stored.direction == SENT else None
         return views.detail(stored, status)
@@ -556,16 +563,6 @@ class OfficeNode:
     def feeds_view(self) -> dict[str, Any]:
         return {"feeds": self.feeds.view(self.config.feeds)}
 
-    # -- the centre ----------------------------------------------------------------------
-
-    def _is_own_office(self, office: str) -> bool:
-        record = self.directory.record(office)
-        return record is not None and record.role == "office" and record.country == self.office[:2]
-
-    def _require_centre(self, what: str) -> None:
-        if self.config.role != "centre":
-            raise Forbidden(f"only a coordination centre {what}; {self.office} is an office node", reason="not_centre")
-
     def _record_provenance(self, b: Bulletin) -> None:
         """Check a forward's original against the directory and keep the finding beside
         the centre's own (verified) signature."""
@@ -590,200 +587,6 @@ class OfficeNode:
             self.store.set_verification(
                 b.id, verified=stored.verified, details={**stored.verification, "provenance": provenance}
             )
-
-    async def forward(self, principal: Principal, bulletin_id: str, data: Any) -> dict[str, Any]:
-        """A centre forwards an office bulletin to a feed, its provenance kept; optionally
-        redacted (then it says so). The handling rules are checked first; a refusal is
-        audited. The bulletin's triage state becomes ``disseminated``."""
-        self._require_centre("forwards bulletins to feeds")
-        if not isinstance(data, Mapping):
-            raise ValidationError("", 'send {"feed": NAME, "redact": [field paths], ...}')
-        for key in data:
-            if key not in FORWARD_FIELDS:
-                raise ValidationError(str(key)[:64], f"is not a forward field; use {', '.join(sorted(FORWARD_FIELDS))}")
-        feed = data.get("feed")
-        if not isinstance(feed, str) or feed not in self.feeds.keyring.feeds() + (self.feeds.owner.feeds() if self.feeds.owner else []):
-            raise ValidationError("feed", f"{feed!r} is not a feed this centre knows (GET /api/feeds)"[:200])
-        stored = self._get(bulletin_id)
-        parts = self.store.sealed_parts(bulletin_id)
-        if parts is None or parts.signature is None:
-            raise ValidationError("id", "only a bulletin received here can be forwarded with its provenance")
-        original = _Original(Bulletin.from_dict(stored.bulletin), parts.header, parts.body, parts.signature)
-        now = self.clock()
-        redact = data.get("redact") or ()
-        if isinstance(redact, str) or not isinstance(redact, list | tuple):
-            raise ValidationError("redact", 'must be a list of field paths, e.g. ["entities[0].name"]')
-        try:
-            fwd = make_forward(
-                original,
-                centre=self.office,
-                new_id=new_bulletin_id(now, self.rng),
-                created=now,
-                redact=redact,
-                tags=data.get("tags"),
-                releasable_to=data.get("releasable_to"),
-                tlp=data.get("tlp"),
-                precedence=data.get("precedence"),
-            )
-            check_forward(original.bulletin, fwd, self.feed_scope(feed))
-        except HandlingRefused as exc:
-            self.audit.append(
-                principal.username, actions.BULLETIN_REFUSED, target=bulletin_id,
-                details={"rule": exc.reason, "feed": feed, "attempted": actions.BULLETIN_FORWARD}, now_ms=now,
-            )  # fmt: skip
-            raise
-        result = await self._send(principal.username, Draft(fwd, (), (feed,)), actions.BULLETIN_FORWARD)
-        with contextlib.suppress(BloError):
-            if self._is_own_office(stored.sender):
-                self.triage.add(bulletin_id, at_ms=now)
-                self.triage.move(bulletin_id, DISSEMINATED, by=principal.username, at_ms=now)
-                self.live.publish("triage", {"id": bulletin_id, "state": DISSEMINATED})
-        return {**result, "forward_of": bulletin_id, "redacted": list(redact)}
-
-    def triage_view(self, params: Mapping[str, str]) -> dict[str, Any]:
-        self._require_centre("keeps a triage queue")
-        state = params.get("state") or None
-        items = []
-        for item in self.triage.items(state=state, limit=200):
-            stored = self.store.get(item.bulletin_id)
-            items.append(
-                {**item.to_json(), "bulletin": views.summary(stored) if stored else None,
-                 "notes": len(self.triage.notes(item.bulletin_id))}
-            )  # fmt: skip
-        return {"counts": self.triage.counts(), "items": items}
-
-    def triage_detail(self, bulletin_id: str) -> dict[str, Any]:
-        self._require_centre("keeps a triage queue")
-        item = self.triage.get(bulletin_id)
-        return {**item.to_json(), "notes": [n.to_json() for n in self.triage.notes(bulletin_id)]}
-
-    def triage_update(self, principal: Principal, bulletin_id: str, data: Any) -> dict[str, Any]:
-        """Move a bulletin through the queue and/or add an analyst's note."""
-        self._require_centre("keeps a triage queue")
-        if not isinstance(data, Mapping) or not ({"state", "note", "assignee"} & set(data)):
-            raise ValidationError("state", 'send {"state": ..., "note": ..., "assignee": ...} (any of them)')
-        for key in data:
-            if key not in ("state", "note", "assignee"):
-                raise ValidationError(str(key)[:64], "is not a triage field; use state, note, assignee")
-        now = self.clock()
-        if "state" in data or "assignee" in data:
-            current = self.triage.get(bulletin_id)
-            self.triage.move(
-                bulletin_id, data.get("state", current.state), by=principal.username, at_ms=now, assignee=data.get("assignee")
-            )
-        if data.get("note"):
-            self.triage.note(bulletin_id, data["note"], by=principal.username, at_ms=now)
-        item = self.triage.get(bulletin_id)
-        self.audit.append(
-            principal.username, actions.TRIAGE, target=bulletin_id,
-            details={"state": item.state, "note": bool(data.get("note"))}, now_ms=now,
-        )  # fmt: skip
-        self.live.publish("triage", {"id": bulletin_id, "state": item.state})
-        return self.triage_detail(bulletin_id)
-
-    async def create_feed(self, principal: Principal, data: Any) -> dict[str, Any]:
-        self._require_centre("owns feeds")
-        if not isinstance(data, Mapping):
-            raise ValidationError("", 'send {"name": ..., "members": [...], "scope": [countries]}')
-        name, members = data.get("name"), data.get("members") or []
-        if isinstance(members, str) or not isinstance(members, list):
-            raise ValidationError("members", "must be a list of office ids")
-        scope = data.get("scope")
-        issue = await self.feeds.create(name, members, scope=scope)
-        self.audit.append(
-            principal.username, actions.FEED_CREATE, target=issue.feed,
-            details={"members": list(members), "scope": scope, "epoch": issue.epoch}, now_ms=self.clock(),
-        )  # fmt: skip
-        return self._feed_json(issue.feed)
-
-    async def change_feed(self, principal: Principal, feed: str, data: Any) -> dict[str, Any]:
-        """Add and remove members. On a feed another centre owns (a joint feed), this
-        centre may change only its own country's members: the change travels to the owner
-        as a signed membership request, which the owner applies."""
-        self._require_centre("manages feed members")
-        if not isinstance(data, Mapping):
-            raise ValidationError("", 'send {"add": [...], "remove": [...]}')
-        add, remove = data.get("add") or [], data.get("remove") or []
-        for name, value in (("add", add), ("remove", remove)):
-            if isinstance(value, str) or not isinstance(value, list):
-                raise ValidationError(name, "must be a list of office ids")
-        owner = self.feeds.owner
-        if owner is None or feed not in owner.feeds():
-            return await self._request_membership(principal, feed, add, remove)
-        self._check_own_country(feed, add)
-        issue = await self.feeds.change_members(feed, add=add, remove=remove)
-        self.audit.append(
-            principal.username, actions.FEED_MEMBERS, target=feed,
-            details={"add": list(add), "remove": list(remove), "epoch": issue.epoch}, now_ms=self.clock(),
-        )  # fmt: skip
-        return self._feed_json(feed)
-
-    def _check_own_country(self, feed: str, offices: list[str]) -> None:
-        """A centre manages only its own country's members of a feed (a joint feed's other
-        members are the other centre's to change)."""
-        for office in offices:
-            if isinstance(office, str) and office[:2] != self.office[:2] and office not in self.feed_members(feed):
-                raise Forbidden(
-                    f"{office} is not of {self.office[:2]}: ask {office[:2]}'s centre to add it", reason="other_country"
-                )
-
-    async def _request_membership(self, principal: Principal, feed: str, add: list[str], remove: list[str]) -> dict[str, Any]:
-        record = self.feeds.keyring.record(feed)
-        if record is None:
-            raise NotFound(f"no feed {feed!r} is known here (neither owned nor seen in the feed bucket)")
-        for office in (*add, *remove):
-            if not isinstance(office, str) or office[:2] != self.office[:2]:
-                raise Forbidden(
-                    f"{office!r} is not of {self.office[:2]}; on {record.owner}'s feed {feed} this centre changes only "
-                    f"{self.office[:2]} members", reason="other_country",
-                )  # fmt: skip
-        request = membership_request(feed, add, remove, owner=record.owner, own=self.office)
-        draft = draft_from_request(request, office=self.office, now_ms=self.clock(), rng=self.rng)
-        sent = await self._send(principal.username, draft, actions.FEED_MEMBERS)
-        return {"name": feed, "requested_from": record.owner, "request_id": sent["id"], "add": add, "remove": remove}
-
-    async def _apply_membership_request(self, b: Bulletin) -> None:
-        """The owner's side of a joint feed: another country's centre changes its members."""
-        owner = self.feeds.owner
-        sender = self.directory.record(b.sender)
-        try:
-            request = parse_membership_request(b)
-            if sender is None or sender.role != "centre":
-                raise Forbidden(f"{b.sender} is not a centre; only centres change feed members", reason="not_centre")
-            if owner is None or request["feed"] not in owner.feeds():
-                raise NotFound(f"{self.office} does not own a feed {request['feed']!r}")
-            for office in (*request["add"], *request["remove"]):
-                if office[:2] != b.sender[:2]:
-                    raise Forbidden(f"{b.sender} may change only {b.sender[:2]} members, not {office}", reason="other_country")
-            issue = await self.feeds.change_members(request["feed"], add=request["add"], remove=request["remove"])
-        except BloError as exc:
-            log.warning("membership request %s from %s refused: %s", b.id, b.sender, exc.message)
-            self.audit.append(
-                f"centre:{b.sender}", actions.BULLETIN_REFUSED, target=b.id,
-                details={"rule": exc.reason, "attempted": actions.FEED_MEMBERS}, now_ms=self.clock(),
-            )  # fmt: skip
-            return
-        self.audit.append(
-            f"centre:{b.sender}", actions.FEED_MEMBERS, target=issue.feed,
-            details={"add": request["add"], "remove": request["remove"], "epoch": issue.epoch, "request": b.id},
-            now_ms=self.clock(),
-        )  # fmt: skip
-
-    async def rotate_feed(self, principal: Principal, feed: str) -> dict[str, Any]:
-        self._require_centre("rotates feed keys")
-        issue = await self.feeds.rotate(feed, reason="manual")
-        self.audit.append(
-            principal.username, actions.FEED_ROTATE, target=feed, details={"epoch": issue.epoch, "reason": "manual"},
-            now_ms=self.clock(),
-        )  # fmt: skip
-        return self._feed_json(feed)
-
-    def _feed_json(self, feed: str) -> dict[str, Any]:
-        return next(f for f in self.feeds.view(self.config.feeds) if f["name"] == feed)
-
-    def network_view(self) -> dict[str, Any]:
-        self._require_centre("has a network view")
-        return self.heartbeats.view()
 
     def quarantine_view(self) -> dict[str, Any]:
         q = self.bus.quarantine

@@ -44,7 +44,7 @@ def make_office_node(network: Network, office: str, **options: Any) -> OfficeNod
         config,
         built.identity,
         hash_limits=CHEAP,
-        options=fast_options(feeds=config.feeds, **options),
+        options=fast_options(feeds=config.feeds, ensure_streams=config.nats.create_streams, **options),
     )
 
 

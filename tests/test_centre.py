@@ -56,6 +56,10 @@ async def _feed(client, name: str) -> dict:
     return next((f for f in body["feeds"] if f["name"] == name), {})
 
 
+async def _epoch(client, name: str) -> int | None:
+    return (await _feed(client, name)).get("epoch")
+
+
 async def _has_key(client, name: str, epoch: int) -> bool:
     f = await _feed(client, name)
     return f.get("epoch") == epoch and f.get("have_key") is True
@@ -187,7 +191,7 @@ async def test_on_a_joint_feed_each_centre_manages_only_its_own_country(network)
             assert status == 201
             status, denied = await th.post(f"/api/feeds/{JOINT}/members", {"add": ["LA-SVK"]})
             assert status == 403 and denied["error"]["code"] == "other_country"
-            await eventually(lambda: _feed(la, JOINT), 15, "the joint feed's record at LA-TCCC")
+            await eventually(lambda: _epoch(la, JOINT), 15, "the joint feed's record at LA-TCCC")
             status, denied = await la.post(f"/api/feeds/{JOINT}/members", {"add": ["TH-NKP"]})
             assert status == 403 and denied["error"]["code"] == "other_country"
             status, asked = await la.post(f"/api/feeds/{JOINT}/members", {"add": ["LA-SVK"]})
@@ -236,3 +240,27 @@ async def _all_online(states) -> bool:
 
 async def _silent(states, office: str) -> bool:
     return (await states).get(office) == "silent"
+
+
+async def test_a_revoked_member_is_removed_from_every_feed_at_once(network) -> None:
+    from bus.directory import revoke_key
+
+    async with running(network, "TH-TCCC", "TH-MUK") as nodes:
+        async with api(nodes["TH-TCCC"], analyst_token(nodes["TH-TCCC"])) as tccc, api(nodes["TH-MUK"], network["TH-MUK"].token) as muk:
+            await tccc.post("/api/feeds", {"name": FEED, "members": ["TH-MUK", "TH-NKP"]})
+            await eventually(lambda: _has_key(muk, FEED, 1), 15, "epoch 1 on TH-MUK")
+            centre = nodes["TH-TCCC"].node
+            nkp = network["TH-NKP"].identity
+            # What `blo directory revoke` puts in the bucket, arriving at the centre's directory.
+            centre.directory.apply(
+                revoke_key(network["TH-TCCC"].identity, "TH-NKP", nkp.signing.kid, revoked_at=centre.clock(), reason="laptop stolen")
+            )
+            feed = await eventually(lambda: _epoch_is(tccc, 2), 15, "a new epoch without TH-NKP")
+            assert feed["members"] == ["TH-MUK"]
+            await eventually(lambda: _has_key(muk, FEED, 2), 15, "epoch 2 on TH-MUK")
+            assert (FEED, 2) in centre.bus.feed_keys
+
+
+async def _epoch_is(client, epoch: int) -> dict | None:
+    feed = await _feed(client, FEED)
+    return feed if feed.get("epoch") == epoch else None

@@ -1439,7 +1439,7 @@ async def test_a_forward_that_changes_the_handling_sends_only_what_changed(page,
 
 
 async def test_signing_out_at_a_centre_leaves_no_queue_notes_or_dialog_on_screen(page, centre):
-    node, base = centre
+    _, base = centre
     await open_centre(page, base)
     await page.locator("#triage-list li").nth(1).locator("button").click()
     await expect(page.locator("#triage-notes li")).to_have_count(1)

@@ -202,6 +202,11 @@ def receipts_consumer_spec(office_id: str) -> ConsumerSpec:
     return ConsumerSpec(STREAM_RECEIPTS, receipt_consumer(office_id), receipt_filter(office_id), 0)
 
 
+def heartbeats_consumer_spec(centre_id: str) -> ConsumerSpec:
+    """A centre's durable consumer of every office's latest heartbeat."""
+    return ConsumerSpec(STREAM_HEARTBEATS, f"heartbeats-{check_office(centre_id)}", f"{ROOT}.hb.*", 0)
+
+
 @dataclass(frozen=True, slots=True)
 class StreamSpec:
     """Limits of one stream (sizes in bytes, times in seconds)."""

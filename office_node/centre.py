@@ -1,0 +1,259 @@
+"""The coordination centre's work on top of a node: triage, forwarding with provenance,
+feeds and their members (joint feeds included), and the network view.
+
+A centre runs the same daemon as an office (``role = "centre"`` in node.toml); these are
+the operations only a centre has. Each checks the role first (``Forbidden`` with reason
+``not_centre`` on an office node), does its work through the node's own parts (store,
+triage queue, feed owner, heartbeats) and writes what it did to the audit log.
+
+Joint feeds: a feed has one owning centre (it signs the epochs); a centre may change only
+its own country's members of it. On a feed another centre owns, the change travels to
+the owner as a signed membership request (``office_node.feeds.membership_request``),
+which the owner applies after checking the requesting centre and the offices' country.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from bus.bulletin import Bulletin
+from bus.errors import BloError, Forbidden, HandlingRefused, NotFound, ValidationError
+from bus.forward import forward as make_forward
+from bus.handling import check_forward
+from bus.ids import new_bulletin_id
+from office_node import audit as actions
+from office_node import views
+from office_node.accounts import Principal
+from office_node.compose import Draft, draft_from_request
+from office_node.feeds import membership_request, parse_membership_request
+from office_node.triage import DISSEMINATED
+
+if TYPE_CHECKING:
+    from office_node.node import OfficeNode
+
+log = logging.getLogger("blo.centre")
+FORWARD_FIELDS = frozenset({"feed", "redact", "tags", "releasable_to", "tlp", "precedence"})
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Original:
+    """A stored bulletin with its exact signed bytes: what ``bus.forward`` forwards."""
+
+    bulletin: Bulletin
+    header: bytes
+    body: bytes
+    signature: bytes
+
+
+class Centre:
+    def __init__(self, node: OfficeNode) -> None:
+        self.node = node
+
+    def is_own_office(self, office: str) -> bool:
+        record = self.node.directory.record(office)
+        return record is not None and record.role == "office" and record.country == self.node.office[:2]
+
+    def _require_centre(self, what: str) -> None:
+        if self.node.config.role != "centre":
+            raise Forbidden(f"only a coordination centre {what}; {self.node.office} is an office node", reason="not_centre")
+
+    async def forward(self, principal: Principal, bulletin_id: str, data: Any) -> dict[str, Any]:
+        """A centre forwards an office bulletin to a feed, its provenance kept; optionally
+        redacted (then it says so). The handling rules are checked first; a refusal is
+        audited. The bulletin's triage state becomes ``disseminated``."""
+        self._require_centre("forwards bulletins to feeds")
+        if not isinstance(data, Mapping):
+            raise ValidationError("", 'send {"feed": NAME, "redact": [field paths], ...}')
+        for key in data:
+            if key not in FORWARD_FIELDS:
+                raise ValidationError(str(key)[:64], f"is not a forward field; use {', '.join(sorted(FORWARD_FIELDS))}")
+        feed = data.get("feed")
+        if not isinstance(feed, str) or feed not in self.node.feeds.keyring.feeds() + (self.node.feeds.owner.feeds() if self.node.feeds.owner else []):
+            raise ValidationError("feed", f"{feed!r} is not a feed this centre knows (GET /api/feeds)"[:200])
+        stored = self.node.stored(bulletin_id)
+        parts = self.node.store.sealed_parts(bulletin_id)
+        if parts is None or parts.signature is None:
+            raise ValidationError("id", "only a bulletin received here can be forwarded with its provenance")
+        original = _Original(Bulletin.from_dict(stored.bulletin), parts.header, parts.body, parts.signature)
+        now = self.node.clock()
+        redact = data.get("redact") or ()
+        if isinstance(redact, str) or not isinstance(redact, list | tuple):
+            raise ValidationError("redact", 'must be a list of field paths, e.g. ["entities[0].name"]')
+        try:
+            fwd = make_forward(
+                original,
+                centre=self.node.office,
+                new_id=new_bulletin_id(now, self.node.rng),
+                created=now,
+                redact=redact,
+                tags=data.get("tags"),
+                releasable_to=data.get("releasable_to"),
+                tlp=data.get("tlp"),
+                precedence=data.get("precedence"),
+            )
+            check_forward(original.bulletin, fwd, self.node.feed_scope(feed))
+        except HandlingRefused as exc:
+            self.node.audit.append(
+                principal.username, actions.BULLETIN_REFUSED, target=bulletin_id,
+                details={"rule": exc.reason, "feed": feed, "attempted": actions.BULLETIN_FORWARD}, now_ms=now,
+            )  # fmt: skip
+            raise
+        result = await self.node.send_draft(principal.username, Draft(fwd, (), (feed,)), actions.BULLETIN_FORWARD)
+        with contextlib.suppress(BloError):
+            if self.is_own_office(stored.sender):
+                self.node.triage.add(bulletin_id, at_ms=now)
+                self.node.triage.move(bulletin_id, DISSEMINATED, by=principal.username, at_ms=now)
+                self.node.live.publish("triage", {"id": bulletin_id, "state": DISSEMINATED})
+        return {**result, "forward_of": bulletin_id, "redacted": list(redact)}
+
+    def triage_view(self, params: Mapping[str, str]) -> dict[str, Any]:
+        self._require_centre("keeps a triage queue")
+        state = params.get("state") or None
+        items = []
+        for item in self.node.triage.items(state=state, limit=200):
+            stored = self.node.store.get(item.bulletin_id)
+            items.append(
+                {**item.to_json(), "bulletin": views.summary(stored) if stored else None,
+                 "notes": len(self.node.triage.notes(item.bulletin_id))}
+            )  # fmt: skip
+        return {"counts": self.node.triage.counts(), "items": items}
+
+    def triage_detail(self, bulletin_id: str) -> dict[str, Any]:
+        self._require_centre("keeps a triage queue")
+        item = self.node.triage.get(bulletin_id)
+        return {**item.to_json(), "notes": [n.to_json() for n in self.node.triage.notes(bulletin_id)]}
+
+    def triage_update(self, principal: Principal, bulletin_id: str, data: Any) -> dict[str, Any]:
+        """Move a bulletin through the queue and/or add an analyst's note."""
+        self._require_centre("keeps a triage queue")
+        if not isinstance(data, Mapping) or not ({"state", "note", "assignee"} & set(data)):
+            raise ValidationError("state", 'send {"state": ..., "note": ..., "assignee": ...} (any of them)')
+        for key in data:
+            if key not in ("state", "note", "assignee"):
+                raise ValidationError(str(key)[:64], "is not a triage field; use state, note, assignee")
+        now = self.node.clock()
+        assignee = data.get("assignee")
+        if assignee is not None and (not isinstance(assignee, str) or not 0 < len(assignee) <= 64):
+            raise ValidationError("assignee", "must be a username (1-64 characters)")
+        if "state" in data or "assignee" in data:
+            current = self.node.triage.get(bulletin_id)
+            self.node.triage.move(
+                bulletin_id, data.get("state", current.state), by=principal.username, at_ms=now, assignee=data.get("assignee")
+            )
+        if data.get("note"):
+            self.node.triage.note(bulletin_id, data["note"], by=principal.username, at_ms=now)
+        item = self.node.triage.get(bulletin_id)
+        self.node.audit.append(
+            principal.username, actions.TRIAGE, target=bulletin_id,
+            details={"state": item.state, "note": bool(data.get("note"))}, now_ms=now,
+        )  # fmt: skip
+        self.node.live.publish("triage", {"id": bulletin_id, "state": item.state})
+        return self.triage_detail(bulletin_id)
+
+    async def create_feed(self, principal: Principal, data: Any) -> dict[str, Any]:
+        self._require_centre("owns feeds")
+        if not isinstance(data, Mapping):
+            raise ValidationError("", 'send {"name": ..., "members": [...], "scope": [countries]}')
+        name, members = data.get("name"), data.get("members") or []
+        if isinstance(members, str) or not isinstance(members, list):
+            raise ValidationError("members", "must be a list of office ids")
+        scope = data.get("scope")
+        issue = await self.node.feeds.create(name, members, scope=scope)
+        self.node.audit.append(
+            principal.username, actions.FEED_CREATE, target=issue.feed,
+            details={"members": list(members), "scope": scope, "epoch": issue.epoch}, now_ms=self.node.clock(),
+        )  # fmt: skip
+        return self._feed_json(issue.feed)
+
+    async def change_feed(self, principal: Principal, feed: str, data: Any) -> dict[str, Any]:
+        """Add and remove members. On a feed another centre owns (a joint feed), this
+        centre may change only its own country's members: the change travels to the owner
+        as a signed membership request, which the owner applies."""
+        self._require_centre("manages feed members")
+        if not isinstance(data, Mapping):
+            raise ValidationError("", 'send {"add": [...], "remove": [...]}')
+        add, remove = data.get("add") or [], data.get("remove") or []
+        for name, value in (("add", add), ("remove", remove)):
+            if isinstance(value, str) or not isinstance(value, list):
+                raise ValidationError(name, "must be a list of office ids")
+        owner = self.node.feeds.owner
+        if owner is None or feed not in owner.feeds():
+            return await self._request_membership(principal, feed, add, remove)
+        self._check_own_country(feed, add)
+        issue = await self.node.feeds.change_members(feed, add=add, remove=remove)
+        self.node.audit.append(
+            principal.username, actions.FEED_MEMBERS, target=feed,
+            details={"add": list(add), "remove": list(remove), "epoch": issue.epoch}, now_ms=self.node.clock(),
+        )  # fmt: skip
+        return self._feed_json(feed)
+
+    def _check_own_country(self, feed: str, offices: list[str]) -> None:
+        """A centre manages only its own country's members of a feed (a joint feed's other
+        members are the other centre's to change)."""
+        for office in offices:
+            if isinstance(office, str) and office[:2] != self.node.office[:2] and office not in self.node.feed_members(feed):
+                raise Forbidden(
+                    f"{office} is not of {self.node.office[:2]}: ask {office[:2]}'s centre to add it", reason="other_country"
+                )
+
+    async def _request_membership(self, principal: Principal, feed: str, add: list[str], remove: list[str]) -> dict[str, Any]:
+        for office in (*add, *remove):
+            if not isinstance(office, str) or office[:2] != self.node.office[:2]:
+                raise Forbidden(
+                    f"{office!r} is not of {self.node.office[:2]}; on a feed another centre owns this centre changes only "
+                    f"{self.node.office[:2]} members", reason="other_country",
+                )  # fmt: skip
+        record = self.node.feeds.keyring.record(feed)
+        if record is None:
+            raise NotFound(f"no feed {feed!r} is known here (neither owned nor seen in the feed bucket)")
+        request = membership_request(feed, add, remove, owner=record.owner, own=self.node.office)
+        draft = draft_from_request(request, office=self.node.office, now_ms=self.node.clock(), rng=self.node.rng)
+        sent = await self.node.send_draft(principal.username, draft, actions.FEED_MEMBERS)
+        return {"name": feed, "requested_from": record.owner, "request_id": sent["id"], "add": add, "remove": remove}
+
+    async def apply_membership_request(self, b: Bulletin) -> None:
+        """The owner's side of a joint feed: another country's centre changes its members."""
+        owner = self.node.feeds.owner
+        sender = self.node.directory.record(b.sender)
+        try:
+            request = parse_membership_request(b)
+            if sender is None or sender.role != "centre":
+                raise Forbidden(f"{b.sender} is not a centre; only centres change feed members", reason="not_centre")
+            if owner is None or request["feed"] not in owner.feeds():
+                raise NotFound(f"{self.node.office} does not own a feed {request['feed']!r}")
+            for office in (*request["add"], *request["remove"]):
+                if office[:2] != b.sender[:2]:
+                    raise Forbidden(f"{b.sender} may change only {b.sender[:2]} members, not {office}", reason="other_country")
+            issue = await self.node.feeds.change_members(request["feed"], add=request["add"], remove=request["remove"])
+        except BloError as exc:
+            log.warning("membership request %s from %s refused: %s", b.id, b.sender, exc.message)
+            self.node.audit.append(
+                f"centre:{b.sender}", actions.BULLETIN_REFUSED, target=b.id,
+                details={"rule": exc.reason, "attempted": actions.FEED_MEMBERS}, now_ms=self.node.clock(),
+            )  # fmt: skip
+            return
+        self.node.audit.append(
+            f"centre:{b.sender}", actions.FEED_MEMBERS, target=issue.feed,
+            details={"add": request["add"], "remove": request["remove"], "epoch": issue.epoch, "request": b.id},
+            now_ms=self.node.clock(),
+        )  # fmt: skip
+
+    async def rotate_feed(self, principal: Principal, feed: str) -> dict[str, Any]:
+        self._require_centre("rotates feed keys")
+        issue = await self.node.feeds.rotate(feed, reason="manual")
+        self.node.audit.append(
+            principal.username, actions.FEED_ROTATE, target=feed, details={"epoch": issue.epoch, "reason": "manual"},
+            now_ms=self.node.clock(),
+        )  # fmt: skip
+        return self._feed_json(feed)
+
+    def _feed_json(self, feed: str) -> dict[str, Any]:
+        return next(f for f in self.node.feeds.view(self.node.config.feeds) if f["name"] == feed)
+
+    def network_view(self) -> dict[str, Any]:
+        self._require_centre("has a network view")
+        return self.node.heartbeats.view()
