@@ -208,6 +208,8 @@ async def run_demo(
 ) -> None:
     """Bring the network up, seed it on first run, print the logins, run until ``stop``."""
     _check_ports(ports)
+    if fresh or not (root / STATE_FILE).exists():
+        echo(f"building the pilot network in {root} (first run: keys, enrolments, officer accounts)...")
     network, _, first_run = prepare(root, ports, fresh=fresh, hash_limits=hash_limits)
     server: NatsServer = embedded_server(root / "nats-data", port=ports.nats)
     await asyncio.to_thread(server.start)
