@@ -32,7 +32,7 @@ from typing import Any
 
 from bus.bulletin import is_office_id
 from bus.directory import Change, Directory
-from bus.errors import BloError, FeedError, KeyStoreError, ValidationError
+from bus.errors import BloError, FeedError, FeedKeyPending, KeyStoreError, ValidationError
 from bus.feeds import FeedChange, FeedKeyring, FeedOwner, Issue
 from bus.ids import Rng
 from bus.keys import Identity
@@ -140,8 +140,17 @@ class NodeFeeds:
                 await asyncio.sleep(check_s)
                 if self._unpublished:
                     await self.publish_pending(js)
+                await self._retry_waiting()
         finally:
             await watcher.stop()
+
+    async def _retry_waiting(self) -> None:
+        """Open again feed bulletins quarantined while their key was on its way. The key's
+        arrival triggers a retry too; this sweep closes the gap when a bulletin was
+        quarantined just after that retry ran."""
+        quarantine = self.bus.quarantine
+        if quarantine is not None and quarantine.counts().get(FeedKeyPending.reason):
+            await self.bus.retry_quarantine()
 
     # -- the member side -------------------------------------------------------------
 
