@@ -63,6 +63,14 @@ SIGNATURE_BYTES = 64
 _aead_encrypt = nb.crypto_aead_xchacha20poly1305_ietf_encrypt
 _aead_decrypt = nb.crypto_aead_xchacha20poly1305_ietf_decrypt
 _sign = nb.crypto_sign
+try:  # libsodium through PyNaCl's own cffi binding, without its wrappers (see _seal_encrypt)
+    from nacl._sodium import ffi as _ffi
+    from nacl._sodium import lib as _lib
+
+    _lib_encrypt = _lib.crypto_aead_xchacha20poly1305_ietf_encrypt
+    _lib_sign = _lib.crypto_sign
+except (ImportError, AttributeError):  # another PyNaCl layout: its public wrappers only
+    _lib_encrypt = _lib_sign = None
 _sign_open = nb.crypto_sign_open
 _packb = msgpack.Packer(use_bin_type=True, autoreset=True).pack
 _u32 = struct.Struct(">I").pack
@@ -163,6 +171,40 @@ def _wrap_ad_tail(kind: int, rid: str, ref: bytes | int) -> bytes:
     the same for every bulletin to one recipient entry, so it is built once."""
     ref_bytes = ref if isinstance(ref, bytes) else struct.pack(">Q", ref)
     return b"".join((bytes((kind,)), rid.encode(), b"\x00", ref_bytes))
+
+
+def _seal_encrypt(message: bytes, aad: bytes, nonce: bytes, key: bytes) -> bytes:
+    """XChaCha20-Poly1305 encryption, the same call and bytes as PyNaCl's
+    ``crypto_aead_xchacha20poly1305_ietf_encrypt``. Its wrapper's argument checks cost
+    more than encrypting a content key, and a seal makes one call per recipient; the
+    checks libsodium needs (exact bytes, key and nonce lengths, so nothing is over-read)
+    are made here, and anything else takes the wrapper, which raises as before."""
+    if (
+        _lib_encrypt is None
+        or type(message) is not bytes
+        or type(aad) is not bytes
+        or type(nonce) is not bytes
+        or type(key) is not bytes
+        or len(nonce) != NONCE_BYTES
+        or len(key) != KEY_BYTES
+    ):
+        return _aead_encrypt(message, aad, nonce, key)
+    clen = len(message) + TAG_BYTES
+    out = _ffi.new("unsigned char[]", clen)
+    if _lib_encrypt(out, _ffi.NULL, message, len(message), aad, len(aad), _ffi.NULL, nonce, key) != 0:
+        return _aead_encrypt(message, aad, nonce, key)  # libsodium refused: let the wrapper raise
+    return _ffi.buffer(out, clen)[:]
+
+
+def _seal_sign(message: bytes, secret: bytes) -> bytes:
+    """The 64-byte Ed25519 signature of ``message`` (what ``crypto_sign(...)[:64]`` gives),
+    without copying the signed message out twice; checks as ``_seal_encrypt``."""
+    if _lib_sign is None or type(message) is not bytes or type(secret) is not bytes or len(secret) != 64:
+        return _sign(message, secret)[:SIGNATURE_BYTES]
+    out = _ffi.new("unsigned char[]", len(message) + SIGNATURE_BYTES)
+    if _lib_sign(out, _ffi.NULL, message, len(message), secret) != 0:
+        return _sign(message, secret)[:SIGNATURE_BYTES]
+    return _ffi.buffer(out, SIGNATURE_BYTES)[:]
 
 
 def signed_message(header: bytes, body: bytes) -> bytes:
@@ -271,13 +313,13 @@ class Sealer:
                 raise errors.ValidationError("recipients", f"{rid} is named twice")
             seen.add((kind, rid))
             nonce = rng(NONCE_BYTES)
-            wrapped = _aead_encrypt(content_key, ad_head + tail, nonce, kek)
+            wrapped = _seal_encrypt(content_key, ad_head + tail, nonce, kek)
             entries.append([kind, rid, ref, nonce, wrapped])
         office, sign_kid, box_kid = self._sender_prefix
         header = _packb([bid, office, sign_kid, box_kid, now_ms, bulletin.precedence, content_nonce, entries])
         body = encode_body(bulletin)
-        signature = _sign(signed_message(header, body), self.identity.signing.secret)[:SIGNATURE_BYTES]
-        ciphertext = _aead_encrypt(signature + body, header, content_nonce, content_key)
+        signature = _seal_sign(signed_message(header, body), self.identity.signing.secret)
+        ciphertext = _seal_encrypt(signature + body, header, content_nonce, content_key)
         sealed = _packb([WIRE_VERSION, header, ciphertext])
         if len(sealed) > self.max_bytes:
             raise errors.TooLarge(

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
+import nats.errors
 import pytest
 
 from bus.errors import BusError, ConfigError, NotConnected, PermissionDenied, PublishUnconfirmed
-from bus.transport.client import Ack, BusClient, ClientConfig
+from bus.transport.client import Ack, BusClient, ClientConfig, _ack_of, ack_all
 from bus.transport.server import NatsServer
-from bus.transport.subjects import default_streams
+from bus.transport.subjects import ConsumerSpec, default_streams
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -112,3 +114,120 @@ async def test_a_denied_publish_is_permission_denied_naming_the_subject(tmp_path
             assert any(e == "permission_denied" for e, _ in events)
         finally:
             await client.close()
+
+
+class _Reply:
+    """Just what ``_ack_of`` reads of nats-py's Msg."""
+
+    def __init__(self, data: bytes, headers: dict[str, str] | None = None) -> None:
+        self.data = data
+        self.headers = headers
+
+
+@pytest.mark.parametrize(
+    ("data", "want"),
+    [
+        (b'{"stream":"BLO_OFFICES","seq":7}', Ack("BLO_OFFICES", 7, False)),
+        (b'{"stream":"BLO_OFFICES","seq":7,"duplicate":true}', Ack("BLO_OFFICES", 7, True)),
+        (b'{"stream":"BLO_OFFICES","domain":"hub","seq":7}', Ack("BLO_OFFICES", 7, False)),
+        (b'{"stream":"BLO_OFFICES","seq":7,"duplicate":false}', Ack("BLO_OFFICES", 7, False)),  # the JSON path
+        (b'{ "seq": 7, "stream": "BLO_OFFICES" }', Ack("BLO_OFFICES", 7, False)),
+        (b'{"stream":"BLO_OFFICES","seq":7,"duplicate":true,"val":"x"}', Ack("BLO_OFFICES", 7, True)),
+    ],
+)
+def test_acks_read_the_same_on_the_fast_path_and_through_json(data: bytes, want: Ack) -> None:
+    assert _ack_of(_Reply(data), "blo.office.LA-SVK.routine.TH-MUK", "id-1") == want
+
+
+@pytest.mark.parametrize(
+    ("data", "headers", "says"),
+    [
+        (b'{"error":{"code":400,"description":"bad"}}', None, "JetStream refused id-1"),
+        (b"", {"Status": "503"}, "no stream stores"),
+        (b'{"stream":"BLO_OFFICES","seq":"x7"}', None, "unreadable"),
+        (b"not json", None, "unreadable"),
+    ],
+)
+def test_refusals_and_garbled_acks_are_bus_errors(data: bytes, headers: dict[str, str] | None, says: str) -> None:
+    result = _ack_of(_Reply(data, headers), "blo.office.LA-SVK.routine.TH-MUK", "id-1")
+    assert isinstance(result, BusError) and says in result.message
+
+
+async def _window_results(client: BusClient) -> list[Ack | BusError]:
+    await client.ensure_streams(default_streams())
+    return await client.publish_batch(
+        [
+            ("blo.office.LA-SVK.routine.TH-MUK", b"one", "o-1"),
+            ("blo.nowhere.LA-SVK", b"two", "o-2"),
+            ("blo.office.LA-SVK.routine.TH-MUK", b"three", "o-3"),
+            ("blo.office.LA-SVK.routine.TH-MUK", b"one", "o-1"),
+        ]
+    )
+
+
+@pytest.mark.parametrize("one_by_one", [False, True])
+async def test_a_window_gets_the_same_answers_written_whole_or_one_by_one(
+    nats_server: NatsServer, monkeypatch: pytest.MonkeyPatch, one_by_one: bool
+) -> None:
+    if one_by_one:  # as with a nats-py lacking the write buffer the fast path uses
+
+        async def no_fast_path(*args: object) -> bool:
+            return False
+
+        monkeypatch.setattr(BusClient, "_write_window", no_fast_path)
+    client = BusClient(ClientConfig(urls=(nats_server.url,)))
+    await client.start()
+    try:
+        assert await client.wait_connected(5)
+        one, nowhere, three, again = await _window_results(client)
+        assert isinstance(one, Ack) and isinstance(three, Ack) and three.seq == one.seq + 1
+        assert isinstance(again, Ack) and again.duplicate and again.seq == one.seq
+        assert isinstance(nowhere, BusError) and "no stream stores" in nowhere.message
+    finally:
+        await client.close()
+
+
+async def test_a_payload_over_the_servers_limit_is_an_error_result_and_the_rest_go_out(tmp_path: Path) -> None:
+    conf = tmp_path / "small.conf"
+    conf.write_text("jetstream {}\nmax_payload: 4096\n")
+    with NatsServer(tmp_path / "nats", config_file=conf) as server:
+        client = BusClient(ClientConfig(urls=(server.url,)))
+        await client.start()
+        try:
+            assert await client.wait_connected(5)
+            await client.ensure_streams(default_streams())
+            small, big, after = await client.publish_batch(
+                [
+                    ("blo.office.LA-SVK.routine.TH-MUK", b"s", "m-1"),
+                    ("blo.office.LA-SVK.routine.TH-MUK", b"b" * 5000, "m-2"),
+                    ("blo.office.LA-SVK.routine.TH-MUK", b"a", "m-3"),
+                ]
+            )
+            assert isinstance(small, Ack) and isinstance(after, Ack) and after.seq == small.seq + 1
+            assert isinstance(big, BusError) and "m-2" in big.message
+            assert client.connected  # the server was never sent more than it takes
+        finally:
+            await client.close()
+
+
+async def test_acked_messages_are_not_delivered_again(nats_server: NatsServer) -> None:
+    client = BusClient(ClientConfig(urls=(nats_server.url,)))
+    await client.start()
+    try:
+        assert await client.wait_connected(5)
+        await client.ensure_streams(default_streams())
+        for n in range(5):
+            await client.publish("blo.office.LA-SVK.routine.TH-MUK", b"%d" % n, f"a-{n}")
+        spec = ConsumerSpec("BLO_OFFICES", "acks-test", "blo.office.LA-SVK.routine.*", 3)
+        consumer = await client.pull(spec, ack_wait_s=1.0)
+        got = await consumer.fetch(10, 1.0)
+        assert [m.data for m in got] == [b"0", b"1", b"2", b"3", b"4"]
+        assert await ack_all(got[:3])
+        await asyncio.sleep(1.5)  # past the ack wait: the unacked two come again, the acked three never
+        again = await consumer.fetch(10, 2.0)
+        assert [m.data for m in again] == [b"3", b"4"]
+        assert await ack_all(again)
+        with pytest.raises(nats.errors.Error):  # each is acked once only, as msg.ack() says
+            await again[0].ack()
+    finally:
+        await client.close()

@@ -159,3 +159,39 @@ def test_a_batch_naming_one_bulletin_twice_is_refused_whole_and_names_it(tmp_pat
     with pytest.raises(ValidationError, match=_bid(7)):
         box.enqueue_many([other, item, item], now_ms=1)
     assert box.depth() == 0 and box.status(_bid(8)) is None
+
+
+def _copies(box: Outbox, limit: int = 100, exclude: set[int] | None = None) -> dict[str, bytes]:
+    return {p.msg_id: p.payload for p in box.next_batch(limit, exclude=exclude or set())}
+
+
+def test_every_copy_carries_its_bulletins_sealed_bytes_from_memory_disk_or_after_a_retry(tmp_path: Path) -> None:
+    to = ("LA-SVK", "TH-TCCC", "LA-TCCC")
+    box = Outbox(tmp_path / "o.db")
+    bids = [_post(box, n, to=to) for n in range(3)]
+    want = {f"{bid}:{r}": b"sealed-%d" % n for n, bid in enumerate(bids) for r in to}
+    first = box.next_batch(4)  # bulletin 0 whole, one copy of bulletin 1: taken from memory
+    rest = box.next_batch(100, exclude={p.seq for p in first})
+    assert {p.msg_id: p.payload for p in first + rest} == want
+    box.note_failures([(p.seq, "PublishUnconfirmed") for p in first + rest])  # every copy comes round again
+    assert _copies(box) == want  # now from disk: each was handed out once already
+    box.close()
+    assert _copies(Outbox(tmp_path / "o.db")) == want  # and after a restart
+
+
+def test_bulletins_past_the_memory_bound_are_read_from_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import bus.transport.outbox as outbox_module
+
+    monkeypatch.setattr(outbox_module, "FRESH_MAX_BYTES", len(b"sealed-1") * 2)
+    box = Outbox(tmp_path / "o.db")
+    bids = [_post(box, n, to=("LA-SVK", "TH-TCCC")) for n in range(1, 6)]  # 2 kept in memory, 3 not
+    assert _copies(box) == {f"{bid}:{r}": b"sealed-%d" % n for n, bid in enumerate(bids, 1) for r in ("LA-SVK", "TH-TCCC")}
+    assert box._fresh == {} and box._fresh_bytes == 0  # all handed out: nothing held
+
+
+def test_a_refused_batch_leaves_nothing_in_memory(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.db")
+    item = (_bid(7), "ROUTINE", 3, b"s", [Delivery("LA-SVK", "blo.office.LA-SVK.routine.TH-MUK", _bid(7))], None)
+    with pytest.raises(ValidationError):
+        box.enqueue_many([item, item], now_ms=1)
+    assert box._fresh == {} and box.next_batch(10) == []

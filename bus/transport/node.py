@@ -497,13 +497,17 @@ class BusNode:
             except BusError as exc:  # the link dropped before the window went out
                 results = [exc] * len(batch)
             now = self.clock()
-            sent = [p for p, r in zip(batch, results, strict=True) if isinstance(r, Ack)]
-            failed = [(p, r) for p, r in zip(batch, results, strict=True) if not isinstance(r, Ack)]
-            self.outbox.mark_sent([p.seq for p in sent], now_ms=now)
+            sent: list[Any] = []
+            failed: list[tuple[Any, Ack | BusError]] = []
             per_rank = [0] * len(self._sent_metrics)
-            for p in sent:
-                if p.kind == "bulletin":
-                    per_rank[p.rank] += 1
+            for p, r in zip(batch, results, strict=True):
+                if type(r) is Ack:
+                    sent.append(p)
+                    if p.kind == "bulletin":
+                        per_rank[p.rank] += 1
+                else:
+                    failed.append((p, r))
+            self.outbox.mark_sent([p.seq for p in sent], now_ms=now)
             for counter, n in zip(self._sent_metrics, per_rank, strict=True):
                 if n:
                     counter.inc(n)

@@ -22,6 +22,14 @@ officer was told is "queued" must survive a power cut at a border post, and a co
 costs well under a millisecond here, so FULL. ``enqueue_many`` shares one commit.
 Bookkeeping whose loss only causes a deduped re-send (``sent`` marks, receipts
 received) commits with NORMAL (see ``_transaction``).
+
+Reading: the sealed bytes of a bulletin are stored once (``bulletins.sealed``) however
+many copies it has. The outbox also keeps, in memory, the sealed bytes of bulletins it
+queued itself until every copy has been handed out once (bounded by
+``FRESH_MAX_BYTES``), so the pump's next round does not read the same blob from disk
+once per copy. The disk stays the only record: after a restart, a retry, or past the
+bound, ``next_batch`` reads the bytes from ``bulletins``. The bytes of an id never
+change (the id is the key, and a repost is refused), so the copy in memory cannot differ.
 """
 
 from __future__ import annotations
@@ -30,11 +38,14 @@ import sqlite3
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from bus.errors import ValidationError
 
 QUEUED, SENT, DELIVERED, READ = "queued", "sent", "delivered", "read"
 _STATE_ORDER = {QUEUED: 0, SENT: 1, DELIVERED: 2, READ: 3}
+#: At most this many sealed bytes are kept in memory for the pump (see the module docstring).
+FRESH_MAX_BYTES = 16 * 1024 * 1024
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS bulletins (
@@ -94,9 +105,9 @@ class Delivery:
     msg_id: str
 
 
-@dataclass(frozen=True, slots=True)
-class Pending:
-    """A queued message as the pump sees it."""
+class Pending(NamedTuple):
+    """A queued message as the pump sees it. (A named tuple: the pump makes one per copy,
+    and a frozen dataclass costs several times more to build.)"""
 
     seq: int
     rank: int
@@ -143,6 +154,9 @@ class Outbox:
         self.path = Path(path)
         self.db = connect_sqlite(self.path)
         self.db.executescript(_SCHEMA)
+        #: bulletin id -> [sealed bytes, copies not yet handed out], for bulletins queued here
+        self._fresh: dict[str, list[bytes | int]] = {}
+        self._fresh_bytes = 0
 
     def close(self) -> None:
         self.db.close()
@@ -192,6 +206,12 @@ class Outbox:
                 )
         except sqlite3.IntegrityError:
             raise ValidationError("id", f"bulletin {self._reposted(items)} was already posted") from None
+        fresh = self._fresh
+        for bid, _, _, sealed, deliveries, _ in items:  # committed: the pump may take them from memory
+            if self._fresh_bytes + len(sealed) > FRESH_MAX_BYTES:
+                break  # the rest are read from disk
+            fresh[bid] = [sealed, len(deliveries)]
+            self._fresh_bytes += len(sealed)
 
     def _reposted(self, items: Sequence[tuple[str, str, int, bytes, Sequence[Delivery], int | None]]) -> str:
         """Which bulletin of a refused batch was posted before (or twice in the batch)."""
@@ -225,35 +245,63 @@ class Outbox:
     def next_batch(self, limit: int, *, exclude: Collection[int] = ()) -> list[Pending]:
         """Up to ``limit`` queued messages, FLASH first, posting order within a precedence;
         none of the seqs in ``exclude`` (the pump's copies still waiting for their ack)."""
-        select = (
-            "SELECT m.seq, m.rank, m.subject, m.msg_id, COALESCE(m.payload, b.sealed), m.kind, m.bulletin_id, m.recipient "
-            "FROM messages m LEFT JOIN bulletins b ON m.kind = 'bulletin' AND b.id = m.bulletin_id "
-        )
+        select = "SELECT seq, rank, subject, msg_id, payload, kind, bulletin_id, recipient FROM messages "
         if not exclude:
+            rows = self.db.execute(select + "WHERE state = 'queued' ORDER BY rank, seq LIMIT ?", (limit,)).fetchall()
+        else:
+            # The queue order from the index alone, then the rows wanted.
+            seqs = [
+                seq
+                for (seq,) in self.db.execute(
+                    "SELECT seq FROM messages WHERE state = 'queued' ORDER BY rank, seq LIMIT ?",
+                    (limit + len(exclude),),
+                )
+                if seq not in exclude
+            ][:limit]
+            if not seqs:
+                return []
             rows = self.db.execute(
-                select + "WHERE m.state = 'queued' ORDER BY m.rank, m.seq LIMIT ?", (limit,)
+                select + f"WHERE seq IN ({','.join('?' * len(seqs))}) ORDER BY rank, seq", seqs
             ).fetchall()
-            return [Pending(*row) for row in rows]
-        # The queue order from the index alone, then the rows wanted (payloads are not
-        # copied out for the copies in flight).
-        seqs = [
-            seq
-            for (seq,) in self.db.execute(
-                "SELECT seq FROM messages WHERE state = 'queued' ORDER BY rank, seq LIMIT ?", (limit + len(exclude),)
-            )
-            if seq not in exclude
-        ][:limit]
-        if not seqs:
-            return []
-        rows = self.db.execute(
-            select + f"WHERE m.seq IN ({','.join('?' * len(seqs))}) ORDER BY m.rank, m.seq", seqs
-        ).fetchall()
-        return [Pending(*row) for row in rows]
+        return self._with_payloads(rows)
+
+    def _with_payloads(self, rows: list[tuple[object, ...]]) -> list[Pending]:
+        """Pending copies of ``rows``, a bulletin copy's payload being its bulletin's sealed
+        bytes: from memory while fresh, else from disk (one query for all it lacks)."""
+        fresh = self._fresh
+        out: list[Pending] = []
+        missing: dict[str, list[int]] = {}  # bulletin id -> indexes in out still without bytes
+        for row in rows:
+            if row[4] is None:  # a bulletin copy (receipts carry their own payload)
+                bid: str = row[6]  # type: ignore[assignment]
+                entry = fresh.get(bid)
+                if entry is not None:
+                    sealed = entry[0]
+                    entry[1] -= 1  # type: ignore[operator]
+                    if entry[1] == 0:  # every copy handed out once: retries read the disk
+                        del fresh[bid]
+                        self._fresh_bytes -= len(sealed)  # type: ignore[arg-type]
+                    row = (*row[:4], sealed, *row[5:])
+                else:
+                    missing.setdefault(bid, []).append(len(out))
+            out.append(Pending._make(row))
+        if missing:
+            ids = list(missing)
+            for i in range(0, len(ids), 500):  # stay under SQLite's bound-variable limit
+                chunk = ids[i : i + 500]
+                for bid, sealed in self.db.execute(
+                    f"SELECT id, sealed FROM bulletins WHERE id IN ({','.join('?' * len(chunk))})", chunk
+                ):
+                    for j in missing[bid]:
+                        out[j] = out[j]._replace(payload=sealed)
+        return out
 
     def mark_sent(self, seqs: Iterable[int], *, now_ms: int) -> None:
         # Not fsynced: if a power cut loses this mark, the copy is re-sent with the same
         # Nats-Msg-Id and deduped (by JetStream, or by the receiver's seen store).
         seqs = list(seqs)
+        if not seqs:
+            return
         with _transaction(self.db, durable=False):
             for i in range(0, len(seqs), 500):  # stay under SQLite's bound-variable limit
                 chunk = seqs[i : i + 500]
