@@ -21,6 +21,8 @@ import nacl.utils
 
 from bench.table import print_table
 from bus.envelope import OfficeRecipient, Opener, Sealer, signed_message, split_envelope
+from bus.envelope import _seal_encrypt as seal_encrypt
+from bus.envelope import _seal_sign as seal_sign
 from bus.keys import Identity, PeerBook
 from tests.helpers import NOW, bulletin
 
@@ -81,12 +83,15 @@ def _measure(n: int, sender: Identity, recipients: list[Identity], book: PeerBoo
     signed = signature + message
     sk, pk = sender.signing.secret, sender.signing.public
 
+    # Sealing calls libsodium through PyNaCl's cffi binding directly (bus.envelope's
+    # _seal_encrypt/_seal_sign); the baseline makes those same calls, so a faster entry
+    # point is not counted as "less Python around the crypto".
     def bare_seal() -> None:
         k, cn = rng(32), rng(24)
         for kek in keks:
-            aead_encrypt(k, b"ad" * 20, rng(24), kek)
-        sig = nb.crypto_sign(message, sk)[:64]
-        aead_encrypt(sig + body, header, cn, k)
+            seal_encrypt(k, b"ad" * 20, rng(24), kek)
+        sig = seal_sign(message, sk)
+        seal_encrypt(sig + body, header, cn, k)
 
     def bare_open() -> None:
         ck = aead_decrypt(wrap, b"ad" * 20, nonce, keks[0])
