@@ -103,6 +103,24 @@ class ClientConfig:
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ConfigError("nats: tls_cert and tls_key go together (a client certificate and its key)")
 
+    def signin_options(self) -> dict[str, Any]:
+        """The ``nats.connect`` keyword arguments that say who this is and how the link is
+        protected (credentials, TLS, inbox prefix). One place, so the daemon and one-shot
+        commands (``blo directory publish``) sign in alike."""
+        kwargs: dict[str, Any] = {}
+        if self.creds:
+            kwargs["user_credentials"] = str(self.creds)
+        if self.nkey_seed:
+            kwargs["nkeys_seed"] = str(self.nkey_seed)
+        if self.inbox_prefix:
+            kwargs["inbox_prefix"] = self.inbox_prefix
+        tls = self.tls_context()
+        if tls is not None:
+            kwargs["tls"] = tls
+            if self.tls_hostname:
+                kwargs["tls_hostname"] = self.tls_hostname
+        return kwargs
+
     def tls_context(self) -> ssl.SSLContext | None:
         if not (self.tls_ca or self.tls_cert):
             return None
@@ -238,18 +256,7 @@ class BusClient:
 
     async def _connect(self) -> None:
         c = self.config
-        kwargs: dict[str, Any] = {}
-        if c.creds:
-            kwargs["user_credentials"] = str(c.creds)
-        if c.nkey_seed:
-            kwargs["nkeys_seed"] = str(c.nkey_seed)
-        if c.inbox_prefix:
-            kwargs["inbox_prefix"] = c.inbox_prefix
-        tls = c.tls_context()
-        if tls is not None:
-            kwargs["tls"] = tls
-            if c.tls_hostname:
-                kwargs["tls_hostname"] = c.tls_hostname
+        kwargs = c.signin_options()
         try:
             nc = await nats.connect(
                 servers=list(c.urls),

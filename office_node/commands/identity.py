@@ -396,37 +396,23 @@ def _maybe_publish(ctx: click.Context, nats_url: str | None, items: list[bytes])
     click.echo(f"  published {len(keys)} item(s) to {nats_url}")
 
 
-def _signin(ctx: click.Context) -> dict[str, Any]:
+def _signin(ctx: click.Context) -> tuple[dict[str, Any], str | None]:
     """How this home signs in to NATS (node.toml's [nats]: nkey seed or creds, TLS, inbox
-    prefix, JetStream domain), so the directory commands work against secured hubs too."""
+    prefix) and its JetStream domain, so the directory commands work against secured hubs."""
     from bus.transport.client import ClientConfig
 
     home = _home(ctx)
     if not home.config_path.exists():
-        return {}
-    settings = home.config().nats
-    config = ClientConfig.from_settings(settings, urls=("nats://unused",))
-    kwargs: dict[str, Any] = {}
-    if config.creds:
-        kwargs["user_credentials"] = str(config.creds)
-    if config.nkey_seed:
-        kwargs["nkeys_seed"] = str(config.nkey_seed)
-    if config.inbox_prefix:
-        kwargs["inbox_prefix"] = config.inbox_prefix
-    tls = config.tls_context()
-    if tls is not None:
-        kwargs["tls"] = tls
-    if config.jetstream_domain:
-        kwargs["_domain"] = config.jetstream_domain
-    return kwargs
+        return {}, None
+    config = ClientConfig.from_settings(home.config().nats, urls=("nats://unused",))
+    return config.signin_options(), config.jetstream_domain
 
 
 def _with_nats(ctx: click.Context, url: str, work: Callable[[Any], Awaitable[T]], timeout: float) -> T:
     import nats
     import nats.errors
 
-    signin = _signin(ctx)
-    domain = signin.pop("_domain", None)
+    signin, domain = _signin(ctx)
 
     async def main() -> T:
         async def quiet(exc: Exception) -> None:  # the failure is reported once, below, not as a traceback
