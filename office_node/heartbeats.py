@@ -22,11 +22,11 @@ from collections.abc import Callable
 from typing import Any
 
 from bus.directory import Directory
-from bus.errors import BloError, BusError, NotConnected
+from bus.errors import BloError, BusError
 from bus.heartbeat import DAYS, Heartbeat, NodeStatus, day_index, network_view, open_heartbeat, sign_heartbeat
 from bus.keys import Identity
 from bus.transport import subjects as sj
-from bus.transport.client import ack
+from bus.transport.client import ack_all
 from bus.transport.metrics import sample
 from bus.transport.node import BusNode
 from office_node.db import Database
@@ -137,32 +137,17 @@ class Heartbeats:
             )
         return hb if cur.rowcount else None
 
-    async def run_consumer(self, stop: Callable[[], bool]) -> None:
-        """A centre's durable consumer of every heartbeat (the stream keeps the latest)."""
-        spec = sj.heartbeats_consumer_spec(self.office)
-        consumer = None
-        while not stop():
-            client = self.bus.client
-            try:
-                if client is None or not await client.wait_connected(1.0):
-                    continue
-                if consumer is None:
-                    consumer = await client.pull(spec)
-                msgs = await consumer.fetch(64, 1.0)
-            except NotConnected:
-                consumer = None
-                await asyncio.sleep(1.0)
-                continue
-            except BusError as exc:
-                log.info("heartbeat consumer: %s", exc.message)
-                consumer = None
-                await asyncio.sleep(2.0)
-                continue
-            for msg in msgs:
-                hb = self.keep(msg.data, msg.subject)
-                await ack(msg)  # verified and kept, or refused and logged: the next beat comes soon
-                if hb is not None and self.on_heartbeat is not None:
-                    self.on_heartbeat({"office": hb.office, "sent_at": hb.sent_at})
+    async def run_consumer(self) -> None:
+        """A centre's durable consumer of every heartbeat (the stream keeps the latest),
+        run by the bus node's own fetch loop (reconnects, refusals) until it closes."""
+        await self.bus.consume(sj.heartbeats_consumer_spec(self.office), self._take)
+
+    async def _take(self, spec: sj.ConsumerSpec, msgs: list[Any]) -> None:
+        kept = [hb for hb in (self.keep(m.data, m.subject) for m in msgs) if hb is not None]
+        await ack_all(msgs)  # verified and kept, or refused and logged: the next beat comes soon
+        if self.on_heartbeat is not None:
+            for hb in kept:
+                self.on_heartbeat({"office": hb.office, "sent_at": hb.sent_at})
 
     def latest(self) -> list[Heartbeat]:
         with self.db.read() as c:

@@ -205,7 +205,7 @@ class OfficeNode:
         self._spawn(self._while_connected(lambda client: self.feeds.watch(client, stop=stopping)), "blo-feeds")
         self._spawn(self.heartbeats.run_publisher(stopping), "blo-heartbeat")
         if is_centre:
-            self._spawn(self.heartbeats.run_consumer(stopping), "blo-heartbeats-in")
+            self._spawn(self.heartbeats.run_consumer(), "blo-heartbeats-in")
             self._spawn(self._rotate_feeds(), "blo-feed-rotation")
 
     def _is_closing(self) -> bool:

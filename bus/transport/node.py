@@ -575,6 +575,13 @@ class BusNode:
         finally:
             drop()
 
+    async def consume(
+        self, spec: sj.ConsumerSpec, handle: Callable[[sj.ConsumerSpec, list[Msg]], Awaitable[None]]
+    ) -> None:
+        """Pull from another durable consumer with this node's connection, reconnect and
+        refusal handling (a centre's heartbeats), until ``close``. ``handle`` acks."""
+        await self._fetch_loop(spec, handle)
+
     async def _consume(self, spec: sj.ConsumerSpec) -> None:
         await self._fetch_loop(spec, self._handle_bulletins, gated=True)
 
