@@ -71,6 +71,15 @@ def _feeds(value: Any) -> tuple[str, ...]:
     return (value,)
 
 
+def recipients_of(to: Any, feed: Any, *, office: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The office ids and feed names a request names (``to``, ``feed``), checked."""
+    offices = _offices(to, office)
+    feeds = _feeds(feed)
+    if not offices and not feeds:
+        raise ValidationError("to", "name at least one office, or a feed")
+    return offices, feeds
+
+
 def draft_from_request(data: Any, *, office: str, now_ms: int, rng: Rng) -> Draft:
     """Validate a post request; ValidationError names the first wrong field."""
     if not isinstance(data, Mapping):
@@ -80,10 +89,7 @@ def draft_from_request(data: Any, *, office: str, now_ms: int, rng: Rng) -> Draf
             raise ValidationError(str(key), "is set by the node; leave it out")
         if key not in POST_FIELDS:
             raise ValidationError(str(key)[:64], f"is not a field of a post; use {', '.join(sorted(POST_FIELDS))}")
-    offices = _offices(data.get("to"), office)
-    feeds = _feeds(data.get("feed"))
-    if not offices and not feeds:
-        raise ValidationError("to", "name at least one office, or a feed")
+    offices, feeds = recipients_of(data.get("to"), data.get("feed"), office=office)
     fields = {k: v for k, v in data.items() if k not in ROUTING_FIELDS}
     bulletin = Bulletin.from_dict(
         {**fields, "id": new_bulletin_id(now_ms, rng), "from": office, "created": now_ms}

@@ -50,7 +50,7 @@ from office_node import views
 from office_node.accounts import INTERACTIVE, Accounts, HashLimits, Principal
 from office_node.audit import AuditLog
 from office_node.centre import Centre
-from office_node.compose import Draft, draft_from_request, reply_request
+from office_node.compose import Draft, draft_from_request, recipients_of, reply_request
 from office_node.config import NodeConfig
 from office_node.db import Database, open_database
 from office_node.feeds import MEMBERSHIP_TAG, NodeFeeds
@@ -68,11 +68,6 @@ LINK_CHECK_S = 1.0
 
 
 WATCHLIST_FIELDS = frozenset({"csv", "to", "feed", "releasable_to", "tlp", "grading", "precedence", "default_country"})
-# Only the routing of this request is used; draft_from_request wants a whole bulletin.
-_PLACEHOLDER = {
-    "precedence": "ROUTINE", "kind": "lookout", "tlp": "AMBER", "releasable_to": ["TH"], "grading": "A1",
-    "title": "watch list", "body": "",
-}  # fmt: skip
 
 
 def wall_ms() -> int:
@@ -395,9 +390,9 @@ class OfficeNode:
         draft = draft_from_request(request, office=self.office, now_ms=self.clock(), rng=self.rng)
         return await self.send_draft(principal.username, draft, actions.BULLETIN_POST)
 
-    async def send_draft(self, actor: str, draft: Draft, action: str) -> dict[str, Any]:
-        """Check the handling rules, then seal, queue, store and audit one bulletin; raise
-        the hits it causes. A refusal is audited (who tried to send what where) and raised."""
+    def _check_handling(self, actor: str, draft: Draft, action: str) -> None:
+        """The handling rules for one bulletin and its recipients; a refusal is audited
+        (who tried to send what where) and raised."""
         b = draft.bulletin
         try:
             check_send(b, offices=draft.offices, feeds=[self.feed_scope(f) for f in draft.feeds])
@@ -411,6 +406,12 @@ class OfficeNode:
                 now_ms=self.clock(),
             )  # fmt: skip
             raise
+
+    async def send_draft(self, actor: str, draft: Draft, action: str) -> dict[str, Any]:
+        """Check the handling rules, then seal, queue, store and audit one bulletin; raise
+        the hits it causes. A refusal is audited (who tried to send what where) and raised."""
+        b = draft.bulletin
+        self._check_handling(actor, draft, action)
         posted = await self.bus.submit(b, offices=draft.offices, feeds=draft.feeds)
         feed = draft.feeds[0] if draft.feeds else None
         self.store.save_sent(b, sealed=posted.sealed, recipients=list(draft.recipients), feed=feed, sent_at=posted.posted_at)
@@ -455,35 +456,34 @@ class OfficeNode:
                 raise ValidationError(str(key)[:64], f"is not a watch-list import field; use {', '.join(sorted(WATCHLIST_FIELDS))}")
         now = self.clock()
         parsed = parse_watchlist(data["csv"], now_ms=now, default_country=data.get("default_country"))
-        routing = draft_from_request(
-            {"to": data.get("to") or self._own_offices(now), "feed": data.get("feed"), **_PLACEHOLDER},
-            office=self.office,
-            now_ms=now,
-            rng=self.rng,
-        )
-        releasable = data.get("releasable_to") or sorted({self.office[:2], *(o[:2] for o in routing.offices)})
+        offices, feeds = recipients_of(data.get("to") or self._own_offices(now), data.get("feed"), office=self.office)
+        releasable = data.get("releasable_to") or sorted({self.office[:2], *(o[:2] for o in offices)})
         options = {k: data[k] for k in ("tlp", "grading", "precedence") if data.get(k)}
-        bulletins = [
-            Bulletin.from_dict(d)
+        drafts = [
+            Draft(Bulletin.from_dict(d), offices, feeds)
             for d in watchlist_bulletins(parsed.entries, sender=self.office, now_ms=now, releasable_to=releasable, **options)
         ]
+        for draft in drafts:  # before anything is queued: a refused list sends nothing
+            self._check_handling(principal.username, draft, actions.WATCHLIST_IMPORT)
+        bulletins = [d.bulletin for d in drafts]
+        recipients = [*offices, *feeds]
         for start in range(0, len(bulletins), 500):
             chunk = bulletins[start : start + 500]
-            posted = await self.bus.submit_many([(b, routing.offices, routing.feeds) for b in chunk])
-            feed = routing.feeds[0] if routing.feeds else None
-            self.store.save_sent_many([(p.bulletin, p.sealed, list(routing.recipients), feed, p.posted_at) for p in posted])
+            posted = await self.bus.submit_many([(b, offices, feeds) for b in chunk])
+            feed = feeds[0] if feeds else None
+            self.store.save_sent_many([(p.bulletin, p.sealed, recipients, feed, p.posted_at) for p in posted])
             for b in chunk:
                 await self._hits(b, self.lookouts.add(b, now), now)
         self.audit.append(
             principal.username,
             actions.WATCHLIST_IMPORT,
             target=",".join(sorted({e.list_id for e in parsed.entries}))[:200],
-            details={"entries": len(bulletins), "bad_rows": len(parsed.errors), "to": list(routing.offices), "feed": data.get("feed")},
+            details={"entries": len(bulletins), "bad_rows": len(parsed.errors), "to": list(offices), "feed": data.get("feed")},
             now_ms=now,
         )
         return {
             "imported": len(bulletins),
-            "recipients": list(routing.recipients),
+            "recipients": recipients,
             "errors": [{"line": e.line, "column": e.column, "reason": e.reason, "message": e.message} for e in parsed.errors],
         }
 

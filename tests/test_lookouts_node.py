@@ -128,6 +128,9 @@ async def test_a_centre_imports_a_watch_list_with_bad_rows_and_its_offices_can_c
         async with api(nodes["TH-TCCC"], token) as tccc, api(nodes["TH-MUK"], network["TH-MUK"].token) as muk:
             status, denied = await muk.post("/api/watchlists", {"csv": WATCHLIST})
             assert status == 403 and denied["error"]["code"] == "forbidden_role"  # officers do not import lists
+            status, refused = await tccc.post("/api/watchlists", {"csv": WATCHLIST, "releasable_to": ["LA"]})
+            assert status == 422 and refused["error"]["code"] == "not_releasable"  # TH-MUK is in TH
+            assert centre.bus.outbox.depth() == 0
             status, result = await tccc.post("/api/watchlists", {"csv": WATCHLIST})
             assert status == 201, result
             assert result["imported"] == 3 and result["recipients"] == ["TH-MUK"]
