@@ -24,9 +24,7 @@ same way a tampered bucket is.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -40,7 +38,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter
 
 from bus import errors
 from bus.directory import Directory, DirectoryRecord, SignedItem, decode_item
-from bus.keystore import write_private_file
+from bus.transport.kv import SignedItemsFile, open_kv, put_item
 
 BUCKET = "blo_directory"
 CACHE_FORMAT = "blo-directory-cache/v1"
@@ -80,32 +78,14 @@ class DirectoryMetrics:
 # -- the local copy --------------------------------------------------------------------
 
 
-class DirectoryCache:
+class DirectoryCache(SignedItemsFile):
     """The node's verified copy of the directory on disk: the signed bytes, as JSON."""
 
     def __init__(self, path: Path) -> None:
-        self.path = path
+        super().__init__(path, format=CACHE_FORMAT, what="directory", damaged=errors.DirectoryError)
 
     def save(self, directory: Directory) -> None:
-        items = [base64.b64encode(s.raw).decode() for s in directory.signed_items()]
-        data = json.dumps({"format": CACHE_FORMAT, "items": items}, indent=0).encode()
-        write_private_file(self.path, data)
-
-    def read(self) -> list[bytes]:
-        """The stored items (unverified); empty when there is no file yet."""
-        try:
-            doc = json.loads(self.path.read_bytes())
-            if type(doc) is not dict or doc.get("format") != CACHE_FORMAT or type(doc.get("items")) is not list:
-                raise ValueError("not a directory cache")
-            return [base64.b64decode(x, validate=True) for x in doc["items"]]
-        except FileNotFoundError:
-            return []
-        except (ValueError, TypeError, OSError, RecursionError) as exc:
-            raise errors.DirectoryError(
-                f"{self.path}: the local directory copy is unreadable ({exc}); move it aside and the node "
-                "will rebuild it from the bus",
-                "cache_damaged",
-            ) from None
+        self.write(s.raw for s in directory.signed_items())
 
     def load_into(self, directory: Directory, metrics: DirectoryMetrics | None = None) -> int:
         """Apply every stored item to ``directory`` (re-verifying it); returns how many were
@@ -138,21 +118,11 @@ def _apply(directory: Directory, raw: bytes, where: str, metrics: DirectoryMetri
 
 async def open_bucket(js: JetStreamContext, bucket: str = BUCKET, *, create: bool = False) -> KeyValue:
     """The directory bucket; ``create=True`` (a centre) makes it when missing."""
-    try:
-        try:
-            return await js.key_value(bucket)
-        except nats.js.errors.BucketNotFoundError:
-            if not create:
-                raise errors.NotConnected(
-                    f"the directory bucket {bucket!r} does not exist yet on this NATS server: a centre creates it "
-                    "when it first publishes (blo directory publish)"
-                ) from None
-            # history=1: each item has its own key and is never updated in place.
-            return await js.create_key_value(bucket=bucket, history=1, description="BLO Bus signed directory")
-    except nats.errors.TimeoutError as exc:
-        raise errors.NotConnected(f"no answer from JetStream about the directory bucket {bucket!r}") from exc
-    except nats.errors.Error as exc:
-        raise errors.BusError(f"cannot open the directory bucket {bucket!r}: {exc}") from exc
+    return await open_kv(
+        js, bucket, create=create, what="directory",
+        who_creates="a centre creates it when it first publishes (blo directory publish)",
+        description="BLO Bus signed directory",
+    )  # fmt: skip
 
 
 async def publish_item(kv: KeyValue, data: bytes) -> str:
@@ -161,14 +131,7 @@ async def publish_item(kv: KeyValue, data: bytes) -> str:
     The item is decoded first so a centre can never publish something malformed; trust is
     for the receivers to judge. Putting the same bytes again is harmless.
     """
-    key = kv_key(decode_item(data))
-    try:
-        await kv.put(key, data)
-    except nats.errors.TimeoutError as exc:
-        raise errors.PublishUnconfirmed(f"no ack for directory item {key}: publish it again") from exc
-    except nats.errors.Error as exc:
-        raise errors.BusError(f"cannot publish directory item {key}: {exc}") from exc
-    return key
+    return await put_item(kv, kv_key(decode_item(data)), data, what="directory")
 
 
 async def publish_all(kv: KeyValue, directory: Directory) -> list[str]:

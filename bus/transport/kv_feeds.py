@@ -25,9 +25,7 @@ network and re-verifies it while loading, so a node opens feed bulletins with th
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -41,7 +39,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
 
 from bus import errors
 from bus.feeds import EpochRecord, FeedChange, FeedKeyring, Issue, SignedFeedItem, decode_item
-from bus.keystore import write_private_file
+from bus.transport.kv import SignedItemsFile, open_kv, put_item
 
 BUCKET = "blo_feeds"
 CACHE_FORMAT = "blo-feed-cache/v1"
@@ -117,31 +115,14 @@ def _count(changes: list[FeedChange], where: str, metrics: FeedMetrics | None) -
 # -- the local copy --------------------------------------------------------------------
 
 
-class FeedKeyCache:
+class FeedKeyCache(SignedItemsFile):
     """The node's verified feed items on disk: the signed bytes, as JSON, mode 0600."""
 
     def __init__(self, path: Path) -> None:
-        self.path = path
+        super().__init__(path, format=CACHE_FORMAT, what="feed key", damaged=errors.FeedError)
 
     def save(self, keyring: FeedKeyring) -> None:
-        items = [base64.b64encode(raw).decode() for raw in keyring.signed_items()]
-        write_private_file(self.path, json.dumps({"format": CACHE_FORMAT, "items": items}, indent=0).encode())
-
-    def read(self) -> list[bytes]:
-        """The stored items (unverified); empty when there is no file yet."""
-        try:
-            doc = json.loads(self.path.read_bytes())
-            if type(doc) is not dict or doc.get("format") != CACHE_FORMAT or type(doc.get("items")) is not list:
-                raise ValueError("not a feed key cache")
-            return [base64.b64decode(x, validate=True) for x in doc["items"]]
-        except FileNotFoundError:
-            return []
-        except (ValueError, TypeError, OSError, RecursionError) as exc:
-            raise errors.FeedError(
-                f"{self.path}: the local feed key copy is unreadable ({exc}); move it aside and the node will "
-                "rebuild it from the bus",
-                "cache_damaged",
-            ) from None
+        self.write(keyring.signed_items())
 
     def load_into(self, keyring: FeedKeyring, metrics: FeedMetrics | None = None) -> int:
         """Apply every stored item to ``keyring`` (re-verifying it); returns how many were
@@ -154,34 +135,17 @@ class FeedKeyCache:
 
 async def open_bucket(js: JetStreamContext, bucket: str = BUCKET, *, create: bool = False) -> KeyValue:
     """The feed bucket; ``create=True`` (a centre) makes it when missing."""
-    try:
-        try:
-            return await js.key_value(bucket)
-        except nats.js.errors.BucketNotFoundError:
-            if not create:
-                raise errors.NotConnected(
-                    f"the feed bucket {bucket!r} does not exist yet on this NATS server: the centre that owns a "
-                    "feed creates it when it publishes the feed's first epoch"
-                ) from None
-            # history=1: every epoch and grant has its own key.
-            return await js.create_key_value(bucket=bucket, history=1, description="BLO Bus feed epochs and grants")
-    except nats.errors.TimeoutError as exc:
-        raise errors.NotConnected(f"no answer from JetStream about the feed bucket {bucket!r}") from exc
-    except nats.errors.Error as exc:
-        raise errors.BusError(f"cannot open the feed bucket {bucket!r}: {exc}") from exc
+    return await open_kv(
+        js, bucket, create=create, what="feed",
+        who_creates="the centre that owns a feed creates it when it publishes the feed's first epoch",
+        description="BLO Bus feed epochs and grants",
+    )  # fmt: skip
 
 
 async def publish_item(kv: KeyValue, data: bytes) -> str:
     """Put one signed item in the bucket under its key; returns the key. Putting the same
     bytes again is harmless."""
-    key = kv_key(decode_item(data))
-    try:
-        await kv.put(key, data)
-    except nats.errors.TimeoutError as exc:
-        raise errors.PublishUnconfirmed(f"no ack for feed item {key}: publish it again") from exc
-    except nats.errors.Error as exc:
-        raise errors.BusError(f"cannot publish feed item {key}: {exc}") from exc
-    return key
+    return await put_item(kv, kv_key(decode_item(data)), data, what="feed")
 
 
 async def publish_issue(kv: KeyValue, issue: Issue) -> list[str]:
