@@ -350,12 +350,10 @@ class OfficeNode:
             )
 
     def _on_state(self, changes: list[StateChange]) -> None:
-        now = self.clock()
+        receipts = [(c.bulletin_id, c.recipient, c.state, c.at) for c in changes if c.state in ("delivered", "read")]
+        if receipts:  # one transaction for a whole signed receipt, not one per bulletin it covers
+            self.store.record_receipts(receipts, received_at=self.clock(), verified=True)
         for change in changes:
-            if change.state in ("delivered", "read"):
-                self.store.record_receipt(
-                    change.bulletin_id, change.recipient, change.state, at_ms=change.at, received_at=now, verified=True
-                )
             self.live.publish("state", views.state_event(change))
 
     def _on_escalation(self, esc: Escalation) -> None:

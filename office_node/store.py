@@ -579,19 +579,28 @@ class Store:
     ) -> bool:
         """Store a delivery or read receipt from ``office``. True if new; a repeat of the
         same (bulletin, office, kind) keeps the first."""
-        if kind not in RECEIPT_KINDS:
-            raise errors.ValidationError("kind", f"must be delivered or read; got {kind!r}"[:200])
-        if not is_office_id(office):
-            raise errors.ValidationError("office", f"must be an office id; got {office!r}"[:200])
-        _check_time("at", at_ms)
+        return self.record_receipts([(bulletin_id, office, kind, at_ms)], received_at=received_at, verified=verified) == 1
+
+    def record_receipts(self, items: Sequence[tuple[str, str, str, int]], *, received_at: int, verified: bool) -> int:
+        """``record_receipt`` for ``(bulletin_id, office, kind, at_ms)`` items in one
+        transaction (a signed receipt covers up to 128 bulletins); how many were new."""
+        rows = []
+        for bulletin_id, office, kind, at_ms in items:
+            if kind not in RECEIPT_KINDS:
+                raise errors.ValidationError("kind", f"must be delivered or read; got {kind!r}"[:200])
+            if not is_office_id(office):
+                raise errors.ValidationError("office", f"must be an office id; got {office!r}"[:200])
+            _check_time("at", at_ms)
+            rows.append((bulletin_id, office, kind, at_ms, received_at, 1 if verified else 0))
         _check_time("received_at", received_at)
         with self.db.write() as c:
-            cur = c.execute(
+            before = c.total_changes
+            c.executemany(
                 "INSERT INTO store_receipts (bulletin_id, office, kind, at, received_at, verified) "
                 "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                (bulletin_id, office, kind, at_ms, received_at, 1 if verified else 0),
+                rows,
             )
-            return cur.rowcount == 1
+            return c.total_changes - before
 
     def set_verification(self, bulletin_id: str, *, verified: bool, details: Mapping[str, Any]) -> None:
         with self.db.write() as c:
