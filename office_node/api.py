@@ -368,8 +368,3 @@ def build_app(node: OfficeNode, *, extra_routes: Callable[[web.Application], Non
     if extra_routes is not None:
         extra_routes(app)
     return app
-
-
-def public_routes() -> frozenset[tuple[str, str]]:
-    return frozenset((r.method, r.path) for r in ROUTES if r.role is None)
-

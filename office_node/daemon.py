@@ -13,7 +13,6 @@ import contextlib
 import logging
 import signal
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -121,7 +120,3 @@ def run(coro: Any) -> Any:
     except ImportError:
         return asyncio.run(coro)
     return uvloop.run(coro)
-
-
-def default_config_path(home: Path) -> Path:
-    return NodeHome(home).config_path
