@@ -133,6 +133,25 @@ class ClientConfig:
         return ctx
 
 
+def stream_config(spec: StreamSpec, *, sources: list[Any] | None = None) -> StreamConfig:
+    """The JetStream configuration of a stream of the layout: file storage, limits
+    retention, discard old (schemas/SUBJECTS.md), and ``sources`` when it sources others
+    (a hub's streams sourcing office leaf outboxes, bus/transport/provision.py)."""
+    return StreamConfig(
+        name=spec.name,
+        subjects=list(spec.subjects),
+        storage=StorageType.FILE,
+        max_age=spec.max_age_s,
+        max_bytes=spec.max_bytes,
+        max_msg_size=spec.max_msg_size,
+        duplicate_window=spec.duplicate_window_s,
+        discard=DiscardPolicy.OLD,
+        num_replicas=spec.replicas,
+        max_msgs_per_subject=spec.max_msgs_per_subject,
+        sources=sources or None,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Ack:
     stream: str
@@ -379,18 +398,7 @@ class BusClient:
         """Create the streams, or bring their limits up to ``specs``."""
         js = self._require()
         for spec in specs:
-            config = StreamConfig(
-                name=spec.name,
-                subjects=list(spec.subjects),
-                storage=StorageType.FILE,
-                max_age=spec.max_age_s,
-                max_bytes=spec.max_bytes,
-                max_msg_size=spec.max_msg_size,
-                duplicate_window=spec.duplicate_window_s,
-                discard=DiscardPolicy.OLD,
-                num_replicas=spec.replicas,
-                max_msgs_per_subject=spec.max_msgs_per_subject,
-            )
+            config = stream_config(spec)
             started = time.monotonic()
             try:
                 try:

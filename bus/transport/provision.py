@@ -16,31 +16,21 @@ from typing import Any
 
 import nats.errors
 import nats.js.errors
-from nats.js.api import DiscardPolicy, ExternalStream, StorageType, StreamConfig, StreamSource
+from nats.js.api import ExternalStream, StreamConfig, StreamSource
 
 from bus.errors import BusError, NotConnected, PermissionDenied
 from bus.transport.client import BusClient
+from bus.transport.client import stream_config as client_stream_config
 from bus.transport.topology import StreamPlan
 
 
 def stream_config(plan: StreamPlan) -> StreamConfig:
-    spec = plan.spec
-    return StreamConfig(
-        name=spec.name,
-        subjects=list(spec.subjects),
-        storage=StorageType.FILE,
-        max_age=spec.max_age_s,
-        max_bytes=spec.max_bytes,
-        max_msg_size=spec.max_msg_size,
-        duplicate_window=spec.duplicate_window_s,
-        discard=DiscardPolicy.OLD,
-        num_replicas=spec.replicas,
-        max_msgs_per_subject=spec.max_msgs_per_subject,
+    return client_stream_config(
+        plan.spec,
         sources=[
             StreamSource(name=s.stream, filter_subject=s.filter_subject, external=ExternalStream(api=s.api))
             for s in plan.sources
-        ]
-        or None,
+        ],
     )
 
 
