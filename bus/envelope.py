@@ -32,12 +32,13 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import msgpack
+import msgspec
 import nacl.bindings as nb
 import nacl.exceptions
 import nacl.utils
 
 from bus import errors
-from bus.bulletin import PRECEDENCES, Bulletin, body_from_dict, is_feed_name, is_office_id
+from bus.bulletin import PRECEDENCES, Bulletin, body_from_dict, bulletin_from_wire_body, is_feed_name, is_office_id
 from bus.ids import BULLETIN_ID_BYTES, KEY_ID_BYTES, Rng, bulletin_id_from_bytes, bulletin_id_to_bytes
 from bus.keys import BoxKeyPair, Identity, PeerKeys
 
@@ -106,12 +107,12 @@ class RecipientRef:
     ref: bytes | int  # the office's box key id, or the feed epoch
 
 
-@dataclass(frozen=True, slots=True)
-class Opened:
+class Opened(msgspec.Struct, frozen=True):
     """A verified bulletin and the facts of its envelope.
 
     ``header``, ``body`` and ``signature`` are kept so the bulletin can be re-verified
     later or forwarded with its original signature intact (see ``verify_detached``).
+    A frozen Struct, like ``Bulletin``, as one is built for every bulletin opened.
     """
 
     bulletin: Bulletin
@@ -587,8 +588,8 @@ def verify_detached(sign_public: bytes, header: bytes, body: bytes, signature: b
     # As above: libsodium would read 32 bytes of public key whatever length it is given.
     if type(sign_public) is not bytes or len(sign_public) != KEY_BYTES or len(signature) != SIGNATURE_BYTES:
         raise errors.BadSignature("the sender's signing key or the signature has the wrong length")
-    try:
-        _sign_open(signature + signed_message(header, body), sign_public)
+    try:  # signature || signed_message(header, body), joined once
+        _sign_open(b"".join((signature, SIGNATURE_LABEL, _u32(len(header)), header, body)), sign_public)
     except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError, nacl.exceptions.TypeError) as exc:
         raise errors.BadSignature(
             "the signature does not verify for the claimed sender: the bulletin was forged or re-sent under another name"
@@ -600,6 +601,9 @@ def decode_body(h: _Header, body: bytes) -> Bulletin:
 
 
 def _decode_body(bulletin_id: bytes, sender: str, precedence: str, body: bytes) -> Bulletin:
+    bulletin = bulletin_from_wire_body(bulletin_id_from_bytes(bulletin_id), sender, precedence, body)
+    if bulletin is not None:  # the fast path, taken by canonical bodies (bus.bulletin)
+        return bulletin
     try:
         raw = _unpack(body, "bulletin body", object_pairs_hook=_no_duplicate_keys)
         return Bulletin._assemble(bulletin_id_from_bytes(bulletin_id), sender, precedence, body_from_dict(raw))

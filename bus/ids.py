@@ -35,7 +35,8 @@ _KEY_ID_PERSON = {
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _PAIRS = [a + b for a in _CROCKFORD for b in _CROCKFORD]
 _DIGIT = {c: i for i, c in enumerate(_CROCKFORD)}
-_ULID_TEXT = re.compile(r"^[0-7][0-9A-HJKMNP-TV-Z]{25}\Z")
+ULID_PATTERN = r"^[0-7][0-9A-HJKMNP-TV-Z]{25}\Z"
+_ULID_TEXT = re.compile(ULID_PATTERN)
 # Crockford digits as the digits int(..., 32) reads: decoding is then one C call.
 _TO_INT_DIGITS = str.maketrans(_CROCKFORD, "0123456789abcdefghijklmnopqrstuv")
 

@@ -10,6 +10,7 @@ import json
 from typing import Any
 
 import msgpack
+import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -203,7 +204,7 @@ def test_the_centre_cannot_build_a_forward_that_loosens_handling(kw: dict[str, A
 
 def _with_original(fw: Bulletin, **parts: Any) -> Bulletin:
     assert fw.forwarded is not None
-    return dataclasses.replace(fw, forwarded=dataclasses.replace(fw.forwarded, **parts))
+    return msgspec.structs.replace(fw, forwarded=dataclasses.replace(fw.forwarded, **parts))
 
 
 def _flip(data: bytes, at: int) -> bytes:
@@ -378,7 +379,7 @@ def test_a_forward_needs_its_own_id() -> None:
 
 
 def test_forward_refuses_bytes_that_are_not_the_bulletin_given() -> None:
-    other = dataclasses.replace(OPENED, bulletin=bulletin(title="something else"))
+    other = msgspec.structs.replace(OPENED, bulletin=bulletin(title="something else"))
     with pytest.raises(errors.ValidationError, match="not those of bulletin"):
         make(other)
 
