@@ -73,6 +73,7 @@ try:  # libsodium through PyNaCl's own cffi binding, without its wrappers (see _
 except (ImportError, AttributeError):  # another PyNaCl layout: its public wrappers only
     _lib_encrypt = _lib_sign = None
 _sign_open = nb.crypto_sign_open
+_system_rng = nacl.utils.random
 _packb = msgpack.Packer(use_bin_type=True, autoreset=True).pack
 _u32 = struct.Struct(">I").pack
 
@@ -281,12 +282,18 @@ class Sealer:
             raise errors.ValidationError("sent_at", f"{now_ms!r} is not a time in ms within the 48-bit range")
         bid = bulletin_id_to_bytes(bulletin.id)
         ad_head = WRAP_AD_LABEL + bid
-        content_key = rng(KEY_BYTES)
-        content_nonce = rng(NONCE_BYTES)
+        nonces: list[bytes] | None = None
+        if rng is _system_rng:  # one draw for the whole seal: each call costs more than its bytes
+            pool = rng(KEY_BYTES + NONCE_BYTES * (len(recipients) + 1))
+            content_key, content_nonce = pool[:KEY_BYTES], pool[KEY_BYTES : KEY_BYTES + NONCE_BYTES]
+            nonces = [pool[at : at + NONCE_BYTES] for at in range(KEY_BYTES + NONCE_BYTES, len(pool), NONCE_BYTES)]
+        else:  # a caller's generator (test vectors) sees the draws the spec lists, in order
+            content_key = rng(KEY_BYTES)
+            content_nonce = rng(NONCE_BYTES)
         entries: list[list[Any]] = []
         seen: set[tuple[int, str]] = set()
         targets = self._targets
-        for r in recipients:
+        for i, r in enumerate(recipients):
             if isinstance(r, OfficeRecipient):
                 keys = r.keys
                 target = targets.get(id(keys))
@@ -313,7 +320,7 @@ class Sealer:
             if (kind, rid) in seen:
                 raise errors.ValidationError("recipients", f"{rid} is named twice")
             seen.add((kind, rid))
-            nonce = rng(NONCE_BYTES)
+            nonce = rng(NONCE_BYTES) if nonces is None else nonces[i]
             wrapped = _seal_encrypt(content_key, ad_head + tail, nonce, kek)
             entries.append([kind, rid, ref, nonce, wrapped])
         office, sign_kid, box_kid = self._sender_prefix

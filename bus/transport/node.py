@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import msgspec
 import nacl.utils
 from nats.aio.msg import Msg
 
@@ -95,8 +96,7 @@ class Escalation:
     missing: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class Posted:
+class Posted(msgspec.Struct, frozen=True):  # built per copy or bulletin sent: a Struct builds fast
     """A bulletin sealed and queued by ``submit``: what the node's store keeps of it."""
 
     bulletin: Bulletin
@@ -105,8 +105,7 @@ class Posted:
     posted_at: int
 
 
-@dataclass(frozen=True, slots=True)
-class StateChange:
+class StateChange(msgspec.Struct, frozen=True):  # built per copy or bulletin sent: a Struct builds fast
     """One recipient of a bulletin this node sent moved on: ``sent`` (JetStream stored the
     copy), ``delivered`` or ``read`` (a signed receipt came back)."""
 

@@ -40,6 +40,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
+import msgspec
+
 from bus.errors import ValidationError
 
 QUEUED, SENT, DELIVERED, READ = "queued", "sent", "delivered", "read"
@@ -96,8 +98,7 @@ def connect_sqlite(path: Path) -> sqlite3.Connection:
     return db
 
 
-@dataclass(frozen=True, slots=True)
-class Delivery:
+class Delivery(msgspec.Struct, frozen=True):  # built per copy or bulletin sent: a Struct builds fast
     """One recipient copy to publish: where to, under which id."""
 
     recipient: str
