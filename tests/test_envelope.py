@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgpack
+import nacl.utils
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from bus import errors
+from bus.bulletin import Bulletin
 from bus.envelope import (
     MAX_ENVELOPE_BYTES,
     RECIPIENT_FEED,
@@ -14,12 +20,15 @@ from bus.envelope import (
     OfficeRecipient,
     Opener,
     Sealer,
+    encode_body,
     read_routing,
+    split_envelope,
     verify_detached,
 )
 from bus.keys import PeerBook
 from bus.testing import DeterministicRng
 from tests.helpers import NOW, bulletin, identity
+from tests.test_schema import valid_bulletins
 
 MUK, SVK, TCCC, NKP = (identity(o) for o in ("TH-MUK", "LA-SVK", "TH-TCCC", "TH-NKP"))
 BOOK = PeerBook([p.public() for p in (MUK, SVK, TCCC, NKP)])
@@ -245,3 +254,29 @@ def _forge(opened, *, new_sender, to):
     )
     ct = nb.crypto_aead_xchacha20poly1305_ietf_encrypt(opened.signature + opened.body, header, nonce, key)
     return _packb([1, header, ct])
+
+
+# The sealer writes the header by concatenation and the body with msgspec; both must be
+# exactly what msgpack.packb gives for their list and dict forms (ENVELOPE.md 6 and 8).
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    offices=st.integers(0, 20),
+    feeds=st.lists(st.from_regex(r"[a-z0-9][a-z0-9-]{0,62}", fullmatch=True), max_size=3, unique=True),
+    epoch=st.integers(0, 2**64 - 1),
+    system_rng=st.booleans(),
+    data=valid_bulletins(),
+)
+def test_sealed_headers_and_bodies_are_the_msgpack_encoding_of_their_fields(
+    offices: int, feeds: list[str], epoch: int, system_rng: bool, data: dict[str, Any]
+) -> None:
+    sender = identity(data["from"])
+    targets: list[Any] = [OfficeRecipient(identity(f"LA-R{i:03d}").public()) for i in range(offices)]
+    targets += [FeedRecipient(f, epoch, bytes(32)) for f in feeds]
+    if not targets:
+        targets = [OfficeRecipient(identity("LA-SVK").public())]
+    b = Bulletin.from_dict(data)
+    rng = nacl.utils.random if system_rng else DeterministicRng("header")
+    header, _ = split_envelope(Sealer(sender).seal(b, targets, now_ms=NOW, rng=rng))
+    assert header == msgpack.packb(msgpack.unpackb(header), use_bin_type=True)
+    assert len(msgpack.unpackb(header)[7]) == len(targets)
+    assert encode_body(b) == msgpack.packb(b.body_dict(), use_bin_type=True)
