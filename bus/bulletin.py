@@ -605,6 +605,7 @@ _FAST[_releasable] = (
 # validate_attachment requires a whole number of bytes of what _number accepts.
 _FAST[_ATTACHMENT_FIELDS["size"][0]] = (Annotated[int, Meta(ge=0, le=1 << 40)], None)
 
+_as_dicts = msgspec.to_builtins
 _STRUCT_OPTIONS: dict[str, Any] = {"kw_only": True, "forbid_unknown_fields": True, "omit_defaults": True}
 #: The cleaners of a spec's fields that have one: (field name, cleaner), in spec order.
 _Cleaners = tuple[tuple[str, Callable[[Any], Any]], ...]
@@ -636,8 +637,13 @@ def _clean(out: dict[str, Any], cleaners: _Cleaners) -> bool:
     return True
 
 
-def _clean_all(items: list[dict[str, Any]], cleaners_of: Callable[[dict[str, Any]], _Cleaners]) -> Any:
-    """A list of entity or attachment dicts, each cleaned, as a tuple; _NO if one refuses."""
+def _clean_all(structs: list[Any], cleaners_of: Callable[[dict[str, Any]], _Cleaners]) -> Any:
+    """Decoded entities or attachments as the reference returns them: a tuple of dicts
+    (an entity's "type" first), absent fields left out, each cleaned; _NO if one refuses."""
+    try:
+        items = _as_dicts(structs)
+    except TypeError:  # a str subclass, say, from a dict body: the reference decides
+        return _NO
     for item in items:
         if not _clean(item, cleaners_of(item)):
             return _NO
@@ -660,25 +666,37 @@ _FAST[_forwarded] = (Any, lambda v: _NO)
 _BODY_STRUCT, _BODY_CLEANERS = _struct("_FastBody", BODY_FIELDS)
 _decode_wire_body = msgspec.msgpack.Decoder(_BODY_STRUCT).decode
 _encode_wire_body = msgspec.msgpack.Encoder().encode
-_as_dicts = msgspec.to_builtins
+
+
+# The body Struct's fields are the Bulletin's after id, sender and precedence, in order
+# (tests/test_fast_validation.py checks), so a decoded body is its Bulletin's arguments
+# once cleaned; absent containers take the Bulletin's defaults (empty tuples).
+_CLEANERS_AT = tuple((list(BODY_FIELDS).index(name), clean) for name, clean in _BODY_CLEANERS)
+_DEFAULTS = dict(zip(reversed(Bulletin.__struct_fields__), reversed(Bulletin.__struct_defaults__), strict=False))
+_DEFAULTS_AT = tuple((i, _DEFAULTS[name]) for i, name in enumerate(BODY_FIELDS) if _DEFAULTS.get(name) is not None)
+_EXPIRES_AT, _CREATED_AT = list(BODY_FIELDS).index("expires"), list(BODY_FIELDS).index("created")
+_fields_of = msgspec.structs.astuple
 
 
 def _fast_bulletin(bulletin_id: str, sender: str, precedence: str, body: Any) -> Bulletin | None:
     """The Bulletin the reference builds from a decoded body Struct, or None if not sure."""
     if body is None:
         return None
-    # As dicts (entities with their "type" first), absent fields left out: the shape
-    # _check_fields returns, once the cleaners have checked text and made lists tuples.
-    try:
-        out = _as_dicts(body)
-    except TypeError:  # a str subclass, say, from a dict body: the reference decides
+    values = list(_fields_of(body))
+    for i, clean in _CLEANERS_AT:
+        v = values[i]
+        if v is not None:
+            v = clean(v)
+            if v is _NO:
+                return None
+            values[i] = v
+    for i, default in _DEFAULTS_AT:
+        if values[i] is None:
+            values[i] = default
+    expires = values[_EXPIRES_AT]
+    if expires is not None and expires <= values[_CREATED_AT]:
         return None
-    if not _clean(out, _BODY_CLEANERS):
-        return None
-    expires = out.get("expires")
-    if expires is not None and expires <= out["created"]:
-        return None
-    return Bulletin._assemble(bulletin_id, sender, precedence, out)
+    return Bulletin(bulletin_id, sender, precedence, *values)
 
 
 def _converted(data: Any) -> Any:

@@ -77,6 +77,7 @@ _sign_open = nb.crypto_sign_open
 _system_rng = nacl.utils.random
 _packb = msgpack.Packer(use_bin_type=True, autoreset=True).pack
 _encode_msgpack = msgspec.msgpack.Encoder().encode
+_unpackb = msgpack.unpackb
 _u32 = struct.Struct(">I").pack
 
 
@@ -376,12 +377,16 @@ class Sealer:
 # -- opening ---------------------------------------------------------------------------
 
 
-def _unpack(data: bytes, what: str, **kwargs: Any) -> Any:
+def _unpack(data: bytes, what: str, object_pairs_hook: Callable[[Any], Any] | None = None) -> Any:
     # msgpack's exception set is wide (ValueError subclasses, TypeError, UnicodeDecodeError,
     # RecursionError on deep nesting...) and not all documented; this call is the whole
-    # try-body, so catching broadly here cannot hide a bug elsewhere.
+    # try-body, so catching broadly here cannot hide a bug elsewhere. raw=False (str as
+    # str) and strict_map_key=True (str or bytes keys only) are msgpack's defaults since
+    # 1.0, which pyproject requires; passing them costs more than unpacking a header.
     try:
-        return msgpack.unpackb(data, raw=False, strict_map_key=True, **kwargs)
+        if object_pairs_hook is None:
+            return _unpackb(data)
+        return _unpackb(data, object_pairs_hook=object_pairs_hook)
     except Exception as exc:
         raise errors.MalformedEnvelope(f"the {what} is not valid msgpack ({type(exc).__name__})") from exc
 

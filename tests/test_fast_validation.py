@@ -206,3 +206,8 @@ def test_arbitrary_and_mutated_bytes_as_wire_bodies(data: bytes, draw: st.DataOb
     at = draw.draw(st.integers(0, len(raw) - 1))
     assert_agrees_on_bytes(raw[:at] + bytes([draw.draw(st.integers(0, 255))]) + raw[at + 1 :])
     assert_agrees_on_bytes(raw[:at])
+
+
+def test_the_body_struct_lists_the_bulletin_fields_after_the_header_ones_in_order() -> None:
+    # _fast_bulletin passes a decoded body's fields to Bulletin positionally.
+    assert bmod._BODY_STRUCT.__struct_fields__ == tuple(BODY_FIELDS) == Bulletin.__struct_fields__[3:]
