@@ -252,7 +252,7 @@ class Centre:
         return self._feed_json(feed)
 
     def _feed_json(self, feed: str) -> dict[str, Any]:
-        return next(f for f in self.node.feeds.view(self.node.config.feeds) if f["name"] == feed)
+        return next(f for f in self.node.feeds.view() if f["name"] == feed)
 
     def network_view(self) -> dict[str, Any]:
         self._require_centre("has a network view")

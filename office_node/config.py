@@ -241,6 +241,8 @@ urls = [{url_list}]
 bind = "{bind}"   # keep it on loopback unless a TLS proxy fronts it
 
 [feeds]
+# Feeds this office is a member of are read without being listed (from the joining);
+# list one here to read it whoever the members are, once this node holds its key.
 subscribe = [{feed_list}]
 rotate_hours = 168   # a centre gives each feed it owns a fresh key at least this often
 

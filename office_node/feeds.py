@@ -18,6 +18,12 @@ add or remove a member, rotate) starts a new epoch and, in this order:
 
 Epochs rotate on every membership change, on a timer (``[feeds] rotate_hours``), and
 when the directory revokes a member's key (the member is removed from every feed).
+
+Which feeds a node reads: those listed in ``[feeds] subscribe`` and every feed the
+office belongs to now, without a restart or a config line once a centre adds it. Either
+way, reading starts once the node holds an epoch key of the feed, from the first epoch
+it holds a key for: what was sealed before that was sealed to others and would only
+fill the quarantine with bulletins it can never open.
 """
 
 from __future__ import annotations
@@ -42,6 +48,9 @@ from bus.transport.node import BusNode
 
 log = logging.getLogger("blo.feeds")
 STATE_FILE = "feeds.state"
+#: A feed joined now is read from this long before its first epoch held here: the owning
+#: centre's clock (the epoch's time) and the NATS server's (the messages') may disagree.
+CLOCK_SKEW_MS = 5 * 60_000
 #: The tag of a centre-to-centre membership request for a joint feed (body: JSON).
 MEMBERSHIP_TAG = "feed-membership"
 
@@ -90,6 +99,7 @@ class NodeFeeds:
         clock: Callable[[], int],
         rng: Rng,
         on_change: Callable[[str, dict[str, Any]], None] | None = None,
+        configured: Iterable[str] = (),
     ) -> None:
         self.identity = identity
         self.office = identity.office_id
@@ -100,6 +110,9 @@ class NodeFeeds:
         self.clock = clock
         self.rng = rng
         self.on_change = on_change
+        #: the feeds ``[feeds] subscribe`` lists: read once a key is held, member or not
+        self.configured = tuple(configured)
+        self.clock_skew_ms = CLOCK_SKEW_MS
         self.keyring = FeedKeyring.for_identity(identity, directory, feed_keys=bus.feed_keys)
         self.cache = FeedKeyCache(data_dir / "feeds.json")
         self.state_path = keys_dir / STATE_FILE
@@ -122,6 +135,24 @@ class NodeFeeds:
             # Re-grant once per start: a publish lost with the last run is repaired.
             self._unpublished = set(self.owner.feeds())
             self.directory.add_listener(self._directory_changed)
+        self.follow()
+
+    def follow(self) -> None:
+        """Read (from the bus) every configured feed and every feed this office belongs to
+        now, each once this node holds one of its epoch keys (see the module docstring)."""
+        for feed in dict.fromkeys((*self.configured, *self.keyring.member_feeds())):
+            self._follow(feed)
+
+    def _follow(self, feed: str) -> None:
+        epochs = self.keyring.epochs_with_keys(feed)
+        if not epochs or feed in self.bus.feeds:
+            return  # no key yet (its arrival calls this again), or read already
+        first = self.keyring.record(feed, epochs[0])
+        start = None if first is None else max(0, first.created_at - self.clock_skew_ms)
+        if self.bus.subscribe_feed(feed, start_ms=start):
+            log.info("reading feed %s from epoch %d", feed, epochs[0])
+            if self.on_change is not None:
+                self.on_change("feed", {"feed": feed, "epoch": epochs[0], "status": "subscribed"})
 
     async def watch(self, client: Any, *, stop: Callable[[], bool], check_s: float = 1.0) -> None:
         """While connected: publish what waits, then keep the keyring in step with the bucket.
@@ -155,6 +186,8 @@ class NodeFeeds:
     # -- the member side -------------------------------------------------------------
 
     def _keyring_changed(self, change: FeedChange) -> None:
+        if change.status == "key" and (change.feed in self.configured or self.office in self.keyring.members(change.feed)):
+            self._follow(change.feed)  # a key of a feed this node reads: the first starts the reading
         if change.status in ("key", "epoch"):
             # Feed bulletins that arrived before their epoch key wait in quarantine; a new
             # record may also tell them their key will never come (the office was removed).
@@ -170,8 +203,10 @@ class NodeFeeds:
         epochs = self.keyring.epochs_with_keys(feed)
         return self.keyring.members(feed, max(epochs)) if epochs else ()
 
-    def view(self, subscribed: Iterable[str]) -> list[dict[str, Any]]:
-        names = set(subscribed) | set(self.keyring.feeds())
+    def view(self) -> list[dict[str, Any]]:
+        """Every feed this node knows of: configured, held, owned. ``subscribed``: read now."""
+        subscribed = self.bus.feeds
+        names = set(self.configured) | subscribed | set(self.keyring.feeds())
         if self.owner is not None:
             names |= set(self.owner.feeds())
         out = []

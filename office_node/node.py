@@ -142,7 +142,8 @@ class OfficeNode:
             ClientConfig.from_settings(c.nats, name=f"blo-{self.office}") if not c.nats.embedded else None
         )
         options = self._options or NodeOptions(
-            feeds=c.feeds,
+            # The feeds it reads are NodeFeeds' to start (office_node/feeds.py): c.feeds and
+            # the office's memberships, each once an epoch key is held.
             flash_ack_timeout_s=c.flash_ack_timeout_s,
             embedded_port=c.nats.embedded_port,
             # Under a least-privilege NATS user the operator creates the streams (blo deploy streams).
@@ -177,6 +178,7 @@ class OfficeNode:
             clock=self.clock,
             rng=self.rng,
             on_change=self.live.publish,
+            configured=c.feeds,
         )
         self.feeds.load()  # the epoch keys held locally, before the bus opens anything
         self.started_at = self.clock()
@@ -559,7 +561,7 @@ class OfficeNode:
         return self.feeds.members(feed)
 
     def feeds_view(self) -> dict[str, Any]:
-        return {"feeds": self.feeds.view(self.config.feeds)}
+        return {"feeds": self.feeds.view()}
 
     def _record_provenance(self, b: Bulletin) -> None:
         """Check a forward's original against the directory and keep the finding beside

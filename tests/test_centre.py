@@ -264,3 +264,38 @@ async def test_a_revoked_member_is_removed_from_every_feed_at_once(network) -> N
 async def _epoch_is(client, epoch: int) -> dict | None:
     feed = await _feed(client, FEED)
     return feed if feed.get("epoch") == epoch else None
+
+
+async def test_an_office_added_to_a_feed_reads_it_from_its_joining_without_a_restart_or_config(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    specs = [
+        NodeSpec("TH-TCCC", "Thailand TCCC", "centre", feeds=(FEED,)),
+        NodeSpec("TH-MUK", "Mukdahan BLO"),  # no [feeds] subscribe line on either office
+        NodeSpec("TH-NKP", "Nakhon Phanom BLO"),
+    ]
+    net = build(tmp_path / "net", nats_server.url, specs)
+    async with running(net, "TH-TCCC", "TH-MUK", "TH-NKP") as nodes:
+        async with (
+            api(nodes["TH-TCCC"], analyst_token(nodes["TH-TCCC"])) as tccc,
+            api(nodes["TH-MUK"], net["TH-MUK"].token) as muk,
+            api(nodes["TH-NKP"], net["TH-NKP"].token) as nkp,
+        ):
+            assert FEED not in nodes["TH-NKP"].node.bus.feeds
+            await tccc.post("/api/feeds", {"name": FEED, "members": ["TH-MUK"]})
+            await tccc.post("/api/bulletins", intel(title="before TH-NKP joined"))
+            await eventually(lambda: _received(muk, "before TH-NKP joined"), 15, "the first bulletin on TH-MUK")
+            # The cut is made at the joining epoch's time less a clock-skew margin (five
+            # minutes); with no margin, the cut shows within this test's seconds.
+            nodes["TH-NKP"].node.feeds.clock_skew_ms = 0
+            status, feed = await tccc.post(f"/api/feeds/{FEED}/members", {"add": ["TH-NKP"]})
+            assert status == 200 and feed["epoch"] == 2
+            await eventually(lambda: _has_key(nkp, FEED, 2), 15, "epoch 2's key on TH-NKP")
+            assert (await _feed(nkp, FEED))["subscribed"] is True
+            await tccc.post("/api/bulletins", intel(title="after TH-NKP joined"))
+            await eventually(lambda: _received(nkp, "after TH-NKP joined"), 15, "the new member's first bulletin")
+            await eventually(lambda: _received(muk, "after TH-NKP joined"), 15, "the same on TH-MUK")
+            # The bulletin sealed before its joining never reached it: not received, and
+            # not in its quarantine (it would have been, as not addressed to it).
+            assert await _received(nkp, "before TH-NKP joined") == []
+            assert nodes["TH-NKP"].node.bus.quarantine.counts() == {}

@@ -96,3 +96,10 @@ def test_parse_bulletin_subject_raises_only_validation_errors(text: str) -> None
         sj.parse_bulletin_subject(text)
     except ValidationError:
         pass
+
+
+def test_a_feed_joined_later_has_the_same_consumers_starting_where_told() -> None:
+    joined = sj.feed_consumers("TH-MUK", "mekong-drugs", start_ms=1_795_000_000_000)
+    listed = [s for s in sj.node_consumers("TH-MUK", ("mekong-drugs",)) if s.stream == "BLO_FEEDS"]
+    assert [(s.durable, s.filter_subject, s.rank) for s in joined] == [(s.durable, s.filter_subject, s.rank) for s in listed]
+    assert {s.start_ms for s in joined} == {1_795_000_000_000} and {s.start_ms for s in listed} == {None}

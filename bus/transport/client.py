@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import json
 import logging
 import re
@@ -542,10 +543,12 @@ class BusClient:
         """Bind to (creating if needed) the durable pull consumer ``spec``."""
         js = self._require()
         assert self._nc is not None
+        start = None if spec.start_ms is None else datetime.datetime.fromtimestamp(spec.start_ms / 1000, datetime.UTC)
         config = ConsumerConfig(
             name=spec.durable,
             durable_name=spec.durable,
-            deliver_policy=DeliverPolicy.ALL,
+            deliver_policy=DeliverPolicy.ALL if start is None else DeliverPolicy.BY_START_TIME,
+            opt_start_time=start,
             ack_policy=AckPolicy.EXPLICIT,
             ack_wait=ack_wait_s,
             max_deliver=-1,  # never give up on a message: quarantine, not the server, decides

@@ -189,6 +189,7 @@ class BusNode:
         self._inflight: set[str] = set()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._feeds: dict[str, int | None] = {}  # feeds read besides options.feeds -> start_ms
         self._closing = False
         self._streams_ok = False
         self._streams_lock = asyncio.Lock()
@@ -228,9 +229,12 @@ class BusNode:
             config = ClientConfig(urls=(self.server.url,), name=f"blo-{self.office}")
         self.client = BusClient(config, listener=self._on_bus_event)
         await self.client.start()
-        specs = sj.node_consumers(self.office, self.options.feeds)
         self._tasks = [asyncio.create_task(self._pump(), name="blo-pump")]
-        self._tasks += [asyncio.create_task(self._consume(spec), name=f"blo-{spec.durable}") for spec in specs]
+        self._tasks += [self._consumer_task(spec) for spec in sj.node_consumers(self.office)]
+        for feed in self.options.feeds:
+            self._feeds.setdefault(feed, None)
+        for feed, start_ms in self._feeds.items():
+            self._tasks += [self._consumer_task(spec) for spec in sj.feed_consumers(self.office, feed, start_ms=start_ms)]
         self._tasks.append(
             asyncio.create_task(self._consume_receipts(sj.receipts_consumer_spec(self.office)), name="blo-receipts")
         )
@@ -240,6 +244,27 @@ class BusNode:
             add_listener(self._directory_changed)
         self.metrics.outbox_depth.set(self.outbox.depth())
         self._wake.set()
+
+    def _consumer_task(self, spec: sj.ConsumerSpec) -> asyncio.Task[None]:
+        return asyncio.create_task(self._consume(spec), name=f"blo-{spec.durable}")
+
+    def subscribe_feed(self, feed: str, *, start_ms: int | None = None) -> bool:
+        """Read ``feed`` too (its consumers, one per precedence), from now if running, else
+        from ``start``; False if this node reads it already. ``start_ms``: where consumers
+        created now start (a member that joins reads from its joining, not the epochs
+        before it, which it cannot open); consumers that exist resume where they left."""
+        sj.check_feed(feed)
+        if feed in self._feeds or feed in self.options.feeds:
+            return False
+        self._feeds[feed] = start_ms
+        if self.client is not None and not self._closing:
+            self._tasks += [self._consumer_task(spec) for spec in sj.feed_consumers(self.office, feed, start_ms=start_ms)]
+        return True
+
+    @property
+    def feeds(self) -> frozenset[str]:
+        """The feeds this node reads."""
+        return frozenset(self._feeds) | frozenset(self.options.feeds)
 
     async def close(self) -> None:
         """Graceful stop: finish the batch in hand, stop the pump, close NATS (and the

@@ -171,12 +171,15 @@ def parse_bulletin_subject(subject: str) -> SubjectInfo:
 @dataclass(frozen=True, slots=True)
 class ConsumerSpec:
     """One durable pull consumer a node holds: stream, durable name, filter, and the rank
-    (0 = FLASH) its messages are served at."""
+    (0 = FLASH) its messages are served at. ``start_ms``: where a durable created now
+    starts reading (the stream's first message if None); an existing durable resumes
+    where it left, whatever this says."""
 
     stream: str
     durable: str
     filter_subject: str
     rank: int
+    start_ms: int | None = None
 
 
 def node_consumers(office_id: str, feeds: tuple[str, ...] | list[str] = ()) -> list[ConsumerSpec]:
@@ -196,6 +199,15 @@ def node_consumers(office_id: str, feeds: tuple[str, ...] | list[str] = ()) -> l
                 )
             )
     return specs
+
+
+def feed_consumers(office_id: str, feed: str, *, start_ms: int | None = None) -> list[ConsumerSpec]:
+    """One member's consumers of one feed, FLASH first: those ``node_consumers`` lists for
+    it, created to start at ``start_ms`` (a member that joins reads from its joining)."""
+    return [
+        ConsumerSpec(STREAM_FEEDS, feed_consumer(feed, office_id, p), feed_filter(feed, p), _RANK[p], start_ms)
+        for p in PRECEDENCES
+    ]
 
 
 def receipts_consumer_spec(office_id: str) -> ConsumerSpec:
