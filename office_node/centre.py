@@ -30,7 +30,7 @@ from office_node import views
 from office_node.accounts import Principal
 from office_node.compose import Draft, draft_from_request
 from office_node.feeds import membership_request, parse_membership_request
-from office_node.triage import DISSEMINATED
+from office_node.triage import DISSEMINATED, KEEP, MAX_PAGE
 
 if TYPE_CHECKING:
     from office_node.node import OfficeNode
@@ -111,16 +111,24 @@ class Centre:
         return {**result, "forward_of": bulletin_id, "redacted": list(redact)}
 
     def triage_view(self, params: Mapping[str, str]) -> dict[str, Any]:
+        """``?state=&limit=&cursor=``: one page of the queue, newest first."""
         self._require_centre("keeps a triage queue")
+        for name in params:
+            if name not in ("state", "limit", "cursor"):
+                raise ValidationError(name[:64], "is not a triage filter; use state, limit, cursor")
         state = params.get("state") or None
+        limit_text = params.get("limit", "100")
+        if not limit_text.isdigit():
+            raise ValidationError("limit", f"must be a whole number from 1 to {MAX_PAGE}")
+        page = self.node.triage.items(state=state, limit=int(limit_text), cursor=params.get("cursor") or None)
         items = []
-        for item in self.node.triage.items(state=state, limit=200):
+        for item in page.items:
             stored = self.node.store.get(item.bulletin_id)
             items.append(
                 {**item.to_json(), "bulletin": views.summary(stored) if stored else None,
                  "notes": len(self.node.triage.notes(item.bulletin_id))}
             )  # fmt: skip
-        return {"counts": self.node.triage.counts(), "items": items}
+        return {"counts": self.node.triage.counts(), "items": items, "next": page.next_cursor}
 
     def triage_detail(self, bulletin_id: str) -> dict[str, Any]:
         self._require_centre("keeps a triage queue")
@@ -136,13 +144,13 @@ class Centre:
             if key not in ("state", "note", "assignee"):
                 raise ValidationError(str(key)[:64], "is not a triage field; use state, note, assignee")
         now = self.node.clock()
-        assignee = data.get("assignee")
-        if assignee is not None and (not isinstance(assignee, str) or not 0 < len(assignee) <= 64):
-            raise ValidationError("assignee", "must be a username (1-64 characters)")
+        assignee = data.get("assignee", KEEP)  # null: nobody works on it any more
+        if assignee not in (KEEP, None) and (not isinstance(assignee, str) or not 0 < len(assignee) <= 64):
+            raise ValidationError("assignee", "must be a username (1-64 characters), or null for nobody")
         if "state" in data or "assignee" in data:
             current = self.node.triage.get(bulletin_id)
             self.node.triage.move(
-                bulletin_id, data.get("state", current.state), by=principal.username, at_ms=now, assignee=data.get("assignee")
+                bulletin_id, data.get("state", current.state), by=principal.username, at_ms=now, assignee=assignee
             )
         if data.get("note"):
             self.node.triage.note(bulletin_id, data["note"], by=principal.username, at_ms=now)

@@ -109,7 +109,7 @@ _TRIAGE = {
     "properties": {
         "state": {"enum": ["new", "in_review", "disseminated", "closed"]},
         "note": {"type": "string"},
-        "assignee": {"type": "string"},
+        "assignee": {"type": ["string", "null"], "description": "a username; null: nobody"},
     },
 }
 
@@ -147,6 +147,14 @@ _PARAMS: dict[str, list[dict[str, Any]]] = {
         {"name": "limit", "in": "query", "required": False, "schema": {"type": "integer"}},
     ],
     "audit": [{"name": "limit", "in": "query", "required": False, "schema": {"type": "integer"}}],
+    "triage": [
+        {"name": n, "in": "query", "required": False, "schema": {"type": "string"}, "description": d}
+        for n, d in (
+            ("state", "new, in_review, disseminated or closed (omitted: all)"),
+            ("limit", "1-200, default 100"),
+            ("cursor", "the `next` of the previous page"),
+        )
+    ],
 }
 
 

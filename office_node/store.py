@@ -23,7 +23,6 @@ an opaque cursor, stable while new bulletins arrive.
 
 from __future__ import annotations
 
-import base64
 import json
 import unicodedata
 from collections.abc import Iterator, Mapping, Sequence
@@ -37,6 +36,7 @@ from bus.bulletin import KINDS, PRECEDENCES, Bulletin, is_feed_name, is_office_i
 from bus.envelope import RECIPIENT_FEED, KeyResolver, Opened, encode_body, read_routing, split_envelope, verify_detached
 from bus.ids import bulletin_id_to_bytes
 from office_node.db import Database
+from office_node.paging import decode_cursor, encode_cursor
 
 SENT, RECEIVED = "sent", "received"
 DIRECTIONS = (SENT, RECEIVED)
@@ -234,7 +234,7 @@ class BulletinQuery:
         if isinstance(self.limit, bool) or not isinstance(self.limit, int) or not 1 <= self.limit <= MAX_LIMIT:
             raise errors.ValidationError("limit", f"must be a whole number from 1 to {MAX_LIMIT}")
         if self.cursor is not None:
-            object.__setattr__(self, "_cursor_key", _decode_cursor(self.cursor))
+            object.__setattr__(self, "_cursor_key", decode_cursor(self.cursor))
 
     @classmethod
     def from_params(cls, params: Mapping[str, str]) -> BulletinQuery:
@@ -275,22 +275,6 @@ class BulletinQuery:
             limit=DEFAULT_LIMIT if limit is None else limit,
             cursor=params.get("cursor") or None,
         )
-
-
-def _encode_cursor(at: int, seq: int) -> str:
-    return base64.urlsafe_b64encode(f"{at}.{seq}".encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> tuple[int, int]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
-        at_text, seq_text = raw.split(".")
-        at, seq = int(at_text), int(seq_text)
-        if not (0 <= at < 1 << 63 and 0 <= seq < 1 << 63):  # beyond SQLite's INTEGER
-            raise ValueError("out of range")
-        return at, seq
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise errors.ValidationError("cursor", "is not a cursor this node gave out; start again without it") from exc
 
 
 # -- text normalisation for the index -------------------------------------------------------
@@ -698,7 +682,7 @@ class Store:
         with self.db.read() as c:
             rows = c.execute(sql, (*args, q.limit + 1)).fetchall()
         items = [_row_to_stored(r) for r in rows[: q.limit]]
-        next_cursor = _encode_cursor(items[-1].at, items[-1].seq) if len(rows) > q.limit else None
+        next_cursor = encode_cursor(items[-1].at, items[-1].seq) if len(rows) > q.limit else None
         return Page(items, next_cursor)
 
     def search(self, text: str, *, limit: int = DEFAULT_LIMIT) -> list[StoredBulletin]:

@@ -18,6 +18,7 @@ from typing import Any
 
 from bus import errors
 from office_node.db import Database
+from office_node.paging import decode_cursor, encode_cursor
 
 NEW, IN_REVIEW, DISSEMINATED, CLOSED = "new", "in_review", "disseminated", "closed"
 STATES = (NEW, IN_REVIEW, DISSEMINATED, CLOSED)
@@ -29,6 +30,9 @@ MOVES: dict[str, tuple[str, ...]] = {
     CLOSED: (IN_REVIEW,),
 }
 MAX_NOTE_CHARS = 4000
+MAX_PAGE = 200
+#: ``move``'s assignee when the call leaves it as it is (None clears it).
+KEEP: Any = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +43,12 @@ class Note:
 
     def to_json(self) -> dict[str, Any]:
         return {"author": self.author, "at": self.at, "text": self.text}
+
+
+@dataclass(frozen=True, slots=True)
+class TriagePage:
+    items: list[TriageItem]
+    next_cursor: str | None  # the next (older) page's cursor; None on the last page
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,8 +102,9 @@ class Triage:
             raise errors.NotFound(f"bulletin {bulletin_id} is not in this centre's triage queue")
         return TriageItem(*row)
 
-    def move(self, bulletin_id: str, state: str, *, by: str, at_ms: int, assignee: str | None = None) -> TriageItem:
-        """Change the state (ValidationError for a move the workflow does not allow)."""
+    def move(self, bulletin_id: str, state: str, *, by: str, at_ms: int, assignee: Any = KEEP) -> TriageItem:
+        """Change the state (ValidationError for a move the workflow does not allow) and,
+        unless ``assignee`` is KEEP, who works on it (None: nobody)."""
         check_state(state)
         current = self.get(bulletin_id)
         if state != current.state and state not in MOVES[current.state]:
@@ -102,9 +113,8 @@ class Triage:
             )
         with self.db.write() as c:
             c.execute(
-                "UPDATE centre_triage SET state = ?, assignee = COALESCE(?, assignee), updated_at = ?, updated_by = ? "
-                "WHERE bulletin_id = ?",
-                (state, assignee, at_ms, by, bulletin_id),
+                "UPDATE centre_triage SET state = ?, assignee = ?, updated_at = ?, updated_by = ? WHERE bulletin_id = ?",
+                (state, current.assignee if assignee is KEEP else assignee, at_ms, by, bulletin_id),
             )
         return self.get(bulletin_id)
 
@@ -128,17 +138,28 @@ class Triage:
             ).fetchall()
         return [Note(*r) for r in rows]
 
-    def items(self, *, state: str | None = None, limit: int = 100) -> list[TriageItem]:
+    def items(self, *, state: str | None = None, limit: int = 100, cursor: str | None = None) -> TriagePage:
+        """Newest first, ``limit`` (1-200) at a time from ``cursor`` (a page's next_cursor)."""
         if state is not None:
             check_state(state)
-        sql = "SELECT bulletin_id, state, assignee, created_at, updated_at, updated_by FROM centre_triage"
-        args: tuple[Any, ...] = ()
+        if type(limit) is not int or not 1 <= limit <= MAX_PAGE:
+            raise errors.ValidationError("limit", f"must be a whole number from 1 to {MAX_PAGE}")
+        where, args = [], []
         if state is not None:
-            sql += " WHERE state = ?"
-            args = (state,)
+            where.append("state = ?")
+            args.append(state)
+        if cursor is not None:
+            at, rowid = decode_cursor(cursor)
+            where.append("(created_at < ? OR (created_at = ? AND rowid < ?))")
+            args += [at, at, rowid]
+        sql = "SELECT rowid, bulletin_id, state, assignee, created_at, updated_at, updated_by FROM centre_triage"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
         with self.db.read() as c:
-            rows = c.execute(sql + " ORDER BY created_at DESC LIMIT ?", (*args, limit)).fetchall()
-        return [TriageItem(*r) for r in rows]
+            rows = c.execute(sql + " ORDER BY created_at DESC, rowid DESC LIMIT ?", (*args, limit + 1)).fetchall()
+        items = [TriageItem(*r[1:]) for r in rows[:limit]]
+        more = len(rows) > limit
+        return TriagePage(items, encode_cursor(rows[limit - 1][4], rows[limit - 1][0]) if more else None)
 
     def counts(self) -> dict[str, int]:
         with self.db.read() as c:

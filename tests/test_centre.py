@@ -115,6 +115,15 @@ async def test_a_forward_verifies_back_to_the_office_and_refusals_are_audited(ne
             assert [i["bulletin_id"] for i in queue["items"]] == [posted["id"]] and queue["counts"]["new"] == 1
             status, item = await tccc.post(f"/api/triage/{posted['id']}", {"state": "in_review", "note": "checking"})
             assert status == 200 and item["state"] == "in_review" and item["notes"][0]["text"] == "checking"
+            _, item = await tccc.post(f"/api/triage/{posted['id']}", {"assignee": "analyst"})
+            assert item["assignee"] == "analyst" and item["state"] == "in_review"
+            _, item = await tccc.post(f"/api/triage/{posted['id']}", {"assignee": None})
+            assert item["assignee"] is None
+            _, first = await tccc.get("/api/triage", params={"limit": "1"})
+            assert [i["bulletin_id"] for i in first["items"]] == [posted["id"]] and first["next"] is None
+            for bad, field in (({"limit": "0"}, "limit"), ({"limit": "x"}, "limit"), ({"page": "2"}, "page")):
+                status, refused = await tccc.get("/api/triage", params=bad)
+                assert status == 400 and refused["error"]["field"] == field, refused
 
             status, fwd = await tccc.post(f"/api/bulletins/{posted['id']}/forward", {"feed": FEED})
             assert status == 201, fwd

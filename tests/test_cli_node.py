@@ -177,7 +177,7 @@ def test_a_centre_analyst_runs_feeds_triage_and_forwarding_from_the_cli(tmp_path
                      "--releasable-to", "TH", "--title", "รายงาน ด่านมุกดาหาร", "--body", "x", "--json")  # fmt: skip
         report = json.loads(posted.stdout)["id"]
         deadline = time.monotonic() + 20
-        while report not in (listing := blo(centre.home.root, token, "triage", "list")).stdout:
+        while report not in (listing := blo(centre.home.root, token, "triage", "list", "--all")).stdout:
             assert time.monotonic() < deadline, listing.stdout + listing.stderr
             time.sleep(0.3)
         assert "new" in listing.stdout

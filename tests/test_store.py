@@ -410,9 +410,9 @@ def test_any_query_parameters_give_a_query_or_a_validation_error(params):
 
 @given(at=st.integers(0, (1 << 48) - 1), seq=st.integers(1, 1 << 62))
 def test_cursors_round_trip(at, seq):
-    from office_node.store import _decode_cursor, _encode_cursor
+    from office_node.paging import decode_cursor, encode_cursor
 
-    assert _decode_cursor(_encode_cursor(at, seq)) == (at, seq)
+    assert decode_cursor(encode_cursor(at, seq)) == (at, seq)
 
 
 def test_an_older_database_is_migrated_forward_keeping_its_bulletins(db_path):

@@ -184,6 +184,7 @@ class StubNode:
                                         "counts": {"online": 0, "silent": 0, "never_seen": 0}, "offices": []}
         self.network_requests = 0
         self.triage_requests: list[str] = []
+        self.triage_page: int | None = None  # items per /api/triage page (None: all in one)
         if centre:
             self.centre_data()
 
@@ -416,7 +417,12 @@ class StubNode:
         wanted = request.query.get("state")
         counts = {s: sum(1 for i in self.triage if i["state"] == s) for s in STATES}
         items = [i for i in self.triage if wanted in (None, i["state"])]
-        return self.not_centre() or web.json_response({"counts": counts, "items": items})
+        start = int(request.query.get("cursor", "0"))  # this stub's cursors: where the page starts
+        size = self.triage_page or len(items)
+        more = str(start + size) if start + size < len(items) else None
+        return self.not_centre() or web.json_response(
+            {"counts": counts, "items": items[start : start + size], "next": more}
+        )
 
     async def get_triage_item(self, request: web.Request) -> web.Response:
         if not self.authed(request):
@@ -1298,6 +1304,25 @@ async def test_the_centre_view_appears_only_on_a_centre(page, stub, new_page, ce
     await other.keyboard.press("Escape")
     await expect(other.locator("#forward-dialog")).to_be_hidden()
     page_log(other).assert_clean(centre_base)
+
+
+async def test_a_long_triage_queue_loads_older_pages_on_request(page, centre):
+    node, base = centre
+    node.triage_page = 2
+    await open_centre(page, base)
+    rows = page.locator("#triage-list li")
+    await expect(rows).to_have_count(2)
+    more = page.locator("#triage-more")
+    await expect(more).to_be_visible()
+    await more.click()
+    await expect(rows).to_have_count(3)
+    await expect(more).to_be_hidden()
+    assert node.triage_requests[-1] == "cursor=2"
+    assert [await r.get_attribute("data-id") for r in await rows.all()] == [i["bulletin_id"] for i in node.triage]
+    await page.click("#triage-refresh")  # back to the newest page
+    await expect(rows).to_have_count(2)
+    assert node.triage_requests[-1] == ""
+    page_log(page).assert_clean(base)
 
 
 async def test_triage_lists_by_state_and_a_move_with_a_note_posts_it_and_updates_the_row(page, centre):

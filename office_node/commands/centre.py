@@ -137,13 +137,20 @@ def triage_group() -> None:
 
 @triage_group.command("list")
 @click.option("--state", type=click.Choice(STATES), default=None)
+@click.option("--all", "every", is_flag=True, help="Every item, not only the newest 100.")
 @_url
 @_token
 @_json
 @click.pass_context
-def triage_list(ctx: click.Context, state: str | None, url: str | None, token: str | None, as_json: bool) -> None:
+def triage_list(
+    ctx: click.Context, state: str | None, every: bool, url: str | None, token: str | None, as_json: bool
+) -> None:
     """The queue, newest first."""
-    answer = _call(ctx, url, token, "GET", "/api/triage", **({"state": state} if state else {}))
+    params = {"state": state} if state else {}
+    answer = _call(ctx, url, token, "GET", "/api/triage", **params)
+    while every and answer.get("next"):
+        more = _call(ctx, url, token, "GET", "/api/triage", **params, cursor=answer["next"])
+        answer = {**more, "items": [*answer["items"], *more["items"]]}
     if as_json:
         click.echo(json.dumps(answer, ensure_ascii=False))
         return

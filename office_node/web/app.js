@@ -71,13 +71,13 @@
  *
  * The centre (only when /api/me role == "centre"; an office node answers 403 not_centre).
  * Forwarding and feed changes need user role supervisor or admin (else 403 forbidden_role).
- *   GET  /api/triage?state=new|in_review|disseminated|closed (omitted = all)
+ *   GET  /api/triage?state=new|in_review|disseminated|closed (omitted = all)&limit=&cursor=
  *                 -> {counts:{new, in_review, disseminated, closed}, items:[{bulletin_id, state,
  *                    assignee, created_at, updated_at, updated_by, bulletin: summary|null,
- *                    notes: count}]}
+ *                    notes: count}], next: cursor of the older page | null}
  *   GET  /api/triage/{id} -> item = {bulletin_id, state, assignee, created_at, updated_at,
  *                    updated_by, notes:[{author, at, text}]}
- *   POST /api/triage/{id}  body any of {state, note, assignee} -> item (as GET)
+ *   POST /api/triage/{id}  body any of {state, note, assignee (null: nobody)} -> item (as GET)
  *                    400 field "state" for a move the workflow refuses (TRIAGE_MOVES)
  *   POST /api/bulletins/{id}/forward  body {feed, redact?:[path], tags?, releasable_to?,
  *                    tlp?, precedence?} (options only when changed; paths "title", "body",
@@ -363,7 +363,7 @@ const state = {
   hitsUnseen: 0,
   // The centre's views (only on a node whose /api/me role is "centre").
   centreTab: "triage", // "triage" | "feeds" | "network"
-  triage: { filter: "", items: [], counts: {}, selected: null, item: null, bulletin: null, seq: 0 },
+  triage: { filter: "", items: [], next: null, counts: {}, selected: null, item: null, bulletin: null, seq: 0 },
   network: null, // the last /api/network answer
   networkTimer: null,
   forwardOf: null, // the bulletin detail the forward dialog is about
@@ -1363,14 +1363,18 @@ function triageChip(stateName, id = null) {
 
 // -- triage queue --
 
-async function loadTriage() {
+/** The first page of the queue, or with ``older`` the page after those shown. */
+async function loadTriage(older = false) {
   if (!isCentre()) return;
   const t = state.triage;
   const seq = ++loadSeq.triage; // an older answer arriving late must not replace a newer one
   try {
-    const data = await api("GET", `/api/triage${query({ state: t.filter })}`);
+    const params = older && t.next ? { state: t.filter, cursor: t.next } : { state: t.filter };
+    const data = await api("GET", `/api/triage${query(params)}`);
     if (seq !== loadSeq.triage || t !== state.triage) return;
-    t.items = Array.isArray(data && data.items) ? data.items : [];
+    const items = Array.isArray(data && data.items) ? data.items : [];
+    t.items = older ? [...t.items, ...items.filter((i) => !t.items.some((o) => o.bulletin_id === i.bulletin_id))] : items;
+    t.next = data && typeof data.next === "string" ? data.next : null;
     t.counts = data && data.counts && typeof data.counts === "object" ? data.counts : {};
     renderTriageList();
   } catch (e) {
@@ -1420,6 +1424,7 @@ function renderTriageList() {
   empty.textContent = t.filter ? `Nothing is ${TRIAGE_WORDS[t.filter] ? TRIAGE_WORDS[t.filter].toLowerCase() : t.filter}.`
     : "The queue is empty: bulletins this country's offices send the centre arrive here.";
   show(empty, t.items.length === 0);
+  show($("triage-more"), Boolean(t.next));
 }
 
 /** Open a bulletin in the triage view (from its detail in the Feed view). */
@@ -2164,7 +2169,8 @@ function init() {
     button.addEventListener("click", () => setCentreTab(button.dataset.centre));
   }
   $("write-intel").addEventListener("click", () => startIntelligence());
-  $("triage-refresh").addEventListener("click", loadTriage);
+  $("triage-refresh").addEventListener("click", () => loadTriage());
+  $("triage-more").addEventListener("click", () => loadTriage(true));
   $("feeds-refresh").addEventListener("click", loadFeeds);
   $("network-refresh").addEventListener("click", loadNetwork);
   $("feed-create-form").addEventListener("submit", onCreateFeed);
