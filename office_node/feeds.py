@@ -159,21 +159,15 @@ class NodeFeeds:
         Restarted by the caller's loop after every reconnect."""
         js = client.jetstream()
         watcher = FeedKeyWatcher(js, self.keyring, cache=self.cache, metrics=self.metrics, create_bucket=self.is_centre)
-        try:
-            await watcher.start(timeout=10.0)
-        except BloError as exc:
-            log.info("feed bucket not available yet (%s); the local copy is used", exc.message)
-            await asyncio.sleep(5 * check_s)
-            return
-        try:
-            await self.publish_pending(js)
-            while not stop() and client.connected:
-                await asyncio.sleep(check_s)
-                if self._unpublished:
-                    await self.publish_pending(js)
-                await self._retry_waiting()
-        finally:
-            await watcher.stop()
+
+        async def tick() -> None:
+            if self._unpublished:
+                await self.publish_pending(js)
+            await self._retry_waiting()
+
+        await watcher.watch_while(
+            lambda: not stop() and client.connected, check_s=check_s, started=lambda: self.publish_pending(js), tick=tick
+        )
 
     async def _retry_waiting(self) -> None:
         """Open again feed bulletins quarantined while their key was on its way. The key's

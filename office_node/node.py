@@ -260,17 +260,7 @@ class OfficeNode:
             metrics=self.directory_metrics,
             create_bucket=self.config.role == "centre",
         )
-        try:
-            await watcher.start(timeout=10.0)
-        except BloError as exc:
-            log.info("directory bucket not available yet (%s); the local copy is used", exc.message)
-            await asyncio.sleep(5 * LINK_CHECK_S)
-            return
-        try:
-            while not self._closing and client.connected:
-                await asyncio.sleep(LINK_CHECK_S)
-        finally:
-            await watcher.stop()
+        await watcher.watch_while(lambda: not self._closing and client.connected, check_s=LINK_CHECK_S)
 
     async def _rotate_feeds(self) -> None:
         """A centre's timer: every feed it owns gets a fresh epoch key at least every

@@ -1,5 +1,6 @@
 """What the two signed-item buckets (the directory, the feed keys) share: opening a JetStream
-KV bucket, putting an item under its key, and the node's local file of verified items.
+KV bucket, putting an item under its key, the node's local file of verified items, and
+the watcher that keeps a node's verified state in step with the bucket.
 
 Only the carrying is shared. What an item is, which key it belongs under and whether it
 is trusted stay with each bucket's own module (``kv_directory``, ``kv_feeds``); every
@@ -8,10 +9,14 @@ nats-py failure here becomes the same ``bus.errors`` answer for both.
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import json
-from collections.abc import Callable, Iterable
+import logging
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
+from typing import Any, Generic, Protocol, TypeVar
 
 import nats.errors
 import nats.js.errors
@@ -86,3 +91,195 @@ class SignedItemsFile:
                 "will rebuild it from the bus",
                 "cache_damaged",
             ) from None
+
+
+class _Cache(Protocol):
+    path: Path
+
+    def save(self, target: Any) -> None: ...
+
+    def load_into(self, target: Any, metrics: Any = None) -> int: ...
+
+
+T = TypeVar("T")
+
+
+class SignedItemsWatcher(Generic[T]):
+    """Keeps ``target`` (a ``Directory``, a ``FeedKeyring``) in step with a bucket, and its
+    local copy in step with it.
+
+    ``start`` loads the local copy, then every entry of the bucket under ``filters``, then
+    keeps watching in background tasks until ``stop``. Refused entries are logged and
+    counted; they never stop the watch. A bucket's module says, by overriding the three
+    methods at the end, which filters it watches, which key an item belongs under, and
+    how an item is applied (and its outcome logged and counted).
+    """
+
+    #: Names the bucket in messages and logs: "directory", "feed".
+    what = "signed"
+    #: Why a deletion in the bucket is ignored, for the log line.
+    deleted_note = "nothing held is removed"
+
+    def __init__(
+        self,
+        js: JetStreamContext,
+        target: T,
+        *,
+        bucket: str,
+        cache: _Cache | None,
+        metrics: Any,
+        create_bucket: bool,
+        open_bucket: Callable[..., Any],
+        log: logging.Logger,
+    ) -> None:
+        self.js = js
+        self.target = target
+        self.bucket = bucket
+        self.cache = cache
+        self.metrics = metrics
+        self.create_bucket = create_bucket
+        self.ready = asyncio.Event()
+        self._open_bucket = open_bucket
+        self._log = log
+        self._changed = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._watchers: list[Any] = []
+        self._loaded: set[str] = set()
+        self._dirty = False
+
+    async def start(self, *, timeout: float = 10.0) -> None:
+        """Load the local copy and the bucket; return once the bucket's current content is applied."""
+        if self.cache is not None:
+            self.cache.load_into(self.target, self.metrics)
+        kv = await self._open_bucket(self.js, self.bucket, create=self.create_bucket)
+        self._started()
+        try:
+            for pattern in self.filters:
+                self._watchers.append(await kv.watch(pattern))
+        except nats.errors.Error as exc:
+            await self.stop()
+            raise errors.BusError(f"cannot watch the {self.what} bucket {self.bucket!r}: {exc}") from exc
+        self._tasks = [
+            asyncio.create_task(self._run(pattern, w), name=f"{self.what}-watcher-{pattern}")
+            for pattern, w in zip(self.filters, self._watchers, strict=True)
+        ]
+        try:
+            await asyncio.wait_for(self.ready.wait(), timeout)
+        except TimeoutError:
+            await self.stop()
+            raise errors.NotConnected(f"the {self.what} bucket did not finish loading within {timeout} s") from None
+
+    async def watch_while(
+        self,
+        going: Callable[[], bool],
+        *,
+        check_s: float = 1.0,
+        started: Callable[[], Awaitable[None]] | None = None,
+        tick: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        """``start``, then watch while ``going()`` (checked every ``check_s``, after which
+        ``tick`` runs), then ``stop``. A bucket that is not there yet is logged and waited
+        for a little; the caller's loop (reconnects) calls this again."""
+        try:
+            await self.start(timeout=10.0)
+        except errors.BloError as exc:
+            self._log.info("%s bucket not available yet (%s); the local copy is used", self.what, exc.message)
+            await asyncio.sleep(5 * check_s)
+            return
+        try:
+            if started is not None:
+                await started()
+            while going():
+                await asyncio.sleep(check_s)
+                if tick is not None:
+                    await tick()
+        finally:
+            await self.stop()
+
+    async def stop(self) -> None:
+        self._stopped()
+        for watcher in self._watchers:
+            with contextlib.suppress(nats.errors.Error):
+                await watcher.stop()
+        self._watchers = []
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        self._loaded.clear()
+        self.ready.clear()
+        self._save()
+
+    async def wait_until(self, condition: Callable[[T], bool], timeout: float) -> None:
+        """Wait until ``condition(target)`` holds (checked after every change)."""
+
+        async def waiting() -> None:
+            while not condition(self.target):
+                self._changed.clear()
+                await self._changed.wait()
+
+        await asyncio.wait_for(waiting(), timeout)
+
+    def _note_change(self) -> None:
+        """The target changed: save it when caught up, wake those waiting."""
+        self._dirty = True
+        self._changed.set()
+
+    async def _run(self, pattern: str, watcher: Any) -> None:
+        async for entry in watcher:
+            if entry is None:  # nats-py's marker: the current content under this filter is delivered
+                self._loaded.add(pattern)
+                if self._loaded >= set(self.filters):
+                    self._save()
+                    self.ready.set()
+                continue
+            self._handle(entry)
+            if self.ready.is_set() and entry.delta == 0:  # caught up: persist now, not per entry of a burst
+                self._save()
+
+    def _handle(self, entry: KeyValue.Entry) -> None:
+        where = f"{self.bucket}/{entry.key}"
+        if entry.operation in ("DEL", "PURGE"):
+            self._log.warning("%s entry %s was deleted in the bucket; ignored (%s)", self.what, where, self.deleted_note)
+            self.metrics.rejected.labels(reason="deleted").inc()
+            return
+        raw = entry.value or b""
+        expected = self._key_of(raw) or entry.key  # undecodable: let _apply refuse it with its own reason
+        if expected != entry.key:
+            self._log.warning("%s entry %s ignored (misplaced): its content belongs under %s", self.what, where, expected)
+            self.metrics.rejected.labels(reason="misplaced").inc()
+            return
+        if self._apply(raw, where) is not None:
+            self._note_change()
+
+    def _save(self) -> None:
+        if self.cache is not None and self._dirty:
+            try:
+                self.cache.save(self.target)
+            except OSError as exc:
+                self._log.warning("cannot write the local %s copy %s: %s", self.what, self.cache.path, exc.strerror)
+                return
+            self._dirty = False
+
+    # -- what each bucket says -----------------------------------------------------------
+
+    @property
+    def filters(self) -> tuple[str, ...]:
+        """The key filters watched (default: every key)."""
+        return (">",)
+
+    def _key_of(self, raw: bytes) -> str | None:
+        """The key ``raw`` belongs under, or None when it does not even decode."""
+        raise NotImplementedError
+
+    def _apply(self, raw: bytes, where: str) -> object | None:
+        """Apply one item to the target, logging and counting; None when refused."""
+        raise NotImplementedError
+
+    def _started(self) -> None:
+        """Called as the watch starts (before the bucket's content is read)."""
+
+    def _stopped(self) -> None:
+        """Called as the watch stops."""

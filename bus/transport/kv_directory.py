@@ -23,22 +23,17 @@ same way a tampered bucket is.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
-import nats.errors
-import nats.js.errors
 from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 from prometheus_client import REGISTRY, CollectorRegistry, Counter
 
 from bus import errors
 from bus.directory import Directory, DirectoryRecord, SignedItem, decode_item
-from bus.transport.kv import SignedItemsFile, open_kv, put_item
+from bus.transport.kv import SignedItemsFile, SignedItemsWatcher, open_kv, put_item
 
 BUCKET = "blo_directory"
 CACHE_FORMAT = "blo-directory-cache/v1"
@@ -139,13 +134,12 @@ async def publish_all(kv: KeyValue, directory: Directory) -> list[str]:
     return [await publish_item(kv, s.raw) for s in directory.signed_items()]
 
 
-class DirectoryWatcher:
-    """Keeps a ``Directory`` in step with the bucket and the local copy in step with it.
+class DirectoryWatcher(SignedItemsWatcher[Directory]):
+    """Keeps a ``Directory`` in step with the bucket and the local copy in step with it
+    (see ``SignedItemsWatcher``): every key is watched."""
 
-    ``start`` loads the local copy, then every entry of the bucket, then keeps watching
-    in a background task until ``stop``. Refused entries are logged and counted; they
-    never stop the watch.
-    """
+    what = "directory"
+    deleted_note = "only a signed revocation removes trust"
 
     def __init__(
         self,
@@ -157,92 +151,17 @@ class DirectoryWatcher:
         metrics: DirectoryMetrics | None = None,
         create_bucket: bool = False,
     ) -> None:
-        self.js = js
+        super().__init__(
+            js, directory, bucket=bucket, cache=cache, metrics=metrics or DirectoryMetrics.default(),
+            create_bucket=create_bucket, open_bucket=open_bucket, log=log,
+        )  # fmt: skip
         self.directory = directory
-        self.bucket = bucket
-        self.cache = cache
-        self.metrics = metrics or DirectoryMetrics.default()
-        self.create_bucket = create_bucket
-        self.ready = asyncio.Event()
-        self._changed = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._watcher: Any = None
-        self._dirty = False
 
-    async def start(self, *, timeout: float = 10.0) -> None:
-        """Load the local copy and the bucket; return once the bucket's current content is applied."""
-        if self.cache is not None:
-            self.cache.load_into(self.directory, self.metrics)
-        kv = await open_bucket(self.js, self.bucket, create=self.create_bucket)
+    def _key_of(self, raw: bytes) -> str | None:
         try:
-            self._watcher = await kv.watchall()
-        except nats.errors.Error as exc:
-            raise errors.BusError(f"cannot watch the directory bucket {self.bucket!r}: {exc}") from exc
-        self._task = asyncio.create_task(self._run(), name="directory-watcher")
-        try:
-            await asyncio.wait_for(self.ready.wait(), timeout)
-        except TimeoutError:
-            await self.stop()
-            raise errors.NotConnected(f"the directory bucket did not finish loading within {timeout} s") from None
-
-    async def stop(self) -> None:
-        if self._watcher is not None:
-            with contextlib.suppress(nats.errors.Error):
-                await self._watcher.stop()
-            self._watcher = None
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        self._save()
-
-    async def wait_until(self, condition: Callable[[Directory], bool], timeout: float) -> None:
-        """Wait until ``condition(directory)`` holds (checked after every change)."""
-
-        async def waiting() -> None:
-            while not condition(self.directory):
-                self._changed.clear()
-                await self._changed.wait()
-
-        await asyncio.wait_for(waiting(), timeout)
-
-    async def _run(self) -> None:
-        async for entry in self._watcher:
-            if entry is None:  # nats-py's marker: the bucket's current content has been delivered
-                self._save()
-                self.ready.set()
-                continue
-            self._handle(entry)
-            if self.ready.is_set() and entry.delta == 0:  # caught up: persist now, not per entry of a burst
-                self._save()
-
-    def _handle(self, entry: KeyValue.Entry) -> None:
-        where = f"{self.bucket}/{entry.key}"
-        if entry.operation in ("DEL", "PURGE"):
-            log.warning(
-                "directory entry %s was deleted in the bucket; ignored (only a signed revocation removes trust)", where
-            )
-            self.metrics.rejected.labels(reason="deleted").inc()
-            return
-        raw = entry.value or b""
-        try:
-            expected = kv_key(decode_item(raw))
+            return kv_key(decode_item(raw))
         except errors.DirectoryError:
-            expected = entry.key  # let apply() refuse it with its own reason
-        if expected != entry.key:
-            log.warning("directory entry %s ignored (misplaced): its content belongs under %s", where, expected)
-            self.metrics.rejected.labels(reason="misplaced").inc()
-            return
-        if _apply(self.directory, raw, where, self.metrics) is not None:
-            self._dirty = True
-            self._changed.set()
+            return None
 
-    def _save(self) -> None:
-        if self.cache is not None and self._dirty:
-            try:
-                self.cache.save(self.directory)
-            except OSError as exc:
-                log.warning("cannot write the local directory copy %s: %s", self.cache.path, exc.strerror)
-                return
-            self._dirty = False
+    def _apply(self, raw: bytes, where: str) -> object | None:
+        return _apply(self.directory, raw, where, self.metrics)

@@ -24,22 +24,18 @@ network and re-verifies it while loading, so a node opens feed bulletins with th
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
-import nats.errors
-import nats.js.errors
 from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
 
 from bus import errors
 from bus.feeds import EpochRecord, FeedChange, FeedKeyring, Issue, SignedFeedItem, decode_item
-from bus.transport.kv import SignedItemsFile, open_kv, put_item
+from bus.transport.kv import SignedItemsFile, SignedItemsWatcher, open_kv, put_item
 
 BUCKET = "blo_feeds"
 CACHE_FORMAT = "blo-feed-cache/v1"
@@ -154,15 +150,16 @@ async def publish_issue(kv: KeyValue, issue: Issue) -> list[str]:
     return [await publish_item(kv, item) for item in issue.items()]
 
 
-class FeedKeyWatcher:
-    """Keeps a ``FeedKeyring`` in step with the bucket, and the local copy with the keyring.
-
-    ``start`` loads the local copy, then every epoch record and every grant for this
-    office in the bucket, then keeps watching both in background tasks until ``stop``.
-    Refused entries are logged and counted; they never stop the watch. When the keyring's
-    resolver has ``add_listener`` (``bus.directory.Directory`` does), items held because the
-    directory did not know their signer yet are retried on every directory change.
+class FeedKeyWatcher(SignedItemsWatcher[FeedKeyring]):
+    """Keeps a ``FeedKeyring`` in step with the bucket, and the local copy with the keyring
+    (see ``SignedItemsWatcher``): every epoch record and every grant for this office. When
+    the keyring's resolver has ``add_listener`` (``bus.directory.Directory`` does), items
+    held because the directory did not know their signer yet are retried on every
+    directory change.
     """
+
+    what = "feed"
+    deleted_note = "nothing held is removed"
 
     def __init__(
         self,
@@ -174,103 +171,26 @@ class FeedKeyWatcher:
         metrics: FeedMetrics | None = None,
         create_bucket: bool = False,
     ) -> None:
-        self.js = js
+        super().__init__(
+            js, keyring, bucket=bucket, cache=cache, metrics=metrics or FeedMetrics.default(),
+            create_bucket=create_bucket, open_bucket=open_bucket, log=log,
+        )  # fmt: skip
         self.keyring = keyring
-        self.bucket = bucket
-        self.cache = cache
-        self.metrics = metrics or FeedMetrics.default()
-        self.create_bucket = create_bucket
-        self.ready = asyncio.Event()
-        self._changed = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
-        self._watchers: list[Any] = []
-        self._loaded: set[str] = set()
-        self._dirty = False
         self._listening = False
 
     @property
-    def filters(self) -> tuple[str, str]:
+    def filters(self) -> tuple[str, ...]:
         """The two key filters watched: every epoch record, and this office's grants."""
         return ("epoch.>", f"grant.{self.keyring.office_id}.>")
 
-    async def start(self, *, timeout: float = 10.0) -> None:
-        """Load the local copy and the bucket; return once the bucket's current content is applied."""
-        if self.cache is not None:
-            self.cache.load_into(self.keyring, self.metrics)
-        kv = await open_bucket(self.js, self.bucket, create=self.create_bucket)
-        self._listen_to_directory()
+    def _key_of(self, raw: bytes) -> str | None:
         try:
-            for pattern in self.filters:
-                self._watchers.append(await kv.watch(pattern))
-        except nats.errors.Error as exc:
-            await self.stop()
-            raise errors.BusError(f"cannot watch the feed bucket {self.bucket!r}: {exc}") from exc
-        self._tasks = [
-            asyncio.create_task(self._run(pattern, w), name=f"feed-watcher-{pattern}")
-            for pattern, w in zip(self.filters, self._watchers, strict=True)
-        ]
-        try:
-            await asyncio.wait_for(self.ready.wait(), timeout)
-        except TimeoutError:
-            await self.stop()
-            raise errors.NotConnected(f"the feed bucket did not finish loading within {timeout} s") from None
-
-    async def stop(self) -> None:
-        self._unlisten()
-        for watcher in self._watchers:
-            with contextlib.suppress(nats.errors.Error):
-                await watcher.stop()
-        self._watchers = []
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks = []
-        self._loaded.clear()
-        self.ready.clear()
-        self._save()
-
-    async def wait_until(self, condition: Callable[[FeedKeyring], bool], timeout: float) -> None:
-        """Wait until ``condition(keyring)`` holds (checked after every change)."""
-
-        async def waiting() -> None:
-            while not condition(self.keyring):
-                self._changed.clear()
-                await self._changed.wait()
-
-        await asyncio.wait_for(waiting(), timeout)
-
-    async def _run(self, pattern: str, watcher: Any) -> None:
-        async for entry in watcher:
-            if entry is None:  # nats-py's marker: the current content under this filter is delivered
-                self._loaded.add(pattern)
-                if self._loaded >= set(self.filters):
-                    self._save()
-                    self.ready.set()
-                continue
-            self._handle(entry)
-            if self.ready.is_set() and entry.delta == 0:  # caught up: persist now, not per entry of a burst
-                self._save()
-
-    def _handle(self, entry: KeyValue.Entry) -> None:
-        where = f"{self.bucket}/{entry.key}"
-        if entry.operation in ("DEL", "PURGE"):
-            log.warning("feed entry %s was deleted in the bucket; ignored (nothing held is removed)", where)
-            self.metrics.rejected.labels(reason="deleted").inc()
-            return
-        raw = entry.value or b""
-        try:
-            expected = kv_key(decode_item(raw))
+            return kv_key(decode_item(raw))
         except errors.FeedError:
-            expected = entry.key  # let apply() refuse it with its own reason
-        if expected != entry.key:
-            log.warning("feed entry %s ignored (misplaced): its content belongs under %s", where, expected)
-            self.metrics.rejected.labels(reason="misplaced").inc()
-            return
-        if _apply(self.keyring, raw, where, self.metrics) is not None:
-            self._dirty = True
-            self._changed.set()
+            return None
+
+    def _apply(self, raw: bytes, where: str) -> object | None:
+        return _apply(self.keyring, raw, where, self.metrics)
 
     def _directory_changed(self, *args: Any) -> None:
         """Directory listener (runs inside ``Directory.apply``): retry items held for their signer."""
@@ -284,27 +204,17 @@ class FeedKeyWatcher:
         _count(changes, "the directory update", self.metrics)
         self.metrics.waiting.set(self.keyring.waiting)
         if changes:
-            self._dirty = True
-            self._changed.set()
+            self._note_change()
 
-    def _listen_to_directory(self) -> None:
+    def _started(self) -> None:
         add = getattr(self.keyring.resolver, "add_listener", None)
         if callable(add) and not self._listening:
             add(self._directory_changed)
             self._listening = True
 
-    def _unlisten(self) -> None:
+    def _stopped(self) -> None:
         remove = getattr(self.keyring.resolver, "remove_listener", None)
         if self._listening and callable(remove):
             with contextlib.suppress(ValueError):
                 remove(self._directory_changed)
         self._listening = False
-
-    def _save(self) -> None:
-        if self.cache is not None and self._dirty:
-            try:
-                self.cache.save(self.keyring)
-            except OSError as exc:
-                log.warning("cannot write the local feed key copy %s: %s", self.cache.path, exc.strerror)
-                return
-            self._dirty = False
