@@ -22,8 +22,11 @@ when the directory revokes a member's key (the member is removed from every feed
 Which feeds a node reads: those listed in ``[feeds] subscribe`` and every feed the
 office belongs to now, without a restart or a config line once a centre adds it. Either
 way, reading starts once the node holds an epoch key of the feed, from the first epoch
-it holds a key for: what was sealed before that was sealed to others and would only
-fill the quarantine with bulletins it can never open.
+of its membership: what was sealed before that was sealed to others and would only fill
+the quarantine with bulletins it can never open. A feed read for its membership (not
+listed) is left when a new epoch's record no longer names the office: it is read on
+until caught up (what was sealed to the office still arrives), then its consumers are
+deleted (``BusNode.leave_feed``).
 """
 
 from __future__ import annotations
@@ -139,20 +142,36 @@ class NodeFeeds:
 
     def follow(self) -> None:
         """Read (from the bus) every configured feed and every feed this office belongs to
-        now, each once this node holds one of its epoch keys (see the module docstring)."""
+        now, each once this node holds one of its epoch keys; stop reading, once caught
+        up, a feed it was removed from (see the module docstring). Run at start, on every
+        keyring change and every watch tick, so a missed event is caught up."""
         for feed in dict.fromkeys((*self.configured, *self.keyring.member_feeds())):
             self._follow(feed)
+        for feed in self.bus.feeds - set(self.configured):
+            if self.keyring.record(feed) is not None and self.office not in self.keyring.members(feed):
+                if self.bus.leave_feed(feed):
+                    log.info("removed from feed %s: reading it until caught up, then stopping", feed)
+                    if self.on_change is not None:
+                        self.on_change("feed", {"feed": feed, "epoch": self.keyring.current_epoch(feed), "status": "left"})
 
     def _follow(self, feed: str) -> None:
         epochs = self.keyring.epochs_with_keys(feed)
         if not epochs or feed in self.bus.feeds:
             return  # no key yet (its arrival calls this again), or read already
-        first = self.keyring.record(feed, epochs[0])
+        current = self.keyring.current_epoch(feed)
+        if current is not None and current not in epochs and self.office in self.keyring.members(feed):
+            return  # a member whose newest key is on its way: its arrival starts the reading there
+        # From the first epoch of the latest membership (held keys without a gap up to the
+        # newest held): after a removal and a new joining, not the old membership's start.
+        joined = epochs[-1]
+        while joined - 1 in epochs:
+            joined -= 1
+        first = self.keyring.record(feed, joined)
         start = None if first is None else max(0, first.created_at - self.clock_skew_ms)
         if self.bus.subscribe_feed(feed, start_ms=start):
-            log.info("reading feed %s from epoch %d", feed, epochs[0])
+            log.info("reading feed %s from epoch %d", feed, joined)
             if self.on_change is not None:
-                self.on_change("feed", {"feed": feed, "epoch": epochs[0], "status": "subscribed"})
+                self.on_change("feed", {"feed": feed, "epoch": joined, "status": "subscribed"})
 
     async def watch(self, client: Any, *, stop: Callable[[], bool], check_s: float = 1.0) -> None:
         """While connected: publish what waits, then keep the keyring in step with the bucket.
@@ -164,6 +183,7 @@ class NodeFeeds:
             if self._unpublished:
                 await self.publish_pending(js)
             await self._retry_waiting()
+            self.follow()  # a feed left and joined again is read again once the leaving is done
 
         await watcher.watch_while(
             lambda: not stop() and client.connected, check_s=check_s, started=lambda: self.publish_pending(js), tick=tick
@@ -180,9 +200,8 @@ class NodeFeeds:
     # -- the member side -------------------------------------------------------------
 
     def _keyring_changed(self, change: FeedChange) -> None:
-        if change.status == "key" and (change.feed in self.configured or self.office in self.keyring.members(change.feed)):
-            self._follow(change.feed)  # a key of a feed this node reads: the first starts the reading
         if change.status in ("key", "epoch"):
+            self.follow()  # a first key starts the reading; a record without this office ends it
             # Feed bulletins that arrived before their epoch key wait in quarantine; a new
             # record may also tell them their key will never come (the office was removed).
             with contextlib.suppress(RuntimeError):

@@ -7,6 +7,7 @@ import re
 import time
 from pathlib import Path
 
+import nats.js.errors
 import pytest
 
 from bus.transport.server import NatsServer
@@ -275,7 +276,7 @@ async def _epoch_is(client, epoch: int) -> dict | None:
     return feed if feed.get("epoch") == epoch else None
 
 
-async def test_an_office_added_to_a_feed_reads_it_from_its_joining_without_a_restart_or_config(
+async def test_an_office_added_to_a_feed_reads_it_from_its_joining_and_stops_when_removed(
     tmp_path: Path, nats_server: NatsServer
 ) -> None:
     specs = [
@@ -308,3 +309,29 @@ async def test_an_office_added_to_a_feed_reads_it_from_its_joining_without_a_res
             # not in its quarantine (it would have been, as not addressed to it).
             assert await _received(nkp, "before TH-NKP joined") == []
             assert nodes["TH-NKP"].node.bus.quarantine.counts() == {}
+
+            # Removed: it reads on until caught up, then stops; what is sealed after the
+            # removal neither reaches it nor fills its quarantine, and its consumers go.
+            bus = nodes["TH-NKP"].node.bus
+            status, feed = await tccc.post(f"/api/feeds/{FEED}/members", {"remove": ["TH-NKP"]})
+            assert status == 200 and feed["epoch"] == 3
+            keyring = nodes["TH-NKP"].node.feeds.keyring
+            # (Had the bulletin beaten the record here, it would wait as feed_key_pending and
+            # then stay quarantined as not addressed to it: the known race of any new epoch.)
+            await eventually(lambda: keyring.current_epoch(FEED) == 3, 15, "epoch 3's record on TH-NKP")
+            await tccc.post("/api/bulletins", intel(title="after TH-NKP left"))
+            await eventually(lambda: _received(muk, "after TH-NKP left"), 15, "the bulletin after the removal on TH-MUK")
+            await eventually(lambda: FEED not in bus.feeds, 20, "TH-NKP to stop reading the feed")
+            js = bus.client.jetstream()
+            for precedence in ("flash", "routine"):
+                with pytest.raises(nats.js.errors.NotFoundError):
+                    await js.consumer_info("BLO_FEEDS", f"feed-{FEED}-TH-NKP-{precedence}")
+            assert await _received(nkp, "after TH-NKP left") == [] and bus.quarantine.counts() == {}
+
+            # Added again: read again from the new joining, not the old one.
+            status, feed = await tccc.post(f"/api/feeds/{FEED}/members", {"add": ["TH-NKP"]})
+            assert status == 200 and feed["epoch"] == 4
+            await eventually(lambda: FEED in bus.feeds, 15, "TH-NKP to read the feed again")
+            await tccc.post("/api/bulletins", intel(title="after TH-NKP rejoined"))
+            await eventually(lambda: _received(nkp, "after TH-NKP rejoined"), 15, "the bulletin after the new joining")
+            assert await _received(nkp, "after TH-NKP left") == [] and bus.quarantine.counts() == {}

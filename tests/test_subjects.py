@@ -53,7 +53,7 @@ def test_node_consumers_are_one_per_source_and_precedence_flash_first() -> None:
     assert [s.rank for s in specs] == [0, 0, 1, 1, 2, 2, 3, 3]
     assert specs[0] == sj.ConsumerSpec("BLO_OFFICES", "inbox-TH-MUK-flash", "blo.office.TH-MUK.flash.*", 0)
     assert specs[1] == sj.ConsumerSpec(
-        "BLO_FEEDS", "feed-mekong-drugs-TH-MUK-flash", "blo.feed.mekong-drugs.flash.*", 0
+        "BLO_FEEDS", "feed-mekong-drugs-TH-MUK-flash", "blo.feed.mekong-drugs.flash.*", 0, feed="mekong-drugs"
     )
     assert len({s.durable for s in specs}) == 8
 
@@ -101,5 +101,7 @@ def test_parse_bulletin_subject_raises_only_validation_errors(text: str) -> None
 def test_a_feed_joined_later_has_the_same_consumers_starting_where_told() -> None:
     joined = sj.feed_consumers("TH-MUK", "mekong-drugs", start_ms=1_795_000_000_000)
     listed = [s for s in sj.node_consumers("TH-MUK", ("mekong-drugs",)) if s.stream == "BLO_FEEDS"]
-    assert [(s.durable, s.filter_subject, s.rank) for s in joined] == [(s.durable, s.filter_subject, s.rank) for s in listed]
+    assert [(s.durable, s.filter_subject, s.rank, s.feed) for s in joined] == [
+        (s.durable, s.filter_subject, s.rank, s.feed) for s in listed
+    ]
     assert {s.start_ms for s in joined} == {1_795_000_000_000} and {s.start_ms for s in listed} == {None}

@@ -539,6 +539,18 @@ class BusClient:
 
     # -- consuming -------------------------------------------------------------------
 
+    async def delete_consumer(self, spec: ConsumerSpec) -> None:
+        """Remove the durable consumer ``spec`` from the server (gone already: fine)."""
+        js = self._require()
+        try:
+            await js.delete_consumer(spec.stream, spec.durable)
+        except nats.js.errors.NotFoundError:
+            return
+        except nats.errors.TimeoutError as exc:
+            raise NotConnected(f"no answer from JetStream deleting consumer {spec.durable}") from exc
+        except nats.errors.Error as exc:
+            raise BusError(f"cannot delete consumer {spec.durable}: {exc}") from exc
+
     async def pull(self, spec: ConsumerSpec, *, ack_wait_s: float = 30.0, max_ack_pending: int = 2000) -> PullConsumer:
         """Bind to (creating if needed) the durable pull consumer ``spec``."""
         js = self._require()

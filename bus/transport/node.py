@@ -75,6 +75,8 @@ log = logging.getLogger("blo.bus.node")
 #: A batch hands over this many messages between two looks at the connection (see
 #: ``_handle_bulletins``): a FLASH arriving meanwhile overtakes at most this many.
 _YIELD_EVERY = 16
+#: What opening a message of a feed being left gives for a bulletin sealed after the removal.
+_PAST_MEMBERSHIP: Any = object()
 #: Pump windows on the wire at once (see ``_pump``).
 _WINDOWS_IN_FLIGHT = 4
 
@@ -190,6 +192,8 @@ class BusNode:
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._feeds: dict[str, int | None] = {}  # feeds read besides options.feeds -> start_ms
+        self._leaving: dict[str, int] = {}  # feed being left -> its consumers still reading
+        self._past_membership: set[str] = set()  # durables of a feed left that reached its removal
         self._closing = False
         self._streams_ok = False
         self._streams_lock = asyncio.Lock()
@@ -260,6 +264,32 @@ class BusNode:
         if self.client is not None and not self._closing:
             self._tasks += [self._consumer_task(spec) for spec in sj.feed_consumers(self.office, feed, start_ms=start_ms)]
         return True
+
+    def leave_feed(self, feed: str) -> bool:
+        """Stop reading ``feed`` once caught up (this office was removed from it): each of
+        its consumers reads on until a fetch comes back empty or brings a bulletin not
+        addressed to this office (sealed under an epoch after its removal: that one is
+        left unacked, not quarantined), then its durable is deleted, so a later joining
+        starts afresh. False if this node does not read it."""
+        if feed not in self._feeds or feed in self._leaving:
+            return False
+        self._leaving[feed] = len(sj.PRECEDENCES)
+        return True
+
+    async def _left(self, spec: sj.ConsumerSpec, client: BusClient) -> None:
+        """One consumer of a feed being left is done: delete its durable; the last one
+        takes the feed off this node's list."""
+        feed = spec.feed
+        assert feed is not None
+        try:
+            await client.delete_consumer(spec)
+        except BusError as exc:  # it stays on the server, idle: harmless, and deleted next time
+            log.warning("consumer %s of a feed left stays on the server: %s", spec.durable, exc)
+        self._leaving[feed] -= 1
+        if self._leaving[feed] <= 0:
+            del self._leaving[feed]
+            self._feeds.pop(feed, None)
+            log.info("stopped reading feed %s", feed)
 
     @property
     def feeds(self) -> frozenset[str]:
@@ -596,6 +626,10 @@ class BusNode:
                     continue
                 if msgs:
                     await handle(spec, msgs)
+                if spec.feed in self._leaving and (not msgs or spec.durable in self._past_membership):
+                    self._past_membership.discard(spec.durable)
+                    await self._left(spec, client)
+                    return
         finally:
             drop()
 
@@ -615,7 +649,12 @@ class BusNode:
         gate = self._gate
         # Open the whole batch first (pure CPU, no await): what fails is quarantined (and
         # so settled), and one query finds the authenticated ids delivered before.
-        opened = [self._open_or_quarantine(msg.subject, msg.data) for msg in msgs]
+        leaving = spec.feed in self._leaving
+        opened = [self._open_or_quarantine(msg.subject, msg.data, leaving=leaving) for msg in msgs]
+        if leaving and any(o is _PAST_MEMBERSHIP for o in opened):  # not acked, not quarantined: see leave_feed
+            self._past_membership.add(spec.durable)
+            msgs = [m for m, o in zip(msgs, opened, strict=True) if o is not _PAST_MEMBERSHIP]
+            opened = [o for o in opened if o is not _PAST_MEMBERSHIP]
         seen = self.seen.seen_of([o.bulletin.id for o in opened if o is not None])
         left = len(msgs) - opened.count(None)
         gate.add(rank, left)
@@ -649,18 +688,29 @@ class BusNode:
                 self._commit(accepted)
         await ack_all(to_ack)
 
-    def _open_or_quarantine(self, subject: str, raw: bytes) -> Opened | None:
-        """Open one message; None once what failed to open is stored in the quarantine."""
+    def _open_or_quarantine(self, subject: str, raw: bytes, *, leaving: bool = False) -> Any:
+        """Open one message; None once what failed to open is stored in the quarantine.
+        ``leaving``: it came from a feed this node is leaving, where a bulletin not
+        addressed to it marks the end of its membership (``_PAST_MEMBERSHIP``)."""
         assert self.quarantine is not None
         try:
             return self.open_message(subject, raw)
+        except NotAddressedToUs as exc:
+            if leaving:
+                return _PAST_MEMBERSHIP
+            return self._quarantined(subject, raw, exc)
         except Exception as exc:  # whatever fails to open is kept, never crashes the consumer
-            reason = reason_of(exc)[0]
-            self.metrics.rejected.labels(reason=reason).inc()
-            if reason == "internal":
-                log.exception("opening a message on %s failed unexpectedly; quarantined", subject)
-            self.quarantine.add(raw, subject, exc, now_ms=self.clock())
-            return None
+            return self._quarantined(subject, raw, exc)
+
+    def _quarantined(self, subject: str, raw: bytes, exc: Exception) -> None:
+        """Keep what failed to open, with its reason (called while ``exc`` is handled)."""
+        assert self.quarantine is not None
+        reason = reason_of(exc)[0]
+        self.metrics.rejected.labels(reason=reason).inc()
+        if reason == "internal":
+            log.exception("opening a message on %s failed unexpectedly; quarantined", subject)
+        self.quarantine.add(raw, subject, exc, now_ms=self.clock())
+        return None
 
     def open_message(self, subject: str, raw: bytes) -> Opened:
         """Open a bulletin that came on ``subject``, check the subject's sender token names

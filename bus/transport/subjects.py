@@ -180,6 +180,7 @@ class ConsumerSpec:
     filter_subject: str
     rank: int
     start_ms: int | None = None
+    feed: str | None = None  # the feed it reads (None: an inbox, receipts, heartbeats)
 
 
 def node_consumers(office_id: str, feeds: tuple[str, ...] | list[str] = ()) -> list[ConsumerSpec]:
@@ -195,7 +196,8 @@ def node_consumers(office_id: str, feeds: tuple[str, ...] | list[str] = ()) -> l
         for feed in feeds:
             specs.append(
                 ConsumerSpec(
-                    STREAM_FEEDS, feed_consumer(feed, office_id, precedence), feed_filter(feed, precedence), rank
+                    STREAM_FEEDS, feed_consumer(feed, office_id, precedence), feed_filter(feed, precedence), rank,
+                    feed=feed,
                 )
             )
     return specs
@@ -205,7 +207,7 @@ def feed_consumers(office_id: str, feed: str, *, start_ms: int | None = None) ->
     """One member's consumers of one feed, FLASH first: those ``node_consumers`` lists for
     it, created to start at ``start_ms`` (a member that joins reads from its joining)."""
     return [
-        ConsumerSpec(STREAM_FEEDS, feed_consumer(feed, office_id, p), feed_filter(feed, p), _RANK[p], start_ms)
+        ConsumerSpec(STREAM_FEEDS, feed_consumer(feed, office_id, p), feed_filter(feed, p), _RANK[p], start_ms, feed)
         for p in PRECEDENCES
     ]
 
