@@ -95,7 +95,10 @@ def test_clearly_different_names_do_not_share_the_tolerant_key(a: str, b: str) -
 def test_latin_plates_lose_separators_and_thai_plates_only_collapse_whitespace() -> None:
     assert normalise_plate("70-1234") == normalise_plate("70 1234") == "701234"
     assert normalise_plate("ab-12.34") == "AB1234"
-    assert normalise_plate("  กข   1234 \u00a0กรุงเทพมหานคร ") == "กข 1234 กรุงเทพมหานคร"
+    assert normalise_plate("  กข   1234 \u00a0กรุงเทพมหานคร ") == "กข1234กรุงเทพมหานคร"
+    # A space more or less is never another vehicle: what an officer types must match.
+    assert normalise_plate("กข 1234") == normalise_plate("กข1234") == normalise_plate("กข-1234") == "กข1234"
+    assert normalise_plate("กข 1234") != normalise_plate("กข 1234 กรุงเทพมหานคร")
 
 
 @pytest.mark.parametrize(

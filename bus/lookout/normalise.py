@@ -22,10 +22,12 @@ Document numbers
     uppercase. ``P 123-456.7`` -> ``P1234567``. Letters are never "corrected" (O vs 0):
     a fuzzy document match would flag innocent travellers.
 Vehicle plates
-    Latin plates: NFKC, drop whitespace and ``- . ·``, uppercase (``70-1234`` -> ``701234``).
-    Plates with letters outside ASCII (Thai ``กข 1234 กรุงเทพมหานคร``, Lao) are kept as
-    written, only whitespace-collapsed: their spaces separate the province line and
-    their letters have no case.
+    NFKC, drop whitespace and ``- . ·``, uppercase: ``70-1234`` -> ``701234``, and Thai
+    ``กข 1234 กรุงเทพมหานคร`` -> ``กข1234กรุงเทพมหานคร`` (Lao likewise; their letters have
+    no case). Officers type a plate as they read it off the car or a document, with a
+    space more or less; no two plates differ only in their spaces (the store's search
+    already treats them alike), so a check for ``กข1234`` must find ``กข 1234``. The
+    province line is kept: with and without it are still different keys.
 Phones
     E.164: ``+`` and digits only. ``00`` becomes ``+``; a number without ``+`` is
     national and takes the calling code of a default country (the sender's or the
@@ -258,10 +260,7 @@ def normalise_document_number(number: str) -> str:
 
 def normalise_plate(plate: str) -> str:
     for _ in range(4):  # to a fixed point, as for document numbers
-        text = _WS.sub(" ", unicodedata.normalize("NFKC", plate)).strip()
-        if not any(ch.isalpha() and not ch.isascii() for ch in text):
-            text = _PLATE_SEPARATORS.sub("", text).upper()
-        # else: a Thai/Lao-script plate, kept as written, whitespace-normalised
+        text = _PLATE_SEPARATORS.sub("", unicodedata.normalize("NFKC", plate)).upper()
         if text == plate:
             break
         plate = text
