@@ -160,6 +160,7 @@ class OfficeNode:
             on_state=self._on_state,
             admit=self._admit,
             key_pending=lambda feed, epoch: self.feeds.keyring.key_may_arrive(feed, epoch),
+            settle=self.db.sync,
             metrics=self.bus_metrics,
             clock=self.clock,
             rng=self.rng,
@@ -295,13 +296,19 @@ class OfficeNode:
     async def _on_bulletin(self, opened: Opened) -> None:
         now = self.clock()
         b = opened.bulletin
-        if self.store.save_received(opened, sealed=opened.sealed, received_at=now, feed=None):
-            if b.forwarded is not None:
+        # Stored without waiting for the disk: the bus calls db.sync (settle) once for the
+        # whole fetched batch, before acking it. The rarer writes below stay durable.
+        with self.db.deferred():
+            new = self.store.save_received(opened, sealed=opened.sealed, received_at=now, feed=None)
+            if new and b.forwarded is not None:
                 self._record_provenance(b)
+            queued = new and self.config.role == "centre" and self.centre.is_own_office(b.sender)
+            queued = queued and self.triage.add(b.id, at_ms=now)
+        if new:
             stored = self.store.get(b.id)
             if stored is not None:
                 self.live.publish("bulletin", views.summary(stored))
-            if self.config.role == "centre" and self.centre.is_own_office(b.sender) and self.triage.add(b.id, at_ms=now):
+            if queued:
                 self.live.publish("triage", {"id": b.id, "state": "new"})
             if self.config.role == "centre" and MEMBERSHIP_TAG in b.tags:
                 await self.centre.apply_membership_request(b)

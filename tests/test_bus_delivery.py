@@ -316,3 +316,35 @@ async def test_with_no_url_the_node_runs_and_stops_its_own_server(tmp_path: Path
         proc = hub.server.proc
         await hub.close()
     assert proc is not None and proc.poll() is not None
+
+
+async def test_a_batch_is_settled_before_it_counts_as_delivered_and_a_failed_settle_redelivers_it(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    (muk, svk), book = offices("TH-MUK", "LA-SVK")
+    app = Collector()
+    receiver = make_node(svk, book, tmp_path / "svk", nats_server.url, app=app)
+    settles: list[tuple[list[str], set[str]]] = []  # (handed over so far, of those marked seen)
+
+    def settle() -> None:  # the application's one flush per batch, here observed
+        assert receiver.seen is not None
+        settles.append((list(app.ids), {i for i in app.ids if receiver.seen.contains(i)}))
+        if len(settles) == 1:
+            raise OSError("the disk refused the flush")
+
+    receiver.settle = settle
+    sender = make_node(muk, book, tmp_path / "muk", nats_server.url)
+    await sender.start()
+    await receiver.start()
+    try:
+        posted = await sender.post_many([(bulletin("TH-MUK", i), ["LA-SVK"], []) for i in range(20)])
+        await eventually(lambda: all(receiver.seen.contains(i) for i in posted), 30, "every bulletin delivered")
+        failed_batch, seen_then = settles[0]
+        assert failed_batch and seen_then == set()  # settled after the hand-over, before the seen mark
+        # The batch whose flush failed was not acked: each of its bulletins came again.
+        assert all(app.ids.count(i) == 2 for i in failed_batch)
+        assert sorted(set(app.ids)) == sorted(posted)
+        await eventually(lambda: sender.outbox.depth() == 0, 10, "the delivered receipts")
+    finally:
+        await sender.close()
+        await receiver.close()

@@ -156,6 +156,7 @@ class BusNode:
         on_state: OnState | None = None,
         admit: Callable[[str, Opened], None] | None = None,
         key_pending: Callable[[str, int], bool] | None = None,
+        settle: Callable[[], None] | None = None,
         metrics: BusMetrics | None = None,
         clock: Callable[[], int] = wall_ms,
         rng: Rng = nacl.utils.random,
@@ -177,6 +178,11 @@ class BusNode:
         self.admit = admit
         #: (feed, epoch) -> may that epoch's key still arrive here?
         self.key_pending = key_pending
+        #: Called once a fetched batch is handed over, before it is marked delivered and
+        #: acked: the application makes what it stored of the batch durable (one flush
+        #: to disk per batch; see office_node.db.Database.deferred). Raising leaves the
+        #: batch unacked, to be delivered again.
+        self.settle = settle
         self.metrics = metrics or BusMetrics.default()
         self.clock = clock
         self.rng = rng
@@ -659,7 +665,9 @@ class BusNode:
         left = len(msgs) - opened.count(None)
         gate.add(rank, left)
         accepted: list[tuple[str, Opened]] = []
+        accepted_msgs: list[Msg] = []
         to_ack: list[Msg] = []
+        recorded = True
         try:
             for i, (msg, o) in enumerate(zip(msgs, opened, strict=True)):
                 if o is None:
@@ -680,12 +688,22 @@ class BusNode:
                     continue
                 if outcome is not True:
                     accepted.append((msg.subject, outcome))
+                    accepted_msgs.append(msg)
                 to_ack.append(msg)
         finally:
             if left:
                 gate.done(rank, left)
             if accepted:
-                self._commit(accepted)
+                try:
+                    self._commit(accepted)
+                except Exception:  # the disk refused: not delivered yet, so not acked
+                    log.exception("recording %d bulletins as delivered failed; they come again", len(accepted))
+                    recorded = False
+        if not recorded:
+            again = {id(m) for m in accepted_msgs}
+            to_ack = [m for m in to_ack if id(m) not in again]
+            for msg in accepted_msgs:
+                await nak(msg, self.options.app_retry_delay_s)
         await ack_all(to_ack)
 
     def _open_or_quarantine(self, subject: str, raw: bytes, *, leaving: bool = False) -> Any:
@@ -766,6 +784,8 @@ class BusNode:
         assert self.seen is not None and self.outbox is not None
         now = self.clock()
         try:
+            if self.settle is not None:  # what the application stored reaches the disk first
+                self.settle()
             receipts = self._receipt_rows(
                 [(DELIVERED, o.bulletin.id, o.bulletin.sender, o.bulletin.precedence) for _, o in accepted], now
             )
