@@ -180,7 +180,7 @@ def _wrap_ad_tail(kind: int, rid: str, ref: bytes | int) -> bytes:
 
 # The header is msgpack (section 6), written here by concatenation: each recipient's
 # entry starts with the same bytes in every bulletin, encoded once, and a header to 50
-# offices costs a fifth of what encoding its nested lists does. It is byte for byte what
+# offices costs half of what encoding its nested lists does. It is byte for byte what
 # msgpack.packb gives for the header's list form (tests/test_envelope.py holds that).
 _BIN_NONCE = b"\xc4\x18"  # msgpack bin8 of NONCE_BYTES
 _BIN_WRAP = b"\xc4\x30"  # msgpack bin8 of WRAP_BYTES
@@ -325,7 +325,7 @@ class Sealer:
         seen: set[tuple[int, str]] = set()
         targets = self._targets
         for i, r in enumerate(recipients):
-            if type(r) is OfficeRecipient or isinstance(r, OfficeRecipient):
+            if isinstance(r, OfficeRecipient):
                 keys = r.keys
                 target = targets.get(id(keys))
                 if target is None or target[0] is not keys:

@@ -115,6 +115,7 @@ class NodeFeeds:
         self.on_change = on_change
         #: the feeds ``[feeds] subscribe`` lists: read once a key is held, member or not
         self.configured = tuple(configured)
+        #: how far before its joining a feed is read (CLOCK_SKEW_MS; a test may shrink it)
         self.clock_skew_ms = CLOCK_SKEW_MS
         self.keyring = FeedKeyring.for_identity(identity, directory, feed_keys=bus.feed_keys)
         self.cache = FeedKeyCache(data_dir / "feeds.json")
