@@ -105,7 +105,7 @@
  *                   "escalation" data = {id, message}
  *                   "hit"        data = hit (a new bulletin names an active lookout's subject)
  *                   "triage"     data = {id, state} (centre: queued or moved)
- *                   "feed"       data = {feed, epoch, status} (a feed's epoch or key changed)
+ *                   "feed"       data = {feed, epoch, status} (an epoch or key arrived; "subscribed"/"left": this node started or stopped reading it)
  *                   "heartbeat"  data = {office, sent_at} (centre: an office said it is alive)
  *
  * Every POST carries header X-CSRF-Token: the csrf_token of GET /api/me (fetched after
