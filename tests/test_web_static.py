@@ -418,7 +418,7 @@ class StubNode:
         counts = {s: sum(1 for i in self.triage if i["state"] == s) for s in STATES}
         items = [i for i in self.triage if wanted in (None, i["state"])]
         start = int(request.query.get("cursor", "0"))  # this stub's cursors: where the page starts
-        size = self.triage_page or len(items)
+        size = int(request.query.get("limit", "0")) or self.triage_page or len(items)
         more = str(start + size) if start + size < len(items) else None
         return self.not_centre() or web.json_response(
             {"counts": counts, "items": items[start : start + size], "next": more}
@@ -1323,6 +1323,33 @@ async def test_a_long_triage_queue_loads_older_pages_on_request(page, centre):
     await expect(rows).to_have_count(2)
     assert node.triage_requests[-1] == ""
     page_log(page).assert_clean(base)
+
+
+async def test_a_refresh_keeps_the_older_pages_loaded(page, centre):
+    node, base = centre
+    template = node.triage[0]
+    node.triage = [{**template, "bulletin_id": f"r{i:03d}", "created_at": template["created_at"] - i} for i in range(150)]
+    node.triage_page = 100
+    await open_centre(page, base)
+    rows = page.locator("#triage-list li")
+    await expect(rows).to_have_count(100)
+    await page.click("#triage-more")
+    await expect(rows).to_have_count(150)
+    await page.click("#triage-refresh")  # as a live triage event does
+    await expect(page.locator("#triage-more")).to_be_hidden()
+    assert node.triage_requests[-1] == "limit=150"
+    await expect(rows).to_have_count(150)
+    await page.click("#triage-filter-new")  # another filter starts from its first page
+    assert (await _eventually_request(node, "state=new")) is True
+    page_log(page).assert_clean(base)
+
+
+async def _eventually_request(node, query: str) -> bool:
+    for _ in range(50):
+        if node.triage_requests and node.triage_requests[-1] == query:
+            return True
+        await asyncio.sleep(0.05)
+    return False
 
 
 async def test_triage_lists_by_state_and_a_move_with_a_note_posts_it_and_updates_the_row(page, centre):

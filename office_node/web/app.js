@@ -1363,13 +1363,17 @@ function triageChip(stateName, id = null) {
 
 // -- triage queue --
 
-/** The first page of the queue, or with ``older`` the page after those shown. */
+/** The first page of the queue, or with ``older`` the page after those shown. A refresh
+ * (live event, button) reads as many as are shown, up to 200, so pages loaded with "Load
+ * older" stay. */
+const TRIAGE_PAGE = 100;
 async function loadTriage(older = false) {
   if (!isCentre()) return;
   const t = state.triage;
   const seq = ++loadSeq.triage; // an older answer arriving late must not replace a newer one
   try {
-    const params = older && t.next ? { state: t.filter, cursor: t.next } : { state: t.filter };
+    const shown = t.items.length > TRIAGE_PAGE ? { limit: String(Math.min(200, t.items.length)) } : {};
+    const params = older && t.next ? { state: t.filter, cursor: t.next } : { state: t.filter, ...shown };
     const data = await api("GET", `/api/triage${query(params)}`);
     if (seq !== loadSeq.triage || t !== state.triage) return;
     const items = Array.isArray(data && data.items) ? data.items : [];
@@ -1387,7 +1391,7 @@ function renderTriageFilters() {
   const total = TRIAGE_STATES.reduce((n, s) => n + (Number(t.counts[s]) || 0), 0);
   const button = (value, label, count) => el("button", {
     type: "button", class: "filter-chip", id: `triage-filter-${value || "all"}`, "aria-pressed": String(t.filter === value),
-    onclick: () => { t.filter = value; loadTriage(); },
+    onclick: () => { t.filter = value; t.items = []; loadTriage(); },
   }, label, " ", el("span", { class: "count" }, String(count)));
   setChildren($("triage-filters"), button("", "All", total),
     TRIAGE_STATES.map((s) => button(s, TRIAGE_WORDS[s], Number(t.counts[s]) || 0)));
