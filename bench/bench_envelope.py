@@ -11,15 +11,12 @@ load of a shared machine weighs on both alike rather than on whichever ran secon
 
 from __future__ import annotations
 
-import gc
 import os
-import time
-from collections.abc import Callable
 
 import nacl.bindings as nb
 import nacl.utils
 
-from bench.table import print_table
+from bench.table import paired_rates, print_table
 from bus.envelope import OfficeRecipient, Opener, Sealer, signed_message, split_envelope
 from bus.envelope import _seal_encrypt as seal_encrypt
 from bus.envelope import _seal_sign as seal_sign
@@ -29,35 +26,6 @@ from tests.helpers import NOW, bulletin
 TARGET = 0.80
 aead_encrypt = nb.crypto_aead_xchacha20poly1305_ietf_encrypt
 aead_decrypt = nb.crypto_aead_xchacha20poly1305_ietf_decrypt
-
-
-def paired_rates(fns: list[Callable[[], object]], *, seconds: float = 0.4, repeats: int = 5) -> list[float]:
-    """Calls per second of each of ``fns``: the best of ``repeats`` rounds, each round
-    timing every function for about ``seconds`` in turn (as ``bench.table.rate`` does
-    for one function)."""
-    batches = []
-    for fn in fns:  # calibrate each batch to about a tenth of a run
-        n = 1
-        while True:
-            t = time.perf_counter()
-            for _ in range(n):
-                fn()
-            if time.perf_counter() - t > seconds / 10:
-                break
-            n *= 2
-        batches.append(n)
-    best = [0.0] * len(fns)
-    gc.collect()
-    for _ in range(repeats):
-        for i, (fn, n) in enumerate(zip(fns, batches, strict=True)):
-            t = time.perf_counter()
-            done = 0
-            while time.perf_counter() - t < seconds:
-                for _ in range(n):
-                    fn()
-                done += n
-            best[i] = max(best[i], done / (time.perf_counter() - t))
-    return best
 
 
 def _one_kb_bulletin():

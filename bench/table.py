@@ -7,29 +7,35 @@ import time
 from collections.abc import Callable, Sequence
 
 
-def rate(fn: Callable[[], object], *, seconds: float = 0.4, repeats: int = 5) -> float:
-    """Calls per second of ``fn``: the best of ``repeats`` runs of about ``seconds`` each.
+def paired_rates(fns: Sequence[Callable[[], object]], *, seconds: float = 0.4, repeats: int = 5) -> list[float]:
+    """Calls per second of each of ``fns``: the best of ``repeats`` rounds, each round
+    timing every function for about ``seconds`` in turn, so that the load of a shared
+    machine weighs on all of them alike rather than on whichever ran last.
 
     Best-of, because on a shared 2-core machine noise only ever makes things slower.
     """
-    n = 1
-    while True:  # calibrate the batch size to about a tenth of a run
-        t = time.perf_counter()
-        for _ in range(n):
-            fn()
-        if time.perf_counter() - t > seconds / 10:
-            break
-        n *= 2
-    best = 0.0
-    gc.collect()
-    for _ in range(repeats):
-        t = time.perf_counter()
-        done = 0
-        while time.perf_counter() - t < seconds:
+    batches = []
+    for fn in fns:  # calibrate each batch to about a tenth of a run
+        n = 1
+        while True:
+            t = time.perf_counter()
             for _ in range(n):
                 fn()
-            done += n
-        best = max(best, done / (time.perf_counter() - t))
+            if time.perf_counter() - t > seconds / 10:
+                break
+            n *= 2
+        batches.append(n)
+    best = [0.0] * len(fns)
+    gc.collect()
+    for _ in range(repeats):
+        for i, (fn, n) in enumerate(zip(fns, batches, strict=True)):
+            t = time.perf_counter()
+            done = 0
+            while time.perf_counter() - t < seconds:
+                for _ in range(n):
+                    fn()
+                done += n
+            best[i] = max(best[i], done / (time.perf_counter() - t))
     return best
 
 
