@@ -197,7 +197,8 @@ class BusNode:
         self._inflight: set[str] = set()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        self._feeds: dict[str, int | None] = {}  # feeds read besides options.feeds -> start_ms
+        #: feeds read -> where their consumers start when created (None: the stream's start)
+        self._feeds: dict[str, int | None] = dict.fromkeys(self.options.feeds)
         self._leaving: dict[str, int] = {}  # feed being left -> its consumers still reading
         self._past_membership: set[str] = set()  # durables of a feed left that reached its removal
         self._closing = False
@@ -241,8 +242,6 @@ class BusNode:
         await self.client.start()
         self._tasks = [asyncio.create_task(self._pump(), name="blo-pump")]
         self._tasks += [self._consumer_task(spec) for spec in sj.node_consumers(self.office)]
-        for feed in self.options.feeds:
-            self._feeds.setdefault(feed, None)
         for feed, start_ms in self._feeds.items():
             self._tasks += [self._consumer_task(spec) for spec in sj.feed_consumers(self.office, feed, start_ms=start_ms)]
         self._tasks.append(
@@ -264,7 +263,7 @@ class BusNode:
         created now start (a member that joins reads from its joining, not the epochs
         before it, which it cannot open); consumers that exist resume where they left."""
         sj.check_feed(feed)
-        if feed in self._feeds or feed in self.options.feeds:
+        if feed in self._feeds:
             return False
         self._feeds[feed] = start_ms
         if self.client is not None and not self._closing:
@@ -300,7 +299,7 @@ class BusNode:
     @property
     def feeds(self) -> frozenset[str]:
         """The feeds this node reads."""
-        return frozenset(self._feeds) | frozenset(self.options.feeds)
+        return frozenset(self._feeds)
 
     async def close(self) -> None:
         """Graceful stop: finish the batch in hand, stop the pump, close NATS (and the
