@@ -649,12 +649,13 @@ def decode_body(h: _Header, body: bytes) -> Bulletin:
 
 
 def _decode_body(bulletin_id: bytes, sender: str, precedence: str, body: bytes) -> Bulletin:
-    bulletin = bulletin_from_wire_body(bulletin_id_from_bytes(bulletin_id), sender, precedence, body)
+    bid = bulletin_id_from_bytes(bulletin_id)
+    bulletin = bulletin_from_wire_body(bid, sender, precedence, body)
     if bulletin is not None:  # the fast path, taken by canonical bodies (bus.bulletin)
         return bulletin
     try:
         raw = _unpack(body, "bulletin body", object_pairs_hook=_no_duplicate_keys)
-        return Bulletin._assemble(bulletin_id_from_bytes(bulletin_id), sender, precedence, body_from_dict(raw))
+        return Bulletin._assemble(bid, sender, precedence, body_from_dict(raw))
     except (errors.ValidationError, errors.MalformedEnvelope) as exc:
         raise errors.InvalidContent(f"the signed bulletin is malformed: {exc.message}") from exc
 
