@@ -241,19 +241,17 @@ class Database:
         file; this flushes it once for all the deferred commits before it."""
         if not self._wal:
             return
-        with self._lock, self._translated():
+        with self._lock:
             try:
                 fd = os.open(f"{self.path}-wal", os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
             except FileNotFoundError:
                 return  # nothing written since the log was last emptied into the database
             except OSError as exc:
                 raise StoreError(f"{self.path}: cannot flush the node database to disk: {exc.strerror}") from exc
-            try:
-                os.fsync(fd)
-            except OSError as exc:
-                raise StoreError(f"{self.path}: cannot flush the node database to disk: {exc.strerror}") from exc
-            finally:
-                os.close(fd)
 
     @contextlib.contextmanager
     def _translated(self) -> Iterator[None]:
