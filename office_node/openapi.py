@@ -124,37 +124,39 @@ _BODIES = {
     "reply": {**_POST, "description": "As a post, without to, feed and in_reply_to: they come from the original."},
 }
 
-_PARAMS: dict[str, list[dict[str, Any]]] = {
-    "list_bulletins": [
+def _text_params(*described: tuple[str, str]) -> list[dict[str, Any]]:
+    """Optional text query parameters, each ``(name, description)``."""
+    return [
         {"name": n, "in": "query", "required": False, "schema": {"type": "string"}, "description": d}
-        for n, d in (
-            ("kind", "comma-separated kinds"),
-            ("precedence", "comma-separated precedences"),
-            ("feed", "feed name"),
-            ("sender", "office id"),
-            ("direction", "sent or received"),
-            ("since", "ms, inclusive"),
-            ("until", "ms, exclusive"),
-            ("unread", "true: received and not read here"),
-            ("in_reply_to", "bulletin id: the thread"),
-            ("q", "search text"),
-            ("limit", "1-500, default 50"),
-            ("cursor", "the `next` of the previous page"),
-        )
-    ],
+        for n, d in described
+    ]
+
+
+_PARAMS: dict[str, list[dict[str, Any]]] = {
+    "list_bulletins": _text_params(
+        ("kind", "comma-separated kinds"),
+        ("precedence", "comma-separated precedences"),
+        ("feed", "feed name"),
+        ("sender", "office id"),
+        ("direction", "sent or received"),
+        ("since", "ms, inclusive"),
+        ("until", "ms, exclusive"),
+        ("unread", "true: received and not read here"),
+        ("in_reply_to", "bulletin id: the thread"),
+        ("q", "search text"),
+        ("limit", "1-500, default 50"),
+        ("cursor", "the `next` of the previous page"),
+    ),
     "search": [
         {"name": "q", "in": "query", "required": True, "schema": {"type": "string", "maxLength": 200}},
         {"name": "limit", "in": "query", "required": False, "schema": {"type": "integer"}},
     ],
     "audit": [{"name": "limit", "in": "query", "required": False, "schema": {"type": "integer"}}],
-    "triage": [
-        {"name": n, "in": "query", "required": False, "schema": {"type": "string"}, "description": d}
-        for n, d in (
-            ("state", "new, in_review, disseminated or closed (omitted: all)"),
-            ("limit", "1-200, default 100"),
-            ("cursor", "the `next` of the previous page"),
-        )
-    ],
+    "triage": _text_params(
+        ("state", "new, in_review, disseminated or closed (omitted: all)"),
+        ("limit", "1-200, default 100"),
+        ("cursor", "the `next` of the previous page"),
+    ),
 }
 
 
