@@ -26,7 +26,9 @@ import trustme
 from bus.transport.client import BusClient, ClientConfig
 from bus.transport.nkey import new_user_seed, public_key
 from bus.transport.permissions import NodeAccess, hub_users, inbox_prefix
+from bus.transport.provision import apply_plans
 from bus.transport.server import NatsServer, find_nats_server
+from bus.transport.topology import hub_plans
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 NATS_DIR = DEPLOY / "nats"
@@ -154,6 +156,33 @@ def auth_include(accesses: list[NodeAccess], keys: Keys, *, hub_domain: str | No
     return hub_users(
         accesses, keys.public, admin_nkey=keys.public["admin"], system_nkey=keys.public["sys"], hub_domain=hub_domain
     ).render()
+
+
+def secured_server(folder: Path, accesses: list[NodeAccess], keys: Keys) -> NatsServer:
+    """One started loopback nats-server (JetStream, no hub domain) under the generated
+    users of ``accesses``, with the hub's streams created by the admin user, as the
+    operator does (offices may not create streams)."""
+    conf = folder / "etc" / "server.conf"
+    conf.parent.mkdir(parents=True)
+    (conf.parent / "blo-auth.conf").write_text(auth_include(accesses, keys, hub_domain=None))
+    conf.write_text('jetstream {}\ninclude "blo-auth.conf"\n')
+    server = NatsServer(folder / "nats", config_file=conf).start()
+    try:
+        asyncio.run(_create_streams(server.url, keys))
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+async def _create_streams(url: str, keys: Keys) -> None:
+    admin = BusClient(ClientConfig(urls=(url,), nkey_seed=keys.seeds["admin"]))
+    await admin.start()
+    try:
+        assert await admin.wait_connected(5)
+        await apply_plans(admin, hub_plans(replicas=1))
+    finally:
+        await admin.close()
 
 
 def client_config(urls: Iterable[str], keys: Keys, who: str, certs: Certs, **kw: object) -> ClientConfig:

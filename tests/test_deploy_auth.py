@@ -13,7 +13,6 @@ nats-server: enough for every node to work, and not one subject more.
 
 from __future__ import annotations
 
-import asyncio
 import re
 import stat
 from collections.abc import Iterator
@@ -36,14 +35,12 @@ from bus.transport.permissions import (
     node_permissions,
     parse_feed,
 )
-from bus.transport.provision import apply_plans
 from bus.transport.server import NatsServer
 from bus.transport.subjects import ConsumerSpec
-from bus.transport.topology import hub_plans
 from office_node.cli import cli
 from office_node.config import load_config
 from tests.bus_helpers import Collector, bulletin, eventually, make_node, offices
-from tests.deploy_helpers import Keys, auth_include, check_config
+from tests.deploy_helpers import Keys, auth_include, check_config, secured_server
 from tests.helpers import NOW
 
 pytestmark = pytest.mark.timeout(90)
@@ -75,27 +72,11 @@ class Bus:
 @pytest.fixture
 def bus(tmp_path: Path) -> Iterator[Bus]:
     keys = Keys(tmp_path / "keys")
-    conf = tmp_path / "etc" / "server.conf"
-    conf.parent.mkdir()
-    (conf.parent / "blo-auth.conf").write_text(auth_include(NODES, keys, hub_domain=None))
-    conf.write_text('jetstream {}\ninclude "blo-auth.conf"\n')
-    server = NatsServer(tmp_path / "nats", config_file=conf).start()
+    server = secured_server(tmp_path, NODES, keys)
     try:
-        bus = Bus(server, keys)
-        asyncio.run(_create_streams(bus))
-        yield bus
+        yield Bus(server, keys)
     finally:
         server.stop()
-
-
-async def _create_streams(bus: Bus) -> None:
-    admin = BusClient(bus.config("admin"))
-    await admin.start()
-    try:
-        assert await admin.wait_connected(5)
-        await apply_plans(admin, hub_plans(replicas=1))
-    finally:
-        await admin.close()
 
 
 # -- pure ------------------------------------------------------------------------------

@@ -6,20 +6,15 @@ bus/transport/permissions.py stalls a job here and a bounded wait fails."""
 
 from __future__ import annotations
 
-import asyncio
 import re
 from pathlib import Path
 
 import pytest
 
-from bus.transport.client import BusClient
 from bus.transport.permissions import inbox_prefix, node_access, parse_feed
-from bus.transport.provision import apply_plans
-from bus.transport.server import NatsServer
-from bus.transport.topology import hub_plans
 from office_node.accounts import Accounts
 from office_node.network import NodeSpec
-from tests.deploy_helpers import Keys, auth_include
+from tests.deploy_helpers import Keys, secured_server
 from tests.node_helpers import api, build, bulletin_request, eventually, running
 
 pytestmark = pytest.mark.timeout(120)
@@ -37,24 +32,8 @@ def secured(tmp_path: Path):
     accesses = node_access(
         [(s.office, s.role) for s in SPECS], [parse_feed(f"{FEED}=TH-MUK,TH-NKP")]
     )
-    conf = tmp_path / "etc" / "server.conf"
-    conf.parent.mkdir()
-    (conf.parent / "blo-auth.conf").write_text(auth_include(accesses, keys, hub_domain=None))
-    conf.write_text('jetstream {}\ninclude "blo-auth.conf"\n')
-    server = NatsServer(tmp_path / "nats", config_file=conf).start()
+    server = secured_server(tmp_path, accesses, keys)
     try:
-        from bus.transport.client import ClientConfig
-
-        async def create_streams() -> None:
-            admin = BusClient(ClientConfig(urls=(server.url,), nkey_seed=keys.seeds["admin"]))
-            await admin.start()
-            try:
-                assert await admin.wait_connected(5)
-                await apply_plans(admin, hub_plans(replicas=1))
-            finally:
-                await admin.close()
-
-        asyncio.run(create_streams())
         network = build(tmp_path / "net", server.url, SPECS)
         for office, built in network.nodes.items():
             text = built.home.config_path.read_text(encoding="utf-8")
