@@ -5,19 +5,34 @@ bulletin (same sizes, wrap keys cached as the envelope caches them), with no Pyt
 around them; the ratio is the share of time the envelope spends in crypto.
 Target (issue 2): ratio >= 0.80.
 
+Opening takes turns over a pool of different bulletins to the same recipients (what a
+node receives from a counterpart), so what the opener keeps between bulletins (wrap
+keys, the layout of a recurring header) counts only as far as it would in service.
+
 The two sides of a row are timed in alternating rounds (best of each), so that the
 load of a shared machine weighs on both alike rather than on whichever ran second.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 
 import nacl.bindings as nb
 import nacl.utils
 
 from bench.table import paired_rates, print_table
-from bus.envelope import OfficeRecipient, Opener, Sealer, signed_message, split_envelope
+from bus.envelope import (
+    WRAP_AD_LABEL,
+    OfficeRecipient,
+    Opener,
+    Sealer,
+    _parse_header,
+    _wrap_ad_tail,
+    encode_body,
+    signed_message,
+    split_envelope,
+)
 from bus.envelope import _seal_encrypt as seal_encrypt
 from bus.envelope import _seal_sign as seal_sign
 from bus.keys import Identity, PeerBook
@@ -28,9 +43,14 @@ aead_encrypt = nb.crypto_aead_xchacha20poly1305_ietf_encrypt
 aead_decrypt = nb.crypto_aead_xchacha20poly1305_ietf_decrypt
 
 
-def _one_kb_bulletin():
+def _one_kb_bulletin(i: int = 0):
     body = "เจ้าหน้าที่ตรวจพบยาบ้าซุกซ่อนในรถบรรทุกสินค้า ผู้ขับขี่ถือหนังสือเดินทางลาว "  # Thai: 3 bytes a char
-    return bulletin(body=(body * 20)[: 1024 // 3])
+    return bulletin(body=(body * 20)[: 1024 // 3], rng_seed=f"bulletin {i}")
+
+
+#: Opening takes turns over this many different bulletins (own ids, times, keys, nonces),
+#: as a node opens a stream of them; the baseline decrypts and verifies the same ones.
+OPEN_POOL = 16
 
 
 def _measure(n: int, sender: Identity, recipients: list[Identity], book: PeerBook) -> list[tuple[object, ...]]:
@@ -40,16 +60,10 @@ def _measure(n: int, sender: Identity, recipients: list[Identity], book: PeerBoo
     targets = [OfficeRecipient(r.public()) for r in recipients[:n]]
     sealed = sealer.seal(b, targets, now_ms=NOW)  # also warms the wrap-key cache, as in steady state
     header, _ = split_envelope(sealed)
-    opener = Opener.for_identity(recipients[0], book)
-    opened = opener.open(sealed)
-    body, signature = opened.body, opened.signature
+    body = encode_body(b)
     message = signed_message(header, body)
     keks = [os.urandom(32) for _ in range(n)]
-    key, nonce = os.urandom(32), os.urandom(24)
-    wrap = aead_encrypt(key, b"ad" * 20, nonce, keks[0])
-    ciphertext = aead_encrypt(signature + body, header, nonce, key)
-    signed = signature + message
-    sk, pk = sender.signing.secret, sender.signing.public
+    sk = sender.signing.secret
 
     # Sealing calls libsodium through PyNaCl's cffi binding directly (bus.envelope's
     # _seal_encrypt/_seal_sign) and draws its randomness in one call; the baseline makes
@@ -63,15 +77,32 @@ def _measure(n: int, sender: Identity, recipients: list[Identity], book: PeerBoo
         sig = seal_sign(message, sk)
         seal_encrypt(sig + body, header, cn, k)
 
+    # Opening: the wrap, the content and the signature of each bulletin of the pool, with
+    # its own bytes, through the PyNaCl calls the opener makes.
+    opener = Opener.for_identity(recipients[0], book)
+    pool = [sealer.seal(_one_kb_bulletin(i), targets, now_ms=NOW + i) for i in range(OPEN_POOL)]
+    pk = sender.signing.public
+    bare_pool = []
+    for one in pool:
+        opened = opener.open(one)
+        hdr, ciphertext = split_envelope(one)
+        entry = _parse_header(hdr).entries[0]
+        kek = opener._kek_for(entry, book.sender_keys(sender.office_id, sender.signing.kid))
+        wrap_ad = WRAP_AD_LABEL + hdr[3:19] + _wrap_ad_tail(entry[0], entry[1], entry[2])
+        signed = opened.signature + signed_message(hdr, opened.body)
+        bare_pool.append((entry[4], wrap_ad, entry[3], kek, ciphertext, hdr, _parse_header(hdr).content_nonce, signed))
+    next_sealed, next_bare = itertools.cycle(pool).__next__, itertools.cycle(bare_pool).__next__
+
     def bare_open() -> None:
-        ck = aead_decrypt(wrap, b"ad" * 20, nonce, keks[0])
-        aead_decrypt(ciphertext, header, nonce, ck)
+        wrap, wrap_ad, wrap_nonce, kek, ciphertext, hdr, content_nonce, signed = next_bare()
+        content_key = aead_decrypt(wrap, wrap_ad, wrap_nonce, kek)
+        aead_decrypt(ciphertext, hdr, content_nonce, content_key)
         nb.crypto_sign_open(signed, pk)
 
     rows = []
     for op, (env, bare) in (
         ("seal", paired_rates([lambda: sealer.seal(b, targets, now_ms=NOW), bare_seal])),
-        ("open", paired_rates([lambda: opener.open(sealed), bare_open])),
+        ("open", paired_rates([lambda: opener.open(next_sealed()), bare_open])),
     ):
         ratio = env / bare
         rows.append((op, n, len(sealed), env, bare, ratio, "yes" if ratio >= TARGET else "NO"))

@@ -129,6 +129,37 @@ def test_seal_refuses_duplicate_and_missing_recipients():
         seal_to()
 
 
+def test_a_recipient_list_sealed_to_again_is_checked_against_each_send_time():
+    # The sealer keeps a checked plan per list of directory records (bus.envelope
+    # Sealer._plan); a later seal must still refuse a record outside its validity window.
+    sealer = Sealer(MUK)
+    svk = SVK.public(valid_from=NOW - 10, valid_until=NOW + 10)
+    tccc = TCCC.public()
+    for at in (NOW - 10, NOW, NOW + 9):  # fresh wrapper objects each time, as a node builds them
+        sealed = sealer.seal(bulletin(), [OfficeRecipient(svk), OfficeRecipient(tccc)], now_ms=at)
+        assert opener(SVK).open(sealed).sent_at == at
+    with pytest.raises(errors.RecipientKeyInvalid, match=r"LA-SVK.*expired"):
+        sealer.seal(bulletin(), [OfficeRecipient(svk), OfficeRecipient(tccc)], now_ms=NOW + 10)
+    with pytest.raises(errors.RecipientKeyInvalid, match=r"LA-SVK.*not valid before"):
+        sealer.seal(bulletin(), [OfficeRecipient(svk), OfficeRecipient(tccc)], now_ms=NOW - 11)
+    for _ in range(2):  # a refused list is refused every time, never remembered as checked
+        with pytest.raises(errors.ValidationError, match="named twice"):
+            sealer.seal(bulletin(), [OfficeRecipient(tccc), OfficeRecipient(tccc)], now_ms=NOW)
+
+
+def test_a_sealer_follows_a_recipient_list_in_order_and_a_rotated_record():
+    sealer = Sealer(MUK)
+    svk, tccc = SVK.public(), TCCC.public()
+    for order in ([svk, tccc], [tccc, svk], [svk, tccc]):
+        sealed = sealer.seal(bulletin(), [OfficeRecipient(k) for k in order], now_ms=NOW)
+        assert [r.id for r in read_routing(sealed)[4]] == [k.office_id for k in order]
+    rotated = identity("LA-SVK", seed="rotated")  # new keys for the same office
+    sealed = sealer.seal(bulletin(), [OfficeRecipient(rotated.public()), OfficeRecipient(tccc)], now_ms=NOW)
+    assert Opener.for_identity(rotated, BOOK).open(sealed).opened_via.id == "LA-SVK"
+    with pytest.raises(errors.NotAddressedToUs):
+        opener(SVK).open(sealed)
+
+
 def test_size_limit_is_enforced_by_seal_and_by_open():
     with pytest.raises(errors.TooLarge, match="limit is 1000"):
         Sealer(MUK, max_bytes=1000).seal(bulletin(body="x" * 2000), [OfficeRecipient(SVK.public())], now_ms=NOW)

@@ -351,3 +351,65 @@ def test_the_shortcut_is_taken_for_what_sealing_produces() -> None:
     assert _CANONICAL_HEADER.fullmatch(header) is not None
     assert _CANONICAL_HEADER.fullmatch(HEADER) is not None
     assert _header_fields(header) == _check_header(msgpack.unpackb(header))
+
+
+# -- a warmed Opener: headers of a layout it keeps (bus.envelope _Layout) ----------------
+
+
+def _warmed() -> list[Opener]:
+    """``openers()`` after each has opened two bulletins in SEALED's layout (another id,
+    time, keys and nonces), so each keeps that layout and reads SEALED's kind by it."""
+    kept = openers()
+    for i in range(2):
+        other = Sealer(MUK).seal(
+            bulletin(rng_seed=f"warm {i}"),
+            [OfficeRecipient(SVK.public()), FeedRecipient(FEED, EPOCH, FEED_KEY)],
+            now_ms=NOW + 1 + i,
+            rng=DeterministicRng(f"warm {i}"),
+        )
+        for o in kept:
+            o.open(other)
+    return kept
+
+
+def _outcomes(kept: list[Opener], data: bytes) -> list[Any]:
+    results: list[Any] = []
+    for o in kept:
+        try:
+            results.append(o.open(data))
+        except errors.EnvelopeError as exc:
+            results.append((type(exc), exc.message))
+    return results
+
+
+def test_warmed_openers_keep_the_layout_and_open_by_it():
+    kept = _warmed()
+    assert all(any(layout for layout in o._layouts.values()) for o in kept)
+    assert _outcomes(kept, SEALED) == _outcomes(openers(), SEALED)
+    assert [o.bulletin for o in _outcomes(kept, SEALED)] == [ORIGINAL, ORIGINAL]
+
+
+def test_a_header_of_the_same_length_to_someone_else_is_not_read_by_the_layout():
+    kept = _warmed()
+    thk = identity("LA-THK")  # an office id as long as LA-SVK's: the same header length
+    book = PeerBook([MUK.public(), SVK.public(), thk.public()])
+    for o in kept:
+        o.resolver = book
+    sealed = Sealer(MUK).seal(ORIGINAL, [OfficeRecipient(thk.public()), FeedRecipient(FEED, EPOCH + 1, FEED_KEY)], now_ms=NOW)
+    assert len(msgpack.unpackb(sealed)[1]) == len(HEADER)
+    for o in kept:
+        with pytest.raises(errors.NotAddressedToUs):
+            o.open(sealed)
+
+
+def test_a_feed_member_that_loses_the_epoch_key_is_told_it_is_not_addressed():
+    member = _warmed()[1]
+    del member.feed_keys[(FEED, EPOCH)]
+    with pytest.raises(errors.NotAddressedToUs):
+        member.open(SEALED)
+
+
+@FUZZ
+@given(byte_mutations())
+def test_byte_mutations_meet_a_warmed_opener_as_a_fresh_one(data):
+    assert _outcomes(_warmed(), data) == _outcomes(openers(), data)
