@@ -23,12 +23,11 @@ import nacl.utils
 
 from bench.table import paired_rates, print_table
 from bus.envelope import (
-    WRAP_AD_LABEL,
     OfficeRecipient,
     Opener,
     Sealer,
     _parse_header,
-    _wrap_ad_tail,
+    _wrap_ad,
     encode_body,
     signed_message,
     split_envelope,
@@ -39,7 +38,6 @@ from bus.keys import Identity, PeerBook
 from tests.helpers import NOW, bulletin
 
 TARGET = 0.80
-aead_encrypt = nb.crypto_aead_xchacha20poly1305_ietf_encrypt
 aead_decrypt = nb.crypto_aead_xchacha20poly1305_ietf_decrypt
 
 
@@ -86,11 +84,12 @@ def _measure(n: int, sender: Identity, recipients: list[Identity], book: PeerBoo
     for one in pool:
         opened = opener.open(one)
         hdr, ciphertext = split_envelope(one)
-        entry = _parse_header(hdr).entries[0]
+        h = _parse_header(hdr)
+        entry = h.entries[0]
         kek = opener._kek_for(entry, book.sender_keys(sender.office_id, sender.signing.kid))
-        wrap_ad = WRAP_AD_LABEL + hdr[3:19] + _wrap_ad_tail(entry[0], entry[1], entry[2])
+        wrap_ad = _wrap_ad(h.bulletin_id, entry[0], entry[1], entry[2])
         signed = opened.signature + signed_message(hdr, opened.body)
-        bare_pool.append((entry[4], wrap_ad, entry[3], kek, ciphertext, hdr, _parse_header(hdr).content_nonce, signed))
+        bare_pool.append((entry[4], wrap_ad, entry[3], kek, ciphertext, hdr, h.content_nonce, signed))
     next_sealed, next_bare = itertools.cycle(pool).__next__, itertools.cycle(bare_pool).__next__
 
     def bare_open() -> None:

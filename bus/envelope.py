@@ -184,6 +184,8 @@ def _wrap_ad_tail(kind: int, rid: str, ref: bytes | int) -> bytes:
 # msgpack.packb gives for the header's list form (tests/test_envelope.py holds that).
 _BIN_NONCE = b"\xc4\x18"  # msgpack bin8 of NONCE_BYTES
 _BIN_WRAP = b"\xc4\x30"  # msgpack bin8 of WRAP_BYTES
+#: A header opens with an array-of-8 head and the bulletin id's bin8 head; the id ends here.
+_ID_END = 3 + BULLETIN_ID_BYTES
 
 
 def _entry_head(kind: int, rid: str, ref: bytes | int) -> bytes:
@@ -477,16 +479,16 @@ _CANONICAL_HEADER = re.compile(
 
 def _header_fields(header: bytes) -> list[Any]:
     """The 8 header fields, checked as step 6 says (MalformedEnvelope otherwise)."""
+    return _checked_header(header)[0]
+
+
+def _checked_header(header: bytes) -> tuple[list[Any], bool]:
+    """``_header_fields``, and whether the header is the canonical encoding of them
+    (then it may have a layout, see _Layout)."""
     h = _unpack(header, "header")
-    if _is_canonical(header, h):
-        return h  # type: ignore[no-any-return]
-    return _check_header(h)
-
-
-def _is_canonical(header: bytes, h: Any) -> bool:
-    """Whether ``header`` is the canonical encoding of a header that passes step 6,
-    ``h`` being what msgpack decoded it to."""
-    return _CANONICAL_HEADER.fullmatch(header) is not None and len(h[7]) <= MAX_RECIPIENTS
+    if _CANONICAL_HEADER.fullmatch(header) is not None and len(h[7]) <= MAX_RECIPIENTS:
+        return h, True
+    return _check_header(h), False
 
 
 def _parse_header(header: bytes) -> _Header:
@@ -563,19 +565,19 @@ class _Layout:
 def _header_key(header: bytes) -> tuple[int, bytes]:
     """What tells recurring headers apart cheaply: the length, and the 26 bytes after the
     id (the sender and its signing key id, for every office id up to 15 characters)."""
-    return len(header), header[19:45]
+    return len(header), header[_ID_END : _ID_END + 26]
 
 
 def _layout(header: bytes, h: list[Any], index: int) -> _Layout | None:
-    """The layout of a canonical header (``_is_canonical``) whose entry ``index`` is the
+    """The layout of a canonical header (``_checked_header``) whose entry ``index`` is the
     first addressed to us, or None when it cannot have one."""
     _, sender, sign_kid, box_kid, _, precedence, _, entries = h
     if any(e[0] != RECIPIENT_OFFICE for e in entries[:index]):
         return None
-    at = 19 + len(_packb(sender)) + 2 * (2 + KEY_ID_BYTES)  # after the id, sender and key ids
+    at = _ID_END + len(_packb(sender)) + 2 * (2 + KEY_ID_BYTES)  # after the id, sender and key ids
     if header[at] != 0xCF:  # sent-at as uint 64: every time from 1970-02-19 on
         return None
-    fmt = ["<3s16x", f"{at + 3 - 19}s6x"]  # heads, the id; sender to sent-at's top bytes, its low 6
+    fmt = ["<3s16x", f"{at + 3 - _ID_END}s6x"]  # heads, the id; sender to sent-at's top bytes, its low 6
     sent_at_at, at = at + 3, at + 9
     shared = len(_packb(precedence)) + 2  # precedence, the nonce's bin8 head
     fmt.append(f"{shared}s24x")
@@ -731,15 +733,14 @@ class Opener:
             and (layout.entry[0] == RECIPIENT_OFFICE or layout.entry[1:] in self.feed_keys)
         ):  # steps 6 and 7 for a header of a known layout
             sender_id, sign_kid, box_kid, precedence = layout.sender
-            bid = header[3:19]
+            bid = header[3:_ID_END]
             sent_at = int.from_bytes(header[layout.sent_at_at : layout.sent_at_at + 6], "big")
             content_nonce = header[layout.nonce_at : layout.nonce_at + NONCE_BYTES]
             at = layout.entry_at
             entry = [*layout.entry, header[at : at + NONCE_BYTES], header[at + NONCE_BYTES + 2 : at + NONCE_BYTES + 2 + WRAP_BYTES]]
         else:
-            h = _unpack(header, "header")
-            canonical = _is_canonical(header, h)
-            bid, sender_id, sign_kid, box_kid, sent_at, precedence, content_nonce, entries = h if canonical else _check_header(h)
+            h, canonical = _checked_header(header)
+            bid, sender_id, sign_kid, box_kid, sent_at, precedence, content_nonce, entries = h
             entry = self._first_addressed(entries)
             if entry is None:
                 raise errors.NotAddressedToUs(f"this bulletin is not addressed to {self.office_id} or a feed it holds keys for")
