@@ -311,3 +311,52 @@ def test_sealed_headers_and_bodies_are_the_msgpack_encoding_of_their_fields(
     assert header == msgpack.packb(msgpack.unpackb(header), use_bin_type=True)
     assert len(msgpack.unpackb(header)[7]) == len(targets)
     assert encode_body(b) == msgpack.packb(b.body_dict(), use_bin_type=True)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    message=st.binary(max_size=300),
+    aad=st.binary(max_size=64),
+    nonce=st.binary(min_size=24, max_size=24),
+    key=st.binary(min_size=32, max_size=32),
+    flip=st.integers(min_value=-1, max_value=400),
+)
+def test_the_direct_decrypt_gives_the_wrappers_answer_for_intact_and_altered_ciphertexts(message, aad, nonce, key, flip):
+    import nacl.bindings as nb
+    import nacl.exceptions
+
+    from bus.envelope import _open_decrypt
+
+    ciphertext = nb.crypto_aead_xchacha20poly1305_ietf_encrypt(message, aad, nonce, key)
+    if 0 <= flip < len(ciphertext):  # one bit changed: both must refuse it
+        ciphertext = ciphertext[:flip] + bytes([ciphertext[flip] ^ 1]) + ciphertext[flip + 1 :]
+
+    def outcome(decrypt):
+        try:
+            return decrypt(ciphertext, aad, nonce, key)
+        except nacl.exceptions.CryptoError:
+            return "refused"
+
+    assert outcome(_open_decrypt) == outcome(nb.crypto_aead_xchacha20poly1305_ietf_decrypt)
+    assert outcome(_open_decrypt) == (message if flip < 0 or flip >= len(ciphertext) else "refused")
+
+
+@settings(max_examples=100, deadline=None)
+@given(message=st.binary(max_size=300), flip=st.integers(min_value=-1, max_value=400))
+def test_the_direct_verify_accepts_exactly_what_crypto_sign_open_accepts(message, flip):
+    import nacl.bindings as nb
+    import nacl.exceptions
+
+    from bus.envelope import _verify
+
+    who = identity("TH-MUK")
+    signed = nb.crypto_sign(message, who.signing.secret)
+    if 0 <= flip < len(signed):
+        signed = signed[:flip] + bytes([signed[flip] ^ 0x20]) + signed[flip + 1 :]
+    try:
+        nb.crypto_sign_open(signed, who.signing.public)
+        expected = True
+    except nacl.exceptions.BadSignatureError:
+        expected = False
+    assert _verify(signed, who.signing.public) is expected
+    assert expected is (flip < 0 or flip >= len(signed))

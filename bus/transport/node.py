@@ -429,7 +429,9 @@ class BusNode:
         now = self.clock()
         prepared = [self._prepare(b, offices, feeds, now) for b, offices, feeds in items]
         self.outbox.enqueue_many(prepared, now_ms=now)
-        self.metrics.outbox_depth.set(self.outbox.depth())
+        # Counting the queue costs in proportion to its length; the pump sets the exact
+        # figure as it goes (see _send_round).
+        self.metrics.outbox_depth.inc(sum(len(p[4]) for p in prepared))
         self._wake.set()
         return [
             Posted(b, p[3], tuple(d.recipient for d in p[4]), now) for (b, _, _), p in zip(items, prepared, strict=True)
@@ -504,7 +506,7 @@ class BusNode:
         acks of the last come back; a copy leaves the queue only on its ack."""
         assert self.outbox is not None
         opts = self.options
-        inflight: set[int] = set()  # seqs published, ack not yet seen
+        inflight: set[int] = set()  # keys of the copies published, ack not yet seen
         rounds: set[asyncio.Task[None]] = set()
         try:
             while not self._closing:
@@ -530,7 +532,7 @@ class BusNode:
                     finally:
                         woken.cancel()
                     continue
-                inflight.update(p.seq for p in batch)
+                inflight.update(p.key for p in batch)
                 # Rounds publish in the order they start (a round's publishes never yield),
                 # so the wire keeps outbox order.
                 task = asyncio.create_task(self._send_round(client, batch, inflight), name="blo-pump-round")
@@ -566,7 +568,7 @@ class BusNode:
                         per_rank[p.rank] += 1
                 else:
                     failed.append((p, r))
-            self.outbox.mark_sent([p.seq for p in sent], now_ms=now)
+            self.outbox.mark_sent([p.key for p in sent], now_ms=now)
             for counter, n in zip(self._sent_metrics, per_rank, strict=True):
                 if n:
                     counter.inc(n)
@@ -575,7 +577,7 @@ class BusNode:
                     [StateChange(p.bulletin_id, p.recipient, "sent", now) for p in sent if p.kind == "bulletin"]
                 )
             if failed:
-                self.outbox.note_failures([(p.seq, str(r)) for p, r in failed])
+                self.outbox.note_failures([(p.key, str(r)) for p, r in failed])
                 first = failed[0][1]
                 if isinstance(first, BusError) and "no stream stores" in first.message:
                     self._streams_ok = False
@@ -587,7 +589,7 @@ class BusNode:
                 self._depth_at = time.monotonic()
                 self.metrics.outbox_depth.set(self.outbox.depth())
         finally:
-            inflight.difference_update(p.seq for p in batch)
+            inflight.difference_update(p.key for p in batch)
             self._wake.set()  # the pump looks again: those left queued go in a later window
 
     # -- receiving -------------------------------------------------------------------

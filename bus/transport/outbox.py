@@ -7,14 +7,27 @@ same ``Nats-Msg-Id``, so JetStream (and, past its dedup window, the receiver) dr
 second copy.
 
 Order: ``next_batch`` hands out queued messages FLASH first, then IMMEDIATE, PRIORITY,
-ROUTINE, and in posting order within each precedence. The pump publishes a batch in
-that order on one connection, so JetStream stores them in that order; only a message
-whose publish failed while later ones succeeded can arrive out of order (it is re-sent
-on the next round).
+ROUTINE; within a precedence, receipts before bulletins (a receipt is one small message
+that settles the sender's view of many bulletins), and each in posting order. The pump
+publishes a batch in that order on one connection, so JetStream stores them in that
+order; only a message whose publish failed while later ones succeeded can arrive out of
+order (it is re-sent on the next round).
 
 States, per recipient of a bulletin: ``queued`` -> ``sent`` (JetStream ack) ->
 ``delivered`` (signed receipt from that recipient) -> ``read`` (read receipt). Feed
 members are not known to the sender; their receipts add rows as they arrive.
+
+Layout (schema version 2): a bulletin is **one row** in ``bulletins`` (its sealed bytes
+and its copies: recipient, subject and ``Nats-Msg-Id`` of each, in send order) and one
+narrow row in ``sends`` (which copies still wait for an ack, and when they were acked).
+A row per copy, as version 1 had, cost most of the sender's disk work: SQLite's price is
+per row, not per byte, and a bulletin to three offices wrote four rows and rewrote three
+on the acks. ``sends`` is kept apart from ``bulletins`` so that an ack rewrites a row of a
+few bytes, not the page holding the sealed bulletin. ``messages`` holds receipts to send
+(one signed message each). A version 1 file is converted when opened (``_migrate_v1``).
+
+A copy is named to the pump by a **key**: ``seq << COPY_BITS | index`` for copy ``index``
+of bulletin ``seq``, ``-seq`` for a receipt message. Keys are opaque outside this module.
 
 Durability: SQLite in WAL mode with ``synchronous=FULL``. In WAL mode NORMAL survives a
 crash of this process but may lose the last commits on power loss; a bulletin the
@@ -23,17 +36,17 @@ costs well under a millisecond here, so FULL. ``enqueue_many`` shares one commit
 Bookkeeping whose loss only causes a deduped re-send (``sent`` marks, receipts
 received) commits with NORMAL (see ``_transaction``).
 
-Reading: the sealed bytes of a bulletin are stored once (``bulletins.sealed``) however
-many copies it has. The outbox also keeps, in memory, the sealed bytes of bulletins it
-queued itself until every copy has been handed out once (bounded by
-``FRESH_MAX_BYTES``), so the pump's next round does not read the same blob from disk
-once per copy. The disk stays the only record: after a restart, a retry, or past the
-bound, ``next_batch`` reads the bytes from ``bulletins``. The bytes of an id never
-change (the id is the key, and a repost is refused), so the copy in memory cannot differ.
+Reading: the outbox keeps, in memory, the sealed bytes and copies of bulletins it queued
+itself until every copy has been handed out once (bounded by ``FRESH_MAX_BYTES``), so
+the pump's next round does not read them back from disk. The disk stays the only
+record: after a restart, a retry, or past the bound, ``next_batch`` reads ``bulletins``.
+A bulletin's row never changes once written (the id is the key, and a repost is
+refused), so the copy in memory cannot differ.
 """
 
 from __future__ import annotations
 
+import heapq
 import sqlite3
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -42,32 +55,53 @@ from typing import NamedTuple
 
 import msgspec
 
-from bus.errors import ValidationError
+from bus.errors import StoreError, ValidationError
 
 QUEUED, SENT, DELIVERED, READ = "queued", "sent", "delivered", "read"
 _STATE_ORDER = {QUEUED: 0, SENT: 1, DELIVERED: 2, READ: 3}
 #: At most this many sealed bytes are kept in memory for the pump (see the module docstring).
 FRESH_MAX_BYTES = 16 * 1024 * 1024
+#: Bits of a copy key that number the copy within its bulletin (see the module docstring).
+COPY_BITS = 11
+#: Copies one bulletin may have: above the envelope's recipient limit (1024), within a key.
+MAX_COPIES = 1 << COPY_BITS
+_COPY_MASK = MAX_COPIES - 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS bulletins (
-    id TEXT PRIMARY KEY,
+    seq INTEGER PRIMARY KEY,         -- posting order (rows are never deleted, so it only grows)
+    id TEXT NOT NULL UNIQUE,
     precedence TEXT NOT NULL,
-    rank INTEGER NOT NULL,
+    rank INTEGER NOT NULL,           -- 0 = FLASH
     sealed BLOB NOT NULL,
+    copies BLOB NOT NULL,            -- msgpack [[recipient, subject, msg id], ...] in send order;
+                                     -- recipient: an office id or 'feed:<name>'
     posted_at INTEGER NOT NULL,
     ack_deadline INTEGER,            -- FLASH: receipts from every office recipient are due by then
     escalated_at INTEGER
 );
+CREATE INDEX IF NOT EXISTS bulletins_flash ON bulletins(ack_deadline) WHERE ack_deadline IS NOT NULL;
+CREATE TABLE IF NOT EXISTS sends (
+    seq INTEGER PRIMARY KEY,         -- the bulletin's seq
+    rank INTEGER NOT NULL,
+    waiting BLOB,                    -- msgpack list of the copies (indexes) not yet acked; NULL: none
+    unsent INTEGER NOT NULL,         -- how many those are
+    sent_at INTEGER,                 -- when the last of its copies was acked
+    sent BLOB,                       -- msgpack [[index, acked at], ...] when copies were acked in different rounds
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT
+);
+CREATE INDEX IF NOT EXISTS sends_queue ON sends(rank, seq, unsent) WHERE waiting IS NOT NULL;
 CREATE TABLE IF NOT EXISTS messages (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,   -- posting order
     rank INTEGER NOT NULL,                   -- 0 = FLASH
-    kind TEXT NOT NULL,                      -- 'bulletin' or 'receipt'
-    bulletin_id TEXT NOT NULL,
-    recipient TEXT NOT NULL,                 -- office id, or 'feed:<name>' (receipts: the bulletin's sender)
+    kind TEXT NOT NULL,                      -- 'receipt' (version 1 also kept bulletin copies here)
+    bulletin_id TEXT NOT NULL,               -- the first bulletin it acknowledges
+    recipient TEXT NOT NULL,                 -- the bulletins' sender
     subject TEXT NOT NULL,
     msg_id TEXT NOT NULL UNIQUE,
-    payload BLOB,                            -- NULL for bulletins: the bytes are in bulletins.sealed
+    payload BLOB,
     state TEXT NOT NULL DEFAULT 'queued',
     queued_at INTEGER NOT NULL,
     sent_at INTEGER,
@@ -75,7 +109,6 @@ CREATE TABLE IF NOT EXISTS messages (
     last_error TEXT
 );
 CREATE INDEX IF NOT EXISTS messages_queue ON messages(rank, seq) WHERE state = 'queued';
-CREATE INDEX IF NOT EXISTS messages_bulletin ON messages(bulletin_id);
 CREATE TABLE IF NOT EXISTS receipts (
     bulletin_id TEXT NOT NULL,
     office TEXT NOT NULL,
@@ -98,24 +131,42 @@ def connect_sqlite(path: Path) -> sqlite3.Connection:
     return db
 
 
-class Delivery(msgspec.Struct, frozen=True):  # built per copy or bulletin sent: a Struct builds fast
-    """One recipient copy to publish: where to, under which id."""
+class Delivery(msgspec.Struct, frozen=True, array_like=True):
+    """One recipient copy to publish: where to, under which id. (A Struct: one is built per
+    copy; stored as ``[recipient, subject, msg_id]`` in ``bulletins.copies``.)"""
 
     recipient: str
     subject: str
     msg_id: str
 
 
-class Pending(NamedTuple):
-    """A queued message as the pump sees it. (A named tuple: the pump makes one per copy,
-    and a frozen dataclass costs several times more to build.)"""
+_encode = msgspec.msgpack.Encoder().encode
+_decode_copies = msgspec.msgpack.Decoder(list[Delivery]).decode
+_decode_indexes = msgspec.msgpack.Decoder(list[int]).decode
+_decode_pairs = msgspec.msgpack.Decoder(list[tuple[int, int]]).decode
+#: ``waiting`` of a bulletin none of whose n copies left yet, encoded once per n.
+_ALL_WAITING: dict[int, bytes] = {}
 
-    seq: int
+
+def _all_waiting(n: int) -> bytes:
+    blob = _ALL_WAITING.get(n)
+    if blob is None:
+        blob = _encode(list(range(n)))
+        if n <= 64:  # the usual counts; others are rare and encoded each time
+            _ALL_WAITING[n] = blob
+    return blob
+
+
+class Pending(NamedTuple):
+    """A queued message as the pump sees it: one copy of a bulletin, or a receipt. (A named
+    tuple: the pump makes one per copy, and a frozen dataclass costs several times more.)"""
+
+    key: int  # names the copy to mark_sent / note_failures (see the module docstring)
     rank: int
     subject: str
     msg_id: str
     payload: bytes
-    kind: str
+    kind: str  # 'bulletin' or 'receipt'
     bulletin_id: str
     recipient: str
 
@@ -148,16 +199,48 @@ class Overdue:
     escalated_at: int | None
 
 
+#: A bulletin as the pump reads it: [id, sealed, copies, copies not yet handed out (None
+#: when read from disk)]. A list, as the count goes down in place.
+_Fresh = list
+
+
+def _chunks(values: Sequence[object], size: int = 500) -> Iterable[Sequence[object]]:
+    """Slices of ``values`` small enough for SQLite's bound-variable limit."""
+    for i in range(0, len(values), size):
+        yield values[i : i + size]
+
+
+def _marks(n: int) -> str:
+    return ",".join("?" * n)
+
+
 class Outbox:
     """The node's durable send queue and the sender-side record of receipts."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.db = connect_sqlite(self.path)
-        self.db.executescript(_SCHEMA)
-        #: bulletin id -> [sealed bytes, copies not yet handed out], for bulletins queued here
-        self._fresh: dict[str, list[bytes | int]] = {}
+        self._open_schema()
+        #: bulletin seq -> [id, sealed, copies, copies not yet handed out], for bulletins queued here
+        self._fresh: dict[int, _Fresh] = {}
         self._fresh_bytes = 0
+
+    def _open_schema(self) -> None:
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path} was written by a newer version of blo-bus (outbox schema {version}, this one reads "
+                f"{SCHEMA_VERSION}); upgrade blo-bus or move the file aside"
+            )
+        if version == SCHEMA_VERSION:
+            return
+        columns = {r[1] for r in self.db.execute("PRAGMA table_info(bulletins)")}
+        with _transaction(self.db):
+            if columns and "copies" not in columns:
+                _migrate_v1(self.db)
+            else:
+                _create(self.db)
+            self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def close(self) -> None:
         self.db.close()
@@ -185,33 +268,38 @@ class Outbox:
     ) -> None:
         """Queue bulletins ``(id, precedence, rank, sealed, deliveries, ack_deadline)`` in one commit."""
         items = list(items)
-        for _, _, _, _, deliveries, _ in items:
+        for bid, _, _, _, deliveries, _ in items:
             if not deliveries:
                 raise ValidationError("recipients", "a bulletin needs at least one recipient")
-        # Two statements for the whole batch (not two per bulletin); the copies' seq order
-        # is still bulletin by bulletin, each in its delivery order.
+            if len(deliveries) > MAX_COPIES:
+                raise ValidationError("recipients", f"bulletin {bid} has {len(deliveries)} copies; the limit is {MAX_COPIES}")
+        # Two statements for the whole batch (not two per bulletin). The seqs are given
+        # here, from the largest so far: the write lock is held from BEGIN IMMEDIATE on.
         try:
             with _transaction(self.db):
+                first = self.db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM bulletins").fetchone()[0]
                 self.db.executemany(
-                    "INSERT INTO bulletins (id, precedence, rank, sealed, posted_at, ack_deadline) VALUES (?,?,?,?,?,?)",
-                    [(bid, precedence, rank, sealed, now_ms, deadline) for bid, precedence, rank, sealed, _, deadline in items],
+                    "INSERT INTO bulletins (seq, id, precedence, rank, sealed, copies, posted_at, ack_deadline) "
+                    "VALUES (?,?,?,?,?,?,?,?)",
+                    [
+                        (first + i, bid, precedence, rank, sealed, _encode(deliveries), now_ms, deadline)
+                        for i, (bid, precedence, rank, sealed, deliveries, deadline) in enumerate(items)
+                    ],
                 )
                 self.db.executemany(
-                    "INSERT INTO messages (rank, kind, bulletin_id, recipient, subject, msg_id, queued_at) "
-                    "VALUES (?, 'bulletin', ?, ?, ?, ?, ?)",
+                    "INSERT INTO sends (seq, rank, waiting, unsent) VALUES (?,?,?,?)",
                     [
-                        (rank, bid, d.recipient, d.subject, d.msg_id, now_ms)
-                        for bid, _, rank, _, deliveries, _ in items
-                        for d in deliveries
+                        (first + i, rank, _all_waiting(len(deliveries)), len(deliveries))
+                        for i, (_, _, rank, _, deliveries, _) in enumerate(items)
                     ],
                 )
         except sqlite3.IntegrityError:
             raise ValidationError("id", f"bulletin {self._reposted(items)} was already posted") from None
         fresh = self._fresh
-        for bid, _, _, sealed, deliveries, _ in items:  # committed: the pump may take them from memory
+        for i, (bid, _, _, sealed, deliveries, _) in enumerate(items):  # committed: the pump may take them from memory
             if self._fresh_bytes + len(sealed) > FRESH_MAX_BYTES:
                 break  # the rest are read from disk
-            fresh[bid] = [sealed, len(deliveries)]
+            fresh[first + i] = [bid, sealed, list(deliveries), len(deliveries)]
             self._fresh_bytes += len(sealed)
 
     def _reposted(self, items: Sequence[tuple[str, str, int, bytes, Sequence[Delivery], int | None]]) -> str:
@@ -244,85 +332,160 @@ class Outbox:
     # -- the pump's side -------------------------------------------------------------
 
     def next_batch(self, limit: int, *, exclude: Collection[int] = ()) -> list[Pending]:
-        """Up to ``limit`` queued messages, FLASH first, posting order within a precedence;
-        none of the seqs in ``exclude`` (the pump's copies still waiting for their ack)."""
-        select = "SELECT seq, rank, subject, msg_id, payload, kind, bulletin_id, recipient FROM messages "
-        if not exclude:
-            rows = self.db.execute(select + "WHERE state = 'queued' ORDER BY rank, seq LIMIT ?", (limit,)).fetchall()
-        else:
-            # The queue order from the index alone, then the rows wanted.
-            seqs = [
-                seq
-                for (seq,) in self.db.execute(
-                    "SELECT seq FROM messages WHERE state = 'queued' ORDER BY rank, seq LIMIT ?",
-                    (limit + len(exclude),),
-                )
-                if seq not in exclude
-            ][:limit]
-            if not seqs:
-                return []
-            rows = self.db.execute(
-                select + f"WHERE seq IN ({','.join('?' * len(seqs))}) ORDER BY rank, seq", seqs
-            ).fetchall()
-        return self._with_payloads(rows)
-
-    def _with_payloads(self, rows: list[tuple[object, ...]]) -> list[Pending]:
-        """Pending copies of ``rows``, a bulletin copy's payload being its bulletin's sealed
-        bytes: from memory while fresh, else from disk (one query for all it lacks)."""
-        fresh = self._fresh
+        """Up to ``limit`` queued copies and receipts, FLASH first, in the order the module
+        docstring gives; none of the keys in ``exclude`` (the pump's copies still waiting
+        for their ack)."""
+        # The copies in flight, counted per bulletin: a row all of whose waiting copies
+        # are in flight is passed over without decoding it or reading its bulletin.
+        in_flight: dict[int, int] = {}
+        excluded_receipts = 0
+        for key in exclude:
+            if key < 0:
+                excluded_receipts += 1
+            else:
+                seq = key >> COPY_BITS
+                in_flight[seq] = in_flight.get(seq, 0) + 1
+        # Enough rows to fill ``limit`` whatever ``exclude`` holds: each row not wholly
+        # excluded gives at least one copy.
+        receipts = self.db.execute(
+            "SELECT rank, 0, seq, subject, msg_id, payload, bulletin_id, recipient FROM messages "
+            "WHERE state = 'queued' ORDER BY rank, seq LIMIT ?",
+            (limit + excluded_receipts,),
+        ).fetchall()
+        sends = self.db.execute(
+            "SELECT rank, 1, seq, unsent, waiting FROM sends WHERE waiting IS NOT NULL ORDER BY rank, seq LIMIT ?",
+            (limit + len(in_flight),),
+        ).fetchall()
+        # Which copies go, in order: a bulletin's (seq, rank, copy indexes), or a receipt's row.
+        plan: list[tuple[int, int, list[int]] | tuple[object, ...]] = []
+        planned = 0
+        for row in heapq.merge(receipts, sends) if receipts and sends else receipts or sends:
+            if planned >= limit:
+                break
+            if row[1] == 0:  # a receipt
+                if -row[2] not in exclude:
+                    plan.append(row)
+                    planned += 1
+                continue
+            rank, _, seq, unsent, waiting = row
+            flying = in_flight.get(seq, 0)
+            if flying >= unsent:
+                continue
+            indexes = _decode_indexes(waiting)
+            if flying:
+                base = seq << COPY_BITS
+                indexes = [i for i in indexes if base | i not in exclude]
+            indexes = indexes[: limit - planned]
+            plan.append((seq, rank, indexes))
+            planned += len(indexes)
+        bulletins = self._bulletins_of([p[0] for p in plan if len(p) == 3])  # type: ignore[misc]
         out: list[Pending] = []
-        missing: dict[str, list[int]] = {}  # bulletin id -> indexes in out still without bytes
-        for row in rows:
-            if row[4] is None:  # a bulletin copy (receipts carry their own payload)
-                bid: str = row[6]  # type: ignore[assignment]
-                entry = fresh.get(bid)
-                if entry is not None:
-                    sealed = entry[0]
-                    entry[1] -= 1  # type: ignore[operator]
-                    if entry[1] == 0:  # every copy handed out once: retries read the disk
-                        del fresh[bid]
-                        self._fresh_bytes -= len(sealed)  # type: ignore[arg-type]
-                    row = (*row[:4], sealed, *row[5:])
-                else:
-                    missing.setdefault(bid, []).append(len(out))
-            out.append(Pending._make(row))
-        if missing:
-            ids = list(missing)
-            for i in range(0, len(ids), 500):  # stay under SQLite's bound-variable limit
-                chunk = ids[i : i + 500]
-                for bid, sealed in self.db.execute(
-                    f"SELECT id, sealed FROM bulletins WHERE id IN ({','.join('?' * len(chunk))})", chunk
-                ):
-                    for j in missing[bid]:
-                        out[j] = out[j]._replace(payload=sealed)
+        for p in plan:
+            if len(p) != 3:  # a receipt
+                _, _, rseq, subject, msg_id, payload, bid, recipient = p
+                out.append(Pending(-rseq, p[0], subject, msg_id, payload, "receipt", bid, recipient))  # type: ignore[operator, arg-type]
+                continue
+            seq, rank, indexes = p  # type: ignore[assignment]
+            entry = bulletins[seq]
+            bid, sealed, copies = entry[0], entry[1], entry[2]
+            base = seq << COPY_BITS
+            for index in indexes:
+                d = copies[index]
+                out.append(Pending(base | index, rank, d.subject, d.msg_id, sealed, "bulletin", bid, d.recipient))
+            if entry[3] is not None:  # fresh: forget it once every copy was handed out once
+                entry[3] -= len(indexes)
+                if entry[3] <= 0:
+                    del self._fresh[seq]
+                    self._fresh_bytes -= len(sealed)
         return out
 
-    def mark_sent(self, seqs: Iterable[int], *, now_ms: int) -> None:
+    def _bulletins_of(self, seqs: list[int]) -> dict[int, _Fresh]:
+        """``seqs`` -> [id, sealed, copies, copies not yet handed out]: the fresh entry itself
+        where there is one (so handing a copy out counts it down), else read from disk
+        (with None for the count)."""
+        fresh = self._fresh
+        out: dict[int, _Fresh] = {}
+        missing = []
+        for seq in seqs:
+            entry = fresh.get(seq)
+            if entry is None:
+                missing.append(seq)
+            else:
+                out[seq] = entry
+        for chunk in _chunks(missing):
+            for seq, bid, sealed, copies in self.db.execute(
+                f"SELECT seq, id, sealed, copies FROM bulletins WHERE seq IN ({_marks(len(chunk))})", chunk
+            ):
+                out[seq] = [bid, sealed, _decode_copies(copies), None]
+        return out
+
+    def mark_sent(self, keys: Iterable[int], *, now_ms: int) -> None:
+        """JetStream stored these copies: they leave the queue."""
         # Not fsynced: if a power cut loses this mark, the copy is re-sent with the same
         # Nats-Msg-Id and deduped (by JetStream, or by the receiver's seen store).
-        seqs = list(seqs)
-        if not seqs:
+        receipts, acked = _split(keys)
+        if not receipts and not acked:
             return
         with _transaction(self.db, durable=False):
-            for i in range(0, len(seqs), 500):  # stay under SQLite's bound-variable limit
-                chunk = seqs[i : i + 500]
+            for chunk in _chunks(receipts):
                 self.db.execute(
                     "UPDATE messages SET state = 'sent', sent_at = ?, attempts = attempts + 1, last_error = NULL "
-                    f"WHERE state = 'queued' AND seq IN ({','.join('?' * len(chunk))})",
+                    f"WHERE state = 'queued' AND seq IN ({_marks(len(chunk))})",
                     (now_ms, *chunk),
+                )
+            whole: list[int] = []  # every waiting copy acked now, none before: one statement for all
+            partial: list[tuple[bytes | None, int, bytes, int, int]] = []
+            for chunk in _chunks(list(acked)):
+                for seq, waiting, sent in self.db.execute(
+                    f"SELECT seq, waiting, sent FROM sends WHERE waiting IS NOT NULL AND seq IN ({_marks(len(chunk))})",
+                    chunk,
+                ):
+                    got = acked[seq]
+                    was = _decode_indexes(waiting)
+                    left = [i for i in was if i not in got]
+                    if not left and sent is None:  # the usual case: all its copies in one round
+                        whole.append(seq)
+                        continue
+                    # Copies acked in different rounds: keep each copy's time.
+                    times = dict(_decode_pairs(sent)) if sent is not None else {}
+                    times.update((i, now_ms) for i in was if i in got)
+                    partial.append((_encode(left) if left else None, len(left), _encode(sorted(times.items())), now_ms, seq))
+            for chunk in _chunks(whole):
+                self.db.execute(
+                    "UPDATE sends SET waiting = NULL, unsent = 0, sent_at = ?, attempts = attempts + 1, last_error = NULL "
+                    f"WHERE seq IN ({_marks(len(chunk))})",
+                    (now_ms, *chunk),
+                )
+            if partial:
+                self.db.executemany(
+                    "UPDATE sends SET waiting = ?, unsent = ?, sent = ?, sent_at = ?, attempts = attempts + 1 WHERE seq = ?",
+                    partial,
                 )
 
     def note_failures(self, failures: Iterable[tuple[int, str]]) -> None:
-        """Record why sends failed; the messages stay queued for the next round."""
+        """Record why sends failed; the copies stay queued for the next round."""
+        receipt_rows: dict[int, str] = {}
+        bulletin_rows: dict[int, str] = {}
+        for key, err in failures:
+            if key < 0:
+                receipt_rows[-key] = err[:500]
+            else:
+                bulletin_rows[key >> COPY_BITS] = err[:500]
         with _transaction(self.db, durable=False):
             self.db.executemany(
                 "UPDATE messages SET attempts = attempts + 1, last_error = ? WHERE seq = ?",
-                [(err[:500], s) for s, err in failures],
+                [(err, seq) for seq, err in receipt_rows.items()],
+            )
+            self.db.executemany(
+                "UPDATE sends SET attempts = attempts + 1, last_error = ? WHERE seq = ?",
+                [(err, seq) for seq, err in bulletin_rows.items()],
             )
 
     def depth(self) -> int:
-        """How many messages wait to be sent."""
-        return self.db.execute("SELECT COUNT(*) FROM messages WHERE state = 'queued'").fetchone()[0]
+        """How many copies and receipts wait to be sent."""
+        copies = self.db.execute("SELECT COALESCE(SUM(unsent), 0) FROM sends WHERE waiting IS NOT NULL").fetchone()[0]
+        receipts = self.db.execute("SELECT COUNT(*) FROM messages WHERE state = 'queued'").fetchone()[0]
+        return copies + receipts
 
     # -- receipts and status ---------------------------------------------------------
 
@@ -338,19 +501,36 @@ class Outbox:
             )
         return self.db.total_changes - before
 
-    def status(self, bulletin_id: str) -> BulletinStatus | None:
-        """Each recipient's state of one bulletin this node posted, or None if unknown."""
+    def _copy_states(self, bulletin_id: str) -> tuple[tuple[object, ...], list[tuple[Delivery, str, int | None]]] | None:
+        """A bulletin's row (precedence, posted_at, escalated_at) and each copy with its
+        state (queued or sent) and ack time; None if not posted here."""
         row = self.db.execute(
-            "SELECT precedence, posted_at, escalated_at FROM bulletins WHERE id = ?", (bulletin_id,)
+            "SELECT b.precedence, b.posted_at, b.escalated_at, b.copies, s.waiting, s.sent_at, s.sent "
+            "FROM bulletins b JOIN sends s ON s.seq = b.seq WHERE b.id = ?",
+            (bulletin_id,),
         ).fetchone()
         if row is None:
             return None
+        precedence, posted_at, escalated_at, copies, waiting, sent_at, sent = row
+        waiting_set = set(_decode_indexes(waiting)) if waiting is not None else set()
+        times = dict(_decode_pairs(sent)) if sent is not None else {}
+        states = []
+        for i, d in enumerate(_decode_copies(copies)):
+            if i in waiting_set:
+                states.append((d, QUEUED, times.get(i)))
+            else:
+                states.append((d, SENT, times.get(i, sent_at)))
+        return (precedence, posted_at, escalated_at), states
+
+    def status(self, bulletin_id: str) -> BulletinStatus | None:
+        """Each recipient's state of one bulletin this node posted, or None if unknown."""
+        found = self._copy_states(bulletin_id)
+        if found is None:
+            return None
+        (precedence, posted_at, escalated_at), states = found
         out: dict[str, RecipientStatus] = {}
-        for recipient, state, sent_at in self.db.execute(
-            "SELECT recipient, state, sent_at FROM messages WHERE bulletin_id = ? AND kind = 'bulletin' ORDER BY seq",
-            (bulletin_id,),
-        ):
-            out[recipient] = RecipientStatus(recipient, state, sent_at)
+        for d, state, sent_at in states:
+            out[d.recipient] = RecipientStatus(d.recipient, state, sent_at if state == SENT else None)
         receipts: dict[str, dict[str, int]] = {}
         for office, kind, at in self.db.execute(
             "SELECT office, kind, at FROM receipts WHERE bulletin_id = ?", (bulletin_id,)
@@ -363,7 +543,7 @@ class Outbox:
             if _STATE_ORDER[state] < _STATE_ORDER[prior.state]:
                 state = prior.state
             out[office] = RecipientStatus(office, state, prior.sent_at, delivered, kinds.get("read"))
-        return BulletinStatus(bulletin_id, row[0], row[1], out, row[2])
+        return BulletinStatus(bulletin_id, precedence, posted_at, out, escalated_at)  # type: ignore[arg-type]
 
     def check_flash(self, now_ms: int) -> list[Overdue]:
         """FLASH bulletins past their deadline with an office recipient that sent no receipt.
@@ -376,21 +556,22 @@ class Outbox:
         """
         out: list[Overdue] = []
         settled: list[str] = []
-        for bid, posted_at, escalated_at in self.db.execute(
-            "SELECT id, posted_at, escalated_at FROM bulletins WHERE ack_deadline IS NOT NULL AND ack_deadline <= ?",
-            (now_ms,),
+        for (bid,) in self.db.execute(
+            "SELECT id FROM bulletins WHERE ack_deadline IS NOT NULL AND ack_deadline <= ?", (now_ms,)
         ).fetchall():
+            found = self._copy_states(bid)
+            assert found is not None  # the row was just read
+            (_, posted_at, escalated_at), states = found
+            answered = {r[0] for r in self.db.execute("SELECT office FROM receipts WHERE bulletin_id = ?", (bid,))}
             missing = tuple(
-                r[0]
-                for r in self.db.execute(
-                    "SELECT m.recipient FROM messages m WHERE m.bulletin_id = ? AND m.kind = 'bulletin' AND ("
-                    "  (m.recipient NOT LIKE 'feed:%' AND NOT EXISTS (SELECT 1 FROM receipts r WHERE r.bulletin_id = m.bulletin_id AND r.office = m.recipient))"
-                    "  OR (m.recipient LIKE 'feed:%' AND m.state = 'queued')) ORDER BY m.recipient",
-                    (bid,),
+                sorted(
+                    d.recipient
+                    for d, state, _ in states
+                    if (state == QUEUED if d.recipient.startswith("feed:") else d.recipient not in answered)
                 )
             )
             if missing:
-                out.append(Overdue(bid, posted_at, missing, escalated_at))
+                out.append(Overdue(bid, posted_at, missing, escalated_at))  # type: ignore[arg-type]
             else:
                 settled.append(bid)
         if settled:
@@ -410,10 +591,93 @@ class Outbox:
 
     def oldest_queued_at(self) -> int | None:
         """When the oldest message still waiting was queued (the heartbeat's outbox lag)."""
-        return self.db.execute("SELECT MIN(queued_at) FROM messages WHERE state = 'queued'").fetchone()[0]
+        found = [
+            self.db.execute(
+                "SELECT MIN(b.posted_at) FROM sends s JOIN bulletins b ON b.seq = s.seq WHERE s.waiting IS NOT NULL"
+            ).fetchone()[0],
+            self.db.execute("SELECT MIN(queued_at) FROM messages WHERE state = 'queued'").fetchone()[0],
+        ]
+        return min((t for t in found if t is not None), default=None)
 
     def flash_watch_ids(self) -> list[str]:
         return [r[0] for r in self.db.execute("SELECT id FROM bulletins WHERE ack_deadline IS NOT NULL")]
+
+
+def _create(db: sqlite3.Connection) -> None:
+    """Create what ``_SCHEMA`` lists, in the caller's transaction (``executescript`` would
+    commit it first)."""
+    statement = ""
+    for line in _SCHEMA.splitlines(keepends=True):
+        statement += line
+        if sqlite3.complete_statement(statement):
+            db.execute(statement)
+            statement = ""
+
+
+def _split(keys: Iterable[int]) -> tuple[list[int], dict[int, set[int]]]:
+    """Copy keys -> (receipt message seqs, {bulletin seq: copy indexes})."""
+    receipts: list[int] = []
+    copies: dict[int, set[int]] = {}
+    for key in keys:
+        if key < 0:
+            receipts.append(-key)
+        else:
+            seq = key >> COPY_BITS
+            found = copies.get(seq)
+            if found is None:
+                copies[seq] = {key & _COPY_MASK}
+            else:
+                found.add(key & _COPY_MASK)
+    return receipts, copies
+
+
+def _migrate_v1(db: sqlite3.Connection) -> None:
+    """Convert a version 1 outbox (a ``messages`` row per bulletin copy) to version 2, in
+    the caller's transaction: nothing queued is lost, each copy keeps its state and ack
+    time, and bulletins keep their posting order (that of their first copy)."""
+    db.execute("ALTER TABLE bulletins RENAME TO bulletins_v1")
+    db.execute("DROP INDEX IF EXISTS messages_bulletin")
+    _create(db)
+    copies: dict[str, list[tuple[str, str, str, str, int | None, int, str | None]]] = {}
+    for bid, recipient, subject, msg_id, state, sent_at, attempts, last_error in db.execute(
+        "SELECT bulletin_id, recipient, subject, msg_id, state, sent_at, attempts, last_error FROM messages "
+        "WHERE kind = 'bulletin' ORDER BY seq"
+    ):
+        copies.setdefault(bid, []).append((recipient, subject, msg_id, state, sent_at, attempts, last_error))
+    old = {
+        r[0]: r
+        for r in db.execute(
+            "SELECT id, precedence, rank, sealed, posted_at, ack_deadline, escalated_at FROM bulletins_v1"
+        )
+    }
+    order = [bid for bid in copies if bid in old] + sorted((b for b in old if b not in copies), key=lambda b: old[b][4])
+    for seq, bid in enumerate(order, 1):
+        _, precedence, rank, sealed, posted_at, ack_deadline, escalated_at = old[bid]
+        mine = copies.get(bid, [])
+        deliveries = [Delivery(c[0], c[1], c[2]) for c in mine]
+        waiting = [i for i, c in enumerate(mine) if c[3] == QUEUED]
+        times = sorted((i, c[4]) for i, c in enumerate(mine) if c[3] != QUEUED and c[4] is not None)
+        errors = [c[6] for c in mine if c[6]]
+        db.execute(
+            "INSERT INTO bulletins (seq, id, precedence, rank, sealed, copies, posted_at, ack_deadline, escalated_at) "
+            "VALUES (?,?,?,?,?,?,?,?,?)",
+            (seq, bid, precedence, rank, sealed, _encode(deliveries), posted_at, ack_deadline, escalated_at),
+        )
+        db.execute(
+            "INSERT INTO sends (seq, rank, waiting, unsent, sent_at, sent, attempts, last_error) VALUES (?,?,?,?,?,?,?,?)",
+            (
+                seq,
+                rank,
+                _encode(waiting) if waiting else None,
+                len(waiting),
+                max((t for _, t in times), default=None),
+                _encode(times) if times else None,
+                max((c[5] for c in mine), default=0),
+                errors[-1] if errors else None,
+            ),
+        )
+    db.execute("DELETE FROM messages WHERE kind = 'bulletin'")
+    db.execute("DROP TABLE bulletins_v1")
 
 
 class _transaction:
