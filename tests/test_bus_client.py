@@ -231,3 +231,111 @@ async def test_acked_messages_are_not_delivered_again(nats_server: NatsServer) -
             await again[0].ack()
     finally:
         await client.close()
+
+
+# -- fast batches (bus/transport/fast_batch.py) against a real server --------------------
+
+OFFICE_SUBJECT = "blo.office.LA-SVK.routine.TH-MUK"
+
+
+async def _connected(url: str, **config: object) -> BusClient:
+    client = BusClient(ClientConfig(urls=(url,), **config))  # type: ignore[arg-type]
+    await client.start()
+    assert await client.wait_connected(5)
+    return client
+
+
+async def _stored(client: BusClient, stream: str) -> int:
+    return (await client.jetstream().stream_info(stream)).state.messages
+
+
+async def test_a_window_to_one_stream_is_stored_with_a_few_acks_not_one_per_message(nats_server: NatsServer) -> None:
+    client = await _connected(nats_server.url)
+    try:
+        await client.ensure_streams(default_streams())
+        items = [(OFFICE_SUBJECT, b"copy %d" % i, f"fb-{i}") for i in range(64)]
+        before = client._nc.stats["in_msgs"]
+        results = await client.publish_batch(items)
+        replies = client._nc.stats["in_msgs"] - before
+        assert all(type(r) is Ack and r.stream == "BLO_OFFICES" for r in results)
+        assert replies <= 4, f"{replies} replies for one batch"
+        assert await _stored(client, "BLO_OFFICES") == 64
+        again = await client.publish_batch(items)  # re-sent after a lost ack: the same ids
+        assert all(type(r) is Ack for r in again)
+        assert await _stored(client, "BLO_OFFICES") == 64  # deduplicated inside the batch too
+    finally:
+        await client.close()
+
+
+async def test_one_refused_message_in_a_batch_holds_back_none_behind_it(nats_server: NatsServer) -> None:
+    client = await _connected(nats_server.url)
+    try:
+        await client.ensure_streams(default_streams())
+        receipt = "blo.receipt.TH-MUK.LA-SVK"  # the receipt stream takes 4 KiB at most
+        items = [(receipt, b"r%d" % i, f"rc-{i}") for i in range(12)]
+        items[5] = (receipt, b"x" * 5000, "rc-big")
+        results = await client.publish_batch(items)
+        assert [type(r) is Ack for r in results] == [i != 5 for i in range(12)]
+        assert isinstance(results[5], BusError) and "JetStream refused rc-big" in results[5].message
+        assert await _stored(client, "BLO_RECEIPTS") == 11
+    finally:
+        await client.close()
+
+
+async def test_a_window_across_streams_goes_as_one_batch_per_stream(nats_server: NatsServer) -> None:
+    client = await _connected(nats_server.url)
+    try:
+        await client.ensure_streams(default_streams())
+        items = [
+            (OFFICE_SUBJECT if i % 2 else "blo.feed.mekong-drugs.routine.TH-MUK", b"m%d" % i, f"x-{i}") for i in range(20)
+        ]
+        items.insert(7, ("blo.nowhere.LA-SVK", b"lost", "x-nowhere"))
+        results = await client.publish_batch(items)
+        assert isinstance(results[7], BusError) and "no stream stores" in results[7].message
+        assert all(type(r) is Ack for i, r in enumerate(results) if i != 7)
+        assert (await _stored(client, "BLO_OFFICES"), await _stored(client, "BLO_FEEDS")) == (10, 10)
+    finally:
+        await client.close()
+
+
+async def test_a_stream_that_takes_no_batches_gets_the_window_one_by_one(nats_server: NatsServer) -> None:
+    client = await _connected(nats_server.url)
+    try:
+        js = client.jetstream()
+        await js.add_stream(name="PLAIN", subjects=["plain.>"])  # allow_batched left off
+        items = [("plain.x", b"p%d" % i, f"p-{i}") for i in range(10)]
+        results = await client.publish_batch(items)
+        assert all(type(r) is Ack and r.stream == "PLAIN" and r.seq > 0 for r in results)
+        assert await _stored(client, "PLAIN") == 10
+        before = client._nc.stats["in_msgs"]
+        await client.publish_batch([("plain.x", b"q%d" % i, f"q-{i}") for i in range(10)])
+        assert client._nc.stats["in_msgs"] - before == 10  # remembered: straight to single publishes
+    finally:
+        await client.close()
+
+
+async def test_a_denied_subject_inside_a_batch_is_permission_denied_and_the_rest_are_stored(tmp_path: Path) -> None:
+    conf = tmp_path / "auth.conf"
+    conf.write_text(
+        "jetstream {}\n"
+        "authorization {\n"
+        "  users = [\n"
+        f'    {{ nkey: "{PUBLIC}", permissions: {{ publish: {{ allow: [">"], deny: ["blo.office.TH-TCCC.>"] }} }} }}\n'
+        "  ]\n"
+        "}\n"
+    )
+    seed = tmp_path / "office.nk"
+    seed.write_text(SEED)
+    seed.chmod(0o600)
+    with NatsServer(tmp_path / "nats", config_file=conf) as server:
+        client = await _connected(server.url, nkey_seed=seed, publish_timeout_s=1.0)
+        try:
+            await client.ensure_streams(default_streams())
+            items = [(OFFICE_SUBJECT, b"ok %d" % i, f"ok-{i}") for i in range(10)]
+            items[4] = ("blo.office.TH-TCCC.routine.TH-MUK", b"no", "denied")
+            results = await client.publish_batch(items)
+            assert isinstance(results[4], PermissionDenied)
+            assert all(type(r) is Ack for i, r in enumerate(results) if i != 4)
+            assert await _stored(client, "BLO_OFFICES") == 9
+        finally:
+            await client.close()

@@ -37,6 +37,7 @@ from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, DiscardPolicy, StorageType, StreamConfig
 
 from bus.errors import BusError, ConfigError, NotConnected, PermissionDenied, PublishUnconfirmed
+from bus.transport.fast_batch import FastBatch, parse_reply_subject
 from bus.transport.subjects import ConsumerSpec, StreamSpec
 
 log = logging.getLogger("blo.bus.client")
@@ -136,8 +137,12 @@ class ClientConfig:
 
 def stream_config(spec: StreamSpec, *, sources: list[Any] | None = None) -> StreamConfig:
     """The JetStream configuration of a stream of the layout: file storage, limits
-    retention, discard old (schemas/SUBJECTS.md), and ``sources`` when it sources others
-    (a hub's streams sourcing office leaf outboxes, bus/transport/provision.py)."""
+    retention, discard old (schemas/SUBJECTS.md), fast batches allowed (see
+    ``fast_batch``), and ``sources`` when it sources others (a hub's streams sourcing
+    office leaf outboxes, bus/transport/provision.py)."""
+    # A server older than 2.14 ignores the setting; a nats-py without it cannot send it,
+    # and then the stream refuses batches and the client publishes one by one.
+    extra = {"allow_batched": True} if "allow_batched" in StreamConfig.__dataclass_fields__ else {}
     return StreamConfig(
         name=spec.name,
         subjects=list(spec.subjects),
@@ -150,11 +155,16 @@ def stream_config(spec: StreamSpec, *, sources: list[Any] | None = None) -> Stre
         num_replicas=spec.replicas,
         max_msgs_per_subject=spec.max_msgs_per_subject,
         sources=sources or None,
+        **extra,
     )
 
 
 @dataclass(frozen=True, slots=True)
 class Ack:
+    """JetStream stored a message (or had it already, ``duplicate``). ``seq`` is its
+    stream sequence; 0 for a message stored as part of a fast batch, whose ack reports
+    the batch (see ``fast_batch``)."""
+
     stream: str
     seq: int
     duplicate: bool
@@ -186,24 +196,86 @@ class _Window:
             self.done.set_result(None)
 
 
+class _Direct:
+    """Hands each message of a subscription to ``deliver`` as nats-py parses it.
+
+    nats-py gives every callback subscription a queue and a task, and a message passes
+    through both before the callback runs: more than half of what receiving one costs
+    the client, paid for every JetStream ack and every fetched message. A subscription
+    made with ``future=`` (nats-py's reply to a request) skips them: nats-py calls the
+    future's ``set_result`` with each message as long as ``cancelled()`` is False. This
+    object stands in for that future, so ``deliver`` runs right away, without awaiting;
+    it must be quick and never raise into nats-py's read loop (what it raises is logged).
+    """
+
+    __slots__ = ("_deliver",)
+
+    def __init__(self, deliver: Callable[[Msg], None]) -> None:
+        self._deliver = deliver
+
+    def cancelled(self) -> bool:
+        return False
+
+    def done(self) -> bool:
+        return False
+
+    def set_result(self, msg: Msg) -> None:
+        try:
+            self._deliver(msg)
+        except Exception:  # a bug here must not stop the connection reading
+            log.exception("handling a message on %s failed", msg.subject)
+
+
 class _Acks:
     """Replies to this client's JetStream publishes: one wildcard subscription on a private
     inbox; each publish names a fresh reply subject under it, mapped to its window and
-    place there (one future per window, not one per message)."""
+    place there (one future per window, not one per message), or to its fast batch
+    (``<prefix><batch id>....$FI``, see ``fast_batch``)."""
 
     def __init__(self, nc: NatsClient) -> None:
         self.nc = nc
         self._prefix = nc.new_inbox() + "."
         self._waiting: dict[str, tuple[_Window, int]] = {}
         self._count = 0
+        #: batch id -> the batch and the future its end completes
+        self._batches: dict[str, tuple[FastBatch, asyncio.Future[None]]] = {}
+        self._batch_ids = 0
+        # Batch ids must not meet another client's on the same stream: the inbox's own
+        # unique token, and a count.
+        self._batch_token = self._prefix.rstrip(".").rpartition(".")[2][-40:]
 
     async def start(self) -> None:
-        await self.nc.subscribe(self._prefix + "*", cb=self._arrived)
+        await self.nc.subscribe(self._prefix + ">", future=_Direct(self._arrived))  # type: ignore[arg-type]
 
-    async def _arrived(self, msg: Msg) -> None:
+    def _arrived(self, msg: Msg) -> None:
         entry = self._waiting.pop(msg.subject, None)
         if entry is not None:
             entry[0].answered(entry[1], msg)
+            return
+        found = parse_reply_subject(msg.subject, self._prefix)
+        if found is None:
+            return
+        waiting = self._batches.get(found[0])
+        if waiting is None:
+            return
+        batch, done = waiting
+        no_responders = bool(msg.headers) and msg.headers.get("Status") == "503"
+        batch.on_reply(found[1], msg.data, no_responders=no_responders)
+        if batch.done and not done.done():
+            done.set_result(None)
+
+    def batch(self, size: int) -> tuple[FastBatch, asyncio.Future[None], list[str]]:
+        """A fast batch of ``size`` messages, the future its end completes, and the reply
+        subject of each message in order. The batch asks the server to ack once per
+        batch: the pump's windows bound what is in flight, as they do for single acks."""
+        self._batch_ids += 1
+        batch = FastBatch(f"{self._batch_token}{self._batch_ids}", size, size)
+        done = asyncio.get_running_loop().create_future()
+        self._batches[batch.batch_id] = (batch, done)
+        return batch, done, [batch.reply(self._prefix, seq) for seq in range(1, size + 1)]
+
+    def forget_batch(self, batch: FastBatch) -> None:
+        self._batches.pop(batch.batch_id, None)
 
     def window(self, n: int) -> tuple[_Window, list[str]]:
         """A window of ``n`` publishes and their reply subjects, in order."""
@@ -248,6 +320,10 @@ def _ack_of(msg: Msg, subject: str, msg_id: str) -> Ack | BusError:
         return BusError(f"publishing {msg_id} failed: JetStream's ack was unreadable ({exc!r})")
 
 
+#: A window's items to one stream go as a fast batch from this many on (fewer: single
+#: publishes, which cost no more for a few and need no second round when refused).
+FAST_BATCH_MIN = 8
+
 #: Event names passed to the listener: connected, disconnected, reconnected, closed,
 #: error, permission_denied. The second argument is a human-readable detail.
 Listener = Callable[[str, str], None]
@@ -265,6 +341,11 @@ class BusClient:
         self._violations: deque[tuple[float, str, str]] = deque(maxlen=64)
         self._acks: _Acks | None = None
         self._acks_lock = asyncio.Lock()
+        #: fast batches (fast_batch): off once the server showed it has none (until a
+        #: reconnect), and never for the streams (by subject prefix) that refused them
+        #: (until the streams are ensured again)
+        self._batching = True
+        self._unbatched: set[str] = set()
         self.last_error: str | None = None
 
     # -- connection ------------------------------------------------------------------
@@ -327,6 +408,8 @@ class BusClient:
         self._emit("disconnected", "")
 
     async def _on_reconnected(self) -> None:
+        self._batching = True  # perhaps another (or an upgraded) server: try batches again
+        self._unbatched.clear()
         self._up.set()
         self._emit("reconnected", "")
 
@@ -398,6 +481,7 @@ class BusClient:
     async def ensure_streams(self, specs: Sequence[StreamSpec]) -> None:
         """Create the streams, or bring their limits up to ``specs``."""
         js = self._require()
+        self._unbatched.clear()  # they take fast batches now, if the server has them
         for spec in specs:
             config = stream_config(spec)
             started = time.monotonic()
@@ -441,20 +525,46 @@ class BusClient:
         """Publish ``(subject, payload, msg_id)`` items pipelined, in order on the wire; one
         result per item: its ack or the BusError it met.
 
-        JetStream acks a publish by replying to its reply subject. Rather than nats-py's
-        ``publish_async`` (a semaphore, a fresh random token and a reply parsed into a
-        dataclass per message: most of the client's cost of a publish), each publish here
-        names a reply subject under one inbox subscription of this client, and the window
-        waits on one future that its last reply completes. The window's publishes are written as one block of protocol (see
+        The items bound for one stream go as one fast batch (``fast_batch``) when there
+        are ``FAST_BATCH_MIN`` or more and the stream takes batches: the server acks the
+        batch, not each message. The others are single publishes, each acked by
+        JetStream on its reply subject. Rather than nats-py's ``publish_async`` (a
+        semaphore, a fresh random token and a reply parsed into a dataclass per message:
+        most of the client's cost of a publish), each names a reply subject under one
+        inbox subscription of this client, and the window waits on one future that its
+        last reply completes. The whole window is written as one block of protocol (see
         ``_write_window``), so it goes out in a few writes, in order, without yielding."""
+        return await self._publish_window(items, timeout or self.config.publish_timeout_s, batching=self._batching)
+
+    async def _publish_window(
+        self, items: Sequence[tuple[str, bytes, str]], timeout: float, *, batching: bool
+    ) -> list[Ack | BusError]:
         self._require()
         nc = self._nc
         assert nc is not None
         acks = await self._acks_for(nc)
-        timeout = timeout or self.config.publish_timeout_s
         started = time.monotonic()
         deadline = started + timeout
-        window, replies = acks.window(len(items))
+        # A batch is one stream's: the items of each stream, in order (the first two
+        # subject tokens name the stream in every layout of subjects.py and topology.py).
+        by_stream: dict[str, list[int]] = {}
+        if batching:
+            for i, (subject, _, _) in enumerate(items):
+                by_stream.setdefault(".".join(subject.split(".", 2)[:2]), []).append(i)
+        groups = [(k, idx) for k, idx in by_stream.items() if len(idx) >= FAST_BATCH_MIN and k not in self._unbatched]
+        replies = [""] * len(items)
+        batches: list[tuple[str, list[int], FastBatch, asyncio.Future[None]]] = []
+        for key, idx in groups:
+            batch, ended, batch_replies = acks.batch(len(idx))
+            batches.append((key, idx, batch, ended))
+            for i, reply in zip(idx, batch_replies, strict=True):
+                replies[i] = reply
+        single = [i for i, reply in enumerate(replies) if not reply]
+        window, single_replies = acks.window(len(single))
+        where = {}  # item -> its place in the window of single publishes
+        for place, (i, reply) in enumerate(zip(single, single_replies, strict=True)):
+            replies[i] = reply
+            where[i] = place
         errors: dict[int, BusError] = {}  # items that were never sent
         if not await self._write_window(nc, items, replies):
             for i, ((subject, payload, msg_id), reply) in enumerate(zip(items, replies, strict=True)):
@@ -462,24 +572,56 @@ class BusClient:
                     await nc.publish(subject, payload, reply=reply, headers={"Nats-Msg-Id": msg_id})
                 except _LINK_DOWN:
                     errors[i] = NotConnected(f"the link dropped before {msg_id} was sent")
-                    window.given_up(i)
                 except nats.errors.Error as exc:  # too large for the server, a bad subject
                     errors[i] = BusError(f"publishing {msg_id} on {subject} failed: {exc!r}")
-                    window.given_up(i)
+                else:
+                    continue
+                if i in where:
+                    window.given_up(where[i])
+        waits = [ended for _, _, batch, ended in batches if not batch.done]
+        if window.left > 0:
+            waits.append(window.done)
         try:
-            if window.left > 0:
-                await asyncio.wait((window.done,), timeout=max(0.0, deadline - time.monotonic()))
+            if waits:
+                await asyncio.wait(waits, timeout=max(0.0, deadline - time.monotonic()))
         finally:
             acks.forget(window)
-        results: list[Ack | BusError] = []
-        for i, ((subject, _, msg_id), msg) in enumerate(zip(items, window.replies, strict=True)):
+            for _, _, batch, _ in batches:
+                acks.forget_batch(batch)
+        results: list[Ack | BusError | None] = [None] * len(items)
+        for i, msg in zip(single, window.replies, strict=True):
+            subject, _, msg_id = items[i]
             if msg is not None:
-                results.append(_ack_of(msg, subject, msg_id))
-            elif i in errors:
-                results.append(errors[i])
+                results[i] = _ack_of(msg, subject, msg_id)
             else:
-                results.append(self._timeout_error(subject, msg_id, started, timeout))
-        return results
+                results[i] = errors.get(i) or self._timeout_error(subject, msg_id, started, timeout)
+        again: list[int] = []  # batch items to publish again one by one
+        for key, idx, batch, _ in batches:
+            if batch.refused:  # the stream takes no batches (until its streams are ensured again)
+                self._unbatched.add(key)
+            if batch.unsupported:  # the server takes no batches (until a reconnect)
+                self._batching = False
+            for seq, i in enumerate(idx, 1):
+                subject, _, msg_id = items[i]
+                if batch.unsupported and seq in batch.plain:  # answered as a single publish
+                    answer = batch.plain[seq]
+                    if isinstance(answer, str):
+                        results[i] = BusError(f"JetStream refused {msg_id} on {subject}: {answer}")
+                    else:
+                        results[i] = Ack(*answer)
+                elif seq <= batch.stored:
+                    results[i] = Ack(batch.stream, batch.last_seq if seq == batch.size else 0, False)
+                elif i in errors:
+                    results[i] = errors[i]
+                elif batch.done and not batch.unsupported:  # the batch ended before it
+                    again.append(i)
+                else:
+                    results[i] = self._timeout_error(subject, msg_id, started, timeout)
+        if again:  # each now meets its own answer; one refused message holds back no other
+            retried = await self._publish_window([items[i] for i in again], timeout, batching=False)
+            for i, result in zip(again, retried, strict=True):
+                results[i] = result
+        return results  # type: ignore[return-value]
 
     async def _write_window(self, nc: NatsClient, items: Sequence[tuple[str, bytes, str]], replies: list[str]) -> bool:
         """Put a whole window on the connection as one block of ``HPUB`` commands: what
@@ -575,7 +717,7 @@ class BusClient:
                 await js.add_consumer(spec.stream, config=config)
             inbox = self._nc.new_inbox()
             replies = _Replies()
-            sub = await self._nc.subscribe(inbox, cb=replies.put)
+            sub = await self._nc.subscribe(inbox, future=_Direct(replies.put))  # type: ignore[arg-type]
         except nats.errors.TimeoutError as exc:
             refused = self.violation_for(
                 f"{js._prefix}.CONSUMER.CREATE.{spec.stream}.{spec.durable}.{spec.filter_subject}", started
@@ -593,10 +735,11 @@ class BusClient:
 
 
 class _Replies:
-    """Where a pull consumer's inbox delivers: a local queue filled by the subscription's
-    callback. (nats-py's ``next_msg`` starts a task and a ``wait_for`` for every message,
-    more than half the client-side cost of receiving one.) Only messages that answer our
-    own pull requests arrive here, so the requests bound it."""
+    """Where a pull consumer's inbox delivers: a local queue that nats-py fills as it
+    parses each message (see ``_Direct``). (nats-py's ``next_msg`` starts a task and a
+    ``wait_for`` for every message, more than half the client-side cost of receiving
+    one.) Only messages that answer our own pull requests arrive here, so the requests
+    bound it."""
 
     def __init__(self) -> None:
         self._queue: deque[Msg] = deque()
@@ -605,7 +748,7 @@ class _Replies:
     def __len__(self) -> int:
         return len(self._queue)
 
-    async def put(self, msg: Msg) -> None:
+    def put(self, msg: Msg) -> None:
         self._queue.append(msg)
         waiter = self._waiter
         if waiter is not None and not waiter.done():
