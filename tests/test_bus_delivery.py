@@ -348,3 +348,48 @@ async def test_a_batch_is_settled_before_it_counts_as_delivered_and_a_failed_set
     finally:
         await sender.close()
         await receiver.close()
+
+
+async def test_a_batch_opened_by_several_threads_gives_each_message_its_own_outcome_in_order(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    import threading
+    from types import SimpleNamespace
+
+    (muk, svk, tccc), book = offices("TH-MUK", "LA-SVK", "TH-TCCC")
+    stranger = identity("KH-POI")
+    receiver = make_node(svk, book, tmp_path / "svk", nats_server.url, open_threads=3)
+    await receiver.start()
+    threads: set[str] = set()
+    envelopes = receiver._envelopes
+
+    def recording(raws: list[bytes]) -> list[object]:
+        threads.add(threading.current_thread().name)
+        return envelopes(raws)
+
+    receiver._envelopes = recording  # type: ignore[method-assign]
+    try:
+        sealer, to_svk = Sealer(muk), [OfficeRecipient(svk.public())]
+        payloads = []
+        for n in range(48):
+            good = sealer.seal(bulletin("TH-MUK", n), to_svk, now_ms=NOW)
+            if n % 6 == 1:
+                good = good[:-5] + bytes([good[-5] ^ 1]) + good[-4:]  # tampered
+            elif n % 6 == 3:
+                good = b"\xc1garbage %d" % n
+            elif n % 6 == 4:
+                good = Sealer(stranger).seal(bulletin("KH-POI", n), to_svk, now_ms=NOW)
+            elif n % 6 == 5:
+                good = sealer.seal(bulletin("TH-MUK", n), [OfficeRecipient(tccc.public())], now_ms=NOW)
+            payloads.append(good)
+
+        def outcome(result: object) -> object:
+            return (type(result).__name__, str(result)) if isinstance(result, Exception) else result.bulletin.id  # type: ignore[attr-defined]
+
+        alone = [outcome(receiver._envelope(p)) for p in payloads]
+        shared = [outcome(r) for r in await receiver._open_batch([SimpleNamespace(data=p) for p in payloads])]
+        assert shared == alone
+        assert [type(o) for o in alone].count(str) == 16  # the good ones, among every kind of failure
+        assert len(threads) == 4 and any(name.startswith("blo-open-LA-SVK") for name in threads)
+    finally:
+        await receiver.close()

@@ -796,7 +796,9 @@ class PullConsumer:
         """Messages (and status replies) that reached this consumer but are not yet in the
         hands of its caller: the precedence gate asks, so that a FLASH already on the wire
         holds lower precedences back before it is even fetched."""
-        return len(self._replies) + self._sub.pending_msgs + len(self._fetching)
+        # (Nothing waits in the subscription itself: nats-py hands each message over as it
+        # parses it, see _Direct.)
+        return len(self._replies) + len(self._fetching)
 
     async def _request(self, batch: int, *, wait_s: float | None) -> None:
         req: dict[str, Any] = {"batch": batch}

@@ -57,7 +57,11 @@ class PrecedenceGate:
         return not any(self._pending[:rank])
 
     def _arriving_above(self, rank: int) -> bool:
-        return any(probe() for probes in self._probes[:rank] for probe in probes)
+        for probes in self._probes[:rank]:  # loops, not a generator: this runs per message
+            for probe in probes:
+                if probe():
+                    return True
+        return False
 
     async def turn(self, rank: int) -> None:
         """Return when no higher precedence (lower rank) has messages waiting."""

@@ -25,8 +25,10 @@ import contextlib
 import hashlib
 import inspect
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -57,7 +59,7 @@ from bus.errors import (
     RecipientKeyInvalid,
     ValidationError,
 )
-from bus.ids import Rng, bulletin_id_to_bytes
+from bus.ids import Rng
 from bus.keys import Identity, PeerKeys
 from bus.receipt import DELIVERED, MAX_RECEIPT_IDS, READ, open_receipt, sign_receipt
 from bus.transport import subjects as sj
@@ -79,6 +81,9 @@ _YIELD_EVERY = 16
 _PAST_MEMBERSHIP: Any = object()
 #: Pump windows on the wire at once (see ``_pump``).
 _WINDOWS_IN_FLIGHT = 4
+#: A fetched batch this large is opened by several threads (see ``_open_batch``); a
+#: smaller one is not worth handing over to a thread.
+_PARALLEL_MIN = 16
 
 
 class DirectoryResolver(KeyResolver, Protocol):
@@ -135,6 +140,9 @@ class NodeOptions:
     streams: tuple[sj.StreamSpec, ...] = field(default_factory=lambda: tuple(sj.default_streams()))
     embedded_port: int = 0
     embedded_sync_always: bool = True
+    #: threads that open fetched bulletins beside the event loop's (see ``_open_batch``);
+    #: None: one fewer than the machine's cores, at most 3; 0: the event loop's only
+    open_threads: int | None = None
 
 
 def wall_ms() -> int:
@@ -193,6 +201,9 @@ class BusNode:
         self.outbox: Outbox | None = None
         self.seen: SeenStore | None = None
         self.quarantine: Quarantine | None = None
+        threads = self.options.open_threads
+        self._open_threads = min(3, (os.cpu_count() or 1) - 1) if threads is None else max(0, threads)
+        self._open_pool: ThreadPoolExecutor | None = None
         self._gate = PrecedenceGate(len(sj.PRECEDENCE_TOKENS))
         self._inflight: set[str] = set()
         self._wake = asyncio.Event()
@@ -231,6 +242,8 @@ class BusNode:
         self.outbox = Outbox(self.data_dir / "outbox.db")
         self.seen = SeenStore(db=self.outbox.db)  # one transaction remembers a batch and queues its receipts
         self.quarantine = Quarantine(self.data_dir / "quarantine.db", self.metrics)
+        if self._open_threads:
+            self._open_pool = ThreadPoolExecutor(self._open_threads, thread_name_prefix=f"blo-open-{self.office}")
         config = self.client_config
         if config is None:
             self.server = embedded_server(
@@ -312,6 +325,9 @@ class BusNode:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks = []
+        if self._open_pool is not None:
+            self._open_pool.shutdown(wait=True, cancel_futures=True)
+            self._open_pool = None
         if self.client is not None:
             await self.client.close()
         if self.server is not None:
@@ -484,10 +500,11 @@ class BusNode:
 
     def _receipt_msg_id(self, kind: str, ids: Sequence[str]) -> str:
         """``receipt:<kind>:<id>:<office>`` for one bulletin; for several, the first id and a
-        BLAKE2b-64 of all of them, so each distinct receipt has its own Nats-Msg-Id."""
+        BLAKE2b-64 of all of them (as text: ULIDs have one spelling), so each distinct
+        receipt has its own Nats-Msg-Id."""
         if len(ids) == 1:
             return sj.receipt_msg_id(kind, ids[0], self.office)
-        digest = hashlib.blake2b(b"".join(map(bulletin_id_to_bytes, ids)), digest_size=8).hexdigest()
+        digest = hashlib.blake2b("".join(ids).encode(), digest_size=8).hexdigest()
         return sj.receipt_msg_id(kind, f"{ids[0]}+{digest}", self.office)
 
     async def wait_outbox_empty(self, timeout: float) -> bool:
@@ -654,10 +671,15 @@ class BusNode:
         assert self.seen is not None
         rank = spec.rank
         gate = self._gate
-        # Open the whole batch first (pure CPU, no await): what fails is quarantined (and
-        # so settled), and one query finds the authenticated ids delivered before.
+        # Open the whole batch first (pure CPU, on this thread and the opening threads):
+        # what fails is quarantined (and so settled), and one query finds the
+        # authenticated ids delivered before.
+        envelopes = await self._open_batch(msgs)
         leaving = spec.feed in self._leaving
-        opened = [self._open_or_quarantine(msg.subject, msg.data, leaving=leaving) for msg in msgs]
+        opened = [
+            self._open_or_quarantine(msg.subject, msg.data, envelope, leaving=leaving)
+            for msg, envelope in zip(msgs, envelopes, strict=True)
+        ]
         if leaving and any(o is _PAST_MEMBERSHIP for o in opened):  # not acked, not quarantined: see leave_feed
             self._past_membership.add(spec.durable)
             msgs = [m for m, o in zip(msgs, opened, strict=True) if o is not _PAST_MEMBERSHIP]
@@ -707,13 +729,40 @@ class BusNode:
                 await nak(msg, self.options.app_retry_delay_s)
         await ack_all(to_ack)
 
-    def _open_or_quarantine(self, subject: str, raw: bytes, *, leaving: bool = False) -> Any:
-        """Open one message; None once what failed to open is stored in the quarantine.
-        ``leaving``: it came from a feed this node is leaving, where a bulletin not
-        addressed to it marks the end of its membership (``_PAST_MEMBERSHIP``)."""
+    async def _open_batch(self, msgs: list[Msg]) -> list[Opened | Exception]:
+        """The envelopes of a fetched batch opened, in order (``_envelope``).
+
+        A batch of ``_PARALLEL_MIN`` or more is shared between this thread and the
+        node's opening threads: libsodium lets go of Python's lock while it verifies a
+        signature (two thirds of what opening costs), so the shares verify at once, and
+        a backlog (a link back after an outage) drains as fast as the cores allow."""
+        pool = self._open_pool
+        raws = [m.data for m in msgs]
+        if pool is None or len(raws) < _PARALLEL_MIN:
+            return [self._envelope(raw) for raw in raws]
+        share = -(-len(raws) // (self._open_threads + 1))
+        loop = asyncio.get_running_loop()
+        others = [
+            loop.run_in_executor(pool, self._envelopes, raws[i : i + share]) for i in range(share, len(raws), share)
+        ]
+        mine = self._envelopes(raws[:share])
+        for part in await asyncio.gather(*others):
+            mine += part
+        return mine
+
+    def _envelopes(self, raws: list[bytes]) -> list[Opened | Exception]:
+        return [self._envelope(raw) for raw in raws]
+
+    def _open_or_quarantine(
+        self, subject: str, raw: bytes, envelope: Opened | Exception, *, leaving: bool = False
+    ) -> Any:
+        """A message whose ``envelope`` was opened (``_envelope``), admitted; None once what
+        failed to open is stored in the quarantine. ``leaving``: it came from a feed this
+        node is leaving, where a bulletin not addressed to it marks the end of its
+        membership (``_PAST_MEMBERSHIP``)."""
         assert self.quarantine is not None
         try:
-            return self.open_message(subject, raw)
+            return self._admitted(subject, raw, envelope)
         except NotAddressedToUs as exc:
             if leaving:
                 return _PAST_MEMBERSHIP
@@ -738,18 +787,31 @@ class BusNode:
 
         A feed bulletin sealed under an epoch whose key may still arrive (the grant is on
         its way) is ``FeedKeyPending``, kept for a retry rather than refused for good."""
+        return self._admitted(subject, raw, self._envelope(raw))
+
+    def _envelope(self, raw: bytes) -> Opened | Exception:
+        """The envelope opened (verified and decrypted), or what refused it. Pure: the
+        part of opening that worker threads may do (see ``_open_batch``)."""
         try:
-            opened = self.opener.open(raw)
-        except NotAddressedToUs as exc:
-            if self.key_pending is not None:
+            return self.opener.open(raw)
+        except Exception as exc:  # returned, raised again on this node's thread by _admitted
+            return exc
+
+    def _admitted(self, subject: str, raw: bytes, envelope: Opened | Exception) -> Opened:
+        """``open_message`` after the envelope: raises what refused the envelope, then
+        checks the subject and the application's rules (on the event loop's thread, as
+        ``key_pending`` and ``admit`` are the application's)."""
+        if isinstance(envelope, Exception):
+            if isinstance(envelope, NotAddressedToUs) and self.key_pending is not None:
                 refs = read_routing(raw)[4]
                 waiting = [r for r in refs if r.kind == RECIPIENT_FEED and self.key_pending(r.id, int(r.ref))]
                 if waiting:
                     raise FeedKeyPending(
                         f"sealed under epoch {waiting[0].ref} of feed {waiting[0].id}, whose key this node has not "
                         "received yet; kept and opened when the key arrives"
-                    ) from exc
-            raise
+                    ) from envelope
+            raise envelope
+        opened = envelope
         claimed = sj.subject_sender(subject)
         if claimed != opened.bulletin.sender:
             raise Misrouted(
