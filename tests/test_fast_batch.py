@@ -117,3 +117,23 @@ def test_any_replies_leave_a_batch_that_never_claims_more_than_it_sent(replies: 
     assert 0 <= batch.stored <= 10
     assert all(0 < seq <= 10 for seq in batch.plain)
     assert batch.error_at is None or 0 < batch.error_at[0] <= 11
+
+
+def test_each_message_gets_the_answer_its_batch_gives_it() -> None:
+    from bus.errors import BusError
+    from bus.transport.client import Ack, _batch_result
+
+    done = _batch(3)
+    _feed(done, 1, {"type": "ack", "seq": 0, "msgs": 3})
+    _feed(done, 3, {"stream": "BLO_OFFICES", "seq": 12, "batch": "tok1", "count": 2})
+    assert [_batch_result(done, seq, "blo.office.x", f"m{seq}") for seq in (1, 2, 3)] == [
+        Ack("BLO_OFFICES", 0, False),  # stored in the batch: its own sequence not reported
+        Ack("BLO_OFFICES", 0, False),
+        None,  # past the count: the caller publishes it again, alone
+    ]
+    old_server = _batch(2)
+    _feed(old_server, 1, {"stream": "BLO_OFFICES", "seq": 7, "duplicate": True})
+    _feed(old_server, 2, {"error": {"code": 503, "description": "stream is full"}})
+    first, second = (_batch_result(old_server, seq, "blo.office.x", f"m{seq}") for seq in (1, 2))
+    assert first == Ack("BLO_OFFICES", 7, True)
+    assert isinstance(second, BusError) and second.message == "JetStream refused m2 on blo.office.x: stream is full"

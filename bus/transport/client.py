@@ -320,6 +320,18 @@ def _ack_of(msg: Msg, subject: str, msg_id: str) -> Ack | BusError:
         return BusError(f"publishing {msg_id} failed: JetStream's ack was unreadable ({exc!r})")
 
 
+def _batch_result(batch: FastBatch, seq: int, subject: str, msg_id: str) -> Ack | BusError | None:
+    """What ``batch`` says of its message ``seq``, or None where it says nothing."""
+    if batch.unsupported:  # answered as a single publish, or not at all
+        answer = batch.plain.get(seq)
+        if isinstance(answer, str):
+            return BusError(f"JetStream refused {msg_id} on {subject}: {answer}")
+        return None if answer is None else Ack(*answer)
+    if seq <= batch.stored:
+        return Ack(batch.stream, batch.last_seq if seq == batch.size else 0, False)
+    return None
+
+
 #: A window's items to one stream go as a fast batch from this many on (fewer: single
 #: publishes, which cost no more for a few and need no second round when refused).
 FAST_BATCH_MIN = 8
@@ -603,17 +615,12 @@ class BusClient:
                 self._batching = False
             for seq, i in enumerate(idx, 1):
                 subject, _, msg_id = items[i]
-                if batch.unsupported and seq in batch.plain:  # answered as a single publish
-                    answer = batch.plain[seq]
-                    if isinstance(answer, str):
-                        results[i] = BusError(f"JetStream refused {msg_id} on {subject}: {answer}")
-                    else:
-                        results[i] = Ack(*answer)
-                elif seq <= batch.stored:
-                    results[i] = Ack(batch.stream, batch.last_seq if seq == batch.size else 0, False)
+                result = _batch_result(batch, seq, subject, msg_id)
+                if result is not None:
+                    results[i] = result
                 elif i in errors:
                     results[i] = errors[i]
-                elif batch.done and not batch.unsupported:  # the batch ended before it
+                elif batch.done:  # the batch ended before it
                     again.append(i)
                 else:
                     results[i] = self._timeout_error(subject, msg_id, started, timeout)

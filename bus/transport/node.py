@@ -734,7 +734,7 @@ class BusNode:
 
         A batch of ``_PARALLEL_MIN`` or more is shared between this thread and the
         node's opening threads: libsodium lets go of Python's lock while it verifies a
-        signature (two thirds of what opening costs), so the shares verify at once, and
+        signature (most of what opening costs), so the shares verify at once, and
         a backlog (a link back after an outage) drains as fast as the cores allow."""
         pool = self._open_pool
         raws = [m.data for m in msgs]
