@@ -258,7 +258,9 @@ async def test_a_window_to_one_stream_is_stored_with_a_few_acks_not_one_per_mess
         results = await client.publish_batch(items)
         replies = client._nc.stats["in_msgs"] - before
         assert all(type(r) is Ack and r.stream == "BLO_OFFICES" for r in results)
-        assert replies <= 4, f"{replies} replies for one batch"
+        # The server chooses how often to ack (it may start at every message and double
+        # the interval at each ack): a handful of replies, far fewer than one per message.
+        assert replies <= 16, f"{replies} replies for one batch of 64"
         assert await _stored(client, "BLO_OFFICES") == 64
         again = await client.publish_batch(items)  # re-sent after a lost ack: the same ids
         assert all(type(r) is Ack for r in again)
