@@ -209,21 +209,26 @@ _PlanEntry = tuple[bytes, bytes, bytes]
 _Plan = tuple[tuple[PeerKeys, ...], int, float, tuple[_PlanEntry, ...]]
 
 
+def _aead_args(data: bytes, aad: bytes, nonce: bytes, key: bytes) -> bool:
+    """What libsodium needs of an XChaCha20-Poly1305 call's arguments (exact bytes, key and
+    nonce lengths, so nothing is over-read): the direct calls below check this and leave
+    anything else to PyNaCl's wrappers, which raise as they always did."""
+    return (
+        type(data) is bytes
+        and type(aad) is bytes
+        and type(nonce) is bytes
+        and type(key) is bytes
+        and len(nonce) == NONCE_BYTES
+        and len(key) == KEY_BYTES
+    )
+
+
 def _seal_encrypt(message: bytes, aad: bytes, nonce: bytes, key: bytes) -> bytes:
     """XChaCha20-Poly1305 encryption, the same call and bytes as PyNaCl's
     ``crypto_aead_xchacha20poly1305_ietf_encrypt``. Its wrapper's argument checks cost
     more than encrypting a content key, and a seal makes one call per recipient; the
-    checks libsodium needs (exact bytes, key and nonce lengths, so nothing is over-read)
-    are made here, and anything else takes the wrapper, which raises as before."""
-    if (
-        _lib_encrypt is None
-        or type(message) is not bytes
-        or type(aad) is not bytes
-        or type(nonce) is not bytes
-        or type(key) is not bytes
-        or len(nonce) != NONCE_BYTES
-        or len(key) != KEY_BYTES
-    ):
+    checks libsodium needs are made here (``_aead_args``)."""
+    if _lib_encrypt is None or not _aead_args(message, aad, nonce, key):
         return _aead_encrypt(message, aad, nonce, key)
     clen = len(message) + TAG_BYTES
     out = _ffi.new("unsigned char[]", clen)
@@ -248,18 +253,8 @@ def _open_decrypt(ciphertext: bytes, aad: bytes, nonce: bytes, key: bytes) -> by
     ``crypto_aead_xchacha20poly1305_ietf_decrypt``, and its ``CryptoError`` when the
     ciphertext does not authenticate. Every bulletin opened makes two such calls, and the
     wrapper's checks (with their messages formatted in advance) cost more than
-    decrypting a content key; the checks libsodium needs are made here, as in
-    ``_seal_encrypt``, and anything else takes the wrapper."""
-    if (
-        _lib_decrypt is None
-        or type(ciphertext) is not bytes
-        or type(aad) is not bytes
-        or type(nonce) is not bytes
-        or type(key) is not bytes
-        or len(nonce) != NONCE_BYTES
-        or len(key) != KEY_BYTES
-        or len(ciphertext) < TAG_BYTES
-    ):
+    decrypting a content key; the checks libsodium needs are made here (``_aead_args``)."""
+    if _lib_decrypt is None or not _aead_args(ciphertext, aad, nonce, key) or len(ciphertext) < TAG_BYTES:
         return _aead_decrypt(ciphertext, aad, nonce, key)
     mlen = len(ciphertext) - TAG_BYTES  # always, for this AEAD
     out = _ffi.new("unsigned char[]", mlen)

@@ -82,7 +82,9 @@ async def test_a_window_reports_each_copy_stored_refused_or_without_a_stream_in_
         await client.close()
 
 
-async def test_a_denied_publish_is_permission_denied_naming_the_subject(tmp_path: Path) -> None:
+def _denied_tccc(tmp_path: Path) -> tuple[Path, Path]:
+    """A server configuration whose one user (the nkey seed returned) may publish
+    anything but what goes to TH-TCCC's inbox."""
     conf = tmp_path / "auth.conf"
     conf.write_text(
         "jetstream {}\n"
@@ -95,6 +97,11 @@ async def test_a_denied_publish_is_permission_denied_naming_the_subject(tmp_path
     seed = tmp_path / "office.nk"
     seed.write_text(SEED)
     seed.chmod(0o600)
+    return conf, seed
+
+
+async def test_a_denied_publish_is_permission_denied_naming_the_subject(tmp_path: Path) -> None:
+    conf, seed = _denied_tccc(tmp_path)
     events: list[tuple[str, str]] = []
     with NatsServer(tmp_path / "nats", config_file=conf) as server:
         client = BusClient(
@@ -317,18 +324,7 @@ async def test_a_stream_that_takes_no_batches_gets_the_window_one_by_one(nats_se
 
 
 async def test_a_denied_subject_inside_a_batch_is_permission_denied_and_the_rest_are_stored(tmp_path: Path) -> None:
-    conf = tmp_path / "auth.conf"
-    conf.write_text(
-        "jetstream {}\n"
-        "authorization {\n"
-        "  users = [\n"
-        f'    {{ nkey: "{PUBLIC}", permissions: {{ publish: {{ allow: [">"], deny: ["blo.office.TH-TCCC.>"] }} }} }}\n'
-        "  ]\n"
-        "}\n"
-    )
-    seed = tmp_path / "office.nk"
-    seed.write_text(SEED)
-    seed.chmod(0o600)
+    conf, seed = _denied_tccc(tmp_path)
     with NatsServer(tmp_path / "nats", config_file=conf) as server:
         client = await _connected(server.url, nkey_seed=seed, publish_timeout_s=1.0)
         try:
