@@ -356,15 +356,16 @@ class Outbox:
             "SELECT rank, 1, seq, unsent, waiting FROM sends WHERE waiting IS NOT NULL ORDER BY rank, seq LIMIT ?",
             (limit + len(in_flight),),
         ).fetchall()
-        # Which copies go, in order: a bulletin's (seq, rank, copy indexes), or a receipt's row.
-        plan: list[tuple[int, int, list[int]] | tuple[object, ...]] = []
+        # What goes, in order: (seq, rank, a bulletin's copy indexes or None, a receipt's
+        # row or None).
+        plan: list[tuple[int, int, list[int] | None, tuple[object, ...] | None]] = []
         planned = 0
         for row in heapq.merge(receipts, sends) if receipts and sends else receipts or sends:
             if planned >= limit:
                 break
             if row[1] == 0:  # a receipt
                 if -row[2] not in exclude:
-                    plan.append(row)
+                    plan.append((row[2], row[0], None, row))
                     planned += 1
                 continue
             rank, _, seq, unsent, waiting = row
@@ -376,16 +377,16 @@ class Outbox:
                 base = seq << COPY_BITS
                 indexes = [i for i in indexes if base | i not in exclude]
             indexes = indexes[: limit - planned]
-            plan.append((seq, rank, indexes))
+            plan.append((seq, rank, indexes, None))
             planned += len(indexes)
-        bulletins = self._bulletins_of([p[0] for p in plan if len(p) == 3])  # type: ignore[misc]
+        bulletins = self._bulletins_of([seq for seq, _, indexes, _ in plan if indexes is not None])
         out: list[Pending] = []
-        for p in plan:
-            if len(p) != 3:  # a receipt
-                _, _, rseq, subject, msg_id, payload, bid, recipient = p
-                out.append(Pending(-rseq, p[0], subject, msg_id, payload, "receipt", bid, recipient))  # type: ignore[operator, arg-type]
+        for seq, rank, indexes, receipt in plan:
+            if receipt is not None:
+                _, _, _, subject, msg_id, payload, bid, recipient = receipt
+                out.append(Pending(-seq, rank, subject, msg_id, payload, "receipt", bid, recipient))  # type: ignore[arg-type]
                 continue
-            seq, rank, indexes = p  # type: ignore[assignment]
+            assert indexes is not None
             entry = bulletins[seq]
             bid, sealed, copies = entry[0], entry[1], entry[2]
             base = seq << COPY_BITS
