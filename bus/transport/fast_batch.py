@@ -5,7 +5,7 @@ stores each message as it comes, as for any publish, but acknowledges only every
 ``flow`` messages (a *flow ack*: "messages 1..seq are stored") and once at the end (a
 publish ack carrying the batch's ``count``), instead of once per message. Acks are most
 of what a publish costs the sender's client, and on a weak border link they are most of
-its return traffic; a window of 512 copies now brings back about ten.
+its return traffic; a window of 512 copies now brings back a handful.
 
 The control channel is the reply subject of each message:
 ``<inbox>.<batch id>.<flow>.fail.<seq>.<op>.$FI``, op 0 starting the batch, 1 adding
