@@ -393,3 +393,24 @@ async def test_a_batch_opened_by_several_threads_gives_each_message_its_own_outc
         assert len(threads) == 4 and any(name.startswith("blo-open-LA-SVK") for name in threads)
     finally:
         await receiver.close()
+
+
+async def test_delivered_ids_are_forgotten_only_once_no_stream_can_bring_them_again(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    (svk,), book = offices("LA-SVK")
+    receiver = make_node(svk, book, tmp_path / "svk", nats_server.url)
+    await receiver.start()
+    try:
+        day = 86_400_000
+        kept = receiver.seen_kept_ms()
+        assert kept == 31 * day  # the bulletin streams keep 30 days by default
+        now = NOW + 100 * day
+        receiver.clock = lambda: now
+        old, recent = bulletin("TH-MUK", 1).id, bulletin("TH-MUK", 2).id
+        receiver.seen.add_many([(old, "blo.office.LA-SVK.routine.TH-MUK")], now_ms=now - kept - 1)
+        receiver.seen.add_many([(recent, "blo.office.LA-SVK.routine.TH-MUK")], now_ms=now - kept + day)
+        assert receiver.prune_seen() == 1
+        assert receiver.seen.seen_of([old, recent]) == {recent}
+    finally:
+        await receiver.close()

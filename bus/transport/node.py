@@ -81,6 +81,8 @@ _YIELD_EVERY = 16
 _PAST_MEMBERSHIP: Any = object()
 #: Pump windows on the wire at once (see ``_pump``).
 _WINDOWS_IN_FLIGHT = 4
+#: How often the node forgets delivered ids past the streams' keeping (see prune_seen).
+_PRUNE_EVERY_S = 6 * 3600.0
 #: A fetched batch this large is opened by several threads (see ``_open_batch``); a
 #: smaller one is not worth handing over to a thread.
 _PARALLEL_MIN = 16
@@ -261,6 +263,7 @@ class BusNode:
             asyncio.create_task(self._consume_receipts(sj.receipts_consumer_spec(self.office)), name="blo-receipts")
         )
         self._tasks.append(asyncio.create_task(self._watch_flash(), name="blo-flash-watch"))
+        self._tasks.append(asyncio.create_task(self._prune_seen_loop(), name="blo-seen-prune"))
         add_listener = getattr(self.resolver, "add_listener", None)
         if callable(add_listener):
             add_listener(self._directory_changed)
@@ -917,6 +920,31 @@ class BusNode:
                     delivered += 1
                 self.quarantine.resolve(item.qid)
             return delivered
+
+    # -- dedupe memory ---------------------------------------------------------------
+
+    def seen_kept_ms(self) -> int:
+        """How long the node remembers a delivered id: as long as a bulletin stream keeps
+        a message, and a day more. A message can come again only while its stream keeps
+        it, and it was stored before it was seen here, so an id seen longer ago than
+        that can never come again."""
+        streams = [s.max_age_s for s in self.options.streams if s.name in (sj.STREAM_OFFICES, sj.STREAM_FEEDS)]
+        return int((max(streams, default=30 * sj.DAY_S) + sj.DAY_S) * 1000)
+
+    def prune_seen(self) -> int:
+        """Forget the delivered ids older than ``seen_kept_ms``; returns how many."""
+        assert self.seen is not None
+        return self.seen.prune(self.clock() - self.seen_kept_ms())
+
+    async def _prune_seen_loop(self) -> None:
+        while not self._closing:
+            try:
+                forgotten = self.prune_seen()
+                if forgotten:
+                    log.info("forgot %d delivered ids older than the streams keep messages", forgotten)
+            except Exception:  # the disk refused: the table only grows until the next try
+                log.exception("pruning the delivered ids failed")
+            await asyncio.sleep(_PRUNE_EVERY_S)
 
     # -- FLASH acknowledgement -------------------------------------------------------
 
