@@ -742,7 +742,7 @@ class BusNode:
         pool = self._open_pool
         raws = [m.data for m in msgs]
         if pool is None or len(raws) < _PARALLEL_MIN:
-            return [self._envelope(raw) for raw in raws]
+            return self._envelopes(raws)
         share = -(-len(raws) // (self._open_threads + 1))
         loop = asyncio.get_running_loop()
         others = [
