@@ -204,13 +204,15 @@ class Overdue:
 _Fresh = list
 
 
-def _chunks(values: Sequence[object], size: int = 500) -> Iterable[Sequence[object]]:
-    """Slices of ``values`` small enough for SQLite's bound-variable limit."""
+def chunks(values: Sequence[object], size: int = 500) -> Iterable[Sequence[object]]:
+    """Slices of ``values`` small enough for SQLite's bound-variable limit (the outbox and
+    the seen store use it)."""
     for i in range(0, len(values), size):
         yield values[i : i + size]
 
 
-def _marks(n: int) -> str:
+def marks(n: int) -> str:
+    """``?,?,...``: the placeholders of an ``IN (...)`` of ``n`` values."""
     return ",".join("?" * n)
 
 
@@ -413,9 +415,9 @@ class Outbox:
                 missing.append(seq)
             else:
                 out[seq] = entry
-        for chunk in _chunks(missing):
+        for chunk in chunks(missing):
             for seq, bid, sealed, copies in self.db.execute(
-                f"SELECT seq, id, sealed, copies FROM bulletins WHERE seq IN ({_marks(len(chunk))})", chunk
+                f"SELECT seq, id, sealed, copies FROM bulletins WHERE seq IN ({marks(len(chunk))})", chunk
             ):
                 out[seq] = [bid, sealed, _decode_copies(copies), None]
         return out
@@ -428,17 +430,17 @@ class Outbox:
         if not receipts and not acked:
             return
         with _transaction(self.db, durable=False):
-            for chunk in _chunks(receipts):
+            for chunk in chunks(receipts):
                 self.db.execute(
                     "UPDATE messages SET state = 'sent', sent_at = ?, attempts = attempts + 1, last_error = NULL "
-                    f"WHERE state = 'queued' AND seq IN ({_marks(len(chunk))})",
+                    f"WHERE state = 'queued' AND seq IN ({marks(len(chunk))})",
                     (now_ms, *chunk),
                 )
             whole: list[int] = []  # every waiting copy acked now, none before: one statement for all
             partial: list[tuple[bytes | None, int, bytes, int, int]] = []
-            for chunk in _chunks(list(acked)):
+            for chunk in chunks(list(acked)):
                 for seq, waiting, sent in self.db.execute(
-                    f"SELECT seq, waiting, sent FROM sends WHERE waiting IS NOT NULL AND seq IN ({_marks(len(chunk))})",
+                    f"SELECT seq, waiting, sent FROM sends WHERE waiting IS NOT NULL AND seq IN ({marks(len(chunk))})",
                     chunk,
                 ):
                     got = acked[seq]
@@ -451,10 +453,10 @@ class Outbox:
                     times = dict(_decode_pairs(sent)) if sent is not None else {}
                     times.update((i, now_ms) for i in was if i in got)
                     partial.append((_encode(left) if left else None, len(left), _encode(sorted(times.items())), now_ms, seq))
-            for chunk in _chunks(whole):
+            for chunk in chunks(whole):
                 self.db.execute(
                     "UPDATE sends SET waiting = NULL, unsent = 0, sent_at = ?, attempts = attempts + 1, last_error = NULL "
-                    f"WHERE seq IN ({_marks(len(chunk))})",
+                    f"WHERE seq IN ({marks(len(chunk))})",
                     (now_ms, *chunk),
                 )
             if partial:

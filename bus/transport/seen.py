@@ -17,7 +17,7 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from bus.transport.outbox import connect_sqlite, transaction
+from bus.transport.outbox import chunks, connect_sqlite, marks, transaction
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS seen (
@@ -50,11 +50,9 @@ class SeenStore:
     def seen_of(self, bulletin_ids: Sequence[str]) -> set[str]:
         """Which of ``bulletin_ids`` were delivered already (one query for a fetched batch)."""
         out: set[str] = set()
-        for i in range(0, len(bulletin_ids), 500):  # stay under SQLite's bound-variable limit
-            chunk = bulletin_ids[i : i + 500]
-            marks = ",".join("?" * len(chunk))
+        for chunk in chunks(bulletin_ids):
             out.update(
-                r[0] for r in self.db.execute(f"SELECT bulletin_id FROM seen WHERE bulletin_id IN ({marks})", chunk)
+                r[0] for r in self.db.execute(f"SELECT bulletin_id FROM seen WHERE bulletin_id IN ({marks(len(chunk))})", chunk)
             )
         return out
 
