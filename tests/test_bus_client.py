@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import nats.errors
@@ -252,59 +253,55 @@ async def _connected(url: str, **config: object) -> BusClient:
     return client
 
 
+@pytest.fixture
+async def streams_client(nats_server: NatsServer) -> AsyncIterator[BusClient]:
+    """A client connected to the test server, the layout's streams in place."""
+    client = await _connected(nats_server.url)
+    try:
+        await client.ensure_streams(default_streams())
+        yield client
+    finally:
+        await client.close()
+
+
 async def _stored(client: BusClient, stream: str) -> int:
     return (await client.jetstream().stream_info(stream)).state.messages
 
 
-async def test_a_window_to_one_stream_is_stored_with_a_few_acks_not_one_per_message(nats_server: NatsServer) -> None:
-    client = await _connected(nats_server.url)
-    try:
-        await client.ensure_streams(default_streams())
-        items = [(OFFICE_SUBJECT, b"copy %d" % i, f"fb-{i}") for i in range(64)]
-        before = client._nc.stats["in_msgs"]
-        results = await client.publish_batch(items)
-        replies = client._nc.stats["in_msgs"] - before
-        assert all(type(r) is Ack and r.stream == "BLO_OFFICES" for r in results)
-        # The server chooses how often to ack (it may start at every message and double
-        # the interval at each ack): a handful of replies, far fewer than one per message.
-        assert replies <= 16, f"{replies} replies for one batch of 64"
-        assert await _stored(client, "BLO_OFFICES") == 64
-        again = await client.publish_batch(items)  # re-sent after a lost ack: the same ids
-        assert all(type(r) is Ack for r in again)
-        assert await _stored(client, "BLO_OFFICES") == 64  # deduplicated inside the batch too
-    finally:
-        await client.close()
+async def test_a_window_to_one_stream_is_stored_with_a_few_acks_not_one_per_message(streams_client: BusClient) -> None:
+    items = [(OFFICE_SUBJECT, b"copy %d" % i, f"fb-{i}") for i in range(64)]
+    before = streams_client._nc.stats["in_msgs"]
+    results = await streams_client.publish_batch(items)
+    replies = streams_client._nc.stats["in_msgs"] - before
+    assert all(type(r) is Ack and r.stream == "BLO_OFFICES" for r in results)
+    # The server chooses how often to ack (it may start at every message and double
+    # the interval at each ack): a handful of replies, far fewer than one per message.
+    assert replies <= 16, f"{replies} replies for one batch of 64"
+    assert await _stored(streams_client, "BLO_OFFICES") == 64
+    again = await streams_client.publish_batch(items)  # re-sent after a lost ack: the same ids
+    assert all(type(r) is Ack for r in again)
+    assert await _stored(streams_client, "BLO_OFFICES") == 64  # deduplicated inside the batch too
 
 
-async def test_one_refused_message_in_a_batch_holds_back_none_behind_it(nats_server: NatsServer) -> None:
-    client = await _connected(nats_server.url)
-    try:
-        await client.ensure_streams(default_streams())
-        receipt = "blo.receipt.TH-MUK.LA-SVK"  # the receipt stream takes 4 KiB at most
-        items = [(receipt, b"r%d" % i, f"rc-{i}") for i in range(12)]
-        items[5] = (receipt, b"x" * 5000, "rc-big")
-        results = await client.publish_batch(items)
-        assert [type(r) is Ack for r in results] == [i != 5 for i in range(12)]
-        assert isinstance(results[5], BusError) and "JetStream refused rc-big" in results[5].message
-        assert await _stored(client, "BLO_RECEIPTS") == 11
-    finally:
-        await client.close()
+async def test_one_refused_message_in_a_batch_holds_back_none_behind_it(streams_client: BusClient) -> None:
+    receipt = "blo.receipt.TH-MUK.LA-SVK"  # the receipt stream takes 4 KiB at most
+    items = [(receipt, b"r%d" % i, f"rc-{i}") for i in range(12)]
+    items[5] = (receipt, b"x" * 5000, "rc-big")
+    results = await streams_client.publish_batch(items)
+    assert [type(r) is Ack for r in results] == [i != 5 for i in range(12)]
+    assert isinstance(results[5], BusError) and "JetStream refused rc-big" in results[5].message
+    assert await _stored(streams_client, "BLO_RECEIPTS") == 11
 
 
-async def test_a_window_across_streams_goes_as_one_batch_per_stream(nats_server: NatsServer) -> None:
-    client = await _connected(nats_server.url)
-    try:
-        await client.ensure_streams(default_streams())
-        items = [
-            (OFFICE_SUBJECT if i % 2 else "blo.feed.mekong-drugs.routine.TH-MUK", b"m%d" % i, f"x-{i}") for i in range(20)
-        ]
-        items.insert(7, ("blo.nowhere.LA-SVK", b"lost", "x-nowhere"))
-        results = await client.publish_batch(items)
-        assert isinstance(results[7], BusError) and "no stream stores" in results[7].message
-        assert all(type(r) is Ack for i, r in enumerate(results) if i != 7)
-        assert (await _stored(client, "BLO_OFFICES"), await _stored(client, "BLO_FEEDS")) == (10, 10)
-    finally:
-        await client.close()
+async def test_a_window_across_streams_goes_as_one_batch_per_stream(streams_client: BusClient) -> None:
+    items = [
+        (OFFICE_SUBJECT if i % 2 else "blo.feed.mekong-drugs.routine.TH-MUK", b"m%d" % i, f"x-{i}") for i in range(20)
+    ]
+    items.insert(7, ("blo.nowhere.LA-SVK", b"lost", "x-nowhere"))
+    results = await streams_client.publish_batch(items)
+    assert isinstance(results[7], BusError) and "no stream stores" in results[7].message
+    assert all(type(r) is Ack for i, r in enumerate(results) if i != 7)
+    assert (await _stored(streams_client, "BLO_OFFICES"), await _stored(streams_client, "BLO_FEEDS")) == (10, 10)
 
 
 async def test_a_stream_that_takes_no_batches_gets_the_window_one_by_one(nats_server: NatsServer) -> None:
