@@ -8,16 +8,24 @@ label and as the quarantine reason, plus a message a person can act on::
     ├── ValidationError            a bulletin, record or request is malformed (names the field)
     ├── EnvelopeError              a sealed bulletin cannot be sealed or opened
     │   ├── TooLarge               over the size limit (seal and open)
-    │   ├── MalformedEnvelope      not the v1 wire shape: truncated, wrong types, trailing bytes
+    │   ├── MalformedEnvelope      not the wire shape: truncated, wrong types, trailing bytes
     │   ├── UnsupportedVersion     a wire version this build does not speak
     │   ├── NotAddressedToUs       no recipient entry for our key or feed epoch
     │   │   └── FeedKeyPending     a feed epoch whose key may still arrive (retryable)
     │   ├── UnknownSender          the directory has no key for the claimed sender (retryable)
-    │   ├── SenderKeyInvalid       the sender's key was revoked or not valid at sent-at
+    │   ├── SenderKeyInvalid       the sender's key was revoked (by witness time) or not valid at sent-at
+    │   ├── Untimely               the signed time breaks the witness-time rules (schemas/TRUST.md)
+    │   │   ├── FromFuture         signed more than the allowed skew after it was stored
+    │   │   └── TooOld             stored more than the maximum age after it was signed (a replay)
     │   ├── RecipientKeyInvalid    seal refused: a recipient key is revoked or expired
     │   ├── DecryptionFailed       a wrap or the content failed authentication (tampering)
     │   ├── BadSignature           the inner signature does not verify for the claimed sender
     │   ├── Misrouted              opened fine, but the subject names another sender than the signature
+    │   │   ├── PrecedenceMismatch the subject's precedence token is not the signed precedence
+    │   │   └── RecipientMismatch  the subject's inbox or feed is not the entry the bulletin opened through
+    │   ├── FeedPostRefused        a feed bulletin opened, but the feed's rules refuse it (schemas/FEEDS.md)
+    │   │   ├── StaleEpoch         sealed under an epoch that was superseded before it was stored
+    │   │   └── NotAWriter         its sender is neither the feed's owner nor a member with post rights
     │   └── InvalidContent         decrypted and verified, but the bulletin inside is malformed
     ├── DirectoryError             a directory record is untrusted, forged or inconsistent
     ├── FeedError                  a feed epoch record or key grant is untrusted, forged or forks the history
@@ -108,6 +116,26 @@ class SenderKeyInvalid(EnvelopeError):
     reason = "sender_key_invalid"
 
 
+class Untimely(EnvelopeError):
+    """The signed time of a bulletin or receipt breaks a witness-time rule (schemas/TRUST.md
+    section 2.2): it is judged by when the server stored it, a time its signer cannot choose."""
+
+    reason = "untimely"
+
+
+class FromFuture(Untimely):
+    """Signed more than ``MAX_FUTURE_SKEW_MS`` after it was stored (rule T1)."""
+
+    reason = "from_future"
+
+
+class TooOld(Untimely):
+    """Stored more than ``MAX_AGE_MS`` after it was signed (rule T2): a replay of a captured
+    message, or one that waited too long; the sender posts it again."""
+
+    reason = "too_old"
+
+
 class RecipientKeyInvalid(EnvelopeError):
     reason = "recipient_key_invalid"
 
@@ -126,6 +154,40 @@ class Misrouted(EnvelopeError):
     this means a misconfigured server or a forged publish; the message is quarantined."""
 
     reason = "misrouted"
+
+
+class PrecedenceMismatch(Misrouted):
+    """The subject's precedence token is not the precedence the sender signed: a ROUTINE
+    bulletin published on the FLASH subject would jump every queue."""
+
+    reason = "precedence_mismatch"
+
+
+class RecipientMismatch(Misrouted):
+    """The subject names an inbox or feed that is not the recipient entry the bulletin
+    opened through: an office-wrapped bulletin replayed on a feed subject, or the reverse."""
+
+    reason = "recipient_mismatch"
+
+
+class FeedPostRefused(EnvelopeError):
+    """A bulletin opened through a feed entry, but the feed's rules refuse it (schemas/FEEDS.md
+    section 7, what a member accepts)."""
+
+    reason = "feed_post_refused"
+
+
+class StaleEpoch(FeedPostRefused):
+    """Sealed under an epoch whose successor was stored more than ``EPOCH_GRACE_MS`` before
+    the bulletin: a removed member writing under its last key, or a lagging sender."""
+
+    reason = "stale_epoch"
+
+
+class NotAWriter(FeedPostRefused):
+    """Its sender is neither the owner of the epoch nor one of its writers."""
+
+    reason = "not_a_writer"
 
 
 class InvalidContent(EnvelopeError):
