@@ -83,6 +83,7 @@ from bus.envelope import (
 )
 from bus.ids import BULLETIN_ID_BYTES, KEY_ID_BYTES, Rng, bulletin_id_to_bytes
 from bus.keys import PeerKeys
+from bus.timing import MAX_AGE_MS, MAX_FUTURE_SKEW_MS
 
 _system_rng = nacl.utils.random
 _packb = msgpack.Packer(use_bin_type=True, autoreset=True).pack
@@ -462,27 +463,38 @@ class FastOpener(Opener):
         if entry is not None:
             assert isinstance(layout, _Layout)
             sender_id, sign_kid, ephemeral_public, precedence = layout.sender
+            bid = header[3:_ID_END]
             sent_at = int.from_bytes(header[layout.sent_at_at : layout.sent_at_at + 6], "big")
-            nonce = header[layout.nonce_at : layout.nonce_at + NONCE_BYTES]
-            h = Header(header[3:_ID_END], sender_id, sign_kid, ephemeral_public, sent_at, precedence, nonce, [])
+            content_nonce = header[layout.nonce_at : layout.nonce_at + NONCE_BYTES]
         else:
             h, canonical = checked_header(header)
             entry = self._first_ours(h.entries, via)
             if canonical:
                 self._learn(key, layout, header, h, entry)
-        check_times(h, witnessed_at)
-        sender = check_sender_key(h, self.resolver.sender_keys(h.sender, h.sign_kid), witnessed_at)
+            bid, sender_id, sign_kid, ephemeral_public = h.bulletin_id, h.sender, h.sign_kid, h.ephemeral_public
+            sent_at, precedence, content_nonce = h.sent_at, h.precedence, h.content_nonce
+        # Steps 8-10 as the reference makes them, their common case in one comparison each.
+        if not witnessed_at - MAX_AGE_MS <= sent_at <= witnessed_at + MAX_FUTURE_SKEW_MS:
+            check_times(Header(bid, sender_id, sign_kid, ephemeral_public, sent_at, precedence, content_nonce, []), witnessed_at)
+        sender = self.resolver.sender_keys(sender_id, sign_kid)
+        if (
+            sender is None
+            or sender.revoked_at is not None
+            or sent_at < sender.valid_from
+            or (sender.valid_until is not None and sent_at >= sender.valid_until)
+        ):
+            h = Header(bid, sender_id, sign_kid, ephemeral_public, sent_at, precedence, content_nonce, [])
+            sender = check_sender_key(h, sender, witnessed_at)
         via_ref, tail = self._via(entry)
         try:
-            kek = self.kek_for(entry, h.ephemeral_public)
-            content_key = sodium.aead_decrypt(entry[4], WRAP_AD_LABEL + h.bulletin_id + tail, entry[3], kek)
-            plaintext = sodium.aead_decrypt(ciphertext, header, h.content_nonce, content_key)
+            kek = self.kek_for(entry, ephemeral_public)
+            content_key = sodium.aead_decrypt(entry[4], WRAP_AD_LABEL + bid + tail, entry[3], kek)
+            plaintext = sodium.aead_decrypt(ciphertext, header, content_nonce, content_key)
         except sodium.CryptoError as exc:
             raise errors.DecryptionFailed(
                 "the bulletin failed authentication: it was altered in transit, or its header does not match its content"
             ) from exc
         signature, body = plaintext[:SIGNATURE_BYTES], plaintext[SIGNATURE_BYTES:]
         verify_detached(sender.sign_public, header, body, signature)
-        bulletin = _decode_body(h.bulletin_id, h.sender, h.precedence, body)
-        return Opened(bulletin, h.sent_at, witnessed_at, h.sign_kid, h.ephemeral_public, via_ref, header, body, signature, data)
-
+        bulletin = _decode_body(bid, sender_id, precedence, body)
+        return Opened(bulletin, sent_at, witnessed_at, sign_kid, ephemeral_public, via_ref, header, body, signature, data)

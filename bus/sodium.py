@@ -106,9 +106,16 @@ def sign(message: bytes, secret: bytes) -> bytes:
 def verify(signature: bytes, message: bytes, public: bytes) -> bool:
     """Whether ``signature`` is a valid Ed25519 signature of ``message`` by ``public``.
     False also for a key or signature of the wrong length (never an over-read)."""
-    if type(public) is not bytes or len(public) != KEY_BYTES or type(signature) is not bytes or len(signature) != SIGNATURE_BYTES:
+    if type(signature) is not bytes or len(signature) != SIGNATURE_BYTES:
         return False
-    signed = signature + message
+    return verify_signed(signature + message, public)
+
+
+def verify_signed(signed: bytes, public: bytes) -> bool:
+    """``verify`` for ``signed`` = signature || message, already joined (a caller that builds
+    the message from parts joins them once, with the signature in front)."""
+    if type(public) is not bytes or len(public) != KEY_BYTES or type(signed) is not bytes or len(signed) < SIGNATURE_BYTES:
+        return False
     if not _direct:
         try:
             nb.crypto_sign_open(signed, public)
