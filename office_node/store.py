@@ -634,6 +634,20 @@ class Store:
         self.set_verification(bulletin_id, verified=True, details=details)
         return True
 
+    def reverify_sender(self, sender: str, resolver: KeyResolver, *, now_ms: int) -> list[str]:
+        """After a revocation of one of ``sender``'s keys (TRUST.md section 5): check every
+        bulletin received from it again, by the time each was stored, and return the ids
+        that no longer stand. They stay stored and readable (evidence is never deleted),
+        shown as unverified with the reason; nothing is re-verified that this node sent."""
+        with self.db.read() as c:
+            ids = [
+                r[0]
+                for r in c.execute(
+                    "SELECT id FROM store_bulletins WHERE sender = ? AND direction = ? AND verified = 1", (sender, RECEIVED)
+                )
+            ]
+        return [bid for bid in ids if not self.reverify(bid, resolver, now_ms=now_ms)]
+
     # -- reading ------------------------------------------------------------------------
 
     def get(self, bulletin_id: str) -> StoredBulletin | None:

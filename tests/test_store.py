@@ -29,7 +29,7 @@ def seal_and_open(b, *, to=SVK, via_feed: bool = False, seed: str = "seal"):
     recipients = [FeedRecipient(FEED, 1, FEED_KEY)] if via_feed else [OfficeRecipient(to.public())]
     sealed = Sealer(identity(b.sender)).seal(b, recipients, now_ms=b.created, rng=DeterministicRng(seed))
     feed_keys = {(FEED, 1): FEED_KEY} if via_feed else None
-    opened = Opener.for_identity(to, BOOK, feed_keys=feed_keys).open(sealed, witnessed_at=STORED)
+    opened = Opener.for_identity(to, BOOK, feed_keys=feed_keys).open(sealed, witnessed_at=b.created + 1_000)
     return sealed, opened
 
 
@@ -450,3 +450,22 @@ def test_an_older_database_is_migrated_forward_keeping_its_bulletins(db_path):
     assert store.get(b.id).sender_ephemeral == bytes(8).hex() and store.get(b.id).witnessed_at is None
     assert [x.id for x in store.search("ยาบ้า")] == [b.id]
     db.close()
+
+
+def test_bulletins_that_arrived_after_a_compromise_are_flagged_when_the_revocation_comes(store):
+    """TRUST.md section 5: TH-TCCC revokes TH-MUK's key as compromised since between two
+    bulletins LA-SVK already stored. The one stored after that time is flagged unverified
+    (kept, with the reason); the one stored before stands."""
+    from dataclasses import replace
+
+    before, after = make(1), make(400)
+    receive(store, before)
+    receive(store, after)
+    assert store.reverify_sender("TH-MUK", BOOK, now_ms=NOW + 500_000) == []
+    compromised_since = NOW + 100_000  # after the first was stored, minutes before the second
+    revoked = PeerBook([replace(MUK.public(), revoked_at=compromised_since), SVK.public(), TCCC.public()])
+    assert store.reverify_sender("TH-MUK", revoked, now_ms=NOW + 500_000) == [after.id]
+    kept = store.get(after.id)
+    assert kept is not None and not kept.verified and kept.verification["reason"] == "sender_key_invalid"
+    assert kept.bulletin == after.to_dict()  # evidence is never deleted
+    assert store.get(before.id).verified
