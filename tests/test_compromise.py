@@ -8,6 +8,7 @@ by is the server's stored time of the message, which the attacker here cannot ch
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from dataclasses import replace
 from pathlib import Path
@@ -205,3 +206,80 @@ def test_a_sealer_forgets_its_ephemeral_key_when_it_moves_on() -> None:
 
 def test_the_grace_after_a_revocation_is_only_a_clock_allowance() -> None:
     assert REVOCATION_GRACE_MS <= 5 * MINUTE_MS
+
+
+# -- a lagging sender and a removed member (FEEDS.md, what a sender does) ---------------------
+
+
+class _Epochs:
+    """The feed rules a sender's keyring answers (``bus.node.FeedRules``): the newest epoch
+    whose record is held here, and whether this office may still post."""
+
+    def __init__(self, newest: int) -> None:
+        self.newest = newest
+        self.removed = False
+
+    def post_epoch(self, feed: str, office: str) -> int:
+        if self.removed:
+            raise errors.NotAWriter(f"{office} was removed from {feed} at epoch {self.newest}")
+        return self.newest
+
+    def check_post(self, feed: str, epoch: int, sender: str, witnessed_at: int) -> None:
+        return None
+
+
+async def test_sender_waits_for_the_new_epoch_rather_than_post_under_the_old(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    """TH-TCCC holds epoch 1's key and has seen epoch 2's record (a membership change), but
+    not yet its grant. A bulletin it posts now waits in the outbox ('held'), never published
+    under epoch 1 (which the removed member could read); when the key arrives it is
+    re-sealed under epoch 2 and reaches LA-SVK, a member of epoch 2 only."""
+    (tccc, svk), book = offices("TH-TCCC", "LA-SVK")
+    key1, key2 = b"1" * 32, b"2" * 32
+    rules = _Epochs(newest=2)
+    app = Collector()
+    sender = make_node(tccc, book, tmp_path / "tccc", nats_server.url, feed_keys={(FEED, 1): key1})
+    sender.feed_rules = rules
+    member = make_node(svk, book, tmp_path / "svk", nats_server.url, app=app, feeds=(FEED,), feed_keys={(FEED, 2): key2})
+    await sender.start()
+    await member.start()
+    try:
+        posted = await sender.submit(bulletin("TH-TCCC", 1), feeds=[FEED])
+        held = sender.status(posted.bulletin.id).recipients[f"feed:{FEED}"]
+        assert held.state == "held" and held.problem is not None and "epoch 2" in held.problem
+        assert sender.outbox.depth() == 0  # nothing for the pump
+        await eventually(lambda: sender.connected and member.connected, 10, "both connected")
+        await asyncio.sleep(1.0)
+        assert app.got == []
+        sender.feed_keys[(FEED, 2)] = key2  # the grant arrived
+        sender.feed_changed(FEED)
+        await app.wait_for(1, 10)
+        assert app.got[0].bulletin.id == posted.bulletin.id and app.got[0].opened_via.ref == 2
+        await eventually(
+            lambda: sender.status(posted.bulletin.id).recipients[f"feed:{FEED}"].state == "sent", 10, "the ack"
+        )
+        assert member.quarantine.counts() == {}
+    finally:
+        await sender.close()
+        await member.close()
+
+
+async def test_a_removed_member_s_queued_feed_copies_fail_with_the_reason(tmp_path: Path) -> None:
+    """Posted while offline, then removed from the feed before the link came back: the copy
+    is never sent, and its status says why."""
+    (muk,), book = offices("TH-MUK")
+    rules = _Epochs(newest=1)
+    node = make_node(muk, book, tmp_path / "muk", "nats://127.0.0.1:9", feed_keys={(FEED, 1): b"1" * 32})
+    node.feed_rules = rules
+    await node.start()
+    try:
+        posted = await node.submit(bulletin("TH-MUK", 1), feeds=[FEED])
+        assert node.status(posted.bulletin.id).recipients[f"feed:{FEED}"].state == "queued"
+        rules.removed = True
+        await node.review_feed(FEED)
+        failed = node.status(posted.bulletin.id).recipients[f"feed:{FEED}"]
+        assert failed.state == "failed" and failed.problem is not None and "removed" in failed.problem
+        assert node.outbox.depth() == 0
+    finally:
+        await node.close()

@@ -101,11 +101,18 @@ class DirectoryResolver(KeyResolver, Protocol):
 
 
 class FeedRules(Protocol):
-    """What a member checks of a bulletin that opened through a feed entry (schemas/FEEDS.md,
-    what a member accepts; ``bus.feeds.FeedKeyring`` implements it): raises
-    ``StaleEpoch`` or ``NotAWriter``."""
+    """The feed rules of schemas/FEEDS.md as the node applies them (``bus.feeds.FeedKeyring``
+    implements them): what a member accepts, and what a sender may seal under."""
 
-    def check_post(self, feed: str, epoch: int, sender: str, witnessed_at: int) -> None: ...
+    def check_post(self, feed: str, epoch: int, sender: str, witnessed_at: int) -> None:
+        """A bulletin that opened through a feed entry: raises ``StaleEpoch`` or ``NotAWriter``."""
+        ...
+
+    def post_epoch(self, feed: str, office: str) -> int:
+        """The epoch ``office`` must seal a bulletin to ``feed`` under now: the newest whose
+        record it holds (its key may not have arrived yet: then the bulletin waits). Raises
+        a ``BloError`` saying why when it may not post at all (not a writer, removed)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,6 +271,9 @@ class BusNode:
         self._out_size = self.metrics.bulletin_bytes.labels(direction="out")
         self._subjects: dict[str, dict[str, str]] = {}  # recipient -> precedence -> subject
         self._routes: dict[str, Route | ValidationError] = {}  # subject -> what it says
+        #: bulletin id -> {copy index: why it waits}, for copies to hold as they are queued
+        self._held_at_post: dict[str, dict[int, str]] = {}
+        self._review_lock = asyncio.Lock()
         self._depth_at = 0.0  # when the pump last counted the outbox for the depth gauge
 
     # -- life cycle ------------------------------------------------------------------
@@ -300,6 +310,8 @@ class BusNode:
         if callable(add_listener):
             add_listener(self._directory_changed)
         self.metrics.outbox_depth.set(self.outbox.depth())
+        for feed in self.outbox.queued_feeds():  # copies queued before a crash, or an epoch that moved on meanwhile
+            self.feed_changed(feed)
         self._wake.set()
 
     def _consumer_task(self, spec: sj.ConsumerSpec) -> asyncio.Task[None]:
@@ -407,8 +419,12 @@ class BusNode:
 
     # -- posting ---------------------------------------------------------------------
 
-    def _recipients(self, offices: Iterable[str], feeds: Iterable[str], now: int) -> tuple[list[Recipient], list[str]]:
-        """Seal targets and their outbox names (an office id, or ``feed:<name>``)."""
+    def _recipients(
+        self, offices: Iterable[str], feeds: Iterable[str], now: int, waiting: dict[str, str] | None = None
+    ) -> tuple[list[Recipient], list[str]]:
+        """Seal targets and their outbox names (an office id, or ``feed:<name>``). A feed whose
+        newest epoch's key has not arrived is sealed under the newest key held and named in
+        ``waiting`` (outbox name -> why), so that its copy is held back until re-sealed."""
         targets: list[Recipient] = []
         names: list[str] = []
         for office in offices:
@@ -421,16 +437,29 @@ class BusNode:
             names.append(office)
         for feed in feeds:
             sj.check_feed(feed)
-            epochs = [e for (f, e) in self.feed_keys if f == feed]
-            if not epochs:
-                raise ValidationError("feeds", f"this node holds no epoch key for feed {feed}; it cannot post to it")
-            epoch = max(epochs)
+            epoch, why = self._feed_epoch(feed)
             targets.append(FeedRecipient(feed, epoch, self.feed_keys[(feed, epoch)]))
             names.append(f"feed:{feed}")
+            if why is not None and waiting is not None:
+                waiting[f"feed:{feed}"] = why
         return targets, names
 
+    def _feed_epoch(self, feed: str) -> tuple[int, str | None]:
+        """The epoch to seal a bulletin to ``feed`` under, and why its copy must wait (None:
+        it may go). FEEDS.md, what a sender does: the newest epoch whose record is held; if
+        its key has not arrived, the newest key held, and the copy waits to be re-sealed."""
+        held = [e for (f, e) in self.feed_keys if f == feed]
+        want = max(held, default=0) if self.feed_rules is None else self.feed_rules.post_epoch(feed, self.office)
+        if want and (feed, want) in self.feed_keys:
+            return want, None
+        older = [e for e in held if e < want]
+        if not older:
+            raise ValidationError("feeds", f"this node holds no epoch key for feed {feed} yet; it cannot post to it")
+        return max(older), f"waiting for the key of epoch {want} of feed {feed} (the grant is on its way)"
+
     def _prepare(self, bulletin: Bulletin, offices: Sequence[str], feeds: Sequence[str], now: int) -> tuple[Any, ...]:
-        targets, names = self._recipients(offices, feeds, now)
+        waiting: dict[str, str] = {}
+        targets, names = self._recipients(offices, feeds, now, waiting)
         sealed = self.sealer.seal(bulletin, targets, now_ms=now, rng=self.rng)
         fanout = len(names) > 1
         precedence = bulletin.precedence
@@ -442,6 +471,8 @@ class BusNode:
         if precedence == "FLASH":
             deadline = now + int(self.options.flash_ack_timeout_s * 1000)
         self._out_size.observe(len(sealed))
+        if waiting:
+            self._held_at_post[bulletin.id] = {i: waiting[n] for i, n in enumerate(names) if n in waiting}
         return (bulletin.id, precedence, sj.precedence_rank(precedence), sealed, deliveries, deadline)
 
     def _subject(self, name: str, precedence: str) -> str:
@@ -480,6 +511,8 @@ class BusNode:
         now = self.clock()
         prepared = [self._prepare(b, offices, feeds, now) for b, offices, feeds in items]
         self.outbox.enqueue_many(prepared, now_ms=now)
+        if self._held_at_post:  # before the pump can run: nothing awaits in between
+            self._hold_new(now)
         # Counting the queue costs in proportion to its length; the pump sets the exact
         # figure as it goes (see _send_round).
         self.metrics.outbox_depth.inc(sum(len(p[4]) for p in prepared))
@@ -487,6 +520,79 @@ class BusNode:
         return [
             Posted(b, p[3], tuple(d.recipient for d in p[4]), now) for (b, _, _), p in zip(items, prepared, strict=True)
         ]
+
+    def _hold_new(self, now: int) -> None:
+        """Hold the feed copies that ``_prepare`` sealed under an older epoch than the newest."""
+        assert self.outbox is not None
+        waiting, self._held_at_post = self._held_at_post, {}
+        for seq, bid, *_ in self.outbox.seqs_of(list(waiting)):
+            for index, why in waiting[bid].items():
+                self.outbox.hold(seq, [index], reason=why, now_ms=now)
+
+    def feed_changed(self, feed: str) -> None:
+        """The feed's epochs or keys changed here: look again at its copies still queued or
+        held (``review_feed``), soon, on the event loop. Callable from any thread."""
+        loop = self._loop
+        if loop is None or self._closing:
+            return
+
+        def schedule() -> None:
+            if not self._closing:
+                self._tasks.append(loop.create_task(self.review_feed(feed), name=f"blo-feed-review-{feed}"))
+
+        loop.call_soon_threadsafe(schedule)
+
+    async def review_feed(self, feed: str) -> None:
+        """FEEDS.md, what a sender does, for the copies to ``feed`` not yet sent: one sealed
+        under an older epoch than the newest is re-sealed under it (the same bulletin, a new
+        envelope) or, while that epoch's key has not arrived, held; one this office may no
+        longer post (removed, not a writer) fails with the reason. Held copies whose epoch
+        is current again are released."""
+        assert self.outbox is not None
+        async with self._review_lock:
+            now = self.clock()
+            for seq, _bid, sealed, deliveries, queued, held in self.outbox.feed_copies(f"feed:{feed}"):
+                mine = [*queued, *held]
+                try:
+                    want, why = self._feed_epoch(feed)
+                    if why is not None:
+                        if queued:
+                            self.outbox.hold(seq, queued, reason=why, now_ms=now)
+                        continue
+                    if self._sealed_epoch(sealed, feed) == want:
+                        if held:
+                            self.outbox.release(seq, held)
+                        continue
+                    self.outbox.release(seq, mine, sealed=self._reseal(sealed, deliveries, feed, now))
+                except BusError:
+                    raise
+                except Exception as exc:  # the feed's rules or the directory say no: it cannot go
+                    reason = getattr(exc, "message", str(exc))
+                    log.warning("a bulletin to feed %s cannot be sent: %s", feed, reason)
+                    self.outbox.fail_held(seq, mine, reason=reason, now_ms=now)
+            self._wake.set()
+
+    @staticmethod
+    def _sealed_epoch(sealed: bytes, feed: str) -> int | None:
+        for r in read_routing(sealed)[4]:
+            if r.kind == RECIPIENT_FEED and r.id == feed:
+                return int(r.ref)
+        return None
+
+    def _reseal(self, sealed: bytes, deliveries: Sequence[Delivery], feed: str, now: int) -> bytes:
+        """The same bulletin sealed again to the same recipients, each feed under the epoch
+        ``_feed_epoch`` gives now. Opened first through our own feed entry (the sender holds
+        the epoch key it sealed under), so nothing but the envelope changes."""
+        old = self._sealed_epoch(sealed, feed)
+        key = None if old is None else self.feed_keys.get((feed, old))
+        if old is None or key is None:
+            raise ValidationError("feeds", f"the key of feed {feed} epoch {old} is gone: the bulletin cannot be re-sealed")
+        opener = FastOpener(self.office, {}, self.resolver, feed_keys={(feed, old): key})
+        bulletin = opener.open(sealed, witnessed_at=now, via=(RECIPIENT_FEED, feed)).bulletin
+        offices = [d.recipient for d in deliveries if not d.recipient.startswith("feed:")]
+        feeds = [d.recipient[5:] for d in deliveries if d.recipient.startswith("feed:")]
+        targets, _ = self._recipients(offices, feeds, now)
+        return self.sealer.seal(bulletin, targets, now_ms=now, rng=self.rng)
 
     def _emit_states(self, changes: list[StateChange]) -> None:
         if changes and self.on_state is not None:
