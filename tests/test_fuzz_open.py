@@ -483,3 +483,51 @@ def test_byte_mutations_of_a_recurring_header_meet_a_warmed_opener_as_a_fresh_on
     i = data.draw(st.integers(0, len(mutated) - 1))
     mutated[i] ^= 1 << data.draw(st.integers(0, 7))
     assert _outcomes(_warmed(), bytes(mutated)) == _outcomes(openers(), bytes(mutated))
+
+
+def test_one_fast_opener_shared_by_threads_gives_every_thread_the_reference_answers():
+    """bus.envelope_fast's thread contract: a node opens batches on several threads with one
+    FastOpener. Threads opening a mix of good, tampered and foreign bulletins at once, while
+    another keeps dropping the caches (``forget``), each get exactly what the reference gives."""
+    import threading
+
+    tccc = identity("TH-TCCC")
+    book = PeerBook([MUK.public(), SVK.public(), tccc.public()])
+    sealer = FastSealer(MUK, ephemeral_lifetime_ms=1 << 40)
+    mixed = []
+    for i in range(60):
+        sealed = sealer.seal(bulletin(rng_seed=f"threads {i}"), [OfficeRecipient(SVK.public())], now_ms=NOW + i)
+        if i % 3 == 1:
+            sealed = sealed[:-7] + bytes([sealed[-7] ^ 4]) + sealed[-6:]
+        elif i % 3 == 2:
+            sealed = sealer.seal(bulletin(rng_seed=f"other {i}"), [OfficeRecipient(tccc.public())], now_ms=NOW + i)
+        mixed.append(sealed)
+
+    def answer(o: Opener, data: bytes) -> Any:
+        try:
+            return o.open(data, witnessed_at=STORED).bulletin.id
+        except errors.EnvelopeError as exc:
+            return type(exc)
+
+    expected = [answer(Opener.for_identity(SVK, book), d) for d in mixed]
+    shared = FastOpener.for_identity(SVK, book)
+    results: dict[int, list[Any]] = {}
+    stop = threading.Event()
+
+    def work(n: int) -> None:
+        results[n] = [answer(shared, d) for _ in range(5) for d in mixed]
+
+    def forgetting() -> None:
+        while not stop.is_set():
+            shared.forget()
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+    dropper = threading.Thread(target=forgetting)
+    dropper.start()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    stop.set()
+    dropper.join()
+    assert all(results[n] == expected * 5 for n in range(4))
