@@ -594,6 +594,12 @@ class BusNode:
         targets, _ = self._recipients(offices, feeds, now)
         return self.sealer.seal(bulletin, targets, now_ms=now, rng=self.rng)
 
+    def forget_keys(self) -> None:
+        """Inbox or epoch keys were erased (their lifetime ended, TRUST.md section 4): drop
+        every wrap key the opener derived, so none derived from an erased secret stays in
+        memory. The opener refuses entries for erased keys anyway (it reads the live keys)."""
+        self.opener.forget()
+
     def _emit_states(self, changes: list[StateChange]) -> None:
         if changes and self.on_state is not None:
             try:
