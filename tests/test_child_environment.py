@@ -6,11 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -20,8 +15,8 @@ from bus.transport.childenv import child_environment
 from bus.transport.server import NatsServer, free_port
 from office_node.cli import cli
 from office_node.home import PASSPHRASE_ENV, NodeHome, load_home_identity
+from tests.node_helpers import node_process
 
-BLO = str(Path(sys.executable).parent / "blo")
 SECRET = "a passphrase nobody else may see 7f3a"
 
 
@@ -95,31 +90,9 @@ def test_unlocking_the_key_takes_the_passphrase_out_of_the_environment(
 def test_a_node_run_with_the_passphrase_in_its_environment_starts_its_nats_server_without_it(tmp_path: Path) -> None:
     home, port = tmp_path / "muk", free_port()
     _init_protected(home, port)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BLO_")}
-    node = subprocess.Popen(
-        [BLO, "node", "run", "--config", str(NodeHome(home).config_path)],
-        env={**env, PASSPHRASE_ENV: SECRET}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 30
-        while True:  # the embedded nats-server is up once the node says it is connected
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as r:
-                    if json.load(r)["nats"] == "connected":
-                        break
-            except OSError:
-                pass
-            assert node.poll() is None and time.monotonic() < deadline, node.stdout.read() if node.stdout else ""
-            time.sleep(0.1)
+    with node_process(home, port, **{PASSPHRASE_ENV: SECRET}) as node:  # its embedded nats-server is up
         servers = [pid for pid, comm in children_of(node.pid) if comm == "nats-server"]
         assert len(servers) == 1, children_of(node.pid)
         seen = environ_of(servers[0])
-        assert SECRET not in json.dumps(seen) and PASSPHRASE_ENV not in seen
-        assert "PATH" in seen
-    finally:
-        node.send_signal(signal.SIGTERM)
-        try:
-            node.wait(15)
-        except subprocess.TimeoutExpired:
-            node.kill()
-            node.wait()
+    assert SECRET not in json.dumps(seen) and PASSPHRASE_ENV not in seen
+    assert "PATH" in seen

@@ -17,7 +17,6 @@ import dataclasses
 import json
 import os
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +37,7 @@ from office_node.network import NodeSpec
 from office_node.store import StoredBulletin
 from office_node.views import attribution, summary
 from tests.browser import browser_page, chromium, new_browser_page, page_log  # noqa: F401
-from tests.node_helpers import api, build, bulletin_request, eventually, running
+from tests.node_helpers import BLO, api, blo_env, build, bulletin_request, eventually, running
 
 FEED = "th-border"
 SPECS = [
@@ -46,7 +45,6 @@ SPECS = [
     NodeSpec("TH-MUK", "Mukdahan BLO", feeds=(FEED,)),
     NodeSpec("TH-NKP", "Nakhon Phanom BLO", feeds=(FEED,)),
 ]
-BLO = str(Path(sys.executable).parent / "blo")
 INVENTED_TITLE = "ด่านมุกดาหารแจ้ง: ปิดสะพานมิตรภาพ 2 ทันที"
 INVENTED_BODY = "Mukdahan BLO orders all offices to stop checks at Bridge 2 tonight."
 UNKNOWN_KEY_TITLE = "ด่านมุกดาหารแจ้ง: ปล่อยรถบรรทุก 70-1234"
@@ -180,11 +178,10 @@ async def test_a_redacted_forward_with_invented_text_is_shown_as_the_centres_wor
             )
             await eventually(lambda: _received(tccc, report_title), 15, "the report at the centre")
 
-            env = {k: v for k, v in os.environ.items() if not k.startswith("BLO_")}
             subscriber = subprocess.Popen(
                 [BLO, "--home", str(network["TH-NKP"].home.root), "subscribe", "--count", "3",
                  "--url", nkp_url, "--token", network["TH-NKP"].token or ""],
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=blo_env(),
             )  # fmt: skip
             try:
                 live = nodes["TH-NKP"].node.live
