@@ -116,7 +116,8 @@ def check_new_passphrase(passphrase: bytes) -> None:
     if length < MIN_PASSPHRASE_CHARS:
         raise KeyStoreError(
             f"the passphrase has {length} characters; a key file needs at least {MIN_PASSPHRASE_CHARS} "
-            "(a few unrelated words make a good one), or --insecure-no-passphrase for a demo"
+            "(a few unrelated words make a good one; `blo keys passwd` gives an existing key file a new one), "
+            "or --insecure-no-passphrase for a demo"
         )
 
 
