@@ -1685,10 +1685,15 @@ async def test_a_forwarded_bulletin_shows_its_provenance_apart_from_the_centres_
                     reason="redacted", text=redacted_text)),
         (summary("fwd-unchecked", 6000, **{"from": "TH-TCCC"}, feed="th-border", title="ปล่อยรถ"),
          provenance(state="original_not_checked", verified=False, reason="unknown_sender", text=unchecked_text)),
+        (summary("fwd-refused", 5000, **{"from": "TH-TCCC"}, feed="th-border", title="ถูกปฏิเสธ"),
+         {"state": "original_refused", "verified": False, "reason": "forward_bad_signature", "text": "forged"}),
     ]  # fmt: skip
+    refused_text = "TH-TCCC's words: the original it attributes to TH-MUK does not stand (forged)"
     node.items[:0] = [item for item, _ in forwards]
     for item, prov in forwards:
-        shown = attribution(prov)
+        shown = attribution(prov) if "forwarded_by" in prov else {
+            "state": "original_refused", "words_of": "TH-TCCC", "forwarded_by": "TH-TCCC",
+            "original_sender": "TH-MUK", "original_id": None, "text": refused_text}  # fmt: skip
         item.update(attribution=shown, forwarded_from="TH-MUK" if prov["verified"] else None)
         detail = node.full(item)
         detail["verification"]["provenance"] = prov
@@ -1699,10 +1704,10 @@ async def test_a_forwarded_bulletin_shows_its_provenance_apart_from_the_centres_
     # The list names whose words each forward is: the office only when its signature was checked.
     items = page.locator("#feed-list li")
     await expect(items.nth(0).locator(".who")).to_have_text("TH-MUK")
-    assert (await items.locator(".who").all_text_contents())[:3] == ["TH-MUK", "TH-TCCC", "TH-TCCC"]
+    assert (await items.locator(".who").all_text_contents())[:4] == ["TH-MUK", "TH-TCCC", "TH-TCCC", "TH-TCCC"]
     assert await items.locator(".attr-mark").all_text_contents() == [
         "forwarded by TH-TCCC", "redacted forward: TH-TCCC's own words",
-        "forward: TH-MUK's signature not checked yet",
+        "forward: TH-MUK's signature not checked yet", "forward: the original does not stand",
     ]  # fmt: skip
 
     await items.nth(0).locator("button").click()
@@ -1739,6 +1744,13 @@ async def test_a_forwarded_bulletin_shows_its_provenance_apart_from_the_centres_
     await expect(page.locator("#provenance strong")).to_have_text(
         "? TH-MUK's original signature NOT checked: TH-TCCC's word until it is")
     await expect(page.locator("#detail tr", has_text="Words of")).to_have_text("Words ofTH-TCCC")
+
+    await items.nth(3).locator("button").click()
+    await expect(page.locator("#attribution")).to_have_text(refused_text)
+    assert "prov-refused" in await page.locator("#provenance").get_attribute("class")
+    await expect(page.locator("#provenance strong")).to_have_text("✘ The original this forward carries does not stand")
+    await expect(items.nth(3).locator(".who")).to_have_text("TH-TCCC")
+    await expect(items.nth(3).locator(".attr-mark")).to_have_text("forward: the original does not stand")
 
 
 async def test_markup_in_office_names_feed_names_notes_and_provenance_renders_as_text(page, centre):

@@ -732,10 +732,12 @@ function verificationBlock(v, pid = (name) => name) {
 function provenanceBlock(p, pid) {
   const sender = String(p.original_sender ?? "the original office");
   const centre = String(p.forwarded_by ?? "the centre");
-  const status = p.verified === true ? "ok" : p.redacted === true ? "redacted" : "unchecked";
+  const status = p.verified === true ? "ok" : p.redacted === true ? "redacted"
+    : p.state === "original_refused" ? "refused" : "unchecked";
   // Only a checked signature makes the office the author; otherwise it is who the centre names.
   const headline = {
     ok: `✔ Original signature of ${sender} checked`,
+    refused: "✘ The original this forward carries does not stand",
     redacted: `✘ Redacted: ${centre}'s own words, not ${sender}'s (no signature of ${sender}'s to check)`,
     unchecked: `? ${sender}'s original signature NOT checked: ${centre}'s word until it is`,
   }[status];
