@@ -26,6 +26,13 @@ sealed and signed by the centre's ``Sealer`` as usual), whose body carries the f
 
 The original's own tags, releasability and TLP travel inside a whole forward's original
 bytes. To keep one of them from the feed, redact it.
+
+**Whose words a reader is shown** (``attribution``; ``schemas/ENVELOPE.md`` 8.1): an
+office is named as the author of a forward's text only when its signature over that text
+was checked here. A redacted forward is compared with nothing (its original body does not
+travel), so its title, body and entities are whatever the centre wrote: it is shown as the
+centre's own words citing the original id, never as the office's. A whole forward whose
+original key is unknown here is the centre's word too until the signature is checked.
 """
 
 from __future__ import annotations
@@ -49,6 +56,16 @@ REDACTED_TEXT = "[redacted]"
 MISMATCH = "forward_mismatch"
 BAD_SIGNATURE = "forward_bad_signature"
 KEY_INVALID = "forward_key_invalid"
+
+#: What a reader is shown of a forward (``attribution``): the original office's words,
+#: signature checked; the centre's words attributed to the office, signature not checked
+#: (yet); the centre's own words citing the original (redacted); the centre's words, the
+#: original it carries refused when checked again.
+ORIGINAL_CHECKED = "original_checked"
+ORIGINAL_NOT_CHECKED = "original_not_checked"
+REDACTED = "redacted"
+ORIGINAL_REFUSED = "original_refused"
+ATTRIBUTION_STATES = (ORIGINAL_CHECKED, ORIGINAL_NOT_CHECKED, REDACTED, ORIGINAL_REFUSED)
 
 #: The fields a forward shows exactly as the original has them.
 SAME_FIELDS = ("kind", "grading", "title", "body", "expires", "in_reply_to", "entities", "attachments")
@@ -98,14 +115,78 @@ class Provenance:
     problem: str | None
     original: Bulletin | None
 
+    @property
+    def state(self) -> str:
+        """``ORIGINAL_CHECKED``, ``REDACTED`` or ``ORIGINAL_NOT_CHECKED`` (a provenance is only
+        made for a forward whose original stands; ``ORIGINAL_REFUSED`` has none)."""
+        return ORIGINAL_CHECKED if self.verified else REDACTED if self.redacted else ORIGINAL_NOT_CHECKED
+
+    def attribution(self) -> Attribution:
+        return attribution(
+            self.state, forwarded_by=self.forwarded_by, original_sender=self.original_sender, original_id=self.original_id
+        )
+
     def describe(self) -> str:
-        """One line for the page: ``forwarded by TH-TCCC from TH-MUK, redacted: ...``."""
-        head = f"forwarded by {self.forwarded_by} from {self.original_sender}"
-        if self.verified:
-            return f"{head}; {self.original_sender}'s signature checked"
-        if self.redacted:
-            return f"{head}, redacted: the original signature cannot be checked"
-        return f"{head}: {self.original_sender}'s key is not known here yet, the original signature is not checked"
+        """The one line a reader is shown with the forward (``Attribution.line``)."""
+        return self.attribution().line
+
+
+@dataclass(frozen=True, slots=True)
+class Attribution:
+    """Whose words a forward is shown as, and the line that says so.
+
+    ``words_of`` is the office or centre a reader is told wrote the forward's title, body
+    and entities: the original office only in ``ORIGINAL_CHECKED``, else the forwarding
+    centre. ``original_sender`` is then only what the centre attributes or cites.
+    """
+
+    state: str
+    words_of: str
+    forwarded_by: str
+    original_sender: str
+    original_id: str | None
+    line: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "state": self.state,
+            "words_of": self.words_of,
+            "forwarded_by": self.forwarded_by,
+            "original_sender": self.original_sender,
+            "original_id": self.original_id,
+            "text": self.line,
+        }
+
+
+def attribution(
+    state: str, *, forwarded_by: str, original_sender: str, original_id: str | None, problem: str | None = None
+) -> Attribution:
+    """The display rule of ``schemas/ENVELOPE.md`` 8.1 for a forward in ``state`` (one of
+    ``ATTRIBUTION_STATES``); ``problem`` says why the original was refused
+    (``ORIGINAL_REFUSED``). Pure: the node applies it to what it stored."""
+    centre, office = forwarded_by, original_sender
+    cited = f"bulletin {original_id}" if original_id else "a bulletin"  # no id: nothing was parsed
+    if state == ORIGINAL_CHECKED:
+        return Attribution(
+            state, office, centre, office, original_id,
+            f"{office}'s bulletin {original_id}, forwarded by {centre}; {office}'s signature checked",
+        )  # fmt: skip
+    if state == ORIGINAL_NOT_CHECKED:
+        line = (
+            f"{centre}'s forward of {cited}, which {centre} attributes to {office}: {office}'s signature is not "
+            f"checked yet (its key is not in this node's directory), so these are {centre}'s words until it is"
+        )
+    elif state == REDACTED:
+        line = (
+            f"{centre}'s own words: a redacted forward citing {cited}, which {centre} attributes to {office}. "
+            f"Not {office}'s words: a redacted forward carries no signature of {office}'s to check them against"
+        )
+    elif state == ORIGINAL_REFUSED:
+        cited = f", bulletin {original_id}," if original_id else ""
+        line = f"{centre}'s words: the original it attributes to {office}{cited} does not stand ({problem or 'refused'})"
+    else:
+        raise ValueError(f"unknown attribution state {state!r}")
+    return Attribution(state, centre, centre, office, original_id, line)
 
 
 # -- the centre's side -----------------------------------------------------------------

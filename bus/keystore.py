@@ -8,13 +8,24 @@ secrets and must match. ``"protection": "none"`` stores the secrets in clear and
 only for demos and tests (``blo init --insecure-no-passphrase``): it must be chosen,
 never fallen into.
 
-argon2id cost. The default is libsodium's MODERATE (3 passes, 256 MiB, about 0.85 s on
-the 2-core test machine): a node unlocks its key once at start and an operator runs a
+argon2id cost. The default is libsodium's MODERATE (3 passes, 256 MiB, about 0.4-0.85 s
+on the 2-core test machine): a node unlocks its key once at start and an operator runs a
 centre command now and then, so a second of work is cheap for us and expensive for
 someone guessing passphrases of a stolen laptop's key file; INTERACTIVE (64 MiB) is 10x
-cheaper to attack for little gain in comfort. Tests pass ``FAST_KDF`` (the minimum).
-A file names its own cost, so a reader CAPS it (``MAX_OPSLIMIT``, ``MAX_MEMLIMIT``):
-a hostile file must not make ``blo`` allocate 64 GiB or spin for an hour.
+cheaper to attack for little gain in comfort. A file names its own cost, so a reader
+bounds it on both sides before deriving anything:
+
+* a FLOOR (``FLOOR_KDF``: 3 passes and 64 MiB, RFC 9106's second recommended setting and
+  well above OWASP's argon2id minimum of 19 MiB x 2 passes): a file written cheaper is
+  cheap to guess once stolen, so it is refused with the command that re-encrypts it
+  (``blo keys passwd``), not opened silently. Tests write ``FAST_KDF`` (libsodium's
+  minimum) for speed and read it back by saying so (``min_kdf=FAST_KDF``); only
+  ``blo keys passwd`` does the same in production, to re-encrypt such a file.
+* a CAP (``MAX_OPSLIMIT``, ``MAX_MEMLIMIT``): a hostile file must not make ``blo``
+  allocate 64 GiB or spin for an hour.
+
+A new passphrase has at least ``MIN_PASSPHRASE_CHARS`` (12) Unicode code points, and a key
+file is opened only when no other user can read or change it (``read_private_file``).
 
 Nothing here logs, and no error message contains key material or the passphrase.
 """
@@ -23,6 +34,8 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
+import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,15 +58,26 @@ MAX_FILE_BYTES = 64 * 1024
 MAX_OLD_BOX_KEYS = 64
 
 
+MIB = 1 << 20
+
+
 @dataclass(frozen=True, slots=True)
 class KdfParams:
     opslimit: int
     memlimit: int
 
+    def describe(self) -> str:
+        return f"opslimit={self.opslimit}, memlimit={self.memlimit} bytes ({self.memlimit / MIB:g} MiB)"
+
 
 DEFAULT_KDF = KdfParams(argon2id.OPSLIMIT_MODERATE, argon2id.MEMLIMIT_MODERATE)
-#: For tests only: the cheapest parameters libsodium accepts.
+#: The least a key file may cost to guess: both at least this (schemas/DIRECTORY.md 8).
+FLOOR_KDF = KdfParams(3, 64 * MIB)
+#: libsodium's minimum: what tests write for speed (and read back with ``min_kdf=FAST_KDF``),
+#: and what ``blo keys passwd`` still opens in order to re-encrypt it. Never a default.
 FAST_KDF = KdfParams(argon2id.OPSLIMIT_MIN, argon2id.MEMLIMIT_MIN)
+#: A new passphrase's minimum length, in Unicode code points.
+MIN_PASSPHRASE_CHARS = 12
 #: The most a key file may ask of us when read (libsodium's SENSITIVE: 4 passes, 1 GiB).
 MAX_OPSLIMIT = argon2id.OPSLIMIT_SENSITIVE
 MAX_MEMLIMIT = argon2id.MEMLIMIT_SENSITIVE
@@ -79,14 +103,52 @@ def _derive(passphrase: bytes, salt: bytes, kdf: KdfParams) -> bytes:
     return argon2id.kdf(nacl.secret.Aead.KEY_SIZE, passphrase, salt, opslimit=kdf.opslimit, memlimit=kdf.memlimit)
 
 
+def check_new_passphrase(passphrase: bytes) -> None:
+    """``KeyStoreError`` unless ``passphrase`` may protect a new key file: UTF-8 text of at
+    least ``MIN_PASSPHRASE_CHARS`` code points. (Reading never asks this: an old file with a
+    shorter passphrase still opens, and ``blo keys passwd`` gives it a longer one.)"""
+    if not passphrase:
+        raise KeyStoreError("an empty passphrase protects nothing: choose one, or use --insecure-no-passphrase")
+    try:
+        length = len(passphrase.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise KeyStoreError("the passphrase is not UTF-8 text; choose one typed in a UTF-8 terminal") from None
+    if length < MIN_PASSPHRASE_CHARS:
+        raise KeyStoreError(
+            f"the passphrase has {length} characters; a key file needs at least {MIN_PASSPHRASE_CHARS} "
+            "(a few unrelated words make a good one; `blo keys passwd` gives an existing key file a new one), "
+            "or --insecure-no-passphrase for a demo"
+        )
+
+
+def _check_cost(kdf: KdfParams, min_kdf: KdfParams) -> None:
+    """The cap and the floor, before any work (``min_kdf`` is ``FLOOR_KDF`` but in tests
+    and ``blo keys passwd``; it is never below libsodium's own minimum)."""
+    low = max(min_kdf.opslimit, argon2id.OPSLIMIT_MIN), max(min_kdf.memlimit, argon2id.MEMLIMIT_MIN)
+    if kdf.opslimit > MAX_OPSLIMIT or kdf.memlimit > MAX_MEMLIMIT:
+        raise KeyStoreError(
+            f"the key file asks for argon2id {kdf.describe()}; this build accepts at most "
+            f"opslimit={MAX_OPSLIMIT}, memlimit={MAX_MEMLIMIT} (a file demanding more is refused as hostile)"
+        )
+    if kdf.opslimit < low[0] or kdf.memlimit < low[1]:
+        raise KeyStoreError(
+            f"the key file's passphrase is protected by argon2id {kdf.describe()}, below this build's floor "
+            f"({KdfParams(*low).describe()}): a stolen copy would be cheap to guess. Re-encrypt it at the "
+            "default cost with `blo keys passwd` (it asks for the current passphrase and a new one)"
+        )
+
+
 def encode_identity(
     identity: Identity,
     passphrase: bytes | None,
     *,
     kdf: KdfParams = DEFAULT_KDF,
+    min_kdf: KdfParams = FLOOR_KDF,
     rng: Rng = nacl.utils.random,
 ) -> bytes:
-    """The key file's bytes. ``passphrase=None`` writes the secrets unprotected."""
+    """The key file's bytes. ``passphrase=None`` writes the secrets unprotected; a passphrase
+    must pass ``check_new_passphrase`` and ``kdf`` must be within the floor (``min_kdf``,
+    lowered only by tests) and the cap."""
     public = _public_part(identity)
     secrets = {
         "sign_seed": identity.signing.seed.hex(),
@@ -99,8 +161,8 @@ def encode_identity(
         # integrity against someone who edits both places, as it has no secrecy.
         doc = {**public, "protection": PROTECTION_NONE, "secrets": {**secrets, "office": identity.office_id}}
     else:
-        if not passphrase:
-            raise KeyStoreError("an empty passphrase protects nothing: choose one, or use --insecure-no-passphrase")
+        check_new_passphrase(passphrase)
+        _check_cost(kdf, min_kdf)
         salt = rng(argon2id.SALTBYTES)
         nonce = rng(nacl.secret.Aead.NONCE_SIZE)
         header = {
@@ -130,8 +192,11 @@ def _hex(doc: dict[str, Any], key: str, size: int | None = None) -> bytes:
     return raw
 
 
-def decode_identity(data: bytes, passphrase: bytes | None) -> Identity:
-    """The ``Identity`` in a key file; ``KeyStoreError`` for anything wrong, with what to do."""
+def decode_identity(data: bytes, passphrase: bytes | None, *, min_kdf: KdfParams = FLOOR_KDF) -> Identity:
+    """The ``Identity`` in a key file; ``KeyStoreError`` for anything wrong, with what to do.
+
+    ``min_kdf`` is the cost floor: production readers leave it at ``FLOOR_KDF``; tests and
+    ``blo keys passwd`` (which re-encrypts a weak file) pass ``FAST_KDF``."""
     if len(data) > MAX_FILE_BYTES:
         raise _bad(f"it is {len(data)} bytes, far more than a key file")
     try:
@@ -149,7 +214,7 @@ def decode_identity(data: bytes, passphrase: bytes | None) -> Identity:
         if type(secrets) is dict and secrets.get("office") != office:
             raise _bad("the office id in the clear half does not match the one kept with the secrets")
     elif protection == PROTECTION_ARGON2ID:
-        secrets = _decrypt(doc, passphrase)
+        secrets = _decrypt(doc, passphrase, min_kdf)
     else:
         raise _bad(f"unknown protection {protection!r}")
     if type(secrets) is not dict:
@@ -169,30 +234,43 @@ def decode_identity(data: bytes, passphrase: bytes | None) -> Identity:
     return identity
 
 
-def _decrypt(doc: dict[str, Any], passphrase: bytes | None) -> Any:
-    if passphrase is None:
-        raise KeyStoreError(
-            "the key file is passphrase-protected: set BLO_PASSPHRASE or run interactively to be asked for it"
-        )
+def _kdf_of(doc: dict[str, Any], min_kdf: KdfParams) -> KdfParams:
     kdf_doc = doc.get("kdf")
     if type(kdf_doc) is not dict:
         raise _bad("the kdf parameters are missing")
     ops, mem = kdf_doc.get("opslimit"), kdf_doc.get("memlimit")
     if type(ops) is not int or type(mem) is not int:
         raise _bad("the kdf parameters must be whole numbers")
-    if not argon2id.OPSLIMIT_MIN <= ops <= MAX_OPSLIMIT or not argon2id.MEMLIMIT_MIN <= mem <= MAX_MEMLIMIT:
+    kdf = KdfParams(ops, mem)
+    _check_cost(kdf, min_kdf)
+    return kdf
+
+
+def check_cost(data: bytes, *, min_kdf: KdfParams = FLOOR_KDF) -> None:
+    """``KeyStoreError`` when ``data`` is a passphrase-protected key file whose argon2id cost
+    is below the floor or above the cap; nothing otherwise (``decode_identity`` reports any
+    other problem). Lets a caller refuse a weak file before asking for its passphrase."""
+    try:
+        doc = json.loads(data)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return
+    kdf = doc.get("kdf") if type(doc) is dict and doc.get("protection") == PROTECTION_ARGON2ID else None
+    if type(kdf) is dict and type(kdf.get("opslimit")) is int and type(kdf.get("memlimit")) is int:
+        _check_cost(KdfParams(kdf["opslimit"], kdf["memlimit"]), min_kdf)
+
+
+def _decrypt(doc: dict[str, Any], passphrase: bytes | None, min_kdf: KdfParams) -> Any:
+    kdf = _kdf_of(doc, min_kdf)  # refused before the passphrase is even asked for
+    if passphrase is None:
         raise KeyStoreError(
-            f"the key file asks for argon2id opslimit={ops}, memlimit={mem} bytes; this build accepts at most "
-            f"opslimit={MAX_OPSLIMIT}, memlimit={MAX_MEMLIMIT} (a file demanding more is refused as hostile)"
+            "the key file is passphrase-protected: set BLO_PASSPHRASE or run interactively to be asked for it"
         )
-    salt = _hex(kdf_doc, "salt", argon2id.SALTBYTES)
+    salt = _hex(doc["kdf"], "salt", argon2id.SALTBYTES)
     nonce = _hex(doc, "nonce", nacl.secret.Aead.NONCE_SIZE)
     ciphertext = _hex(doc, "ciphertext")
     header = {k: v for k, v in doc.items() if k != "ciphertext"}
     try:
-        plain = nacl.secret.Aead(_derive(passphrase, salt, KdfParams(ops, mem))).decrypt(
-            ciphertext, _canonical(header), nonce
-        )
+        plain = nacl.secret.Aead(_derive(passphrase, salt, kdf)).decrypt(ciphertext, _canonical(header), nonce)
     except nacl.exceptions.CryptoError:
         raise KeyStoreError(
             "wrong passphrase for this key file (or the file was altered): check BLO_PASSPHRASE and try again"
@@ -244,22 +322,54 @@ def save_identity(
     passphrase: bytes | None,
     *,
     kdf: KdfParams = DEFAULT_KDF,
+    min_kdf: KdfParams = FLOOR_KDF,
     overwrite: bool = False,
     rng: Rng = nacl.utils.random,
 ) -> None:
     """Write a key file (0600, atomically; directory 0700). Refuses to overwrite unless told."""
-    write_private_file(path, encode_identity(identity, passphrase, kdf=kdf, rng=rng), overwrite=overwrite)
+    data = encode_identity(identity, passphrase, kdf=kdf, min_kdf=min_kdf, rng=rng)
+    write_private_file(path, data, overwrite=overwrite)
 
 
-def load_identity(path: Path, passphrase: bytes | None) -> Identity:
-    """Read a key file; ``KeyStoreError`` when it is missing, damaged or the passphrase is wrong."""
+def _chmod_hint(path: Path, mode: int) -> str:
+    return f"`chmod {mode:o} {shlex.quote(str(path))}`"
+
+
+def read_private_file(path: Path) -> bytes:
+    """The bytes of a file that holds secrets, refused (``KeyStoreError``, with the chmod to
+    run) when other users could read or change it: the file has no group or other
+    permission bits (``mode & 0o077 == 0``) and its folder is writable by its owner only
+    (``mode & 0o022 == 0``), else someone could swap the file. The mode is read from the
+    open file, so it is the mode of the bytes read."""
+    folder = path.parent
     try:
-        data = path.read_bytes()
+        folder_mode = stat.S_IMODE(os.stat(folder).st_mode)
+        with open(path, "rb") as f:
+            file_mode = stat.S_IMODE(os.fstat(f.fileno()).st_mode)
+            if file_mode & 0o077:
+                raise KeyStoreError(
+                    f"{path} is open to other users (mode {file_mode:04o}): anyone who can read it can try "
+                    f"passphrases offline, or use it at once if unprotected. Run {_chmod_hint(path, 0o600)}, "
+                    "and consider these keys exposed if others could have copied the file"
+                )
+            if folder_mode & 0o022:
+                raise KeyStoreError(
+                    f"{folder} can be written by other users (mode {folder_mode:04o}), who could replace the key "
+                    f"file in it. Run {_chmod_hint(folder, 0o700)}"
+                )
+            data = f.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
         raise KeyStoreError(f"{path}: no key file here (create one with `blo init`)") from None
     except OSError as exc:
         raise KeyStoreError(f"{path}: cannot read the key file ({exc.strerror})") from None
+    return data
+
+
+def load_identity(path: Path, passphrase: bytes | None, *, min_kdf: KdfParams = FLOOR_KDF) -> Identity:
+    """Read a key file; ``KeyStoreError`` when it is missing, open to other users, damaged,
+    below the cost floor (``min_kdf``: see ``decode_identity``) or the passphrase is wrong."""
+    data = read_private_file(path)
     try:
-        return decode_identity(data, passphrase)
+        return decode_identity(data, passphrase, min_kdf=min_kdf)
     except KeyStoreError as exc:
         raise KeyStoreError(f"{path}: {exc.message}") from None

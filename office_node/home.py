@@ -10,7 +10,9 @@ Layout (created by ``blo init``; folders 0700, key files 0600)::
       data/directory.json            the verified local copy of the signed directory
 
 The passphrase for a protected key file comes from ``BLO_PASSPHRASE`` when set, else
-from an interactive prompt; with neither, loading fails with a message saying so.
+from an interactive prompt; with neither, loading fails with a message saying so. The
+variable is taken out of this process's environment as it is read, so nothing started
+afterwards inherits it (child processes get a scrubbed environment anyway: bus.transport.childenv).
 """
 
 from __future__ import annotations
@@ -25,11 +27,21 @@ from pathlib import Path
 from bus.directory import Directory, anchors_from_hex
 from bus.errors import KeyStoreError
 from bus.keys import Identity
-from bus.keystore import is_protected, load_identity
+from bus.keystore import (
+    FLOOR_KDF,
+    KdfParams,
+    check_cost,
+    check_new_passphrase,
+    decode_identity,
+    is_protected,
+    read_private_file,
+)
 from bus.transport.kv_directory import DirectoryCache
 from office_node.config import NodeConfig, load_config
 
 PASSPHRASE_ENV = "BLO_PASSPHRASE"
+#: ``blo keys passwd``'s new passphrase, for scripts (else it is asked for twice).
+NEW_PASSPHRASE_ENV = "BLO_NEW_PASSPHRASE"
 Prompt = Callable[[str], str]
 
 
@@ -95,33 +107,47 @@ def node_paths(home: Path, data_dir: Path | None = None) -> NodePaths:
     return NodePaths(db=data_dir / "node.db", audit_key=home / "keys" / "audit.key", audit_head=home / "keys" / "audit.head")
 
 
-def passphrase(prompt: Prompt | None = None, *, confirm: bool = False) -> bytes:
-    """The passphrase from ``BLO_PASSPHRASE``, else asked for (twice when ``confirm``)."""
-    from_env = os.environ.get(PASSPHRASE_ENV)
+def passphrase(prompt: Prompt | None = None, *, confirm: bool = False, env: str = PASSPHRASE_ENV) -> bytes:
+    """The passphrase from the environment variable ``env`` (removed from the environment
+    as it is read), else asked for. ``confirm``: a new passphrase, asked twice and held to
+    the minimum length (``bus.keystore.check_new_passphrase``)."""
+    from_env = os.environ.pop(env, None)
     if from_env is not None:
         if not from_env:
-            raise KeyStoreError(f"{PASSPHRASE_ENV} is set but empty")
+            raise KeyStoreError(f"{env} is set but empty")
+        if confirm:
+            check_new_passphrase(from_env.encode())
         return from_env.encode()
     if prompt is None:
         if not sys.stdin.isatty():
             raise KeyStoreError(
-                f"the key file needs a passphrase: set {PASSPHRASE_ENV}, or run in a terminal to be asked for it"
+                f"the key file needs a passphrase: set {env}, or run in a terminal to be asked for it"
             )
         prompt = getpass.getpass
-    first = prompt("Key passphrase: ")
+    first = prompt("New key passphrase: " if confirm else "Key passphrase: ")
     if not first:
         raise KeyStoreError("an empty passphrase protects nothing (use --insecure-no-passphrase for a demo)")
+    if confirm:
+        check_new_passphrase(first.encode())
     if confirm and prompt("Repeat the passphrase: ") != first:
         raise KeyStoreError("the two passphrases differ; nothing was written")
     return first.encode()
 
 
-def load_home_identity(home: NodeHome, prompt: Prompt | None = None) -> tuple[Identity, bytes | None]:
+def load_home_identity(
+    home: NodeHome, prompt: Prompt | None = None, *, min_kdf: KdfParams = FLOOR_KDF
+) -> tuple[Identity, bytes | None]:
     """The node's identity and the passphrase that opened it (None for an unprotected file),
-    so a command that rewrites the file (``blo keys rotate``) keeps the same protection."""
+    so a command that rewrites the file (``blo keys rotate``) keeps the same protection.
+
+    Refused before any passphrase is asked for: a key file open to other users, or one
+    whose argon2id cost is below ``min_kdf`` (``FLOOR_KDF``; only ``blo keys passwd``,
+    which re-encrypts such a file, passes less)."""
+    path = home.identity_path
+    data = read_private_file(path)
     try:
-        data = home.identity_path.read_bytes()
-    except FileNotFoundError:
-        raise KeyStoreError(f"{home.identity_path}: no key file here (create one with `blo init`)") from None
-    secret = passphrase(prompt) if is_protected(data) else None
-    return load_identity(home.identity_path, secret), secret
+        check_cost(data, min_kdf=min_kdf)
+        secret = passphrase(prompt) if is_protected(data) else None
+        return decode_identity(data, secret, min_kdf=min_kdf), secret
+    except KeyStoreError as exc:
+        raise KeyStoreError(f"{path}: {exc.message}") from None

@@ -35,7 +35,7 @@ from bus.bulletin import Bulletin
 from bus.directory import Directory
 from bus.envelope import RECIPIENT_FEED, Opened
 from bus.errors import BloError, ForwardRefused, HandlingRefused, NotFound, ValidationError
-from bus.forward import verify_forward
+from bus.forward import ORIGINAL_REFUSED, verify_forward
 from bus.handling import FeedScope, check_receive, check_send
 from bus.ids import Rng
 from bus.keys import Identity
@@ -432,6 +432,8 @@ class OfficeNode:
         posted = await self.bus.submit(b, offices=draft.offices, feeds=draft.feeds)
         feed = draft.feeds[0] if draft.feeds else None
         self.store.save_sent(b, sealed=posted.sealed, recipients=list(draft.recipients), feed=feed, sent_at=posted.posted_at)
+        if b.forwarded is not None:  # a centre's own forward is shown by the same rule as its members'
+            self._record_provenance(b)
         self.audit.append(
             actor,
             action,
@@ -582,10 +584,12 @@ class OfficeNode:
 
     def _record_provenance(self, b: Bulletin) -> None:
         """Check a forward's original against the directory and keep the finding beside
-        the centre's own (verified) signature."""
+        the centre's own (verified) signature. What a reader is then shown, and as whose
+        words, is views.attribution's (ENVELOPE.md 8.1)."""
         try:
             p = verify_forward(b, self.directory)
             provenance = {
+                "state": p.state,
                 "forwarded_by": p.forwarded_by,
                 "original_id": p.original_id,
                 "original_sender": p.original_sender,
@@ -598,7 +602,7 @@ class OfficeNode:
                 "text": p.describe(),
             }
         except BloError as exc:
-            provenance = {"verified": False, "reason": exc.reason, "text": exc.message}
+            provenance = {"state": ORIGINAL_REFUSED, "verified": False, "reason": exc.reason, "text": exc.message}
         stored = self.store.get(b.id)
         if stored is not None:
             self.store.set_verification(

@@ -10,13 +10,46 @@ from __future__ import annotations
 from typing import Any
 
 from bus.directory import Directory, DirectoryRecord
+from bus.forward import ORIGINAL_CHECKED, ORIGINAL_NOT_CHECKED, ORIGINAL_REFUSED, REDACTED
+from bus.forward import attribution as attribution_of
 from bus.transport.node import StateChange
 from bus.transport.outbox import BulletinStatus, RecipientStatus
 from office_node.store import StoredBulletin
 
 
+def attribution(b: StoredBulletin) -> dict[str, Any] | None:
+    """Whose words a forward is shown as (``bus.forward.attribution``, ENVELOPE.md 8.1),
+    from what this node stored; None for a bulletin that is not a forward.
+
+    Redacted is read from the bulletin itself, whatever else was stored: its text was
+    compared with nothing. Only a provenance whose original signature verified here names
+    the office as the author."""
+    carried = b.bulletin.get("forwarded")
+    if not isinstance(carried, dict):
+        return None
+    p = b.verification.get("provenance")
+    p = p if isinstance(p, dict) else {}
+    if carried.get("redacted"):
+        state = REDACTED
+    elif p.get("verified") is True:
+        state = ORIGINAL_CHECKED
+    elif p and "original_id" not in p:  # the check itself failed: what it said is the problem
+        state = ORIGINAL_REFUSED
+    else:
+        state = ORIGINAL_NOT_CHECKED
+    shown = attribution_of(
+        state,
+        forwarded_by=b.sender,
+        original_sender=str(carried.get("sender")),
+        original_id=p.get("original_id"),
+        problem=p.get("text"),
+    )
+    return shown.to_json()
+
+
 def summary(b: StoredBulletin) -> dict[str, Any]:
     """One line of a list: what the feed and search results show."""
+    shown = attribution(b)
     return {
         "id": b.id,
         "from": b.sender,
@@ -33,7 +66,9 @@ def summary(b: StoredBulletin) -> dict[str, Any]:
         "read": b.is_read,
         "verified": b.verified,
         "in_reply_to": b.bulletin.get("in_reply_to"),
-        "forwarded_from": (b.bulletin.get("forwarded") or {}).get("sender"),
+        # An office is named as where a forward's text comes from only when its signature was checked.
+        "forwarded_from": shown["original_sender"] if shown and shown["state"] == ORIGINAL_CHECKED else None,
+        "attribution": shown,
     }
 
 
@@ -86,6 +121,7 @@ def detail(b: StoredBulletin, status: BulletinStatus | None) -> dict[str, Any]:
         "read_at": b.read_at,
         "read_by": b.read_by,
         "verification": verification(b),
+        "attribution": attribution(b),
         "receipts": receipt_rows(status),
         "escalated_at": status.escalated_at if status else None,
     }

@@ -5,9 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
+import subprocess
+import sys
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+import urllib.request
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +23,8 @@ from office_node.accounts import CHEAP
 from office_node.daemon import Daemon
 from office_node.network import Network, NodeSpec, build_network
 from office_node.node import OfficeNode
+
+BLO = str(Path(sys.executable).parent / "blo")
 
 PAIR = [
     NodeSpec("TH-TCCC", "Thailand TCCC", "centre"),
@@ -138,3 +145,43 @@ def bulletin_request(**fields: Any) -> dict[str, Any]:
     }
     body.update(fields)
     return body
+
+
+def blo_env(**extra: str) -> dict[str, str]:
+    """This environment without any BLO_ variable of the test runner's, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BLO_")}
+    return {**env, **extra}
+
+
+@contextmanager
+def node_process(home: Path, port: int, **env: str) -> Iterator[subprocess.Popen[str]]:
+    """`blo node run` of ``home`` as its own process (``env`` added to its environment),
+    once its /health on ``port`` says NATS is connected; SIGTERM at the end."""
+    proc = subprocess.Popen(
+        [BLO, "node", "run", "--config", str(home / "node.toml")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=blo_env(**env),
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as r:
+                    if json.load(r)["nats"] == "connected":
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"the node did not come up: {proc.stdout.read() if proc.stdout else ''}")
+            time.sleep(0.1)
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

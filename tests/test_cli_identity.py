@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from bus.directory import read_request
-from bus.keystore import load_identity
+from bus.keystore import DEFAULT_KDF, FAST_KDF, load_identity, save_identity
 from bus.transport.server import NatsServer
 from office_node.cli import cli
 from office_node.home import NodeHome
@@ -112,6 +112,41 @@ def test_passphrase_protected_key_file_with_a_wrong_passphrase_gives_a_clear_err
     assert wrong.exit_code == 2
     assert "wrong passphrase" in wrong.output and "Traceback" not in wrong.output
     assert "TH-MUK" in ok(blo(home, "keys", "show", env={"BLO_PASSPHRASE": "correct horse battery staple"}))
+
+
+def test_init_refuses_a_short_passphrase_and_writes_no_key(tmp_path: Path) -> None:
+    home = tmp_path / "muk"
+    result = blo(home, "init", "--office", "TH-MUK", "--country", "TH", "--name", "x", env={"BLO_PASSPHRASE": "mukdahan1"})
+    assert result.exit_code == 2 and "at least 12" in result.output and "mukdahan1" not in result.output
+    assert not NodeHome(home).identity_path.exists()
+
+
+def test_keys_passwd_re_encrypts_a_key_file_below_the_cost_floor_that_the_node_refused(tmp_path: Path) -> None:
+    home = init_office(tmp_path, "TH-MUK", [])
+    h = NodeHome(home)
+    me = load_identity(h.identity_path, None)
+    old, new = "an old cheap passphrase", "ตู้ไปรษณีย์ริมโขง 2025"
+    save_identity(h.identity_path, me, old.encode(), kdf=FAST_KDF, min_kdf=FAST_KDF, overwrite=True)
+    refused = blo(home, "keys", "show", env={"BLO_PASSPHRASE": old})
+    assert refused.exit_code == 2 and "below this build's floor" in refused.output
+    assert "blo keys passwd" in refused.output and "Traceback" not in refused.output
+
+    short = blo(home, "keys", "passwd", env={"BLO_PASSPHRASE": old, "BLO_NEW_PASSPHRASE": "too short"})
+    assert short.exit_code == 2 and "at least 12" in short.output
+    ok(blo(home, "keys", "passwd", env={"BLO_PASSPHRASE": old, "BLO_NEW_PASSPHRASE": new}))
+    kdf = json.loads(h.identity_path.read_text())["kdf"]
+    assert (kdf["opslimit"], kdf["memlimit"]) == (DEFAULT_KDF.opslimit, DEFAULT_KDF.memlimit)
+    assert stat.S_IMODE(h.identity_path.stat().st_mode) == 0o600
+    assert me.signing.kid.hex() in ok(blo(home, "keys", "show", env={"BLO_PASSPHRASE": new}))
+    assert "wrong passphrase" in blo(home, "keys", "show", env={"BLO_PASSPHRASE": old}).output
+
+
+def test_a_world_readable_key_file_is_refused_with_the_chmod_to_run(tmp_path: Path) -> None:
+    home = init_office(tmp_path, "TH-MUK", [])
+    path = NodeHome(home).identity_path
+    path.chmod(0o644)
+    refused = blo(home, "keys", "show")
+    assert refused.exit_code == 2 and f"chmod 600 {path}" in refused.output
 
 
 def test_centre_enrols_its_office_and_lists_it(tmp_path: Path) -> None:

@@ -4,58 +4,15 @@ real processes, a real nats-server, HTTP on loopback."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
-import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from bus.transport.server import NatsServer, free_port
 from office_node.network import NodeSpec
-from tests.node_helpers import build
-
-BLO = str(Path(sys.executable).parent / "blo")
-
-
-def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BLO_")}
-    return {**env, **extra}
-
-
-@contextmanager
-def node_process(home: Path, port: int) -> Iterator[subprocess.Popen[str]]:
-    proc = subprocess.Popen(
-        [BLO, "node", "run", "--config", str(home / "node.toml")],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=_env(),
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as r:
-                    if json.load(r)["nats"] == "connected":
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"the node did not come up: {proc.stdout.read() if proc.stdout else ''}")
-            time.sleep(0.1)
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+from tests.node_helpers import BLO, build, node_process
+from tests.node_helpers import blo_env as _env
 
 
 def _pair(tmp_path: Path, nats_server: NatsServer) -> tuple[object, int, int]:

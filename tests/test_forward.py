@@ -18,7 +18,17 @@ from hypothesis import strategies as st
 from bus import errors
 from bus.bulletin import BODY_FIELDS, Bulletin, Forwarded, body_from_dict
 from bus.envelope import FeedRecipient, OfficeRecipient, Opened, Opener, Sealer, encode_body
-from bus.forward import REDACTED_TEXT, Provenance, forward, verify_forward
+from bus.forward import (
+    ORIGINAL_CHECKED,
+    ORIGINAL_NOT_CHECKED,
+    ORIGINAL_REFUSED,
+    REDACTED,
+    REDACTED_TEXT,
+    Provenance,
+    attribution,
+    forward,
+    verify_forward,
+)
 from bus.ids import new_bulletin_id
 from bus.keys import Identity, PeerBook, SigningKeyPair
 from bus.testing import DeterministicRng
@@ -92,7 +102,9 @@ def test_a_forwarded_bulletin_verifies_back_to_the_original_office() -> None:
         problem=None,
         original=ORIGINAL,
     )
-    assert p.describe() == "forwarded by TH-TCCC from TH-MUK; TH-MUK's signature checked"
+    assert p.describe() == f"TH-MUK's bulletin {ORIGINAL.id}, forwarded by TH-TCCC; TH-MUK's signature checked"
+    shown = p.attribution()
+    assert (shown.state, shown.words_of, shown.forwarded_by) == (ORIGINAL_CHECKED, "TH-MUK", "TH-TCCC")
 
 
 def test_a_forward_is_a_new_centre_bulletin_showing_the_original_text_and_carrying_its_exact_bytes() -> None:
@@ -246,9 +258,21 @@ def test_an_original_key_unknown_here_is_reported_not_verified_and_the_text_stil
     p = verify_forward(make(), book)
     assert (p.verified, p.redacted, p.reason) == (False, False, "unknown_sender")
     assert p.problem is not None and MUK.signing.kid.hex() in p.problem
-    assert "not checked" in p.describe()
+    assert "not checked yet" in p.describe()
     with pytest.raises(errors.ForwardRefused):
         verify_forward(tampered(make(), title="changed"), book)
+
+
+def test_a_whole_forward_under_an_original_key_unknown_here_is_the_centres_word_until_its_signature_is_checked() -> None:
+    # What a centre could send under a key id nobody here knows: the text matches the bytes
+    # it carries, but nothing says the office signed them.
+    p = verify_forward(make(), PeerBook([TCCC.public(), SVK.public()]))
+    shown = p.attribution()
+    assert (shown.state, shown.words_of, shown.original_sender) == (ORIGINAL_NOT_CHECKED, "TH-TCCC", "TH-MUK")
+    assert shown.line == (
+        f"TH-TCCC's forward of bulletin {ORIGINAL.id}, which TH-TCCC attributes to TH-MUK: TH-MUK's signature is not "
+        "checked yet (its key is not in this node's directory), so these are TH-TCCC's words until it is"
+    )
 
 
 def _revoked(at: int) -> PeerBook:
@@ -277,7 +301,31 @@ def test_a_redacted_forward_says_so_and_cannot_claim_a_checked_signature() -> No
     assert (p.redacted, p.verified, p.reason) == (True, False, "redacted")
     assert p.redacted_fields == ("entities[0].name", "entities[1].number")
     assert (p.original_id, p.original_sender, p.original_sent_at, p.original) == (ORIGINAL.id, "TH-MUK", NOW, None)
-    assert p.describe() == "forwarded by TH-TCCC from TH-MUK, redacted: the original signature cannot be checked"
+    assert p.describe() == (
+        f"TH-TCCC's own words: a redacted forward citing bulletin {ORIGINAL.id}, which TH-TCCC attributes to TH-MUK. "
+        "Not TH-MUK's words: a redacted forward carries no signature of TH-MUK's to check them against"
+    )
+
+
+def test_a_redacted_forward_with_invented_text_is_shown_as_the_centres_words_citing_the_original() -> None:
+    # A centre (or a thief holding its key) redacts one field and writes its own title and
+    # body: F4 stops at "redacted", so nothing compares the text with the original.
+    invented = tampered(
+        make(redact=["entities[2]"]), title="TH-MUK: สะพานปิด ห้ามข้าม", body="Mukdahan says: close the bridge now."
+    )
+    p = verify_forward(on_the_feed(invented), BOOK)
+    shown = p.attribution()
+    assert (shown.state, shown.words_of, shown.forwarded_by) == (REDACTED, "TH-TCCC", "TH-TCCC")
+    assert shown.line.startswith("TH-TCCC's own words") and ORIGINAL.id in shown.line
+    assert "Not TH-MUK's words" in shown.line and "from TH-MUK" not in shown.line
+    assert shown.to_json()["words_of"] == "TH-TCCC"
+
+
+def test_an_original_that_no_longer_stands_leaves_the_forward_the_centres_words() -> None:
+    shown = attribution(
+        ORIGINAL_REFUSED, forwarded_by="TH-TCCC", original_sender="TH-MUK", original_id=None, problem="bad signature"
+    )
+    assert shown.words_of == "TH-TCCC" and "bad signature" in shown.line and "from TH-MUK" not in shown.line
 
 
 def test_what_was_redacted_travels_nowhere_in_the_forward() -> None:

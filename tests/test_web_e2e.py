@@ -218,7 +218,8 @@ async def test_a_centre_analyst_forwards_an_office_report_to_a_feed_from_the_pag
         await expect(arrived).to_be_visible(timeout=15_000)
         await expect(arrived).to_contain_text(f"#{FEED}")
         await arrived.locator("button").click()
-        await expect(nkp.locator("#detail")).to_contain_text("forwarded by TH-TCCC from TH-MUK")
+        await expect(nkp.locator("#attribution")).to_have_text(
+            f"TH-MUK's bulletin {posted['id']}, forwarded by TH-TCCC; TH-MUK's signature checked")
         original = nkp.locator("#provenance")
         await expect(original.locator("strong")).to_have_text("✔ Original signature of TH-MUK checked")
         await expect(original).to_contain_text(posted["id"])

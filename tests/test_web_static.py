@@ -109,12 +109,20 @@ def feed(name: str, members: list[str], **fields: Any) -> dict[str, Any]:
 
 
 def provenance(**fields: Any) -> dict[str, Any]:
-    out = {"forwarded_by": "TH-TCCC", "original_id": _id("original"), "original_sender": "TH-MUK",
-           "original_sign_kid": "4be0c1d2e3f40516", "original_sent_at": NOW - 60_000, "verified": True,
-           "redacted": False, "redacted_fields": [], "reason": None,
-           "text": "forwarded by TH-TCCC from TH-MUK; TH-MUK's signature checked"}
+    out = {"state": "original_checked", "forwarded_by": "TH-TCCC", "original_id": _id("original"),
+           "original_sender": "TH-MUK", "original_sign_kid": "4be0c1d2e3f40516", "original_sent_at": NOW - 60_000,
+           "verified": True, "redacted": False, "redacted_fields": [], "reason": None,
+           "text": f"TH-MUK's bulletin {_id('original')}, forwarded by TH-TCCC; TH-MUK's signature checked"}
     out.update(fields)
     return out
+
+
+def attribution(prov: dict[str, Any]) -> dict[str, Any]:
+    """A forward's attribution as the API gives it, beside its provenance ``prov``."""
+    centre_words = prov["state"] != "original_checked"
+    return {"state": prov["state"], "words_of": prov["forwarded_by"] if centre_words else prov["original_sender"],
+            "forwarded_by": prov["forwarded_by"], "original_sender": prov["original_sender"],
+            "original_id": prov["original_id"], "text": prov["text"]}
 
 
 def hit(bulletin: dict[str, Any], lookout: dict[str, Any], offset: int = 0, **fields: Any) -> dict[str, Any]:
@@ -1430,7 +1438,8 @@ async def test_a_forward_posts_the_feed_and_the_redactions_and_shows_a_refusal_i
                      "entities[0].nationality", "entities[1]", "entities[1].plate", "entities[1].country"]
     await expect(page.locator("#forward-redact-note")).to_be_hidden()
     await page.check("#forward-form .redact[value='entities[0].name']")
-    await expect(page.locator("#forward-redact-note")).to_contain_text("the original signature cannot be checked")
+    await expect(page.locator("#forward-redact-note")).to_contain_text(
+        "this centre's own words citing the original, not as the office's")
     # Redacting a whole entity takes its fields with it.
     await page.check("#forward-form .redact[value='entities[1]']")
     assert await page.is_disabled("#forward-form .redact[value='entities[1].plate']")
@@ -1661,38 +1670,87 @@ async def test_the_network_view_flags_the_silent_office_and_draws_seven_days_per
 
 async def test_a_forwarded_bulletin_shows_its_provenance_apart_from_the_centres_own_signature(page, stub):
     node, base = stub
-    whole = summary("fwd-whole", 8000, **{"from": "TH-TCCC"}, feed="th-border", title="รถบรรทุกยาบ้า (ส่งต่อ)")
-    redacted = summary("fwd-red", 7000, **{"from": "TH-TCCC"}, feed="th-border", title="[redacted]")
-    node.items[:0] = [whole, redacted]
-    for item, prov in ((whole, provenance()), (redacted, provenance(
-            verified=False, redacted=True, redacted_fields=["title", "entities[1]"], reason="redacted",
-            text="forwarded by TH-TCCC from TH-MUK, redacted: the original signature cannot be checked"))):
+    original_id = _id("original")
+    redacted_text = (f"TH-TCCC's own words: a redacted forward citing bulletin {original_id}, which TH-TCCC "
+                     "attributes to TH-MUK. Not TH-MUK's words: a redacted forward carries no signature of TH-MUK's "
+                     "to check them against")  # fmt: skip
+    unchecked_text = (f"TH-TCCC's forward of bulletin {original_id}, which TH-TCCC attributes to TH-MUK: TH-MUK's "
+                      "signature is not checked yet (its key is not in this node's directory), so these are TH-TCCC's "
+                      "words until it is")  # fmt: skip
+    forwards = [
+        (summary("fwd-whole", 8000, **{"from": "TH-TCCC"}, feed="th-border", title="รถบรรทุกยาบ้า (ส่งต่อ)"),
+         provenance()),
+        (summary("fwd-red", 7000, **{"from": "TH-TCCC"}, feed="th-border", title="TH-MUK: ปิดสะพาน"),
+         provenance(state="redacted", verified=False, redacted=True, redacted_fields=["title", "entities[1]"],
+                    reason="redacted", text=redacted_text)),
+        (summary("fwd-unchecked", 6000, **{"from": "TH-TCCC"}, feed="th-border", title="ปล่อยรถ"),
+         provenance(state="original_not_checked", verified=False, reason="unknown_sender", text=unchecked_text)),
+        (summary("fwd-refused", 5000, **{"from": "TH-TCCC"}, feed="th-border", title="ถูกปฏิเสธ"),
+         {"state": "original_refused", "verified": False, "reason": "forward_bad_signature", "text": "forged"}),
+    ]  # fmt: skip
+    refused_text = "TH-TCCC's words: the original it attributes to TH-MUK does not stand (forged)"
+    node.items[:0] = [item for item, _ in forwards]
+    for item, prov in forwards:
+        shown = attribution(prov) if "forwarded_by" in prov else {
+            "state": "original_refused", "words_of": "TH-TCCC", "forwarded_by": "TH-TCCC",
+            "original_sender": "TH-MUK", "original_id": None, "text": refused_text}  # fmt: skip
+        item.update(attribution=shown, forwarded_from="TH-MUK" if prov["verified"] else None)
         detail = node.full(item)
         detail["verification"]["provenance"] = prov
+        detail["attribution"] = shown
         node.details[item["id"]] = detail
     await login(page, base)
 
-    await page.locator("#feed-list li").nth(0).locator("button").click()
+    # The list names whose words each forward is: the office only when its signature was checked.
+    items = page.locator("#feed-list li")
+    await expect(items.nth(0).locator(".who")).to_have_text("TH-MUK")
+    assert (await items.locator(".who").all_text_contents())[:4] == ["TH-MUK", "TH-TCCC", "TH-TCCC", "TH-TCCC"]
+    assert await items.locator(".attr-mark").all_text_contents() == [
+        "forwarded by TH-TCCC", "redacted forward: TH-TCCC's own words",
+        "forward: TH-MUK's signature not checked yet", "forward: the original does not stand",
+    ]  # fmt: skip
+
+    await items.nth(0).locator("button").click()
     own = page.locator("#signature")
     await expect(own).to_contain_text("Signature verified — TH-TCCC, the forwarding centre")
     original = page.locator("#provenance")
     assert "prov-ok" in await original.get_attribute("class")
     await expect(original.locator("strong")).to_have_text("✔ Original signature of TH-MUK checked")
-    await expect(original).to_contain_text("forwarded by TH-TCCC from TH-MUK; TH-MUK's signature checked")
     await expect(original).to_contain_text("4be0c1d2e3f40516")
-    await expect(page.locator("#detail")).to_contain_text("from TH-MUK by TH-TCCC")
+    await expect(page.locator("#attribution")).to_have_text(provenance()["text"])
+    await expect(page.locator("#detail tr", has_text="Words of")).to_have_text("Words ofTH-MUK")
+    await expect(original.locator("tr", has_text="Original office")).to_contain_text("TH-MUK")
     # A forward is not forwarded again, and an office node forwards nothing anyway.
     assert await page.locator("#forward-button").count() == 0
 
-    await page.locator("#feed-list li").nth(1).locator("button").click()
+    await items.nth(1).locator("button").click()
     original = page.locator("#provenance")
-    await expect(original).to_contain_text("forwarded by TH-TCCC from TH-MUK, redacted: the original signature cannot be checked")
+    await expect(page.locator("#attribution")).to_have_text(redacted_text)
+    assert "attr-redacted" in await page.locator("#attribution").get_attribute("class")
     assert "prov-redacted" in await original.get_attribute("class")
-    await expect(original.locator("strong")).to_have_text("✘ Redacted: TH-MUK's original signature cannot be checked")
+    await expect(original.locator("strong")).to_have_text(
+        "✘ Redacted: TH-TCCC's own words, not TH-MUK's (no signature of TH-MUK's to check)")
     await expect(original).to_contain_text("title, entities[1]")
+    await expect(original.locator("tr", has_text="Cited bulletin")).to_contain_text(original_id)
+    await expect(original.locator("tr", has_text="Attributed by TH-TCCC to")).to_contain_text("TH-MUK")
+    await expect(page.locator("#detail tr", has_text="Words of")).to_have_text("Words ofTH-TCCC")
     # The centre's own signature still verified: the two are told apart.
     assert "sig-ok" in await page.locator("#signature").get_attribute("class")
-    await expect(page.locator("#detail")).to_contain_text("from TH-MUK by TH-TCCC (redacted)")
+    await expect(page.locator("#detail")).not_to_contain_text("from TH-MUK")
+    await expect(page.locator("#detail")).not_to_contain_text("Original office")
+
+    await items.nth(2).locator("button").click()
+    await expect(page.locator("#attribution")).to_have_text(unchecked_text)
+    await expect(page.locator("#provenance strong")).to_have_text(
+        "? TH-MUK's original signature NOT checked: TH-TCCC's word until it is")
+    await expect(page.locator("#detail tr", has_text="Words of")).to_have_text("Words ofTH-TCCC")
+
+    await items.nth(3).locator("button").click()
+    await expect(page.locator("#attribution")).to_have_text(refused_text)
+    assert "prov-refused" in await page.locator("#provenance").get_attribute("class")
+    await expect(page.locator("#provenance strong")).to_have_text("✘ The original this forward carries does not stand")
+    await expect(items.nth(3).locator(".who")).to_have_text("TH-TCCC")
+    await expect(items.nth(3).locator(".attr-mark")).to_have_text("forward: the original does not stand")
 
 
 async def test_markup_in_office_names_feed_names_notes_and_provenance_renders_as_text(page, centre):
@@ -1707,6 +1765,9 @@ async def test_markup_in_office_names_feed_names_notes_and_provenance_renders_as
     detail = node.full(forwarded)
     detail["verification"]["provenance"] = provenance(text=EVIL, original_sender=EVIL, forwarded_by=EVIL,
                                                       redacted_fields=[EVIL], verified=False, reason=EVIL)
+    shown = {"state": "redacted", "words_of": EVIL, "forwarded_by": EVIL, "original_sender": EVIL,
+             "original_id": EVIL, "text": EVIL}
+    forwarded["attribution"] = detail["attribution"] = shown
     node.details[forwarded["id"]] = detail
     node.triage.insert(0, triage_item(evil, assignee=EVIL, notes=1))
     node.notes[evil["id"]] = [{"author": EVIL, "at": NOW, "text": EVIL}]
@@ -1734,10 +1795,15 @@ async def test_markup_in_office_names_feed_names_notes_and_provenance_renders_as
     assert await office.locator(".net-state").text_content() == EVIL
     assert await office.locator(".flag").text_content() == EVIL.replace("_", " ")  # an unknown flag, in words
     await page.click(".tab[data-view=feed]")
-    await page.locator("#feed-list li").nth(0).locator("button").click()
+    first = page.locator("#feed-list li").nth(0)
+    assert await first.locator(".who").text_content() == EVIL
+    assert await first.locator(".attr-mark").text_content() == f"redacted forward: {EVIL}'s own words"
+    await first.locator("button").click()
+    assert await page.locator("#attribution").text_content() == EVIL
     assert await page.locator("#provenance .prov-text").text_content() == EVIL
     await expect(page.locator("#provenance")).to_contain_text(f"Redacted{EVIL}")
-    await expect(page.locator("#provenance strong")).to_have_text(f"? {EVIL}'s original signature NOT checked")
+    await expect(page.locator("#provenance strong")).to_have_text(
+        f"? {EVIL}'s original signature NOT checked: {EVIL}'s word until it is")
     assert await page.locator("img").count() == 0
     assert await page.evaluate("window.__pwned") is None
     page_log(page).assert_clean(base)

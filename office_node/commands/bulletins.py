@@ -132,6 +132,16 @@ def post(
         click.echo(f"{answer['id']} {answer['state']} -> {', '.join(answer.get('recipients', []))}")
 
 
+def _line(d: dict[str, Any]) -> str:
+    """A bulletin as ``blo subscribe`` prints it. A forward is printed under whose words it
+    is (the office only when its signature was checked: ENVELOPE.md 8.1), then a second
+    line saying so, e.g. that a redacted forward is the centre's own words."""
+    shown = d.get("attribution")
+    who = shown["words_of"] if shown else d["from"]
+    line = f"{d['precedence']:<9} {d['tlp']:<12} {who:<8} {d.get('feed') or '-':<14} {d['title']}"
+    return f"{line}\n{'':<9} -> {shown['text']}" if shown else line
+
+
 @cli.command("subscribe")
 @click.option("--feed", default=None, help="Only bulletins of this feed (the node must read it).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line, for scripts.")
@@ -160,8 +170,7 @@ def subscribe(ctx: click.Context, feed: str | None, as_json: bool, count: int | 
                 if as_json:
                     click.echo(json.dumps(event.data, ensure_ascii=False))
                 else:
-                    d = event.data
-                    click.echo(f"{d['precedence']:<9} {d['tlp']:<12} {d['from']:<8} {d.get('feed') or '-':<14} {d['title']}")
+                    click.echo(_line(event.data))
                 sys.stdout.flush()
                 seen += 1
                 if count is not None and seen >= count:

@@ -1,7 +1,7 @@
 """`blo` subcommands for identities and the signed directory.
 
     blo init --office TH-MUK --country TH --name "Mukdahan BLO" [--role centre]
-    blo keys show | blo keys rotate
+    blo keys show | blo keys rotate | blo keys passwd
     blo directory enroll REQUEST [--region R]... [--counterpart O]... [--nats URL]
     blo directory revoke KEY_ID --reason TEXT [--at MS] [--nats URL]
     blo directory list [--all]
@@ -37,10 +37,10 @@ from bus.directory import (
 )
 from bus.errors import ConfigError, DirectoryError, KeyStoreError, NotConnected, ValidationError
 from bus.keys import BoxKeyPair, Identity, SigningKeyPair
-from bus.keystore import save_identity, write_private_file
+from bus.keystore import FAST_KDF, save_identity, write_private_file
 from office_node.cli import cli
 from office_node.config import NodeConfig, render_config
-from office_node.home import NodeHome, load_home_identity, passphrase
+from office_node.home import NEW_PASSPHRASE_ENV, NodeHome, load_home_identity, passphrase
 
 DAY_MS = 86_400_000
 T = TypeVar("T")
@@ -196,6 +196,24 @@ def keys_rotate(ctx: click.Context) -> None:
         f"  give {home.request_path} to the centre; until it enrols the new key, bulletins signed with it "
         "wait in the receivers' quarantine"
     )
+
+
+@keys.command("passwd")
+@click.pass_context
+def keys_passwd(ctx: click.Context) -> None:
+    """Re-encrypt this node's key file under a new passphrase, at the default cost.
+
+    Asks for the current passphrase (or BLO_PASSPHRASE) and a new one twice (or
+    BLO_NEW_PASSPHRASE). The way to give a key file a longer passphrase, to bring one
+    written below the argon2id cost floor up to the default, and to protect an
+    unprotected (demo) key file. The keys themselves do not change."""
+    home = _home(ctx)
+    # The one reader that opens a file below the cost floor: to re-encrypt it.
+    identity, old = load_home_identity(home, _prompt, min_kdf=FAST_KDF)
+    new = passphrase(_prompt, confirm=True, env=NEW_PASSPHRASE_ENV)
+    save_identity(home.identity_path, identity, new, overwrite=True)
+    was = "unprotected" if old is None else "protected"
+    click.echo(f"re-encrypted {home.identity_path} ({was} before) under the new passphrase, at the default cost")
 
 
 def _current_name(home: NodeHome, config: NodeConfig, identity: Identity) -> str:

@@ -27,18 +27,28 @@
  *                 (direction omitted = both; empty filters omitted)
  *                 -> {items:[summary], next: cursor|null}
  *        summary = {id, from, precedence, kind, tlp, title, created, sent_at, received_at,
- *                   direction:"received"|"sent", feed, read}
+ *                   direction:"received"|"sent", feed, read, forwarded_from, attribution}
+ *                   (forwarded_from: the original office of a forward whose signature was
+ *                   checked, else null; attribution: null unless a forward, see below)
  *   GET  /api/bulletins/{id} -> {bulletin: Bulletin.to_dict(), direction, feed, sent_at,
  *                   received_at, read, verification:{verified, signer, key_id, sent_at,
- *                   provenance?} | null,
+ *                   provenance?} | null, attribution,
  *                   receipts:[{recipient, state:"queued"|"sent"|"delivered"|"read", at}]}
- *        provenance (a centre's forward; on every node) = {forwarded_by, original_id,
+ *        attribution (a centre's forward; null otherwise) = {state, words_of, forwarded_by,
+ *                   original_sender, original_id, text}: whose words the title, body and
+ *                   entities are to be shown as (schemas/ENVELOPE.md 8.1). state is
+ *                   "original_checked" (words_of = the original office, its signature
+ *                   checked), "original_not_checked" (its key unknown here: words_of = the
+ *                   centre), "redacted" (words_of = the centre: its own words citing the
+ *                   original id) or "original_refused" (words_of = the centre). text is the
+ *                   sentence to show. The page never shows a redacted or unchecked forward
+ *                   as "from" the original office.
+ *        provenance (a centre's forward; on every node) = {state, forwarded_by, original_id,
  *                   original_sender, original_sign_kid, original_sent_at, verified, redacted,
  *                   redacted_fields:[path], reason, text}; "verified" is the ORIGINAL's
  *                   signature (the outer verified/signer are the forwarding centre's);
- *                   text is one sentence, e.g. "forwarded by TH-TCCC from TH-MUK, redacted:
- *                   the original signature cannot be checked". If checking failed it is
- *                   only {verified:false, reason, text}.
+ *                   text is the attribution's sentence. If checking failed it is only
+ *                   {state:"original_refused", verified:false, reason, text}.
  *   POST /api/bulletins  body {to:[office], feed:name|null, precedence, kind, tlp,
  *                   releasable_to:[cc], grading:"B2", title, body, expires:ms|null,
  *                   in_reply_to:null, entities:[{type, ...fields}], tags:[...]}
@@ -601,9 +611,24 @@ async function loadList({ append = false } = {}) {
   }
 }
 
+/** A forward's attribution from the API (whose words it is), or null. */
+function attributionOf(a) {
+  return a && typeof a === "object" && Object.prototype.hasOwnProperty.call(ATTRIBUTION_MARK, a.state) ? a : null;
+}
+
+/** The short mark a forward gets in the list, beside whose words it is. */
+const ATTRIBUTION_MARK = {
+  original_checked: (a) => `forwarded by ${a.forwarded_by}`,
+  original_not_checked: (a) => `forward: ${a.original_sender}'s signature not checked yet`,
+  redacted: (a) => `redacted forward: ${a.forwarded_by}'s own words`,
+  original_refused: () => "forward: the original does not stand",
+};
+
 function summaryItem(s) {
   const received = s.direction !== "sent";
-  const who = received ? `${s.from ?? "?"}` : "Sent";
+  const shown = attributionOf(s.attribution);
+  // A forward is listed under whose words it is: the office only when its signature was checked.
+  const who = received ? String((shown ? shown.words_of : s.from) ?? "?") : "Sent";
   const button = el("button", {
     type: "button",
     class: "item-button",
@@ -613,6 +638,7 @@ function summaryItem(s) {
     precedenceBadge(s.precedence),
     tlpBadge(s.tlp),
     el("span", { class: `who ${received ? "" : "sent"}` }, who),
+    shown ? el("span", { class: `attr-mark attr-${shown.state}` }, ATTRIBUTION_MARK[shown.state](shown)) : null,
     s.feed ? el("span", { class: "feed-name", title: "Feed" }, `#${s.feed}`) : null,
     el("span", { class: "kind" }, String(s.kind ?? "")),
     el("span", { class: "when" }, timeEl(received ? (s.received_at ?? s.created) : (s.sent_at ?? s.created)))),
@@ -705,19 +731,23 @@ function verificationBlock(v, pid = (name) => name) {
  * be checked) or not checked (its key is unknown here). Never drawn like the centre's. */
 function provenanceBlock(p, pid) {
   const sender = String(p.original_sender ?? "the original office");
-  const status = p.verified === true ? "ok" : p.redacted === true ? "redacted" : "unchecked";
+  const centre = String(p.forwarded_by ?? "the centre");
+  const status = p.verified === true ? "ok" : p.redacted === true ? "redacted"
+    : p.state === "original_refused" ? "refused" : "unchecked";
+  // Only a checked signature makes the office the author; otherwise it is who the centre names.
   const headline = {
     ok: `✔ Original signature of ${sender} checked`,
-    redacted: `✘ Redacted: ${sender}'s original signature cannot be checked`,
-    unchecked: `? ${sender}'s original signature NOT checked`,
+    refused: "✘ The original this forward carries does not stand",
+    redacted: `✘ Redacted: ${centre}'s own words, not ${sender}'s (no signature of ${sender}'s to check)`,
+    unchecked: `? ${sender}'s original signature NOT checked: ${centre}'s word until it is`,
   }[status];
   const fields = Array.isArray(p.redacted_fields) ? p.redacted_fields.map(String) : [];
   return el("div", { class: `provenance prov-${status}`, id: pid("provenance") },
     el("strong", {}, headline),
     el("p", { class: "prov-text" }, String(p.text ?? "")),
     el("table", { class: "kv" }, el("tbody", {},
-      p.original_sender ? row("Original office", String(p.original_sender)) : null,
-      p.original_id ? row("Original id", el("code", {}, String(p.original_id))) : null,
+      p.original_sender ? row(status === "ok" ? "Original office" : `Attributed by ${centre} to`, String(p.original_sender)) : null,
+      p.original_id ? row(status === "redacted" ? "Cited bulletin" : "Original id", el("code", {}, String(p.original_id))) : null,
       p.original_sign_kid ? row("Original key id", el("code", { class: "key-id" }, String(p.original_sign_kid))) : null,
       typeof p.original_sent_at === "number" ? row("Original sent at", timeEl(p.original_sent_at)) : null,
       fields.length ? row("Redacted", fields.join(", ")) : null,
@@ -767,6 +797,7 @@ function bulletinView(d, where) {
   const received = d.direction !== "sent";
   const provenance = d.verification && d.verification.provenance && typeof d.verification.provenance === "object"
     ? d.verification.provenance : null;
+  const shown = attributionOf(d.attribution);
   // A forward of a forward is refused (forward the original), so only originals offer it.
   const forwardable = isCentre() && received && !b.forwarded && !provenance;
   // The triage queue holds what this country's offices send the centre directly.
@@ -789,13 +820,12 @@ function bulletinView(d, where) {
       el("div", { class: "badges" }, precedenceBadge(b.precedence), tlpBadge(b.tlp),
         el("span", { class: "kind" }, String(b.kind ?? ""))),
       el("h2", { id: pid("detail-title"), class: "detail-title" }, String(b.title ?? "")),
+      shown ? el("p", { id: pid("attribution"), class: `attribution attr-${shown.state}` }, String(shown.text ?? "")) : null,
       actions,
       forwardResult(b)),
     el("table", { class: "kv" }, el("tbody", {},
       row("From", String(b.from ?? "?")),
-      provenance && provenance.original_sender
-        ? row("Forwarded", `from ${provenance.original_sender} by ${provenance.forwarded_by ?? b.from ?? "?"}${provenance.redacted ? " (redacted)" : ""}`)
-        : null,
+      shown ? row("Words of", String(shown.words_of ?? "?")) : null,
       row("Direction", received ? "received" : "sent"),
       d.feed ? row("Feed", `#${d.feed}`) : null,
       row("Id", el("code", {}, String(b.id ?? ""))),
@@ -1640,7 +1670,7 @@ function openForward(d) {
         el("div", { class: "redact-fields" }, redactableFields(entity).map((name) =>
           redactBox(`entities[${i}].${name}`, `${name}: ${shortValue(entity[name])}`))))),
       el("p", { id: "forward-redact-note", class: "warn", hidden: true },
-        "A redacted forward says so: members see “redacted: the original signature cannot be checked”.")),
+        "Members are shown a redacted forward as this centre's own words citing the original, not as the office's: the original signature cannot be checked.")),
     el("div", { class: "forward-handling" },
       el("label", { class: "stack" }, "Precedence", el("select", { id: "forward-precedence" },
         el("option", { value: "" }, `Keep ${b.precedence ?? "?"}`),
