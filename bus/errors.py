@@ -31,7 +31,6 @@ label and as the quarantine reason, plus a message a person can act on::
     ├── FeedError                  a feed epoch record or key grant is untrusted, forged or forks the history
     ├── HandlingRefused            a handling rule (releasability, TLP, precedence) forbids this send or forward
     │   └── FeedPostForbidden      this office may not post to the feed: neither its owner nor a writer of its newest epoch
-    ├── FeedGrantPending           this office may post to the feed, but the key of its newest epoch has not arrived: wait
     ├── ForwardRefused             a centre's forward does not stand: its original is forged or differs from it
     ├── KeyStoreError              a key file is unreadable, or the passphrase is wrong
     ├── ConfigError                a configuration file or value is wrong (names key and file)
@@ -247,22 +246,6 @@ class FeedPostForbidden(HandlingRefused):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, "not_a_writer")
-
-
-class FeedGrantPending(BloError):
-    """The sending side of schemas/FEEDS.md 6.2: this office may post to ``feed``, but holds
-    the record of epoch ``epoch`` and not yet its key (the grant is on its way). It must not
-    seal under an older epoch (a removed member still holds that key): the bulletin waits
-    in the outbox until the key arrives."""
-
-    reason = "feed_grant_pending"
-    retryable = True
-    status = 409
-
-    def __init__(self, message: str, *, feed: str, epoch: int) -> None:
-        super().__init__(message)
-        self.feed = feed
-        self.epoch = epoch
 
 
 class ForwardRefused(BloError):

@@ -28,7 +28,7 @@ never only by the time its signer wrote: a revoked centre key signs nothing that
 after its revocation. The same clock decides which bulletins on a feed a member believes
 (``FeedKeyring.check_post``: none under an epoch superseded before it was stored, only the
 owner's and the writers') and under which epoch a sender seals (``FeedKeyring.post_epoch``:
-the newest, or it waits for that key).
+the newest whose record it holds; until that key arrives, it waits).
 
 ``FeedOwner`` is the centre's side (its state holds the epoch keys not yet erased and is
 persisted encrypted under a key derived from the centre's own secret); ``FeedKeyring`` is
@@ -1460,10 +1460,11 @@ class FeedKeyring:
 
     def post_epoch(self, feed: str, office: str) -> int:
         """The epoch under which ``office`` (this node) seals a bulletin to ``feed`` now: the
-        newest epoch whose record it holds (FEEDS.md 6.2). Raises ``FeedPostForbidden``
-        when ``office`` may not post in it (never a writer, post rights withdrawn, removed,
-        or no record of the feed here), and ``FeedGrantPending`` when it may but does not
-        hold that epoch's key yet: the bulletin waits, never sealed under an older epoch."""
+        newest epoch whose record it holds (FEEDS.md 6.2), whether or not its key has arrived.
+        When ``(feed, epoch)`` is not in ``feed_keys`` yet, the sender **waits** (the grant is
+        on its way): it never seals under an older epoch, which a removed member may still
+        read. Raises ``FeedPostForbidden`` when ``office`` may not post in that epoch (never
+        a writer, post rights withdrawn, removed, or no record of the feed here)."""
         epoch = self.current_epoch(feed)
         if epoch is None:
             raise errors.FeedPostForbidden(
@@ -1478,13 +1479,6 @@ class FeedKeyring:
             )
             raise errors.FeedPostForbidden(
                 f"{office} may not post to feed {feed} (epoch {epoch}): {why}; ask {record.owner} for post rights"
-            )
-        if (feed, epoch) not in self.feed_keys:
-            raise errors.FeedGrantPending(
-                f"feed {feed} is at epoch {epoch}, whose key has not reached {office} yet: the bulletin waits in the "
-                "outbox for it (never sealed under an older epoch, which a removed member may still read)",
-                feed=feed,
-                epoch=epoch,
             )
         return epoch
 

@@ -186,8 +186,9 @@ class NodeFeeds:
     # -- the feed's rules for bulletins (schemas/FEEDS.md 6.2, 7.2) ------------------
 
     def post_epoch(self, feed: str) -> int:
-        """The epoch this node seals a bulletin to ``feed`` under now; ``FeedPostForbidden``
-        when it may not post, ``FeedGrantPending`` when it must wait for the key."""
+        """The epoch this node seals a bulletin to ``feed`` under now (its newest record's;
+        while that key has not arrived, the bulletin waits); ``FeedPostForbidden`` when it
+        may not post."""
         return self.keyring.post_epoch(feed, self.office)
 
     def check_post(self, feed: str, epoch: int, sender: str, witnessed_at: int) -> None:
