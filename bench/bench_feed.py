@@ -73,8 +73,9 @@ def _member_process(url: str, count: int, feed_key: bytes, centre_public: Any, c
     async def main() -> None:
         import nats
 
-        from bus.envelope import Opener
+        from bus.envelope_fast import FastOpener as Opener
         from bus.keys import BoxKeyPair, PeerBook
+        from tests.helpers import NOW
 
         book = PeerBook([centre_public])
         done: list[int] = []
@@ -89,7 +90,7 @@ def _member_process(url: str, count: int, feed_key: bytes, centre_public: Any, c
         def handler(opener: Any) -> Any:
             async def on(msg: Any) -> None:
                 if crypto:
-                    opener.open(msg.data)
+                    opener.open(msg.data, witnessed_at=NOW)
                 done.append(time.time_ns())
                 if len(done) == count:
                     finished.set()
@@ -109,7 +110,8 @@ def _member_process(url: str, count: int, feed_key: bytes, centre_public: Any, c
 
 def fan_out(url: str, *, crypto: bool) -> float:
     """Seconds from the centre's publish (JetStream ack awaited) to the last member done."""
-    from bus.envelope import FeedRecipient, Sealer
+    from bus.envelope import FeedRecipient
+    from bus.envelope_fast import FastSealer as Sealer
     from tests.helpers import NOW, identity
 
     centre = identity("TH-TCCC")

@@ -37,9 +37,10 @@ from typing import Any, Protocol
 
 from bus import errors
 from bus.bulletin import ENTITY_FIELDS, Bulletin, Forwarded
-from bus.envelope import KeyResolver, _Header, _parse_header, decode_body, verify_detached
+from bus.envelope import Header, KeyResolver, decode_body, parse_header, verify_detached
 from bus.handling import check_forward_changes, precedence_rank
 from bus.ids import bulletin_id_from_bytes
+from bus.timing import MAX_FUTURE_SKEW_MS, iso
 
 #: What a blanked text field holds in a redacted forward.
 REDACTED_TEXT = "[redacted]"
@@ -141,7 +142,7 @@ def forward(
             f"bulletin {o.id} is itself {o.sender}'s forward of {o.forwarded.sender}'s: forward that original",
         )
     try:
-        h = _parse_header(original.header)
+        h = parse_header(original.header)
         same = decode_body(h, original.body) == o
     except errors.EnvelopeError as exc:
         raise errors.ValidationError("forwarded", f"the original's bytes do not parse: {exc.message}") from exc
@@ -262,7 +263,7 @@ def verify_forward(bulletin: Bulletin, resolver: KeyResolver) -> Provenance:
         raise errors.ValidationError("forwarded", f"bulletin {bulletin.id} is not a forward")
     what = f"{bulletin.sender}'s forward {bulletin.id}"
     try:
-        h = _parse_header(f.header)
+        h = parse_header(f.header)
     except errors.MalformedEnvelope as exc:
         raise _mismatch(f"{what} carries an original header that does not parse: {exc.message}") from exc
     original_id = bulletin_id_from_bytes(h.bulletin_id)
@@ -270,6 +271,11 @@ def verify_forward(bulletin: Bulletin, resolver: KeyResolver) -> Provenance:
         raise _mismatch(f"{what} names {f.sender} as the original's sender, but its header says {h.sender}")
     if original_id == bulletin.id:
         raise _mismatch(f"{what} has the id of the original it carries; a forward is a new bulletin")
+    if h.sent_at > bulletin.created + MAX_FUTURE_SKEW_MS:
+        raise _mismatch(
+            f"{what} was made at {iso(bulletin.created)}, before its original was signed ({iso(h.sent_at)}): "
+            "a centre forwards what it received, so the original's time is backdated or the forward's forged"
+        )
     if precedence_rank(bulletin.precedence) > precedence_rank(h.precedence):
         raise _mismatch(
             f"{what} is {bulletin.precedence}, but the original {original_id} was {h.precedence}: "
@@ -284,8 +290,6 @@ def verify_forward(bulletin: Bulletin, resolver: KeyResolver) -> Provenance:
     if f.body is None or f.signature is None:  # the bulletin validator never lets this through
         raise _mismatch(f"{what} is neither redacted nor carries the original body and signature")
     keys = resolver.sender_keys(h.sender, h.sign_kid)
-    if keys is not None and keys.box_kid != h.box_kid:
-        keys = None  # as the envelope's check 8: no record with both key ids
     if keys is not None:
         problem = keys.problem_at(h.sent_at)
         if problem is not None:
@@ -324,7 +328,7 @@ def verify_forward(bulletin: Bulletin, resolver: KeyResolver) -> Provenance:
 def _provenance(
     bulletin: Bulletin,
     f: Forwarded,
-    h: _Header,
+    h: Header,
     *,
     verified: bool,
     reason: str | None,

@@ -28,10 +28,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
-import nacl.bindings as nb
-import nacl.exceptions
 
-from bus import errors
+from bus import errors, sodium, timing
 from bus.bulletin import is_office_id
 from bus.envelope import KeyResolver
 from bus.ids import KEY_ID_BYTES
@@ -223,28 +221,29 @@ def decode_heartbeat(data: bytes) -> tuple[Heartbeat, bytes, bytes]:
     return Heartbeat(office, kid, sent_at, status), body, signature
 
 
-def open_heartbeat(data: bytes, resolver: KeyResolver, *, office: str | None = None) -> Heartbeat:
-    """Verify a heartbeat against the office's directory keys; one ``EnvelopeError`` if it fails.
+def open_heartbeat(data: bytes, resolver: KeyResolver, *, witnessed_at: int, office: str | None = None) -> Heartbeat:
+    """Verify a heartbeat stored at ``witnessed_at``; one ``EnvelopeError`` if it fails.
 
     ``office``: the office its subject names (``blo.hb.<OFFICE>``); another signer is
-    ``Misrouted``. Key validity is judged at the heartbeat's own sent-at.
+    ``Misrouted``. Times as schemas/TRUST.md says: the signed sent-at may not run ahead of
+    the witness time (``FromFuture``: a dead office made to look alive), and the key is
+    judged at sent-at and, for a revocation, by the witness time too.
     """
     hb, body, signature = decode_heartbeat(data)
+    problem = timing.signed_time_problem(hb.sent_at, witnessed_at)
+    if problem is not None:
+        raise errors.FromFuture(f"heartbeat from {hb.office} refused: {problem.message}")
     keys = resolver.sender_keys(hb.office, hb.sign_kid)
     if keys is None:
         raise errors.UnknownSender(
             f"no directory record for {hb.office} with signing key {hb.sign_kid.hex()}; "
             "kept for retry when the directory updates"
         )
-    problem = keys.problem_at(hb.sent_at)
-    if problem is not None:
-        raise errors.SenderKeyInvalid(f"heartbeat rejected: signed at {hb.sent_at} ms, but {problem}")
-    try:
-        nb.crypto_sign_open(signature + HEARTBEAT_LABEL + body, keys.sign_public)
-    except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError, nacl.exceptions.TypeError) as exc:
-        raise errors.BadSignature(
-            f"the heartbeat signature does not verify for {hb.office}: forged or altered"
-        ) from exc
+    key_problem = timing.key_problem(keys, hb.sent_at, witnessed_at, who=hb.office)
+    if key_problem is not None:
+        raise errors.SenderKeyInvalid(f"heartbeat rejected: {key_problem.message}")
+    if not sodium.verify(signature, HEARTBEAT_LABEL + body, keys.sign_public):
+        raise errors.BadSignature(f"the heartbeat signature does not verify for {hb.office}: forged or altered")
     if office is not None and office != hb.office:
         raise errors.Misrouted(f"a heartbeat signed by {hb.office} came on the subject of {office}")
     return hb

@@ -13,13 +13,16 @@ batch rather than once per bulletin (schemas/SUBJECTS.md, "Receipts").
 Wire form (msgpack)::
 
     receipt = [body: bin, signature: bin(64)]
-    body    = msgpack [version=2, kind, bulletin_ids: array(1..128) of bin(16),
+    body    = msgpack [version=3, kind, bulletin_ids: array(1..128) of bin(16),
                        bulletin_sender, office, sign_kid: bin(8), at_ms]
 
 The signature is Ed25519 over ``RECEIPT_LABEL || body``: the label keeps a receipt
 signature from ever verifying as a bulletin or directory signature (and vice versa).
 The bulletins' sender is bound too, so a receipt cannot be replayed to another sender.
-Version 1 (one ``bulletin_id: bin(16)`` in place of the array) is still accepted.
+Version 3 belongs to wire format v2 (its label says v2); earlier versions are refused.
+Its time ``at_ms`` is judged against the witness time (when the server stored the
+receipt) by the rules of schemas/TRUST.md, so a revoked key cannot silence a FLASH
+escalation with a backdated receipt.
 """
 
 from __future__ import annotations
@@ -29,19 +32,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgpack
-import nacl.bindings as nb
-import nacl.exceptions
 
-from bus import errors
+from bus import errors, sodium, timing
 from bus.bulletin import is_office_id
 from bus.envelope import KeyResolver
 from bus.ids import BULLETIN_ID_BYTES, KEY_ID_BYTES, bulletin_id_from_bytes, bulletin_id_to_bytes
 from bus.keys import Identity
 
-RECEIPT_VERSION = 2
-#: The first version: one bulletin id per receipt. Still accepted, never produced.
-RECEIPT_VERSION_SINGLE = 1
-RECEIPT_LABEL = b"blo-bus/v1 receipt\x00"
+RECEIPT_VERSION = 3
+RECEIPT_LABEL = b"blo-bus/v2 receipt\x00"
 DELIVERED = "delivered"
 READ = "read"
 KINDS = (DELIVERED, READ)
@@ -116,20 +115,17 @@ def decode_receipt(data: bytes) -> tuple[Receipt, bytes, bytes]:
     if type(fields) is not list or not fields or type(fields[0]) is not int:
         raise errors.MalformedEnvelope("the receipt body must be a msgpack array starting with its version")
     version = fields[0]
-    if version not in (RECEIPT_VERSION, RECEIPT_VERSION_SINGLE):
+    if version != RECEIPT_VERSION:
         raise errors.UnsupportedVersion(
-            f"receipt version {version} is not supported (this node speaks {RECEIPT_VERSION_SINGLE} and {RECEIPT_VERSION})"
+            f"receipt version {version} is not supported (this node speaks {RECEIPT_VERSION}); "
+            + ("upgrade it" if version > RECEIPT_VERSION else "the signer must upgrade")
         )
     if len(fields) != 7:
         raise errors.MalformedEnvelope("the receipt body must be a msgpack array of 7 fields")
     _, kind, bids, sender, office, kid, at = fields
     if kind not in KINDS:
         raise errors.MalformedEnvelope("the receipt kind must be delivered or read")
-    if version == RECEIPT_VERSION_SINGLE:
-        if not _is_id(bids):
-            raise errors.MalformedEnvelope("the receipt's bulletin id must be 16 bytes")
-        bids = [bids]
-    elif (
+    if (
         type(bids) is not list
         or not 1 <= len(bids) <= MAX_RECEIPT_IDS
         or not all(map(_is_id, bids))
@@ -148,25 +144,23 @@ def decode_receipt(data: bytes) -> tuple[Receipt, bytes, bytes]:
     return Receipt(kind, ids, sender, office, kid, at), body, signature
 
 
-def open_receipt(data: bytes, resolver: KeyResolver) -> Receipt:
-    """Verify a receipt against the signer's directory keys; one EnvelopeError if it fails."""
+def open_receipt(data: bytes, resolver: KeyResolver, *, witnessed_at: int) -> Receipt:
+    """Verify a receipt stored at ``witnessed_at`` against the signer's directory keys; one
+    EnvelopeError if it fails (the checks of SUBJECTS.md, Receipts, in that order)."""
     receipt, body, signature = decode_receipt(data)
+    problem = timing.signed_time_problem(receipt.at_ms, witnessed_at, max_age_ms=timing.MAX_AGE_MS)
+    if problem is not None:
+        cls = errors.FromFuture if problem.kind == "from_future" else errors.TooOld
+        raise cls(f"receipt from {receipt.office} refused: {problem.message}")
     keys = resolver.sender_keys(receipt.office, receipt.sign_kid)
     if keys is None:
         raise errors.UnknownSender(
             f"no directory record for {receipt.office} with signing key {receipt.sign_kid.hex()}; "
             "kept for retry when the directory updates"
         )
-    problem = keys.problem_at(receipt.at_ms)
-    if problem is not None:
-        raise errors.SenderKeyInvalid(f"receipt rejected: signed at {receipt.at_ms} ms, but {problem}")
-    # As in bus.envelope: libsodium would read 32 bytes of key whatever length it is given.
-    if type(keys.sign_public) is not bytes or len(keys.sign_public) != 32:
-        raise errors.BadSignature(f"the directory's signing key for {receipt.office} has the wrong length")
-    try:
-        nb.crypto_sign_open(signature + RECEIPT_LABEL + body, keys.sign_public)
-    except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError, nacl.exceptions.TypeError) as exc:
-        raise errors.BadSignature(
-            f"the receipt signature does not verify for {receipt.office}: forged or altered"
-        ) from exc
+    key_problem = timing.key_problem(keys, receipt.at_ms, witnessed_at, who=receipt.office)
+    if key_problem is not None:
+        raise errors.SenderKeyInvalid(f"receipt rejected: {key_problem.message}")
+    if not sodium.verify(signature, RECEIPT_LABEL + body, keys.sign_public):
+        raise errors.BadSignature(f"the receipt signature does not verify for {receipt.office}: forged or altered")
     return receipt

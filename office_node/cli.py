@@ -62,7 +62,7 @@ def seal_demo() -> None:
         now = int(time.time() * 1000)
         bulletin = sample_to_bulletin(sample, now_ms=now, rng=rng)
         sealed = Sealer(sender).seal(bulletin, [OfficeRecipient(centre.public())], now_ms=now)
-        opened = Opener.for_identity(centre, book).open(sealed)
+        opened = Opener.for_identity(centre, book).open(sealed, witnessed_at=now)
         assert opened.bulletin == bulletin
         click.echo(
             f"{bulletin.sender:>8} -> {centre.office_id:<8} {bulletin.precedence:<9} {bulletin.tlp:<12} "

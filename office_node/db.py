@@ -175,6 +175,13 @@ MIGRATIONS: tuple[str, ...] = (
         received_at INTEGER NOT NULL
     );
     """,
+    # 6: wire format v2: a bulletin's header names the sender's ephemeral key (no box key
+    # id), and each received bulletin keeps its witness time (when the server stored it,
+    # schemas/TRUST.md), by which it is judged again after a revocation
+    """
+    ALTER TABLE store_bulletins RENAME COLUMN sender_box_kid TO sender_ephemeral;
+    ALTER TABLE store_bulletins ADD COLUMN witnessed_at INTEGER;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

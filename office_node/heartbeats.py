@@ -25,8 +25,9 @@ from bus.directory import Directory
 from bus.errors import BloError, BusError
 from bus.heartbeat import DAYS, Heartbeat, NodeStatus, day_index, network_view, open_heartbeat, sign_heartbeat
 from bus.keys import Identity
+from bus.timing import witness_time
 from bus.transport import subjects as sj
-from bus.transport.client import ack_all
+from bus.transport.client import ack_all, stored_at_ms
 from bus.transport.metrics import sample
 from bus.transport.node import BusNode
 from office_node.db import Database
@@ -121,10 +122,15 @@ class Heartbeats:
 
     # -- a centre -----------------------------------------------------------------------
 
-    def keep(self, raw: bytes, subject: str) -> Heartbeat | None:
-        """Verify and remember the latest heartbeat of an office; None if refused or older."""
+    def keep(self, raw: bytes, subject: str, *, witnessed_at: int | None = None) -> Heartbeat | None:
+        """Verify and remember the latest heartbeat of an office, stored by the server at
+        ``witnessed_at`` (default: now); None if refused or older."""
+        now = self.clock()
         try:
-            hb = open_heartbeat(raw, self.directory, office=sj.subject_sender(subject))
+            hb = open_heartbeat(
+                raw, self.directory, witnessed_at=now if witnessed_at is None else witnessed_at,
+                office=sj.subject_sender(subject),
+            )  # fmt: skip
         except BloError as exc:
             log.warning("heartbeat on %s refused: %s", subject, exc.message)
             return None
@@ -133,7 +139,7 @@ class Heartbeats:
                 "INSERT INTO centre_heartbeats (office, raw, sent_at, received_at) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (office) DO UPDATE SET raw = excluded.raw, sent_at = excluded.sent_at, "
                 "received_at = excluded.received_at WHERE excluded.sent_at > centre_heartbeats.sent_at",
-                (hb.office, raw, hb.sent_at, self.clock()),
+                (hb.office, raw, hb.sent_at, now),
             )
         return hb if cur.rowcount else None
 
@@ -143,7 +149,14 @@ class Heartbeats:
         await self.bus.consume(sj.heartbeats_consumer_spec(self.office), self._take)
 
     async def _take(self, spec: sj.ConsumerSpec, msgs: list[Any]) -> None:
-        kept = [hb for hb in (self.keep(m.data, m.subject) for m in msgs) if hb is not None]
+        now = self.clock()
+        kept = [
+            hb
+            for hb in (
+                self.keep(m.data, m.subject, witnessed_at=witness_time(stored_at_ms(m.reply), now)) for m in msgs
+            )
+            if hb is not None
+        ]
         await ack_all(msgs)  # verified and kept, or refused and logged: the next beat comes soon
         if self.on_heartbeat is not None:
             for hb in kept:
@@ -151,11 +164,11 @@ class Heartbeats:
 
     def latest(self) -> list[Heartbeat]:
         with self.db.read() as c:
-            rows = c.execute("SELECT raw FROM centre_heartbeats").fetchall()
+            rows = c.execute("SELECT raw, received_at FROM centre_heartbeats").fetchall()
         out = []
-        for (raw,) in rows:
-            try:
-                out.append(open_heartbeat(raw, self.directory))
+        for raw, received_at in rows:
+            try:  # judged again by when it arrived here: a later revocation voids it
+                out.append(open_heartbeat(raw, self.directory, witnessed_at=received_at))
             except BloError:
                 continue  # its key was revoked since: it no longer counts as a sign of life
         return out

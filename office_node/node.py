@@ -196,6 +196,7 @@ class OfficeNode:
             clock=self.clock,
             on_heartbeat=lambda data: self.live.publish("heartbeat", data),
         )
+        self.directory.add_listener(self._directory_changed)
         await self.bus.start()
         self.audit.append(f"node:{self.office}", actions.NODE_START, target=self.office, now_ms=self.started_at)
         stopping = self._is_closing
@@ -205,6 +206,25 @@ class OfficeNode:
         if is_centre:
             self._spawn(self.heartbeats.run_consumer(), "blo-heartbeats-in")
             self._spawn(self._rotate_feeds(), "blo-feed-rotation")
+
+    def _directory_changed(self, change: Any) -> None:
+        """A revocation: what this node already took in from that office is judged again by
+        when each bulletin was stored (TRUST.md section 5: "compromised since"); those that
+        no longer stand are flagged in the store, shown so, and written to the audit log."""
+        if change.status != "revoked":
+            return
+        flagged = self.store.reverify_sender(change.office_id, self.directory, now_ms=self.clock())
+        if flagged:
+            log.warning(
+                "%d bulletins from %s arrived after its key %s was revoked; flagged as unverified",
+                len(flagged), change.office_id, change.kid.hex(),
+            )
+            for bid in flagged:
+                self.audit.append(
+                    f"node:{self.office}", actions.BULLETIN_REFUSED, target=bid, now_ms=self.clock(),
+                    details={"reason": "sender_key_revoked", "sender": change.office_id, "kid": change.kid.hex()},
+                )
+            self.live.publish("revoked", {"office": change.office_id, "flagged": flagged})
 
     def _is_closing(self) -> bool:
         return self._closing

@@ -35,6 +35,7 @@ from bus import errors
 from bus.bulletin import KINDS, PRECEDENCES, Bulletin, is_feed_name, is_office_id
 from bus.envelope import RECIPIENT_FEED, KeyResolver, Opened, encode_body, read_routing, split_envelope, verify_detached
 from bus.ids import bulletin_id_to_bytes
+from bus.timing import key_problem
 from office_node.db import Database
 from office_node.paging import decode_cursor, encode_cursor
 
@@ -60,9 +61,11 @@ class StoredBulletin:
     direction: str
     sender: str
     sender_sign_kid: str | None  # hex
-    sender_box_kid: str | None
+    sender_ephemeral: str | None  # hex: the sender's ephemeral X25519 key in the header
     sent_at: int
     received_at: int | None
+    #: When the server stored it (received bulletins): what a revocation is judged by.
+    witnessed_at: int | None
     at: int
     precedence: str
     kind: str
@@ -88,6 +91,7 @@ class StoredBulletin:
             "sender_sign_kid": self.sender_sign_kid,
             "sent_at": self.sent_at,
             "received_at": self.received_at,
+            "witnessed_at": self.witnessed_at,
             "precedence": self.precedence,
             "kind": self.kind,
             "tlp": self.tlp,
@@ -363,23 +367,24 @@ def _text_condition(text: str) -> tuple[str, list[Any]]:
 # -- the store ------------------------------------------------------------------------------
 
 _COLUMNS = (
-    "seq, id, direction, sender, sender_sign_kid, sender_box_kid, sent_at, received_at, at, precedence, kind, "
-    "tlp, feed, title, bulletin_json, recipients_json, verified, verification_json, read_at, read_by"
+    "seq, id, direction, sender, sender_sign_kid, sender_ephemeral, sent_at, received_at, at, precedence, kind, "
+    "tlp, feed, title, bulletin_json, recipients_json, verified, verification_json, read_at, read_by, witnessed_at"
 )
 
 
 def _row_to_stored(row: Sequence[Any]) -> StoredBulletin:
-    (seq, bid, direction, sender, sign_kid, box_kid, sent_at, received_at, at, precedence, kind, tlp, feed, title,
-     bulletin_json, recipients_json, verified, verification_json, read_at, read_by) = row  # fmt: skip
+    (seq, bid, direction, sender, sign_kid, ephemeral, sent_at, received_at, at, precedence, kind, tlp, feed, title,
+     bulletin_json, recipients_json, verified, verification_json, read_at, read_by, witnessed_at) = row  # fmt: skip
     return StoredBulletin(
         seq=seq,
         id=bid,
         direction=direction,
         sender=sender,
         sender_sign_kid=sign_kid.hex() if sign_kid is not None else None,
-        sender_box_kid=box_kid.hex() if box_kid is not None else None,
+        sender_ephemeral=ephemeral.hex() if ephemeral is not None else None,
         sent_at=sent_at,
         received_at=received_at,
+        witnessed_at=witnessed_at,
         at=at,
         precedence=precedence,
         kind=kind,
@@ -436,8 +441,9 @@ class Store:
             "verified": True,
             "signer": b.sender,
             "sign_kid": opened.sender_sign_kid.hex(),
-            "box_kid": opened.sender_box_kid.hex(),
+            "ephemeral_public": opened.ephemeral_public.hex(),
             "signed_at": opened.sent_at,
+            "witnessed_at": opened.witnessed_at,
             "checked_at": received_at,
             "opened_via": {
                 "kind": "feed" if via.kind == RECIPIENT_FEED else "office",
@@ -449,7 +455,8 @@ class Store:
         row = dict(
             direction=RECEIVED,
             sign_kid=opened.sender_sign_kid,
-            box_kid=opened.sender_box_kid,
+            ephemeral=opened.ephemeral_public,
+            witnessed_at=opened.witnessed_at,
             sent_at=opened.sent_at,
             received_at=received_at,
             at=received_at,
@@ -490,13 +497,13 @@ class Store:
             raise errors.ValidationError("sealed", f"the envelope holds bulletin {bid} from {sender}, not {bulletin.id}")
         header, _ = split_envelope(sealed)
         # read_routing has validated the header's shape; fields 2 and 3 are the sender's
-        # signing and encryption key ids (schemas/ENVELOPE.md).
+        # signing key id and ephemeral key (schemas/ENVELOPE.md).
         fields = msgpack.unpackb(header, raw=False)
         verification = {
             "verified": True,
             "signer": bulletin.sender,
             "sign_kid": fields[2].hex(),
-            "box_kid": fields[3].hex(),
+            "ephemeral_public": fields[3].hex(),
             "signed_at": header_sent_at,
             "checked_at": sent_at,
             "note": "sealed and signed by this node",
@@ -504,7 +511,8 @@ class Store:
         return dict(
             direction=SENT,
             sign_kid=fields[2],
-            box_kid=fields[3],
+            ephemeral=fields[3],
+            witnessed_at=None,
             sent_at=header_sent_at,
             received_at=None,
             at=sent_at,
@@ -519,20 +527,21 @@ class Store:
 
     @staticmethod
     def _insert_in(c: Any, b: Bulletin, row: dict[str, Any]) -> bool:
-        direction, sign_kid, box_kid, sent_at = row["direction"], row["sign_kid"], row["box_kid"], row["sent_at"]
+        direction, sign_kid, ephemeral, sent_at = row["direction"], row["sign_kid"], row["ephemeral"], row["sent_at"]
         received_at, at, feed, recipients = row["received_at"], row["at"], row["feed"], row["recipients"]
         sealed, header, body, signature = row["sealed"], row["header"], row["body"], row["signature"]
         verification = row["verification"]
         cur = c.execute(
-            "INSERT INTO store_bulletins (id, direction, sender, sender_sign_kid, sender_box_kid, sent_at, "
+            "INSERT INTO store_bulletins (id, direction, sender, sender_sign_kid, sender_ephemeral, sent_at, "
             "received_at, at, precedence, kind, tlp, feed, title, in_reply_to, expires, bulletin_json, "
-            "recipients_json, sealed, header, body, signature, verified, verification_json) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "recipients_json, sealed, header, body, signature, verified, verification_json, witnessed_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (id) DO NOTHING",
             (
-                b.id, direction, b.sender, sign_kid, box_kid, sent_at, received_at, at, b.precedence, b.kind,
+                b.id, direction, b.sender, sign_kid, ephemeral, sent_at, received_at, at, b.precedence, b.kind,
                 b.tlp, feed, b.title, b.in_reply_to, b.expires, _json(b.to_dict()), _json(recipients),
                 sealed, header, body, signature, 1 if verification["verified"] else 0, _json(verification),
+                row["witnessed_at"],
             ),
         )  # fmt: skip
         if cur.rowcount == 0:
@@ -611,9 +620,12 @@ class Store:
         try:
             if keys is None:
                 raise errors.UnknownSender(f"the directory no longer has {stored.sender}'s key {kid.hex()}")
-            problem = keys.problem_at(stored.sent_at)
+            # Judged as when it arrived (TRUST.md 5): a key revoked as compromised since a time
+            # before the bulletin was stored makes it suspect, whatever its signed time says.
+            witnessed = stored.witnessed_at if stored.witnessed_at is not None else stored.received_at or stored.sent_at
+            problem = key_problem(keys, stored.sent_at, witnessed, who=stored.sender)
             if problem is not None:
-                raise errors.SenderKeyInvalid(f"signed at {stored.sent_at} ms, but {problem}")
+                raise errors.SenderKeyInvalid(problem.message)
             verify_detached(keys.sign_public, parts.header, parts.body, parts.signature)
         except errors.EnvelopeError as exc:
             details.update(reason=exc.reason, problem=exc.message)
@@ -621,6 +633,20 @@ class Store:
             return False
         self.set_verification(bulletin_id, verified=True, details=details)
         return True
+
+    def reverify_sender(self, sender: str, resolver: KeyResolver, *, now_ms: int) -> list[str]:
+        """After a revocation of one of ``sender``'s keys (TRUST.md section 5): check every
+        bulletin received from it again, by the time each was stored, and return the ids
+        that no longer stand. They stay stored and readable (evidence is never deleted),
+        shown as unverified with the reason; nothing is re-verified that this node sent."""
+        with self.db.read() as c:
+            ids = [
+                r[0]
+                for r in c.execute(
+                    "SELECT id FROM store_bulletins WHERE sender = ? AND direction = ? AND verified = 1", (sender, RECEIVED)
+                )
+            ]
+        return [bid for bid in ids if not self.reverify(bid, resolver, now_ms=now_ms)]
 
     # -- reading ------------------------------------------------------------------------
 

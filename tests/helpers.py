@@ -10,6 +10,8 @@ from bus.keys import Identity
 from bus.testing import DeterministicRng
 
 NOW = 1_795_000_000_000  # 2026-11-18, a fixed "now" for deterministic tests
+#: When a bulletin sealed at NOW was stored by the server (its witness time, schemas/TRUST.md).
+STORED = NOW + 1_000
 
 
 def identity(office_id: str, seed: str | None = None) -> Identity:

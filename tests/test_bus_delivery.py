@@ -15,7 +15,7 @@ from bus.envelope import OfficeRecipient, Opener, Sealer
 from bus.transport.client import BusClient, ClientConfig
 from bus.transport.embedded import write_config
 from bus.transport.metrics import sample
-from bus.transport.node import Escalation
+from bus.transport.node import Escalation, wall_ms
 from bus.transport.server import NatsServer
 from tests.bus_helpers import Collector, bulletin, eventually, make_node, offices
 from tests.helpers import NOW, identity
@@ -164,13 +164,13 @@ async def test_garbage_and_tampered_messages_on_an_inbox_land_in_quarantine_with
     try:
         assert await hostile.wait_connected(5)
         await eventually(lambda: receiver._streams_ok, 10, "the streams")
-        good = Sealer(muk).seal(bulletin("TH-MUK", 1), [OfficeRecipient(svk.public())], now_ms=NOW)
+        good = Sealer(muk).seal(bulletin("TH-MUK", 1), [OfficeRecipient(svk.public())], now_ms=wall_ms())
         tampered = bytearray(good)
         tampered[-5] ^= 0x01
-        unknown = Sealer(stranger).seal(bulletin("KH-POI", 2), [OfficeRecipient(svk.public())], now_ms=NOW)
-        elsewhere = Sealer(muk).seal(bulletin("TH-MUK", 3), [OfficeRecipient(tccc.public())], now_ms=NOW)
+        unknown = Sealer(stranger).seal(bulletin("KH-POI", 2), [OfficeRecipient(svk.public())], now_ms=wall_ms())
+        elsewhere = Sealer(muk).seal(bulletin("TH-MUK", 3), [OfficeRecipient(tccc.public())], now_ms=wall_ms())
         # A good bulletin from TH-MUK, but on a subject that claims LA-TCCC sent it.
-        misrouted = Sealer(muk).seal(bulletin("TH-MUK", 4), [OfficeRecipient(svk.public())], now_ms=NOW)
+        misrouted = Sealer(muk).seal(bulletin("TH-MUK", 4), [OfficeRecipient(svk.public())], now_ms=wall_ms())
         for n, payload in enumerate([b"\xc1garbage", bytes(tampered), unknown, elsewhere, good]):
             await hostile.publish(subject if payload is not unknown else subject[:-6] + "KH-POI", payload, f"hostile-{n}")
         await hostile.publish("blo.office.LA-SVK.routine.LA-TCCC", misrouted, "hostile-misrouted")
@@ -257,7 +257,7 @@ async def test_submit_returns_the_sealed_copy_and_state_changes_reach_the_applic
         assert posted.recipients == ("LA-SVK",)
         await app.wait_for(1, 10)
         assert app.got[0].bulletin == posted.bulletin
-        assert Opener.for_identity(svk, book).open(posted.sealed).bulletin == posted.bulletin
+        assert Opener.for_identity(svk, book).open(posted.sealed, witnessed_at=wall_ms()).bulletin == posted.bulletin
         await receiver.send_read_receipt(posted.bulletin.id, "TH-MUK")
         await eventually(lambda: (posted.bulletin.id, "LA-SVK", "read") in changes, 10, "the read state")
         states = [state for bid, who, state in changes if bid == posted.bulletin.id and who == "LA-SVK"]
@@ -363,7 +363,7 @@ async def test_a_batch_opened_by_several_threads_gives_each_message_its_own_outc
     threads: set[str] = set()
     envelopes = receiver._envelopes
 
-    def recording(raws: list[bytes]) -> list[object]:
+    def recording(raws: list[tuple[str, bytes, int]]) -> list[object]:
         threads.add(threading.current_thread().name)
         return envelopes(raws)
 
@@ -372,22 +372,24 @@ async def test_a_batch_opened_by_several_threads_gives_each_message_its_own_outc
         sealer, to_svk = Sealer(muk), [OfficeRecipient(svk.public())]
         payloads = []
         for n in range(48):
-            good = sealer.seal(bulletin("TH-MUK", n), to_svk, now_ms=NOW)
+            good = sealer.seal(bulletin("TH-MUK", n), to_svk, now_ms=wall_ms())
             if n % 6 == 1:
                 good = good[:-5] + bytes([good[-5] ^ 1]) + good[-4:]  # tampered
             elif n % 6 == 3:
                 good = b"\xc1garbage %d" % n
             elif n % 6 == 4:
-                good = Sealer(stranger).seal(bulletin("KH-POI", n), to_svk, now_ms=NOW)
+                good = Sealer(stranger).seal(bulletin("KH-POI", n), to_svk, now_ms=wall_ms())
             elif n % 6 == 5:
-                good = sealer.seal(bulletin("TH-MUK", n), [OfficeRecipient(tccc.public())], now_ms=NOW)
+                good = sealer.seal(bulletin("TH-MUK", n), [OfficeRecipient(tccc.public())], now_ms=wall_ms())
             payloads.append(good)
 
         def outcome(result: object) -> object:
             return (type(result).__name__, str(result)) if isinstance(result, Exception) else result.bulletin.id  # type: ignore[attr-defined]
 
-        alone = [outcome(receiver._envelope(p)) for p in payloads]
-        shared = [outcome(r) for r in await receiver._open_batch([SimpleNamespace(data=p) for p in payloads])]
+        subject, stored = "blo.office.LA-SVK.routine.TH-MUK", wall_ms()
+        alone = [outcome(receiver._envelope(subject, p, stored)) for p in payloads]
+        msgs = [SimpleNamespace(subject=subject, data=p) for p in payloads]
+        shared = [outcome(r) for r in await receiver._open_batch(msgs, [stored] * len(msgs))]
         assert shared == alone
         assert [type(o) for o in alone].count(str) == 16  # the good ones, among every kind of failure
         assert len(threads) == 4 and any(name.startswith("blo-open-LA-SVK") for name in threads)

@@ -25,9 +25,10 @@ from bus.envelope import (
     split_envelope,
     verify_detached,
 )
+from bus.envelope_fast import FastSealer
 from bus.keys import PeerBook
 from bus.testing import DeterministicRng
-from tests.helpers import NOW, bulletin, identity
+from tests.helpers import NOW, STORED, bulletin, identity
 from tests.test_schema import valid_bulletins
 
 MUK, SVK, TCCC, NKP = (identity(o) for o in ("TH-MUK", "LA-SVK", "TH-TCCC", "TH-NKP"))
@@ -47,7 +48,7 @@ def test_round_trip_to_each_recipient_gives_the_same_bulletin():
     b = bulletin()
     sealed = seal_to(OfficeRecipient(SVK.public()), OfficeRecipient(TCCC.public()), b=b)
     for who in (SVK, TCCC):
-        opened = opener(who).open(sealed)
+        opened = opener(who).open(sealed, witnessed_at=STORED)
         assert opened.bulletin == b
         assert opened.sent_at == NOW
         assert opened.sender_sign_kid == MUK.signing.kid
@@ -67,7 +68,7 @@ def test_round_trip_to_each_recipient_gives_the_same_bulletin():
 )
 def test_text_in_every_script_round_trips_exactly(title):
     b = bulletin(title=title, body=title * 3)
-    opened = opener().open(seal_to(OfficeRecipient(SVK.public()), b=b))
+    opened = opener().open(seal_to(OfficeRecipient(SVK.public()), b=b), witnessed_at=STORED)
     assert opened.bulletin.title == title
     assert opened.bulletin.body == title * 3
 
@@ -75,10 +76,10 @@ def test_text_in_every_script_round_trips_exactly(title):
 def test_feed_recipient_opens_with_epoch_key_and_not_without():
     sealed = seal_to(FeedRecipient("mekong-border", 7, FEED_KEY))
     member = Opener("LA-THK", [], BOOK, feed_keys={("mekong-border", 7): FEED_KEY})
-    assert member.open(sealed).opened_via.kind == RECIPIENT_FEED
+    assert member.open(sealed, witnessed_at=STORED).opened_via.kind == RECIPIENT_FEED
     wrong_epoch = Opener("LA-THK", [], BOOK, feed_keys={("mekong-border", 8): FEED_KEY})
     with pytest.raises(errors.NotAddressedToUs):
-        wrong_epoch.open(sealed)
+        wrong_epoch.open(sealed, witnessed_at=STORED)
 
 
 def test_feed_wrap_costs_the_same_bytes_whatever_the_member_count():
@@ -91,23 +92,23 @@ def test_feed_wrap_costs_the_same_bytes_whatever_the_member_count():
 def test_wrong_recipient_is_told_it_is_not_addressed():
     sealed = seal_to(OfficeRecipient(SVK.public()))
     with pytest.raises(errors.NotAddressedToUs):
-        opener(NKP).open(sealed)
+        opener(NKP).open(sealed, witnessed_at=STORED)
 
 
 def test_unknown_sender_is_retryable():
     sealed = seal_to(OfficeRecipient(SVK.public()))
     with pytest.raises(errors.UnknownSender) as info:
-        opener(book=PeerBook([SVK.public()])).open(sealed)
+        opener(book=PeerBook([SVK.public()])).open(sealed, witnessed_at=STORED)
     assert info.value.retryable
 
 
 def test_revoked_sender_is_rejected_after_revocation_time_but_not_before():
     sealed = seal_to(OfficeRecipient(SVK.public()))
     revoked_after = PeerBook([SVK.public(), _replace(MUK.public(), revoked_at=NOW + 1)])
-    assert opener(book=revoked_after).open(sealed).bulletin.sender == "TH-MUK"
+    assert opener(book=revoked_after).open(sealed, witnessed_at=STORED).bulletin.sender == "TH-MUK"
     revoked_before = PeerBook([SVK.public(), _replace(MUK.public(), revoked_at=NOW)])
     with pytest.raises(errors.SenderKeyInvalid, match="revoked"):
-        opener(book=revoked_before).open(sealed)
+        opener(book=revoked_before).open(sealed, witnessed_at=STORED)
 
 
 def test_seal_refuses_revoked_or_expired_recipients():
@@ -137,7 +138,7 @@ def test_a_recipient_list_sealed_to_again_is_checked_against_each_send_time():
     tccc = TCCC.public()
     for at in (NOW - 10, NOW, NOW + 9):  # fresh wrapper objects each time, as a node builds them
         sealed = sealer.seal(bulletin(), [OfficeRecipient(svk), OfficeRecipient(tccc)], now_ms=at)
-        assert opener(SVK).open(sealed).sent_at == at
+        assert opener(SVK).open(sealed, witnessed_at=STORED).sent_at == at
     with pytest.raises(errors.RecipientKeyInvalid, match=r"LA-SVK.*expired"):
         sealer.seal(bulletin(), [OfficeRecipient(svk), OfficeRecipient(tccc)], now_ms=NOW + 10)
     with pytest.raises(errors.RecipientKeyInvalid, match=r"LA-SVK.*not valid before"):
@@ -155,9 +156,9 @@ def test_a_sealer_follows_a_recipient_list_in_order_and_a_rotated_record():
         assert [r.id for r in read_routing(sealed)[4]] == [k.office_id for k in order]
     rotated = identity("LA-SVK", seed="rotated")  # new keys for the same office
     sealed = sealer.seal(bulletin(), [OfficeRecipient(rotated.public()), OfficeRecipient(tccc)], now_ms=NOW)
-    assert Opener.for_identity(rotated, BOOK).open(sealed).opened_via.id == "LA-SVK"
+    assert Opener.for_identity(rotated, BOOK).open(sealed, witnessed_at=STORED).opened_via.id == "LA-SVK"
     with pytest.raises(errors.NotAddressedToUs):
-        opener(SVK).open(sealed)
+        opener(SVK).open(sealed, witnessed_at=STORED)
 
 
 def test_size_limit_is_enforced_by_seal_and_by_open():
@@ -165,9 +166,9 @@ def test_size_limit_is_enforced_by_seal_and_by_open():
         Sealer(MUK, max_bytes=1000).seal(bulletin(body="x" * 2000), [OfficeRecipient(SVK.public())], now_ms=NOW)
     sealed = seal_to(OfficeRecipient(SVK.public()))
     with pytest.raises(errors.TooLarge):
-        Opener.for_identity(SVK, BOOK, max_bytes=len(sealed) - 1).open(sealed)
+        Opener.for_identity(SVK, BOOK, max_bytes=len(sealed) - 1).open(sealed, witnessed_at=STORED)
     with pytest.raises(errors.TooLarge):
-        opener().open(b"\x00" * (MAX_ENVELOPE_BYTES + 1))
+        opener().open(b"\x00" * (MAX_ENVELOPE_BYTES + 1), witnessed_at=STORED)
 
 
 def _outer(sealed):
@@ -182,7 +183,7 @@ def test_tampered_ciphertext_fails_authentication():
     version, header, ct = _outer(seal_to(OfficeRecipient(SVK.public())))
     flipped = ct[:40] + bytes([ct[40] ^ 1]) + ct[41:]
     with pytest.raises(errors.DecryptionFailed):
-        opener().open(_reseal_outer(version, header, flipped))
+        opener().open(_reseal_outer(version, header, flipped), witnessed_at=STORED)
 
 
 def test_tampered_header_fails_authentication():
@@ -190,44 +191,44 @@ def test_tampered_header_fails_authentication():
     h = msgpack.unpackb(header)
     h[5] = "FLASH"  # upgrade the precedence in transit
     with pytest.raises(errors.DecryptionFailed):
-        opener().open(_reseal_outer(version, msgpack.packb(h, use_bin_type=True), ct))
+        opener().open(_reseal_outer(version, msgpack.packb(h, use_bin_type=True), ct), witnessed_at=STORED)
 
 
 def test_unknown_version_is_refused_with_upgrade_advice():
     _, header, ct = _outer(seal_to(OfficeRecipient(SVK.public())))
     with pytest.raises(errors.UnsupportedVersion, match="upgrade"):
-        opener().open(_reseal_outer(2, header, ct))
+        opener().open(_reseal_outer(3, header, ct), witnessed_at=STORED)
 
 
 @pytest.mark.parametrize("cut", [0, 1, 5, 50, -1])
 def test_truncated_envelope_is_malformed(cut):
     sealed = seal_to(OfficeRecipient(SVK.public()))
     with pytest.raises(errors.MalformedEnvelope):
-        opener().open(sealed[:cut])
+        opener().open(sealed[:cut], witnessed_at=STORED)
 
 
 def test_resent_under_another_sender_fails_the_signature():
     """Davis's attack: SVK, a legitimate recipient, re-encrypts MUK's signed bulletin to
     NKP under a header naming itself. The signature was over MUK's header, so it fails."""
     sealed = seal_to(OfficeRecipient(SVK.public()))
-    opened = opener(SVK).open(sealed)
+    opened = opener(SVK).open(sealed, witnessed_at=STORED)
     forged = _forge(opened, new_sender=SVK, to=NKP)
     with pytest.raises(errors.BadSignature):
-        opener(NKP).open(forged)
+        opener(NKP).open(forged, witnessed_at=STORED)
 
 
 def test_resent_to_another_recipient_under_the_original_sender_fails_the_signature():
     """Re-addressing MUK's bulletin to NKP keeping MUK as sender. The test grants the
     forger even MUK's encryption key (so every wrap is valid): the signed header named
     SVK as recipient, so the new header still does not match the signature."""
-    opened = opener(SVK).open(seal_to(OfficeRecipient(SVK.public())))
+    opened = opener(SVK).open(seal_to(OfficeRecipient(SVK.public())), witnessed_at=STORED)
     forged = _forge(opened, new_sender=MUK, to=NKP)
     with pytest.raises(errors.BadSignature):
-        opener(NKP).open(forged)
+        opener(NKP).open(forged, witnessed_at=STORED)
 
 
 def test_signature_over_header_and_body_verifies_detached_for_forwarding():
-    opened = opener().open(seal_to(OfficeRecipient(SVK.public())))
+    opened = opener().open(seal_to(OfficeRecipient(SVK.public())), witnessed_at=STORED)
     verify_detached(MUK.signing.public, opened.header, opened.body, opened.signature)
     with pytest.raises(errors.BadSignature):
         verify_detached(MUK.signing.public, opened.header, opened.body + b" ", opened.signature)
@@ -255,7 +256,7 @@ def test_rotated_recipient_still_opens_bulletins_sealed_to_its_old_key():
     old = SVK
     sealed = seal_to(OfficeRecipient(old.public()))
     rotated = Identity("LA-SVK", old.signing, BoxKeyPair.generate(DeterministicRng("new box")), old_box=(old.box,))
-    assert Opener.for_identity(rotated, BOOK).open(sealed).bulletin.sender == "TH-MUK"
+    assert Opener.for_identity(rotated, BOOK).open(sealed, witnessed_at=STORED).bulletin.sender == "TH-MUK"
 
 
 # -- helpers -----------------------------------------------------------------------------
@@ -268,23 +269,26 @@ def _replace(peer, **changes):
 
 
 def _forge(opened, *, new_sender, to):
-    """Build a v1 envelope by hand around an opened bulletin's signature and body,
+    """Build a v2 envelope by hand around an opened bulletin's signature and body,
     the way an insider holding the plaintext would."""
     import nacl.bindings as nb
 
-    from bus.envelope import _packb, _wrap_ad, office_kek
+    from bus.envelope import office_kek, wrap_ad
+    from bus.keys import BoxKeyPair
 
+    packb = msgpack.Packer(use_bin_type=True).pack
     rng = DeterministicRng("forger")
     bid = msgpack.unpackb(opened.header)[0]
+    ephemeral = BoxKeyPair.from_secret(rng(32))
     key, nonce, wnonce = rng(32), rng(24), rng(24)
-    kek = office_kek(new_sender.box, to.box.public, sending=True)
-    wrapped = nb.crypto_aead_xchacha20poly1305_ietf_encrypt(key, _wrap_ad(bid, 1, to.office_id, to.box.kid), wnonce, kek)
-    header = _packb(
-        [bid, new_sender.office_id, new_sender.signing.kid, new_sender.box.kid, NOW, "IMMEDIATE", nonce,
+    kek = office_kek(nb.crypto_scalarmult(ephemeral.secret, to.box.public), ephemeral.public, to.box.public)
+    wrapped = nb.crypto_aead_xchacha20poly1305_ietf_encrypt(key, wrap_ad(bid, 1, to.office_id, to.box.kid), wnonce, kek)
+    header = packb(
+        [bid, new_sender.office_id, new_sender.signing.kid, ephemeral.public, NOW, "IMMEDIATE", nonce,
          [[1, to.office_id, to.box.kid, wnonce, wrapped]]]
     )
     ct = nb.crypto_aead_xchacha20poly1305_ietf_encrypt(opened.signature + opened.body, header, nonce, key)
-    return _packb([1, header, ct])
+    return packb([2, header, ct])
 
 
 # The sealer writes the header by concatenation and the body with msgspec; both must be
@@ -293,7 +297,7 @@ def _forge(opened, *, new_sender, to):
 @given(
     offices=st.integers(0, 20),
     feeds=st.lists(st.from_regex(r"[a-z0-9][a-z0-9-]{0,62}", fullmatch=True), max_size=3, unique=True),
-    epoch=st.integers(0, 2**64 - 1),
+    epoch=st.integers(1, 2**63 - 1),
     system_rng=st.booleans(),
     data=valid_bulletins(),
 )
@@ -307,8 +311,11 @@ def test_sealed_headers_and_bodies_are_the_msgpack_encoding_of_their_fields(
         targets = [OfficeRecipient(identity("LA-SVK").public())]
     b = Bulletin.from_dict(data)
     rng = nacl.utils.random if system_rng else DeterministicRng("header")
-    header, _ = split_envelope(Sealer(sender).seal(b, targets, now_ms=NOW, rng=rng))
+    header, _ = split_envelope(FastSealer(sender).seal(b, targets, now_ms=NOW, rng=rng))
     assert header == msgpack.packb(msgpack.unpackb(header), use_bin_type=True)
+    assert split_envelope(Sealer(sender).seal(b, targets, now_ms=NOW, rng=DeterministicRng("header")))[0] == (
+        header if not system_rng else split_envelope(Sealer(sender).seal(b, targets, now_ms=NOW, rng=DeterministicRng("header")))[0]
+    )
     assert len(msgpack.unpackb(header)[7]) == len(targets)
     assert encode_body(b) == msgpack.packb(b.body_dict(), use_bin_type=True)
 
@@ -325,7 +332,7 @@ def test_the_direct_decrypt_gives_the_wrappers_answer_for_intact_and_altered_cip
     import nacl.bindings as nb
     import nacl.exceptions
 
-    from bus.envelope import _open_decrypt
+    from bus import sodium
 
     ciphertext = nb.crypto_aead_xchacha20poly1305_ietf_encrypt(message, aad, nonce, key)
     if 0 <= flip < len(ciphertext):  # one bit changed: both must refuse it
@@ -337,8 +344,12 @@ def test_the_direct_decrypt_gives_the_wrappers_answer_for_intact_and_altered_cip
         except nacl.exceptions.CryptoError:
             return "refused"
 
-    assert outcome(_open_decrypt) == outcome(nb.crypto_aead_xchacha20poly1305_ietf_decrypt)
-    assert outcome(_open_decrypt) == (message if flip < 0 or flip >= len(ciphertext) else "refused")
+    before = sodium.use_direct(True)
+    try:
+        assert outcome(sodium.aead_decrypt) == outcome(nb.crypto_aead_xchacha20poly1305_ietf_decrypt)
+        assert outcome(sodium.aead_decrypt) == (message if flip < 0 or flip >= len(ciphertext) else "refused")
+    finally:
+        sodium.use_direct(before)
 
 
 @settings(max_examples=100, deadline=None)
@@ -347,7 +358,7 @@ def test_the_direct_verify_accepts_exactly_what_crypto_sign_open_accepts(message
     import nacl.bindings as nb
     import nacl.exceptions
 
-    from bus.envelope import _verify
+    from bus import sodium
 
     who = identity("TH-MUK")
     signed = nb.crypto_sign(message, who.signing.secret)
@@ -358,5 +369,9 @@ def test_the_direct_verify_accepts_exactly_what_crypto_sign_open_accepts(message
         expected = True
     except nacl.exceptions.BadSignatureError:
         expected = False
-    assert _verify(signed, who.signing.public) is expected
+    before = sodium.use_direct(True)
+    try:
+        assert sodium.verify(signed[:64], signed[64:], who.signing.public) is expected
+    finally:
+        sodium.use_direct(before)
     assert expected is (flip < 0 or flip >= len(signed))

@@ -8,9 +8,9 @@ from pathlib import Path
 
 from bus.envelope import FeedRecipient, Sealer
 from bus.transport.client import BusClient, ClientConfig
+from bus.transport.node import wall_ms
 from bus.transport.server import NatsServer
 from tests.bus_helpers import Collector, bulletin, eventually, make_node, offices
-from tests.helpers import NOW
 
 FEED = "th-border"
 KEY = b"e" * 32
@@ -29,8 +29,8 @@ async def test_a_feed_bulletin_waits_for_its_epoch_key_then_opens(tmp_path: Path
         assert await publisher.wait_connected(5)
         await eventually(lambda: member._streams_ok, 10, "the streams")
         sealer = Sealer(centre)
-        early = sealer.seal(bulletin("TH-TCCC", 1), [FeedRecipient(FEED, 2, KEY)], now_ms=NOW)
-        never = sealer.seal(bulletin("TH-TCCC", 2), [FeedRecipient(FEED, 3, b"n" * 32)], now_ms=NOW)
+        early = sealer.seal(bulletin("TH-TCCC", 1), [FeedRecipient(FEED, 2, KEY)], now_ms=wall_ms())
+        never = sealer.seal(bulletin("TH-TCCC", 2), [FeedRecipient(FEED, 3, b"n" * 32)], now_ms=wall_ms())
         subject = f"blo.feed.{FEED}.routine.TH-TCCC"
         await publisher.publish(subject, early, "early")
         await publisher.publish(subject, never, "never")

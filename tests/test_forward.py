@@ -22,7 +22,7 @@ from bus.forward import REDACTED_TEXT, Provenance, forward, verify_forward
 from bus.ids import new_bulletin_id
 from bus.keys import Identity, PeerBook, SigningKeyPair
 from bus.testing import DeterministicRng
-from tests.helpers import NOW, bulletin, identity
+from tests.helpers import NOW, STORED, bulletin, identity
 
 MUK, TCCC, SVK = identity("TH-MUK"), identity("TH-TCCC"), identity("LA-SVK")
 BOOK = PeerBook([MUK.public(), TCCC.public(), SVK.public()])
@@ -47,7 +47,7 @@ def sealed_by(sender: Identity, b: Bulletin, recipients: list[Any], *, at: int =
 
 def received_by_centre(b: Bulletin = ORIGINAL, sender: Identity = MUK) -> Opened:
     """The original as the centre holds it: sealed by the office, opened by the centre."""
-    return Opener.for_identity(TCCC, BOOK).open(sealed_by(sender, b, [OfficeRecipient(TCCC.public())]))
+    return Opener.for_identity(TCCC, BOOK).open(sealed_by(sender, b, [OfficeRecipient(TCCC.public())]), witnessed_at=STORED)
 
 
 OPENED = received_by_centre()
@@ -64,7 +64,7 @@ def make(original: Opened = OPENED, **kw: Any) -> Bulletin:
 def on_the_feed(fw: Bulletin, sender: Identity = TCCC) -> Bulletin:
     """Seal ``fw`` to the feed as the centre, open it as a member: what the member holds."""
     sealed = sealed_by(sender, fw, [FeedRecipient(FEED, EPOCH, FEED_KEY)], at=LATER, seed="feed")
-    return Opener("LA-SVK", SVK.box_keys, BOOK, feed_keys={(FEED, EPOCH): FEED_KEY}).open(sealed).bulletin
+    return Opener("LA-SVK", SVK.box_keys, BOOK, feed_keys={(FEED, EPOCH): FEED_KEY}).open(sealed, witnessed_at=STORED).bulletin
 
 
 def tampered(fw: Bulletin, **changes: Any) -> Bulletin:
@@ -225,7 +225,7 @@ def test_an_original_signed_with_another_key_under_the_office_s_key_id_is_refuse
     fake_muk = Identity("TH-MUK", dataclasses.replace(forger, kid=MUK.signing.kid), MUK.box)
     fake = Opener.for_identity(TCCC, PeerBook([fake_muk.public(), TCCC.public()])).open(
         sealed_by(fake_muk, ORIGINAL, [OfficeRecipient(TCCC.public())])
-    )
+    , witnessed_at=STORED)
     with pytest.raises(errors.ForwardRefused) as caught:
         verify_forward(make(fake), BOOK)
     assert caught.value.reason == "forward_bad_signature"
@@ -351,14 +351,14 @@ def test_redaction_of_what_cannot_or_does_not_exist_is_refused(paths: Any, words
 
 def test_a_forward_of_a_forward_is_refused() -> None:
     once = make()
-    again = Opener.for_identity(SVK, BOOK).open(sealed_by(TCCC, once, [OfficeRecipient(SVK.public())], at=LATER))
+    again = Opener.for_identity(SVK, BOOK).open(sealed_by(TCCC, once, [OfficeRecipient(SVK.public())], at=LATER), witnessed_at=STORED)
     with pytest.raises(errors.ValidationError, match="forward that original"):
         forward(again, centre="TH-TCCC", new_id=new_id("twice"), created=LATER + 1)
 
 
 def test_a_member_refuses_a_forward_carrying_a_forward() -> None:
     once = make()
-    inner = Opener.for_identity(TCCC, BOOK).open(sealed_by(TCCC, once, [OfficeRecipient(TCCC.public())], at=LATER))
+    inner = Opener.for_identity(TCCC, BOOK).open(sealed_by(TCCC, once, [OfficeRecipient(TCCC.public())], at=LATER), witnessed_at=STORED)
     shown = {k: v for k, v in once.to_dict().items() if k not in ("id", "from", "created")}
     outer = tampered(make(new_id=new_id("outer")), **shown)
     outer = _with_original(outer, sender="TH-TCCC", header=inner.header, body=inner.body, signature=inner.signature)

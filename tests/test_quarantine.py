@@ -46,15 +46,40 @@ def test_unknown_sender_opens_on_retry_once_the_directory_knows_it(tmp_path: Pat
     opener = Opener.for_identity(svk, book)
     q = Quarantine(tmp_path / "q.db")
     try:
-        opener.open(sealed)
+        opener.open(sealed, witnessed_at=NOW)
     except UnknownSender as exc:
-        q.add(sealed, SUBJECT, exc, now_ms=1)
+        q.add(sealed, SUBJECT, exc, now_ms=1, witnessed_at=NOW)
     q.add(b"garbage", SUBJECT, MalformedEnvelope("x"), now_ms=1)
-    assert q.retry_all(lambda _subject, raw: opener.open(raw), now_ms=2) == []  # still unknown
+    assert q.retry_all(lambda _subject, raw, w: opener.open(raw, witnessed_at=w), now_ms=2) == []  # still unknown
     assert q.entries(reason="unknown_sender")[0].attempts == 2
     book.add(muk.public())
-    (reopened,) = q.retry_all(lambda _subject, raw: opener.open(raw), now_ms=3)
+    (reopened,) = q.retry_all(lambda _subject, raw, w: opener.open(raw, witnessed_at=w), now_ms=3)
     assert reopened.opened.bulletin.sender == "TH-MUK"
     assert q.counts() == {"malformed": 1, "unknown_sender": 1}  # held until the node resolves it
     q.resolve(reopened.qid)
     assert q.counts() == {"malformed": 1}
+
+
+def test_a_retry_judges_the_sender_by_when_the_bulletin_was_stored_not_by_the_retry(tmp_path: Path) -> None:
+    """TRUST.md 2.1: the quarantine keeps the witness time. A bulletin stored before its
+    sender's key was revoked still opens when the directory catches up a day later; the
+    same bytes stored after the revocation do not."""
+    from dataclasses import replace
+
+    muk, svk = identity("TH-MUK"), identity("LA-SVK")
+    sealed = Sealer(muk).seal(bulletin(), [OfficeRecipient(svk.public())], now_ms=NOW)
+    book = PeerBook([svk.public()])
+    opener = Opener.for_identity(svk, book)
+    q = Quarantine(tmp_path / "q.db")
+    try:
+        for subject, stored in ((SUBJECT, NOW + 1_000), (SUBJECT + "X", NOW + 20 * 60_000)):
+            try:
+                opener.open(sealed, witnessed_at=stored)
+            except UnknownSender as exc:
+                q.add(sealed, subject, exc, now_ms=stored, witnessed_at=stored)
+        book.add(replace(muk.public(), revoked_at=NOW + 10 * 60_000))  # revoked ten minutes after sealing
+        reopened = q.retry_all(lambda _subject, raw, w: opener.open(raw, witnessed_at=w), now_ms=NOW + 86_400_000)
+        assert [r.subject for r in reopened] == [SUBJECT]
+        assert q.counts() == {"sender_key_invalid": 1, "unknown_sender": 1}
+    finally:
+        q.close()

@@ -20,7 +20,7 @@ from bus.receipt import (
     open_receipt,
     sign_receipt,
 )
-from tests.helpers import NOW, identity
+from tests.helpers import NOW, STORED, identity
 
 BID = "01J9Z3K8W4N2V7Q5R6T1X0Y2ZA"
 SVK = identity("LA-SVK")
@@ -29,9 +29,9 @@ BOOK = PeerBook([SVK.public(), MUK.public()])
 
 
 def test_a_receipt_verifies_and_says_who_received_what_when() -> None:
-    r = open_receipt(sign_receipt(SVK, DELIVERED, BID, "TH-MUK", now_ms=NOW), BOOK)
+    r = open_receipt(sign_receipt(SVK, DELIVERED, BID, "TH-MUK", now_ms=NOW), BOOK, witnessed_at=STORED)
     assert (r.kind, r.bulletin_ids, r.bulletin_sender, r.office, r.at_ms) == (DELIVERED, (BID,), "TH-MUK", "LA-SVK", NOW)
-    assert open_receipt(sign_receipt(SVK, READ, BID, "TH-MUK", now_ms=NOW + 1), BOOK).kind == READ
+    assert open_receipt(sign_receipt(SVK, READ, BID, "TH-MUK", now_ms=NOW + 1), BOOK, witnessed_at=STORED).kind == READ
 
 
 IDS = [bulletin_id_from_bytes(bytes([n]) * 16) for n in range(MAX_RECEIPT_IDS)]
@@ -39,7 +39,7 @@ IDS = [bulletin_id_from_bytes(bytes([n]) * 16) for n in range(MAX_RECEIPT_IDS)]
 
 def test_one_receipt_covers_a_batch_of_bulletins_with_one_signature() -> None:
     data = sign_receipt(SVK, DELIVERED, IDS, "TH-MUK", now_ms=NOW)
-    assert open_receipt(data, BOOK).bulletin_ids == tuple(IDS)
+    assert open_receipt(data, BOOK, witnessed_at=STORED).bulletin_ids == tuple(IDS)
     assert len(data) <= MAX_RECEIPT_BYTES
     assert len(msgpack.unpackb(data)) == 2  # one body, one signature, however many ids
 
@@ -51,18 +51,20 @@ def test_removing_or_adding_an_id_breaks_the_signature() -> None:
         fields[2] = [bulletin_id_to_bytes(i) for i in ids]
         forged = msgpack.packb([msgpack.packb(fields, use_bin_type=True), sig], use_bin_type=True)
         with pytest.raises(errors.BadSignature):
-            open_receipt(forged, BOOK)
+            open_receipt(forged, BOOK, witnessed_at=STORED)
 
 
-def test_a_version_1_receipt_for_one_bulletin_is_still_accepted() -> None:
-    body = msgpack.packb([1, READ, bulletin_id_to_bytes(BID), "TH-MUK", "LA-SVK", SVK.signing.kid, NOW], use_bin_type=True)
+@pytest.mark.parametrize("version", [1, 2])
+def test_a_receipt_of_wire_format_v1_is_refused_as_unsupported(version: int) -> None:
+    ids = bulletin_id_to_bytes(BID) if version == 1 else [bulletin_id_to_bytes(BID)]
+    body = msgpack.packb([version, READ, ids, "TH-MUK", "LA-SVK", SVK.signing.kid, NOW], use_bin_type=True)
     data = msgpack.packb([body, SVK.signing.sign(RECEIPT_LABEL + body)], use_bin_type=True)
-    r = open_receipt(data, BOOK)
-    assert (r.kind, r.bulletin_ids, r.office) == (READ, (BID,), "LA-SVK")
+    with pytest.raises(errors.UnsupportedVersion, match="must upgrade"):
+        open_receipt(data, BOOK, witnessed_at=STORED)
 
 
 def test_an_unknown_receipt_version_is_refused_as_unsupported() -> None:
-    body = msgpack.packb([3, DELIVERED, [bulletin_id_to_bytes(BID)], "TH-MUK", "LA-SVK", SVK.signing.kid, NOW, 0])
+    body = msgpack.packb([4, DELIVERED, [bulletin_id_to_bytes(BID)], "TH-MUK", "LA-SVK", SVK.signing.kid, NOW, 0])
     data = msgpack.packb([body, SVK.signing.sign(RECEIPT_LABEL + body)], use_bin_type=True)
     with pytest.raises(errors.UnsupportedVersion):
         decode_receipt(data)
@@ -73,7 +75,7 @@ def test_an_unknown_receipt_version_is_refused_as_unsupported() -> None:
     [[], [b"x" * 15], [b"x" * 16, b"x" * 16], [BID], [bytes([n]) * 16 for n in range(MAX_RECEIPT_IDS + 1)]],
 )
 def test_receipt_id_lists_that_are_empty_repeated_too_long_or_mistyped_are_malformed(ids: list) -> None:
-    body = msgpack.packb([2, DELIVERED, ids, "TH-MUK", "LA-SVK", SVK.signing.kid, NOW], use_bin_type=True)
+    body = msgpack.packb([3, DELIVERED, ids, "TH-MUK", "LA-SVK", SVK.signing.kid, NOW], use_bin_type=True)
     data = msgpack.packb([body, SVK.signing.sign(RECEIPT_LABEL + body)], use_bin_type=True)
     with pytest.raises(errors.MalformedEnvelope):
         decode_receipt(data)
@@ -82,7 +84,7 @@ def test_receipt_id_lists_that_are_empty_repeated_too_long_or_mistyped_are_malfo
 def test_a_receipt_from_an_office_not_in_the_directory_is_unknown_sender_and_retryable() -> None:
     stranger = identity("KH-POI")
     with pytest.raises(errors.UnknownSender) as caught:
-        open_receipt(sign_receipt(stranger, DELIVERED, BID, "TH-MUK", now_ms=NOW), BOOK)
+        open_receipt(sign_receipt(stranger, DELIVERED, BID, "TH-MUK", now_ms=NOW), BOOK, witnessed_at=STORED)
     assert caught.value.retryable
 
 
@@ -92,7 +94,7 @@ def test_changing_any_signed_field_breaks_the_signature() -> None:
     fields[1] = READ  # claim "read" with a "delivered" signature
     forged = msgpack.packb([msgpack.packb(fields, use_bin_type=True), sig], use_bin_type=True)
     with pytest.raises(errors.BadSignature):
-        open_receipt(forged, BOOK)
+        open_receipt(forged, BOOK, witnessed_at=STORED)
 
 
 def test_a_receipt_signed_by_one_office_cannot_claim_to_be_from_another() -> None:
@@ -101,7 +103,7 @@ def test_a_receipt_signed_by_one_office_cannot_claim_to_be_from_another() -> Non
     fields[4], fields[5] = "TH-MUK", MUK.signing.kid
     forged = msgpack.packb([msgpack.packb(fields, use_bin_type=True), sig], use_bin_type=True)
     with pytest.raises(errors.BadSignature):
-        open_receipt(forged, BOOK)
+        open_receipt(forged, BOOK, witnessed_at=STORED)
 
 
 def test_a_signature_made_for_another_purpose_does_not_verify_as_a_receipt() -> None:
@@ -109,13 +111,13 @@ def test_a_signature_made_for_another_purpose_does_not_verify_as_a_receipt() -> 
     unlabelled = SVK.signing.sign(body)  # same bytes, no receipt label
     assert unlabelled != SVK.signing.sign(RECEIPT_LABEL + body)
     with pytest.raises(errors.BadSignature):
-        open_receipt(msgpack.packb([body, unlabelled], use_bin_type=True), BOOK)
+        open_receipt(msgpack.packb([body, unlabelled], use_bin_type=True), BOOK, witnessed_at=STORED)
 
 
 def test_a_revoked_signer_is_refused() -> None:
     book = PeerBook([SVK.public().__class__(**{**_fields(SVK.public()), "revoked_at": NOW - 1})])
     with pytest.raises(errors.SenderKeyInvalid):
-        open_receipt(sign_receipt(SVK, DELIVERED, BID, "TH-MUK", now_ms=NOW), book)
+        open_receipt(sign_receipt(SVK, DELIVERED, BID, "TH-MUK", now_ms=NOW), book, witnessed_at=STORED)
 
 
 def _fields(peer: object) -> dict:
@@ -148,7 +150,7 @@ def test_any_flipped_byte_is_refused_with_an_envelope_error(pos: int, flip: int)
     data = bytearray(_good)
     data[pos] ^= flip
     with pytest.raises(errors.EnvelopeError):
-        open_receipt(bytes(data), BOOK)
+        open_receipt(bytes(data), BOOK, witnessed_at=STORED)
 
 
 @given(

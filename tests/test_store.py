@@ -14,7 +14,7 @@ from bus.keys import PeerBook
 from bus.testing import DeterministicRng
 from office_node.db import SCHEMA_VERSION, check_sqlite_version, open_database
 from office_node.store import BulletinQuery, Store, compact
-from tests.helpers import NOW, bulletin, identity
+from tests.helpers import NOW, STORED, bulletin, identity
 
 MUK, SVK, TCCC = identity("TH-MUK"), identity("LA-SVK"), identity("TH-TCCC")
 BOOK = PeerBook([p.public() for p in (MUK, SVK, TCCC)])
@@ -29,7 +29,7 @@ def seal_and_open(b, *, to=SVK, via_feed: bool = False, seed: str = "seal"):
     recipients = [FeedRecipient(FEED, 1, FEED_KEY)] if via_feed else [OfficeRecipient(to.public())]
     sealed = Sealer(identity(b.sender)).seal(b, recipients, now_ms=b.created, rng=DeterministicRng(seed))
     feed_keys = {(FEED, 1): FEED_KEY} if via_feed else None
-    opened = Opener.for_identity(to, BOOK, feed_keys=feed_keys).open(sealed)
+    opened = Opener.for_identity(to, BOOK, feed_keys=feed_keys).open(sealed, witnessed_at=b.created + 1_000)
     return sealed, opened
 
 
@@ -97,7 +97,7 @@ def test_own_bulletin_coming_back_on_a_feed_stays_a_sent_row(store):
     b = make(1)
     sealed = Sealer(MUK).seal(b, [FeedRecipient(FEED, 1, FEED_KEY)], now_ms=NOW, rng=DeterministicRng("x"))
     assert store.save_sent(b, sealed=sealed, recipients=[FEED], feed=FEED, sent_at=NOW + 1000) is True
-    opened = Opener.for_identity(MUK, BOOK, feed_keys={(FEED, 1): FEED_KEY}).open(sealed)
+    opened = Opener.for_identity(MUK, BOOK, feed_keys={(FEED, 1): FEED_KEY}).open(sealed, witnessed_at=STORED)
     assert store.save_received(opened, sealed=sealed, received_at=NOW + 2000, feed=FEED) is False
     assert store.get(b.id).direction == "sent"
 
@@ -416,7 +416,7 @@ def test_cursors_round_trip(at, seq):
 
 
 def test_an_older_database_is_migrated_forward_keeping_its_bulletins(db_path):
-    from office_node.db import MIGRATIONS, Database, _statements
+    from office_node.db import MIGRATIONS, _statements
 
     db_path.parent.mkdir(parents=True)
     conn = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False)
@@ -425,7 +425,20 @@ def test_an_older_database_is_migrated_forward_keeping_its_bulletins(db_path):
     conn.execute("PRAGMA user_version = 1")
     b = make(1)
     sealed, opened = seal_and_open(b)
-    assert Store(Database(db_path, conn)).save_received(opened, sealed=sealed, received_at=NOW, feed=None)
+    # The row as that release wrote it: the v1 columns (a box key id where v2 has the
+    # ephemeral key, no witness time), then its full-text entry.
+    from office_node.store import _index_row, _json
+
+    cur = conn.execute(
+        "INSERT INTO store_bulletins (id, direction, sender, sender_sign_kid, sender_box_kid, sent_at, received_at, "
+        "at, precedence, kind, tlp, feed, title, in_reply_to, expires, bulletin_json, recipients_json, sealed, header, "
+        "body, signature, verified, verification_json) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        (b.id, "received", b.sender, opened.sender_sign_kid, bytes(8), NOW, NOW, NOW, b.precedence, b.kind, b.tlp,
+         None, b.title, None, None, _json(b.to_dict()), _json(["LA-SVK"]), sealed, opened.header, opened.body,
+         opened.signature, 1, _json({"verified": True})),
+    )
+    conn.execute("INSERT INTO store_fts (rowid, title, body, entities, tags) VALUES (?, ?, ?, ?, ?)",
+                 (cur.lastrowid, *_index_row(b)))
     conn.close()
 
     db = open_database(db_path)
@@ -434,5 +447,25 @@ def test_an_older_database_is_migrated_forward_keeping_its_bulletins(db_path):
         assert c.execute("SELECT count(*) FROM auth_users").fetchone()[0] == 0  # later tables now exist
     store = Store(db)
     assert store.get(b.id).bulletin == b.to_dict()
+    assert store.get(b.id).sender_ephemeral == bytes(8).hex() and store.get(b.id).witnessed_at is None
     assert [x.id for x in store.search("ยาบ้า")] == [b.id]
     db.close()
+
+
+def test_bulletins_that_arrived_after_a_compromise_are_flagged_when_the_revocation_comes(store):
+    """TRUST.md section 5: TH-TCCC revokes TH-MUK's key as compromised since between two
+    bulletins LA-SVK already stored. The one stored after that time is flagged unverified
+    (kept, with the reason); the one stored before stands."""
+    from dataclasses import replace
+
+    before, after = make(1), make(400)
+    receive(store, before)
+    receive(store, after)
+    assert store.reverify_sender("TH-MUK", BOOK, now_ms=NOW + 500_000) == []
+    compromised_since = NOW + 100_000  # after the first was stored, minutes before the second
+    revoked = PeerBook([replace(MUK.public(), revoked_at=compromised_since), SVK.public(), TCCC.public()])
+    assert store.reverify_sender("TH-MUK", revoked, now_ms=NOW + 500_000) == [after.id]
+    kept = store.get(after.id)
+    assert kept is not None and not kept.verified and kept.verification["reason"] == "sender_key_invalid"
+    assert kept.bulletin == after.to_dict()  # evidence is never deleted
+    assert store.get(before.id).verified

@@ -862,6 +862,24 @@ class PullConsumer:
             await self._sub.unsubscribe()
 
 
+def stored_at_ms(reply: str | None) -> int | None:
+    """When JetStream stored a message, from its acknowledgement subject, in whole ms; None
+    when ``reply`` is not one. The subject is the JetStream protocol's, not a nats-py detail:
+    ``$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ns>.<pending>`` (9 tokens), or
+    ``$JS.ACK.<domain>.<account hash>.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ns>.<pending>[.<token>]``
+    (11 or 12 tokens). The stored time is the witness time of schemas/TRUST.md 2.1."""
+    if not reply or not reply.startswith("$JS.ACK."):
+        return None
+    tokens = reply.split(".")
+    if len(tokens) == 9:
+        ns = tokens[7]
+    elif len(tokens) in (11, 12):
+        ns = tokens[9]
+    else:
+        return None
+    return int(ns) // 1_000_000 if ns.isdigit() else None
+
+
 async def ack(msg: Msg) -> bool:
     """Ack one message; False if the link is down (JetStream will redeliver it; dedupe drops it)."""
     try:

@@ -27,7 +27,7 @@ import inspect
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,18 +37,20 @@ import msgspec
 import nacl.utils
 from nats.aio.msg import Msg
 
+from bus import timing
 from bus.bulletin import Bulletin
 from bus.envelope import (
     RECIPIENT_FEED,
+    RECIPIENT_OFFICE,
     FeedRecipient,
     KeyResolver,
     OfficeRecipient,
     Opened,
-    Opener,
     Recipient,
-    Sealer,
+    Via,
     read_routing,
 )
+from bus.envelope_fast import FastOpener, FastSealer
 from bus.errors import (
     BusError,
     FeedKeyPending,
@@ -56,14 +58,16 @@ from bus.errors import (
     NotAddressedToUs,
     NotConnected,
     PermissionDenied,
+    PrecedenceMismatch,
     RecipientKeyInvalid,
+    RecipientMismatch,
     ValidationError,
 )
 from bus.ids import Rng
-from bus.keys import Identity, PeerKeys
+from bus.keys import BoxKeyPair, Identity, PeerKeys
 from bus.receipt import DELIVERED, MAX_RECEIPT_IDS, READ, open_receipt, sign_receipt
 from bus.transport import subjects as sj
-from bus.transport.client import Ack, BusClient, ClientConfig, PullConsumer, ack_all, nak
+from bus.transport.client import Ack, BusClient, ClientConfig, PullConsumer, ack_all, nak, stored_at_ms
 from bus.transport.embedded import embedded_server
 from bus.transport.gate import PrecedenceGate
 from bus.transport.metrics import BusMetrics
@@ -94,6 +98,31 @@ class DirectoryResolver(KeyResolver, Protocol):
     present the node retries quarantined unknown-sender bulletins on every change."""
 
     def recipient_keys(self, office_id: str, now_ms: int) -> PeerKeys: ...
+
+
+class FeedRules(Protocol):
+    """The feed rules of schemas/FEEDS.md as the node applies them (``bus.feeds.FeedKeyring``
+    implements them): what a member accepts, and what a sender may seal under."""
+
+    def check_post(self, feed: str, epoch: int, sender: str, witnessed_at: int) -> None:
+        """A bulletin that opened through a feed entry: raises ``StaleEpoch`` or ``NotAWriter``."""
+        ...
+
+    def post_epoch(self, feed: str, office: str) -> int:
+        """The epoch ``office`` must seal a bulletin to ``feed`` under now: the newest whose
+        record it holds (its key may not have arrived yet: then the bulletin waits). Raises
+        a ``BloError`` saying why when it may not post at all (not a writer, removed)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """What a bulletin's subject says (SUBJECTS.md): the recipient entry it must open
+    through, the precedence token's precedence and the sending office."""
+
+    via: Via
+    precedence: str
+    sender: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +195,8 @@ class BusNode:
         on_state: OnState | None = None,
         admit: Callable[[str, Opened], None] | None = None,
         key_pending: Callable[[str, int], bool] | None = None,
+        feed_rules: FeedRules | None = None,
+        box_keys: Mapping[bytes, BoxKeyPair] | None = None,
         settle: Callable[[], None] | None = None,
         metrics: BusMetrics | None = None,
         clock: Callable[[], int] = wall_ms,
@@ -188,6 +219,8 @@ class BusNode:
         self.admit = admit
         #: (feed, epoch) -> may that epoch's key still arrive here?
         self.key_pending = key_pending
+        #: The feed rules every bulletin opened through a feed entry must pass.
+        self.feed_rules = feed_rules
         #: Called once a fetched batch is handed over, before it is marked delivered and
         #: acked: the application makes what it stored of the batch durable (one flush
         #: to disk per batch; see office_node.db.Database.deferred). Raising leaves the
@@ -196,8 +229,13 @@ class BusNode:
         self.metrics = metrics or BusMetrics.default()
         self.clock = clock
         self.rng = rng
-        self.sealer = Sealer(identity)
-        self.opener = Opener.for_identity(identity, resolver, feed_keys=self.feed_keys)
+        self.sealer = FastSealer(identity)
+        #: The inbox keys bulletins are opened with: the node's live ring (bus.inbox), or
+        #: the identity's own encryption keys where no ring is kept (tests, tools).
+        self.box_keys: Mapping[bytes, BoxKeyPair] = (
+            box_keys if box_keys is not None else {k.kid: k for k in identity.box_keys}
+        )
+        self.opener = FastOpener(identity.office_id, self.box_keys, resolver, feed_keys=self.feed_keys)
         self.server: NatsServer | None = None
         self.client: BusClient | None = None
         self.outbox: Outbox | None = None
@@ -232,6 +270,10 @@ class BusNode:
         self._sent_metrics = tuple(self.metrics.sent.labels(precedence=p) for p in sj.PRECEDENCES_BY_RANK)
         self._out_size = self.metrics.bulletin_bytes.labels(direction="out")
         self._subjects: dict[str, dict[str, str]] = {}  # recipient -> precedence -> subject
+        self._routes: dict[str, Route | ValidationError] = {}  # subject -> what it says
+        #: bulletin id -> {copy index: why it waits}, for copies to hold as they are queued
+        self._held_at_post: dict[str, dict[int, str]] = {}
+        self._review_lock = asyncio.Lock()
         self._depth_at = 0.0  # when the pump last counted the outbox for the depth gauge
 
     # -- life cycle ------------------------------------------------------------------
@@ -268,6 +310,8 @@ class BusNode:
         if callable(add_listener):
             add_listener(self._directory_changed)
         self.metrics.outbox_depth.set(self.outbox.depth())
+        for feed in self.outbox.queued_feeds():  # copies queued before a crash, or an epoch that moved on meanwhile
+            self.feed_changed(feed)
         self._wake.set()
 
     def _consumer_task(self, spec: sj.ConsumerSpec) -> asyncio.Task[None]:
@@ -375,8 +419,12 @@ class BusNode:
 
     # -- posting ---------------------------------------------------------------------
 
-    def _recipients(self, offices: Iterable[str], feeds: Iterable[str], now: int) -> tuple[list[Recipient], list[str]]:
-        """Seal targets and their outbox names (an office id, or ``feed:<name>``)."""
+    def _recipients(
+        self, offices: Iterable[str], feeds: Iterable[str], now: int, waiting: dict[str, str] | None = None
+    ) -> tuple[list[Recipient], list[str]]:
+        """Seal targets and their outbox names (an office id, or ``feed:<name>``). A feed whose
+        newest epoch's key has not arrived is sealed under the newest key held and named in
+        ``waiting`` (outbox name -> why), so that its copy is held back until re-sealed."""
         targets: list[Recipient] = []
         names: list[str] = []
         for office in offices:
@@ -389,16 +437,29 @@ class BusNode:
             names.append(office)
         for feed in feeds:
             sj.check_feed(feed)
-            epochs = [e for (f, e) in self.feed_keys if f == feed]
-            if not epochs:
-                raise ValidationError("feeds", f"this node holds no epoch key for feed {feed}; it cannot post to it")
-            epoch = max(epochs)
+            epoch, why = self._feed_epoch(feed)
             targets.append(FeedRecipient(feed, epoch, self.feed_keys[(feed, epoch)]))
             names.append(f"feed:{feed}")
+            if why is not None and waiting is not None:
+                waiting[f"feed:{feed}"] = why
         return targets, names
 
+    def _feed_epoch(self, feed: str) -> tuple[int, str | None]:
+        """The epoch to seal a bulletin to ``feed`` under, and why its copy must wait (None:
+        it may go). FEEDS.md, what a sender does: the newest epoch whose record is held; if
+        its key has not arrived, the newest key held, and the copy waits to be re-sealed."""
+        held = [e for (f, e) in self.feed_keys if f == feed]
+        want = max(held, default=0) if self.feed_rules is None else self.feed_rules.post_epoch(feed, self.office)
+        if want and (feed, want) in self.feed_keys:
+            return want, None
+        older = [e for e in held if e < want]
+        if not older:
+            raise ValidationError("feeds", f"this node holds no epoch key for feed {feed} yet; it cannot post to it")
+        return max(older), f"waiting for the key of epoch {want} of feed {feed} (the grant is on its way)"
+
     def _prepare(self, bulletin: Bulletin, offices: Sequence[str], feeds: Sequence[str], now: int) -> tuple[Any, ...]:
-        targets, names = self._recipients(offices, feeds, now)
+        waiting: dict[str, str] = {}
+        targets, names = self._recipients(offices, feeds, now, waiting)
         sealed = self.sealer.seal(bulletin, targets, now_ms=now, rng=self.rng)
         fanout = len(names) > 1
         precedence = bulletin.precedence
@@ -410,6 +471,8 @@ class BusNode:
         if precedence == "FLASH":
             deadline = now + int(self.options.flash_ack_timeout_s * 1000)
         self._out_size.observe(len(sealed))
+        if waiting:
+            self._held_at_post[bulletin.id] = {i: waiting[n] for i, n in enumerate(names) if n in waiting}
         return (bulletin.id, precedence, sj.precedence_rank(precedence), sealed, deliveries, deadline)
 
     def _subject(self, name: str, precedence: str) -> str:
@@ -448,6 +511,8 @@ class BusNode:
         now = self.clock()
         prepared = [self._prepare(b, offices, feeds, now) for b, offices, feeds in items]
         self.outbox.enqueue_many(prepared, now_ms=now)
+        if self._held_at_post:  # before the pump can run: nothing awaits in between
+            self._hold_new(now)
         # Counting the queue costs in proportion to its length; the pump sets the exact
         # figure as it goes (see _send_round).
         self.metrics.outbox_depth.inc(sum(len(p[4]) for p in prepared))
@@ -455,6 +520,85 @@ class BusNode:
         return [
             Posted(b, p[3], tuple(d.recipient for d in p[4]), now) for (b, _, _), p in zip(items, prepared, strict=True)
         ]
+
+    def _hold_new(self, now: int) -> None:
+        """Hold the feed copies that ``_prepare`` sealed under an older epoch than the newest."""
+        assert self.outbox is not None
+        waiting, self._held_at_post = self._held_at_post, {}
+        for seq, bid, *_ in self.outbox.seqs_of(list(waiting)):
+            for index, why in waiting[bid].items():
+                self.outbox.hold(seq, [index], reason=why, now_ms=now)
+
+    def feed_changed(self, feed: str) -> None:
+        """The feed's epochs or keys changed here: look again at its copies still queued or
+        held (``review_feed``), soon, on the event loop. Callable from any thread."""
+        loop = self._loop
+        if loop is None or self._closing:
+            return
+
+        def schedule() -> None:
+            if not self._closing:
+                self._tasks.append(loop.create_task(self.review_feed(feed), name=f"blo-feed-review-{feed}"))
+
+        loop.call_soon_threadsafe(schedule)
+
+    async def review_feed(self, feed: str) -> None:
+        """FEEDS.md, what a sender does, for the copies to ``feed`` not yet sent: one sealed
+        under an older epoch than the newest is re-sealed under it (the same bulletin, a new
+        envelope) or, while that epoch's key has not arrived, held; one this office may no
+        longer post (removed, not a writer) fails with the reason. Held copies whose epoch
+        is current again are released."""
+        assert self.outbox is not None
+        async with self._review_lock:
+            now = self.clock()
+            for seq, _bid, sealed, deliveries, queued, held in self.outbox.feed_copies(f"feed:{feed}"):
+                mine = [*queued, *held]
+                try:
+                    want, why = self._feed_epoch(feed)
+                    if why is not None:
+                        if queued:
+                            self.outbox.hold(seq, queued, reason=why, now_ms=now)
+                        continue
+                    if self._sealed_epoch(sealed, feed) == want:
+                        if held:
+                            self.outbox.release(seq, held)
+                        continue
+                    self.outbox.release(seq, mine, sealed=self._reseal(sealed, deliveries, feed, now))
+                except BusError:
+                    raise
+                except Exception as exc:  # the feed's rules or the directory say no: it cannot go
+                    reason = getattr(exc, "message", str(exc))
+                    log.warning("a bulletin to feed %s cannot be sent: %s", feed, reason)
+                    self.outbox.fail_held(seq, mine, reason=reason, now_ms=now)
+            self._wake.set()
+
+    @staticmethod
+    def _sealed_epoch(sealed: bytes, feed: str) -> int | None:
+        for r in read_routing(sealed)[4]:
+            if r.kind == RECIPIENT_FEED and r.id == feed:
+                return int(r.ref)
+        return None
+
+    def _reseal(self, sealed: bytes, deliveries: Sequence[Delivery], feed: str, now: int) -> bytes:
+        """The same bulletin sealed again to the same recipients, each feed under the epoch
+        ``_feed_epoch`` gives now. Opened first through our own feed entry (the sender holds
+        the epoch key it sealed under), so nothing but the envelope changes."""
+        old = self._sealed_epoch(sealed, feed)
+        key = None if old is None else self.feed_keys.get((feed, old))
+        if old is None or key is None:
+            raise ValidationError("feeds", f"the key of feed {feed} epoch {old} is gone: the bulletin cannot be re-sealed")
+        opener = FastOpener(self.office, {}, self.resolver, feed_keys={(feed, old): key})
+        bulletin = opener.open(sealed, witnessed_at=now, via=(RECIPIENT_FEED, feed)).bulletin
+        offices = [d.recipient for d in deliveries if not d.recipient.startswith("feed:")]
+        feeds = [d.recipient[5:] for d in deliveries if d.recipient.startswith("feed:")]
+        targets, _ = self._recipients(offices, feeds, now)
+        return self.sealer.seal(bulletin, targets, now_ms=now, rng=self.rng)
+
+    def forget_keys(self) -> None:
+        """Inbox or epoch keys were erased (their lifetime ended, TRUST.md section 4): drop
+        every wrap key the opener derived, so none derived from an erased secret stays in
+        memory. The opener refuses entries for erased keys anyway (it reads the live keys)."""
+        self.opener.forget()
 
     def _emit_states(self, changes: list[StateChange]) -> None:
         if changes and self.on_state is not None:
@@ -677,11 +821,13 @@ class BusNode:
         # Open the whole batch first (pure CPU, on this thread and the opening threads):
         # what fails is quarantined (and so settled), and one query finds the
         # authenticated ids delivered before.
-        envelopes = await self._open_batch(msgs)
+        now = self.clock()
+        witnessed = [timing.witness_time(stored_at_ms(m.reply), now) for m in msgs]
+        envelopes = await self._open_batch(msgs, witnessed)
         leaving = spec.feed in self._leaving
         opened = [
-            self._open_or_quarantine(msg.subject, msg.data, envelope, leaving=leaving)
-            for msg, envelope in zip(msgs, envelopes, strict=True)
+            self._open_or_quarantine(msg.subject, msg.data, envelope, w, leaving=leaving)
+            for msg, envelope, w in zip(msgs, envelopes, witnessed, strict=True)
         ]
         if leaving and any(o is _PAST_MEMBERSHIP for o in opened):  # not acked, not quarantined: see leave_feed
             self._past_membership.add(spec.durable)
@@ -732,7 +878,7 @@ class BusNode:
                 await nak(msg, self.options.app_retry_delay_s)
         await ack_all(to_ack)
 
-    async def _open_batch(self, msgs: list[Msg]) -> list[Opened | Exception]:
+    async def _open_batch(self, msgs: list[Msg], witnessed: list[int]) -> list[Opened | Exception]:
         """The envelopes of a fetched batch opened, in order (``_envelope``).
 
         A batch of ``_PARALLEL_MIN`` or more is shared between this thread and the
@@ -740,7 +886,7 @@ class BusNode:
         signature (most of what opening costs), so the shares verify at once, and
         a backlog (a link back after an outage) drains as fast as the cores allow."""
         pool = self._open_pool
-        raws = [m.data for m in msgs]
+        raws = [(m.subject, m.data, w) for m, w in zip(msgs, witnessed, strict=True)]
         if pool is None or len(raws) < _PARALLEL_MIN:
             return self._envelopes(raws)
         share = -(-len(raws) // (self._open_threads + 1))
@@ -753,11 +899,11 @@ class BusNode:
             mine += part
         return mine
 
-    def _envelopes(self, raws: list[bytes]) -> list[Opened | Exception]:
-        return [self._envelope(raw) for raw in raws]
+    def _envelopes(self, raws: list[tuple[str, bytes, int]]) -> list[Opened | Exception]:
+        return [self._envelope(subject, raw, w) for subject, raw, w in raws]
 
     def _open_or_quarantine(
-        self, subject: str, raw: bytes, envelope: Opened | Exception, *, leaving: bool = False
+        self, subject: str, raw: bytes, envelope: Opened | Exception, witnessed_at: int, *, leaving: bool = False
     ) -> Any:
         """A message whose ``envelope`` was opened (``_envelope``), admitted; None once what
         failed to open is stored in the quarantine. ``leaving``: it came from a feed this
@@ -765,45 +911,69 @@ class BusNode:
         membership (``_PAST_MEMBERSHIP``)."""
         assert self.quarantine is not None
         try:
-            return self._admitted(subject, raw, envelope)
+            return self._admitted(subject, raw, envelope, witnessed_at)
         except NotAddressedToUs as exc:
             if leaving:
                 return _PAST_MEMBERSHIP
-            return self._quarantined(subject, raw, exc)
+            return self._quarantined(subject, raw, exc, witnessed_at)
         except Exception as exc:  # whatever fails to open is kept, never crashes the consumer
-            return self._quarantined(subject, raw, exc)
+            return self._quarantined(subject, raw, exc, witnessed_at)
 
-    def _quarantined(self, subject: str, raw: bytes, exc: Exception) -> None:
+    def _quarantined(self, subject: str, raw: bytes, exc: Exception, witnessed_at: int) -> None:
         """Keep what failed to open, with its reason (called while ``exc`` is handled)."""
         assert self.quarantine is not None
         reason = reason_of(exc)[0]
         self.metrics.rejected.labels(reason=reason).inc()
         if reason == "internal":
             log.exception("opening a message on %s failed unexpectedly; quarantined", subject)
-        self.quarantine.add(raw, subject, exc, now_ms=self.clock())
+        self.quarantine.add(raw, subject, exc, now_ms=self.clock(), witnessed_at=witnessed_at)
         return None
 
-    def open_message(self, subject: str, raw: bytes) -> Opened:
-        """Open a bulletin that came on ``subject``, check the subject's sender token names
-        the office that signed it (``Misrouted`` otherwise), then the application's own
-        ``admit`` rules (e.g. handling rules); whatever they raise is quarantined.
+    def open_message(self, subject: str, raw: bytes, *, witnessed_at: int) -> Opened:
+        """Open a bulletin that came on ``subject`` and was stored at ``witnessed_at``,
+        through the recipient entry the subject names (``RecipientMismatch`` otherwise);
+        check the subject's precedence token is the signed precedence
+        (``PrecedenceMismatch``) and its sender token the office that signed it
+        (``Misrouted``), the feed's rules for a feed bulletin (``StaleEpoch``,
+        ``NotAWriter``), then the application's own ``admit`` rules (e.g. handling rules);
+        whatever they raise is quarantined.
 
         A feed bulletin sealed under an epoch whose key may still arrive (the grant is on
         its way) is ``FeedKeyPending``, kept for a retry rather than refused for good."""
-        return self._admitted(subject, raw, self._envelope(raw))
+        return self._admitted(subject, raw, self._envelope(subject, raw, witnessed_at), witnessed_at)
 
-    def _envelope(self, raw: bytes) -> Opened | Exception:
-        """The envelope opened (verified and decrypted), or what refused it. Pure: the
-        part of opening that worker threads may do (see ``_open_batch``)."""
+    def route(self, subject: str) -> Route:
+        """What a bulletin subject says (kept per subject: they recur), or the
+        ``RecipientMismatch`` its shape calls for."""
+        found = self._routes.get(subject)
+        if found is None:
+            try:
+                info = sj.parse_bulletin_subject(subject)
+                via = (RECIPIENT_FEED if info.kind == "feed" else RECIPIENT_OFFICE, info.name)
+                found = Route(via, info.precedence, info.sender)
+            except ValidationError as exc:
+                found = exc
+            if len(self._routes) >= 4096:  # bounded: senders and feeds come and go
+                self._routes = {}
+            self._routes[subject] = found
+        if isinstance(found, ValidationError):
+            raise RecipientMismatch(f"a bulletin came on {subject!r}, which names no inbox or feed: {found.problem}")
+        return found
+
+    def _envelope(self, subject: str, raw: bytes, witnessed_at: int) -> Opened | Exception:
+        """The envelope opened (verified and decrypted) through the entry its subject names,
+        or what refused it. Pure: the part of opening that worker threads may do (see
+        ``_open_batch``)."""
         try:
-            return self.opener.open(raw)
+            return self.opener.open(raw, witnessed_at=witnessed_at, via=self.route(subject).via)
         except Exception as exc:  # returned, raised again on this node's thread by _admitted
             return exc
 
-    def _admitted(self, subject: str, raw: bytes, envelope: Opened | Exception) -> Opened:
+    def _admitted(self, subject: str, raw: bytes, envelope: Opened | Exception, witnessed_at: int) -> Opened:
         """``open_message`` after the envelope: raises what refused the envelope, then
-        checks the subject and the application's rules (on the event loop's thread, as
-        ``key_pending`` and ``admit`` are the application's)."""
+        checks the subject, the feed's rules and the application's rules (on the event
+        loop's thread, as ``key_pending``, ``feed_rules`` and ``admit`` are the
+        application's)."""
         if isinstance(envelope, Exception):
             if isinstance(envelope, NotAddressedToUs) and self.key_pending is not None:
                 refs = read_routing(raw)[4]
@@ -815,12 +985,19 @@ class BusNode:
                     ) from envelope
             raise envelope
         opened = envelope
-        claimed = sj.subject_sender(subject)
-        if claimed != opened.bulletin.sender:
+        route = self.route(subject)
+        b = opened.bulletin
+        if route.sender != b.sender:
             raise Misrouted(
-                f"bulletin {opened.bulletin.id} is signed by {opened.bulletin.sender} but came on {subject}, "
-                f"which names {claimed or 'no office'} as its sender"
+                f"bulletin {b.id} is signed by {b.sender} but came on {subject}, which names {route.sender} as its sender"
             )
+        if route.precedence != b.precedence:
+            raise PrecedenceMismatch(
+                f"bulletin {b.id} is signed as {b.precedence} but came on {subject}, the {route.precedence} subject"
+            )
+        via = opened.opened_via
+        if via.kind == RECIPIENT_FEED and self.feed_rules is not None:
+            self.feed_rules.check_post(via.id, int(via.ref), b.sender, witnessed_at)
         if self.admit is not None:
             self.admit(subject, opened)
         return opened
@@ -871,8 +1048,9 @@ class BusNode:
         now = self.clock()
         good = []
         for msg in msgs:
+            witnessed_at = timing.witness_time(stored_at_ms(msg.reply), now)
             try:
-                r = open_receipt(msg.data, self.resolver)
+                r = open_receipt(msg.data, self.resolver, witnessed_at=witnessed_at)
                 if r.bulletin_sender != self.office:
                     raise ValidationError(
                         "bulletin_sender", f"the receipt is for {r.bulletin_sender}'s bulletins, not ours"
@@ -881,7 +1059,7 @@ class BusNode:
                     raise Misrouted(f"a receipt signed by {r.office} came on {msg.subject}")
             except Exception as exc:
                 self.metrics.rejected.labels(reason=reason_of(exc)[0]).inc()
-                self.quarantine.add(msg.data, msg.subject, exc, now_ms=now)
+                self.quarantine.add(msg.data, msg.subject, exc, now_ms=now, witnessed_at=witnessed_at)
                 continue
             good.extend((bid, r.office, r.kind, r.at_ms) for bid in r.bulletin_ids)
             self.metrics.receipts.labels(kind=r.kind).inc(len(r.bulletin_ids))
@@ -909,7 +1087,9 @@ class BusNode:
         open now are delivered as if just received. Returns how many were delivered."""
         assert self.quarantine is not None
         async with self._retry_lock:
-            reopened = self.quarantine.retry_all(self.open_message, now_ms=self.clock())
+            reopened = self.quarantine.retry_all(
+                lambda subject, raw, w: self.open_message(subject, raw, witnessed_at=w), now_ms=self.clock()
+            )
             delivered = 0
             for item in reopened:
                 outcome = await self._hand_over(item.subject, item.opened)

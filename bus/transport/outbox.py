@@ -26,6 +26,14 @@ on the acks. ``sends`` is kept apart from ``bulletins`` so that an ack rewrites 
 few bytes, not the page holding the sealed bulletin. ``messages`` holds receipts to send
 (one signed message each). A version 1 file is converted when opened (``_migrate_v1``).
 
+**Held feed copies** (schema version 3, table ``held``). A copy to a feed sealed under an
+epoch that is no longer the newest, or that waits for the newest epoch's key, must not
+be published (FEEDS.md, what a sender does): the node takes it out of ``waiting`` into
+``held`` until it has re-sealed the bulletin under the right epoch (``release``, which
+replaces the bulletin's sealed bytes and queues the copy again), or gives up on it
+(``fail_held``: the sender was removed from the feed). Status shows such a copy as
+``held`` or ``failed``, with the reason.
+
 A copy is named to the pump by a **key**: ``seq << COPY_BITS | index`` for copy ``index``
 of bulletin ``seq``, ``-seq`` for a receipt message. Keys are opaque outside this module.
 
@@ -40,8 +48,8 @@ Reading: the outbox keeps, in memory, the sealed bytes and copies of bulletins i
 itself until every copy has been handed out once (bounded by ``FRESH_MAX_BYTES``), so
 the pump's next round does not read them back from disk. The disk stays the only
 record: after a restart, a retry, or past the bound, ``next_batch`` reads ``bulletins``.
-A bulletin's row never changes once written (the id is the key, and a repost is
-refused), so the copy in memory cannot differ.
+A bulletin's row changes only when ``release`` re-seals it, which drops the copy in memory
+first, so the pump never publishes bytes other than the row's.
 """
 
 from __future__ import annotations
@@ -58,7 +66,8 @@ import msgspec
 from bus.errors import StoreError, ValidationError
 
 QUEUED, SENT, DELIVERED, READ = "queued", "sent", "delivered", "read"
-_STATE_ORDER = {QUEUED: 0, SENT: 1, DELIVERED: 2, READ: 3}
+HELD, FAILED = "held", "failed"
+_STATE_ORDER = {FAILED: -1, HELD: 0, QUEUED: 0, SENT: 1, DELIVERED: 2, READ: 3}
 #: At most this many sealed bytes are kept in memory for the pump (see the module docstring).
 FRESH_MAX_BYTES = 16 * 1024 * 1024
 #: Bits of a copy key that number the copy within its bulletin (see the module docstring).
@@ -66,7 +75,7 @@ COPY_BITS = 11
 #: Copies one bulletin may have: above the envelope's recipient limit (1024), within a key.
 MAX_COPIES = 1 << COPY_BITS
 _COPY_MASK = MAX_COPIES - 1
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS bulletins (
@@ -109,6 +118,14 @@ CREATE TABLE IF NOT EXISTS messages (
     last_error TEXT
 );
 CREATE INDEX IF NOT EXISTS messages_queue ON messages(rank, seq) WHERE state = 'queued';
+CREATE TABLE IF NOT EXISTS held (
+    seq INTEGER NOT NULL,            -- the bulletin's seq
+    idx INTEGER NOT NULL,            -- the copy (index into bulletins.copies), out of sends.waiting meanwhile
+    state TEXT NOT NULL,             -- 'held' (waiting to be re-sealed) or 'failed' (given up, with the reason)
+    reason TEXT NOT NULL,
+    since INTEGER NOT NULL,
+    PRIMARY KEY (seq, idx)
+);
 CREATE TABLE IF NOT EXISTS receipts (
     bulletin_id TEXT NOT NULL,
     office TEXT NOT NULL,
@@ -178,6 +195,8 @@ class RecipientStatus:
     sent_at: int | None = None
     delivered_at: int | None = None
     read_at: int | None = None
+    #: Why a ``held`` copy waits, or why a ``failed`` one was given up.
+    problem: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,7 +260,7 @@ class Outbox:
             if columns and "copies" not in columns:
                 _migrate_v1(self.db)
             else:
-                _create(self.db)
+                _create(self.db)  # a new file; or version 2, which gains the held table
             self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def close(self) -> None:
@@ -490,6 +509,101 @@ class Outbox:
         receipts = self.db.execute("SELECT COUNT(*) FROM messages WHERE state = 'queued'").fetchone()[0]
         return copies + receipts
 
+    # -- held feed copies (see the module docstring) ----------------------------------
+
+    def feed_copies(self, recipient: str) -> list[tuple[int, str, bytes, list[Delivery], list[int], list[int]]]:
+        """The bulletins with a copy to ``recipient`` (``feed:<name>``) not yet sent: each as
+        ``(seq, id, sealed, copies, its copy indexes still waiting, those held)``."""
+        held: dict[int, list[int]] = {}
+        for seq, idx in self.db.execute("SELECT seq, idx FROM held WHERE state = ?", (HELD,)):
+            held.setdefault(seq, []).append(idx)
+        out = []
+        for seq, bid, sealed, copies, waiting in self.db.execute(
+            "SELECT b.seq, b.id, b.sealed, b.copies, s.waiting FROM bulletins b JOIN sends s ON s.seq = b.seq "
+            "WHERE s.waiting IS NOT NULL OR b.seq IN (SELECT seq FROM held WHERE state = 'held') ORDER BY b.seq"
+        ):
+            deliveries = _decode_copies(copies)
+            mine = {i for i, d in enumerate(deliveries) if d.recipient == recipient}
+            if not mine:
+                continue
+            queued = sorted(mine & set(_decode_indexes(waiting) if waiting is not None else ()))
+            on_hold = sorted(mine & set(held.get(seq, ())))
+            if queued or on_hold:
+                out.append((seq, bid, sealed, deliveries, queued, on_hold))
+        return out
+
+    def queued_feeds(self) -> set[str]:
+        """The feeds (names) with a copy queued or held."""
+        out: set[str] = set()
+        for (copies,) in self.db.execute(
+            "SELECT b.copies FROM bulletins b JOIN sends s ON s.seq = b.seq "
+            "WHERE s.waiting IS NOT NULL OR b.seq IN (SELECT seq FROM held WHERE state = 'held')"
+        ):
+            out.update(d.recipient[5:] for d in _decode_copies(copies) if d.recipient.startswith("feed:"))
+        return out
+
+    def seqs_of(self, bulletin_ids: Sequence[str]) -> list[tuple[int, str]]:
+        """``(seq, id)`` of the bulletins with these ids."""
+        out: list[tuple[int, str]] = []
+        for chunk in chunks(list(bulletin_ids)):
+            out += self.db.execute(f"SELECT seq, id FROM bulletins WHERE id IN ({marks(len(chunk))})", chunk).fetchall()
+        return out
+
+    def hold(self, seq: int, indexes: Iterable[int], *, reason: str, now_ms: int) -> None:
+        """Take copies of bulletin ``seq`` out of the queue until ``release`` or ``fail_held``."""
+        indexes = set(indexes)
+        with _transaction(self.db):
+            self._unqueue(seq, indexes)
+            self.db.executemany(
+                "INSERT INTO held (seq, idx, state, reason, since) VALUES (?,?,?,?,?) "
+                "ON CONFLICT (seq, idx) DO UPDATE SET state = excluded.state, reason = excluded.reason",
+                [(seq, i, HELD, reason[:500], now_ms) for i in sorted(indexes)],
+            )
+
+    def release(self, seq: int, indexes: Iterable[int], *, sealed: bytes | None = None) -> None:
+        """Queue held copies again; with ``sealed``, the bulletin's new bytes (re-sealed under
+        the feed's newest epoch) replace the old for every copy not yet sent."""
+        indexes = set(indexes)
+        self._forget_fresh(seq)
+        with _transaction(self.db):
+            if sealed is not None:
+                self.db.execute("UPDATE bulletins SET sealed = ? WHERE seq = ?", (sealed, seq))
+            row = self.db.execute("SELECT waiting FROM sends WHERE seq = ?", (seq,)).fetchone()
+            waiting = set(_decode_indexes(row[0])) if row and row[0] is not None else set()
+            waiting |= indexes
+            self.db.execute(
+                "UPDATE sends SET waiting = ?, unsent = ? WHERE seq = ?", (_encode(sorted(waiting)), len(waiting), seq)
+            )
+            self.db.executemany("DELETE FROM held WHERE seq = ? AND idx = ?", [(seq, i) for i in indexes])
+
+    def fail_held(self, seq: int, indexes: Iterable[int], *, reason: str, now_ms: int) -> None:
+        """Give up on copies of bulletin ``seq``: they stay recorded as ``failed`` with ``reason``."""
+        indexes = set(indexes)
+        with _transaction(self.db):
+            self._unqueue(seq, indexes)
+            self.db.executemany(
+                "INSERT INTO held (seq, idx, state, reason, since) VALUES (?,?,?,?,?) "
+                "ON CONFLICT (seq, idx) DO UPDATE SET state = excluded.state, reason = excluded.reason",
+                [(seq, i, FAILED, reason[:500], now_ms) for i in sorted(indexes)],
+            )
+            self.db.execute("UPDATE sends SET last_error = ? WHERE seq = ?", (reason[:500], seq))
+
+    def _unqueue(self, seq: int, indexes: set[int]) -> None:
+        row = self.db.execute("SELECT waiting FROM sends WHERE seq = ?", (seq,)).fetchone()
+        if row is None:
+            raise ValidationError("seq", f"no bulletin {seq} in this outbox")
+        if row[0] is None:
+            return
+        left = [i for i in _decode_indexes(row[0]) if i not in indexes]
+        self.db.execute(
+            "UPDATE sends SET waiting = ?, unsent = ? WHERE seq = ?", (_encode(left) if left else None, len(left), seq)
+        )
+
+    def _forget_fresh(self, seq: int) -> None:
+        entry = self._fresh.pop(seq, None)
+        if entry is not None:
+            self._fresh_bytes -= len(entry[1])
+
     # -- receipts and status ---------------------------------------------------------
 
     def record_receipts(self, items: Iterable[tuple[str, str, str, int]], *, now_ms: int) -> int:
@@ -504,9 +618,12 @@ class Outbox:
             )
         return self.db.total_changes - before
 
-    def _copy_states(self, bulletin_id: str) -> tuple[tuple[object, ...], list[tuple[Delivery, str, int | None]]] | None:
-        """A bulletin's row (precedence, posted_at, escalated_at) and each copy with its
-        state (queued or sent) and ack time; None if not posted here."""
+    def _copy_states(
+        self, bulletin_id: str
+    ) -> tuple[tuple[object, ...], list[tuple[Delivery, str, int | None]], dict[int, str]] | None:
+        """A bulletin's row (precedence, posted_at, escalated_at), each copy with its state
+        (queued, sent, held or failed) and ack time, and why each held or failed copy is
+        so (by copy index); None if not posted here."""
         row = self.db.execute(
             "SELECT b.precedence, b.posted_at, b.escalated_at, b.copies, s.waiting, s.sent_at, s.sent "
             "FROM bulletins b JOIN sends s ON s.seq = b.seq WHERE b.id = ?",
@@ -517,23 +634,32 @@ class Outbox:
         precedence, posted_at, escalated_at, copies, waiting, sent_at, sent = row
         waiting_set = set(_decode_indexes(waiting)) if waiting is not None else set()
         times = dict(_decode_pairs(sent)) if sent is not None else {}
+        held = {
+            idx: (state, reason)
+            for idx, state, reason in self.db.execute(
+                "SELECT h.idx, h.state, h.reason FROM held h JOIN bulletins b ON b.seq = h.seq WHERE b.id = ?",
+                (bulletin_id,),
+            )
+        }
         states = []
         for i, d in enumerate(_decode_copies(copies)):
-            if i in waiting_set:
+            if i in held:
+                states.append((d, held[i][0], None))
+            elif i in waiting_set:
                 states.append((d, QUEUED, times.get(i)))
             else:
                 states.append((d, SENT, times.get(i, sent_at)))
-        return (precedence, posted_at, escalated_at), states
+        return (precedence, posted_at, escalated_at), states, {i: reason for i, (_, reason) in held.items()}
 
     def status(self, bulletin_id: str) -> BulletinStatus | None:
         """Each recipient's state of one bulletin this node posted, or None if unknown."""
         found = self._copy_states(bulletin_id)
         if found is None:
             return None
-        (precedence, posted_at, escalated_at), states = found
+        (precedence, posted_at, escalated_at), states, reasons = found
         out: dict[str, RecipientStatus] = {}
-        for d, state, sent_at in states:
-            out[d.recipient] = RecipientStatus(d.recipient, state, sent_at if state == SENT else None)
+        for i, (d, state, sent_at) in enumerate(states):
+            out[d.recipient] = RecipientStatus(d.recipient, state, sent_at if state == SENT else None, problem=reasons.get(i))
         receipts: dict[str, dict[str, int]] = {}
         for office, kind, at in self.db.execute(
             "SELECT office, kind, at FROM receipts WHERE bulletin_id = ?", (bulletin_id,)
@@ -564,13 +690,13 @@ class Outbox:
         ).fetchall():
             found = self._copy_states(bid)
             assert found is not None  # the row was just read
-            (_, posted_at, escalated_at), states = found
+            (_, posted_at, escalated_at), states, _ = found
             answered = {r[0] for r in self.db.execute("SELECT office FROM receipts WHERE bulletin_id = ?", (bid,))}
             missing = tuple(
                 sorted(
                     d.recipient
                     for d, state, _ in states
-                    if (state == QUEUED if d.recipient.startswith("feed:") else d.recipient not in answered)
+                    if (state in (QUEUED, HELD) if d.recipient.startswith("feed:") else d.recipient not in answered)
                 )
             )
             if missing:

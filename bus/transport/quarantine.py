@@ -1,7 +1,8 @@
 """Quarantine: whatever came off the wire and failed to open is kept, never dropped.
 
-Each entry keeps the raw bytes, the subject, the reason code (``EnvelopeError.reason``)
-and message, first/last seen and attempts; the same bytes arriving again bump the
+Each entry keeps the raw bytes, the subject, its witness time (when the server stored
+it: a retry judges the sender's key by that time, never by the time of the retry), the
+reason code (``EnvelopeError.reason``) and message, first/last seen and attempts; the same bytes arriving again bump the
 entry rather than adding one. The consumer acks a message only after ``add`` returned
 (the row is committed), so a message is never acked-and-lost. Retryable reasons (an
 unknown sender, whose directory record may simply not have arrived yet) are opened
@@ -31,7 +32,8 @@ CREATE TABLE IF NOT EXISTS quarantine (
     raw BLOB NOT NULL,
     first_seen INTEGER NOT NULL,
     last_seen INTEGER NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 1
+    attempts INTEGER NOT NULL DEFAULT 1,
+    witnessed_at INTEGER                 -- when the server stored it (schemas/TRUST.md): judged again by it
 );
 CREATE INDEX IF NOT EXISTS quarantine_retry ON quarantine(retryable);
 """
@@ -76,22 +78,28 @@ class Quarantine:
     def __init__(self, path: str | Path, metrics: BusMetrics | None = None) -> None:
         self.db = connect_sqlite(Path(path))
         self.db.executescript(_SCHEMA)
+        columns = {r[1] for r in self.db.execute("PRAGMA table_info(quarantine)")}
+        if "witnessed_at" not in columns:  # a file from before witness times: retries use first_seen
+            with transaction(self.db):
+                self.db.execute("ALTER TABLE quarantine ADD COLUMN witnessed_at INTEGER")
         self.metrics = metrics
 
     def close(self) -> None:
         self.db.close()
 
-    def add(self, raw: bytes, subject: str, error: BaseException, *, now_ms: int) -> int:
-        """Keep ``raw`` with why it failed; committed when this returns. Returns the entry id."""
+    def add(self, raw: bytes, subject: str, error: BaseException, *, now_ms: int, witnessed_at: int | None = None) -> int:
+        """Keep ``raw`` (stored by the server at ``witnessed_at``; default ``now_ms``) with
+        why it failed; committed when this returns. Returns the entry id."""
         reason, message, retryable = reason_of(error)
         digest = _digest(subject, raw)
         with transaction(self.db):
             self.db.execute(
-                "INSERT INTO quarantine (digest, subject, reason, message, retryable, raw, first_seen, last_seen) "
-                "VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(digest) DO UPDATE SET "
+                "INSERT INTO quarantine (digest, subject, reason, message, retryable, raw, first_seen, last_seen, "
+                "witnessed_at) VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT(digest) DO UPDATE SET "
                 "attempts = attempts + 1, last_seen = excluded.last_seen, reason = excluded.reason, "
                 "message = excluded.message, retryable = excluded.retryable",
-                (digest, subject, reason, message, int(retryable), bytes(raw), now_ms, now_ms),
+                (digest, subject, reason, message, int(retryable), bytes(raw), now_ms, now_ms,
+                 now_ms if witnessed_at is None else witnessed_at),
             )
             qid = self.db.execute("SELECT qid FROM quarantine WHERE digest = ?", (digest,)).fetchone()[0]
         if self.metrics is not None:
@@ -111,20 +119,21 @@ class Quarantine:
             self.db.execute("SELECT reason, COUNT(*) FROM quarantine GROUP BY reason ORDER BY reason").fetchall()
         )
 
-    def retry_all(self, open_message: Callable[[str, bytes], Opened], *, now_ms: int) -> list[Reopened]:
-        """Open every retryable entry again with ``open_message(subject, raw)`` (the node's
+    def retry_all(self, open_message: Callable[[str, bytes, int], Opened], *, now_ms: int) -> list[Reopened]:
+        """Open every retryable entry again with ``open_message(subject, raw, witnessed_at)`` (the node's
         open-and-check-route). Those that open are returned (still held until ``resolve``);
         those that fail again get their attempts, time and reason updated."""
         out: list[Reopened] = []
         # Only bulletins: a receipt from an unknown signer is kept for inspection (its
         # FLASH escalation already told the sender something is wrong).
         rows = self.db.execute(
-            "SELECT qid, subject, raw FROM quarantine WHERE retryable = 1 AND subject NOT LIKE 'blo.receipt.%' ORDER BY qid"
+            "SELECT qid, subject, raw, COALESCE(witnessed_at, first_seen) FROM quarantine "
+            "WHERE retryable = 1 AND subject NOT LIKE 'blo.receipt.%' ORDER BY qid"
         ).fetchall()
         failed: list[tuple[str, str, int, int, int]] = []
-        for qid, subject, raw in rows:
+        for qid, subject, raw, witnessed_at in rows:
             try:
-                out.append(Reopened(qid, subject, open_message(subject, raw)))
+                out.append(Reopened(qid, subject, open_message(subject, raw, witnessed_at)))
             except Exception as exc:  # every failure stays quarantined, whatever it is
                 reason, message, retryable = reason_of(exc)
                 failed.append((reason, message, int(retryable), now_ms, qid))
