@@ -179,6 +179,7 @@ class NodeFeeds:
                 write_private_file(self.state_path, owner.to_bytes(rng=self.rng))
             erased.update(dropped)
         if erased:
+            self.bus.forget_keys()  # and every wrap key derived from them
             self.metrics.applied.labels(status="erased").inc(len(erased))
             log.info("feed epoch keys erased (kept long enough): %s", ", ".join(f"{f}#{e}" for f, e in sorted(erased)))
         return sorted(erased)
@@ -266,6 +267,10 @@ class NodeFeeds:
     # -- the member side -------------------------------------------------------------
 
     def _keyring_changed(self, change: FeedChange) -> None:
+        if change.status in ("key", "epoch", "dropped", "erased"):
+            # Copies to this feed waiting in the outbox are looked at again (FEEDS.md 6.2): a
+            # new record holds them, its key releases them re-sealed, a removal fails them.
+            self.bus.feed_changed(change.feed)
         if change.status in ("key", "epoch", "dropped"):
             self.follow()  # a first key starts the reading; a record without this office ends it
             # Feed bulletins that arrived before their epoch key wait in quarantine; a new

@@ -114,6 +114,8 @@ async def test_post_rights_are_the_owning_centres_to_give_and_each_change_is_a_n
             feeds = nodes["TH-MUK"].node.feeds
             with pytest.raises(errors.FeedPostForbidden, match="without post rights"):
                 feeds.post_epoch(FEED)  # a reader: its own node does not post to the feed
+            status, refused = await muk.post("/api/bulletins", intel(title="from a reader"))
+            assert status == 422 and refused["error"]["code"] == "not_a_writer"
             status, feed = await tccc.post(f"/api/feeds/{FEED}/writers", {"add": ["TH-MUK"]})
             assert status == 200 and feed["epoch"] == 2 and feed["writers"] == ["TH-MUK"]
             await eventually(lambda: _has_key(muk, FEED, 2), 15, "epoch 2's key on TH-MUK")
@@ -121,6 +123,10 @@ async def test_post_rights_are_the_owning_centres_to_give_and_each_change_is_a_n
             assert feeds.keyring.record(FEED).reason == "writers_changed"
             # The centre posts under its newest epoch, as its own keyring holds it.
             assert nodes["TH-TCCC"].node.feeds.post_epoch(FEED) == 2
+            # A writer's bulletin reaches the feed's readers (the centre reads its own feed).
+            status, _ = await muk.post("/api/bulletins", intel(title="from a writer"))
+            assert status == 201
+            await eventually(lambda: _received(tccc, "from a writer"), 15, "the writer's bulletin at the centre")
             status, feed = await tccc.post(f"/api/feeds/{FEED}/members", {"add": ["TH-NKP"], "post": True})
             assert status == 200 and feed["epoch"] == 3 and feed["writers"] == ["TH-MUK", "TH-NKP"]
             status, refused = await tccc.post(f"/api/feeds/{FEED}/writers", {"add": ["TH-CKG"]})

@@ -53,8 +53,8 @@ def seal_on_feed(sender: Identity, epoch: int, key: bytes, *, at: int, n: int = 
     return Sealer(sender).seal(b, [FeedRecipient(FEED, epoch, key)], now_ms=at, rng=rng(f"seal-{n}"))
 
 
-def opened_by(who: Identity, ring: FeedKeyring, d: Directory, sealed: bytes) -> Opened:
-    return Opener.for_identity(who, d, feed_keys=ring.feed_keys).open(sealed)
+def opened_by(who: Identity, ring: FeedKeyring, d: Directory, sealed: bytes, *, stored: int) -> Opened:
+    return Opener.for_identity(who, d, feed_keys=ring.feed_keys).open(sealed, witnessed_at=stored)
 
 
 class Offline:
@@ -182,7 +182,7 @@ def test_removed_member_cannot_post_under_its_last_epoch() -> None:
     # After its removal, dated before it: sent_at is the thief's to choose, the stored time is not.
     stored = epoch_2_stored + EPOCH_GRACE_MS
     sealed = seal_on_feed(SVK, 1, first.epoch_key, at=NOW + 2000)
-    opened = opened_by(MUK, muk, d, sealed)  # the envelope alone would believe it
+    opened = opened_by(MUK, muk, d, sealed, stored=stored)  # the envelope alone would believe it
     via = opened.opened_via
     assert (via.id, via.ref, opened.bulletin.sender) == (FEED, 1, "LA-SVK")
     with pytest.raises(errors.StaleEpoch) as info:
@@ -205,7 +205,7 @@ def test_member_without_post_rights_cannot_post() -> None:
     svk = ring_of(SVK, d)
     take(svk, *issue.items(), at=NOW + 1000)
     sealed = seal_on_feed(NKP, 1, issue.epoch_key, at=NOW + 2000)
-    opened = opened_by(SVK, svk, d, sealed)
+    opened = opened_by(SVK, svk, d, sealed, stored=NOW + 2100)
     with pytest.raises(errors.NotAWriter) as info:
         svk.check_post(FEED, opened.opened_via.ref, opened.bulletin.sender, NOW + 2100)
     assert info.value.reason == "not_a_writer" and "TH-NKP" in info.value.message

@@ -85,7 +85,7 @@ def test_every_member_of_a_new_feed_gets_the_same_epoch_key_and_opens_its_bullet
         assert ring.feed_keys == {(FEED, 1): issue.epoch_key}
         assert ring.member_feeds() == [FEED] and ring.current_epoch(FEED) == 1
         assert ring.countries(FEED) == ("LA", "TH") and ring.members(FEED) == ("LA-SVK", "TH-MUK")
-        assert opener(who, ring, d).open(sealed).bulletin.sender == "TH-TCCC"
+        assert opener(who, ring, d).open(sealed, witnessed_at=W).bulletin.sender == "TH-TCCC"
     assert owner.epoch_keys() == {(FEED, 1): issue.epoch_key}
 
 
@@ -99,11 +99,11 @@ def test_removed_member_gets_no_grant_and_cannot_open_the_next_epoch() -> None:
         apply_all(ring, first, second)
     old, new = sealed_to_feed(1, first.epoch_key, 1), sealed_to_feed(2, second.epoch_key, 2)
     for who in (MUK, NKP):
-        assert opener(who, rings[who.office_id], d).open(new).bulletin.title
+        assert opener(who, rings[who.office_id], d).open(new, witnessed_at=W).bulletin.title
     removed = opener(SVK, rings["LA-SVK"], d)
     with pytest.raises(errors.NotAddressedToUs):
-        removed.open(new)
-    assert removed.open(old).bulletin.sender == "TH-TCCC"  # what it could read before, it still can
+        removed.open(new, witnessed_at=W)
+    assert removed.open(old, witnessed_at=W).bulletin.sender == "TH-TCCC"  # what it could read before, it still can
     assert rings["LA-SVK"].epochs_with_keys(FEED) == [1] and rings["LA-SVK"].member_feeds() == []
     assert rings["LA-SVK"].record(FEED, 2).reason == "member_removed"
 
@@ -132,8 +132,8 @@ def test_a_new_member_reads_from_the_epoch_it_joined_and_nothing_before() -> Non
     apply_all(ring, first, second)
     assert ring.epochs_with_keys(FEED) == [2] and ring.member_feeds() == [FEED]
     with pytest.raises(errors.NotAddressedToUs):
-        opener(NKP, ring, d).open(sealed_to_feed(1, first.epoch_key))
-    assert opener(NKP, ring, d).open(sealed_to_feed(2, second.epoch_key)).bulletin
+        opener(NKP, ring, d).open(sealed_to_feed(1, first.epoch_key), witnessed_at=W)
+    assert opener(NKP, ring, d).open(sealed_to_feed(2, second.epoch_key), witnessed_at=W).bulletin
 
 
 def test_rotation_on_a_timer_gives_the_same_members_a_fresh_key_and_due_says_when() -> None:
