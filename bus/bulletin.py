@@ -43,7 +43,9 @@ MAX_TIME_MS = (1 << 48) - 1
 
 _OFFICE_ID = re.compile(r"^[A-Z]{2}-[A-Z0-9]{2,12}\Z")
 # Feed names become NATS subject tokens: lowercase letters, digits and hyphens only.
-_FEED_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}\Z")
+#: The one feed-name grammar (schemas/FEEDS.md 2): 1-63 of a-z, 0-9 and '-', first not '-'.
+FEED_NAME_PATTERN = "^[a-z0-9][a-z0-9-]{0,62}$"
+_FEED_NAME = re.compile(FEED_NAME_PATTERN[:-1] + r"\Z")
 _COUNTRY = re.compile(r"^[A-Z]{2}\Z")
 _GRADING = re.compile(r"^[A-F][1-6]\Z")
 # [0-9], not \d: Python's \d also matches Thai, Lao, Khmer, Burmese... digits, which no

@@ -30,6 +30,7 @@ label and as the quarantine reason, plus a message a person can act on::
     ├── DirectoryError             a directory record is untrusted, forged or inconsistent
     ├── FeedError                  a feed epoch record or key grant is untrusted, forged or forks the history
     ├── HandlingRefused            a handling rule (releasability, TLP, precedence) forbids this send or forward
+    │   └── FeedPostForbidden      this office may not post to the feed: neither its owner nor a writer of its newest epoch
     ├── ForwardRefused             a centre's forward does not stand: its original is forged or differs from it
     ├── KeyStoreError              a key file is unreadable, or the passphrase is wrong
     ├── ConfigError                a configuration file or value is wrong (names key and file)
@@ -234,6 +235,17 @@ class HandlingRefused(BloError):
         super().__init__(message)
         if reason is not None:
             self.reason = reason
+
+
+class FeedPostForbidden(HandlingRefused):
+    """The sending side of schemas/FEEDS.md 6.2: this office may not post to the feed (it is
+    neither the owner nor a writer of the newest epoch it holds: never was, lost its post
+    rights, or was removed). Members would refuse the bulletin as ``not_a_writer``."""
+
+    reason = "not_a_writer"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, "not_a_writer")
 
 
 class ForwardRefused(BloError):

@@ -162,6 +162,7 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/api/triage/{id}", "officer", "triage_update", "Centre: move a bulletin through triage, add a note"),
     Route("POST", "/api/feeds", "supervisor", "create_feed", "Centre: create a feed with its members"),
     Route("POST", "/api/feeds/{name}/members", "supervisor", "feed_members", "Centre: add and remove feed members"),
+    Route("POST", "/api/feeds/{name}/writers", "supervisor", "feed_writers", "Centre: give or take post rights"),
     Route("POST", "/api/feeds/{name}/rotate", "supervisor", "rotate_feed", "Centre: start a new epoch (fresh key)"),
     Route("GET", "/api/network", "officer", "network", "Centre: every office of the country, online or silent"),
     Route("GET", "/api/quarantine", "supervisor", "quarantine", "Messages that failed to open, with reasons"),
@@ -281,6 +282,12 @@ async def feed_members(request: web.Request) -> web.Response:
     return json_response(await _node(request).centre.change_feed(principal, request.match_info["name"], body))
 
 
+async def feed_writers(request: web.Request) -> web.Response:
+    principal = require_role(request, "supervisor")
+    body = await read_json(request)
+    return json_response(await _node(request).centre.change_writers(principal, request.match_info["name"], body))
+
+
 async def rotate_feed(request: web.Request) -> web.Response:
     principal = require_role(request, "supervisor")
     return json_response(await _node(request).centre.rotate_feed(principal, request.match_info["name"]))
@@ -348,7 +355,7 @@ HANDLERS: dict[str, Handler] = {
     for name in (
         "health", "me", "list_bulletins", "post_bulletin", "get_bulletin", "mark_read", "reply", "search",
         "outbox", "directory", "feeds", "check", "hits", "import_watchlist", "forward", "triage", "triage_item",
-        "triage_update", "create_feed", "feed_members", "rotate_feed", "network", "quarantine", "audit", "events",
+        "triage_update", "create_feed", "feed_members", "feed_writers", "rotate_feed", "network", "quarantine", "audit", "events",
         "openapi", "metrics",
     )
 }  # fmt: skip

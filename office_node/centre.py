@@ -165,15 +165,15 @@ class Centre:
     async def create_feed(self, principal: Principal, data: Any) -> dict[str, Any]:
         self._require_centre("owns feeds")
         if not isinstance(data, Mapping):
-            raise ValidationError("", 'send {"name": ..., "members": [...], "scope": [countries]}')
-        name, members = data.get("name"), data.get("members") or []
-        if isinstance(members, str) or not isinstance(members, list):
-            raise ValidationError("members", "must be a list of office ids")
+            raise ValidationError("", 'send {"name": ..., "members": [...], "writers": [...], "scope": [countries]}')
+        name = data.get("name")
+        members, writers = _office_list(data, "members"), _office_list(data, "writers")
         scope = data.get("scope")
-        issue = await self.node.feeds.create(name, members, scope=scope)
+        issue = await self.node.feeds.create(name, members, scope=scope, writers=writers)
         self.node.audit.append(
             principal.username, actions.FEED_CREATE, target=issue.feed,
-            details={"members": list(members), "scope": scope, "epoch": issue.epoch}, now_ms=self.node.clock(),
+            details={"members": list(members), "writers": list(writers), "scope": scope, "epoch": issue.epoch},
+            now_ms=self.node.clock(),
         )  # fmt: skip
         return self._feed_json(issue.feed)
 
@@ -183,18 +183,38 @@ class Centre:
         as a signed membership request, which the owner applies."""
         self._require_centre("manages feed members")
         if not isinstance(data, Mapping):
-            raise ValidationError("", 'send {"add": [...], "remove": [...]}')
-        add, remove = data.get("add") or [], data.get("remove") or []
-        for name, value in (("add", add), ("remove", remove)):
-            if isinstance(value, str) or not isinstance(value, list):
-                raise ValidationError(name, "must be a list of office ids")
+            raise ValidationError("", 'send {"add": [...], "remove": [...], "post": false}')
+        add, remove = _office_list(data, "add"), _office_list(data, "remove")
+        post = data.get("post", False)
+        if not isinstance(post, bool):
+            raise ValidationError("post", "must be true (the added offices may post to the feed) or false")
         owner = self.node.feeds.owner
         if owner is None or feed not in owner.feeds():
+            if post:
+                raise Forbidden(f"post rights on {feed} are its owner's to give: ask it", reason="not_owner")
             return await self._request_membership(principal, feed, add, remove)
         self._check_own_country(feed, add)
-        issue = await self.node.feeds.change_members(feed, add=add, remove=remove)
+        issue = await self.node.feeds.change_members(feed, add=add, remove=remove, post=post)
         self.node.audit.append(
             principal.username, actions.FEED_MEMBERS, target=feed,
+            details={"add": list(add), "remove": list(remove), "post": post, "epoch": issue.epoch},
+            now_ms=self.node.clock(),
+        )  # fmt: skip
+        return self._feed_json(feed)
+
+    async def change_writers(self, principal: Principal, feed: str, data: Any) -> dict[str, Any]:
+        """Give members post rights, or take them away (a new epoch, ``writers_changed``).
+        Only on a feed this centre owns: the writers are in the record it signs."""
+        self._require_centre("manages who posts to a feed")
+        if not isinstance(data, Mapping):
+            raise ValidationError("", 'send {"add": [...], "remove": [...]}')
+        add, remove = _office_list(data, "add"), _office_list(data, "remove")
+        owner = self.node.feeds.owner
+        if owner is None or feed not in owner.feeds():
+            raise Forbidden(f"post rights on {feed} are its owner's to give: ask it", reason="not_owner")
+        issue = await self.node.feeds.change_writers(feed, add=add, remove=remove)
+        self.node.audit.append(
+            principal.username, actions.FEED_WRITERS, target=feed,
             details={"add": list(add), "remove": list(remove), "epoch": issue.epoch}, now_ms=self.node.clock(),
         )  # fmt: skip
         return self._feed_json(feed)
@@ -265,3 +285,11 @@ class Centre:
     def network_view(self) -> dict[str, Any]:
         self._require_centre("has a network view")
         return self.node.heartbeats.view()
+
+
+def _office_list(data: Mapping[str, Any], key: str) -> list[str]:
+    """``data[key]``: a list of office ids (absent or null: none)."""
+    value = data.get(key) or []
+    if isinstance(value, str) or not isinstance(value, list) or not all(isinstance(o, str) for o in value):
+        raise ValidationError(key, "must be a list of office ids")
+    return value

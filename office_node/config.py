@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bus.bulletin import is_office_id
+from bus.bulletin import is_feed_name, is_office_id
 from bus.errors import ConfigError
 
 DEFAULT_BIND = "127.0.0.1:8080"
@@ -167,8 +167,8 @@ def load_config(path: Path) -> NodeConfig:
 
     f = top.table_("feeds")
     feeds = f.get("subscribe", list, [])
-    if not all(isinstance(x, str) and x for x in feeds):
-        raise f.error("subscribe", "expected a list of feed names")
+    if not all(is_feed_name(x) for x in feeds):
+        raise f.error("subscribe", "expected a list of feed names (1-63 of a-z, 0-9 and '-', such as mekong-border)")
     rotate_hours = f.get("rotate_hours", (int, float), 168)
     if not 0 < rotate_hours <= 24 * 365:
         raise f.error("rotate_hours", "must be a number of hours from 0 to 8760")

@@ -6,18 +6,27 @@ each new epoch key is usable the moment it is unwrapped, and quarantined feed bu
 that were waiting for it are opened again.
 
 A centre also owns feeds (``FeedOwner``). Every operation that changes a feed (create,
-add or remove a member, rotate) starts a new epoch and, in this order:
+add or remove a member, grant or withdraw post rights, rotate) starts a new epoch and, in
+this order:
 
 1. writes the owner state (``keys/feeds.state``, 0600, encrypted under the centre's box
    key): a centre that published epoch n and then lost it would sign another epoch n,
    which members refuse as a fork;
-2. gives the centre's own bus the new epoch key (it seals feed bulletins under it);
+2. gives the centre's own bus the new epoch key, and its own keyring the new record
+   (witnessed by its own clock), so that it seals under the new epoch and judges posts on
+   the feed like every member (schemas/FEEDS.md 6.1);
 3. publishes the epoch record and the members' grants to the bucket; if the link is
    down, they are published when it is back (records are re-published idempotently and
    the current epoch is re-granted on every reconnect).
 
-Epochs rotate on every membership change, on a timer (``[feeds] rotate_hours``), and
-when the directory revokes a member's key (the member is removed from every feed).
+Epochs rotate on every change of members or writers, on a timer (``[feeds]
+rotate_hours``), and when the directory revokes a member's key (the member is removed
+from every feed). A member with no usable inbox key when an epoch is issued (offline too
+long) gets no grant then and holds nothing up; it is granted the current epoch as soon as
+the directory shows an inbox key for it (a directory change ``inbox_key``, or a new record).
+
+Epoch keys are erased ``EPOCH_KEY_KEPT_MS`` after the next epoch's record was witnessed,
+by the member's keyring and by the owner (its state keeps the record, not the key).
 
 Which feeds a node reads: those listed in ``[feeds] subscribe`` and every feed the
 office belongs to now, without a restart or a config line once a centre adds it. Either
@@ -35,16 +44,16 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from bus.bulletin import is_office_id
 from bus.directory import Change, Directory
 from bus.errors import BloError, FeedError, FeedKeyPending, KeyStoreError, ValidationError
-from bus.feeds import FeedChange, FeedKeyring, FeedOwner, Issue
+from bus.feeds import FeedChange, FeedKeyring, FeedOwner, Issue, decode_item
 from bus.ids import Rng
-from bus.keys import Identity
+from bus.keys import BoxKeyPair, Identity
 from bus.keystore import write_private_file
 from bus.transport.kv_feeds import FeedKeyCache, FeedKeyWatcher, FeedMetrics, open_bucket, publish_issue, publish_item
 from bus.transport.node import BusNode
@@ -103,6 +112,7 @@ class NodeFeeds:
         rng: Rng,
         on_change: Callable[[str, dict[str, Any]], None] | None = None,
         configured: Iterable[str] = (),
+        inbox_keys: Mapping[bytes, BoxKeyPair] | None = None,
     ) -> None:
         self.identity = identity
         self.office = identity.office_id
@@ -117,7 +127,8 @@ class NodeFeeds:
         self.configured = tuple(configured)
         #: how far before its joining a feed is read (CLOCK_SKEW_MS; a test may shrink it)
         self.clock_skew_ms = CLOCK_SKEW_MS
-        self.keyring = FeedKeyring.for_identity(identity, directory, feed_keys=bus.feed_keys)
+        #: ``inbox_keys``: the inbox ring's live dict (kid -> key pair) that grants are wrapped to
+        self.keyring = FeedKeyring.for_identity(identity, directory, feed_keys=bus.feed_keys, inbox_keys=inbox_keys)
         self.cache = FeedKeyCache(data_dir / "feeds.json")
         self.state_path = keys_dir / STATE_FILE
         self.owner: FeedOwner | None = None
@@ -136,10 +147,59 @@ class NodeFeeds:
             else:
                 self.owner = FeedOwner(self.identity)
             self.bus.feed_keys.update(self.owner.epoch_keys())
+            for feed in self.owner.feeds():
+                self._take_own(self.owner.record_items(feed))
             # Re-grant once per start: a publish lost with the last run is repaired.
             self._unpublished = set(self.owner.feeds())
             self.directory.add_listener(self._directory_changed)
+        self.erase_expired()
         self.follow()
+
+    def _take_own(self, records: Iterable[bytes]) -> None:
+        """The owner's own records into its keyring, witnessed by its own clock when it
+        signed them (their ``created_at``; TRUST.md 2.1): it posts under and judges its
+        feeds as every member does."""
+        for raw in records:
+            try:
+                self.keyring.apply(raw, witnessed_at=decode_item(raw).signed_at)
+            except FeedError as exc:
+                log.error("this centre's own feed record is refused by its keyring (%s): %s", exc.reason, exc.message)
+
+    def erase_expired(self) -> list[tuple[str, int]]:
+        """Erase the epoch keys kept long enough (schemas/FEEDS.md 7.3): the member's, and on
+        a centre the owner's (its state is written again without them)."""
+        now = self.clock()
+        erased = {(c.feed, c.epoch) for c in self.keyring.erase_expired(now)}
+        owner = self.owner
+        if owner is not None:
+            dropped = owner.erase_expired(now)
+            for slot in dropped:
+                self.bus.feed_keys.pop(slot, None)
+            if dropped:
+                write_private_file(self.state_path, owner.to_bytes(rng=self.rng))
+            erased.update(dropped)
+        if erased:
+            self.bus.forget_keys()  # and every wrap key derived from them
+            self.metrics.applied.labels(status="erased").inc(len(erased))
+            log.info("feed epoch keys erased (kept long enough): %s", ", ".join(f"{f}#{e}" for f, e in sorted(erased)))
+        return sorted(erased)
+
+    # -- the feed's rules for bulletins (schemas/FEEDS.md 6.2, 7.2) ------------------
+
+    def post_epoch(self, feed: str) -> int:
+        """The epoch this node seals a bulletin to ``feed`` under now (its newest record's;
+        while that key has not arrived, the bulletin waits); ``FeedPostForbidden`` when it
+        may not post."""
+        return self.keyring.post_epoch(feed, self.office)
+
+    def check_post(self, feed: str, epoch: int, sender: str, witnessed_at: int) -> None:
+        """Whether a bulletin opened through ``(feed, epoch)`` from ``sender``, stored at
+        ``witnessed_at``, stands: ``StaleEpoch``, ``NotAWriter`` or ``FeedKeyPending`` if not."""
+        self.keyring.check_post(feed, epoch, sender, witnessed_at)
+
+    def inbox_kids_in_use(self) -> set[bytes]:
+        """The inbox keys the inbox ring must keep for the feed grants still in use."""
+        return self.keyring.inbox_kids_in_use(self.clock())
 
     def follow(self) -> None:
         """Read (from the bus) every configured feed and every feed this office belongs to
@@ -153,7 +213,9 @@ class NodeFeeds:
                 if self.bus.leave_feed(feed):
                     log.info("removed from feed %s: reading it until caught up, then stopping", feed)
                     if self.on_change is not None:
-                        self.on_change("feed", {"feed": feed, "epoch": self.keyring.current_epoch(feed), "status": "left"})
+                        self.on_change(
+                            "feed", {"feed": feed, "epoch": self.keyring.current_epoch(feed), "status": "left"}
+                        )
 
     def _follow(self, feed: str) -> None:
         epochs = self.keyring.epochs_with_keys(feed)
@@ -184,10 +246,14 @@ class NodeFeeds:
             if self._unpublished:
                 await self.publish_pending(js)
             await self._retry_waiting()
+            self.erase_expired()
             self.follow()  # a feed left and joined again is read again once the leaving is done
 
         await watcher.watch_while(
-            lambda: not stop() and client.connected, check_s=check_s, started=lambda: self.publish_pending(js), tick=tick
+            lambda: not stop() and client.connected,
+            check_s=check_s,
+            started=lambda: self.publish_pending(js),
+            tick=tick,
         )
 
     async def _retry_waiting(self) -> None:
@@ -201,21 +267,32 @@ class NodeFeeds:
     # -- the member side -------------------------------------------------------------
 
     def _keyring_changed(self, change: FeedChange) -> None:
-        if change.status in ("key", "epoch"):
+        if change.status in ("key", "epoch", "dropped", "erased"):
+            # Copies to this feed waiting in the outbox are looked at again (FEEDS.md 6.2): a
+            # new record holds them, its key releases them re-sealed, a removal fails them.
+            self.bus.feed_changed(change.feed)
+        if change.status in ("key", "epoch", "dropped"):
             self.follow()  # a first key starts the reading; a record without this office ends it
             # Feed bulletins that arrived before their epoch key wait in quarantine; a new
             # record may also tell them their key will never come (the office was removed).
-            with contextlib.suppress(RuntimeError):
-                asyncio.get_running_loop().create_task(self.bus.retry_quarantine())
+            # (Before the bus started there is no quarantine yet, and nothing in it.)
+            if self.bus.quarantine is not None:
+                with contextlib.suppress(RuntimeError):
+                    asyncio.get_running_loop().create_task(self.bus.retry_quarantine())
         if self.on_change is not None:
             self.on_change("feed", {"feed": change.feed, "epoch": change.epoch, "status": change.status})
 
     def members(self, feed: str) -> tuple[str, ...]:
-        """The members of ``feed`` at the epoch this node seals under (its newest key)."""
+        """The members of ``feed`` at the epoch this node seals under (the newest record it
+        holds: FEEDS.md 6.2)."""
         if self.owner is not None and feed in self.owner.feeds():
             return self.owner.members(feed)
-        epochs = self.keyring.epochs_with_keys(feed)
-        return self.keyring.members(feed, max(epochs)) if epochs else ()
+        return self.keyring.members(feed)
+
+    def writers(self, feed: str) -> tuple[str, ...]:
+        if self.owner is not None and feed in self.owner.feeds():
+            return self.owner.writers(feed)
+        return self.keyring.writers(feed)
 
     def view(self) -> list[dict[str, Any]]:
         """Every feed this node knows of: configured, held, owned. ``subscribed``: read now."""
@@ -233,6 +310,8 @@ class NodeFeeds:
                     "name": name,
                     "epoch": epoch,
                     "members": list(self.members(name)) if (owned or record) else [],
+                    "writers": list(self.writers(name)) if (owned or record) else [],
+                    "ungranted": list(self.owner.ungranted(name)) if owned and self.owner else [],
                     "owner": record.owner if record is not None else None,
                     "owned_here": owned,
                     "member_here": self.office in (record.members if record is not None else ()),
@@ -259,9 +338,19 @@ class NodeFeeds:
         write_private_file(self.state_path, owner.to_bytes(rng=self.rng))
         for issue in issues:
             self.bus.feed_keys[(issue.feed, issue.epoch)] = issue.epoch_key
+            self._take_own([issue.record])
             self._unpublished.add(issue.feed)
+            if issue.ungranted:
+                log.warning(
+                    "feed %s epoch %d: no grant yet for %s (no usable inbox key: offline too long); granted when one "
+                    "appears", issue.feed, issue.epoch, ", ".join(issue.ungranted),
+                )  # fmt: skip
             if self.on_change is not None:
                 self.on_change("feed", {"feed": issue.feed, "epoch": issue.epoch, "status": "epoch"})
+        return await self._publish(issues)
+
+    async def _publish(self, issues: list[Issue]) -> list[Issue]:
+        """Publish the issues now if connected; otherwise they wait for the link."""
         client = self.bus.client
         if client is not None and client.connected:
             with contextlib.suppress(BloError):
@@ -289,13 +378,24 @@ class NodeFeeds:
             except Exception as exc:  # nats-py errors while the link flaps: retried on the next round
                 log.warning("feed keys not published yet (%s); retrying while connected", exc)
 
-    async def create(self, feed: str, members: Iterable[str], *, scope: Iterable[str] | None = None) -> Issue:
+    async def create(
+        self,
+        feed: str,
+        members: Iterable[str],
+        *,
+        scope: Iterable[str] | None = None,
+        writers: Iterable[str] = (),
+    ) -> Issue:
         owner = self._owner()
-        issue = owner.create(feed, list(members), self.directory, now_ms=self.clock(), rng=self.rng, scope=scope)
+        issue = owner.create(
+            feed, list(members), self.directory, now_ms=self.clock(), rng=self.rng, scope=scope, writers=list(writers)
+        )
         return (await self._apply([issue]))[0]
 
-    async def change_members(self, feed: str, *, add: Iterable[str] = (), remove: Iterable[str] = ()) -> Issue:
-        """One new epoch with ``add`` joined and ``remove`` gone."""
+    async def change_members(
+        self, feed: str, *, add: Iterable[str] = (), remove: Iterable[str] = (), post: bool = False
+    ) -> Issue:
+        """One new epoch with ``add`` joined (writers too when ``post``) and ``remove`` gone."""
         owner = self._owner()
         current = owner.members(feed)
         add, remove = list(add), list(remove)
@@ -308,9 +408,31 @@ class NodeFeeds:
         if not add and not remove:
             raise ValidationError("add", "name offices to add or remove")
         members = [m for m in current if m not in remove] + add
+        writers = [w for w in owner.writers(feed) if w not in remove] + (add if post else [])
         # One epoch for the whole change; a removal is what a member's reader must learn.
         reason = "member_removed" if remove else "member_added"
-        issue = owner.set_members(feed, members, self.directory, reason=reason, now_ms=self.clock(), rng=self.rng)
+        issue = owner.set_members(
+            feed, members, self.directory, reason=reason, now_ms=self.clock(), rng=self.rng, writers=writers
+        )
+        return (await self._apply([issue]))[0]
+
+    async def change_writers(self, feed: str, *, add: Iterable[str] = (), remove: Iterable[str] = ()) -> Issue:
+        """One new epoch (``writers_changed``) in which ``add`` may post and ``remove`` may not."""
+        owner = self._owner()
+        current = owner.writers(feed)
+        add, remove = list(add), list(remove)
+        if not add and not remove:
+            raise ValidationError("add", "name members to give post rights to, or to take them from")
+        for office in add:
+            if office in current:
+                raise ValidationError("add", f"{office} may already post to {feed}")
+            if office not in owner.members(feed):
+                raise ValidationError("add", f"{office} is not a member of {feed}: add it first")
+        for office in remove:
+            if office not in current:
+                raise ValidationError("remove", f"{office} may not post to {feed} now")
+        writers = [w for w in current if w not in remove] + add
+        issue = owner.set_writers(feed, writers, self.directory, now_ms=self.clock(), rng=self.rng)
         return (await self._apply([issue]))[0]
 
     async def rotate(self, feed: str, *, reason: str = "manual") -> Issue:
@@ -331,9 +453,15 @@ class NodeFeeds:
         return await self._apply(issues)
 
     def _directory_changed(self, change: Change) -> None:
-        """A revoked member leaves every feed at once: nothing sent after can reach it."""
+        """A revoked member leaves every feed at once: nothing sent after can reach it. A
+        member that was left without a grant gets one when an inbox key appears for it."""
         owner = self.owner
-        if owner is None or change.status != "revoked":
+        if owner is None:
+            return
+        if change.status in ("inbox_key", "added", "updated"):
+            self._grant_ungranted(change.office_id)
+            return
+        if change.status != "revoked":
             return
         if not any(change.office_id in owner.members(f) for f in owner.feeds()):
             return
@@ -345,3 +473,25 @@ class NodeFeeds:
         log.warning("%s revoked: removed from %s", change.office_id, ", ".join(i.feed for i in issues))
         with contextlib.suppress(RuntimeError):
             asyncio.get_running_loop().create_task(self._apply(issues))
+
+    def _grant_ungranted(self, office: str) -> None:
+        """Grant ``office`` the current epoch of every owned feed it was left without a grant of."""
+        owner = self.owner
+        assert owner is not None
+        issues = []
+        for feed in owner.feeds():
+            if office not in owner.ungranted(feed):
+                continue
+            try:
+                issue = owner.regrant(feed, self.directory, now_ms=self.clock(), rng=self.rng, offices=[office])
+            except BloError as exc:
+                log.error("cannot grant %s feed %s: %s", office, feed, exc.message)
+                continue
+            if issue.grants:
+                log.info("%s has an inbox key again: granted feed %s epoch %d", office, feed, issue.epoch)
+                issues.append(issue)
+        if issues:
+            for issue in issues:
+                self._unpublished.add(issue.feed)
+            with contextlib.suppress(RuntimeError):
+                asyncio.get_running_loop().create_task(self._publish(issues))

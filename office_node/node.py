@@ -181,6 +181,9 @@ class OfficeNode:
             on_change=self.live.publish,
             configured=c.feeds,
         )
+        # FEEDS.md 6.2 and 7.2: the epoch this node seals a feed bulletin under, and which
+        # feed bulletins it accepts (only the owner's and the writers', none stale).
+        self.bus.feed_rules = self.feeds.keyring
         self.feeds.load()  # the epoch keys held locally, before the bus opens anything
         self.started_at = self.clock()
         self.heartbeats = Heartbeats(

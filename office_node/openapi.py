@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from bus.bulletin import ENTITY_TYPES, KINDS, PRECEDENCES, TLP_LABELS
+from bus.bulletin import ENTITY_TYPES, FEED_NAME_PATTERN, KINDS, PRECEDENCES, TLP_LABELS
 from office_node.node import VERSION
 
 _ERROR = {
@@ -36,7 +36,7 @@ _POST = {
     "required": ["precedence", "kind", "tlp", "releasable_to", "grading", "title", "body"],
     "properties": {
         "to": {"type": "array", "items": {"type": "string", "pattern": "^[A-Z]{2}-[A-Z0-9]{2,12}$"}},
-        "feed": {"type": ["string", "null"], "pattern": "^[a-z0-9][a-z0-9_-]{0,63}$"},
+        "feed": {"type": ["string", "null"], "pattern": FEED_NAME_PATTERN},
         "precedence": {"enum": list(PRECEDENCES)},
         "kind": {"enum": list(KINDS)},
         "tlp": {"enum": list(TLP_LABELS)},
@@ -91,18 +91,32 @@ _FORWARD = {
         "precedence": {"enum": list(PRECEDENCES)},
     },
 }
+_OFFICES = {"type": "array", "items": {"type": "string", "pattern": "^[A-Z]{2}-[A-Z0-9]{2,12}$"}}
 _FEED = {
     "type": "object",
     "required": ["name", "members"],
     "properties": {
-        "name": {"type": "string"},
-        "members": {"type": "array", "items": {"type": "string"}},
+        "name": {"type": "string", "pattern": FEED_NAME_PATTERN},
+        "members": _OFFICES,
+        "writers": {**_OFFICES, "description": "members that may post to the feed (the owning centre always may)"},
         "scope": {"type": "array", "items": {"type": "string"}, "description": "countries members may come from"},
     },
 }
 _MEMBERS = {
     "type": "object",
-    "properties": {"add": {"type": "array", "items": {"type": "string"}}, "remove": {"type": "array", "items": {"type": "string"}}},
+    "description": "One new epoch (a fresh key) with these members added and removed. On a feed another centre "
+    "owns, the change is sent to it as a membership request.",
+    "properties": {
+        "add": _OFFICES,
+        "remove": _OFFICES,
+        "post": {"type": "boolean", "description": "the added members may post too (default false)"},
+    },
+}
+_WRITERS = {
+    "type": "object",
+    "description": "One new epoch (writers_changed) in which these members may, or may no longer, post. "
+    "Only on a feed this centre owns.",
+    "properties": {"add": _OFFICES, "remove": _OFFICES},
 }
 _TRIAGE = {
     "type": "object",
@@ -117,6 +131,7 @@ _BODIES = {
     "forward": _FORWARD,
     "create_feed": _FEED,
     "feed_members": _MEMBERS,
+    "feed_writers": _WRITERS,
     "triage_update": _TRIAGE,
     "check": _CHECK,
     "import_watchlist": _WATCHLIST,

@@ -10,6 +10,7 @@ from pathlib import Path
 import nats.js.errors
 import pytest
 
+from bus import errors
 from bus.transport.server import NatsServer
 from office_node.accounts import Accounts
 from office_node.network import NodeSpec
@@ -98,6 +99,43 @@ async def test_a_removed_member_cannot_open_the_next_epoch_while_the_others_do(n
             assert (FEED, 2) not in nodes["TH-NKP"].node.bus.feed_keys
         actions = [e.action for e in nodes["TH-TCCC"].node.audit.entries(limit=50)]
         assert "feed.create" in actions and "feed.members" in actions
+
+
+async def test_post_rights_are_the_owning_centres_to_give_and_each_change_is_a_new_epoch(network) -> None:
+    async with running(network, "TH-TCCC", "LA-TCCC", "TH-MUK", "TH-NKP") as nodes:
+        async with (
+            api(nodes["TH-TCCC"], analyst_token(nodes["TH-TCCC"])) as tccc,
+            api(nodes["LA-TCCC"], analyst_token(nodes["LA-TCCC"])) as lac,
+            api(nodes["TH-MUK"], network["TH-MUK"].token) as muk,
+        ):
+            status, feed = await tccc.post("/api/feeds", {"name": FEED, "members": ["TH-MUK"]})
+            assert status == 201 and feed["writers"] == [] and feed["ungranted"] == []
+            await eventually(lambda: _has_key(muk, FEED, 1), 15, "epoch 1's key on TH-MUK")
+            feeds = nodes["TH-MUK"].node.feeds
+            with pytest.raises(errors.FeedPostForbidden, match="without post rights"):
+                feeds.post_epoch(FEED)  # a reader: its own node does not post to the feed
+            status, refused = await muk.post("/api/bulletins", intel(title="from a reader"))
+            assert status == 422 and refused["error"]["code"] == "not_a_writer"
+            status, feed = await tccc.post(f"/api/feeds/{FEED}/writers", {"add": ["TH-MUK"]})
+            assert status == 200 and feed["epoch"] == 2 and feed["writers"] == ["TH-MUK"]
+            await eventually(lambda: _has_key(muk, FEED, 2), 15, "epoch 2's key on TH-MUK")
+            assert (await _feed(muk, FEED))["writers"] == ["TH-MUK"] and feeds.post_epoch(FEED) == 2
+            assert feeds.keyring.record(FEED).reason == "writers_changed"
+            # The centre posts under its newest epoch, as its own keyring holds it.
+            assert nodes["TH-TCCC"].node.feeds.post_epoch(FEED) == 2
+            # A writer's bulletin reaches the feed's readers (the centre reads its own feed).
+            status, _ = await muk.post("/api/bulletins", intel(title="from a writer"))
+            assert status == 201
+            await eventually(lambda: _received(tccc, "from a writer"), 15, "the writer's bulletin at the centre")
+            status, feed = await tccc.post(f"/api/feeds/{FEED}/members", {"add": ["TH-NKP"], "post": True})
+            assert status == 200 and feed["epoch"] == 3 and feed["writers"] == ["TH-MUK", "TH-NKP"]
+            status, refused = await tccc.post(f"/api/feeds/{FEED}/writers", {"add": ["TH-CKG"]})
+            assert status == 400 and "not a member" in refused["error"]["message"]
+            await eventually(lambda: _epoch(lac, FEED), 15, "the feed's record at LA-TCCC")
+            status, denied = await lac.post(f"/api/feeds/{FEED}/writers", {"add": ["TH-NKP"]})
+            assert status == 403 and denied["error"]["code"] == "not_owner"
+        entries = [e for e in nodes["TH-TCCC"].node.audit.entries(limit=50) if e.action == "feed.writers"]
+        assert [e.details["add"] for e in entries] == [["TH-MUK"]]
 
 
 async def test_a_forward_verifies_back_to_the_office_and_refusals_are_audited(network) -> None:

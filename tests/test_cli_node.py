@@ -129,7 +129,12 @@ def test_a_centre_analyst_runs_feeds_triage_and_forwarding_from_the_cli(tmp_path
     with node_process(centre.home.root, pc), node_process(muk.home.root, pm):
         created = blo(centre.home.root, token, "feed", "create", "th-border", "--member", "TH-MUK")
         assert created.returncode == 0, created.stderr
-        assert "epoch 1" in created.stdout and "TH-MUK" in created.stdout
+        assert "epoch 1" in created.stdout and "TH-MUK" in created.stdout and "+post" not in created.stdout
+        writers = blo(centre.home.root, token, "feed", "writers", "th-border", "--add", "TH-MUK")
+        assert writers.returncode == 0, writers.stderr
+        assert "epoch 2" in writers.stdout and "TH-MUK+post" in writers.stdout  # a new epoch: TH-MUK may post
+        nothing = blo(centre.home.root, token, "feed", "writers", "th-border")
+        assert nothing.returncode == 2 and "--add or --remove" in nothing.stderr
         posted = blo(muk.home.root, muk.token or "", "post", "--to", "TH-TCCC", "--kind", "incident",
                      "--releasable-to", "TH", "--title", "รายงาน ด่านมุกดาหาร", "--body", "x", "--json")  # fmt: skip
         report = json.loads(posted.stdout)["id"]

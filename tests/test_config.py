@@ -44,6 +44,7 @@ def test_shipped_example_config_loads(tmp_path):
         (("ack_timeout_s = 120", "ack_timeout_s = true"), "flash.ack_timeout_s"),
         (('data_dir = "data"', 'data_dir = "data"\ndata_dri = "x"'), "node.data_dri"),
         (("[trust.anchors]", '[trust.anchors]\n"TH-TCCC" = "nothex"'), "trust.anchors.TH-TCCC"),
+        (("subscribe = []", 'subscribe = ["mekong_border"]'), "feeds.subscribe"),  # one grammar: no "_"
     ],
 )
 def test_a_mistake_names_the_file_and_the_key(tmp_path, change, key):

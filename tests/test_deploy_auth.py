@@ -24,9 +24,12 @@ from click.testing import CliRunner, Result
 
 from bus.directory import Directory, centre_self_record
 from bus.errors import BusError, PermissionDenied, ValidationError
+from bus.feeds import FeedKeyring, FeedOwner, decode_item
 from bus.transport import subjects as sj
 from bus.transport.client import BusClient, ClientConfig
+from bus.transport.kv import wall_ms
 from bus.transport.kv_directory import DirectoryWatcher, open_bucket, publish_item
+from bus.transport.kv_feeds import FeedKeyCache
 from bus.transport.permissions import (
     FeedMembers,
     NodeAccess,
@@ -39,8 +42,10 @@ from bus.transport.server import NatsServer
 from bus.transport.subjects import ConsumerSpec
 from office_node.cli import cli
 from office_node.config import load_config
+from office_node.home import NodeHome, load_home_identity
 from tests.bus_helpers import Collector, bulletin, eventually, make_node, offices
 from tests.deploy_helpers import Keys, auth_include, check_config, secured_server
+from tests.feed_helpers import TH_C, new_directory
 from tests.helpers import NOW
 
 pytestmark = pytest.mark.timeout(90)
@@ -290,3 +295,42 @@ def test_nats_auth_writes_private_seeds_keeps_them_and_drops_revoked_offices(tmp
     assert "# TH-NKP" in config and "# TH-NKP" not in new_config and "TH-NKP" not in new_config
     result = _blo(centre, "deploy", "nats-auth", "--out", str(auth), "--feed", f"{FEED}=TH-NKP")
     assert result.exit_code == 2 and "TH-NKP" in result.output  # a revoked office cannot be a feed member
+
+
+def test_feed_readers_and_posters_come_from_the_signed_record() -> None:
+    d = new_directory()
+    issue = FeedOwner(TH_C).create(FEED, ["TH-MUK", "LA-SVK"], d, now_ms=NOW, writers=["LA-SVK"])
+    record = decode_item(issue.record).item
+    assert FeedMembers.of_record(record) == FeedMembers(FEED, ("TH-TCCC", "LA-SVK", "TH-MUK"), ("TH-TCCC", "LA-SVK"))
+
+
+def test_nats_auth_takes_feed_readers_and_writers_from_the_signed_epoch_record(tmp_path: Path) -> None:
+    centre = tmp_path / "TH-TCCC"
+    out = _ok(
+        _blo(centre, "init", "--office", "TH-TCCC", "--country", "TH", "--name", "TH centre", "--role", "centre",
+             "--insecure-no-passphrase")
+    )  # fmt: skip
+    pin = re.search(r'"([0-9a-f]{64})"', out)
+    assert pin is not None
+    for office in ("TH-MUK", "TH-NKP"):
+        home = tmp_path / office
+        _ok(_blo(home, "init", "--office", office, "--country", "TH", "--name", office, "--trust",
+                 f"TH-TCCC={pin.group(1)}", "--insecure-no-passphrase"))  # fmt: skip
+        _ok(_blo(centre, "directory", "enroll", str(home / "keys" / "enrolment-request.json")))
+    # The centre's node holds the feed's signed record in its verified local copy.
+    node_home = NodeHome(centre)
+    identity, _ = load_home_identity(node_home)
+    directory, _ = node_home.open_directory()
+    now = wall_ms()
+    issue = FeedOwner(identity).create("th-border", ["TH-MUK", "TH-NKP"], directory, now_ms=now, writers=["TH-MUK"])
+    ring = FeedKeyring("TH-TCCC", {}, directory)
+    ring.apply(issue.record, witnessed_at=now)
+    FeedKeyCache(node_home.config().data_dir / "feeds.json").save(ring)
+    auth = tmp_path / "auth"
+    _ok(_blo(centre, "deploy", "nats-auth", "--out", str(auth)))
+    config = (auth / "blo-auth.conf").read_text()
+    assert "blo.feed.th-border.*.TH-MUK" in config  # a writer posts
+    assert "blo.feed.th-border.*.TH-NKP" not in config  # a reader does not
+    assert "feed-th-border-TH-NKP-routine" in config and "feed-th-border-TH-TCCC-routine" in config  # all read
+    twice = _blo(centre, "deploy", "nats-auth", "--out", str(auth), "--feed", "th-border=TH-NKP:post")
+    assert twice.exit_code == 2 and "signed epoch record" in twice.output

@@ -21,6 +21,7 @@ from bus.feeds import (
     GENESIS,
     GRANT_KEK_LABEL,
     KEY_CHECK_LABEL,
+    REASONS,
     EpochRecord,
     FeedKeyring,
     FeedOwner,
@@ -37,15 +38,19 @@ from bus.testing import DeterministicRng
 from tests.feed_helpers import FEED, HOUR, LA_C, MUK, NKP, SVK, TH_C, THK, YEAR, enrol, new_directory
 from tests.helpers import NOW, bulletin, identity
 
+#: The witness time of every item in these tests unless a test says otherwise: after every
+#: operation of the owner in them (the latest is at NOW + HOUR), within the skew of none.
+W = NOW + 2 * HOUR
+
 
 def keyring(who: Identity, d: Directory | None = None, **kwargs) -> FeedKeyring:
     return FeedKeyring.for_identity(who, d or new_directory(), **kwargs)
 
 
-def apply_all(ring: FeedKeyring, *issues) -> None:
+def apply_all(ring: FeedKeyring, *issues, witnessed_at: int = W) -> None:
     for issue in issues:
         for item in issue.items():
-            ring.apply(item)
+            ring.apply(item, witnessed_at=witnessed_at)
 
 
 def rng(seed: str = "feeds") -> DeterministicRng:
@@ -80,7 +85,7 @@ def test_every_member_of_a_new_feed_gets_the_same_epoch_key_and_opens_its_bullet
         assert ring.feed_keys == {(FEED, 1): issue.epoch_key}
         assert ring.member_feeds() == [FEED] and ring.current_epoch(FEED) == 1
         assert ring.countries(FEED) == ("LA", "TH") and ring.members(FEED) == ("LA-SVK", "TH-MUK")
-        assert opener(who, ring, d).open(sealed).bulletin.sender == "TH-TCCC"
+        assert opener(who, ring, d).open(sealed, witnessed_at=W).bulletin.sender == "TH-TCCC"
     assert owner.epoch_keys() == {(FEED, 1): issue.epoch_key}
 
 
@@ -94,11 +99,11 @@ def test_removed_member_gets_no_grant_and_cannot_open_the_next_epoch() -> None:
         apply_all(ring, first, second)
     old, new = sealed_to_feed(1, first.epoch_key, 1), sealed_to_feed(2, second.epoch_key, 2)
     for who in (MUK, NKP):
-        assert opener(who, rings[who.office_id], d).open(new).bulletin.title
+        assert opener(who, rings[who.office_id], d).open(new, witnessed_at=W).bulletin.title
     removed = opener(SVK, rings["LA-SVK"], d)
     with pytest.raises(errors.NotAddressedToUs):
-        removed.open(new)
-    assert removed.open(old).bulletin.sender == "TH-TCCC"  # what it could read before, it still can
+        removed.open(new, witnessed_at=W)
+    assert removed.open(old, witnessed_at=W).bulletin.sender == "TH-TCCC"  # what it could read before, it still can
     assert rings["LA-SVK"].epochs_with_keys(FEED) == [1] and rings["LA-SVK"].member_feeds() == []
     assert rings["LA-SVK"].record(FEED, 2).reason == "member_removed"
 
@@ -111,11 +116,11 @@ def test_a_bulletin_of_an_epoch_not_yet_granted_is_worth_a_retry_only_for_a_memb
     for ring in (stays, leaves):
         apply_all(ring, first)
         assert ring.key_may_arrive(FEED, 2) and not ring.key_may_arrive(FEED, 1)
-    stays.apply(second.record)
-    leaves.apply(second.record)
+    stays.apply(second.record, witnessed_at=W)
+    leaves.apply(second.record, witnessed_at=W)
     assert stays.key_may_arrive(FEED, 2)  # its grant is on the way
     assert not leaves.key_may_arrive(FEED, 2)  # the record does not name it: final
-    stays.apply(second.grant_for("TH-MUK"))
+    stays.apply(second.grant_for("TH-MUK"), witnessed_at=W)
     assert not stays.key_may_arrive(FEED, 2) and stays.key_may_arrive(FEED, 3)
 
 
@@ -127,8 +132,8 @@ def test_a_new_member_reads_from_the_epoch_it_joined_and_nothing_before() -> Non
     apply_all(ring, first, second)
     assert ring.epochs_with_keys(FEED) == [2] and ring.member_feeds() == [FEED]
     with pytest.raises(errors.NotAddressedToUs):
-        opener(NKP, ring, d).open(sealed_to_feed(1, first.epoch_key))
-    assert opener(NKP, ring, d).open(sealed_to_feed(2, second.epoch_key)).bulletin
+        opener(NKP, ring, d).open(sealed_to_feed(1, first.epoch_key), witnessed_at=W)
+    assert opener(NKP, ring, d).open(sealed_to_feed(2, second.epoch_key), witnessed_at=W).bulletin
 
 
 def test_rotation_on_a_timer_gives_the_same_members_a_fresh_key_and_due_says_when() -> None:
@@ -199,19 +204,19 @@ def test_a_member_with_a_rotated_encryption_key_gets_a_new_grant_for_the_same_ep
     again = owner.regrant(FEED, d, now_ms=NOW + 5, rng=rng("again"), offices=["TH-MUK"])
     assert again.epoch == 1 and again.record == first.record and again.epoch_key == first.epoch_key
     grant = decode_item(again.grant_for("TH-MUK")).item
-    assert grant.member_box_kid == rotated.box.kid != MUK.box.kid
+    assert grant.member_inbox_kid == rotated.box.kid != MUK.box.kid
     # Only the new key: the old grant is useless, the new one gives the same epoch key.
-    only_new = FeedKeyring("TH-MUK", [rotated.box], d)
-    only_new.apply(first.record)
+    only_new = FeedKeyring("TH-MUK", {rotated.box.kid: rotated.box}, d)
+    only_new.apply(first.record, witnessed_at=W)
     with pytest.raises(errors.FeedError) as info:
-        only_new.apply(first.grant_for("TH-MUK"))
-    assert info.value.reason == "unknown_box_key"
-    assert [c.status for c in only_new.apply(again.grant_for("TH-MUK"))] == ["key"]
+        only_new.apply(first.grant_for("TH-MUK"), witnessed_at=W)
+    assert info.value.reason == "unknown_inbox_key"
+    assert [c.status for c in only_new.apply(again.grant_for("TH-MUK"), witnessed_at=W)] == ["key"]
     assert only_new.feed_keys[(FEED, 1)] == first.epoch_key
     # Current and retired keys: both grants open, the second changes nothing.
     both = keyring(rotated, d)
     apply_all(both, first)
-    assert both.apply(again.grant_for("TH-MUK")) == []
+    assert both.apply(again.grant_for("TH-MUK"), witnessed_at=W) == []
     with pytest.raises(errors.ValidationError, match="not a member"):
         owner.regrant(FEED, d, now_ms=NOW + 5, rng=rng(), offices=["TH-NKP"])
 
@@ -255,8 +260,8 @@ def test_a_grant_for_another_member_is_ignored_without_error() -> None:
     d = new_directory()
     _, issue = new_owner(d)
     ring = keyring(SVK, d)
-    ring.apply(issue.record)
-    assert ring.apply(issue.grant_for("TH-MUK")) == []
+    ring.apply(issue.record, witnessed_at=W)
+    assert ring.apply(issue.grant_for("TH-MUK"), witnessed_at=W) == []
     assert ring.feed_keys == {} and ring.rejected == {} and ring.waiting == 0
 
 
@@ -266,9 +271,9 @@ def test_a_grant_that_arrives_before_its_record_waits_for_it() -> None:
     ring = keyring(MUK, d)
     heard = []
     ring.add_listener(lambda change: heard.append((change.status, change.epoch)))
-    assert [c.status for c in ring.apply(issue.grant_for("TH-MUK"))] == ["waiting"]
+    assert [c.status for c in ring.apply(issue.grant_for("TH-MUK"), witnessed_at=W)] == ["waiting"]
     assert ring.waiting == 1 and ring.feed_keys == {}
-    assert [c.status for c in ring.apply(issue.record)] == ["epoch", "key"]
+    assert [c.status for c in ring.apply(issue.record, witnessed_at=W)] == ["epoch", "key"]
     assert ring.waiting == 0 and ring.feed_keys[(FEED, 1)] == issue.epoch_key
     assert heard == [("epoch", 1), ("key", 1)]  # waiting is not a change listeners hear of
 
@@ -289,7 +294,7 @@ def test_items_arriving_in_any_order_give_the_same_keys() -> None:
         shuffler.shuffle(items)
         ring = keyring(MUK, d)
         for item in items:
-            ring.apply(item)
+            ring.apply(item, witnessed_at=W)
         assert ring.feed_keys == expected and ring.waiting == 0 and ring.current_epoch(FEED) == 5
 
 
@@ -300,9 +305,9 @@ def test_a_long_history_arriving_newest_first_attaches_without_deep_recursion() 
     records += [owner.rotate(FEED, d, now_ms=NOW + n, rng=rng(str(n))).record for n in range(1, 1500)]
     ring = keyring(MUK, d)
     for record in reversed(records[1:]):
-        ring.apply(record)
+        ring.apply(record, witnessed_at=W)
     assert ring.current_epoch(FEED) is None and ring.waiting == 1499
-    assert len(ring.apply(records[0])) == 1500 and ring.current_epoch(FEED) == 1500
+    assert len(ring.apply(records[0], witnessed_at=W)) == 1500 and ring.current_epoch(FEED) == 1500
 
 
 def test_a_second_different_record_for_a_held_epoch_is_refused_as_a_fork_and_the_first_kept() -> None:
@@ -316,12 +321,12 @@ def test_a_second_different_record_for_a_held_epoch_is_refused_as_a_fork_and_the
     ring = keyring(MUK, d)
     apply_all(ring, first, second)
     with pytest.raises(errors.FeedError) as info:
-        ring.apply(forked.record)
+        ring.apply(forked.record, witnessed_at=W)
     assert info.value.reason == "feed_fork" and "forked" in info.value.message
     assert ring.record(FEED, 2) == decode_item(second.record).item and ring.rejected["feed_fork"] == 1
     # Its grant is for a record this member does not hold: refused too, the key unchanged.
     with pytest.raises(errors.FeedError) as info:
-        ring.apply(forked.grant_for("TH-MUK"))
+        ring.apply(forked.grant_for("TH-MUK"), witnessed_at=W)
     assert info.value.reason == "feed_fork" and ring.feed_keys[(FEED, 2)] == second.epoch_key
 
 
@@ -333,7 +338,7 @@ def test_a_record_that_does_not_follow_the_held_predecessor_is_a_fork() -> None:
     ring = keyring(MUK, d)
     apply_all(ring, first)
     with pytest.raises(errors.FeedError) as info:
-        ring.apply(sign_epoch(stray, TH_C.signing))
+        ring.apply(sign_epoch(stray, TH_C.signing), witnessed_at=W)
     assert info.value.reason == "feed_fork" and ring.current_epoch(FEED) == 1
 
 
@@ -344,12 +349,12 @@ def test_two_different_records_waiting_for_the_same_predecessor_are_a_fork() -> 
     third = owner.rotate(FEED, d, now_ms=NOW + 2, rng=rng("3"))
     other = replace(decode_item(third.record).item, created_at=NOW + 3)
     ring = keyring(MUK, d)
-    ring.apply(third.record)
+    ring.apply(third.record, witnessed_at=W)
     with pytest.raises(errors.FeedError) as info:
-        ring.apply(sign_epoch(other, TH_C.signing))
+        ring.apply(sign_epoch(other, TH_C.signing), witnessed_at=W)
     assert info.value.reason == "feed_fork"
-    ring.apply(first.record)
-    ring.apply(sign_epoch(real, TH_C.signing))
+    ring.apply(first.record, witnessed_at=W)
+    ring.apply(sign_epoch(real, TH_C.signing), witnessed_at=W)
     assert ring.record(FEED, 3) == decode_item(third.record).item
 
 
@@ -359,7 +364,7 @@ def test_a_feed_record_signed_by_an_office_is_refused_as_untrusted() -> None:
     ring = keyring(SVK, d)
     for item in issue.items():
         with pytest.raises(errors.FeedError) as info:
-            ring.apply(item)
+            ring.apply(item, witnessed_at=W)
         assert info.value.reason == "untrusted_signer"
     assert ring.feeds() == [] and ring.feed_keys == {}
 
@@ -372,13 +377,13 @@ def test_another_pinned_centre_cannot_take_over_a_feed() -> None:
     apply_all(ring, first)
     for item in (rival.record, rival.grant_for("TH-MUK")):
         with pytest.raises(errors.FeedError) as info:
-            ring.apply(item)
+            ring.apply(item, witnessed_at=W)
         assert info.value.reason == "not_owner"
     assert ring.feed_keys == {(FEED, 1): first.epoch_key}
     # With owners pinned, the rival is refused even when it comes first.
     pinned = keyring(MUK, d, owners={FEED: "TH-TCCC"})
     with pytest.raises(errors.FeedError) as info:
-        pinned.apply(rival.record)
+        pinned.apply(rival.record, witnessed_at=W)
     assert info.value.reason == "not_owner"
 
 
@@ -386,8 +391,8 @@ def test_records_wait_until_the_directory_knows_the_centre_then_apply() -> None:
     d = new_directory(with_centres=False)  # the TH centre is pinned but its record has not arrived
     _, issue = new_owner(new_directory())
     ring = keyring(MUK, d)
-    assert [c.status for c in ring.apply(issue.record)] == ["waiting"]
-    assert [c.status for c in ring.apply(issue.grant_for("TH-MUK"))] == ["waiting"]
+    assert [c.status for c in ring.apply(issue.record, witnessed_at=W)] == ["waiting"]
+    assert [c.status for c in ring.apply(issue.grant_for("TH-MUK"), witnessed_at=W)] == ["waiting"]
     assert ring.retry_held() == [] and ring.waiting == 2
     d.apply(centre_self_record(TH_C, name="centre", now_ms=NOW - HOUR, valid_until=NOW + YEAR))
     assert [c.status for c in ring.retry_held()] == ["epoch", "key"]
@@ -399,10 +404,10 @@ def test_a_tampered_record_or_grant_is_refused_for_its_signature() -> None:
     _, issue = new_owner(d)
     record = decode_item(issue.record)
     bigger = replace(record.item, members=("LA-SVK", "LA-THK", "TH-MUK"), countries=("LA", "TH"))
-    tampered = msgpack.packb([1, 1, msgpack.packb(bigger.fields(), use_bin_type=True), record.signature])
+    tampered = msgpack.packb([2, 1, msgpack.packb(bigger.fields(), use_bin_type=True), record.signature])
     ring = keyring(THK, d)
     with pytest.raises(errors.FeedError) as info:
-        ring.apply(tampered)
+        ring.apply(tampered, witnessed_at=W)
     assert info.value.reason == "bad_signature" and ring.feeds() == []
 
 
@@ -412,9 +417,9 @@ def test_records_signed_after_the_centre_key_was_revoked_are_refused() -> None:
     second = owner.rotate(FEED, d, now_ms=NOW + 100, rng=rng("2"))
     d.apply(revoke_key(TH_C, "TH-TCCC", TH_C.signing.kid, revoked_at=NOW + 50, reason="key compromised"))
     ring = keyring(MUK, d)
-    apply_all(ring, first)  # signed before the revocation: stands
+    apply_all(ring, first, witnessed_at=NOW + 10)  # signed and stored before the revocation: stands
     with pytest.raises(errors.FeedError) as info:
-        ring.apply(second.record)
+        ring.apply(second.record, witnessed_at=NOW + 110)  # signed after it: refused however soon it is stored
     assert info.value.reason == "signer_key_invalid" and ring.epochs_with_keys(FEED) == [1]
 
 
@@ -424,9 +429,9 @@ def test_a_grant_for_a_member_the_record_does_not_list_is_refused() -> None:
     record = decode_item(issue.record)
     sneaked = make_grant(TH_C, record, d.recipient_keys("TH-NKP", NOW), issue.epoch_key, now_ms=NOW, rng=rng("x"))
     ring = keyring(NKP, d)
-    ring.apply(issue.record)
+    ring.apply(issue.record, witnessed_at=W)
     with pytest.raises(errors.FeedError) as info:
-        ring.apply(sneaked)
+        ring.apply(sneaked, witnessed_at=W)
     assert info.value.reason == "not_member" and ring.feed_keys == {}
 
 
@@ -437,9 +442,9 @@ def test_a_grant_of_another_key_than_the_record_commits_to_is_refused() -> None:
     other_key = bytes(32)
     odd = make_grant(TH_C, record, d.recipient_keys("TH-MUK", NOW), other_key, now_ms=NOW, rng=rng("y"))
     ring = keyring(MUK, d)
-    ring.apply(issue.record)
+    ring.apply(issue.record, witnessed_at=W)
     with pytest.raises(errors.FeedError) as info:
-        ring.apply(odd)
+        ring.apply(odd, witnessed_at=W)
     assert info.value.reason == "key_mismatch" and ring.feed_keys == {}
 
 
@@ -449,9 +454,9 @@ def test_a_grant_whose_wrap_was_replaced_fails_to_unwrap() -> None:
     grant = decode_item(issue.grant_for("TH-MUK")).item
     resigned = sign_grant(replace(grant, wrapped=bytes(48)), TH_C.signing)
     ring = keyring(MUK, d)
-    ring.apply(issue.record)
+    ring.apply(issue.record, witnessed_at=W)
     with pytest.raises(errors.FeedError) as info:
-        ring.apply(resigned)
+        ring.apply(resigned, witnessed_at=W)
     assert info.value.reason == "wrap_failed"
 
 
@@ -460,7 +465,7 @@ def test_a_later_format_version_is_told_to_upgrade() -> None:
     _, issue = new_owner(d)
     _, kind, payload, signature = msgpack.unpackb(issue.record)
     with pytest.raises(errors.FeedError) as info:
-        keyring(MUK, d).apply(msgpack.packb([2, kind, payload, signature, "more"]))
+        keyring(MUK, d).apply(msgpack.packb([3, kind, payload, signature, "more"]), witnessed_at=W)
     assert info.value.reason == "unsupported_version" and "upgrade" in info.value.message
 
 
@@ -470,9 +475,9 @@ def test_the_waiting_pool_is_bounded() -> None:
     later = [owner.rotate(FEED, d, now_ms=NOW + n, rng=rng(str(n))) for n in range(1, 5)]
     ring = keyring(MUK, d, max_waiting=3)
     for issue in later[:3]:
-        ring.apply(issue.record)
+        ring.apply(issue.record, witnessed_at=W)
     with pytest.raises(errors.FeedError) as info:
-        ring.apply(later[3].record)
+        ring.apply(later[3].record, witnessed_at=W)
     assert info.value.reason == "too_many_waiting" and ring.waiting == 3
 
 
@@ -489,7 +494,7 @@ def test_a_failing_listener_does_not_undo_the_change_or_silence_the_others() -> 
     ring.add_listener(lambda change: heard.append(change.status))
     for item in (issue.record, issue.grant_for("TH-MUK")):
         with pytest.raises(RuntimeError):
-            ring.apply(item)
+            ring.apply(item, witnessed_at=W)
     assert heard == ["epoch", "key"] and ring.feed_keys[(FEED, 1)] == issue.epoch_key
 
 
@@ -500,8 +505,8 @@ def test_the_signed_items_of_a_keyring_rebuild_it_exactly() -> None:
     ring = keyring(MUK, d)
     apply_all(ring, second, first)
     copy = keyring(MUK, d)
-    for item in ring.signed_items():
-        assert all(c.status != "waiting" for c in copy.apply(item))
+    for item, witnessed_at in ring.signed_items():
+        assert all(c.status != "waiting" for c in copy.apply(item, witnessed_at=witnessed_at))
     assert copy.feed_keys == ring.feed_keys and copy.signed_items() == ring.signed_items()
 
 
@@ -518,14 +523,14 @@ def test_derivations_follow_the_spec_byte_for_byte() -> None:
     ).digest()
     assert record.item.key_check == expected_check == key_check(FEED, 1, issue.epoch_key)
     grant: Grant = decode_item(issue.grant_for("LA-SVK")).item
-    shared = nb.crypto_scalarmult(SVK.box.secret, TH_C.box.public)
+    shared = nb.crypto_scalarmult(SVK.box.secret, grant.ephemeral_public)
     kek = hashlib.blake2b(
         GRANT_KEK_LABEL
         + FEED.encode()
         + b"\x00"
         + struct.pack(">Q", 1)
         + b"TH-TCCC\x00LA-SVK\x00"
-        + TH_C.box.public
+        + grant.ephemeral_public
         + SVK.box.public,
         key=shared,
         digest_size=32,
@@ -533,7 +538,7 @@ def test_derivations_follow_the_spec_byte_for_byte() -> None:
     plain = nb.crypto_aead_xchacha20poly1305_ietf_decrypt(grant.wrapped, record.hash, grant.nonce, kek)
     assert plain == issue.epoch_key
     _, _, payload, signature = msgpack.unpackb(issue.grant_for("LA-SVK"))
-    nb.crypto_sign_open(signature + b"blo-bus/v1 feed grant\x00" + payload, TH_C.signing.public)
+    nb.crypto_sign_open(signature + b"blo-bus/v2 feed grant\x00" + payload, TH_C.signing.public)
     assert msgpack.unpackb(payload)[:4] == [FEED, 1, record.hash, "LA-SVK"]
 
 
@@ -585,7 +590,7 @@ def _mutate(original: bytes, data: st.DataObject) -> bytes:
 @given(st.binary(max_size=600))
 def test_random_bytes_give_only_feed_errors(data: bytes) -> None:
     with pytest.raises(errors.FeedError):
-        keyring(MUK, D).apply(data)
+        keyring(MUK, D).apply(data, witnessed_at=W)
 
 
 @FUZZ
@@ -594,7 +599,7 @@ def test_random_msgpack_payloads_give_only_feed_errors(value, kind: int) -> None
     payload = msgpack.packb(value, use_bin_type=True)
     for data in (msgpack.packb(value, use_bin_type=True), msgpack.packb([1, kind, payload, bytes(64)])):
         with pytest.raises(errors.FeedError):
-            keyring(MUK, D).apply(data)
+            keyring(MUK, D).apply(data, witnessed_at=W)
 
 
 @FUZZ
@@ -603,10 +608,10 @@ def test_mutated_items_are_refused_or_decode_to_the_original(original: bytes, da
     mutated = _mutate(original, data)
     ring = keyring(MUK, D)
     if original is GOOD[1]:
-        ring.apply(GOOD[0])
+        ring.apply(GOOD[0], witnessed_at=W)
     before = (dict(ring.feed_keys), ring.signed_items())
     try:
-        changes = ring.apply(mutated)
+        changes = ring.apply(mutated, witnessed_at=W)
     except errors.FeedError:
         return
     if all(c.status == "waiting" for c in changes):  # e.g. a signer key id the directory does not know
@@ -639,7 +644,7 @@ def _state_with_inside(value) -> bytes:
     sealed = nb.crypto_aead_xchacha20poly1305_ietf_encrypt(
         plain, owner._state_ad(box.kid), nonce, owner._state_key(box)
     )
-    return msgpack.packb(["blo-feed-owner/v1", "TH-TCCC", box.kid, nonce, sealed], use_bin_type=True)
+    return msgpack.packb(["blo-feed-owner/v2", "TH-TCCC", box.kid, nonce, sealed], use_bin_type=True)
 
 
 @settings(FUZZ, max_examples=150)
@@ -676,3 +681,78 @@ def test_epoch_records_are_canonical_members_sorted_and_countries_derived() -> N
             sign_epoch(bad, TH_C.signing)
         assert info.value.reason == "malformed"
     assert isinstance(record, EpochRecord)
+
+
+_office_ids = st.from_regex(r"[A-Z]{2}-[A-Z0-9]{2,12}", fullmatch=True)
+_feed_names = st.from_regex(r"[a-z0-9][a-z0-9-]{0,62}", fullmatch=True)
+
+
+@st.composite
+def _records(draw: st.DrawFn) -> EpochRecord:
+    members = tuple(sorted(set(draw(st.lists(_office_ids, max_size=12)))))
+    writers = tuple(sorted(set(draw(st.lists(st.sampled_from(members), max_size=len(members)))))) if members else ()
+    epoch = draw(st.integers(1, 2**63 - 1))
+    return EpochRecord(
+        feed=draw(_feed_names), epoch=epoch,
+        previous=bytes(32) if epoch == 1 else draw(st.binary(min_size=32, max_size=32).filter(any)),
+        owner="TH-TCCC", owner_sign_kid=TH_C.signing.kid, created_at=draw(st.integers(0, 2**48 - 1)),
+        reason="created" if epoch == 1 else draw(st.sampled_from(REASONS[1:])),
+        countries=tuple(sorted({m[:2] for m in members})), members=members, writers=writers,
+        key_check=draw(st.binary(min_size=32, max_size=32)),
+    )  # fmt: skip
+
+
+@FUZZ
+@given(_records())
+def test_every_well_formed_v2_record_decodes_to_itself(record: EpochRecord) -> None:
+    item = decode_item(sign_epoch(record, TH_C.signing))
+    assert item.item == record and item.signed_at == record.created_at
+    fields = msgpack.unpackb(item.payload)
+    assert len(fields) == 11 and fields[9] == list(record.writers)
+
+
+@FUZZ
+@given(_records(), st.sampled_from(["writers", "epoch", "members"]), st.data())
+def test_a_v2_record_that_breaks_one_rule_is_refused_as_malformed(record: EpochRecord, what: str, data) -> None:
+    if what == "writers":
+        bad = replace(record, writers=(*record.writers, "ZZ-NOTAMEMBER"))  # not a member (and out of order)
+    elif what == "epoch":
+        bad = replace(record, epoch=data.draw(st.sampled_from([0, -1, 2**63])))
+    else:
+        bad = (
+            replace(record, members=record.members + record.members[:1])
+            if record.members
+            else replace(record, members=("th-muk",))
+        )
+    payload = msgpack.packb(bad.fields(), use_bin_type=True)
+    with pytest.raises(errors.FeedError) as info:
+        decode_item(msgpack.packb([2, 1, payload, bytes(64)], use_bin_type=True))
+    assert info.value.reason == "malformed"
+
+
+@settings(FUZZ, max_examples=100)
+@given(st.integers(0, 3), st.data())
+def test_owner_state_with_erased_keys_round_trips_and_damage_is_refused(erased: int, data: st.DataObject) -> None:
+    owner = FeedOwner(TH_C)
+    owner.create(FEED, ["TH-MUK"], D, now_ms=NOW, rng=rng("1"))
+    for n in range(2, 6):
+        owner.rotate(FEED, D, now_ms=NOW + n, rng=rng(str(n)))
+    owner.erase_expired(NOW + erased + 1 + 31 * 86_400_000)  # epochs 1..erased lose their keys
+    assert sorted(e for _, e in owner.epoch_keys()) == list(range(erased + 1, 6))
+    state = owner.to_bytes(rng=rng("state"))
+    back = FeedOwner.from_bytes(state, TH_C)
+    assert back.epoch_keys() == owner.epoch_keys() and back.record_items(FEED) == owner.record_items(FEED)
+    try:
+        got = FeedOwner.from_bytes(_mutate(state, data), TH_C)
+    except errors.KeyStoreError:
+        return
+    assert got.epoch_keys() == owner.epoch_keys()
+
+
+def test_an_owner_state_whose_last_key_is_erased_is_refused() -> None:
+    owner, _ = new_owner(D)
+    owner.rotate(FEED, D, now_ms=NOW + 1, rng=rng("2"))
+    (r1, r2), keys = owner.record_items(FEED), owner.epoch_keys()
+    assert FeedOwner.from_bytes(_state_with_inside([[FEED, None, [[r1, None], [r2, keys[(FEED, 2)]]]]]), TH_C)
+    with pytest.raises(errors.KeyStoreError, match="never erased"):
+        FeedOwner.from_bytes(_state_with_inside([[FEED, None, [[r1, keys[(FEED, 1)]], [r2, None]]]]), TH_C)

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from bus import errors
-from bus.directory import Directory
+from bus.directory import Directory, revoke_key
 from bus.feeds import FeedKeyring, FeedOwner, decode_item
 from bus.keys import Identity
 from bus.transport.kv_feeds import (
@@ -92,6 +92,51 @@ async def test_members_watchers_load_the_bucket_then_pick_up_new_epochs(js, tmp_
     offline = FeedKeyring.for_identity(MUK, new_directory())
     assert cache.load_into(offline) == 4  # two records, two grants; no bus needed
     assert offline.feed_keys == {(FEED, 1): first.epoch_key, (FEED, 2): second.epoch_key}
+
+
+async def test_each_item_is_witnessed_at_its_stored_time_and_the_local_copy_keeps_it(js, tmp_path: Path) -> None:
+    d = new_directory()
+    kv = await open_bucket(js, create=True)
+    # Signed "a day ago" (the signer's clock says so); stored now: the stored time is what counts.
+    day = 86_400_000
+    issue = FeedOwner(TH_C).create(FEED, ["TH-MUK"], d, now_ms=wall_ms() - day)
+    before = wall_ms()
+    await publish_issue(kv, issue)
+    after = wall_ms()
+    watcher = watcher_for(js, MUK, new_directory(), tmp_path / "feeds.json")
+    await watcher.start(timeout=5)
+    await watcher.stop()
+    stored = watcher.keyring.witnessed_at(FEED, 1)
+    assert stored is not None and before - 1 <= stored <= after + 1
+    saved = FeedKeyCache(tmp_path / "feeds.json").read_witnessed()
+    assert [raw for raw, _ in saved] == issue.items() and saved[0][1] == stored
+    assert '"format": "blo-feed-cache/v2"' in (tmp_path / "feeds.json").read_text()
+    # Reloaded offline, the record keeps the time the server stored it, not the reload's.
+    offline = FeedKeyring.for_identity(MUK, new_directory())
+    FeedKeyCache(tmp_path / "feeds.json").load_into(offline)
+    assert offline.witnessed_at(FEED, 1) == stored
+
+
+async def test_a_backdated_record_from_a_revoked_centre_key_is_refused_by_its_stored_time(js) -> None:
+    """The thief of TH-TCCC's signing key, revoked an hour ago, puts a record dated before
+    the revocation in the bucket: the server's stored time refuses it."""
+    d = new_directory()
+    owner = FeedOwner(TH_C)
+    kv = await open_bucket(js, create=True)
+    revoked_at = wall_ms() - 3_600_000
+    first = owner.create(FEED, ["TH-MUK"], d, now_ms=revoked_at - 7_200_000)
+    second = owner.rotate(FEED, d, now_ms=revoked_at - 1, reason="manual")  # made now by the thief, backdated
+    await publish_issue(kv, first)
+    await publish_issue(kv, second)
+    directory = new_directory()
+    directory.apply(revoke_key(TH_C, "TH-TCCC", TH_C.signing.kid, revoked_at=revoked_at, reason="key stolen"))
+    watcher = watcher_for(js, MUK, directory)
+    await watcher.start(timeout=5)
+    await watcher.stop()
+    # Everything in the bucket was stored after the revocation: refused, the backdated epoch 2
+    # (and epoch 1 too, republished after it: a revoked key vouches for nothing stored later).
+    assert watcher.keyring.feed_keys == {} and watcher.keyring.current_epoch(FEED) is None
+    assert rejected(watcher.metrics, "signer_key_invalid") == 4  # both records and both grants
 
 
 async def test_a_member_watches_only_its_own_grants(js) -> None:
@@ -206,7 +251,7 @@ def test_a_tampered_local_copy_is_reverified_and_refused(tmp_path: Path) -> None
     issue = FeedOwner(TH_C).create(FEED, ["TH-MUK"], d, now_ms=wall_ms())
     ring = FeedKeyring.for_identity(MUK, d)
     for item in issue.items():
-        ring.apply(item)
+        ring.apply(item, witnessed_at=wall_ms())
     cache = FeedKeyCache(tmp_path / "feeds.json")
     cache.save(ring)
     grant = issue.grant_for("TH-MUK")
@@ -346,7 +391,7 @@ async def test_a_member_offline_during_two_rotations_catches_up_on_both_and_the_
         await online.app.wait_for(3, 20)
         # Back online: a fresh process, from the local copy (epoch 1) and then the bucket.
         back = member(js, NKP, tmp_path, nats_server.url)
-        assert FeedKeyCache(tmp_path / "TH-NKP" / "feeds.json").read()  # the copy it left behind
+        assert FeedKeyCache(tmp_path / "TH-NKP" / "feeds.json").read_witnessed()  # the copy it left behind
         await start(back)
         assert back.ring.epochs_with_keys(FEED) == [1, 2, 3]
         posted.append(await centre.post(4))

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bus.bulletin import PRECEDENCES
+from bus.bulletin import PRECEDENCES, is_feed_name
 from bus.errors import ValidationError
 from bus.transport import subjects as sj
 
@@ -45,6 +45,16 @@ def test_office_ids_that_would_break_a_subject_are_refused(bad: str) -> None:
 def test_feed_names_that_would_break_a_subject_are_refused(bad: str) -> None:
     with pytest.raises(ValidationError):
         sj.feed_subject(bad, "ROUTINE", "TH-TCCC")
+
+
+@pytest.mark.parametrize("name", ["mekong_border", "x" * 64, "mekong-border\n"])
+def test_the_subjects_take_the_one_feed_name_grammar_of_the_spec(name: str) -> None:
+    """FEEDS.md 2: `^[a-z0-9][a-z0-9-]{0,62}$`, no underscore, 63 at most: what a feed
+    record, an envelope and a subject all accept, or none of them."""
+    assert not is_feed_name(name)
+    with pytest.raises(ValidationError, match="1-63"):
+        sj.check_feed(name)
+    assert sj.check_feed("x" * 63) == "x" * 63 and is_feed_name("x" * 63)
 
 
 def test_node_consumers_are_one_per_source_and_precedence_flash_first() -> None:

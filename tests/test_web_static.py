@@ -102,8 +102,9 @@ def triage_item(item: dict[str, Any], state: str = "new", **fields: Any) -> dict
 
 def feed(name: str, members: list[str], **fields: Any) -> dict[str, Any]:
     """One feed of /api/feeds, owned by the stub centre unless said otherwise."""
-    out = {"name": name, "epoch": 1, "members": members, "owner": "TH-TCCC", "owned_here": True, "member_here": False,
-           "subscribed": True, "have_key": True, "since": NOW - DAY, "unpublished": False}
+    out = {"name": name, "epoch": 1, "members": members, "writers": [], "ungranted": [], "owner": "TH-TCCC",
+           "owned_here": True, "member_here": False, "subscribed": True, "have_key": True, "since": NOW - DAY,
+           "unpublished": False}
     out.update(fields)
     return out
 
@@ -289,6 +290,7 @@ class StubNode:
         app.router.add_post("/api/feeds", self.create_feed)
         app.router.add_post("/api/feeds/{name}/members", self.feed_members)
         app.router.add_post("/api/feeds/{name}/rotate", self.rotate_feed)
+        app.router.add_post("/api/feeds/{name}/writers", self.feed_writers)
         app.router.add_get("/api/network", self.get_network)
         return app
 
@@ -508,6 +510,17 @@ class StubNode:
             return web.json_response({"name": found["name"], "requested_from": found["owner"], "request_id": _id("req"),
                                       "add": add, "remove": remove})
         found["members"] = sorted({*found["members"], *add} - set(remove))
+        found["epoch"] += 1
+        return web.json_response(found)
+
+    async def feed_writers(self, request: web.Request) -> web.Response:
+        denied = await self.record_post(request)
+        if denied:
+            return denied
+        _, _, body = self.posts[-1]
+        found = self.find_feed(request.match_info["name"])
+        assert found is not None and found["owned_here"]
+        found["writers"] = sorted({*found["writers"], *body.get("add", [])} - set(body.get("remove", [])))
         found["epoch"] += 1
         return web.json_response(found)
 
@@ -1529,6 +1542,7 @@ async def test_an_officer_at_a_centre_sees_forwarding_and_feed_changes_disabled_
     await expect(page.locator("#feed-create")).to_be_disabled()
     await expect(page.locator("#feeds-body .feed-add-button").first).to_be_disabled()
     assert await page.locator("#feeds-body .member-remove").count() == 0
+    assert await page.locator("#feeds-body button.member-post").count() == 0  # post rights: a supervisor's too
 
 
 async def test_feeds_are_listed_created_and_changed_and_a_joint_feed_change_is_asked_of_its_owner(page, centre):
@@ -1586,6 +1600,37 @@ async def test_feeds_are_listed_created_and_changed_and_a_joint_feed_change_is_a
     await own.locator(".feed-add-button").click()
     await expect(page.locator("#feeds-error")).to_have_text("LA-SVK is not of TH: ask LA's centre to add it")
     await expect(page.locator("#feeds-result")).to_be_hidden()
+
+
+async def test_post_rights_are_shown_per_member_and_a_supervisor_gives_and_takes_them(page, centre):
+    node, base = centre
+    own = node.find_feed("th-border")
+    joint = node.find_feed("th-la-border")
+    assert own is not None and joint is not None
+    own.update(writers=["TH-MUK"], ungranted=["TH-NKP"])
+    joint.update(writers=["LA-SVK"])
+    await open_centre(page, base, "feeds")
+    rows = page.locator("#feeds-body tr")
+    await expect(rows).to_have_count(2)
+    mine, theirs = rows.nth(0), rows.nth(1)
+    muk, nkp = mine.locator(".member[data-office=TH-MUK]"), mine.locator(".member[data-office=TH-NKP]")
+    await expect(muk).to_have_class("member writer")
+    await expect(muk.locator(".member-post")).to_have_attribute("aria-pressed", "true")
+    await expect(nkp.locator(".member-post")).to_have_attribute("aria-pressed", "false")
+    await expect(nkp.locator(".member-pending")).to_be_visible()  # no grant of the current key yet
+    assert "back online" in (await nkp.get_attribute("title") or "")
+    # On a feed another centre owns, post rights are shown, not changeable here.
+    await expect(theirs.locator(".member[data-office=LA-SVK] span.member-post")).to_be_visible()
+    assert await theirs.locator("button.member-post").count() == 0
+
+    await nkp.locator(".member-post").click()
+    await expect(page.locator("#feeds-result")).to_have_text("#th-border: TH-NKP may post; epoch 3 (a fresh key).")
+    await expect(mine.locator(".member[data-office=TH-NKP]")).to_have_class("member writer")
+    await mine.locator(".member[data-office=TH-MUK] .member-post").click()
+    await expect(page.locator("#feeds-result")).to_have_text("#th-border: TH-MUK may no longer post; epoch 4 (a fresh key).")
+    _, headers, _ = node.posts_to("/api/feeds/th-border/writers")[0]
+    assert headers["X-CSRF-Token"] == CSRF
+    assert [b for _, _, b in node.posts_to("/api/feeds/th-border/writers")] == [{"add": ["TH-NKP"]}, {"remove": ["TH-MUK"]}]
 
 
 async def test_write_intelligence_opens_compose_with_the_kind_and_the_feed(page, centre):

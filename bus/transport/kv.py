@@ -12,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import datetime
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
@@ -25,6 +27,7 @@ from nats.js.kv import KeyValue
 
 from bus import errors
 from bus.keystore import write_private_file
+from bus.timing import witness_time
 
 
 async def open_kv(
@@ -58,6 +61,24 @@ async def put_item(kv: KeyValue, key: str, data: bytes, *, what: str) -> str:
     return key
 
 
+def wall_ms() -> int:
+    """This machine's clock, in ms since the epoch (the default clock of a watcher)."""
+    return time.time_ns() // 1_000_000
+
+
+def stored_ms(entry: KeyValue.Entry) -> int | None:
+    """When the server stored a KV entry (its JetStream timestamp), in whole ms; None when
+    nats-py did not give one."""
+    created = entry.created
+    if not isinstance(created, datetime.datetime):
+        return None
+    # Integer arithmetic on the timedelta (microseconds), not float seconds: no rounding up.
+    return (created - _UNIX_EPOCH) // datetime.timedelta(milliseconds=1)
+
+
+_UNIX_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+
+
 class SignedItemsFile:
     """A node's local copy of verified signed items: the exact bytes, as JSON, mode 0600.
 
@@ -78,19 +99,49 @@ class SignedItemsFile:
 
     def read(self) -> list[bytes]:
         """The stored items (unverified); empty when there is no file yet."""
+        return [self._decoded(x) for x in self._items(str)]
+
+    def write_witnessed(self, items: Iterable[tuple[bytes, int]]) -> None:
+        """Write each item with its witness time (TRUST.md 2.1, item 3):
+        ``{"format", "items": [{"item": base64, "witnessed_at": ms}, ...]}``."""
+        encoded = [{"item": base64.b64encode(raw).decode(), "witnessed_at": w} for raw, w in items]
+        write_private_file(self.path, json.dumps({"format": self.format, "items": encoded}, indent=0).encode())
+
+    def read_witnessed(self) -> list[tuple[bytes, int]]:
+        """The stored items with their witness times (unverified); empty when there is no file."""
+        out = []
+        for entry in self._items(dict):
+            w = entry.get("witnessed_at")
+            if set(entry) != {"item", "witnessed_at"} or type(w) is not int or not 0 <= w < 1 << 48:
+                raise self._unreadable("an item is not {item, witnessed_at}")
+            out.append((self._decoded(entry["item"]), w))
+        return out
+
+    def _items(self, kind: type) -> list[Any]:
         try:
             doc = json.loads(self.path.read_bytes())
-            if type(doc) is not dict or doc.get("format") != self.format or type(doc.get("items")) is not list:
-                raise ValueError(f"not a {self.what} cache")
-            return [base64.b64decode(x, validate=True) for x in doc["items"]]
         except FileNotFoundError:
             return []
-        except (ValueError, TypeError, OSError, RecursionError) as exc:
-            raise self._damaged(
-                f"{self.path}: the local {self.what} copy is unreadable ({exc}); move it aside and the node "
-                "will rebuild it from the bus",
-                "cache_damaged",
-            ) from None
+        except (ValueError, OSError, RecursionError) as exc:
+            raise self._unreadable(str(exc)) from None
+        if type(doc) is not dict or doc.get("format") != self.format or type(doc.get("items")) is not list:
+            raise self._unreadable(f"not a {self.format} file")
+        if not all(type(x) is kind for x in doc["items"]):
+            raise self._unreadable(f"not a {self.format} file")
+        return doc["items"]
+
+    def _decoded(self, text: Any) -> bytes:
+        try:
+            return base64.b64decode(text, validate=True)
+        except (ValueError, TypeError) as exc:
+            raise self._unreadable(str(exc)) from None
+
+    def _unreadable(self, problem: str) -> errors.BloError:
+        return self._damaged(
+            f"{self.path}: the local {self.what} copy is unreadable ({problem}); move it aside and the node "
+            "will rebuild it from the bus",
+            "cache_damaged",
+        )
 
 
 class _Cache(Protocol):
@@ -131,8 +182,11 @@ class SignedItemsWatcher(Generic[T]):
         create_bucket: bool,
         open_bucket: Callable[..., Any],
         log: logging.Logger,
+        clock: Callable[[], int] = wall_ms,
     ) -> None:
         self.js = js
+        #: this node's clock (ms): bounds the witness time of every entry (TRUST.md 2.3)
+        self.clock = clock
         self.target = target
         self.bucket = bucket
         self.cache = cache
@@ -251,7 +305,7 @@ class SignedItemsWatcher(Generic[T]):
             self._log.warning("%s entry %s ignored (misplaced): its content belongs under %s", self.what, where, expected)
             self.metrics.rejected.labels(reason="misplaced").inc()
             return
-        if self._apply(raw, where) is not None:
+        if self._apply(raw, where, witness_time(stored_ms(entry), self.clock())) is not None:
             self._note_change()
 
     def _save(self) -> None:
@@ -274,8 +328,9 @@ class SignedItemsWatcher(Generic[T]):
         """The key ``raw`` belongs under, or None when it does not even decode."""
         raise NotImplementedError
 
-    def _apply(self, raw: bytes, where: str) -> object | None:
-        """Apply one item to the target, logging and counting; None when refused."""
+    def _apply(self, raw: bytes, where: str, witnessed_at: int) -> object | None:
+        """Apply one item, which the server stored at ``witnessed_at`` (its witness time,
+        TRUST.md 2.1), to the target, logging and counting; None when refused."""
         raise NotImplementedError
 
     def _started(self) -> None:

@@ -163,5 +163,6 @@ class DirectoryWatcher(SignedItemsWatcher[Directory]):
         except errors.DirectoryError:
             return None
 
-    def _apply(self, raw: bytes, where: str) -> object | None:
+    def _apply(self, raw: bytes, where: str, witnessed_at: int) -> object | None:
+        # The witness time is not used here yet: the directory's v2 rules take it (TRUST.md 3).
         return _apply(self.directory, raw, where, self.metrics)

@@ -17,15 +17,21 @@ only (and a NATS permission can allow exactly that). A re-issued grant (the memb
 encryption key rotated) replaces the earlier one under the same key. A value stored under
 a key that does not match its content is refused as ``misplaced``.
 
+Every value is judged with its witness time: the time the server stored the KV entry
+(the entry's ``created``, clamped by this node's clock, ``bus.timing.witness_time``), never
+only by the time its signer wrote into it (schemas/TRUST.md).
+
 Every node keeps a verified local copy (``FeedKeyCache``: the signed records and its own
-grants, JSON, file mode 0600 since grants are wrapped keys), loads it before touching the
-network and re-verifies it while loading, so a node opens feed bulletins with the bus down.
+grants, each with its witness time, JSON, file mode 0600 since grants are wrapped keys),
+loads it before touching the network and re-verifies it while loading (with the stored
+witness times), so a node opens feed bulletins with the bus down.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -35,10 +41,10 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
 
 from bus import errors
 from bus.feeds import EpochRecord, FeedChange, FeedKeyring, Issue, SignedFeedItem, decode_item
-from bus.transport.kv import SignedItemsFile, SignedItemsWatcher, open_kv, put_item
+from bus.transport.kv import SignedItemsFile, SignedItemsWatcher, open_kv, put_item, wall_ms
 
 BUCKET = "blo_feeds"
-CACHE_FORMAT = "blo-feed-cache/v1"
+CACHE_FORMAT = "blo-feed-cache/v2"
 log = logging.getLogger("bus.feeds")
 
 
@@ -77,10 +83,12 @@ class FeedMetrics:
         return found
 
 
-def _apply(keyring: FeedKeyring, raw: bytes, where: str, metrics: FeedMetrics | None) -> list[FeedChange] | None:
-    """Apply one item, log and count the outcome; None when it was refused."""
+def _apply(
+    keyring: FeedKeyring, raw: bytes, where: str, witnessed_at: int, metrics: FeedMetrics | None
+) -> list[FeedChange] | None:
+    """Apply one item stored at ``witnessed_at``, log and count the outcome; None when it was refused."""
     try:
-        changes = keyring.apply(raw)
+        changes = keyring.apply(raw, witnessed_at=witnessed_at)
     except errors.FeedError as exc:
         log.warning("feed item from %s ignored (%s): %s", where, exc.reason, exc.message)
         if metrics is not None:
@@ -97,14 +105,18 @@ def _apply(keyring: FeedKeyring, raw: bytes, where: str, metrics: FeedMetrics | 
 
 def _count(changes: list[FeedChange], where: str, metrics: FeedMetrics | None) -> None:
     for change in changes:
-        if change.status == "refused" and change.error is not None:
+        refused = change.status == "refused"
+        if change.error is not None:  # refused once released, or dropped after a revocation
             log.warning(
-                "feed item (%s epoch %d) released by %s ignored (%s): %s",
-                change.feed, change.epoch, where, change.error.reason, change.error.message,
+                "feed item (%s epoch %d) %s %s (%s): %s",
+                change.feed, change.epoch, "released by" if refused else "dropped after", where,
+                change.error.reason, change.error.message,
             )  # fmt: skip
-            if metrics is not None:
-                metrics.rejected.labels(reason=change.error.reason).inc()
-        elif metrics is not None:
+        if metrics is None:
+            continue
+        if refused and change.error is not None:
+            metrics.rejected.labels(reason=change.error.reason).inc()
+        else:
             metrics.applied.labels(status=change.status).inc()
 
 
@@ -118,12 +130,15 @@ class FeedKeyCache(SignedItemsFile):
         super().__init__(path, format=CACHE_FORMAT, what="feed key", damaged=errors.FeedError)
 
     def save(self, keyring: FeedKeyring) -> None:
-        self.write(keyring.signed_items())
+        self.write_witnessed(keyring.signed_items())
 
     def load_into(self, keyring: FeedKeyring, metrics: FeedMetrics | None = None) -> int:
-        """Apply every stored item to ``keyring`` (re-verifying it); returns how many were
-        accepted. Items that no longer verify are skipped, logged and counted."""
-        return sum(1 for raw in self.read() if _apply(keyring, raw, self.path.name, metrics) is not None)
+        """Apply every stored item to ``keyring`` (re-verifying it with its stored witness
+        time); returns how many were accepted. Items that no longer verify are skipped,
+        logged and counted."""
+        return sum(
+            1 for raw, w in self.read_witnessed() if _apply(keyring, raw, self.path.name, w, metrics) is not None
+        )
 
 
 # -- the bucket ------------------------------------------------------------------------
@@ -170,10 +185,11 @@ class FeedKeyWatcher(SignedItemsWatcher[FeedKeyring]):
         cache: FeedKeyCache | None = None,
         metrics: FeedMetrics | None = None,
         create_bucket: bool = False,
+        clock: Callable[[], int] = wall_ms,
     ) -> None:
         super().__init__(
             js, keyring, bucket=bucket, cache=cache, metrics=metrics or FeedMetrics.default(),
-            create_bucket=create_bucket, open_bucket=open_bucket, log=log,
+            create_bucket=create_bucket, open_bucket=open_bucket, log=log, clock=clock,
         )  # fmt: skip
         self.keyring = keyring
         self._listening = False
@@ -189,17 +205,21 @@ class FeedKeyWatcher(SignedItemsWatcher[FeedKeyring]):
         except errors.FeedError:
             return None
 
-    def _apply(self, raw: bytes, where: str) -> object | None:
-        return _apply(self.keyring, raw, where, self.metrics)
+    def _apply(self, raw: bytes, where: str, witnessed_at: int) -> object | None:
+        return _apply(self.keyring, raw, where, witnessed_at, self.metrics)
 
-    def _directory_changed(self, *args: Any) -> None:
-        """Directory listener (runs inside ``Directory.apply``): retry items held for their signer."""
-        if not self.keyring.waiting:
+    def _directory_changed(self, change: Any = None) -> None:
+        """Directory listener (runs inside ``Directory.apply``): after a revocation, drop what
+        the revoked key signed and the server stored after it (FEEDS.md 7.1); then retry
+        items held for their signer."""
+        revoked = getattr(change, "status", None) == "revoked"
+        if not revoked and not self.keyring.waiting:
             return
         try:
-            changes = self.keyring.retry_held()
+            changes = self.keyring.recheck() if revoked else []
+            changes += self.keyring.retry_held() if self.keyring.waiting else []
         except Exception:  # a feed key listener failed; never break the directory's apply
-            log.exception("a feed key listener failed while retrying held feed items")
+            log.exception("a feed key listener failed while judging held feed items again")
             return
         _count(changes, "the directory update", self.metrics)
         self.metrics.waiting.set(self.keyring.waiting)

@@ -28,9 +28,10 @@ fail loudly: the request simply times out and the node stalls.
   answers on ``$JSC.R.>`` and delivers on ``$JS.S.>``/flow control (publish grants), and
   the hub answers flow control on ``$JS.FC.<outbox>.>`` (subscribe).
 
-Feed membership is an input (``FeedMembers``), parsed from ``NAME=OFFICE,OFFICE[:post]``:
-the centre's feed manager is not built yet, so the operator states who reads and who
-posts to which feed.
+Feed membership is an input (``FeedMembers``): built from each feed's current signed epoch
+record (``FeedMembers.of_record``: the owner and the members read, the owner and the
+writers post, exactly as members judge posts, schemas/FEEDS.md 7.2), or, for a feed whose
+record the centre does not hold, parsed from ``NAME=OFFICE,OFFICE[:post]``.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from dataclasses import dataclass
 
 from bus.bulletin import is_office_id
 from bus.errors import ValidationError
+from bus.feeds import EpochRecord
 from bus.transport import subjects as sj
 from bus.transport.kv_directory import BUCKET as DIRECTORY_BUCKET
 from bus.transport.kv_feeds import BUCKET as FEEDS_KV_BUCKET
@@ -94,6 +96,12 @@ class FeedMembers:
     feed: str
     readers: tuple[str, ...]
     posters: tuple[str, ...] = ()
+
+    @classmethod
+    def of_record(cls, record: EpochRecord) -> FeedMembers:
+        """Who reads and who posts, as the feed's signed epoch record says: the owner and the
+        members read; the owner and the writers post."""
+        return cls(record.feed, (record.owner, *record.members), (record.owner, *record.writers))
 
 
 def parse_feed(text: str) -> FeedMembers:

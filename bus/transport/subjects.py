@@ -16,10 +16,9 @@ the deploy tooling (NATS permissions) and the tests derive the same names from o
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
-from bus.bulletin import PRECEDENCES, is_office_id
+from bus.bulletin import PRECEDENCES, is_feed_name, is_office_id
 from bus.errors import ValidationError
 
 ROOT = "blo"
@@ -37,7 +36,6 @@ PRECEDENCES_BY_RANK: tuple[str, ...] = PRECEDENCES
 
 # Feed names become one subject token and part of a consumer name, so they may not
 # hold '.', '*', '>' or whitespace (NATS token rules) and stay short and ASCII.
-_FEED = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}\Z")
 
 
 def precedence_rank(precedence: str) -> int:
@@ -55,10 +53,11 @@ def check_office(office_id: str) -> str:
 
 
 def check_feed(feed: str) -> str:
-    if not isinstance(feed, str) or _FEED.match(feed) is None:
+    """A feed name as schemas/FEEDS.md 2 defines it (the one grammar, ``bus.bulletin.is_feed_name``)."""
+    if not is_feed_name(feed):
         raise ValidationError(
             "feed",
-            f"must be 1-64 characters of a-z, 0-9, '_' or '-', starting with a letter or digit; got {feed!r}"[:200],
+            f"must be 1-63 characters of a-z, 0-9 and '-', starting with a letter or digit; got {feed!r}"[:200],
         )
     return feed
 

@@ -1,8 +1,9 @@
 """A centre analyst's commands, through the local centre node's API.
 
     blo feed list
-    blo feed create NAME --member TH-MUK [--member ...] [--scope TH --scope LA]
-    blo feed add NAME OFFICE... | blo feed remove NAME OFFICE...
+    blo feed create NAME --member TH-MUK [--member ...] [--writer TH-MUK]... [--scope TH --scope LA]
+    blo feed add NAME OFFICE... [--post] | blo feed remove NAME OFFICE...
+    blo feed writers NAME [--add OFFICE]... [--remove OFFICE]...
     blo feed rotate NAME
     blo triage list [--state new]
     blo triage move ID STATE [--note TEXT]
@@ -10,8 +11,10 @@
     blo network
 
 Every change starts a new feed epoch (a fresh key); a removed office reads nothing
-sent after. On a joint feed another centre owns, ``add``/``remove`` of this country's
-offices is sent to the owner as a signed request.
+sent after. Only the owning centre and the members it made writers may post to a feed
+(members refuse anyone else's bulletins). On a joint feed another centre owns,
+``add``/``remove`` of this country's offices is sent to the owner as a signed request;
+post rights there are the owner's to give.
 """
 
 from __future__ import annotations
@@ -50,7 +53,13 @@ def _when(ms: int | None) -> str:
 def _print_feed(f: dict[str, Any]) -> None:
     where = "owned here" if f.get("owned_here") else f"owner {f.get('owner') or '?'}"
     key = "key held" if f.get("have_key") else "no key"
-    click.echo(f"{f['name']:<20} epoch {f.get('epoch') or '-':<4} {where:<18} {key:<8} members: {', '.join(f.get('members') or []) or '-'}")
+    writers = set(f.get("writers") or [])
+    # A member that may post is marked "+post"; one waiting for its grant "(no grant yet)".
+    members = [
+        m + ("+post" if m in writers else "") + (" (no grant yet)" if m in (f.get("ungranted") or []) else "")
+        for m in f.get("members") or []
+    ]
+    click.echo(f"{f['name']:<20} epoch {f.get('epoch') or '-':<4} {where:<18} {key:<8} members: {', '.join(members) or '-'}")
 
 
 @cli.group("feed")
@@ -78,20 +87,35 @@ def feed_list(ctx: click.Context, url: str | None, token: str | None, as_json: b
 @feed_group.command("create")
 @click.argument("name")
 @click.option("--member", "members", multiple=True, required=True, metavar="OFFICE")
+@click.option("--writer", "writers", multiple=True, metavar="OFFICE", help="A member that may post to the feed too.")
 @click.option("--scope", "scope", multiple=True, metavar="COUNTRY", help="Countries members may come from (joint feeds).")
 @_url
 @_token
 @click.pass_context
-def feed_create(ctx: click.Context, name: str, members: tuple[str, ...], scope: tuple[str, ...], url: str | None, token: str | None) -> None:
-    """Create a feed owned by this centre, with its first members (epoch 1)."""
-    body: dict[str, Any] = {"name": name, "members": list(members)}
+def feed_create(
+    ctx: click.Context,
+    name: str,
+    members: tuple[str, ...],
+    writers: tuple[str, ...],
+    scope: tuple[str, ...],
+    url: str | None,
+    token: str | None,
+) -> None:
+    """Create a feed owned by this centre, with its first members (epoch 1). Only this centre
+    and the --writer members may post to it."""
+    body: dict[str, Any] = {"name": name, "members": list(members), "writers": list(writers)}
     if scope:
         body["scope"] = list(scope)
     _print_feed(_call(ctx, url, token, "POST", "/api/feeds", body))
 
 
-def _members(ctx: click.Context, name: str, key: str, offices: tuple[str, ...], url: str | None, token: str | None) -> None:
-    answer = _call(ctx, url, token, "POST", f"/api/feeds/{name}/members", {key: list(offices)})
+def _members(
+    ctx: click.Context, name: str, key: str, offices: tuple[str, ...], url: str | None, token: str | None, post: bool = False
+) -> None:
+    body: dict[str, Any] = {key: list(offices)}
+    if post:
+        body["post"] = True
+    answer = _call(ctx, url, token, "POST", f"/api/feeds/{name}/members", body)
     if "requested_from" in answer:
         click.echo(f"requested from {answer['requested_from']} (it owns {name}): {key} {', '.join(offices)}")
     else:
@@ -101,12 +125,13 @@ def _members(ctx: click.Context, name: str, key: str, offices: tuple[str, ...], 
 @feed_group.command("add")
 @click.argument("name")
 @click.argument("offices", nargs=-1, required=True)
+@click.option("--post", is_flag=True, help="The added members may post to the feed too.")
 @_url
 @_token
 @click.pass_context
-def feed_add(ctx: click.Context, name: str, offices: tuple[str, ...], url: str | None, token: str | None) -> None:
-    """Add members; they read from the new epoch on."""
-    _members(ctx, name, "add", offices, url, token)
+def feed_add(ctx: click.Context, name: str, offices: tuple[str, ...], post: bool, url: str | None, token: str | None) -> None:
+    """Add members; they read from the new epoch on (and post, with --post)."""
+    _members(ctx, name, "add", offices, url, token, post=post)
 
 
 @feed_group.command("remove")
@@ -118,6 +143,23 @@ def feed_add(ctx: click.Context, name: str, offices: tuple[str, ...], url: str |
 def feed_remove(ctx: click.Context, name: str, offices: tuple[str, ...], url: str | None, token: str | None) -> None:
     """Remove members; they read nothing sent after."""
     _members(ctx, name, "remove", offices, url, token)
+
+
+@feed_group.command("writers")
+@click.argument("name")
+@click.option("--add", "add", multiple=True, metavar="OFFICE", help="A member that may post from now on.")
+@click.option("--remove", "remove", multiple=True, metavar="OFFICE", help="A member that may no longer post.")
+@_url
+@_token
+@click.pass_context
+def feed_writers(
+    ctx: click.Context, name: str, add: tuple[str, ...], remove: tuple[str, ...], url: str | None, token: str | None
+) -> None:
+    """Give members post rights or take them away (a new epoch; members refuse posts from
+    anyone else than this centre and the writers)."""
+    if not add and not remove:
+        raise click.UsageError("name members with --add or --remove")
+    _print_feed(_call(ctx, url, token, "POST", f"/api/feeds/{name}/writers", {"add": list(add), "remove": list(remove)}))
 
 
 @feed_group.command("rotate")

@@ -17,9 +17,11 @@ pinned centre and are valid now; revoked or expired offices get no user) and wri
     DIR/nodes/<OFFICE>.toml      the [nats] lines of that office's node.toml
 
 Seeds already in DIR/seeds are kept (re-running after an enrolment adds users without
-changing anyone's credentials); ``--rotate OFFICE`` makes a new one. Feed membership is
-given on the command line until the centre's feed manager exists: every office listed in
-``--feed`` reads the feed, and ``:post`` also lets it post.
+changing anyone's credentials); ``--rotate OFFICE`` makes a new one. Feed membership comes
+from each feed's current signed epoch record in this node's verified local copy
+(``data/feeds.json``): its owner and members read it, its owner and writers post to it,
+as members judge posts. A feed whose record this node does not hold is given with
+``--feed``: every office listed reads the feed, and ``:post`` also lets it post.
 """
 
 from __future__ import annotations
@@ -31,11 +33,14 @@ from pathlib import Path
 import click
 import nacl.utils
 
+from bus.directory import Directory
 from bus.errors import ConfigError, NotConnected, ValidationError
+from bus.feeds import FeedKeyring
 from bus.keystore import write_private_file
 from bus.transport.client import BusClient, ClientConfig
+from bus.transport.kv_feeds import FeedKeyCache
 from bus.transport.nkey import new_user_seed, public_key, read_seed
-from bus.transport.permissions import hub_users, inbox_prefix, node_access, parse_feed
+from bus.transport.permissions import FeedMembers, hub_users, inbox_prefix, node_access, parse_feed
 from bus.transport.provision import apply_plans
 from bus.transport.subjects import check_office
 from bus.transport.topology import StreamPlan, hub_plans, leaf_outbox_streams
@@ -58,9 +63,36 @@ def _seed(folder: Path, name: str, rotate: bool) -> str:
     return public_key(seed)
 
 
+def _feed_memberships(
+    home: NodeHome, directory: Directory, nodes: list[tuple[str, str]], given: tuple[str, ...]
+) -> list[FeedMembers]:
+    """Every feed's readers and posters: from its current signed record held in the node's
+    verified local copy (offices that get no NATS user left out), then the ``--feed`` ones
+    for feeds without a record here."""
+    ring = FeedKeyring("", {}, directory)  # records only: no grant is for office ""
+    FeedKeyCache(home.config().data_dir / "feeds.json").load_into(ring)
+    users = {office for office, _ in nodes}
+    out = []
+    for name in ring.feeds():
+        record = ring.record(name)
+        assert record is not None
+        signed = FeedMembers.of_record(record)
+        out.append(
+            FeedMembers(name, tuple(o for o in signed.readers if o in users), tuple(o for o in signed.posters if o in users))
+        )
+    for text in given:
+        typed = parse_feed(text)
+        if typed.feed in ring.feeds():
+            raise ValidationError(
+                "--feed", f"feed {typed.feed} has a signed epoch record: its members and writers come from it (drop --feed)"
+            )
+        out.append(typed)
+    return out
+
+
 @deploy_group.command("nats-auth")
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output folder.")
-@click.option("--feed", "feeds", multiple=True, metavar="NAME=OFFICE,OFFICE[:post]", help="A feed and its members.")
+@click.option("--feed", "feeds", multiple=True, metavar="NAME=OFFICE,OFFICE[:post]", help="A feed whose signed record this node does not hold, and its members.")
 @click.option("--leaf", "leaves", multiple=True, metavar="OFFICE", help="An office that runs its own leaf node.")
 @click.option("--country", "countries", multiple=True, metavar="CC", help="Only these countries' nodes (default all).")
 @click.option(
@@ -93,7 +125,7 @@ def nats_auth(
         nodes.append((record.office_id, record.role))
     if not nodes:
         raise ConfigError("the verified directory holds no current office: enrol offices or `blo directory sync` first")
-    accesses = node_access(nodes, [parse_feed(f) for f in feeds], leaf_offices=leaves)
+    accesses = node_access(nodes, _feed_memberships(home, directory, nodes, feeds), leaf_offices=leaves)
     for name in rotate:
         if name not in ("admin", "sys"):
             check_office(name)

@@ -59,7 +59,9 @@
  *   GET  /api/search?q=&limit=50 -> {items:[summary]}
  *   GET  /api/outbox -> {items:[{id, title, precedence, created, recipients:[{recipient, state, at}]}]}
  *   GET  /api/directory -> {offices:[{office, name, country, role, sign_kid, box_kid, valid_until, revoked}]}
- *   GET  /api/feeds -> {feeds:[{name, epoch, members:[office], owner, owned_here, member_here,
+ *   GET  /api/feeds -> {feeds:[{name, epoch, members:[office], writers:[office] (members that may
+ *                   post; the owner always may), ungranted:[office] (owned here: members still
+ *                   without a grant of the current epoch), owner, owned_here, member_here,
  *                   subscribed, have_key, since, unpublished}]}
  *   POST /api/check  body = the entity to check, as in a bulletin (empty fields omitted):
  *                   {type:"document", doc_type, number, country} | {type:"person", name, dob,
@@ -96,10 +98,13 @@
  *                    not_releasable, precedence_downgrade, tlp_loosened, releasability_widened
  *                    (the message says what to change); 400 field "redact" for a bad path.
  *                    The triage item becomes disseminated.
- *   POST /api/feeds  body {name, members:[office], scope?:[country]} -> 201 feed
- *   POST /api/feeds/{name}/members  body {add?:[office], remove?:[office]} -> feed, or, on a
- *                    joint feed another centre owns, {name, requested_from, request_id, add,
+ *   POST /api/feeds  body {name, members:[office], writers?:[office], scope?:[country]} -> 201 feed
+ *   POST /api/feeds/{name}/members  body {add?:[office], remove?:[office], post?:bool} -> feed, or,
+ *                    on a joint feed another centre owns, {name, requested_from, request_id, add,
  *                    remove} (asked of the owner); 403 other_country for another country's office
+ *   POST /api/feeds/{name}/writers  body {add?:[office], remove?:[office]} -> feed (a new epoch in
+ *                    which these members may, or may no longer, post); 403 not_owner on a feed
+ *                    another centre owns
  *   POST /api/feeds/{name}/rotate -> feed (a new epoch: a fresh key)
  *   GET  /api/network -> {at, country, silent_after_ms, counts:{online, silent, never_seen},
  *                    offices:[{office, name, state:"online"|"silent"|"never_seen", flags:[silent|
@@ -1781,6 +1786,8 @@ function feedRow(feed) {
   const changeable = allowed && (feed.owned_here === true || Boolean(feed.owner));
   const name = String(feed.name);
   const members = Array.isArray(feed.members) ? feed.members.map(String) : [];
+  const writers = Array.isArray(feed.writers) ? feed.writers.map(String) : [];
+  const ungranted = Array.isArray(feed.ungranted) ? feed.ungranted.map(String) : [];
   const addInput = el("input", {
     class: "feed-add-input", "aria-label": `Office to add to ${name}`, placeholder: "TH-NKP", maxlength: "16",
     autocomplete: "off", spellcheck: "false", disabled: !changeable,
@@ -1797,8 +1804,13 @@ function feedRow(feed) {
       feed.unpublished ? el("div", { class: "warn small" }, "keys not published yet: waiting for the link") : null),
     el("td", {}, el("span", { class: "feed-epoch" }, String(feed.epoch ?? "—")),
       typeof feed.since === "number" ? el("div", { class: "muted small" }, "since ", timeEl(feed.since)) : null),
-    el("td", { class: "feed-members" }, members.length ? members.map((office) => el("span", { class: "member", "data-office": office },
+    el("td", { class: "feed-members" }, members.length ? members.map((office) => el("span", {
+      class: writers.includes(office) ? "member writer" : "member", "data-office": office,
+      title: ungranted.includes(office) ? "No grant of the current key yet: it gets one when it is back online" : null,
+    },
       el("span", { class: "rname" }, office),
+      ungranted.includes(office) ? el("span", { class: "member-pending", "aria-label": "no grant yet" }, "…") : null,
+      postToggle(feed, office, writers.includes(office)),
       changeable && managesMember(feed, office)
         ? el("button", {
           type: "button", class: "member-remove", title: `Remove ${office} from #${name} (a new key; it reads nothing sent after)`,
@@ -1817,6 +1829,37 @@ function feedRow(feed) {
       el("button", { type: "button", class: "feed-intel", onclick: () => startIntelligence(name) }, "Write")));
   tr.dataset.feed = name;
   return tr;
+}
+
+/**
+ * The post-rights mark of one member: on a feed owned here (and for a supervisor) a button
+ * that gives or takes post rights (a new epoch); elsewhere a plain mark for writers.
+ */
+function postToggle(feed, office, writer) {
+  const name = String(feed.name);
+  if (feed.owned_here !== true || !canSupervise()) {
+    return writer ? el("span", { class: "member-post", title: `${office} may post to #${name}` }, "✎") : null;
+  }
+  const title = writer ? `${office} may post to #${name}: take its post rights away (a new key)`
+    : `${office} only reads #${name}: let it post (a new key)`;
+  return el("button", {
+    type: "button", class: writer ? "member-post on" : "member-post", title, "aria-label": title,
+    "aria-pressed": writer ? "true" : "false",
+    onclick: () => changeWriters(name, writer ? { remove: [office] } : { add: [office] }),
+  }, "✎");
+}
+
+async function changeWriters(name, change) {
+  feedsMessage("", "");
+  try {
+    const answer = await api("POST", `/api/feeds/${encodeURIComponent(name)}/writers`, change);
+    await loadFeeds();
+    const who = (change.add || change.remove || []).join(", ");
+    const what = change.add ? `${who} may post` : `${who} may no longer post`;
+    feedsMessage("result", `#${name}: ${what}; epoch ${answer && answer.epoch ? answer.epoch : "?"} (a fresh key).`);
+  } catch (e) {
+    feedsMessage("error", e.message);
+  }
 }
 
 function renderFeeds() {
