@@ -452,7 +452,8 @@ class OfficeNode:
             if key not in WATCHLIST_FIELDS:
                 raise ValidationError(str(key)[:64], f"is not a watch-list import field; use {', '.join(sorted(WATCHLIST_FIELDS))}")
         now = self.clock()
-        parsed = parse_watchlist(data["csv"], now_ms=now, default_country=data.get("default_country"))
+        # Phones written without + are read in this node's country unless the list says otherwise.
+        parsed = parse_watchlist(data["csv"], now_ms=now, default_country=data.get("default_country") or self.office[:2])
         offices, feeds = recipients_of(data.get("to") or self._own_offices(now), data.get("feed"), office=self.office)
         releasable = data.get("releasable_to") or sorted({self.office[:2], *(o[:2] for o in offices)})
         options = {k: data[k] for k in ("tlp", "grading", "precedence") if data.get(k)}

@@ -871,6 +871,25 @@ async def test_compose_posts_a_bulletin_the_schema_accepts_with_the_csrf_header(
     assert await page.input_value("#c-title") == ""
 
 
+async def test_compose_keeps_a_multi_word_alias_whole_and_splits_only_on_commas(page, stub):
+    node, base = stub
+    await login(page, base)
+    await page.click(".tab[data-view=compose]")
+    await page.check(".to-office[value=LA-SVK]")
+    await page.fill("#c-title", "Wanted: Somchai Jaidee")
+    await page.select_option("#entity-type", "person")
+    await page.click("#entity-add")
+    person = page.locator(".entity-row").nth(0)
+    await person.locator("[data-field=name]").fill("Somchai Rakthai")
+    await person.locator("[data-field=aliases]").fill("Somchai Jaidee, Somchai ; ສົມໃຈ ໃຈດີ")
+    await page.select_option("#c-source", "B")
+    await page.select_option("#c-information", "2")
+    await page.click("#compose-send")
+    await page.locator("#compose-result").wait_for(state="visible")
+    _, _, body = node.posts_to("/api/bulletins")[0]
+    assert body["entities"][0]["aliases"] == ["Somchai Jaidee", "Somchai", "ສົມໃຈ ໃຈດີ"]
+
+
 async def test_compose_without_recipients_is_refused_in_the_page(page, stub):
     node, base = stub
     await login(page, base)
@@ -1121,8 +1140,13 @@ async def test_the_check_sends_exactly_the_entity_the_form_describes(page, stub)
     await page.click("#check-submit")
     await expect(page.locator("#check-verdict")).to_be_visible()
     await page.select_option("#check-type", "phone")
-    assert await page.locator("#check-country").count() == 0
     await page.fill("#check-number", "+856 20 5555 1234")
+    await page.press("#check-number", "Enter")
+    await expect(page.locator("#check-verdict")).to_be_visible()
+    # A phone in its national form: the officer names its country (empty: the office's own).
+    assert await page.get_attribute("#check-country", "placeholder") == "TH"
+    await page.fill("#check-number", "020 5555 1234")
+    await page.fill("#check-country", "la")
     await page.press("#check-number", "Enter")
     await expect(page.locator("#check-verdict")).to_be_visible()
     assert [body for _, _, body in node.posts_to("/api/check")] == [
@@ -1130,6 +1154,7 @@ async def test_the_check_sends_exactly_the_entity_the_form_describes(page, stub)
         {"type": "document", "doc_type": "id_card", "number": "p-0847 211", "country": "LA"},
         {"type": "vehicle", "plate": "70-1234", "country": "TH"},
         {"type": "phone", "number": "+856 20 5555 1234"},
+        {"type": "phone", "number": "020 5555 1234", "country": "LA"},
     ]
 
 

@@ -170,7 +170,7 @@ export const CHECK_FIELDS = {
   document: ["doc_type", "number", "country"],
   person: ["name", "dob", "nationality"],
   vehicle: ["plate", "country"],
-  phone: ["number"],
+  phone: ["number", "country"],
 };
 const CHECK_KEY = { document: "number", person: "name", vehicle: "plate", phone: "number" };
 const CHECK_TYPE_LABELS = { document: "Document", person: "Person", vehicle: "Vehicle", phone: "Phone" };
@@ -181,7 +181,11 @@ const CHECK_FIELD_LABELS = {
 };
 const CHECK_HINTS = {
   "document.number": "P0847211", "person.name": "as written in the document", "vehicle.plate": "70-1234",
-  "phone.number": "+856 20 5555 1234",
+  "phone.number": "020 5555 1234",
+};
+// A phone written without + is read in the numbering plan of this country (default: the office's own).
+const CHECK_TITLES = {
+  "phone.country": "Country of a number written without + (empty: this office's country)",
 };
 
 // A hit's notice state in the officer's words (office_node/lookouts.py notice_decision).
@@ -317,9 +321,15 @@ function stateChip(stateName) {
   return el("span", { class: `chip state-${known ? stateName : "unknown"}` }, String(stateName ?? "?"));
 }
 
-function splitList(text, { upper = false } = {}) {
+// Codes (office ids, countries, tags) have no spaces: commas or spaces separate them.
+// Names may have spaces: a list of names splits only on the comma (or semicolon) its
+// field states, so the alias "Somchai Jaidee" stays one alias.
+const CODE_SEPARATORS = /[\s,;]+/;
+export const NAME_SEPARATORS = /[,;]/;
+
+export function splitList(text, { upper = false, separators = CODE_SEPARATORS } = {}) {
   const out = [];
-  for (const part of String(text).split(/[\s,;]+/)) {
+  for (const part of String(text).split(separators)) {
     const v = upper ? part.trim().toUpperCase() : part.trim();
     if (v && !out.includes(v)) out.push(v);
   }
@@ -488,6 +498,7 @@ async function boot() {
   me.office = me.office || (health && health.office) || "";
   me.role = me.role || (health && health.role) || "";
   state.office = me.office;
+  renderCheckFields($("check-type").value); // the phone's default country is this office's
 
   const user = me.user || {};
   $("top-office").textContent = me.office || "";
@@ -946,7 +957,7 @@ function collectEntities() {
       const raw = input.value.trim();
       if (!raw) continue;
       const kind = input.dataset.kind;
-      if (kind === "list") entity[input.dataset.field] = splitList(raw.replace(/;/g, ","));
+      if (kind === "list") entity[input.dataset.field] = splitList(raw, { separators: NAME_SEPARATORS });
       else if (kind === "number") entity[input.dataset.field] = Number(raw);
       else if (kind === "country") entity[input.dataset.field] = raw.toUpperCase();
       else entity[input.dataset.field] = raw;
@@ -1076,7 +1087,8 @@ function recipientChip(r) {
 function renderCheckFields(type) {
   const specs = ENTITY_FIELDS[type] || [];
   $("check-fields").replaceChildren(...(CHECK_FIELDS[type] || []).map((name) => {
-    const spec = specs.find((s) => s.name === name) || f(name, "text");
+    // A phone entity has no country field; the check's country is a country all the same.
+    const spec = specs.find((s) => s.name === name) || f(name, name === "country" ? "country" : "text");
     const id = `check-${name}`;
     const input = spec.kind === "choice"
       ? el("select", { id }, spec.choices.map((c) => el("option", { value: c }, c.replace(/_/g, " "))))
@@ -1084,7 +1096,10 @@ function renderCheckFields(type) {
         id,
         type: "text",
         maxlength: spec.kind === "country" ? 2 : 200,
-        placeholder: CHECK_HINTS[`${type}.${name}`] || FIELD_HINTS[name] || null,
+        placeholder: type === "phone" && name === "country"
+          ? String(state.office || "").slice(0, 2) || null
+          : CHECK_HINTS[`${type}.${name}`] || FIELD_HINTS[name] || null,
+        title: CHECK_TITLES[`${type}.${name}`] || null,
         autocomplete: "off",
         autocapitalize: spec.kind === "country" ? "characters" : null,
         spellcheck: "false",
