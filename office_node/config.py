@@ -66,6 +66,8 @@ class NodeConfig:
     #: pinned centres: office id -> Ed25519 signing public key (hex). The federation.
     trust_anchors: dict[str, str] = field(default_factory=dict)
     flash_ack_timeout_s: float = 120.0
+    #: a FLASH no person acknowledged in this time is reported to the sender's own centre
+    flash_own_centre_after_s: float = 600.0
     source: Path | None = None
 
 
@@ -194,6 +196,9 @@ def load_config(path: Path) -> NodeConfig:
     timeout = fl.get("ack_timeout_s", (int, float), 120)
     if timeout <= 0:
         raise fl.error("ack_timeout_s", "must be a positive number of seconds")
+    own_centre_after = fl.get("own_centre_after_s", (int, float), max(600, timeout))
+    if own_centre_after < timeout:
+        raise fl.error("own_centre_after_s", f"must be at least ack_timeout_s ({timeout} s): the recipient's centre is told first")
     fl.finish()
     top.finish()
     return NodeConfig(
@@ -209,6 +214,7 @@ def load_config(path: Path) -> NodeConfig:
         heartbeat_every_s=float(heartbeat_every),
         trust_anchors=dict(anchors),
         flash_ack_timeout_s=float(timeout),
+        flash_own_centre_after_s=float(own_centre_after),
         source=path,
     )
 
@@ -255,5 +261,7 @@ silent_after_s = 600     # a centre flags an office silent after this long
 {anchor_lines}
 
 [flash]
-ack_timeout_s = 120   # a FLASH bulletin not acknowledged in this time is escalated
+# A FLASH must be acknowledged by a person at each recipient office (blo ack, the page).
+ack_timeout_s = 120        # not acknowledged by then: this page alarms, the recipient's centre is told
+own_centre_after_s = 600   # not acknowledged by then: this node's own centre is told
 """

@@ -31,7 +31,10 @@
  *   GET  /api/bulletins/{id} -> {bulletin: Bulletin.to_dict(), direction, feed, sent_at,
  *                   received_at, read, verification:{verified, signer, key_id, sent_at,
  *                   provenance?} | null,
- *                   receipts:[{recipient, state:"queued"|"sent"|"delivered"|"read", at}]}
+ *                   receipts:[{recipient, state:"queued"|"sent"|"delivered"|"read"|"acknowledged", at}],
+ *                   acknowledged: {by, at} | null (a FLASH received: who here acknowledged it),
+ *                   escalations: [{level:"recipient_centre"|"own_centre", centre, offices, at}]}
+ *   POST /api/bulletins/{id}/ack -> {ok, first, acknowledged:{by, at}} (a FLASH received here)
  *        provenance (a centre's forward; on every node) = {forwarded_by, original_id,
  *                   original_sender, original_sign_kid, original_sent_at, verified, redacted,
  *                   redacted_fields:[path], reason, text}; "verified" is the ORIGINAL's
@@ -121,7 +124,18 @@ export const TLP_LABELS = ["CLEAR", "GREEN", "AMBER", "AMBER+STRICT", "RED"];
 export const KINDS = ["lookout", "alert", "incident", "request_for_information", "reply", "strategic_intelligence"];
 export const DOCUMENT_TYPES = ["passport", "id_card", "visa", "travel_document", "driving_licence", "other"];
 export const DOCUMENT_STATUSES = ["stolen", "lost", "forged", "fraudulent", "revoked", "valid"];
-export const RECEIPT_STATES = ["queued", "sent", "delivered", "read"];
+export const RECEIPT_STATES = ["queued", "sent", "delivered", "read", "acknowledged"];
+// A FLASH waits for a person at each recipient to acknowledge it (office_node/flash.py):
+// the words the page uses for it, in one place.
+const FLASH_WORDS = {
+  notAcknowledged: "not acknowledged",
+  acknowledge: "Acknowledge",
+  acknowledgeTitle: "Tell the sender a person here has seen this FLASH (a signed receipt); until then it escalates",
+  acknowledgedBy: (by) => `Acknowledged by ${by}`,
+  escalations: "Escalated to",
+  levels: { recipient_centre: "the recipient's centre", own_centre: "our own centre" },
+  failed: "Could not acknowledge",
+};
 // The centre's triage workflow: mirrors office_node/triage.py (STATES, MOVES).
 export const TRIAGE_STATES = ["new", "in_review", "disseminated", "closed"];
 export const TRIAGE_MOVES = {
@@ -316,9 +330,12 @@ export function tlpBadge(tlp) {
     `TLP:${known ? tlp : String(tlp ?? "?")}`);
 }
 
-function stateChip(stateName) {
+function stateChip(stateName, flash = false) {
   const known = RECEIPT_STATES.includes(stateName);
-  return el("span", { class: `chip state-${known ? stateName : "unknown"}` }, String(stateName ?? "?"));
+  // A FLASH delivered or read by the machine is not yet acknowledged by a person: say so.
+  const waiting = flash && (stateName === "delivered" || stateName === "read");
+  const text = waiting ? `${stateName}, ${FLASH_WORDS.notAcknowledged}` : String(stateName ?? "?");
+  return el("span", { class: `chip state-${known ? stateName : "unknown"}${waiting ? " flash-waiting" : ""}` }, text);
 }
 
 // Codes (office ids, countries, tags) have no spaces: commas or spaces separate them.
@@ -735,14 +752,14 @@ function provenanceBlock(p, pid) {
       status !== "ok" && p.reason ? row("Reason", String(p.reason)) : null)));
 }
 
-function receiptsTable(receipts) {
+function receiptsTable(receipts, flash = false) {
   const list = Array.isArray(receipts) ? receipts.slice() : [];
   list.sort((a, b) => String(a.recipient).localeCompare(String(b.recipient)));
   if (list.length === 0) return el("p", { class: "muted" }, "No receipts.");
   return el("table", { class: "receipts" },
     el("thead", {}, el("tr", {}, el("th", {}, "Recipient"), el("th", {}, "State"), el("th", {}, "At"))),
     el("tbody", {}, list.map((r) => {
-      const tr = el("tr", {}, el("td", {}, String(r.recipient ?? "?")), el("td", {}, stateChip(r.state)), el("td", {}, timeEl(r.at)));
+      const tr = el("tr", {}, el("td", {}, String(r.recipient ?? "?")), el("td", {}, stateChip(r.state, flash)), el("td", {}, timeEl(r.at)));
       tr.dataset.recipient = String(r.recipient);
       return tr;
     })));
@@ -786,6 +803,7 @@ function bulletinView(d, where) {
   const actions = el("div", { class: "actions" },
     received && !d.read ? el("button", { type: "button", id: pid("mark-read"), onclick: () => markRead(b.id) }, "Mark read") : null,
     received && d.read ? el("span", { class: "muted" }, "Read") : null,
+    received && b.precedence === "FLASH" ? ackControl(d, pid) : null,
     el("button", { type: "button", id: pid("reply-button"), class: "primary", onclick: () => startReply(d) }, "Reply"),
     forwardable ? el("button", {
       type: "button", id: pid("forward-button"), disabled: !canSupervise(),
@@ -821,8 +839,46 @@ function bulletinView(d, where) {
     el("div", { class: "body-text", id: pid("detail-body") }, String(b.body ?? "")),
     entityTable(b.entities),
     el("section", {}, el("h3", {}, "Signature"), verificationBlock(d.verification, pid)),
-    el("section", {}, el("h3", {}, "Receipts"), el("div", { id: pid("receipts") }, receiptsTable(d.receipts))),
+    el("section", {}, el("h3", {}, "Receipts"), el("div", { id: pid("receipts") }, receiptsTable(d.receipts, b.precedence === "FLASH"))),
+    escalationsBlock(d.escalations, pid),
   ];
+}
+
+/** A received FLASH: the Acknowledge button, or who acknowledged it here and when. */
+function ackControl(d, pid) {
+  const b = d.bulletin || {};
+  if (d.acknowledged && typeof d.acknowledged === "object") {
+    return el("span", { class: "acknowledged", id: pid("acknowledged") },
+      `${FLASH_WORDS.acknowledgedBy(String(d.acknowledged.by ?? "?"))} `, timeEl(d.acknowledged.at));
+  }
+  return el("button", {
+    type: "button", id: pid("ack-button"), class: "primary flash-ack", title: FLASH_WORDS.acknowledgeTitle,
+    onclick: () => acknowledge(b.id),
+  }, FLASH_WORDS.acknowledge);
+}
+
+/** A FLASH sent here that nobody acknowledged in time: which centres were told, when. */
+function escalationsBlock(escalations, pid) {
+  const list = Array.isArray(escalations) ? escalations : [];
+  if (list.length === 0) return null;
+  return el("section", { id: pid("escalations") }, el("h3", {}, FLASH_WORDS.escalations),
+    el("ul", {}, list.map((e) => el("li", {},
+      `${String(e.centre ?? "?")} (${FLASH_WORDS.levels[e.level] || String(e.level ?? "")}): ${(e.offices || []).map(String).join(", ")} `,
+      timeEl(e.at)))));
+}
+
+async function acknowledge(id) {
+  try {
+    const answer = await api("POST", `/api/bulletins/${encodeURIComponent(id)}/ack`);
+    if (state.detail && state.detail.bulletin && state.detail.bulletin.id === id) {
+      state.detail.acknowledged = answer.acknowledged;
+      state.detail.read = true;
+      renderDetail();
+    }
+    markListRead(id);
+  } catch (e) {
+    status(`${FLASH_WORDS.failed}: ${e.message}`);
+  }
 }
 
 function renderDetail() {
@@ -1065,7 +1121,7 @@ async function loadOutbox() {
         el("td", {}, precedenceBadge(item.precedence)),
         el("td", {}, el("button", { type: "button", class: "link", onclick: () => openDetail(item.id) }, String(item.title ?? item.id))),
         el("td", {}, timeEl(item.created)),
-        el("td", { class: "recips" }, (item.recipients || []).map(recipientChip)));
+        el("td", { class: "recips" }, (item.recipients || []).map((r) => recipientChip(r, item.precedence === "FLASH"))));
       tr.dataset.id = String(item.id);
       return tr;
     }));
@@ -1075,9 +1131,9 @@ async function loadOutbox() {
   }
 }
 
-function recipientChip(r) {
+function recipientChip(r, flash = false) {
   const chip = el("span", { class: "recipient", title: r.at ? formatTime(r.at) : "" },
-    el("span", { class: "rname" }, String(r.recipient ?? "?")), stateChip(r.state));
+    el("span", { class: "rname" }, String(r.recipient ?? "?")), stateChip(r.state, flash));
   chip.dataset.recipient = String(r.recipient);
   return chip;
 }
