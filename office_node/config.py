@@ -227,11 +227,16 @@ def render_config(
     urls: list[str] | None = None,
     bind: str = DEFAULT_BIND,
     feeds: list[str] | None = None,
+    nats_lines: list[str] | None = None,
 ) -> str:
-    """A commented ``node.toml`` that ``load_config`` accepts."""
+    """A commented ``node.toml`` that ``load_config`` accepts. ``nats_lines`` go into its
+    ``[nats]`` table after ``urls`` (sign-in, TLS, inbox prefix: ``blo deploy nats-auth``)."""
     anchor_lines = "\n".join(f'"{c}" = "{k}"' for c, k in sorted((anchors or {}).items()))
     url_list = ", ".join(f'"{u}"' for u in urls or [])
     feed_list = ", ".join(f'"{f}"' for f in feeds or [])
+    nats_block = "".join(f"{line}\n" for line in nats_lines) if nats_lines else (
+        '# creds = "keys/office.creds"   # per-office NATS credentials (blo deploy nats-auth)\n'
+    )
     return f"""# BLO Bus node configuration. Paths are relative to this file's folder.
 [node]
 office = "{office}"
@@ -241,8 +246,7 @@ data_dir = "data"
 [nats]
 # Empty: the node runs its own nats-server with JetStream in data_dir, on 127.0.0.1.
 urls = [{url_list}]
-# creds = "keys/office.creds"   # per-office NATS credentials (blo deploy nats-auth)
-
+{nats_block}
 [http]
 bind = "{bind}"   # keep it on loopback unless a TLS proxy fronts it
 
