@@ -122,7 +122,10 @@ def load_config(path: Path) -> NodeConfig:
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(f"{path}: no such config file (create one with `blo init`)") from None
+        raise ConfigError(
+            f"{path}: no such config file. Create a node with `blo init`, or point --home (BLO_HOME) at one: "
+            "the demo's nodes (`make run`, `blo demo`) are in .blo-demo/<OFFICE>, e.g. --home .blo-demo/TH-MUK"
+        ) from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     home = path.parent
