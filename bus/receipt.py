@@ -1,4 +1,5 @@
-"""Signed receipts: a recipient's statement that it received (or an officer read) bulletins.
+"""Signed receipts: a recipient's statement that it received bulletins, that an officer
+read them, or that an officer acknowledged them (a FLASH must be acknowledged by a person).
 
 Pure: bytes in, values out. A receipt travels **signed but not encrypted**: it says
 only that office R received bulletins B1..Bn from sender S at time T, which the NATS
@@ -43,7 +44,10 @@ RECEIPT_VERSION = 3
 RECEIPT_LABEL = b"blo-bus/v2 receipt\x00"
 DELIVERED = "delivered"
 READ = "read"
-KINDS = (DELIVERED, READ)
+#: A person at the recipient office acknowledged the bulletin (``blo ack``, the page's
+#: Acknowledge button): what stops a FLASH escalating. ``delivered`` is only the machine.
+ACKNOWLEDGED = "acknowledged"
+KINDS = (DELIVERED, READ, ACKNOWLEDGED)
 #: Bulletins one receipt may cover: keeps the largest receipt (about 2.4 KB) well under
 #: the receipt stream's 4 KiB message limit, headers included.
 MAX_RECEIPT_IDS = 128
@@ -56,7 +60,7 @@ _packb = msgpack.Packer(use_bin_type=True, autoreset=True).pack
 
 @dataclass(frozen=True, slots=True)
 class Receipt:
-    kind: str  # DELIVERED or READ
+    kind: str  # DELIVERED, READ or ACKNOWLEDGED
     bulletin_ids: tuple[str, ...]  # 1 to MAX_RECEIPT_IDS distinct ids, all sent by bulletin_sender
     bulletin_sender: str  # the office that sent the bulletins (the receipt's addressee)
     office: str  # the recipient office that signs the receipt
@@ -124,7 +128,7 @@ def decode_receipt(data: bytes) -> tuple[Receipt, bytes, bytes]:
         raise errors.MalformedEnvelope("the receipt body must be a msgpack array of 7 fields")
     _, kind, bids, sender, office, kid, at = fields
     if kind not in KINDS:
-        raise errors.MalformedEnvelope("the receipt kind must be delivered or read")
+        raise errors.MalformedEnvelope(f"the receipt kind must be one of {', '.join(KINDS)}")
     if (
         type(bids) is not list
         or not 1 <= len(bids) <= MAX_RECEIPT_IDS

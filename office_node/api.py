@@ -148,6 +148,7 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/api/bulletins", "officer", "post_bulletin", "Post a bulletin: sealed, queued in the outbox"),
     Route("GET", "/api/bulletins/{id}", "officer", "get_bulletin", "One bulletin with verification and receipts"),
     Route("POST", "/api/bulletins/{id}/read", "officer", "mark_read", "Mark read; the first read sends a receipt"),
+    Route("POST", "/api/bulletins/{id}/ack", "officer", "acknowledge", "Acknowledge a FLASH received: a signed receipt to its sender"),
     Route("POST", "/api/bulletins/{id}/reply", "officer", "reply", "Reply to the sender of a bulletin"),
     Route("GET", "/api/search", "officer", "search", "Full-text search (Thai, Lao and any script; document numbers)"),
     Route("GET", "/api/outbox", "officer", "outbox", "Bulletins sent from here and each recipient's state"),
@@ -169,7 +170,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/audit", "admin", "audit", "The audit log, newest first, and whether its chain verifies"),
     Route(
         "GET", "/api/events", "officer", "events",
-        "Live stream (server-sent events): bulletin, state, read, escalation, hit, triage, feed, heartbeat",
+        "Live stream (server-sent events): bulletin, state, read, acknowledged, escalation, hit, triage, feed, heartbeat",
     ),
     Route("GET", "/api/openapi.json", "officer", "openapi", "This API's OpenAPI 3.1 document"),
     Route("GET", "/metrics", "officer", "metrics", "Prometheus metrics"),
@@ -206,6 +207,11 @@ async def get_bulletin(request: web.Request) -> web.Response:
 async def mark_read(request: web.Request) -> web.Response:
     principal = require_role(request, "officer")
     return json_response(await _node(request).mark_read(principal, request.match_info["id"]))
+
+
+async def acknowledge(request: web.Request) -> web.Response:
+    principal = require_role(request, "officer")
+    return json_response(await _node(request).acknowledge(principal, request.match_info["id"]))
 
 
 async def reply(request: web.Request) -> web.Response:
@@ -353,7 +359,7 @@ async def login_page(request: web.Request) -> web.FileResponse:
 HANDLERS: dict[str, Handler] = {
     name: globals()[name]
     for name in (
-        "health", "me", "list_bulletins", "post_bulletin", "get_bulletin", "mark_read", "reply", "search",
+        "health", "me", "list_bulletins", "post_bulletin", "get_bulletin", "mark_read", "acknowledge", "reply", "search",
         "outbox", "directory", "feeds", "check", "hits", "import_watchlist", "forward", "triage", "triage_item",
         "triage_update", "create_feed", "feed_members", "feed_writers", "rotate_feed", "network", "quarantine", "audit", "events",
         "openapi", "metrics",

@@ -53,6 +53,8 @@ def _offices(value: Any, own: str) -> tuple[str, ...]:
         raise ValidationError("to", f"lists {len(value)} offices; the limit is {MAX_RECIPIENTS} (use a feed)")
     out: list[str] = []
     for i, office in enumerate(value):
+        if isinstance(office, str):
+            office = office.strip().upper()  # "la-svk" is LA-SVK: ids are capitals by definition
         if not is_office_id(office):
             raise ValidationError(f"to[{i}]", f"must be an office id such as LA-SVK; got {office!r}"[:200])
         if office == own:
@@ -91,6 +93,12 @@ def draft_from_request(data: Any, *, office: str, now_ms: int, rng: Rng) -> Draf
             raise ValidationError(str(key)[:64], f"is not a field of a post; use {', '.join(sorted(POST_FIELDS))}")
     offices, feeds = recipients_of(data.get("to"), data.get("feed"), office=office)
     fields = {k: v for k, v in data.items() if k not in ROUTING_FIELDS}
+    # Vocabularies written in capitals are taken in any case from a person ("flash", "la").
+    for key in ("precedence", "tlp"):
+        if isinstance(fields.get(key), str):
+            fields[key] = fields[key].strip().upper()
+    if isinstance(fields.get("releasable_to"), list):
+        fields["releasable_to"] = [c.strip().upper() if isinstance(c, str) else c for c in fields["releasable_to"]]
     bulletin = Bulletin.from_dict(
         {**fields, "id": new_bulletin_id(now_ms, rng), "from": office, "created": now_ms}
     )

@@ -66,6 +66,8 @@ class NodeConfig:
     #: pinned centres: office id -> Ed25519 signing public key (hex). The federation.
     trust_anchors: dict[str, str] = field(default_factory=dict)
     flash_ack_timeout_s: float = 120.0
+    #: a FLASH no person acknowledged in this time is reported to the sender's own centre
+    flash_own_centre_after_s: float = 600.0
     source: Path | None = None
 
 
@@ -120,7 +122,10 @@ def load_config(path: Path) -> NodeConfig:
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(f"{path}: no such config file (create one with `blo init`)") from None
+        raise ConfigError(
+            f"{path}: no such config file. Create a node with `blo init`, or point --home (BLO_HOME) at one: "
+            "the demo's nodes (`make run`, `blo demo`) are in .blo-demo/<OFFICE>, e.g. --home .blo-demo/TH-MUK"
+        ) from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     home = path.parent
@@ -194,6 +199,9 @@ def load_config(path: Path) -> NodeConfig:
     timeout = fl.get("ack_timeout_s", (int, float), 120)
     if timeout <= 0:
         raise fl.error("ack_timeout_s", "must be a positive number of seconds")
+    own_centre_after = fl.get("own_centre_after_s", (int, float), max(600, timeout))
+    if own_centre_after < timeout:
+        raise fl.error("own_centre_after_s", f"must be at least ack_timeout_s ({timeout} s): the recipient's centre is told first")
     fl.finish()
     top.finish()
     return NodeConfig(
@@ -209,6 +217,7 @@ def load_config(path: Path) -> NodeConfig:
         heartbeat_every_s=float(heartbeat_every),
         trust_anchors=dict(anchors),
         flash_ack_timeout_s=float(timeout),
+        flash_own_centre_after_s=float(own_centre_after),
         source=path,
     )
 
@@ -221,11 +230,16 @@ def render_config(
     urls: list[str] | None = None,
     bind: str = DEFAULT_BIND,
     feeds: list[str] | None = None,
+    nats_lines: list[str] | None = None,
 ) -> str:
-    """A commented ``node.toml`` that ``load_config`` accepts."""
+    """A commented ``node.toml`` that ``load_config`` accepts. ``nats_lines`` go into its
+    ``[nats]`` table after ``urls`` (sign-in, TLS, inbox prefix: ``blo deploy nats-auth``)."""
     anchor_lines = "\n".join(f'"{c}" = "{k}"' for c, k in sorted((anchors or {}).items()))
     url_list = ", ".join(f'"{u}"' for u in urls or [])
     feed_list = ", ".join(f'"{f}"' for f in feeds or [])
+    nats_block = "".join(f"{line}\n" for line in nats_lines) if nats_lines else (
+        '# creds = "keys/office.creds"   # per-office NATS credentials (blo deploy nats-auth)\n'
+    )
     return f"""# BLO Bus node configuration. Paths are relative to this file's folder.
 [node]
 office = "{office}"
@@ -235,8 +249,7 @@ data_dir = "data"
 [nats]
 # Empty: the node runs its own nats-server with JetStream in data_dir, on 127.0.0.1.
 urls = [{url_list}]
-# creds = "keys/office.creds"   # per-office NATS credentials (blo deploy nats-auth)
-
+{nats_block}
 [http]
 bind = "{bind}"   # keep it on loopback unless a TLS proxy fronts it
 
@@ -255,5 +268,7 @@ silent_after_s = 600     # a centre flags an office silent after this long
 {anchor_lines}
 
 [flash]
-ack_timeout_s = 120   # a FLASH bulletin not acknowledged in this time is escalated
+# A FLASH must be acknowledged by a person at each recipient office (blo ack, the page).
+ack_timeout_s = 120        # not acknowledged by then: this page alarms, the recipient's centre is told
+own_centre_after_s = 600   # not acknowledged by then: this node's own centre is told
 """

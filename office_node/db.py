@@ -182,6 +182,37 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE store_bulletins RENAME COLUMN sender_box_kid TO sender_ephemeral;
     ALTER TABLE store_bulletins ADD COLUMN witnessed_at INTEGER;
     """,
+    # 7: FLASH acknowledged by a person (office_node/flash.py): the receipt kind
+    # 'acknowledged', who acknowledged here, and the escalation notices sent.
+    """
+    CREATE TABLE store_receipts_6 (
+        bulletin_id TEXT NOT NULL,
+        office TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('delivered', 'read', 'acknowledged')),
+        at INTEGER NOT NULL,
+        received_at INTEGER NOT NULL,
+        verified INTEGER NOT NULL,
+        PRIMARY KEY (bulletin_id, office, kind)
+    );
+    INSERT INTO store_receipts_6 SELECT bulletin_id, office, kind, at, received_at, verified FROM store_receipts;
+    DROP TABLE store_receipts;
+    ALTER TABLE store_receipts_6 RENAME TO store_receipts;
+    CREATE TABLE flash_acks (
+        bulletin_id TEXT PRIMARY KEY,       -- a FLASH received here
+        by TEXT NOT NULL,                   -- the officer who acknowledged it (the first)
+        at INTEGER NOT NULL
+    );
+    CREATE TABLE flash_escalations (
+        bulletin_id TEXT NOT NULL,          -- a FLASH sent here
+        level TEXT NOT NULL,                -- recipient_centre or own_centre
+        centre TEXT NOT NULL,               -- who was told
+        offices TEXT NOT NULL,              -- comma-separated: who had not acknowledged
+        notice_id TEXT,                     -- the notice bulletin (NULL: it could not be sent)
+        at INTEGER NOT NULL,
+        PRIMARY KEY (bulletin_id, level, centre)
+    );
+    CREATE INDEX flash_escalations_notice ON flash_escalations(notice_id) WHERE notice_id IS NOT NULL;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

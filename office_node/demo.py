@@ -239,6 +239,11 @@ async def run_demo(
             logins = ", ".join(f"{login.username} / {login.password}" for login in built.logins)
             echo(f"{daemon.node.office:<9} {built.spec.role:<7} {daemon.url:<24} {logins}")
         echo("Open two offices' pages (e.g. TH-MUK and LA-SVK), post on one, watch it arrive on the other.")
+        muk = network["TH-MUK"]
+        home = muk.home.root
+        echo(f"The blo command against a node: its home is {home} (each node's under {root}).")
+        echo(f"  save an API token once:  blo --home {home} token create {muk.logins[0].username} --name cli --save")
+        echo(f"  then, e.g.:              blo --home {home} check --document P0847211")
         echo("Ctrl-C stops everything.")
         if on_ready is not None:
             on_ready(network, daemons)

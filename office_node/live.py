@@ -83,23 +83,23 @@ class LiveHub:
         )
         await response.prepare(request)
         await response.write(b": connected\n\n")
-        events = self.subscribe()
-        next_event = asyncio.ensure_future(anext(events))
+        # The queue is read directly, not through ``subscribe()``: cancelling a pending
+        # ``anext()`` of an async generator and closing it at once raised "aclose():
+        # asynchronous generator is already running" whenever a tab closed.
+        queue: asyncio.Queue[Event | None] = asyncio.Queue(QUEUE_LIMIT)
+        self._subscribers.add(queue)
         try:
             while True:
-                done, _ = await asyncio.wait({next_event}, timeout=KEEPALIVE_S)
-                if not done:
+                try:
+                    event = await asyncio.wait_for(queue.get(), KEEPALIVE_S)
+                except TimeoutError:
                     await response.write(b": keepalive\n\n")
                     continue
-                try:
-                    event = next_event.result()
-                except StopAsyncIteration:
+                if event is None:
                     break
                 await response.write(event.encode())
-                next_event = asyncio.ensure_future(anext(events))
         except (ConnectionResetError, asyncio.CancelledError):
-            pass
+            pass  # the tab closed (or the node is stopping): nothing to report
         finally:
-            next_event.cancel()
-            await events.aclose()
+            self._subscribers.discard(queue)
         return response

@@ -45,6 +45,7 @@ from bus.transport.kv_directory import DirectoryCache, DirectoryMetrics, Directo
 from bus.transport.kv_feeds import FeedMetrics
 from bus.transport.metrics import BusMetrics
 from bus.transport.node import BusNode, Escalation, NodeOptions, StateChange
+from bus.transport.outbox import ACKNOWLEDGED
 from office_node import audit as actions
 from office_node import views
 from office_node.accounts import INTERACTIVE, Accounts, HashLimits, Principal
@@ -54,11 +55,12 @@ from office_node.compose import Draft, draft_from_request, recipients_of, reply_
 from office_node.config import NodeConfig
 from office_node.db import Database, open_database
 from office_node.feeds import MEMBERSHIP_TAG, NodeFeeds
+from office_node.flash import FlashAcks, FlashTimers, FlashWatch, Notice
 from office_node.heartbeats import Heartbeats
 from office_node.home import NodeHome, node_paths
 from office_node.live import LiveHub
 from office_node.lookouts import Lookouts, hit_notice_request, notice_decision
-from office_node.store import SENT, BulletinQuery, HitRecord, Store, StoredBulletin
+from office_node.store import RECEIPT_KINDS, SENT, BulletinQuery, HitRecord, Store, StoredBulletin
 from office_node.triage import Triage
 
 log = logging.getLogger("blo.node")
@@ -134,6 +136,7 @@ class OfficeNode:
         self.accounts = Accounts(self.db, limits=self.hash_limits)
         self.audit = AuditLog.open(self.db, paths.audit_key, head_path=paths.audit_head)
         self.lookouts = Lookouts(self.store, self.office)
+        self.flash = FlashAcks(self.db)
         indexed = await asyncio.to_thread(self.lookouts.rebuild)
         log.info("lookout index: %d bulletins", indexed)
         self.directory, self.cache = self.home.open_directory(self.config)
@@ -206,6 +209,7 @@ class OfficeNode:
         self._spawn(self._while_connected(self._watch_directory), "blo-directory")
         self._spawn(self._while_connected(lambda client: self.feeds.watch(client, stop=stopping)), "blo-feeds")
         self._spawn(self.heartbeats.run_publisher(stopping), "blo-heartbeat")
+        self._spawn(self._flash_watch().run(min(5.0, max(0.05, c.flash_ack_timeout_s / 4))), "blo-flash-escalation")
         if is_centre:
             self._spawn(self.heartbeats.run_consumer(), "blo-heartbeats-in")
             self._spawn(self._rotate_feeds(), "blo-feed-rotation")
@@ -372,11 +376,71 @@ class OfficeNode:
             )
 
     def _on_state(self, changes: list[StateChange]) -> None:
-        receipts = [(c.bulletin_id, c.recipient, c.state, c.at) for c in changes if c.state in ("delivered", "read")]
+        receipts = [(c.bulletin_id, c.recipient, c.state, c.at) for c in changes if c.state in RECEIPT_KINDS]
         if receipts:  # one transaction for a whole signed receipt, not one per bulletin it covers
             self.store.record_receipts(receipts, received_at=self.clock(), verified=True)
         for change in changes:
+            if change.state == ACKNOWLEDGED:  # a person at the recipient answered for it: on the record
+                self.audit.append(
+                    f"office:{change.recipient}", actions.FLASH_ACKNOWLEDGED, target=change.bulletin_id,
+                    details={"signed_at": change.at}, now_ms=self.clock(),
+                )  # fmt: skip
             self.live.publish("state", views.state_event(change))
+
+    # -- FLASH: acknowledged by a person, escalated until it is (office_node/flash.py) ----
+
+    def _flash_watch(self) -> FlashWatch:
+        c = self.config
+        return FlashWatch(
+            self.flash,
+            sender=self.office,
+            watched=self.bus.outbox.flash_watch_ids,
+            status=self.bus.status,
+            centre_of=self.centre_of,
+            send=self._send_flash_notice,
+            timers=FlashTimers(c.flash_ack_timeout_s, c.flash_own_centre_after_s),
+            clock=self.clock,
+        )
+
+    def centre_of(self, office: str) -> str | None:
+        """The national centre of ``office``'s country in the directory (None if none is known)."""
+        centres = sorted(r.office_id for r in self.directory.records() if r.role == "centre" and r.country == office[:2])
+        return centres[0] if centres else None
+
+    async def _send_flash_notice(self, notice: Notice, request: dict[str, Any]) -> str | None:
+        try:
+            draft = draft_from_request(request, office=self.office, now_ms=self.clock(), rng=self.rng)
+            sent = await self.send_draft(f"node:{self.office}", draft, actions.FLASH_ESCALATION)
+        except BloError as exc:
+            log.error("FLASH %s: the escalation notice to %s could not be sent: %s", notice.bulletin_id, notice.centre, exc.message)
+            return None
+        log.warning(
+            "FLASH %s not acknowledged by %s: %s told (%s)",
+            notice.bulletin_id, ", ".join(notice.offices), notice.centre, notice.level,
+        )  # fmt: skip
+        self.live.publish(
+            "escalation",
+            {"id": notice.bulletin_id, "missing": list(notice.offices), "level": notice.level, "centre": notice.centre,
+             "message": f"FLASH {notice.bulletin_id} not acknowledged by {', '.join(notice.offices)}: {notice.centre} told"},
+        )  # fmt: skip
+        return str(sent["id"])
+
+    async def acknowledge(self, principal: Principal, bulletin_id: str) -> dict[str, Any]:
+        """An officer here acknowledges a FLASH received: recorded (the first officer is
+        kept), read, and answered with a signed ``acknowledged`` receipt to its sender."""
+        stored = self.stored(bulletin_id)
+        if stored.direction == SENT:
+            raise ValidationError("id", "this node sent that bulletin: its recipients acknowledge it, not its sender")
+        if stored.precedence != "FLASH":
+            raise ValidationError("id", f"only a FLASH is acknowledged; this one is {stored.precedence}: mark it read")
+        now = self.clock()
+        await self.mark_read(principal, bulletin_id)
+        first = self.flash.acknowledge(bulletin_id, by=principal.username, at_ms=now)
+        if first:
+            await self.bus.send_acknowledgement(bulletin_id, stored.sender, stored.precedence)
+            self.audit.append(principal.username, actions.FLASH_ACKNOWLEDGE, target=bulletin_id, now_ms=now)
+            self.live.publish("acknowledged", {"id": bulletin_id, "by": principal.username, "at": now})
+        return {"ok": True, "first": first, "acknowledged": self.flash.acknowledgement(bulletin_id)}
 
     def _on_escalation(self, esc: Escalation) -> None:
         message = f"FLASH {esc.bulletin_id} not acknowledged by {', '.join(esc.missing)}"
@@ -477,7 +541,8 @@ class OfficeNode:
             if key not in WATCHLIST_FIELDS:
                 raise ValidationError(str(key)[:64], f"is not a watch-list import field; use {', '.join(sorted(WATCHLIST_FIELDS))}")
         now = self.clock()
-        parsed = parse_watchlist(data["csv"], now_ms=now, default_country=data.get("default_country"))
+        # Phones written without + are read in this node's country unless the list says otherwise.
+        parsed = parse_watchlist(data["csv"], now_ms=now, default_country=data.get("default_country") or self.office[:2])
         offices, feeds = recipients_of(data.get("to") or self._own_offices(now), data.get("feed"), office=self.office)
         releasable = data.get("releasable_to") or sorted({self.office[:2], *(o[:2] for o in offices)})
         options = {k: data[k] for k in ("tlp", "grading", "precedence") if data.get(k)}
@@ -550,7 +615,11 @@ class OfficeNode:
         stored = self.stored(bulletin_id)
         self.audit.append(principal.username, actions.BULLETIN_VIEW, target=bulletin_id, now_ms=self.clock())
         status = self.bus.status(bulletin_id) if stored.direction == SENT else None
-        return views.detail(stored, status)
+        return {
+            **views.detail(stored, status),
+            "acknowledged": self.flash.acknowledgement(bulletin_id),
+            "escalations": self.flash.escalations(bulletin_id),
+        }
 
     def list_bulletins(self, principal: Principal, params: Mapping[str, str]) -> dict[str, Any]:
         query = BulletinQuery.from_params(params)

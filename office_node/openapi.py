@@ -55,7 +55,8 @@ _POST = {
 _CHECK = {
     "type": "object",
     "description": "The entity to check, as in a bulletin: document (number, country), person (name, dob, "
-    "nationality), vehicle (plate, country) or phone (number).",
+    "nationality), vehicle (plate, country) or phone (number, and country: the country of a number written "
+    "without +, default this office's). Digits of any script are read as ASCII digits.",
     "required": ["type"],
     "properties": {"type": {"enum": ["document", "person", "vehicle", "phone", "vessel", "organisation"]}},
 }
@@ -72,7 +73,8 @@ _WATCHLIST = {
         "tlp": {"enum": list(TLP_LABELS)},
         "precedence": {"enum": list(PRECEDENCES)},
         "grading": {"type": "string"},
-        "default_country": {"type": "string"},
+        "default_country": {"type": "string", "description": "Country of phones written without + in rows "
+                            "that name none (default: this node's country)."},
     },
 }
 

@@ -41,7 +41,7 @@ from office_node.paging import decode_cursor, encode_cursor
 
 SENT, RECEIVED = "sent", "received"
 DIRECTIONS = (SENT, RECEIVED)
-RECEIPT_KINDS = ("delivered", "read")
+RECEIPT_KINDS = ("delivered", "read", "acknowledged")
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
 MAX_QUERY_CHARS = 200
@@ -580,7 +580,7 @@ class Store:
         rows = []
         for bulletin_id, office, kind, at_ms in items:
             if kind not in RECEIPT_KINDS:
-                raise errors.ValidationError("kind", f"must be delivered or read; got {kind!r}"[:200])
+                raise errors.ValidationError("kind", f"must be one of {', '.join(RECEIPT_KINDS)}; got {kind!r}"[:200])
             if not is_office_id(office):
                 raise errors.ValidationError("office", f"must be an office id; got {office!r}"[:200])
             _check_time("at", at_ms)

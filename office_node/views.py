@@ -73,11 +73,12 @@ def summary(b: StoredBulletin) -> dict[str, Any]:
 
 
 def _state_at(r: RecipientStatus) -> int | None:
-    return r.read_at or r.delivered_at or r.sent_at
+    return r.acknowledged_at or r.read_at or r.delivered_at or r.sent_at
 
 
 def receipt_rows(status: BulletinStatus | None) -> list[dict[str, Any]]:
-    """Each recipient's state of a bulletin sent here: queued, sent, delivered, read."""
+    """Each recipient's state of a bulletin sent here: queued, sent, delivered, read,
+    acknowledged (by a person: what a FLASH waits for)."""
     if status is None:
         return []
     return [
@@ -88,6 +89,7 @@ def receipt_rows(status: BulletinStatus | None) -> list[dict[str, Any]]:
             "sent_at": r.sent_at,
             "delivered_at": r.delivered_at,
             "read_at": r.read_at,
+            "acknowledged_at": r.acknowledged_at,
         }
         for r in sorted(status.recipients.values(), key=lambda r: r.recipient)
     ]

@@ -267,9 +267,7 @@ async def test_submit_returns_the_sealed_copy_and_state_changes_reach_the_applic
         await receiver.close()
 
 
-async def test_flash_escalates_when_a_recipient_is_down_and_not_for_the_one_that_acknowledged(
-    tmp_path: Path, nats_server: NatsServer
-) -> None:
+async def test_a_delivered_flash_escalates_until_a_person_acknowledges_it(tmp_path: Path, nats_server: NatsServer) -> None:
     (muk, svk, _down), book = offices("TH-MUK", "LA-SVK", "LA-DOWN")
     escalations: list[Escalation] = []
     sender = make_node(
@@ -282,12 +280,19 @@ async def test_flash_escalates_when_a_recipient_is_down_and_not_for_the_one_that
         bid = await sender.post(bulletin("TH-MUK", 1, precedence="FLASH"), offices=["LA-SVK", "LA-DOWN"])
         routine = await sender.post(bulletin("TH-MUK", 2), offices=["LA-DOWN"])
         await eventually(lambda: bool(escalations), 10, "an escalation")
-        assert escalations == [Escalation(bid, sender.status(bid).posted_at, ("LA-DOWN",))]
+        # LA-SVK's node took it in (delivered), but no person there acknowledged it.
+        assert escalations == [Escalation(bid, sender.status(bid).posted_at, ("LA-DOWN", "LA-SVK"))]
         assert sender.status(bid).escalated_at is not None
         assert sender.status(bid).recipients["LA-SVK"].state == "delivered"
         assert sample(sender.metrics.flash_escalations) == 1
+        await receiver.send_acknowledgement(bid, "TH-MUK")
+        await eventually(
+            lambda: sender.status(bid).recipients["LA-SVK"].state == "acknowledged", 10, "the acknowledgement"
+        )
+        assert sender.status(bid).recipients["LA-SVK"].acknowledged_at is not None
+        assert sample(sender.metrics.receipts, kind="acknowledged") == 1
+        await eventually(lambda: sender.outbox.check_flash(sender.clock())[0].missing == ("LA-DOWN",), 5, "LA-DOWN alone")
         assert sample(sender.metrics.flash_unacknowledged) == 1
-        await asyncio.sleep(1.0)
         assert len(escalations) == 1  # once per bulletin, and never for ROUTINE
         assert sender.status(routine).escalated_at is None
     finally:

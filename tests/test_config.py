@@ -59,5 +59,6 @@ def test_a_mistake_names_the_file_and_the_key(tmp_path, change, key):
 def test_broken_toml_and_missing_file_are_config_errors(tmp_path):
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(write(tmp_path, "[node\noffice="))
-    with pytest.raises(ConfigError, match="blo init"):
+    with pytest.raises(ConfigError, match="blo init") as info:
         load_config(tmp_path / "absent.toml")
+    assert "--home .blo-demo/TH-MUK" in info.value.message  # a first-time user is pointed at the demo's nodes

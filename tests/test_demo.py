@@ -75,6 +75,10 @@ async def test_the_demo_runs_six_nodes_whose_sample_bulletins_travel_and_survive
     lines = await _run(root, ports, first)
     assert sum(1 for line in lines if "http://127.0.0.1:" in line) == 6
     assert any("officer / " in line for line in lines)
+    # How to use the CLI against it: the home, and saving a token.
+    home = root / "TH-MUK"
+    assert any(f"--home {home} token create" in line and "--save" in line for line in lines), lines
+    assert any(f"--home {home} check" in line for line in lines)
 
     async def second(network: Network, daemons: dict[str, Daemon]) -> None:
         async with api(daemons["LA-SVK"], network["LA-SVK"].token) as svk:

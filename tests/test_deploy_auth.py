@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 import stat
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -266,7 +267,8 @@ def test_nats_auth_writes_private_seeds_keeps_them_and_drops_revoked_offices(tmp
                  f"TH-TCCC={pin.group(1)}", "--insecure-no-passphrase"))
         _ok(_blo(centre, "directory", "enroll", str(home / "keys" / "enrolment-request.json")))
     auth = tmp_path / "auth"
-    args = ("deploy", "nats-auth", "--out", str(auth), "--feed", f"{FEED}=TH-TCCC:post,TH-MUK", "--leaf", "TH-NKP")
+    hub = ("--hub-url", "tls://th-hub-1.blo.example:4222", "--hub-url", "TH=tls://th-hub-2.blo.example:4222")
+    args = ("deploy", "nats-auth", "--out", str(auth), *hub, "--feed", f"{FEED}=TH-TCCC:post,TH-MUK,TH-NKP", "--leaf", "TH-NKP")
     printed = _ok(_blo(centre, *args))
     for name in ("TH-TCCC", "TH-MUK", "TH-NKP", "admin", "sys"):
         seed = auth / "seeds" / f"{name}.nk"
@@ -274,12 +276,15 @@ def test_nats_auth_writes_private_seeds_keeps_them_and_drops_revoked_offices(tmp
         assert seed.read_text().strip() not in printed  # seeds are never printed
     assert stat.S_IMODE((auth / "leaf" / "TH-NKP-uplink.conf").stat().st_mode) == 0o600
     assert 'jetstream_domain = "HUB"' in (auth / "nodes" / "TH-NKP.toml").read_text()
-    snippet = (auth / "nodes" / "TH-MUK.toml").read_text()
+    # nodes/TH-MUK.toml is TH-MUK's whole node.toml: nothing to merge by hand.
     node_toml = tmp_path / "node-check" / "node.toml"
     node_toml.parent.mkdir()
-    node_toml.write_text('[node]\noffice = "TH-MUK"\n' + snippet.replace("<hub-1>", "h1").replace("<hub-2>", "h2").replace("<hub-3>", "h3"))
-    nats = load_config(node_toml).nats  # what the daemon reads
-    assert (nats.inbox_prefix, nats.create_streams, nats.nkey_seed.name) == ("_INBOX.TH-MUK", False, "nats.nk")
+    node_toml.write_text((auth / "nodes" / "TH-MUK.toml").read_text())
+    loaded = load_config(node_toml)  # what the daemon reads
+    nats = loaded.nats
+    assert (loaded.office, nats.inbox_prefix, nats.create_streams, nats.nkey_seed.name) == ("TH-MUK", "_INBOX.TH-MUK", False, "nats.nk")
+    assert nats.urls == ("tls://th-hub-2.blo.example:4222",) and nats.tls_ca.name == "nats-ca.pem"
+    assert set(loaded.trust_anchors) == {"TH-TCCC"}
     config = (auth / "blo-auth.conf").read_text()
     (auth / "server.conf").write_text('include "blo-auth.conf"\n')
     assert check_config(auth / "server.conf").returncode == 0
@@ -288,13 +293,18 @@ def test_nats_auth_writes_private_seeds_keeps_them_and_drops_revoked_offices(tmp
     listed = _ok(_blo(centre, "directory", "list"))
     nkp_kid = next(line.split()[3] for line in listed.splitlines() if line.startswith("TH-NKP"))
     _ok(_blo(centre, "directory", "revoke", nkp_kid, "--reason", "laptop stolen"))
-    again = _ok(_blo(centre, *args[:-2]))  # the same run without --leaf TH-NKP
-    assert "no NATS user for TH-NKP" in again
+    revoked_row = next(line for line in _ok(_blo(centre, "directory", "list")).splitlines() if line.startswith("TH-NKP"))
+    assert re.search(r"revoked at \d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z", revoked_row), revoked_row
+    again = _ok(_blo(centre, *args))  # the same flags after the revocation: TH-NKP is skipped, with a warning
+    assert re.search(r"no NATS user for TH-NKP: .*revoked at \d{4}-\d{2}-\d{2}T", again), again
+    assert f"--feed {FEED}: skipped TH-NKP" in again and "--leaf: skipped TH-NKP" in again
+    assert not re.search(r"\d{13} ms", again)  # dates, not milliseconds
     assert (auth / "seeds" / "TH-MUK.nk").read_bytes() == muk_seed  # kept, not rotated
     new_config = (auth / "blo-auth.conf").read_text()
     assert "# TH-NKP" in config and "# TH-NKP" not in new_config and "TH-NKP" not in new_config
-    result = _blo(centre, "deploy", "nats-auth", "--out", str(auth), "--feed", f"{FEED}=TH-NKP")
-    assert result.exit_code == 2 and "TH-NKP" in result.output  # a revoked office cannot be a feed member
+    result = _blo(centre, "deploy", "nats-auth", "--out", str(auth), *hub, "--feed", f"{FEED}=TH-NKQ")
+    assert result.exit_code == 2 and "TH-NKQ" in result.output  # a typo is still an error, not a silent skip
+
 
 
 def test_feed_readers_and_posters_come_from_the_signed_record() -> None:
@@ -327,10 +337,33 @@ def test_nats_auth_takes_feed_readers_and_writers_from_the_signed_epoch_record(t
     ring.apply(issue.record, witnessed_at=now)
     FeedKeyCache(node_home.config().data_dir / "feeds.json").save(ring)
     auth = tmp_path / "auth"
-    _ok(_blo(centre, "deploy", "nats-auth", "--out", str(auth)))
+    _ok(_blo(centre, "deploy", "nats-auth", "--out", str(auth), "--hub-url", "nats://127.0.0.1:4222"))
     config = (auth / "blo-auth.conf").read_text()
     assert "blo.feed.th-border.*.TH-MUK" in config  # a writer posts
     assert "blo.feed.th-border.*.TH-NKP" not in config  # a reader does not
     assert "feed-th-border-TH-NKP-routine" in config and "feed-th-border-TH-TCCC-routine" in config  # all read
-    twice = _blo(centre, "deploy", "nats-auth", "--out", str(auth), "--feed", "th-border=TH-NKP:post")
+    twice = _blo(centre, "deploy", "nats-auth", "--out", str(auth), "--hub-url", "nats://127.0.0.1:4222", "--feed", "th-border=TH-NKP:post")
     assert twice.exit_code == 2 and "signed epoch record" in twice.output
+
+async def test_an_office_deletes_its_own_feed_consumer_and_no_one_elses(bus: Bus) -> None:
+    muk_feed = next(c for c in sj.node_consumers("TH-MUK", [FEED]) if c.feed == FEED)
+    svk_feed = next(c for c in sj.node_consumers("LA-SVK", [FEED]) if c.feed == FEED)
+    muk, svk = await bus.client("TH-MUK"), await bus.client("LA-SVK")
+    try:
+        for client, spec in ((muk, muk_feed), (svk, svk_feed)):
+            consumer = await client.pull(spec)
+            await consumer.close()
+        started = time.monotonic()
+        with pytest.raises(BusError):  # the server refuses; the request only times out
+            await muk.delete_consumer(svk_feed)
+        assert muk.violation_for(f"$JS.API.CONSUMER.DELETE.{sj.STREAM_FEEDS}.{svk_feed.durable}", started)
+        await muk.delete_consumer(muk_feed)  # leaving the feed: its own durable goes
+        admin = await bus.client("admin")
+        try:
+            names = [c.name for c in await admin.jetstream().consumers_info(sj.STREAM_FEEDS)]
+        finally:
+            await admin.close()
+        assert muk_feed.durable not in names and svk_feed.durable in names
+    finally:
+        await muk.close()
+        await svk.close()

@@ -4,6 +4,8 @@ to the originator, and a centre's watch list with bad rows."""
 from __future__ import annotations
 
 import asyncio
+import json
+import sys
 import time
 from pathlib import Path
 
@@ -18,6 +20,7 @@ LOOKOUT = bulletin_request(
     title="เฝ้าระวัง: หนังสือเดินทางปลอม",
     entities=[{"type": "document", "doc_type": "passport", "number": "P0847211", "country": "LA", "status": "forged"}],
 )
+BLO = str(Path(sys.executable).parent / "blo")
 DOC = {"type": "document", "doc_type": "passport", "number": "p-0847 211", "country": "LA"}
 
 
@@ -155,3 +158,62 @@ async def test_a_centre_imports_a_watch_list_with_bad_rows_and_its_offices_can_c
 
             await eventually(cleared, 15, "the withdrawal to clear the document")
         assert any(e.action == "watchlist.import" for e in centre.audit.entries(limit=20))
+
+
+PHONE_AND_ALIAS_LIST = """list_id,entry_id,type,number,country,name,aliases
+TH-WL,p1,phone,020 5555 1234,LA,,
+TH-WL,p2,phone,081 234 5678,,,
+TH-WL,n1,person,,,Souksavanh Phommachanh,Somchai Jaidee;Somchai
+"""
+
+
+async def _blo(*args: str) -> tuple[int, str]:
+    proc = await asyncio.create_subprocess_exec(
+        BLO, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    out, _ = await proc.communicate()
+    return proc.returncode, out.decode()
+
+
+async def test_blo_check_flags_the_local_form_of_a_listed_phone_and_exits_with_distinct_codes(network) -> None:
+    async with running(network, "TH-TCCC", "TH-MUK") as nodes:
+        from office_node.accounts import Accounts
+
+        centre = nodes["TH-TCCC"].node
+        Accounts(centre.db).add_user("analyst", "a long analyst password", role="supervisor", now_ms=centre.clock())
+        _, token = centre.accounts.create_token("analyst", "test", now_ms=centre.clock())
+        async with api(nodes["TH-TCCC"], token) as tccc, api(nodes["TH-MUK"], network["TH-MUK"].token) as muk:
+            # The second phone names no country: it is read in the importing centre's (TH).
+            status, result = await tccc.post("/api/watchlists", {"csv": PHONE_AND_ALIAS_LIST})
+            assert status == 201 and result["imported"] == 3 and result["errors"] == [], result
+
+            async def listed() -> bool:
+                _, r = await muk.post("/api/check", {"type": "phone", "number": "+856 20 5555 1234"})
+                return r["flagged"]
+
+            await eventually(listed, 15, "the watch list on TH-MUK")
+        base = ("--home", str(network["TH-MUK"].home.root), "check", "--url", nodes["TH-MUK"].url,
+                "--token", network["TH-MUK"].token)  # fmt: skip
+        code, out = await _blo(*base, "--phone", "020 5555 1234", "--country", "LA")
+        assert (code, out.splitlines()[0]) == (3, "FLAGGED"), out
+        code, out = await _blo(*base, "--phone", "020 5555 1234", "--country", "la", "--json")
+        assert code == 3 and json.loads(out)["flagged"] is True
+        code, out = await _blo(*base, "--phone", "081-234-5678")  # TH-MUK's own country by default
+        assert code == 3, out
+        code, out = await _blo(*base, "--person", "Somchai Jaidee")  # a multi-word alias
+        assert code == 3, out
+        code, out = await _blo(*base, "--phone", "020 5555 1234")  # read in Thailand: another number
+        assert code == 0 and out.startswith("CLEAR"), out
+        code, out = await _blo(*base, "--phone", "020 5555 1234", "--country", "LA", "--json", "--document", "P1")
+        assert code == 2 and "exactly one" in out
+        code, out = await _blo(*base[:3], "--url", "http://127.0.0.1:9", "--token", "x", "--phone", "+66812345678")
+        assert code == 2, out
+
+
+def test_blo_check_help_lists_its_exit_codes() -> None:
+    from click.testing import CliRunner
+
+    from office_node.cli import cli
+
+    text = CliRunner().invoke(cli, ["check", "--help"]).output
+    assert "0  CLEAR" in text and "3  FLAGGED" in text and "2  not checked" in text

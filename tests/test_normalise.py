@@ -113,6 +113,9 @@ def test_latin_plates_lose_separators_and_thai_plates_only_collapse_whitespace()
         ("012 345 678", "KH", "+85512345678"),
         ("091 234 5678", "VN", "+84912345678"),
         ("138 0013 8000", "CN", "+8613800138000"),
+        ("๐๒๐ ๕๕๕๕ ๑๒๓๔", "LA", "+8562055551234"),  # typed on a Thai keyboard
+        ("໐໒໐ ໕໕໕໕ ໑໒໓໔", "LA", "+8562055551234"),  # on a Lao one
+        ("00856 20 5555 1234", "TH", "+8562055551234"),
     ],
 )
 def test_phones_become_e164_with_the_default_countrys_calling_code(typed: str, country: str | None, e164: str) -> None:
@@ -122,7 +125,7 @@ def test_phones_become_e164_with_the_default_countrys_calling_code(typed: str, c
 def test_a_national_phone_without_a_country_is_a_validation_error() -> None:
     with pytest.raises(ValidationError, match="national number"):
         normalise_phone("081 234 5678")
-    with pytest.raises(ValidationError, match="calling code"):
+    with pytest.raises(ValidationError, match="numbering plan"):
         normalise_phone("081 234 5678", "ZZ")
 
 

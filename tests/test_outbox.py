@@ -111,12 +111,18 @@ def test_flash_overdue_until_every_office_recipient_acknowledged(tmp_path: Path)
     bid = _post(box, 1, "FLASH", to=("LA-SVK", "TH-TCCC", "feed:mekong-drugs"), deadline=10_000)
     box.mark_sent([p.key for p in box.next_batch(10)], now_ms=2000)
     assert box.check_flash(9_999) == []  # not due yet
-    box.record_receipts([(bid, "LA-SVK", "delivered", 3000)], now_ms=3001)
+    box.record_receipts([(bid, "LA-SVK", "acknowledged", 3000), (bid, "TH-TCCC", "delivered", 3000)], now_ms=3001)
     (overdue,) = box.check_flash(10_000)
-    assert overdue.missing == ("TH-TCCC",)  # the stored feed copy counts as acknowledged
+    # Delivered is only the machine: TH-TCCC's people have not acknowledged it. The
+    # stored feed copy counts as acknowledged.
+    assert overdue.missing == ("TH-TCCC",)
+    assert box.status(bid).recipients["TH-TCCC"].state == "delivered"
+    assert box.status(bid).recipients["LA-SVK"].state == "acknowledged"
     box.mark_escalated(bid, now_ms=10_000)
     assert box.check_flash(10_001)[0].escalated_at == 10_000
-    box.record_receipts([(bid, "TH-TCCC", "delivered", 11_000)], now_ms=11_001)
+    box.record_receipts([(bid, "TH-TCCC", "read", 10_500)], now_ms=10_501)
+    assert box.check_flash(10_502)[0].missing == ("TH-TCCC",)  # read is not acknowledged either
+    box.record_receipts([(bid, "TH-TCCC", "acknowledged", 11_000)], now_ms=11_001)
     assert box.check_flash(11_002) == []
     assert box.flash_watch_ids() == []  # settled: no longer watched
 

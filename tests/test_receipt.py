@@ -11,6 +11,7 @@ from bus import errors
 from bus.ids import bulletin_id_from_bytes, bulletin_id_to_bytes
 from bus.keys import PeerBook
 from bus.receipt import (
+    ACKNOWLEDGED,
     DELIVERED,
     MAX_RECEIPT_BYTES,
     MAX_RECEIPT_IDS,
@@ -32,6 +33,17 @@ def test_a_receipt_verifies_and_says_who_received_what_when() -> None:
     r = open_receipt(sign_receipt(SVK, DELIVERED, BID, "TH-MUK", now_ms=NOW), BOOK, witnessed_at=STORED)
     assert (r.kind, r.bulletin_ids, r.bulletin_sender, r.office, r.at_ms) == (DELIVERED, (BID,), "TH-MUK", "LA-SVK", NOW)
     assert open_receipt(sign_receipt(SVK, READ, BID, "TH-MUK", now_ms=NOW + 1), BOOK, witnessed_at=STORED).kind == READ
+
+
+def test_an_acknowledged_receipt_is_its_own_kind_and_its_kind_is_signed() -> None:
+    data = sign_receipt(SVK, ACKNOWLEDGED, BID, "TH-MUK", now_ms=NOW + 2)
+    assert open_receipt(data, BOOK).kind == ACKNOWLEDGED
+    body, sig = msgpack.unpackb(data)
+    fields = msgpack.unpackb(body)
+    assert fields[1] == "acknowledged"
+    fields[1] = "delivered"  # a relay turning a person's acknowledgement into mere delivery, or back
+    with pytest.raises(errors.BadSignature):
+        open_receipt(msgpack.packb([msgpack.packb(fields, use_bin_type=True), sig], use_bin_type=True), BOOK)
 
 
 IDS = [bulletin_id_from_bytes(bytes([n]) * 16) for n in range(MAX_RECEIPT_IDS)]

@@ -174,6 +174,10 @@ class StubNode:
         self.check_refusal: dict[str, Any] | None = None
         self.hits: list[dict[str, Any]] = []
         self.hits_requests = 0
+        # FLASH acknowledgement: who acknowledged a received FLASH here; escalations of ours.
+        self.acks: dict[str, dict[str, Any]] = {}
+        self.escalations: dict[str, list[dict[str, Any]]] = {}
+        self.receipts: dict[str, list[dict[str, Any]]] = {}
         self.outbox = [
             {"id": self.items[3]["id"], "title": self.items[3]["title"], "precedence": "ROUTINE", "created": NOW,
              "recipients": [{"recipient": "LA-SVK", "state": "delivered", "at": NOW + 5},
@@ -275,6 +279,7 @@ class StubNode:
         app.router.add_post("/api/bulletins", self.post_bulletin)
         app.router.add_get("/api/bulletins/{id}", self.get_bulletin)
         app.router.add_post("/api/bulletins/{id}/read", self.mark_read)
+        app.router.add_post("/api/bulletins/{id}/ack", self.acknowledge)
         app.router.add_post("/api/bulletins/{id}/reply", self.post_bulletin)
         app.router.add_get("/api/search", self.search)
         app.router.add_get("/api/outbox", self.get_outbox)
@@ -359,7 +364,9 @@ class StubNode:
             "bulletin": bulletin, "direction": item["direction"], "feed": item["feed"], "sent_at": item["sent_at"],
             "received_at": item["received_at"], "read": item["read"],
             "verification": {"verified": True, "signer": item["from"], "key_id": "9f1c2ab4d5e6f708", "sent_at": item["sent_at"]},
-            "receipts": [{"recipient": "TH-MUK", "state": "delivered", "at": item["received_at"]}],
+            "receipts": self.receipts.get(item["id"], [{"recipient": "TH-MUK", "state": "delivered", "at": item["received_at"]}]),
+            "acknowledged": self.acks.get(item["id"]),
+            "escalations": self.escalations.get(item["id"], []),
         }
 
     async def get_bulletin(self, request: web.Request) -> web.Response:
@@ -379,6 +386,13 @@ class StubNode:
     async def mark_read(self, request: web.Request) -> web.Response:
         denied = await self.record_post(request)
         return denied or web.json_response({"ok": True})
+
+    async def acknowledge(self, request: web.Request) -> web.Response:
+        denied = await self.record_post(request)
+        if denied:
+            return denied
+        ack = self.acks.setdefault(request.match_info["id"], {"by": "somchai", "at": NOW + 9000})
+        return web.json_response({"ok": True, "first": True, "acknowledged": ack})
 
     async def search(self, request: web.Request) -> web.Response:
         if not self.authed(request):
@@ -892,6 +906,25 @@ async def test_compose_posts_a_bulletin_the_schema_accepts_with_the_csrf_header(
     assert await page.input_value("#c-title") == ""
 
 
+async def test_compose_keeps_a_multi_word_alias_whole_and_splits_only_on_commas(page, stub):
+    node, base = stub
+    await login(page, base)
+    await page.click(".tab[data-view=compose]")
+    await page.check(".to-office[value=LA-SVK]")
+    await page.fill("#c-title", "Wanted: Somchai Jaidee")
+    await page.select_option("#entity-type", "person")
+    await page.click("#entity-add")
+    person = page.locator(".entity-row").nth(0)
+    await person.locator("[data-field=name]").fill("Somchai Rakthai")
+    await person.locator("[data-field=aliases]").fill("Somchai Jaidee, Somchai ; ສົມໃຈ ໃຈດີ")
+    await page.select_option("#c-source", "B")
+    await page.select_option("#c-information", "2")
+    await page.click("#compose-send")
+    await page.locator("#compose-result").wait_for(state="visible")
+    _, _, body = node.posts_to("/api/bulletins")[0]
+    assert body["entities"][0]["aliases"] == ["Somchai Jaidee", "Somchai", "ສົມໃຈ ໃຈດີ"]
+
+
 async def test_compose_without_recipients_is_refused_in_the_page(page, stub):
     node, base = stub
     await login(page, base)
@@ -943,6 +976,41 @@ async def test_detail_shows_signature_and_receipts_and_mark_read_is_posted(page,
     # A receipt state change for the open bulletin updates its receipts live.
     await node.events.put(("state", {"id": node.items[0]["id"], "recipient": "LA-TCCC", "state": "read"}))
     await page.wait_for_selector("#receipts tr[data-recipient='LA-TCCC'] .state-read")
+
+
+async def test_a_received_flash_is_acknowledged_by_the_officer_and_then_says_who(page, stub):
+    node, base = stub
+    await login(page, base)
+    flash = node.items[0]  # a FLASH from LA-SVK
+    await page.locator("#feed-list li").first.locator("button").click()
+    await page.click("#ack-button")
+    await page.wait_for_selector("#acknowledged")
+    assert "Acknowledged by somchai" in await page.text_content("#acknowledged")
+    assert await page.locator("#ack-button").count() == 0
+    (_path, headers, _), = node.posts_to(f"/api/bulletins/{flash['id']}/ack")
+    assert headers["X-CSRF-Token"] == CSRF
+    # A routine bulletin offers no Acknowledge button.
+    await page.locator("#feed-list li").nth(1).locator("button").click()
+    await page.wait_for_selector("#mark-read, #detail-title")
+    assert await page.locator("#ack-button").count() == 0
+
+
+async def test_a_sent_flash_shows_delivered_not_acknowledged_and_where_it_escalated(page, stub):
+    node, base = stub
+    sent = summary("f", 4000, precedence="FLASH", direction="sent", **{"from": "TH-MUK"}, title="FLASH sent")
+    node.items.insert(0, sent)
+    node.receipts[sent["id"]] = [{"recipient": "LA-SVK", "state": "delivered", "at": NOW + 4100},
+                                 {"recipient": "LA-THK", "state": "acknowledged", "at": NOW + 4200}]
+    node.escalations[sent["id"]] = [{"level": "recipient_centre", "centre": "LA-TCCC", "offices": ["LA-SVK"],
+                                     "notice_id": _id("n"), "at": NOW + 124_000}]
+    await login(page, base)
+    await page.locator("#feed-list li").first.locator("button").click()
+    await page.wait_for_selector("#receipts tr[data-recipient='LA-SVK']")
+    assert await page.text_content("#receipts tr[data-recipient='LA-SVK'] .chip") == "delivered, not acknowledged"
+    assert await page.text_content("#receipts tr[data-recipient='LA-THK'] .chip") == "acknowledged"
+    escalated = await page.text_content("#escalations")
+    assert "LA-TCCC" in escalated and "the recipient's centre" in escalated and "LA-SVK" in escalated
+    assert await page.locator("#ack-button").count() == 0  # the sender does not acknowledge its own
 
 
 async def test_unverified_signature_is_shown_as_not_verified(page, stub):
@@ -1142,8 +1210,13 @@ async def test_the_check_sends_exactly_the_entity_the_form_describes(page, stub)
     await page.click("#check-submit")
     await expect(page.locator("#check-verdict")).to_be_visible()
     await page.select_option("#check-type", "phone")
-    assert await page.locator("#check-country").count() == 0
     await page.fill("#check-number", "+856 20 5555 1234")
+    await page.press("#check-number", "Enter")
+    await expect(page.locator("#check-verdict")).to_be_visible()
+    # A phone in its national form: the officer names its country (empty: the office's own).
+    assert await page.get_attribute("#check-country", "placeholder") == "TH"
+    await page.fill("#check-number", "020 5555 1234")
+    await page.fill("#check-country", "la")
     await page.press("#check-number", "Enter")
     await expect(page.locator("#check-verdict")).to_be_visible()
     assert [body for _, _, body in node.posts_to("/api/check")] == [
@@ -1151,6 +1224,7 @@ async def test_the_check_sends_exactly_the_entity_the_form_describes(page, stub)
         {"type": "document", "doc_type": "id_card", "number": "p-0847 211", "country": "LA"},
         {"type": "vehicle", "plate": "70-1234", "country": "TH"},
         {"type": "phone", "number": "+856 20 5555 1234"},
+        {"type": "phone", "number": "020 5555 1234", "country": "LA"},
     ]
 
 

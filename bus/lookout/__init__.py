@@ -24,8 +24,8 @@ from bus.lookout.index import (
     query_keys,
 )
 from bus.lookout.normalise import (
-    CALLING_CODES,
     IndexKey,
+    ascii_digits,
     entity_keys,
     normalise_document_number,
     normalise_name,
@@ -47,7 +47,6 @@ from bus.lookout.watchlist import (
 
 __all__ = [
     "ACTIVE_KINDS",
-    "CALLING_CODES",
     "COLUMNS",
     "SUBJECT_TAG_PREFIX",
     "WITHDRAW_TAG",
@@ -59,6 +58,7 @@ __all__ = [
     "RowError",
     "WatchlistEntry",
     "WatchlistParse",
+    "ascii_digits",
     "entity_keys",
     "entry_bulletin",
     "iter_watchlist",

@@ -51,7 +51,7 @@ from typing import Any, NamedTuple
 
 from bus.bulletin import ENTITY_TYPES, KINDS, PRECEDENCES, TLP_LABELS, Bulletin, validate_entity
 from bus.errors import ValidationError
-from bus.lookout.normalise import IndexKey, entity_keys, normalise_phone
+from bus.lookout.normalise import IndexKey, ascii_digits, entity_keys, normalise_phone
 
 #: Kinds whose bulletins are lookouts: matched by ``check`` and raising hits.
 ACTIVE_KINDS = ("lookout", "alert")
@@ -440,7 +440,8 @@ class LookoutIndex:
         """Active lookouts naming the entity ``query`` (an entity dict as in a bulletin,
         e.g. ``{"type": "document", "number": "P1234567", "country": "LA"}``).
 
-        ``country`` is the checking office's country, for national phone numbers.
+        ``country`` is the checking office's country, for national phone numbers
+        (a phone query's own ``country`` takes precedence: see ``query_keys``).
         Best first: exact before similar, then precedence, then newest. Raises
         ``ValidationError`` for a query that names nothing to look up.
         """
@@ -560,11 +561,17 @@ def _is_mention(meta: int) -> bool:
 _KEY_FIELD = {"document": "number", "person": "name", "vehicle": "plate", "phone": "number", "vessel": "name", "organisation": "name"}
 
 
+_COUNTRY_FIELDS = ("country", "nationality", "flag")
+
+
 def query_keys(query: Mapping[str, Any], country: str | None = None) -> list[IndexKey]:
     """Validate a check query (an entity dict) and give its keys.
 
     A document query needs no ``doc_type`` (an officer checking a number rarely knows
-    it). Raises ``ValidationError`` naming the field for anything malformed.
+    it). A phone query may name the ``country`` of a number written in its national
+    form (a phone entity has no such field; default: ``country``, the checking
+    office's). Digits of any script are read as ASCII digits before validating, as the
+    keys read them. Raises ``ValidationError`` naming the field for anything malformed.
     """
     if not isinstance(query, Mapping):
         raise ValidationError("query", "must be an object such as {\"type\": \"document\", \"number\": \"P1234567\"}")
@@ -572,9 +579,21 @@ def query_keys(query: Mapping[str, Any], country: str | None = None) -> list[Ind
     if kind not in _KEY_FIELD:
         checkable = ", ".join(t for t in ENTITY_TYPES if t in _KEY_FIELD)
         raise ValidationError("type", f"must be one of {checkable}; got {kind!r}"[:200])
-    q = dict(query)
+    q = {k: ascii_digits(v) if isinstance(v, str) else v for k, v in query.items()}
+    for field in _COUNTRY_FIELDS:  # an officer types "la" as readily as "LA"
+        if isinstance(q.get(field), str):
+            q[field] = q[field].strip().upper()
     if kind == "document":
         q.setdefault("doc_type", "other")
+    if kind == "vessel":  # "IMO 9074729", "9074 729": the number is its digits
+        for field in ("imo", "mmsi"):
+            if isinstance(q.get(field), str):
+                q[field] = "".join(ch for ch in q[field] if ch.isdigit()) or q[field]
+    region = q.pop("country", None) if kind == "phone" else None
+    if region:
+        if not (isinstance(region, str) and len(region) == 2 and region.isalpha()):
+            raise ValidationError("country", f"must be a two-letter country code such as LA; got {region!r}"[:200])
+        country = region
     entity = validate_entity(q)
     if kind == "phone":
         normalise_phone(entity["number"], country)  # raises an actionable error for national numbers

@@ -29,10 +29,18 @@ Vehicle plates
     already treats them alike), so a check for ``กข1234`` must find ``กข 1234``. The
     province line is kept: with and without it are still different keys.
 Phones
-    E.164: ``+`` and digits only. ``00`` becomes ``+``; a number without ``+`` is
-    national and takes the calling code of a default country (the sender's or the
-    checking office's country; ``CALLING_CODES``) after dropping one trunk ``0``;
-    ``+66 (0)81...`` drops the ``(0)``.
+    E.164 (``+`` and digits), by the numbering plan of each country (the
+    ``phonenumbers`` library, Google's libphonenumber data). ``00`` before the
+    country code becomes ``+``; a number without ``+`` is national and is read in
+    the plan of a default country (the sender's country for a bulletin, the checking
+    office's country or the one the officer names for a check, the row's or the
+    importing centre's country for a watch list), which drops its trunk prefix:
+    ``020 5555 1234`` in LA, ``+856 20 5555 1234`` and ``00856 20 5555 1234`` are
+    all ``+8562055551234``; ``+66 (0)81...`` drops the ``(0)``.
+Digits
+    Every decimal digit (Thai ``๑๒๓``, Lao ``໑໒໓``, Burmese, Khmer, full-width) is
+    read as its ASCII digit in document numbers, plates, phones, vessel numbers and
+    names: an officer may type a number on a Thai or Lao keyboard.
 Names (persons, vessels, organisations)
     NFKC, case-fold, strip diacritics from Latin letters only (Vietnamese ``Nguyễn
     Văn Đức`` -> ``nguyen van duc``; ``đ``/``ð``/``ø``/``ł`` mapped by hand because they
@@ -90,6 +98,8 @@ import unicodedata
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
+import phonenumbers
+
 from bus.errors import ValidationError
 
 
@@ -101,23 +111,12 @@ class IndexKey(NamedTuple):
     scope: str = ""
 
 
-#: Country calling codes for the default country of national phone numbers: the region's
-#: countries first (the offices of this bus), then their neighbours.
-CALLING_CODES: dict[str, str] = {
-    "TH": "66",
-    "LA": "856",
-    "KH": "855",
-    "VN": "84",
-    "MM": "95",
-    "CN": "86",
-    "MY": "60",
-    "SG": "65",
-    "ID": "62",
-    "PH": "63",
-    "BN": "673",
-    "IN": "91",
-    "BD": "880",
-}
+def ascii_digits(text: str) -> str:
+    """``text`` with every decimal digit of any script as its ASCII digit
+    (``๐๒๐`` and ``໐໒໐`` become ``020``); other characters unchanged."""
+    if text.isascii():
+        return text
+    return "".join(str(unicodedata.decimal(ch)) if ch.isdecimal() else ch for ch in text)
 
 # -- text folding ------------------------------------------------------------------------
 
@@ -157,7 +156,7 @@ def fold_text(text: str) -> str:
     # Repeat to a fixed point: case-folding can produce text that NFKC changes again
     # (and the other way round) for a few exotic characters; two rounds settle it.
     for _ in range(4):
-        folded = unicodedata.normalize("NFKC", text).casefold().translate(_LATIN_EXTRA)
+        folded = ascii_digits(unicodedata.normalize("NFKC", text)).casefold().translate(_LATIN_EXTRA)
         folded = _strip_latin_marks(folded)
         folded = _WS.sub(" ", folded).strip()
         if folded == text:
@@ -251,7 +250,7 @@ def normalise_document_number(number: str) -> str:
     # with (NFKC turns an acute accent into space + combining acute), so repeat to a
     # fixed point: the result must normalise to itself.
     for _ in range(4):
-        out = _DOC_SEPARATORS.sub("", unicodedata.normalize("NFKC", number)).upper()
+        out = _DOC_SEPARATORS.sub("", ascii_digits(unicodedata.normalize("NFKC", number))).upper()
         if out == number:
             break
         number = out
@@ -260,38 +259,49 @@ def normalise_document_number(number: str) -> str:
 
 def normalise_plate(plate: str) -> str:
     for _ in range(4):  # to a fixed point, as for document numbers
-        text = _PLATE_SEPARATORS.sub("", unicodedata.normalize("NFKC", plate)).upper()
+        text = _PLATE_SEPARATORS.sub("", ascii_digits(unicodedata.normalize("NFKC", plate))).upper()
         if text == plate:
             break
         plate = text
     return text
 
 
-_PHONE_TRUNK = re.compile(r"\(\s*0\s*\)")
+_PARSE_ERRORS = {
+    phonenumbers.NumberParseException.INVALID_COUNTRY_CODE: "has no known country calling code after the +",
+    phonenumbers.NumberParseException.TOO_SHORT_AFTER_IDD: "is too short after its international prefix",
+    phonenumbers.NumberParseException.TOO_SHORT_NSN: "is too short to be a phone number",
+    phonenumbers.NumberParseException.TOO_LONG: "is too long to be a phone number",
+}
 
 
 def normalise_phone(number: str, default_country: str | None = None) -> str:
-    """E.164 form (``+959123456789``). National numbers need ``default_country``.
+    """E.164 form (``+959123456789``). National numbers are read in the numbering plan
+    of ``default_country`` (ISO 3166 alpha-2).
 
-    Raises ``ValidationError`` when the number has no digits, or has no ``+``/``00``
-    prefix and no default country with a known calling code.
+    Raises ``ValidationError`` when the number has no digits, cannot be a phone number
+    (too short, too long, an unknown country code), or is national and no known
+    ``default_country`` is given.
     """
-    text = unicodedata.normalize("NFKC", number).strip()
-    text = _PHONE_TRUNK.sub("", text)
-    digits = "".join(ch for ch in text if ch.isdigit() and ch.isascii())
-    if not digits:
+    text = ascii_digits(unicodedata.normalize("NFKC", number)).strip()
+    if not any(ch.isdigit() for ch in text):
         raise ValidationError("number", f"has no digits: {number!r}"[:200])
-    if text.startswith("+"):
-        return "+" + digits
-    if digits.startswith("00") and len(digits) > 2:
-        return "+" + digits[2:]
-    if default_country is None:
-        raise ValidationError("number", "is a national number: write it with + and the country code, or give a country")
-    code = CALLING_CODES.get(default_country.upper())
-    if code is None:
-        known = ", ".join(sorted(CALLING_CODES))
-        raise ValidationError("country", f"has no known calling code for {default_country!r}; known: {known}")
-    return "+" + code + (digits[1:] if digits.startswith("0") else digits)
+    if text.startswith("00"):
+        # The international prefix of most of the region (and ITU's recommendation);
+        # Thailand's 001/007/008/009 carriers are written 00 + country code in practice.
+        text = "+" + text[2:]
+    region = None
+    if not text.startswith("+"):
+        if default_country is None:
+            raise ValidationError("number", "is a national number: write it with + and the country code, or give a country")
+        region = default_country.strip().upper()
+        if region not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValidationError("country", f"{default_country!r} is not a country with a phone numbering plan"[:200])
+    try:
+        parsed = phonenumbers.parse(text, region)
+    except phonenumbers.NumberParseException as exc:
+        why = _PARSE_ERRORS.get(exc.error_type, "cannot be read as a phone number")
+        raise ValidationError("number", f"{number!r} {why}"[:200]) from None
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 
 def normalise_dob(dob: str) -> str:
@@ -368,7 +378,7 @@ def entity_keys(entity: Mapping[str, Any], default_country: str | None = None) -
             pass
     elif kind == "vessel":
         for field in ("imo", "mmsi"):
-            digits = "".join(ch for ch in str(entity.get(field) or "") if ch.isdigit() and ch.isascii())
+            digits = "".join(ch for ch in ascii_digits(str(entity.get(field) or "")) if ch.isdigit() and ch.isascii())
             if digits:
                 keys.append(IndexKey(field, digits))
         name = normalise_name(str(entity.get("name", "")))

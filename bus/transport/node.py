@@ -65,7 +65,7 @@ from bus.errors import (
 )
 from bus.ids import Rng
 from bus.keys import BoxKeyPair, Identity, PeerKeys
-from bus.receipt import DELIVERED, MAX_RECEIPT_IDS, READ, open_receipt, sign_receipt
+from bus.receipt import ACKNOWLEDGED, DELIVERED, MAX_RECEIPT_IDS, READ, open_receipt, sign_receipt
 from bus.transport import subjects as sj
 from bus.transport.client import Ack, BusClient, ClientConfig, PullConsumer, ack_all, nak, stored_at_ms
 from bus.transport.embedded import embedded_server
@@ -615,6 +615,10 @@ class BusNode:
     async def send_read_receipt(self, bulletin_id: str, sender: str, precedence: str = "ROUTINE") -> None:
         """Tell ``sender`` an officer here read ``bulletin_id`` (queued like any message)."""
         self._queue_receipts([(READ, bulletin_id, sender, precedence)])
+
+    async def send_acknowledgement(self, bulletin_id: str, sender: str, precedence: str = "FLASH") -> None:
+        """Tell ``sender`` a person here acknowledged ``bulletin_id`` (what ends a FLASH's escalation)."""
+        self._queue_receipts([(ACKNOWLEDGED, bulletin_id, sender, precedence)])
 
     def _queue_receipts(self, items: Iterable[tuple[str, str, str, str]]) -> None:
         assert self.outbox is not None

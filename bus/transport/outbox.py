@@ -65,9 +65,9 @@ import msgspec
 
 from bus.errors import StoreError, ValidationError
 
-QUEUED, SENT, DELIVERED, READ = "queued", "sent", "delivered", "read"
+QUEUED, SENT, DELIVERED, READ, ACKNOWLEDGED = "queued", "sent", "delivered", "read", "acknowledged"
 HELD, FAILED = "held", "failed"
-_STATE_ORDER = {FAILED: -1, HELD: 0, QUEUED: 0, SENT: 1, DELIVERED: 2, READ: 3}
+_STATE_ORDER = {FAILED: -1, HELD: 0, QUEUED: 0, SENT: 1, DELIVERED: 2, READ: 3, ACKNOWLEDGED: 4}
 #: At most this many sealed bytes are kept in memory for the pump (see the module docstring).
 FRESH_MAX_BYTES = 16 * 1024 * 1024
 #: Bits of a copy key that number the copy within its bulletin (see the module docstring).
@@ -195,6 +195,7 @@ class RecipientStatus:
     sent_at: int | None = None
     delivered_at: int | None = None
     read_at: int | None = None
+    acknowledged_at: int | None = None  # a person at the recipient acknowledged it
     #: Why a ``held`` copy waits, or why a ``failed`` one was given up.
     problem: str | None = None
 
@@ -667,15 +668,17 @@ class Outbox:
             receipts.setdefault(office, {})[kind] = at
         for office, kinds in receipts.items():
             prior = out.get(office, RecipientStatus(office, SENT))
-            delivered = kinds.get("delivered", kinds.get("read"))  # a read receipt implies delivery
-            state = READ if "read" in kinds else DELIVERED
+            # A read or acknowledged receipt implies delivery.
+            delivered = kinds.get(DELIVERED, kinds.get(READ, kinds.get(ACKNOWLEDGED)))
+            state = max((k for k in kinds if k in _STATE_ORDER), key=_STATE_ORDER.__getitem__, default=DELIVERED)
             if _STATE_ORDER[state] < _STATE_ORDER[prior.state]:
                 state = prior.state
-            out[office] = RecipientStatus(office, state, prior.sent_at, delivered, kinds.get("read"))
+            out[office] = RecipientStatus(office, state, prior.sent_at, delivered, kinds.get(READ), kinds.get(ACKNOWLEDGED))
         return BulletinStatus(bulletin_id, precedence, posted_at, out, escalated_at)  # type: ignore[arg-type]
 
     def check_flash(self, now_ms: int) -> list[Overdue]:
-        """FLASH bulletins past their deadline with an office recipient that sent no receipt.
+        """FLASH bulletins past their deadline with an office recipient where no person
+        acknowledged it (no ``acknowledged`` receipt: a ``delivered`` one is only the machine).
 
         Those past their deadline that every recipient acknowledged are settled (no longer
         watched), so an escalation clears itself when the last receipt arrives.
@@ -691,7 +694,12 @@ class Outbox:
             found = self._copy_states(bid)
             assert found is not None  # the row was just read
             (_, posted_at, escalated_at), states, _ = found
-            answered = {r[0] for r in self.db.execute("SELECT office FROM receipts WHERE bulletin_id = ?", (bid,))}
+            answered = {
+                r[0]
+                for r in self.db.execute(
+                    "SELECT office FROM receipts WHERE bulletin_id = ? AND kind = ?", (bid, ACKNOWLEDGED)
+                )
+            }
             missing = tuple(
                 sorted(
                     d.recipient

@@ -192,6 +192,8 @@ def _durable_grants(prefixes: Sequence[str], stream: str, durable: str, filter_s
             # The filter is part of the subject: the grant fixes what the durable may read.
             f"{p}.CONSUMER.CREATE.{stream}.{durable}.{filter_subject}",
             f"{p}.CONSUMER.MSG.NEXT.{stream}.{durable}",
+            # A node leaving a feed deletes its own durable (and only its own).
+            f"{p}.CONSUMER.DELETE.{stream}.{durable}",
         ]
     return [*grants, f"$JS.ACK.{stream}.{durable}.>"]
 

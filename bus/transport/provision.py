@@ -34,6 +34,26 @@ def stream_config(plan: StreamPlan) -> StreamConfig:
     )
 
 
+#: JetStream's error code for "insufficient storage resources available": the server's
+#: (or account's) max_file_store cannot reserve the stream's max_bytes.
+_INSUFFICIENT_STORAGE = 10047
+
+
+def _size(n: int) -> str:
+    return f"{n / 1024**3:.1f} GiB" if n >= 1024**3 else f"{n / 1024**2:.0f} MiB"
+
+
+def _storage_advice(name: str, plans: Sequence[StreamPlan]) -> str:
+    """Say how much storage the streams reserve: a file stream reserves its max_bytes."""
+    need = sum(p.spec.max_bytes for p in plans)
+    own = next(p.spec.max_bytes for p in plans if p.spec.name == name)
+    return (
+        f"JetStream has too little storage for stream {name}: it reserves {_size(own)}, and these "
+        f"{len(plans)} streams {_size(need)} in all; set jetstream {{ max_file_store: {need} }} "
+        f"(at least {_size(need)}, plus the server's other streams) in the server's config and restart it"
+    )
+
+
 async def apply_plans(client: BusClient, plans: Sequence[StreamPlan]) -> list[str]:
     """Create or update every planned stream; returns one line per stream saying what was done."""
     js: Any = client.jetstream()
@@ -60,6 +80,8 @@ async def apply_plans(client: BusClient, plans: Sequence[StreamPlan]) -> list[st
                 raise PermissionDenied(f"this NATS user may not create or update stream {name} ({refused})") from exc
             raise NotConnected(f"no answer from JetStream about stream {name}") from exc
         except nats.js.errors.APIError as exc:
+            if exc.err_code == _INSUFFICIENT_STORAGE:
+                raise BusError(_storage_advice(name, plans)) from exc
             raise BusError(f"JetStream refused stream {name}: {exc.description or exc}") from exc
         except nats.errors.Error as exc:
             raise BusError(f"creating stream {name} failed: {exc}") from exc

@@ -28,6 +28,7 @@ from bus.errors import ValidationError
 from office_node.cli import cli
 from office_node.client import NodeClient, find_token, find_url
 from office_node.home import NodeHome
+from office_node.times import iso_utc
 
 HOUR_MS = 3_600_000
 
@@ -64,8 +65,8 @@ def _client(ctx: click.Context, url: str | None, token: str | None) -> NodeClien
 @click.option("--to", "to", multiple=True, metavar="OFFICE", help="Recipient office (repeatable).")
 @click.option("--feed", default=None, help="Post to this feed too.")
 @click.option("--kind", type=click.Choice(KINDS), required=True)
-@click.option("--precedence", type=click.Choice(PRECEDENCES), default="ROUTINE", show_default=True)
-@click.option("--tlp", type=click.Choice(TLP_LABELS), default="AMBER", show_default=True)
+@click.option("--precedence", type=click.Choice(PRECEDENCES, case_sensitive=False), default="ROUTINE", show_default=True)
+@click.option("--tlp", type=click.Choice(TLP_LABELS, case_sensitive=False), default="AMBER", show_default=True)
 @click.option("--releasable-to", "releasable", required=True, help="Countries it may reach, e.g. TH,LA.")
 @click.option("--grading", default="B2", show_default=True, help="Admiralty: source A-F, information 1-6.")
 @click.option("--title", required=True)
@@ -180,3 +181,26 @@ def subscribe(ctx: click.Context, feed: str | None, as_json: bool, count: int | 
         asyncio.run(follow())
     except KeyboardInterrupt:
         pass
+
+
+@cli.command("ack")
+@click.argument("bulletin_id")
+@click.option("--url", default=None)
+@click.option("--token", default=None)
+@click.pass_context
+def ack(ctx: click.Context, bulletin_id: str, url: str | None, token: str | None) -> None:
+    """Acknowledge a FLASH received here, as the officer the token belongs to.
+
+    Its sender gets a signed `acknowledged` receipt, which ends the FLASH's escalation
+    (until then the sender sees "delivered, not acknowledged" and tells the centres)."""
+
+    async def send() -> dict[str, Any]:
+        async with _client(ctx, url, token) as client:
+            return await client.request("POST", f"/api/bulletins/{bulletin_id}/ack")
+
+    result = asyncio.run(send())
+    who = result["acknowledged"]
+    if result["first"]:
+        click.echo(f"acknowledged {bulletin_id}; the sender is told")
+    else:
+        click.echo(f"{bulletin_id} was already acknowledged by {who['by']} at {iso_utc(who['at'])}")

@@ -1,6 +1,6 @@
 """`blo deploy` subcommands: NATS credentials and streams for a real deployment (DEPLOY.md).
 
-    blo deploy nats-auth --out DIR [--feed NAME=OFFICE,OFFICE[:post]]... [--leaf OFFICE]...
+    blo deploy nats-auth --out DIR --hub-url [CC=]URL... [--feed NAME=OFFICE,OFFICE[:post]]... [--leaf OFFICE]...
                          [--country CC]... [--hub-domain HUB] [--rotate OFFICE]...
     blo deploy streams --nats URL [--nats URL]... --nkey-seed DIR/seeds/admin.nk [--tls-ca CA]
                        [--replicas 3] [--leaf OFFICE]...
@@ -14,7 +14,8 @@ pinned centre and are valid now; revoked or expired offices get no user) and wri
     DIR/seeds/<OFFICE>.nk        each office's NATS user seed (0600): copy to that office only
     DIR/seeds/admin.nk, sys.nk   the operator's users: streams and buckets; server monitoring
     DIR/leaf/<OFFICE>-uplink.conf  for --leaf offices: the leaf node's uplink nkey (0600)
-    DIR/nodes/<OFFICE>.toml      the [nats] lines of that office's node.toml
+    DIR/nodes/<OFFICE>.toml      that office's whole node.toml: its hub URLs (--hub-url), seed,
+                                 inbox prefix and this centre's pins; installed as is
 
 Seeds already in DIR/seeds are kept (re-running after an enrolment adds users without
 changing anyone's credentials); ``--rotate OFFICE`` makes a new one. Feed membership comes
@@ -40,12 +41,14 @@ from bus.keystore import write_private_file
 from bus.transport.client import BusClient, ClientConfig
 from bus.transport.kv_feeds import FeedKeyCache
 from bus.transport.nkey import new_user_seed, public_key, read_seed
-from bus.transport.permissions import FeedMembers, hub_users, inbox_prefix, node_access, parse_feed
+from bus.transport.permissions import FeedMembers, NodeAccess, hub_users, inbox_prefix, node_access, parse_feed
 from bus.transport.provision import apply_plans
 from bus.transport.subjects import check_office
 from bus.transport.topology import StreamPlan, hub_plans, leaf_outbox_streams
 from office_node.cli import cli
+from office_node.config import render_config
 from office_node.home import NodeHome
+from office_node.times import iso_utc, readable_times
 
 
 @cli.group("deploy")
@@ -64,7 +67,7 @@ def _seed(folder: Path, name: str, rotate: bool) -> str:
 
 
 def _feed_memberships(
-    home: NodeHome, directory: Directory, nodes: list[tuple[str, str]], given: tuple[str, ...]
+    home: NodeHome, directory: Directory, nodes: list[tuple[str, str]], given: tuple[str, ...], gone: set[str]
 ) -> list[FeedMembers]:
     """Every feed's readers and posters: from its current signed record held in the node's
     verified local copy (offices that get no NATS user left out), then the ``--feed`` ones
@@ -86,12 +89,47 @@ def _feed_memberships(
             raise ValidationError(
                 "--feed", f"feed {typed.feed} has a signed epoch record: its members and writers come from it (drop --feed)"
             )
-        out.append(typed)
+        out.append(_without(typed, gone))
     return out
+
+
+def parse_hub_urls(given: tuple[str, ...]) -> dict[str, list[str]]:
+    """``--hub-url [CC=]URL`` values -> country ("" for every country) -> URLs."""
+    out: dict[str, list[str]] = {}
+    for item in given:
+        country, sep, url = item.partition("=")
+        if not sep:
+            country, url = "", item
+        country = country.strip().upper()
+        if country and not (len(country) == 2 and country.isalpha()):
+            raise ValidationError("--hub-url", f"{item!r}: expected URL or CC=URL, e.g. TH=tls://th-hub-1.blo.example:4222")
+        if "://" not in url:
+            raise ValidationError("--hub-url", f"{item!r}: the URL needs its scheme (tls:// or nats://)")
+        out.setdefault(country, []).append(url.strip())
+    return out
+
+
+def _node_toml(access: NodeAccess, hubs: dict[str, list[str]], anchors: dict[str, str], hub_domain: str) -> str:
+    """The whole node.toml of one office under its generated NATS user."""
+    if access.leaf:
+        urls = ["nats://127.0.0.1:4222"]  # its own leaf node (deploy/nats/leaf-office.conf); no seed needed
+        lines = [f'jetstream_domain = "{hub_domain}"']
+    else:
+        urls = hubs.get(access.office[:2]) or hubs.get("", [])
+        lines = ['nkey_seed = "keys/nats.nk"   # seeds/<OFFICE>.nk from blo deploy nats-auth, 0600']
+        if any(u.startswith("tls://") for u in urls):
+            lines.append('tls_ca = "keys/nats-ca.pem"   # the network\'s CA')
+    lines += [f'inbox_prefix = "{inbox_prefix(access.office)}"', "create_streams = false   # the operator creates them: blo deploy streams"]
+    head = f"# {access.office}'s node.toml, from `blo deploy nats-auth`: install it as the node home's node.toml.\n"
+    return head + render_config(access.office, access.role, anchors=anchors, urls=urls, nats_lines=lines)
 
 
 @deploy_group.command("nats-auth")
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output folder.")
+@click.option(
+    "--hub-url", "hub_urls", multiple=True, metavar="[CC=]URL",
+    help="A hub server the nodes connect to (repeatable); CC= for one country's nodes only.",
+)  # fmt: skip
 @click.option("--feed", "feeds", multiple=True, metavar="NAME=OFFICE,OFFICE[:post]", help="A feed whose signed record this node does not hold, and its members.")
 @click.option("--leaf", "leaves", multiple=True, metavar="OFFICE", help="An office that runs its own leaf node.")
 @click.option("--country", "countries", multiple=True, metavar="CC", help="Only these countries' nodes (default all).")
@@ -103,6 +141,7 @@ def _feed_memberships(
 def nats_auth(
     ctx: click.Context,
     out: Path,
+    hub_urls: tuple[str, ...],
     feeds: tuple[str, ...],
     leaves: tuple[str, ...],
     countries: tuple[str, ...],
@@ -111,21 +150,29 @@ def nats_auth(
 ) -> None:
     """Per-office NATS users with least-privilege permissions, from the verified directory."""
     home = NodeHome(ctx.obj["home"])
-    directory, _ = home.open_directory()
+    config = home.config()
+    directory, _ = home.open_directory(config)
+    hubs = parse_hub_urls(hub_urls)
     now = int(time.time() * 1000)
     nodes: list[tuple[str, str]] = []
+    gone: set[str] = set()
     for record in directory.records():
         if countries and record.country not in countries:
             continue
         keys = directory.sender_keys(record.office_id, record.sign_kid)
         problem = keys.problem_at(now) if keys is not None else "no keys"
         if problem is not None:
-            click.echo(f"  no NATS user for {record.office_id}: {problem}")
+            click.echo(f"  no NATS user for {record.office_id}: {readable_times(problem)}")
+            gone.add(record.office_id)
             continue
         nodes.append((record.office_id, record.role))
     if not nodes:
         raise ConfigError("the verified directory holds no current office: enrol offices or `blo directory sync` first")
-    accesses = node_access(nodes, _feed_memberships(home, directory, nodes, feeds), leaf_offices=leaves)
+    memberships = _feed_memberships(home, directory, nodes, feeds, gone)
+    accesses = node_access(nodes, memberships, leaf_offices=[o for o in leaves if _kept(o, gone, "--leaf")])
+    missing = sorted({a.office[:2] for a in accesses if not a.leaf and not (hubs.get(a.office[:2]) or hubs.get(""))})
+    if missing:
+        raise ValidationError("--hub-url", f"name the hub servers of {', '.join(missing)}: --hub-url [CC=]tls://HOST:4222")
     for name in rotate:
         if name not in ("admin", "sys"):
             check_office(name)
@@ -138,7 +185,7 @@ def nats_auth(
     auth = hub_users(accesses, public, admin_nkey=admin, system_nkey=system, hub_domain=hub_domain)
     header = (
         "BLO Bus NATS users, generated by `blo deploy nats-auth` from the verified signed directory\n"
-        f"at {time.strftime('%Y-%m-%d %H:%M', time.gmtime(now / 1000))}Z: {len(accesses)} nodes, an admin and a system user.\n"
+        f"at {iso_utc(now)}: {len(accesses)} nodes, an admin and a system user.\n"
         "Do not edit: regenerate it (after every enrolment, revocation or feed change), copy it to\n"
         "every hub server of every country, and reload them (nats-server --signal reload).\n"
     )
@@ -146,25 +193,9 @@ def nats_auth(
     nodes_dir = out / "nodes"
     nodes_dir.mkdir(exist_ok=True)
     for a in accesses:
-        lines = [
-            f"# [nats] of {a.office}'s node.toml; copy seeds/{a.office}.nk to keys/nats.nk (0600) there.",
-            "[nats]",
-        ]
-        if a.leaf:
-            lines += [
-                'urls = ["nats://127.0.0.1:4222"]   # its own leaf node (deploy/nats/leaf-office.conf)',
-                "# the leaf node signs in to the hub with leaf/" + f"{a.office}-uplink.conf; the node needs no seed",
-                f'jetstream_domain = "{hub_domain}"',
-            ]
-        else:
-            lines += [
-                'urls = ["tls://<hub-1>:4222", "tls://<hub-2>:4222", "tls://<hub-3>:4222"]',
-                'nkey_seed = "keys/nats.nk"',
-                'tls_ca = "keys/nats-ca.pem"',
-            ]
-        lines.append(f'inbox_prefix = "{inbox_prefix(a.office)}"')
-        lines.append("create_streams = false   # the operator creates them: blo deploy streams")
-        (nodes_dir / f"{a.office}.toml").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        (nodes_dir / f"{a.office}.toml").write_text(
+            _node_toml(a, hubs, config.trust_anchors, hub_domain), encoding="utf-8"
+        )
         if a.leaf:
             seed = read_seed(seeds / f"{a.office}.nk").decode()
             write_private_file(out / "leaf" / f"{a.office}-uplink.conf", f'nkey: "{seed}"\n'.encode())
@@ -173,7 +204,23 @@ def nats_auth(
         extra = [f"reads {','.join(a.reads)}" if a.reads else "", f"posts {','.join(a.posts)}" if a.posts else ""]
         detail = "; ".join(x for x in (a.role, "leaf node" if a.leaf else "", *extra) if x)
         click.echo(f"  {a.office:<10} {public[a.office]}  {detail}")
-    click.echo(f"  seeds in {seeds} (0600): give each office only its own")
+    click.echo(f"  seeds in {seeds} (0600): give each office only its own; nodes/<OFFICE>.toml is its node.toml")
+
+
+def _kept(office: str, gone: set[str], flag: str) -> bool:
+    """False (with a warning) for an office the directory holds but no longer vouches for."""
+    if office in gone:
+        click.echo(f"  {flag}: skipped {office}: revoked or expired in the verified directory")
+        return False
+    return True
+
+
+def _without(feed: FeedMembers, gone: set[str]) -> FeedMembers:
+    """A feed's members without revoked or expired offices (each named in a warning): the
+    same flags work again after a revocation. An office the directory never held is
+    still an error (in ``node_access``): a typo must not silently grant nothing."""
+    readers = tuple(o for o in feed.readers if _kept(o, gone, f"--feed {feed.feed}"))
+    return FeedMembers(feed.feed, readers, tuple(o for o in feed.posters if o in readers))
 
 
 def _client_config(urls: tuple[str, ...], nkey_seed: Path | None, tls_ca: Path | None) -> ClientConfig:

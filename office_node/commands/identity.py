@@ -38,9 +38,11 @@ from bus.directory import (
 from bus.errors import ConfigError, DirectoryError, KeyStoreError, NotConnected, ValidationError
 from bus.keys import BoxKeyPair, Identity, SigningKeyPair
 from bus.keystore import FAST_KDF, save_identity, write_private_file
+from bus.transport.kv_directory import DirectoryCache
 from office_node.cli import cli
 from office_node.config import NodeConfig, render_config
 from office_node.home import NEW_PASSPHRASE_ENV, NodeHome, load_home_identity, passphrase
+from office_node.times import iso_utc, readable_times
 
 DAY_MS = 86_400_000
 T = TypeVar("T")
@@ -59,7 +61,7 @@ def _prompt(text: str) -> str:
 
 
 def _when(ms: int | None) -> str:
-    return "-" if ms is None else time.strftime("%Y-%m-%d %H:%M", time.gmtime(ms / 1000)) + "Z"
+    return iso_utc(ms)
 
 
 # -- init ----------------------------------------------------------------------------------
@@ -356,7 +358,7 @@ def list_directory(ctx: click.Context, show_all: bool) -> None:
     for r in rows:
         keys = directory.sender_keys(r.office_id, r.sign_kid)
         problem = keys.problem_at(now) if keys is not None else "unknown"
-        status = "valid" if problem is None else problem.replace(f"the keys of {r.office_id} ", "")
+        status = "valid" if problem is None else readable_times(problem.replace(f"the keys of {r.office_id} ", ""))
         click.echo(
             f"{r.office_id:<10} {r.role:<6} {r.name[:28]:<28} {r.sign_kid.hex():<16} {r.box_kid.hex():<16} "
             f"{r.sequence:>4}  {status}"
@@ -366,6 +368,44 @@ def list_directory(ctx: click.Context, show_all: bool) -> None:
             click.echo(
                 f"revocation: {v.office_id} key {v.kid.hex()} from {_when(v.revoked_at)} by {v.signer}: {v.reason}"
             )
+
+
+@directory_group.command("export")
+@click.argument("bundle", type=click.Path(dir_okay=False, path_type=Path))
+@click.pass_context
+def export_bundle(ctx: click.Context, bundle: Path) -> None:
+    """Write the verified local copy to a bundle file for another centre (DEPLOY.md step 2).
+
+    The bundle holds signed public records and revocations only, no secret: it may go
+    by USB stick or mail. The receiving centre verifies every item against its own
+    pinned centres (`blo directory import`), so a bundle altered on the way is refused
+    item by item."""
+    directory, _ = _home(ctx).open_directory()
+    DirectoryCache(bundle).save(directory)
+    click.echo(f"wrote {bundle}: {len(directory.signed_items())} signed items ({len(directory)} offices)")
+
+
+@directory_group.command("import")
+@click.argument("bundle", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.pass_context
+def import_bundle(ctx: click.Context, bundle: Path) -> None:
+    """Take another centre's bundle into the local copy, verifying every item against
+    the pinned centres; items that do not verify are named and skipped."""
+    home = _home(ctx)
+    directory, cache = home.open_directory()
+    added = refused = 0
+    for raw in DirectoryCache(bundle).read():
+        try:
+            change = directory.apply(raw)
+        except DirectoryError as exc:
+            refused += 1
+            click.echo(f"  refused an item ({exc.reason}): {readable_times(exc.message)}")
+            continue
+        added += change is not None
+    cache.save(directory)
+    click.echo(f"directory: {len(directory)} offices; {added} new items from {bundle.name}, {refused} refused")
+    if refused:
+        raise DirectoryError(f"{refused} item(s) of {bundle} did not verify: check the centres' pins in node.toml")
 
 
 @directory_group.command("publish")

@@ -3,11 +3,12 @@
     blo check --document P1234567 [--country LA]
     blo check --person "Souksavanh Phommachanh" [--dob 1985-03-14] [--nationality LA]
     blo check --vehicle 70-1234 [--country TH]
-    blo check --phone "+856 20 5555 1234"
+    blo check --phone "020 5555 1234" --country LA
     blo watchlist import list.csv [--to TH-MUK]... [--feed NAME] [--releasable-to TH,LA]
 
-`blo check` answers from the node's local index, so it works while the link is down;
-it exits 0 either way and prints FLAGGED or CLEAR first (``--json`` for scripts).
+`blo check` answers from the node's local index, so it works while the link is down.
+It prints FLAGGED or CLEAR first (``--json``: the node's answer as JSON) and exits
+with a code a checkpoint script can act on: ``CHECK_EXIT`` below, listed in ``--help``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,11 @@ from bus.errors import ValidationError
 from office_node.cli import cli
 from office_node.client import NodeClient, find_token, find_url
 from office_node.home import NodeHome
+
+#: ``blo check`` exit codes (written out in its --help). Anything but CLEAR means "do not wave through".
+EXIT_CLEAR = 0
+EXIT_FLAGGED = 3
+EXIT_NOT_CHECKED = 2  # bad input, no token, the node unreachable or refusing: the same as every blo error
 
 
 def _client(ctx: click.Context, url: str | None, token: str | None) -> NodeClient:
@@ -52,8 +58,8 @@ def check_query(
         query["plate"] = value
     else:
         query["number"] = value
-    if country and kind in ("document", "vehicle"):
-        query["country"] = country
+    if country and kind in ("document", "vehicle", "phone"):
+        query["country"] = country.upper()
     return query
 
 
@@ -62,17 +68,31 @@ def check_query(
 @click.option("--person", default=None, metavar="NAME")
 @click.option("--vehicle", default=None, metavar="PLATE")
 @click.option("--phone", default=None, metavar="NUMBER")
-@click.option("--country", default=None, help="Issuing country of the document or plate (narrows the match).")
+@click.option(
+    "--country",
+    default=None,
+    help="Issuing country of the document or plate (narrows the match); for a phone written without +, "
+    "its country (default: this office's).",
+)
 @click.option("--dob", default=None, help="Date of birth YYYY-MM-DD (persons).")
 @click.option("--nationality", default=None)
 @click.option("--url", default=None)
 @click.option("--token", default=None)
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the node's answer as JSON (same exit codes).")
 @click.pass_context
 def check(ctx: click.Context, document: str | None, person: str | None, vehicle: str | None, phone: str | None,
           country: str | None, dob: str | None, nationality: str | None, url: str | None, token: str | None,
           as_json: bool) -> None:  # fmt: skip
-    """Is this document, person, vehicle or phone the subject of an active lookout?"""
+    """Is this document, person, vehicle or phone the subject of an active lookout?
+
+    \b
+    Exit codes:
+      0  CLEAR: no active lookout names it on this node
+      3  FLAGGED: at least one active lookout names it
+      2  not checked: bad input, no token, the node unreachable or refusing
+      1  an unexpected failure
+    Only 0 is CLEAR.
+    """
     query = check_query(document, person, vehicle, phone, country, dob, nationality)
 
     async def ask() -> dict[str, Any]:
@@ -80,10 +100,10 @@ def check(ctx: click.Context, document: str | None, person: str | None, vehicle:
             return await client.request("POST", "/api/check", body=query)
 
     result = asyncio.run(ask())
+    matches = result["matches"]
     if as_json:
         click.echo(json.dumps(result, ensure_ascii=False))
-        return
-    matches = result["matches"]
+        ctx.exit(EXIT_FLAGGED if matches else EXIT_CLEAR)
     click.echo("FLAGGED" if matches else "CLEAR: no active lookout names it on this node")
     for m in matches:
         click.echo(
@@ -92,6 +112,7 @@ def check(ctx: click.Context, document: str | None, person: str | None, vehicle:
         )
     for m in result["mentions"]:
         click.echo(f"  also mentioned in {m['kind']} {m['bulletin_id']} from {m['sender']}: {m.get('title', '')}")
+    ctx.exit(EXIT_FLAGGED if matches else EXIT_CLEAR)
 
 
 @cli.group("watchlist")

@@ -33,7 +33,10 @@
  *   GET  /api/bulletins/{id} -> {bulletin: Bulletin.to_dict(), direction, feed, sent_at,
  *                   received_at, read, verification:{verified, signer, key_id, sent_at,
  *                   provenance?} | null, attribution,
- *                   receipts:[{recipient, state:"queued"|"sent"|"delivered"|"read", at}]}
+ *                   receipts:[{recipient, state:"queued"|"sent"|"delivered"|"read"|"acknowledged", at}],
+ *                   acknowledged: {by, at} | null (a FLASH received: who here acknowledged it),
+ *                   escalations: [{level:"recipient_centre"|"own_centre", centre, offices, at}]}
+ *   POST /api/bulletins/{id}/ack -> {ok, first, acknowledged:{by, at}} (a FLASH received here)
  *        attribution (a centre's forward; null otherwise) = {state, words_of, forwarded_by,
  *                   original_sender, original_id, text}: whose words the title, body and
  *                   entities are to be shown as (schemas/ENVELOPE.md 8.1). state is
@@ -136,7 +139,18 @@ export const TLP_LABELS = ["CLEAR", "GREEN", "AMBER", "AMBER+STRICT", "RED"];
 export const KINDS = ["lookout", "alert", "incident", "request_for_information", "reply", "strategic_intelligence"];
 export const DOCUMENT_TYPES = ["passport", "id_card", "visa", "travel_document", "driving_licence", "other"];
 export const DOCUMENT_STATUSES = ["stolen", "lost", "forged", "fraudulent", "revoked", "valid"];
-export const RECEIPT_STATES = ["queued", "sent", "delivered", "read"];
+export const RECEIPT_STATES = ["queued", "sent", "delivered", "read", "acknowledged"];
+// A FLASH waits for a person at each recipient to acknowledge it (office_node/flash.py):
+// the words the page uses for it, in one place.
+const FLASH_WORDS = {
+  notAcknowledged: "not acknowledged",
+  acknowledge: "Acknowledge",
+  acknowledgeTitle: "Tell the sender a person here has seen this FLASH (a signed receipt); until then it escalates",
+  acknowledgedBy: (by) => `Acknowledged by ${by}`,
+  escalations: "Escalated to",
+  levels: { recipient_centre: "the recipient's centre", own_centre: "our own centre" },
+  failed: "Could not acknowledge",
+};
 // The centre's triage workflow: mirrors office_node/triage.py (STATES, MOVES).
 export const TRIAGE_STATES = ["new", "in_review", "disseminated", "closed"];
 export const TRIAGE_MOVES = {
@@ -185,7 +199,7 @@ export const CHECK_FIELDS = {
   document: ["doc_type", "number", "country"],
   person: ["name", "dob", "nationality"],
   vehicle: ["plate", "country"],
-  phone: ["number"],
+  phone: ["number", "country"],
 };
 const CHECK_KEY = { document: "number", person: "name", vehicle: "plate", phone: "number" };
 const CHECK_TYPE_LABELS = { document: "Document", person: "Person", vehicle: "Vehicle", phone: "Phone" };
@@ -196,7 +210,11 @@ const CHECK_FIELD_LABELS = {
 };
 const CHECK_HINTS = {
   "document.number": "P0847211", "person.name": "as written in the document", "vehicle.plate": "70-1234",
-  "phone.number": "+856 20 5555 1234",
+  "phone.number": "020 5555 1234",
+};
+// A phone written without + is read in the numbering plan of this country (default: the office's own).
+const CHECK_TITLES = {
+  "phone.country": "Country of a number written without + (empty: this office's country)",
 };
 
 // A hit's notice state in the officer's words (office_node/lookouts.py notice_decision).
@@ -327,14 +345,23 @@ export function tlpBadge(tlp) {
     `TLP:${known ? tlp : String(tlp ?? "?")}`);
 }
 
-function stateChip(stateName) {
+function stateChip(stateName, flash = false) {
   const known = RECEIPT_STATES.includes(stateName);
-  return el("span", { class: `chip state-${known ? stateName : "unknown"}` }, String(stateName ?? "?"));
+  // A FLASH delivered or read by the machine is not yet acknowledged by a person: say so.
+  const waiting = flash && (stateName === "delivered" || stateName === "read");
+  const text = waiting ? `${stateName}, ${FLASH_WORDS.notAcknowledged}` : String(stateName ?? "?");
+  return el("span", { class: `chip state-${known ? stateName : "unknown"}${waiting ? " flash-waiting" : ""}` }, text);
 }
 
-function splitList(text, { upper = false } = {}) {
+// Codes (office ids, countries, tags) have no spaces: commas or spaces separate them.
+// Names may have spaces: a list of names splits only on the comma (or semicolon) its
+// field states, so the alias "Somchai Jaidee" stays one alias.
+const CODE_SEPARATORS = /[\s,;]+/;
+export const NAME_SEPARATORS = /[,;]/;
+
+export function splitList(text, { upper = false, separators = CODE_SEPARATORS } = {}) {
   const out = [];
-  for (const part of String(text).split(/[\s,;]+/)) {
+  for (const part of String(text).split(separators)) {
     const v = upper ? part.trim().toUpperCase() : part.trim();
     if (v && !out.includes(v)) out.push(v);
   }
@@ -503,6 +530,7 @@ async function boot() {
   me.office = me.office || (health && health.office) || "";
   me.role = me.role || (health && health.role) || "";
   state.office = me.office;
+  renderCheckFields($("check-type").value); // the phone's default country is this office's
 
   const user = me.user || {};
   $("top-office").textContent = me.office || "";
@@ -759,14 +787,14 @@ function provenanceBlock(p, pid) {
       status !== "ok" && p.reason ? row("Reason", String(p.reason)) : null)));
 }
 
-function receiptsTable(receipts) {
+function receiptsTable(receipts, flash = false) {
   const list = Array.isArray(receipts) ? receipts.slice() : [];
   list.sort((a, b) => String(a.recipient).localeCompare(String(b.recipient)));
   if (list.length === 0) return el("p", { class: "muted" }, "No receipts.");
   return el("table", { class: "receipts" },
     el("thead", {}, el("tr", {}, el("th", {}, "Recipient"), el("th", {}, "State"), el("th", {}, "At"))),
     el("tbody", {}, list.map((r) => {
-      const tr = el("tr", {}, el("td", {}, String(r.recipient ?? "?")), el("td", {}, stateChip(r.state)), el("td", {}, timeEl(r.at)));
+      const tr = el("tr", {}, el("td", {}, String(r.recipient ?? "?")), el("td", {}, stateChip(r.state, flash)), el("td", {}, timeEl(r.at)));
       tr.dataset.recipient = String(r.recipient);
       return tr;
     })));
@@ -811,6 +839,7 @@ function bulletinView(d, where) {
   const actions = el("div", { class: "actions" },
     received && !d.read ? el("button", { type: "button", id: pid("mark-read"), onclick: () => markRead(b.id) }, "Mark read") : null,
     received && d.read ? el("span", { class: "muted" }, "Read") : null,
+    received && b.precedence === "FLASH" ? ackControl(d, pid) : null,
     el("button", { type: "button", id: pid("reply-button"), class: "primary", onclick: () => startReply(d) }, "Reply"),
     forwardable ? el("button", {
       type: "button", id: pid("forward-button"), disabled: !canSupervise(),
@@ -845,8 +874,46 @@ function bulletinView(d, where) {
     el("div", { class: "body-text", id: pid("detail-body") }, String(b.body ?? "")),
     entityTable(b.entities),
     el("section", {}, el("h3", {}, "Signature"), verificationBlock(d.verification, pid)),
-    el("section", {}, el("h3", {}, "Receipts"), el("div", { id: pid("receipts") }, receiptsTable(d.receipts))),
+    el("section", {}, el("h3", {}, "Receipts"), el("div", { id: pid("receipts") }, receiptsTable(d.receipts, b.precedence === "FLASH"))),
+    escalationsBlock(d.escalations, pid),
   ];
+}
+
+/** A received FLASH: the Acknowledge button, or who acknowledged it here and when. */
+function ackControl(d, pid) {
+  const b = d.bulletin || {};
+  if (d.acknowledged && typeof d.acknowledged === "object") {
+    return el("span", { class: "acknowledged", id: pid("acknowledged") },
+      `${FLASH_WORDS.acknowledgedBy(String(d.acknowledged.by ?? "?"))} `, timeEl(d.acknowledged.at));
+  }
+  return el("button", {
+    type: "button", id: pid("ack-button"), class: "primary flash-ack", title: FLASH_WORDS.acknowledgeTitle,
+    onclick: () => acknowledge(b.id),
+  }, FLASH_WORDS.acknowledge);
+}
+
+/** A FLASH sent here that nobody acknowledged in time: which centres were told, when. */
+function escalationsBlock(escalations, pid) {
+  const list = Array.isArray(escalations) ? escalations : [];
+  if (list.length === 0) return null;
+  return el("section", { id: pid("escalations") }, el("h3", {}, FLASH_WORDS.escalations),
+    el("ul", {}, list.map((e) => el("li", {},
+      `${String(e.centre ?? "?")} (${FLASH_WORDS.levels[e.level] || String(e.level ?? "")}): ${(e.offices || []).map(String).join(", ")} `,
+      timeEl(e.at)))));
+}
+
+async function acknowledge(id) {
+  try {
+    const answer = await api("POST", `/api/bulletins/${encodeURIComponent(id)}/ack`);
+    if (state.detail && state.detail.bulletin && state.detail.bulletin.id === id) {
+      state.detail.acknowledged = answer.acknowledged;
+      state.detail.read = true;
+      renderDetail();
+    }
+    markListRead(id);
+  } catch (e) {
+    status(`${FLASH_WORDS.failed}: ${e.message}`);
+  }
 }
 
 function renderDetail() {
@@ -981,7 +1048,7 @@ function collectEntities() {
       const raw = input.value.trim();
       if (!raw) continue;
       const kind = input.dataset.kind;
-      if (kind === "list") entity[input.dataset.field] = splitList(raw.replace(/;/g, ","));
+      if (kind === "list") entity[input.dataset.field] = splitList(raw, { separators: NAME_SEPARATORS });
       else if (kind === "number") entity[input.dataset.field] = Number(raw);
       else if (kind === "country") entity[input.dataset.field] = raw.toUpperCase();
       else entity[input.dataset.field] = raw;
@@ -1089,7 +1156,7 @@ async function loadOutbox() {
         el("td", {}, precedenceBadge(item.precedence)),
         el("td", {}, el("button", { type: "button", class: "link", onclick: () => openDetail(item.id) }, String(item.title ?? item.id))),
         el("td", {}, timeEl(item.created)),
-        el("td", { class: "recips" }, (item.recipients || []).map(recipientChip)));
+        el("td", { class: "recips" }, (item.recipients || []).map((r) => recipientChip(r, item.precedence === "FLASH"))));
       tr.dataset.id = String(item.id);
       return tr;
     }));
@@ -1099,9 +1166,9 @@ async function loadOutbox() {
   }
 }
 
-function recipientChip(r) {
+function recipientChip(r, flash = false) {
   const chip = el("span", { class: "recipient", title: r.at ? formatTime(r.at) : "" },
-    el("span", { class: "rname" }, String(r.recipient ?? "?")), stateChip(r.state));
+    el("span", { class: "rname" }, String(r.recipient ?? "?")), stateChip(r.state, flash));
   chip.dataset.recipient = String(r.recipient);
   return chip;
 }
@@ -1111,7 +1178,8 @@ function recipientChip(r) {
 function renderCheckFields(type) {
   const specs = ENTITY_FIELDS[type] || [];
   $("check-fields").replaceChildren(...(CHECK_FIELDS[type] || []).map((name) => {
-    const spec = specs.find((s) => s.name === name) || f(name, "text");
+    // A phone entity has no country field; the check's country is a country all the same.
+    const spec = specs.find((s) => s.name === name) || f(name, name === "country" ? "country" : "text");
     const id = `check-${name}`;
     const input = spec.kind === "choice"
       ? el("select", { id }, spec.choices.map((c) => el("option", { value: c }, c.replace(/_/g, " "))))
@@ -1119,7 +1187,10 @@ function renderCheckFields(type) {
         id,
         type: "text",
         maxlength: spec.kind === "country" ? 2 : 200,
-        placeholder: CHECK_HINTS[`${type}.${name}`] || FIELD_HINTS[name] || null,
+        placeholder: type === "phone" && name === "country"
+          ? String(state.office || "").slice(0, 2) || null
+          : CHECK_HINTS[`${type}.${name}`] || FIELD_HINTS[name] || null,
+        title: CHECK_TITLES[`${type}.${name}`] || null,
         autocomplete: "off",
         autocapitalize: spec.kind === "country" ? "characters" : null,
         spellcheck: "false",
