@@ -30,13 +30,14 @@ from office_node import views
 from office_node.accounts import Principal
 from office_node.compose import Draft, draft_from_request
 from office_node.feeds import membership_request, parse_membership_request
-from office_node.triage import DISSEMINATED, KEEP, MAX_PAGE
+from office_node.triage import DISSEMINATED, KEEP, MAX_PAGE, Drafts
 
 if TYPE_CHECKING:
     from office_node.node import OfficeNode
 
 log = logging.getLogger("blo.centre")
 FORWARD_FIELDS = frozenset({"feed", "redact", "tags", "releasable_to", "tlp", "precedence"})
+DRAFT_FIELDS = frozenset({"state", "note", "assignee", "fields"})
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -52,6 +53,9 @@ class _Original:
 class Centre:
     def __init__(self, node: OfficeNode) -> None:
         self.node = node
+        if node.db is None:
+            raise RuntimeError("the centre's parts need the node's database open")
+        self.drafts = Drafts(node.db)
 
     def is_own_office(self, office: str) -> bool:
         record = self.node.directory.record(office)
@@ -265,3 +269,149 @@ class Centre:
     def network_view(self) -> dict[str, Any]:
         self._require_centre("has a network view")
         return self.node.heartbeats.view()
+
+    # -- drafts imported from MISP and STIX (office_node/exchange/) ------------------------
+
+    def network_countries(self) -> list[str]:
+        """The countries of this network: those of the directory's offices and centres."""
+        return sorted({r.country for r in self.node.directory.records()} | {self.node.office[:2]})
+
+    def import_document(self, principal: Principal, data: Any) -> dict[str, Any]:
+        """A MISP or STIX file becomes drafts in the triage queue (nothing is sent)."""
+        self._require_centre("imports MISP and STIX as drafts")
+        if not isinstance(data, Mapping) or not isinstance(data.get("text"), str):
+            raise ValidationError("text", 'send {"text": <the MISP JSON or STIX bundle, as text>, "name": <file name>}')
+        for key in data:
+            if key not in ("text", "name"):
+                raise ValidationError(str(key)[:64], "is not an import field; use text, name")
+        from office_node.exchange.importer import parse_document, sources_of
+
+        sources = sources_of(parse_document(data["text"]))
+        name = str(data.get("name") or "upload")[:200]
+        return self.queue_sources(principal.username, sources, origin=name)
+
+    def queue_sources(self, actor: str, sources: list[Any], *, origin: str) -> dict[str, Any]:
+        """Make a draft of each source not queued before; audit the import."""
+        from office_node.exchange.importer import proposal
+
+        now = self.node.clock()
+        made, skipped = [], []
+        for src in sources:
+            if self.drafts.by_source(src.ref) is not None:
+                skipped.append(src.ref)
+                continue
+            p = proposal(src, own_country=self.node.office[:2], network_countries=self.network_countries(), now_ms=now)
+            draft_id = new_bulletin_id(now, self.node.rng)
+            self.drafts.add(
+                draft_id, source=src.ref, format=src.format, fields=p.fields, derived=p.derived.to_json(),
+                warnings=list(p.warnings), at_ms=now, by=actor,
+            )  # fmt: skip
+            made.append(self.drafts.get(draft_id))
+            self.node.live.publish("triage", {"draft": draft_id, "state": "new"})
+        self.node.audit.append(
+            actor, actions.DRAFT_IMPORT, target=origin,
+            details={"drafts": [d.id for d in made][:50], "skipped": len(skipped)}, now_ms=now,
+        )  # fmt: skip
+        return {"drafts": [_draft_summary(d) for d in made], "skipped": skipped}
+
+    def drafts_view(self, params: Mapping[str, str]) -> dict[str, Any]:
+        """``?state=&limit=&cursor=``: one page of drafts, newest first."""
+        self._require_centre("keeps a triage queue")
+        for name in params:
+            if name not in ("state", "limit", "cursor"):
+                raise ValidationError(name[:64], "is not a draft filter; use state, limit, cursor")
+        limit_text = params.get("limit", "100")
+        if not limit_text.isdigit():
+            raise ValidationError("limit", f"must be a whole number from 1 to {MAX_PAGE}")
+        items, more = self.drafts.items(state=params.get("state") or None, limit=int(limit_text), cursor=params.get("cursor") or None)
+        return {"counts": self.drafts.counts(), "items": [_draft_summary(d) for d in items], "next": more}
+
+    def draft_detail(self, draft_id: str) -> dict[str, Any]:
+        self._require_centre("keeps a triage queue")
+        item = self.drafts.get(draft_id)
+        return {**item.to_json(), "notes": [n.to_json() for n in self.drafts.notes(draft_id)]}
+
+    def draft_update(self, principal: Principal, draft_id: str, data: Any) -> dict[str, Any]:
+        """Move a draft, edit its proposed fields, assign it, and/or add a note."""
+        self._require_centre("keeps a triage queue")
+        if not isinstance(data, Mapping) or not (DRAFT_FIELDS & set(data)):
+            raise ValidationError("state", 'send {"state": ..., "fields": {...}, "note": ..., "assignee": ...} (any of them)')
+        for key in data:
+            if key not in DRAFT_FIELDS:
+                raise ValidationError(str(key)[:64], f"is not a draft field; use {', '.join(sorted(DRAFT_FIELDS))}")
+        now = self.node.clock()
+        assignee = data.get("assignee", KEEP)
+        if assignee not in (KEEP, None) and (not isinstance(assignee, str) or not 0 < len(assignee) <= 64):
+            raise ValidationError("assignee", "must be a username (1-64 characters), or null for nobody")
+        fields = None
+        if "fields" in data:
+            current = self.drafts.get(draft_id)
+            fields = {**current.fields, **_draft_fields(data["fields"])}
+            draft_from_request({**fields, "to": [_NOBODY]}, office=self.node.office, now_ms=now, rng=self.node.rng)
+        if {"state", "fields", "assignee"} & set(data):
+            self.drafts.update(draft_id, by=principal.username, at_ms=now, state=data.get("state"), fields=fields, assignee=assignee)
+        if data.get("note"):
+            self.drafts.note(draft_id, data["note"], by=principal.username, at_ms=now)
+        item = self.drafts.get(draft_id)
+        self.node.audit.append(
+            principal.username, actions.TRIAGE, target=draft_id,
+            details={"state": item.state, "note": bool(data.get("note")), "edited": fields is not None}, now_ms=now,
+        )  # fmt: skip
+        self.node.live.publish("triage", {"draft": draft_id, "state": item.state})
+        return self.draft_detail(draft_id)
+
+    async def send_draft(self, principal: Principal, draft_id: str, data: Any) -> dict[str, Any]:
+        """Seal and send a reviewed draft to offices and/or a feed: ``{"to": [...], "feed":
+        ..., and any field to change}``. Its source's rules (X6, X7 in
+        office_node/exchange/handling.py) and the handling rules of any post apply."""
+        self._require_centre("sends imported drafts")
+        if not isinstance(data, Mapping):
+            raise ValidationError("", 'send {"to": [offices], "feed": name, and any bulletin field to change}')
+        draft = self.drafts.get(draft_id)
+        if draft.state == "sent":
+            raise ValidationError("id", f"draft {draft_id} was sent already, as {draft.sent_id}")
+        if draft.state == "closed":
+            raise ValidationError("id", f"draft {draft_id} is closed; move it to in_review first")
+        routing = {k: data[k] for k in ("to", "feed") if k in data}
+        fields = {**draft.fields, **_draft_fields({k: v for k, v in data.items() if k not in routing})}
+        now = self.node.clock()
+        compose = draft_from_request({**fields, **routing}, office=self.node.office, now_ms=now, rng=self.node.rng)
+        from office_node.exchange.handling import Derived, check_draft_send
+
+        try:
+            check_draft_send(Derived.from_json(draft.derived), compose.bulletin, source=draft.source)
+        except HandlingRefused as exc:
+            self.node.audit.append(
+                principal.username, actions.BULLETIN_REFUSED, target=draft_id,
+                details={"rule": exc.reason, "attempted": actions.DRAFT_SEND, "source": draft.source}, now_ms=now,
+            )  # fmt: skip
+            raise
+        result = await self.node.send_draft(principal.username, compose, actions.DRAFT_SEND)
+        self.drafts.mark_sent(draft_id, result["id"], by=principal.username, at_ms=now, fields=fields)
+        self.node.live.publish("triage", {"draft": draft_id, "state": "sent"})
+        return {**result, "draft": draft_id}
+
+
+#: A syntactically valid recipient for checking a draft's fields alone (never sent to).
+_NOBODY = "ZZ-CHECK"
+
+
+def _draft_fields(value: Any) -> dict[str, Any]:
+    """Fields an analyst may set on a draft: a post's bulletin fields, not its routing."""
+    if not isinstance(value, Mapping):
+        raise ValidationError("fields", "must be an object of bulletin fields, e.g. {\"title\": ...}")
+    for key in value:
+        if key in ("to", "feed", "id", "from", "created", "forwarded"):
+            raise ValidationError(str(key), "is not a draft field (recipients are named when the draft is sent)")
+    return dict(value)
+
+
+def _draft_summary(d: Any) -> dict[str, Any]:
+    f = d.fields
+    return {
+        "id": d.id, "source": d.source, "format": d.format, "state": d.state, "title": f.get("title"),
+        "kind": f.get("kind"), "precedence": f.get("precedence"), "tlp": f.get("tlp"),
+        "releasable_to": f.get("releasable_to"), "local_only": d.derived.get("local_only", False),
+        "entities": len(f.get("entities") or ()), "warnings": len(d.warnings), "created_at": d.created_at,
+        "sent_id": d.sent_id,
+    }  # fmt: skip
