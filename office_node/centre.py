@@ -14,8 +14,10 @@ which the owner applies after checking the requesting centre and the offices' co
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
+import json
 import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -30,6 +32,7 @@ from office_node import views
 from office_node.accounts import Principal
 from office_node.compose import Draft, draft_from_request
 from office_node.feeds import membership_request, parse_membership_request
+from office_node.store import BulletinQuery
 from office_node.triage import DISSEMINATED, KEEP, MAX_PAGE, Drafts
 
 if TYPE_CHECKING:
@@ -56,6 +59,8 @@ class Centre:
         if node.db is None:
             raise RuntimeError("the centre's parts need the node's database open")
         self.drafts = Drafts(node.db)
+        self._bridge: Any = None
+        self._bridge_lock = asyncio.Lock()
 
     def is_own_office(self, office: str) -> bool:
         record = self.node.directory.record(office)
@@ -392,6 +397,95 @@ class Centre:
         return {**result, "draft": draft_id}
 
 
+    # -- the live bridge to a MISP server (office_node/exchange/bridge.py) ------------------
+
+    def _bridge_state_path(self) -> Any:
+        return self.node.config.data_dir / BRIDGE_STATE_FILE
+
+    def _bridge_state(self) -> dict[str, Any]:
+        try:
+            state = json.loads(self._bridge_state_path().read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {"push": {}, "pull_since": None}
+        return state if isinstance(state, dict) else {"push": {}, "pull_since": None}
+
+    def _save_bridge_state(self, state: dict[str, Any]) -> None:
+        path = self._bridge_state_path()
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=1), encoding="utf-8")
+        tmp.replace(path)
+
+    async def misp_sync(self, principal: Principal | None = None) -> dict[str, Any]:
+        """One round of the bridge: push what the push feeds got since the last round,
+        then pull the tagged events as drafts. Audited; refusals by rule X3 too."""
+        self._require_centre("runs the MISP bridge")
+        settings = self.node.config.misp
+        if settings is None:
+            raise ValidationError("misp", "this centre has no [misp] section in node.toml: no MISP bridge is configured")
+        from office_node.exchange.bridge import MispBridge
+        from office_node.exchange.service import exportable
+
+        actor = principal.username if principal else f"node:{self.node.office}"
+        async with self._bridge_lock:
+            if self._bridge is None:
+                self._bridge = MispBridge(settings)
+            state = self._bridge_state()
+            pushed, present, refused = [], [], []
+            for feed in settings.push_feeds:
+                mark = state["push"].get(feed) or {"at": 0, "ids": []}
+                stored = self._feed_since(feed, mark["at"])
+                fresh = [b for b in stored if b.id not in mark["ids"]]
+                report = await self._bridge.push([exportable(b) for b in fresh])
+                now = self.node.clock()
+                for bid in report.pushed:
+                    self.node.audit.append(actor, actions.MISP_PUSH, target=bid, details={"server": settings.url, "feed": feed}, now_ms=now)
+                for bid, exc in report.refused:
+                    self.node.audit.append(
+                        actor, actions.BULLETIN_REFUSED, target=bid,
+                        details={"rule": exc.reason, "attempted": actions.MISP_PUSH, "server": settings.url}, now_ms=now,
+                    )  # fmt: skip
+                pushed += report.pushed
+                present += report.present
+                refused += [{"id": bid, "rule": exc.reason, "message": exc.message} for bid, exc in report.refused]
+                if stored:
+                    last = stored[-1].at
+                    state["push"][feed] = {"at": last, "ids": [b.id for b in stored if b.at == last]}
+                self._save_bridge_state(state)
+            sources, newest = await self._bridge.pull(since_s=state.get("pull_since"))
+            queued = self.queue_sources(actor, sources, origin=f"misp pull {settings.url}") if sources else {"drafts": [], "skipped": []}
+            state["pull_since"] = newest
+            self._save_bridge_state(state)
+        return {"pushed": pushed, "present": present, "refused": refused, **queued}
+
+    def _feed_since(self, feed: str, since: int) -> list[Any]:
+        """The stored bulletins of ``feed`` that reached this node at ``since`` or later, oldest first."""
+        query = BulletinQuery(feed=feed, since=since, limit=500)
+        out = []
+        while True:
+            page = self.node.store.list_bulletins(query)
+            out += page.items
+            if page.next_cursor is None:
+                return list(reversed(out))
+            query = BulletinQuery(feed=feed, since=since, limit=500, cursor=page.next_cursor)
+
+    async def run_bridge(self, stopping: Any) -> None:
+        """The bridge's timer: a round every ``[misp] every_s``; a failed round is logged
+        and tried again next time (the node goes on)."""
+        settings = self.node.config.misp
+        if settings is None:
+            return
+        while not stopping():
+            try:
+                await self.misp_sync()
+            except BloError as exc:
+                log.warning("MISP bridge round failed (%s): %s", exc.reason, exc.message)
+            except Exception:
+                log.exception("MISP bridge round failed")
+            await asyncio.sleep(settings.every_s)
+
+
+#: Where the bridge remembers how far it pushed and pulled (in the node's data dir).
+BRIDGE_STATE_FILE = "misp-bridge.json"
 #: A syntactically valid recipient for checking a draft's fields alone (never sent to).
 _NOBODY = "ZZ-CHECK"
 
