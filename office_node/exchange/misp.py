@@ -107,6 +107,10 @@ def _location(e: Mapping[str, Any]) -> tuple[str, Relations, dict[str, Any]]:
     for field, relation in (("country", "countrycode"), ("lat", "latitude"), ("lon", "longitude")):
         if field in e:
             rel.append((relation, e[field]))
+    if len(rel) == 1:
+        # The template needs a country, a coordinate, a city or a region: a place known only
+        # by its name repeats it as the region.
+        rel.append(("region", e["name"]))
     return "geolocation", rel, {}
 
 
@@ -124,7 +128,7 @@ EXPORTERS: dict[str, tuple[Callable[[Mapping[str, Any]], tuple[str, Relations, d
 
 
 def _object(name: str, key: tuple[Any, ...], relations: Relations, comment: str | None = None) -> Any:
-    obj = pymisp.MISPObject(name)
+    obj = pymisp.MISPObject(name, strict=True)  # MISP's template must define every relation used
     obj.uuid = stable_uuid(*key)
     if comment:
         obj.comment = comment

@@ -149,7 +149,9 @@ def objects_of(bulletin: Bulletin, *, provenance: Mapping[str, Any] | None = Non
         target = obj.id if obj is not None else scos[-1]["id"]
         refs.append(target)
         if e.get("note"):
-            note = stix2.Note(id=f"note--{stable_uuid(*ekey, 'note')}", content=e["note"], object_refs=[target], **marked)
+            note = stix2.Note(
+                id=f"note--{stable_uuid(*ekey, 'note')}", content=e["note"], object_refs=[target], allow_custom=True, **marked
+            )
             out.append(note)
             refs.append(note.id)
     for i, a in enumerate(b.attachments):
@@ -217,8 +219,8 @@ def is_bundle(document: Any) -> bool:
 
 
 def sources_of(document: Any) -> list[Source]:
-    """One ``Source`` per ``report`` of a STIX 2.1 bundle (its referenced objects), or one
-    for the whole bundle when it has no report. ``ValidationError`` if it does not parse."""
+    """One ``Source`` per ``report`` or ``grouping`` of a STIX 2.1 bundle (its referenced
+    objects), or one for the whole bundle when it has neither. ``ValidationError`` if it does not parse."""
     if not is_bundle(document):
         raise ValidationError("type", 'not a STIX bundle: expected {"type": "bundle", "objects": [...]}')
     try:
@@ -229,7 +231,8 @@ def sources_of(document: Any) -> list[Source]:
         raise ValidationError("objects", f"the STIX bundle does not parse: {type(exc).__name__}: {exc}"[:300]) from None
     objects = [o for o in bundle.get("objects", ()) if isinstance(o, Mapping) and isinstance(o.get("id"), str)]
     by_id = {o["id"]: o for o in objects}
-    reports = [o for o in objects if o.get("type") == "report"]
+    # A report, or a grouping (MISP's own STIX export writes an event as one), is one draft.
+    reports = [o for o in objects if o.get("type") in ("report", "grouping")]
     if not reports:
         return [_source(bundle.get("id", "bundle"), None, objects, by_id)]
     return [_source(r["id"], r, _scope(r, objects, by_id), by_id) for r in reports]
@@ -242,10 +245,10 @@ def _scope(report: Mapping[str, Any], objects: list[Any], by_id: Mapping[str, An
     todo = list(report.get("object_refs", ()))
     while todo:  # breadth first, in the report's order
         ref = todo.pop(0)
-        if ref in seen or ref not in by_id:
+        if ref in seen or ref not in by_id or by_id[ref].get("type") in ("report", "grouping"):
             continue
         seen[ref] = by_id[ref]
-        todo.extend(by_id[ref].get("object_refs", ()) if by_id[ref].get("type") != "report" else ())
+        todo.extend(by_id[ref].get("object_refs", ()))
     for o in objects:
         if o.get("type") == "note" and o["id"] not in seen and any(r in seen or r == report["id"] for r in o.get("object_refs", ())):
             seen[o["id"]] = o
