@@ -11,6 +11,7 @@ STIX 2.1's TLP 1.0 markings) or, where none exists, BLO Bus's own machine-tag na
 from __future__ import annotations
 
 import json
+import math
 import re
 import uuid
 from collections.abc import Iterable, Mapping
@@ -159,7 +160,9 @@ def ms_of_time(value: Any) -> int | None:
         return int(moment.timestamp() * 1000)
     if isinstance(value, bool):
         return None
-    if isinstance(value, int | float) or (isinstance(value, str) and value.isascii() and value.isdigit()):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, int | float) or (isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 16):
         seconds = int(value)
         return seconds * 1000 if 0 <= seconds < 1 << 40 else None
     if isinstance(value, str) and 10 <= len(value) <= 40:

@@ -242,32 +242,47 @@ def _scope(report: Mapping[str, Any], objects: list[Any], by_id: Mapping[str, An
     """The objects a report refers to, and what those refer to in turn (observed-data's
     SCOs), and the notes on any of them."""
     seen: dict[str, Any] = {}
-    todo = list(report.get("object_refs", ()))
+    todo = _refs(report)
     while todo:  # breadth first, in the report's order
         ref = todo.pop(0)
         if ref in seen or ref not in by_id or by_id[ref].get("type") in ("report", "grouping"):
             continue
         seen[ref] = by_id[ref]
-        todo.extend(by_id[ref].get("object_refs", ()))
+        todo.extend(_refs(by_id[ref]))
     for o in objects:
-        if o.get("type") == "note" and o["id"] not in seen and any(r in seen or r == report["id"] for r in o.get("object_refs", ())):
+        if o.get("type") == "note" and o["id"] not in seen and any(r in seen or r == report["id"] for r in _refs(o)):
             seen[o["id"]] = o
     return list(seen.values())
 
 
+# Custom objects and extensions are plain dicts that stix2 does not check: read them
+# through these, which give an empty value for anything of the wrong type.
+
+
+def _map(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, list | tuple) else []
+
+
+def _refs(obj: Mapping[str, Any]) -> list[str]:
+    return [r for r in _list(obj.get("object_refs")) if isinstance(r, str)]
+
+
 def _extension(obj: Mapping[str, Any]) -> Mapping[str, Any]:
-    ext = (obj.get("extensions") or {}).get(EXTENSION)
-    return ext if isinstance(ext, Mapping) else {}
+    return _map(_map(obj.get("extensions")).get(EXTENSION))
 
 
 def _tlp_of(marking: Mapping[str, Any]) -> str | None:
     if marking["id"] in TLP_OF_STIX_MARKING:
         return TLP_OF_STIX_MARKING[marking["id"]]
-    tlp2 = ((marking.get("extensions") or {}).get(STIX_TLP2_EXTENSION) or {}).get("tlp_2_0")
+    tlp2 = _map(_map(marking.get("extensions")).get(STIX_TLP2_EXTENSION)).get("tlp_2_0")
     if isinstance(tlp2, str) and tlp2.upper() in STIX_TLP2_MARKING:
         return tlp2.upper()
     if marking.get("definition_type") == "tlp":
-        value = (marking.get("definition") or {}).get("tlp")
+        value = _map(marking.get("definition")).get("tlp")
         return {"WHITE": "CLEAR"}.get(str(value).upper(), str(value).upper()) if value else None
     return None
 
@@ -277,7 +292,9 @@ def _source(ref: str, report: Mapping[str, Any] | None, scope: list[Any], by_id:
     modified = (report or {}).get("modified") or ""
     src = Source("stix", f"stix:{ref}@{modified}", title or f"STIX bundle {ref}")
     for obj in [report, *scope] if report else scope:
-        for mid in obj.get("object_marking_refs", ()) if obj else ():
+        for mid in _list(obj.get("object_marking_refs")) if obj else ():
+            if not isinstance(mid, str):
+                continue
             label = TLP_OF_STIX_MARKING.get(mid) or (_tlp_of(by_id[mid]) if mid in by_id else None)
             if label:
                 src.tlp_labels.append(label)
@@ -287,7 +304,7 @@ def _source(ref: str, report: Mapping[str, Any] | None, scope: list[Any], by_id:
     for obj in scope:
         if obj.get("type") == "note":
             content = str(obj.get("content", ""))
-            targets = [r for r in obj.get("object_refs", ()) if r != (report or {}).get("id")]
+            targets = [r for r in _refs(obj) if r != (report or {}).get("id")]
             if len(targets) == 1:
                 notes_on.setdefault(targets[0], []).append(content)
             else:
@@ -299,14 +316,14 @@ def _source(ref: str, report: Mapping[str, Any] | None, scope: list[Any], by_id:
 
 def _report(src: Source, report: Mapping[str, Any], by_id: Mapping[str, Any]) -> None:
     src.created_ms = ms_of_time(str(report.get("published") or report.get("created") or ""))
-    creator = by_id.get(report.get("created_by_ref", ""))
+    creator = by_id.get(str(report.get("created_by_ref", "")))
     src.creator = short_text(creator.get("name"), 200) if creator else None
     if report.get("description"):
         src.body_parts.append(str(report["description"]))
     confidence = report.get("confidence")
     if isinstance(confidence, int) and not isinstance(confidence, bool) and 0 <= confidence <= 100:
         src.credibility = str(scales.value_to_admiralty_credibility(confidence))[0]
-    labels = [str(label) for label in report.get("labels", ())]
+    labels = [str(label) for label in _list(report.get("labels"))]
     src.kind = next((label for label in labels if label in KINDS), None)
     src.tags += [label for label in labels if label not in KINDS]
     ext = _extension(report)
@@ -317,10 +334,9 @@ def _report(src: Source, report: Mapping[str, Any], by_id: Mapping[str, Any]) ->
         src.kind = ext.get("kind") if ext.get("kind") in KINDS else src.kind
         src.precedence = ext.get("precedence") if ext.get("precedence") in PRECEDENCES else None
         countries = ext.get("releasable_to")
-        if isinstance(countries, list) and countries and all(country_code(c) == c for c in countries):
+        if isinstance(countries, list) and countries and all(isinstance(c, str) and country_code(c) == c for c in countries):
             src.releasable_to = list(countries)
-        if isinstance(ext.get("tags"), list):
-            src.tags += [str(t) for t in ext["tags"]]
+        src.tags += [t for t in _list(ext.get("tags")) if isinstance(t, str)]
         src.expires_ms = ms_of_time(ext.get("expires"))
         src.in_reply_to = ext.get("in_reply_to") if isinstance(ext.get("in_reply_to"), str) else None
         src.bulletin_id = ext.get("bulletin_id") if isinstance(ext.get("bulletin_id"), str) else None
@@ -342,12 +358,12 @@ def _object(src: Source, obj: Mapping[str, Any], note: str | None) -> None:
         if identity_class == "individual":
             fields = _entity_fields("person", obj, ext)
             fields["dob"] = partial_date(fields.get("dob"))
-            fields["aliases"] = [a for a in fields.get("aliases") or () if isinstance(a, str)][:20] or None
+            fields["aliases"] = [a for a in _list(fields.get("aliases")) if isinstance(a, str)][:20] or None
             src.add_entity({**fields, "type": "person", "note": note}, where)
         elif identity_class in ("organization", "group"):
             src.add_entity({**_entity_fields("organisation", obj, ext), "type": "organisation", "note": note}, where)
     elif kind in ("threat-actor", "intrusion-set"):
-        aliases = ", ".join(str(a) for a in obj.get("aliases", ())[:20])
+        aliases = ", ".join(str(a) for a in _list(obj.get("aliases"))[:20])
         text = f"{kind} (STIX)" + (f"; also known as {aliases}" if aliases else "") + (f"; {note}" if note else "")
         src.add_entity({"type": "organisation", "name": short_text(obj.get("name"), 200), "note": text[:1000]}, where)
     elif kind == "location":
@@ -361,9 +377,9 @@ def _object(src: Source, obj: Mapping[str, Any], note: str | None) -> None:
         entity_type = ENTITY_OF_SCO.get(kind, "location")
         src.add_entity({**_entity_fields(entity_type, obj, {}), "type": entity_type, "note": note}, where)
     elif kind == "file":
-        hashes = obj.get("hashes") or {}
+        hashes = _map(obj.get("hashes"))
         sha256, name, size = hashes.get("SHA-256"), obj.get("name"), obj.get("size")
-        if isinstance(sha256, str) and isinstance(name, str) and isinstance(size, int):
+        if isinstance(sha256, str) and isinstance(name, str) and isinstance(size, int) and not isinstance(size, bool):
             media_type = obj.get("mime_type") if isinstance(obj.get("mime_type"), str) else "application/octet-stream"
             src.attachments.append({"name": name[:255], "media_type": media_type.lower(), "size": size, "sha256": sha256.lower()})
         else:
