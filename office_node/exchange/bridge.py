@@ -82,7 +82,13 @@ class MispBridge:
         try:
             return pymisp.PyMISP(s.url, read_key(s), ssl=verify, timeout=s.timeout_s, tool="blo-bus")
         except pymisp.PyMISPError as exc:
-            raise ExchangeError(f"the MISP server at {s.url} did not answer as MISP: {_first_line(exc)}", "misp_unreachable") from None
+            text = _first_line(exc)
+            if "(401," in text or "(403," in text:  # PyMISP quotes the server's status and answer
+                raise ExchangeError(
+                    f"the MISP server at {s.url} refused the API key: {text} (check [misp] key_file or key_env)",
+                    "misp_refused",
+                ) from None
+            raise ExchangeError(f"the MISP server at {s.url} did not answer as MISP: {text}", "misp_unreachable") from None
 
     async def _call(self, what: str, fn: Callable[[Any], Any]) -> Any:
         """``fn(client)`` in a worker thread; network and server failures as ExchangeError."""
