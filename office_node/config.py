@@ -317,4 +317,14 @@ silent_after_s = 600     # a centre flags an office silent after this long
 
 [flash]
 ack_timeout_s = 120   # a FLASH bulletin not acknowledged in this time is escalated
+
+# A centre's live bridge to a MISP server (schemas/MAPPING.md section 7):
+# [misp]
+# url = "https://misp.example.org"
+# key_file = "keys/misp.key"        # the API key alone in a 0600 file (or key_env = "MISP_KEY")
+# verify_tls = true
+# push_feeds = ["mekong-border"]    # these feeds' bulletins go to MISP...
+# countries = ["TH", "LA"]          # ...if releasable to every country of the MISP server's users
+# pull_tag = "blo-bus:pull"         # events with this tag come back as drafts for review
+# every_s = 300
 """
