@@ -3,6 +3,8 @@ against schemas/MAPPING.md, so code and spec cannot drift."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import stix2
@@ -10,7 +12,8 @@ import stix2
 from bus.bulletin import ENTITY_TYPES, TLP_LABELS
 from office_node.exchange import mapping, misp, stix
 
-SPEC = (Path(__file__).resolve().parent.parent / "schemas" / "MAPPING.md").read_text(encoding="utf-8")
+ROOT = Path(__file__).resolve().parent.parent
+SPEC = (ROOT / "schemas" / "MAPPING.md").read_text(encoding="utf-8")
 
 
 def test_stix_tlp_1_ids_are_the_stix2_librarys() -> None:
@@ -49,3 +52,29 @@ def test_admiralty_and_precedence_tables() -> None:
     assert mapping.ms_of_time("2024-05-01T08:00:00.000Z") == 1_714_550_400_000 == mapping.ms_of_time("1714550400")
     assert mapping.ms_of_time(float("nan")) is None and mapping.ms_of_time("not a time") is None
     assert mapping.iso_of_ms(1_714_550_400_007) == "2024-05-01T08:00:00.007Z"
+
+
+def test_without_the_exchange_extra_the_node_runs_and_export_names_the_extra() -> None:
+    """bus/ and the node import without PyMISP and stix2; using exchange says what to install."""
+    code = """
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in ('pymisp', 'stix2', 'stix2validator'):
+            raise ImportError('not installed: ' + name)
+sys.meta_path.insert(0, Block())
+import bus, office_node.node, office_node.api, office_node.cli, office_node.centre, office_node.exchange.service
+from bus.errors import ExchangeError
+from office_node.exchange.export import Exportable, export_one
+from tests.helpers import bulletin
+for fmt in ('misp', 'stix'):
+    try:
+        export_one(Exportable(bulletin(), ()), fmt)
+    except ExchangeError as exc:
+        print(exc.reason, exc.status, exc.message)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == 2 and all(line.startswith("exchange_missing 503 ") for line in lines)
+    assert "pip install 'blo-bus[exchange]'" in lines[0] and "pymisp" in lines[0] and "stix2" in lines[1]
