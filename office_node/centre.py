@@ -312,7 +312,7 @@ class Centre:
                 warnings=list(p.warnings), at_ms=now, by=actor,
             )  # fmt: skip
             made.append(self.drafts.get(draft_id))
-            self.node.live.publish("triage", {"draft": draft_id, "state": "new"})
+            self.node.live.publish("triage", {"id": draft_id, "state": "new", "draft": True})
         self.node.audit.append(
             actor, actions.DRAFT_IMPORT, target=origin,
             details={"drafts": [d.id for d in made][:50], "skipped": len(skipped)}, now_ms=now,
@@ -362,7 +362,7 @@ class Centre:
             principal.username, actions.TRIAGE, target=draft_id,
             details={"state": item.state, "note": bool(data.get("note")), "edited": fields is not None}, now_ms=now,
         )  # fmt: skip
-        self.node.live.publish("triage", {"draft": draft_id, "state": item.state})
+        self.node.live.publish("triage", {"id": draft_id, "state": item.state, "draft": True})
         return self.draft_detail(draft_id)
 
     async def send_draft(self, principal: Principal, draft_id: str, data: Any) -> dict[str, Any]:
@@ -393,7 +393,7 @@ class Centre:
             raise
         result = await self.node.send_draft(principal.username, compose, actions.DRAFT_SEND)
         self.drafts.mark_sent(draft_id, result["id"], by=principal.username, at_ms=now, fields=fields)
-        self.node.live.publish("triage", {"draft": draft_id, "state": "sent"})
+        self.node.live.publish("triage", {"id": draft_id, "state": "sent", "draft": True})
         return {**result, "draft": draft_id}
 
 

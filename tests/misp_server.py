@@ -17,9 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pymisp
 from aiohttp import web
 
 REPLIES = Path(__file__).resolve().parent / "data" / "misp-server"
+DESCRIBE_TYPES = Path(pymisp.__file__).resolve().parent / "data" / "describeTypes.json"
 KEY = "mispkey0000000000000000000000000000000001"  # a test key, 40 characters as MISP's are
 
 
@@ -69,6 +71,10 @@ def _app(state: MispReplay) -> web.Application:
     async def user_me(request: web.Request) -> web.Response:
         return web.json_response(reply("users_view_me.json"))
 
+    async def describe_types(request: web.Request) -> web.Response:
+        # MISP's reply to this request as PyMISP records it in its own package data.
+        return web.json_response(json.loads(DESCRIBE_TYPES.read_text(encoding="utf-8")))
+
     async def not_found(request: web.Request) -> web.Response:
         return web.json_response(reply("error_404.json"), status=404)
 
@@ -89,7 +95,7 @@ def _app(state: MispReplay) -> web.Application:
     app.router.add_get("/servers/getVersion", get_version)
     app.router.add_get("/servers/getPyMISPVersion.json", get_pymisp_version)
     app.router.add_get("/users/view/me", user_me)
-    app.router.add_get("/attributes/describeTypes.json", not_found)
+    app.router.add_get("/attributes/describeTypes.json", describe_types)
     app.router.add_route("*", "/events/view/{id}", event_view)
     app.router.add_post("/events/add", event_add)
     app.router.add_post("/events/restSearch", rest_search)
