@@ -107,6 +107,33 @@ def _notes(db: Database, item_id: str) -> list[Note]:
     return [Note(*r) for r in rows]
 
 
+_TRIAGE_COLUMNS = "bulletin_id, state, assignee, created_at, updated_at, updated_by"
+
+
+def _page(
+    db: Database, table: str, columns: str, *, state: str | None, limit: int, cursor: str | None
+) -> tuple[list[Any], str | None]:
+    """One page of a queue table (its ``columns``), newest ``created_at`` first, ties by
+    insertion order, from ``cursor``; and the next page's cursor (None on the last)."""
+    if type(limit) is not int or not 1 <= limit <= MAX_PAGE:
+        raise errors.ValidationError("limit", f"must be a whole number from 1 to {MAX_PAGE}")
+    where, args = [], []
+    if state is not None:
+        where.append("state = ?")
+        args.append(state)
+    if cursor is not None:
+        at, rowid = decode_cursor(cursor)
+        where.append("(created_at < ? OR (created_at = ? AND rowid < ?))")
+        args += [at, at, rowid]
+    sql = f"SELECT rowid, created_at, {columns} FROM {table}"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    with db.read() as c:
+        rows = c.execute(sql + " ORDER BY created_at DESC, rowid DESC LIMIT ?", (*args, limit + 1)).fetchall()
+    more = encode_cursor(rows[limit - 1][1], rows[limit - 1][0]) if len(rows) > limit else None
+    return [r[2:] for r in rows[:limit]], more
+
+
 class Triage:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -123,11 +150,7 @@ class Triage:
 
     def get(self, bulletin_id: str) -> TriageItem:
         with self.db.read() as c:
-            row = c.execute(
-                "SELECT bulletin_id, state, assignee, created_at, updated_at, updated_by FROM centre_triage "
-                "WHERE bulletin_id = ?",
-                (bulletin_id,),
-            ).fetchone()
+            row = c.execute(f"SELECT {_TRIAGE_COLUMNS} FROM centre_triage WHERE bulletin_id = ?", (bulletin_id,)).fetchone()
         if row is None:
             raise errors.NotFound(f"bulletin {bulletin_id} is not in this centre's triage queue")
         return TriageItem(*row)
@@ -159,24 +182,8 @@ class Triage:
         """Newest first, ``limit`` (1-200) at a time from ``cursor`` (a page's next_cursor)."""
         if state is not None:
             check_state(state)
-        if type(limit) is not int or not 1 <= limit <= MAX_PAGE:
-            raise errors.ValidationError("limit", f"must be a whole number from 1 to {MAX_PAGE}")
-        where, args = [], []
-        if state is not None:
-            where.append("state = ?")
-            args.append(state)
-        if cursor is not None:
-            at, rowid = decode_cursor(cursor)
-            where.append("(created_at < ? OR (created_at = ? AND rowid < ?))")
-            args += [at, at, rowid]
-        sql = "SELECT rowid, bulletin_id, state, assignee, created_at, updated_at, updated_by FROM centre_triage"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        with self.db.read() as c:
-            rows = c.execute(sql + " ORDER BY created_at DESC, rowid DESC LIMIT ?", (*args, limit + 1)).fetchall()
-        items = [TriageItem(*r[1:]) for r in rows[:limit]]
-        more = len(rows) > limit
-        return TriagePage(items, encode_cursor(rows[limit - 1][4], rows[limit - 1][0]) if more else None)
+        rows, more = _page(self.db, "centre_triage", _TRIAGE_COLUMNS, state=state, limit=limit, cursor=cursor)
+        return TriagePage([TriageItem(*r) for r in rows], more)
 
     def counts(self) -> dict[str, int]:
         with self.db.read() as c:
@@ -319,24 +326,8 @@ class Drafts:
         """Newest first, ``limit`` (1-200) at a time from ``cursor`` (a page's next cursor)."""
         if state is not None:
             check_draft_state(state)
-        if type(limit) is not int or not 1 <= limit <= MAX_PAGE:
-            raise errors.ValidationError("limit", f"must be a whole number from 1 to {MAX_PAGE}")
-        where, args = [], []
-        if state is not None:
-            where.append("state = ?")
-            args.append(state)
-        if cursor is not None:
-            at, rowid = decode_cursor(cursor)
-            where.append("(created_at < ? OR (created_at = ? AND rowid < ?))")
-            args += [at, at, rowid]
-        sql = f"SELECT rowid, {_DRAFT_COLUMNS} FROM centre_drafts"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        with self.db.read() as c:
-            rows = c.execute(sql + " ORDER BY created_at DESC, rowid DESC LIMIT ?", (*args, limit + 1)).fetchall()
-        items = [_draft(r[1:]) for r in rows[:limit]]
-        more = len(rows) > limit
-        return items, encode_cursor(rows[limit - 1][9], rows[limit - 1][0]) if more else None
+        rows, more = _page(self.db, "centre_drafts", _DRAFT_COLUMNS, state=state, limit=limit, cursor=cursor)
+        return [_draft(r) for r in rows], more
 
     def counts(self) -> dict[str, int]:
         with self.db.read() as c:
