@@ -300,17 +300,21 @@ class Centre:
         from office_node.exchange.importer import proposal
 
         now = self.node.clock()
-        made, skipped = [], []
-        for src in sources:
-            if self.drafts.by_source(src.ref) is not None:
-                skipped.append(src.ref)
-                continue
-            p = proposal(src, own_country=self.node.office[:2], network_countries=self.network_countries(), now_ms=now)
+        fresh = [s for s in sources if self.drafts.by_source(s.ref) is None]
+        skipped = [s.ref for s in sources if s not in fresh]
+        # Every proposal first: a file whose third event cannot be read queues nothing.
+        countries = self.network_countries()
+        proposals = [proposal(s, own_country=self.node.office[:2], network_countries=countries, now_ms=now) for s in fresh]
+        made = []
+        for p in proposals:
             draft_id = new_bulletin_id(now, self.node.rng)
-            self.drafts.add(
-                draft_id, source=src.ref, format=src.format, fields=p.fields, derived=p.derived.to_json(),
+            added = self.drafts.add(
+                draft_id, source=p.source.ref, format=p.source.format, fields=p.fields, derived=p.derived.to_json(),
                 warnings=list(p.warnings), at_ms=now, by=actor,
             )  # fmt: skip
+            if not added:  # the same event twice in one file
+                skipped.append(p.source.ref)
+                continue
             made.append(self.drafts.get(draft_id))
             self.node.live.publish("triage", {"id": draft_id, "state": "new", "draft": True})
         self.node.audit.append(
@@ -395,7 +399,6 @@ class Centre:
         self.drafts.mark_sent(draft_id, result["id"], by=principal.username, at_ms=now, fields=fields)
         self.node.live.publish("triage", {"id": draft_id, "state": "sent", "draft": True})
         return {**result, "draft": draft_id}
-
 
     # -- the live bridge to a MISP server (office_node/exchange/bridge.py) ------------------
 

@@ -12,7 +12,8 @@ node database beside the bulletins (``centre_triage``, ``centre_notes``).
 
 Drafts (``Drafts``) are the other half of the queue: bulletins-to-be imported from MISP
 or STIX (``blo import``, the MISP bridge), which an analyst reviews, edits and sends, or
-closes. Nothing imported goes out unreviewed::
+closes. Nothing imported goes out unreviewed: a supervisor sends a draft (from new or
+in_review), naming its recipients::
 
     new <-> in_review --(send)--> sent     (sealed and sent as bulletin ``sent_id``; final)
     new, in_review --> closed --> in_review  (closed may be reopened)

@@ -29,6 +29,12 @@ def reply(name: str) -> Any:
     return json.loads((REPLIES / name).read_text(encoding="utf-8"))
 
 
+def search_reply() -> Any:
+    """``POST /events/restSearch``'s answer: MISP's envelope around PyMISP's recorded event."""
+    event = json.loads((REPLIES.parent / "pymisp" / "existing_event.json").read_text(encoding="utf-8"))
+    return {"response": [{"Event": event}]}
+
+
 @dataclass
 class Recorded:
     method: str
@@ -42,7 +48,7 @@ class MispReplay:
     url: str = ""
     requests: list[Recorded] = field(default_factory=list)
     events: dict[str, Any] = field(default_factory=dict)  # uuid -> the event added
-    search_reply: Any = field(default_factory=lambda: reply("events_restSearch.json"))
+    search_reply: Any = field(default_factory=lambda: search_reply())
 
     def posted(self, path: str) -> list[Any]:
         return [r.body for r in self.requests if r.method == "POST" and r.path == path]

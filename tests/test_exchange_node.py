@@ -170,3 +170,16 @@ async def test_a_round_of_the_misp_bridge_configured_in_node_toml_pushes_the_fee
             assert [e.target for e in audit if e.action == "misp.push"] == [posted["id"]]
             refusals = [e for e in audit if e.action == "bulletin.refused"]
             assert [(e.target, e.details["rule"]) for e in refusals] == [(th_only["id"], "not_releasable")]
+
+
+async def test_an_import_queues_all_of_its_events_or_none_and_each_once(network) -> None:
+    async with running(network, "TH-TCCC") as nodes, api(nodes["TH-TCCC"], analyst_token(nodes["TH-TCCC"])) as tccc:
+        event = json.loads((DATA / "pymisp" / "existing_event.json").read_text(encoding="utf-8"))
+        status, refused = await tccc.post("/api/imports", {"text": json.dumps([event, {"info": "x", "uuid": 5, "Object": 7}])})
+        assert status == 400 and refused["error"]["field"].startswith("[1]"), refused
+        _, listed = await tccc.get("/api/drafts")
+        assert listed["items"] == []  # the readable first event was not queued either
+        status, imported = await tccc.post("/api/imports", {"text": json.dumps([event, event])})
+        assert status == 201 and len(imported["drafts"]) == 1 and len(imported["skipped"]) == 1
+        status, refused = await tccc.post("/api/imports", {"text": "not json"})
+        assert status == 400 and "is not JSON" in refused["error"]["message"]
