@@ -37,7 +37,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bus.bulletin import TLP_LABELS, Bulletin
+from bus.bulletin import TLP_LABELS, Bulletin, is_office_id
 from bus.errors import HandlingRefused
 from bus.handling import RELEASABILITY_WIDENED, TLP_LOOSENED, FeedScope, check_send, tlp_rank
 from office_node.exchange.mapping import MISP_DISTRIBUTIONS, strictest_tlp
@@ -52,11 +52,7 @@ UNLABELLED_TLP = "AMBER"
 def addressees(bulletin: Bulletin, recipients: Iterable[str]) -> tuple[str, ...]:
     """Who a bulletin was for: its sender and the offices among its recipients (feeds,
     which RED never goes to, are not addressees)."""
-    out = [bulletin.sender]
-    for r in recipients:
-        if "-" in r and r[:2].isupper() and r not in out:
-            out.append(r)
-    return tuple(out)
+    return tuple(dict.fromkeys([bulletin.sender, *(r for r in recipients if is_office_id(r))]))
 
 
 def check_export(bulletin: Bulletin, *, recipients: Sequence[str], audience: Sequence[str] = ()) -> None:
@@ -66,11 +62,13 @@ def check_export(bulletin: Bulletin, *, recipients: Sequence[str], audience: Seq
         allowed = addressees(bulletin, recipients)
         outside = [a for a in audience if a not in allowed]
         if not audience or outside:
-            who = f"for {', '.join(outside)}, who {'is' if len(outside) == 1 else 'are'} not" if outside else "for nobody named, which is not"
+            if outside:
+                why = f"{', '.join(outside)} {'is' if len(outside) == 1 else 'are'} not among them"
+            else:
+                why = "an export that names nobody (a file, a MISP server) may reach anyone"
             raise HandlingRefused(
-                f"bulletin {bulletin.id} is TLP:RED, for its addressees only ({', '.join(allowed)}); an export "
-                f"{who} among them, so it is refused: export it for one of them (for={allowed[0]}), or ask "
-                f"{bulletin.sender} to relabel it",
+                f"bulletin {bulletin.id} is TLP:RED, for its addressees only ({', '.join(allowed)}); {why}, so it is "
+                f"refused: export it for one of them (for={allowed[0]}), or ask {bulletin.sender} to relabel it",
                 TLP_RED_EXPORT,
             )
     if audience:
