@@ -18,7 +18,7 @@ $(BIN)/python:
 # Reinstall only when the dependency list changes.
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[test,embedded,fast]"
+	$(BIN)/python -m pip install --quiet -e ".[test,embedded,fast,exchange]"
 	touch $@
 
 $(CHROMIUM):

@@ -37,6 +37,7 @@ label and as the quarantine reason, plus a message a person can act on::
     ├── StoreError                 the node's SQLite file is unusable (not a database, newer schema, I/O)
     ├── NotFound                   the named bulletin, user or token does not exist here (HTTP 404)
     ├── NodeUnavailable            the CLI cannot reach the local node's HTTP API, or it refused the request
+    ├── ExchangeError              MISP/STIX exchange: the `exchange` extra is missing, or the MISP server failed or refused
     ├── AuthError                  an officer or API client was refused (HTTP 401/403/429)
     │   ├── NotAuthenticated       no credentials, or an unknown, expired or revoked token/session (401)
     │   ├── BadCredentials         a login failed; never says whether the username exists (401)
@@ -310,6 +311,23 @@ class NodeUnavailable(BloError):
         super().__init__(message)
         self.status = status
         self.code = code
+
+
+class ExchangeError(BloError):
+    """MISP or STIX exchange could not be done (``office_node/exchange/``). ``reason``:
+    ``exchange_missing`` (the optional ``exchange`` extra is not installed: the message
+    names the pip command), ``misp_unreachable`` (no answer from the MISP server: URL,
+    TLS or network), ``misp_refused`` (the MISP server answered with an error: key,
+    permissions). A malformed MISP or STIX document is a ``ValidationError`` instead."""
+
+    reason = "exchange"
+    #: The HTTP status the API answers with: the operator must act, not the caller.
+    status = 503
+
+    def __init__(self, message: str, reason: str | None = None) -> None:
+        super().__init__(message)
+        if reason is not None:
+            self.reason = reason
 
 
 class AuthError(BloError):

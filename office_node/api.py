@@ -146,7 +146,11 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/me", "officer", "me", "The signed-in officer, this node, and the CSRF token"),
     Route("GET", "/api/bulletins", "officer", "list_bulletins", "Received and sent bulletins, newest first, filtered"),
     Route("POST", "/api/bulletins", "officer", "post_bulletin", "Post a bulletin: sealed, queued in the outbox"),
-    Route("GET", "/api/bulletins/{id}", "officer", "get_bulletin", "One bulletin with verification and receipts"),
+    Route(
+        "GET", "/api/bulletins/{id}", "officer", "get_bulletin",
+        "One bulletin with verification and receipts; with ?format=misp|stix, the bulletin as a MISP event or STIX 2.1 bundle",
+    ),
+    Route("GET", "/api/export", "officer", "export", "Bulletins of a time range or feed as one MISP or STIX 2.1 document"),
     Route("POST", "/api/bulletins/{id}/read", "officer", "mark_read", "Mark read; the first read sends a receipt"),
     Route("POST", "/api/bulletins/{id}/ack", "officer", "acknowledge", "Acknowledge a FLASH received: a signed receipt to its sender"),
     Route("POST", "/api/bulletins/{id}/reply", "officer", "reply", "Reply to the sender of a bulletin"),
@@ -166,6 +170,12 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/api/feeds/{name}/writers", "supervisor", "feed_writers", "Centre: give or take post rights"),
     Route("POST", "/api/feeds/{name}/rotate", "supervisor", "rotate_feed", "Centre: start a new epoch (fresh key)"),
     Route("GET", "/api/network", "officer", "network", "Centre: every office of the country, online or silent"),
+    Route("POST", "/api/imports", "supervisor", "import_document", "Centre: a MISP or STIX file becomes drafts in triage"),
+    Route("GET", "/api/drafts", "officer", "drafts", "Centre: imported drafts awaiting review, newest first"),
+    Route("GET", "/api/drafts/{id}", "officer", "draft", "Centre: one draft with its fields, handling, warnings and notes"),
+    Route("POST", "/api/drafts/{id}", "officer", "draft_update", "Centre: move, edit or assign a draft, add a note"),
+    Route("POST", "/api/drafts/{id}/send", "supervisor", "send_draft", "Centre: seal and send a reviewed draft"),
+    Route("POST", "/api/misp/sync", "supervisor", "misp_sync", "Centre: run the MISP bridge now (push, then pull)"),
     Route("GET", "/api/quarantine", "supervisor", "quarantine", "Messages that failed to open, with reasons"),
     Route("GET", "/api/audit", "admin", "audit", "The audit log, newest first, and whether its chain verifies"),
     Route(
@@ -201,7 +211,18 @@ async def post_bulletin(request: web.Request) -> web.Response:
 
 async def get_bulletin(request: web.Request) -> web.Response:
     principal = require_role(request, "officer")
+    if "format" in request.query:
+        from office_node.exchange.service import export_bulletin
+
+        return json_response(export_bulletin(_node(request), principal, request.match_info["id"], dict(request.query)))
     return json_response(_node(request).view(principal, request.match_info["id"]))
+
+
+async def export(request: web.Request) -> web.Response:
+    principal = require_role(request, "officer")
+    from office_node.exchange.service import export_range
+
+    return json_response(export_range(_node(request), principal, dict(request.query)))
 
 
 async def mark_read(request: web.Request) -> web.Response:
@@ -304,6 +325,38 @@ async def network(request: web.Request) -> web.Response:
     return json_response(_node(request).centre.network_view())
 
 
+async def import_document(request: web.Request) -> web.Response:
+    principal = require_role(request, "supervisor")
+    return json_response(_node(request).centre.import_document(principal, await read_json(request)), status=201)
+
+
+async def drafts(request: web.Request) -> web.Response:
+    require_role(request, "officer")
+    return json_response(_node(request).centre.drafts_view(dict(request.query)))
+
+
+async def draft(request: web.Request) -> web.Response:
+    require_role(request, "officer")
+    return json_response(_node(request).centre.draft_detail(request.match_info["id"]))
+
+
+async def draft_update(request: web.Request) -> web.Response:
+    principal = require_role(request, "officer")
+    body = await read_json(request)
+    return json_response(_node(request).centre.draft_update(principal, request.match_info["id"], body))
+
+
+async def send_draft(request: web.Request) -> web.Response:
+    principal = require_role(request, "supervisor")
+    body = await read_json(request)
+    return json_response(await _node(request).centre.send_draft(principal, request.match_info["id"], body), status=201)
+
+
+async def misp_sync(request: web.Request) -> web.Response:
+    principal = require_role(request, "supervisor")
+    return json_response(await _node(request).centre.misp_sync(principal))
+
+
 async def quarantine(request: web.Request) -> web.Response:
     require_role(request, "supervisor")
     return json_response(_node(request).quarantine_view())
@@ -362,7 +415,7 @@ HANDLERS: dict[str, Handler] = {
         "health", "me", "list_bulletins", "post_bulletin", "get_bulletin", "mark_read", "acknowledge", "reply", "search",
         "outbox", "directory", "feeds", "check", "hits", "import_watchlist", "forward", "triage", "triage_item",
         "triage_update", "create_feed", "feed_members", "feed_writers", "rotate_feed", "network", "quarantine", "audit", "events",
-        "openapi", "metrics",
+        "openapi", "metrics", "export", "import_document", "drafts", "draft", "draft_update", "send_draft", "misp_sync",
     )
 }  # fmt: skip
 

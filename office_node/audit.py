@@ -73,6 +73,9 @@ FEED_MEMBERS = "feed.members"
 FEED_ROTATE = "feed.rotate"
 FEED_WRITERS = "feed.writers"
 WATCHLIST_IMPORT = "watchlist.import"
+DRAFT_IMPORT = "draft.import"  # a MISP or STIX document became drafts (blo import, the MISP bridge)
+DRAFT_SEND = "draft.send"  # an analyst sent a reviewed draft as a bulletin
+MISP_PUSH = "misp.push"  # the MISP bridge pushed a bulletin to its MISP server
 NODE_START = "node.start"
 NODE_STOP = "node.stop"
 

@@ -14,8 +14,10 @@ which the owner applies after checking the requesting centre and the offices' co
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
+import json
 import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -30,13 +32,15 @@ from office_node import views
 from office_node.accounts import Principal
 from office_node.compose import Draft, draft_from_request
 from office_node.feeds import membership_request, parse_membership_request
-from office_node.triage import DISSEMINATED, KEEP, MAX_PAGE
+from office_node.store import BulletinQuery
+from office_node.triage import DISSEMINATED, KEEP, MAX_PAGE, Drafts
 
 if TYPE_CHECKING:
     from office_node.node import OfficeNode
 
 log = logging.getLogger("blo.centre")
 FORWARD_FIELDS = frozenset({"feed", "redact", "tags", "releasable_to", "tlp", "precedence"})
+DRAFT_FIELDS = frozenset({"state", "note", "assignee", "fields"})
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -52,6 +56,11 @@ class _Original:
 class Centre:
     def __init__(self, node: OfficeNode) -> None:
         self.node = node
+        if node.db is None:
+            raise RuntimeError("the centre's parts need the node's database open")
+        self.drafts = Drafts(node.db)
+        self._bridge: Any = None
+        self._bridge_lock = asyncio.Lock()
 
     def is_own_office(self, office: str) -> bool:
         record = self.node.directory.record(office)
@@ -286,6 +295,243 @@ class Centre:
         self._require_centre("has a network view")
         return self.node.heartbeats.view()
 
+    # -- drafts imported from MISP and STIX (office_node/exchange/) ------------------------
+
+    def network_countries(self) -> list[str]:
+        """The countries of this network: those of the directory's offices and centres."""
+        return sorted({r.country for r in self.node.directory.records()} | {self.node.office[:2]})
+
+    def import_document(self, principal: Principal, data: Any) -> dict[str, Any]:
+        """A MISP or STIX file becomes drafts in the triage queue (nothing is sent)."""
+        self._require_centre("imports MISP and STIX as drafts")
+        if not isinstance(data, Mapping) or not isinstance(data.get("text"), str):
+            raise ValidationError("text", 'send {"text": <the MISP JSON or STIX bundle, as text>, "name": <file name>}')
+        for key in data:
+            if key not in ("text", "name"):
+                raise ValidationError(str(key)[:64], "is not an import field; use text, name")
+        from office_node.exchange.importer import parse_document, sources_of
+
+        sources = sources_of(parse_document(data["text"]))
+        name = str(data.get("name") or "upload")[:200]
+        return self.queue_sources(principal.username, sources, origin=name)
+
+    def queue_sources(self, actor: str, sources: list[Any], *, origin: str) -> dict[str, Any]:
+        """Make a draft of each source not queued before; audit the import."""
+        from office_node.exchange.importer import proposal
+
+        now = self.node.clock()
+        fresh = [s for s in sources if self.drafts.by_source(s.ref) is None]
+        skipped = [s.ref for s in sources if s not in fresh]
+        # Every proposal first: a file whose third event cannot be read queues nothing.
+        countries = self.network_countries()
+        proposals = [proposal(s, own_country=self.node.office[:2], network_countries=countries, now_ms=now) for s in fresh]
+        made = []
+        for p in proposals:
+            draft_id = new_bulletin_id(now, self.node.rng)
+            added = self.drafts.add(
+                draft_id, source=p.source.ref, format=p.source.format, fields=p.fields, derived=p.derived.to_json(),
+                warnings=list(p.warnings), at_ms=now, by=actor,
+            )  # fmt: skip
+            if not added:  # the same event twice in one file
+                skipped.append(p.source.ref)
+                continue
+            made.append(self.drafts.get(draft_id))
+            self.node.live.publish("triage", {"id": draft_id, "state": "new", "draft": True})
+        self.node.audit.append(
+            actor, actions.DRAFT_IMPORT, target=origin,
+            details={"drafts": [d.id for d in made][:50], "skipped": len(skipped)}, now_ms=now,
+        )  # fmt: skip
+        return {"drafts": [_draft_summary(d) for d in made], "skipped": skipped}
+
+    def drafts_view(self, params: Mapping[str, str]) -> dict[str, Any]:
+        """``?state=&limit=&cursor=``: one page of drafts, newest first."""
+        self._require_centre("keeps a triage queue")
+        for name in params:
+            if name not in ("state", "limit", "cursor"):
+                raise ValidationError(name[:64], "is not a draft filter; use state, limit, cursor")
+        limit_text = params.get("limit", "100")
+        if not limit_text.isdigit():
+            raise ValidationError("limit", f"must be a whole number from 1 to {MAX_PAGE}")
+        items, more = self.drafts.items(state=params.get("state") or None, limit=int(limit_text), cursor=params.get("cursor") or None)
+        return {"counts": self.drafts.counts(), "items": [_draft_summary(d) for d in items], "next": more}
+
+    def draft_detail(self, draft_id: str) -> dict[str, Any]:
+        self._require_centre("keeps a triage queue")
+        item = self.drafts.get(draft_id)
+        return {**item.to_json(), "notes": [n.to_json() for n in self.drafts.notes(draft_id)]}
+
+    def draft_update(self, principal: Principal, draft_id: str, data: Any) -> dict[str, Any]:
+        """Move a draft, edit its proposed fields, assign it, and/or add a note."""
+        self._require_centre("keeps a triage queue")
+        if not isinstance(data, Mapping) or not (DRAFT_FIELDS & set(data)):
+            raise ValidationError("state", 'send {"state": ..., "fields": {...}, "note": ..., "assignee": ...} (any of them)')
+        for key in data:
+            if key not in DRAFT_FIELDS:
+                raise ValidationError(str(key)[:64], f"is not a draft field; use {', '.join(sorted(DRAFT_FIELDS))}")
+        now = self.node.clock()
+        assignee = data.get("assignee", KEEP)
+        if assignee not in (KEEP, None) and (not isinstance(assignee, str) or not 0 < len(assignee) <= 64):
+            raise ValidationError("assignee", "must be a username (1-64 characters), or null for nobody")
+        fields = None
+        if "fields" in data:
+            current = self.drafts.get(draft_id)
+            fields = {**current.fields, **_draft_fields(data["fields"])}
+            draft_from_request({**fields, "to": [_NOBODY]}, office=self.node.office, now_ms=now, rng=self.node.rng)
+        if {"state", "fields", "assignee"} & set(data):
+            self.drafts.update(draft_id, by=principal.username, at_ms=now, state=data.get("state"), fields=fields, assignee=assignee)
+        if data.get("note"):
+            self.drafts.note(draft_id, data["note"], by=principal.username, at_ms=now)
+        item = self.drafts.get(draft_id)
+        self.node.audit.append(
+            principal.username, actions.TRIAGE, target=draft_id,
+            details={"state": item.state, "note": bool(data.get("note")), "edited": fields is not None}, now_ms=now,
+        )  # fmt: skip
+        self.node.live.publish("triage", {"id": draft_id, "state": item.state, "draft": True})
+        return self.draft_detail(draft_id)
+
+    async def send_draft(self, principal: Principal, draft_id: str, data: Any) -> dict[str, Any]:
+        """Seal and send a reviewed draft to offices and/or a feed: ``{"to": [...], "feed":
+        ..., and any field to change}``. Its source's rules (X6, X7 in
+        office_node/exchange/handling.py) and the handling rules of any post apply."""
+        self._require_centre("sends imported drafts")
+        if not isinstance(data, Mapping):
+            raise ValidationError("", 'send {"to": [offices], "feed": name, and any bulletin field to change}')
+        draft = self.drafts.get(draft_id)
+        if draft.state == "sent":
+            raise ValidationError("id", f"draft {draft_id} was sent already, as {draft.sent_id}")
+        if draft.state == "closed":
+            raise ValidationError("id", f"draft {draft_id} is closed; move it to in_review first")
+        routing = {k: data[k] for k in ("to", "feed") if k in data}
+        fields = {**draft.fields, **_draft_fields({k: v for k, v in data.items() if k not in routing})}
+        now = self.node.clock()
+        compose = draft_from_request({**fields, **routing}, office=self.node.office, now_ms=now, rng=self.node.rng)
+        from office_node.exchange.handling import Derived, check_draft_send
+
+        try:
+            check_draft_send(Derived.from_json(draft.derived), compose.bulletin, source=draft.source)
+        except HandlingRefused as exc:
+            self.node.audit.append(
+                principal.username, actions.BULLETIN_REFUSED, target=draft_id,
+                details={"rule": exc.reason, "attempted": actions.DRAFT_SEND, "source": draft.source}, now_ms=now,
+            )  # fmt: skip
+            raise
+        result = await self.node.send_draft(principal.username, compose, actions.DRAFT_SEND)
+        self.drafts.mark_sent(draft_id, result["id"], by=principal.username, at_ms=now, fields=fields)
+        self.node.live.publish("triage", {"id": draft_id, "state": "sent", "draft": True})
+        return {**result, "draft": draft_id}
+
+    # -- the live bridge to a MISP server (office_node/exchange/bridge.py) ------------------
+
+    def _bridge_state_path(self) -> Any:
+        return self.node.config.data_dir / BRIDGE_STATE_FILE
+
+    def _bridge_state(self) -> dict[str, Any]:
+        try:
+            state = json.loads(self._bridge_state_path().read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {"push": {}, "pull_since": None}
+        return state if isinstance(state, dict) else {"push": {}, "pull_since": None}
+
+    def _save_bridge_state(self, state: dict[str, Any]) -> None:
+        path = self._bridge_state_path()
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=1), encoding="utf-8")
+        tmp.replace(path)
+
+    async def misp_sync(self, principal: Principal | None = None) -> dict[str, Any]:
+        """One round of the bridge: push what the push feeds got since the last round,
+        then pull the tagged events as drafts. Audited; refusals by rule X3 too."""
+        self._require_centre("runs the MISP bridge")
+        settings = self.node.config.misp
+        if settings is None:
+            raise ValidationError("misp", "this centre has no [misp] section in node.toml: no MISP bridge is configured")
+        from office_node.exchange.bridge import MispBridge
+        from office_node.exchange.service import exportable
+
+        actor = principal.username if principal else f"node:{self.node.office}"
+        async with self._bridge_lock:
+            if self._bridge is None:
+                self._bridge = MispBridge(settings)
+            state = self._bridge_state()
+            pushed, present, refused = [], [], []
+            for feed in settings.push_feeds:
+                mark = state["push"].get(feed) or {"at": 0, "ids": []}
+                stored = self._feed_since(feed, mark["at"])
+                fresh = [b for b in stored if b.id not in mark["ids"]]
+                report = await self._bridge.push([exportable(b) for b in fresh])
+                now = self.node.clock()
+                for bid in report.pushed:
+                    self.node.audit.append(actor, actions.MISP_PUSH, target=bid, details={"server": settings.url, "feed": feed}, now_ms=now)
+                for bid, exc in report.refused:
+                    self.node.audit.append(
+                        actor, actions.BULLETIN_REFUSED, target=bid,
+                        details={"rule": exc.reason, "attempted": actions.MISP_PUSH, "server": settings.url}, now_ms=now,
+                    )  # fmt: skip
+                pushed += report.pushed
+                present += report.present
+                refused += [{"id": bid, "rule": exc.reason, "message": exc.message} for bid, exc in report.refused]
+                if stored:
+                    last = stored[-1].at
+                    state["push"][feed] = {"at": last, "ids": [b.id for b in stored if b.at == last]}
+                self._save_bridge_state(state)
+            sources, newest = await self._bridge.pull(since_s=state.get("pull_since"))
+            queued = self.queue_sources(actor, sources, origin=f"misp pull {settings.url}") if sources else {"drafts": [], "skipped": []}
+            state["pull_since"] = newest
+            self._save_bridge_state(state)
+        return {"pushed": pushed, "present": present, "refused": refused, **queued}
+
+    def _feed_since(self, feed: str, since: int) -> list[Any]:
+        """The stored bulletins of ``feed`` that reached this node at ``since`` or later, oldest first."""
+        query = BulletinQuery(feed=feed, since=since, limit=500)
+        out = []
+        while True:
+            page = self.node.store.list_bulletins(query)
+            out += page.items
+            if page.next_cursor is None:
+                return list(reversed(out))
+            query = BulletinQuery(feed=feed, since=since, limit=500, cursor=page.next_cursor)
+
+    async def run_bridge(self, stopping: Any) -> None:
+        """The bridge's timer: a round every ``[misp] every_s``; a failed round is logged
+        and tried again next time (the node goes on)."""
+        settings = self.node.config.misp
+        if settings is None:
+            return
+        while not stopping():
+            try:
+                await self.misp_sync()
+            except BloError as exc:
+                log.warning("MISP bridge round failed (%s): %s", exc.reason, exc.message)
+            except Exception:
+                log.exception("MISP bridge round failed")
+            await asyncio.sleep(settings.every_s)
+
+
+#: Where the bridge remembers how far it pushed and pulled (in the node's data dir).
+BRIDGE_STATE_FILE = "misp-bridge.json"
+#: A syntactically valid recipient for checking a draft's fields alone (never sent to).
+_NOBODY = "ZZ-CHECK"
+
+
+def _draft_fields(value: Any) -> dict[str, Any]:
+    """Fields an analyst may set on a draft: a post's bulletin fields, not its routing."""
+    if not isinstance(value, Mapping):
+        raise ValidationError("fields", "must be an object of bulletin fields, e.g. {\"title\": ...}")
+    for key in value:
+        if key in ("to", "feed", "id", "from", "created", "forwarded"):
+            raise ValidationError(str(key), "is not a draft field (recipients are named when the draft is sent)")
+    return dict(value)
+
+
+def _draft_summary(d: Any) -> dict[str, Any]:
+    f = d.fields
+    return {
+        "id": d.id, "source": d.source, "format": d.format, "state": d.state, "title": f.get("title"),
+        "kind": f.get("kind"), "precedence": f.get("precedence"), "tlp": f.get("tlp"),
+        "releasable_to": f.get("releasable_to"), "local_only": d.derived.get("local_only", False),
+        "entities": len(f.get("entities") or ()), "warnings": len(d.warnings), "created_at": d.created_at,
+        "sent_id": d.sent_id,
+    }  # fmt: skip
 
 def _office_list(data: Mapping[str, Any], key: str) -> list[str]:
     """``data[key]``: a list of office ids (absent or null: none)."""

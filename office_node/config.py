@@ -50,6 +50,22 @@ class HttpSettings:
 
 
 @dataclass(frozen=True)
+class MispSettings:
+    """``[misp]``: a centre's live bridge to a MISP server (office_node/exchange/bridge.py)."""
+
+    url: str
+    key_file: Path | None = None  # the API key, alone in a 0600 file...
+    key_env: str | None = None  # ...or in this environment variable
+    verify_tls: bool = True
+    ca_file: Path | None = None  # the CA that signed the server's certificate, if not a public one
+    push_feeds: tuple[str, ...] = ()  # bulletins of these feeds go to MISP
+    countries: tuple[str, ...] = ()  # where the MISP server's users are: what is pushed must be releasable to all
+    pull_tag: str | None = None  # events carrying this tag come back as drafts
+    every_s: float = 300.0
+    timeout_s: float = 30.0
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     home: Path
     office: str
@@ -68,6 +84,7 @@ class NodeConfig:
     flash_ack_timeout_s: float = 120.0
     #: a FLASH no person acknowledged in this time is reported to the sender's own centre
     flash_own_centre_after_s: float = 600.0
+    misp: MispSettings | None = None
     source: Path | None = None
 
 
@@ -203,6 +220,7 @@ def load_config(path: Path) -> NodeConfig:
     if own_centre_after < timeout:
         raise fl.error("own_centre_after_s", f"must be at least ack_timeout_s ({timeout} s): the recipient's centre is told first")
     fl.finish()
+    misp = _misp(top, home, role)
     top.finish()
     return NodeConfig(
         home=home,
@@ -218,8 +236,51 @@ def load_config(path: Path) -> NodeConfig:
         trust_anchors=dict(anchors),
         flash_ack_timeout_s=float(timeout),
         flash_own_centre_after_s=float(own_centre_after),
+        misp=misp,
         source=path,
     )
+
+
+def _misp(top: _Reader, home: Path, role: str) -> MispSettings | None:
+    if "misp" not in top.table:
+        return None
+    m = top.table_("misp")
+    if role != "centre":
+        raise m.error("url", "the MISP bridge runs on a centre node only (node.role = \"centre\")")
+    url = m.get("url", str)
+    if not url or not url.startswith(("https://", "http://")):
+        raise m.error("url", "required: the MISP server's base URL, e.g. https://misp.example.org")
+    key_file, key_env = m.path_("key_file", home), m.get("key_env", str)
+    if (key_file is None) == (not key_env):
+        raise m.error("key_file", "give the API key in key_file (a 0600 file) or key_env (an environment variable), one of them")
+    feeds = m.get("push_feeds", list, [])
+    if not all(is_feed_name(f) for f in feeds):
+        raise m.error("push_feeds", "expected a list of feed names such as mekong-border")
+    countries = m.get("countries", list, [])
+    if not all(isinstance(c, str) and len(c) == 2 and c.isascii() and c.isupper() for c in countries):
+        raise m.error("countries", 'expected ISO country codes such as ["TH", "LA"]')
+    if feeds and not countries:
+        raise m.error("countries", "required with push_feeds: the countries of the MISP server's users (what is pushed must be releasable to them)")
+    every = m.get("every_s", (int, float), 300)
+    if not 10 <= every <= 86400:
+        raise m.error("every_s", "must be from 10 to 86400 seconds")
+    timeout = m.get("timeout_s", (int, float), 30)
+    if not 0 < timeout <= 600:
+        raise m.error("timeout_s", "must be from 0 to 600 seconds")
+    settings = MispSettings(
+        url=url.rstrip("/"),
+        key_file=key_file,
+        key_env=key_env or None,
+        verify_tls=m.get("verify_tls", bool, True),
+        ca_file=m.path_("ca_file", home),
+        push_feeds=tuple(feeds),
+        countries=tuple(countries),
+        pull_tag=m.get("pull_tag", str) or None,
+        every_s=float(every),
+        timeout_s=float(timeout),
+    )
+    m.finish()
+    return settings
 
 
 def render_config(
@@ -271,4 +332,14 @@ silent_after_s = 600     # a centre flags an office silent after this long
 # A FLASH must be acknowledged by a person at each recipient office (blo ack, the page).
 ack_timeout_s = 120        # not acknowledged by then: this page alarms, the recipient's centre is told
 own_centre_after_s = 600   # not acknowledged by then: this node's own centre is told
+
+# A centre's live bridge to a MISP server (schemas/MAPPING.md section 7):
+# [misp]
+# url = "https://misp.example.org"
+# key_file = "keys/misp.key"        # the API key alone in a 0600 file (or key_env = "MISP_KEY")
+# verify_tls = true
+# push_feeds = ["mekong-border"]    # these feeds' bulletins go to MISP...
+# countries = ["TH", "LA"]          # ...if releasable to every country of the MISP server's users
+# pull_tag = "blo-bus:pull"         # events with this tag come back as drafts for review
+# every_s = 300
 """

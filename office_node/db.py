@@ -213,6 +213,24 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX flash_escalations_notice ON flash_escalations(notice_id) WHERE notice_id IS NOT NULL;
     """,
+    # 8: a centre's drafts imported from MISP or STIX, reviewed in triage before they are sent
+    """
+    CREATE TABLE centre_drafts (
+        id TEXT PRIMARY KEY,                -- ULID chosen at import
+        source TEXT NOT NULL UNIQUE,        -- the source version (misp:<uuid>@<timestamp>, stix:<id>@<modified>)
+        format TEXT NOT NULL CHECK (format IN ('misp', 'stix')),
+        state TEXT NOT NULL CHECK (state IN ('new', 'in_review', 'sent', 'closed')),
+        fields_json TEXT NOT NULL,          -- the proposed bulletin: a post request without recipients
+        derived_json TEXT NOT NULL,         -- the handling its source allows (TLP, releasability, local only, why)
+        warnings_json TEXT NOT NULL,        -- what the import could not carry
+        assignee TEXT,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        updated_by TEXT,
+        sent_id TEXT                        -- the bulletin it became
+    );
+    CREATE INDEX centre_drafts_state ON centre_drafts(state, created_at DESC);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -213,6 +213,8 @@ class OfficeNode:
         if is_centre:
             self._spawn(self.heartbeats.run_consumer(), "blo-heartbeats-in")
             self._spawn(self._rotate_feeds(), "blo-feed-rotation")
+            if c.misp is not None:
+                self._spawn(self.centre.run_bridge(stopping), "blo-misp-bridge")
 
     def _directory_changed(self, change: Any) -> None:
         """A revocation: what this node already took in from that office is judged again by

@@ -129,7 +129,33 @@ _TRIAGE = {
     },
 }
 
+_IMPORT = {
+    "type": "object",
+    "required": ["text"],
+    "description": "A MISP event file (one event, a list, or a REST search answer) or a STIX 2.1 bundle, as text. "
+    "Each event or report becomes a draft in the triage queue; nothing is sent (schemas/MAPPING.md).",
+    "properties": {"text": {"type": "string"}, "name": {"type": "string", "description": "the file's name, for the audit log"}},
+}
+_DRAFT_UPDATE = {
+    "type": "object",
+    "properties": {
+        "state": {"enum": ["new", "in_review", "closed"]},
+        "fields": {"type": "object", "description": "bulletin fields to change, as in a post (no to, feed)"},
+        "note": {"type": "string"},
+        "assignee": {"type": ["string", "null"]},
+    },
+}
+_DRAFT_SEND = {
+    **_POST,
+    "required": [],
+    "description": "Where the draft goes (to, feed) and any field to change. TLP may only be kept or tightened and "
+    "releasability kept or narrowed from what the source allows; a TLP:RED source is never sent.",
+}
+
 _BODIES = {
+    "import_document": _IMPORT,
+    "draft_update": _DRAFT_UPDATE,
+    "send_draft": _DRAFT_SEND,
     "forward": _FORWARD,
     "create_feed": _FEED,
     "feed_members": _MEMBERS,
@@ -169,6 +195,26 @@ _PARAMS: dict[str, list[dict[str, Any]]] = {
         {"name": "limit", "in": "query", "required": False, "schema": {"type": "integer"}},
     ],
     "audit": [{"name": "limit", "in": "query", "required": False, "schema": {"type": "integer"}}],
+    "get_bulletin": [
+        {"name": "format", "in": "query", "required": False, "schema": {"enum": ["misp", "stix"]},
+         "description": "export: a MISP event ({\"Event\": ...}) or a STIX 2.1 bundle instead of the detail view"},
+        {"name": "for", "in": "query", "required": False, "schema": {"type": "string"},
+         "description": "export: the office ids it is for, comma-separated; TLP:RED exports only for its addressees"},
+    ],
+    "export": [
+        {"name": "format", "in": "query", "required": True, "schema": {"enum": ["misp", "stix"]}},
+        *_text_params(
+            ("for", "office ids it is for, comma-separated; TLP:RED bulletins are withheld unless all are addressees"),
+            ("since", "ms, inclusive (when the bulletin reached this node)"),
+            ("until", "ms, exclusive"),
+            ("feed", "feed name"),
+        ),
+    ],
+    "drafts": _text_params(
+        ("state", "new, in_review, sent or closed (omitted: all)"),
+        ("limit", "1-200, default 100"),
+        ("cursor", "the `next` of the previous page"),
+    ),
     "triage": _text_params(
         ("state", "new, in_review, disseminated or closed (omitted: all)"),
         ("limit", "1-200, default 100"),
