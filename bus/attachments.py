@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from bus import sodium
@@ -93,8 +93,8 @@ class Entry:
     media_type: str
     size: int
     sha256: bytes  # of the plaintext
-    key: bytes
-    nonce: bytes  # the 16-byte nonce prefix
+    key: bytes = field(repr=False)  # secrets: never in a repr, so never in a log
+    nonce: bytes = field(repr=False)  # the 16-byte nonce prefix
     object_id: bytes
     object_sha256: bytes  # of the stored ciphertext: every sealed chunk, in order
 
