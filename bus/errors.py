@@ -261,6 +261,8 @@ class AttachmentError(BloError):
     ``reason`` names the rule (schemas/ATTACHMENTS.md, the receiver's checks)."""
 
     reason = "attachment"
+    #: The HTTP status the API answers with (understood, but the file cannot be used).
+    status = 422
 
     def __init__(self, message: str, reason: str | None = None) -> None:
         super().__init__(message)

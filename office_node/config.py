@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bus.attachments import Limits
 from bus.bulletin import is_office_id
 from bus.errors import ConfigError
 
@@ -66,6 +67,8 @@ class NodeConfig:
     #: pinned centres: office id -> Ed25519 signing public key (hex). The federation.
     trust_anchors: dict[str, str] = field(default_factory=dict)
     flash_ack_timeout_s: float = 120.0
+    #: per-file and per-bulletin attachment sizes (schemas/ATTACHMENTS.md 6)
+    attachment_limits: Limits = field(default_factory=Limits)
     source: Path | None = None
 
 
@@ -195,6 +198,13 @@ def load_config(path: Path) -> NodeConfig:
     if timeout <= 0:
         raise fl.error("ack_timeout_s", "must be a positive number of seconds")
     fl.finish()
+
+    at = top.table_("attachments")
+    max_file = at.get("max_file_mib", (int, float), 25)
+    max_bulletin = at.get("max_bulletin_mib", (int, float), 100)
+    if not 0 < max_file <= max_bulletin <= 4096:
+        raise at.error("max_file_mib", "must be positive and at most max_bulletin_mib (at most 4096)")
+    at.finish()
     top.finish()
     return NodeConfig(
         home=home,
@@ -209,6 +219,7 @@ def load_config(path: Path) -> NodeConfig:
         heartbeat_every_s=float(heartbeat_every),
         trust_anchors=dict(anchors),
         flash_ack_timeout_s=float(timeout),
+        attachment_limits=Limits(int(max_file * 1024 * 1024), int(max_bulletin * 1024 * 1024)),
         source=path,
     )
 
@@ -256,4 +267,8 @@ silent_after_s = 600     # a centre flags an office silent after this long
 
 [flash]
 ack_timeout_s = 120   # a FLASH bulletin not acknowledged in this time is escalated
+
+[attachments]
+max_file_mib = 25       # a larger file is refused when attached, and not fetched when received
+max_bulletin_mib = 100  # all the files of one bulletin together
 """

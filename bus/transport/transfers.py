@@ -201,30 +201,25 @@ class Transfers:
         """Seal a file from ``source`` (a binary file, or an iterator of byte strings) into
         the spool, chunk by chunk, within the per-file limit; returns its entry. Blocking:
         run it in a thread for large files."""
-        sealer = att.FileSealer(name, media_type, rng)
-        tmp = self.spool / f".{sealer.object_id.hex()}.part"
-        size = 0
+        writer = self.spool_writer(name, rng)
         try:
-            with open(tmp, "wb", opener=_private) as out:
-                for piece in _pieces(source):
-                    size += len(piece)
-                    self.limits.check_file(name, size)
-                    for chunk in sealer.update(piece):
-                        out.write(chunk)
-                last, entry = sealer.finish()
-                out.write(last)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, self.spool_path(entry.object_hex))
+            for piece in _pieces(source):
+                writer.write(piece)
         except BaseException:
-            tmp.unlink(missing_ok=True)
+            writer.abort()
             raise
+        return writer.finish(media_type)
+
+    def spool_writer(self, name: str, rng: att.Rng) -> SpoolWriter:
+        """A file to seal into the spool piece by piece (an HTTP upload as it streams in)."""
+        return SpoolWriter(self, name, rng)
+
+    def _sealed(self, entry: att.Entry) -> None:
         with transaction(self.db):
             self.db.execute(
                 "INSERT OR REPLACE INTO files (object, chunks, size, held, complete) VALUES (?,?,?,?,1)",
                 (entry.object_hex, entry.chunks, entry.size, bytes(_bitmap(entry.chunks, full=True))),
             )
-        return entry
 
     def is_complete(self, object_hex: str) -> bool:
         row = self.db.execute("SELECT complete FROM files WHERE object = ?", (object_hex,)).fetchone()
@@ -572,6 +567,51 @@ class Transfers:
         self._progressed(("down", (bid, n)))
         self.metrics.files.labels(outcome=CORRUPT).inc()
         self._emit("attachment", {"id": bid, "n": n, "state": CORRUPT, "reason": exc.reason})
+
+
+class SpoolWriter:
+    """One file being sealed into the spool: ``write`` its plaintext in pieces (the per-file
+    limit is checked as it grows), then ``finish`` with its media type (sniffed from
+    ``head``, its first bytes), or ``abort``. Holds one chunk in memory."""
+
+    HEAD_BYTES = 64 * 1024
+
+    def __init__(self, transfers: Transfers, name: str, rng: att.Rng) -> None:
+        self._transfers = transfers
+        self._sealer = att.FileSealer(name, "application/octet-stream", rng)
+        self._tmp = transfers.spool / f".{self._sealer.object_id.hex()}.part"
+        self._out = open(self._tmp, "wb", opener=_private)  # closed by finish or abort
+        self.name = name
+        self.size = 0
+        self.head = bytearray()
+
+    def write(self, piece: bytes) -> None:
+        self.size += len(piece)
+        self._transfers.limits.check_file(self.name, self.size)
+        if len(self.head) < self.HEAD_BYTES:
+            self.head += piece[: self.HEAD_BYTES - len(self.head)]
+        for chunk in self._sealer.update(piece):
+            self._out.write(chunk)
+
+    def finish(self, media_type: str) -> att.Entry:
+        self._sealer.media_type = media_type
+        try:
+            last, entry = self._sealer.finish()
+            self._out.write(last)
+            self._out.flush()
+            os.fsync(self._out.fileno())
+            self._out.close()
+            os.replace(self._tmp, self._transfers.spool_path(entry.object_hex))
+        except BaseException:
+            self.abort()
+            raise
+        self._transfers._sealed(entry)
+        return entry
+
+    def abort(self) -> None:
+        with contextlib.suppress(OSError):
+            self._out.close()
+        self._tmp.unlink(missing_ok=True)
 
 
 def _private(path: str, flags: int) -> int:
