@@ -272,9 +272,10 @@ class Reader:
             except nats.js.errors.NotFoundError:
                 return None
         except nats.errors.TimeoutError as exc:
-            refused = self.client.violation_for(f"$JS.API.*.{bucket_stream(self.bucket)}.>", started) or (
-                self.client.violation_for(f"$JS.API.STREAM.MSG.GET.{bucket_stream(self.bucket)}", started)
-            )
+            stream = bucket_stream(self.bucket)
+            asked = (f"$JS.API.STREAM.INFO.{stream}", f"$JS.API.STREAM.MSG.GET.{stream}",
+                     f"$JS.API.DIRECT.GET.{stream}.$O.{self.bucket}.C.{chunk_nuid(object_hex, index)}")  # fmt: skip
+            refused = next((r for r in (self.client.violation_for(a, started) for a in asked) if r), None)
             if refused:
                 raise PermissionDenied(f"this node may not read bucket {self.bucket} ({refused})") from exc
             raise NotConnected(f"no answer from JetStream reading {name} in {self.bucket}") from exc
