@@ -53,6 +53,7 @@ _GRADING = re.compile(r"^[A-F][1-6]\Z")
 _DATE = re.compile(r"^[0-9]{4}(-[0-9]{2}(-[0-9]{2})?)?\Z")
 _MEDIA_TYPE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*\Z")
 _SHA256 = re.compile(r"^[0-9a-f]{64}\Z")
+_HEX16 = re.compile(r"^[0-9a-f]{32}\Z")  # 16 bytes as lower-case hex
 _TAG = re.compile(r"^[^\s\x00-\x1f]{1,64}\Z")
 
 
@@ -297,11 +298,18 @@ def validate_entity(value: Any) -> dict[str, Any]:
     return {"type": kind, **_check_fields(value, spec, skip=_TYPE_ONLY)}
 
 
+_hex32 = _pattern(_SHA256, "64 lowercase hex digits")
+_hex16 = _pattern(_HEX16, "32 lowercase hex digits")
+# A sealed file (schemas/ATTACHMENTS.md): what it is, and what finds, opens and checks it.
 _ATTACHMENT_FIELDS = {
     "name": (_text(255), True),
     "media_type": (_pattern(_MEDIA_TYPE, "a media type such as image/jpeg"), True),
     "size": (_number(0, 1 << 40), True),
-    "sha256": (_pattern(_SHA256, "64 lowercase hex digits"), True),
+    "sha256": (_hex32, True),  # of the plaintext
+    "key": (_hex32, True),  # the file key
+    "nonce": (_hex16, True),  # the nonce prefix of its chunks
+    "object": (_hex16, True),  # the object id: names its chunks in the Object Store
+    "object_sha256": (_hex32, True),  # of the stored ciphertext
 }
 
 

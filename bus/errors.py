@@ -32,6 +32,10 @@ label and as the quarantine reason, plus a message a person can act on::
     ├── HandlingRefused            a handling rule (releasability, TLP, precedence) forbids this send or forward
     │   └── FeedPostForbidden      this office may not post to the feed: neither its owner nor a writer of its newest epoch
     ├── ForwardRefused             a centre's forward does not stand: its original is forged or differs from it
+    ├── AttachmentError            a file cannot be attached, or a fetched one does not check (schemas/ATTACHMENTS.md)
+    │   ├── AttachmentTooLarge     over the per-file or per-bulletin limit (attaching and receiving)
+    │   ├── UnknownMediaType       its content is of no type this node accepts (attaching)
+    │   └── AttachmentCorrupt      a fetched attachment fails a receiver's check: quarantined with the reason
     ├── KeyStoreError              a key file is unreadable, or the passphrase is wrong
     ├── ConfigError                a configuration file or value is wrong (names key and file)
     ├── StoreError                 the node's SQLite file is unusable (not a database, newer schema, I/O)
@@ -263,6 +267,42 @@ class ForwardRefused(BloError):
         super().__init__(message)
         if reason is not None:
             self.reason = reason
+
+
+class AttachmentError(BloError):
+    """A file cannot be attached, or an attachment fetched from the bus does not check.
+    ``reason`` names the rule (schemas/ATTACHMENTS.md, the receiver's checks)."""
+
+    reason = "attachment"
+    #: The HTTP status the API answers with (understood, but the file cannot be used).
+    status = 422
+
+    def __init__(self, message: str, reason: str | None = None) -> None:
+        super().__init__(message)
+        if reason is not None:
+            self.reason = reason
+
+
+class AttachmentTooLarge(AttachmentError):
+    """Over the per-file or the per-bulletin size limit (``[attachments]`` in node.toml)."""
+
+    reason = "attachment_too_large"
+    status = 413
+
+
+class UnknownMediaType(AttachmentError):
+    """The file's content (never its name) is of no media type this node accepts."""
+
+    reason = "unknown_media_type"
+    status = 415
+
+
+class AttachmentCorrupt(AttachmentError):
+    """A fetched attachment fails one of the receiver's checks (a chunk that does not
+    authenticate, a hash or size that differs from the signed entry): the bytes are kept
+    in quarantine with the reason, and the bulletin is never shown as complete."""
+
+    reason = "attachment_corrupt"
 
 
 class KeyStoreError(BloError):

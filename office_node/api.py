@@ -25,8 +25,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bus import errors
@@ -151,6 +152,15 @@ ROUTES: tuple[Route, ...] = (
         "One bulletin with verification and receipts; with ?format=misp|stix, the bulletin as a MISP event or STIX 2.1 bundle",
     ),
     Route("GET", "/api/export", "officer", "export", "Bulletins of a time range or feed as one MISP or STIX 2.1 document"),
+    Route("GET", "/api/bulletins/{id}/attachments/{n}", "officer", "attachment", "Attachment n of a bulletin: the file, as a download"),
+    Route(
+        "GET", "/api/bulletins/{id}/attachments/{n}/thumbnail", "officer", "attachment_thumbnail",
+        "An image attachment as a small JPEG the node re-encoded",
+    ),
+    Route(
+        "GET", "/api/bulletins/{id}/attachments/{n}/view", "officer", "attachment_view",
+        "An image attachment as a larger JPEG the node re-encoded, for the viewer",
+    ),
     Route("POST", "/api/bulletins/{id}/read", "officer", "mark_read", "Mark read; the first read sends a receipt"),
     Route("POST", "/api/bulletins/{id}/ack", "officer", "acknowledge", "Acknowledge a FLASH received: a signed receipt to its sender"),
     Route("POST", "/api/bulletins/{id}/reply", "officer", "reply", "Reply to the sender of a bulletin"),
@@ -206,7 +216,42 @@ async def list_bulletins(request: web.Request) -> web.Response:
 
 async def post_bulletin(request: web.Request) -> web.Response:
     principal = require_role(request, "officer")
-    return json_response(await _node(request).post(principal, await read_json(request)), status=201)
+    if request.content_type == "multipart/form-data":
+        data = await read_multipart_post(request)
+    else:
+        data = await read_json(request)
+    return json_response(await _node(request).post(principal, data), status=201)
+
+
+async def read_multipart_post(request: web.Request) -> Any:
+    """A post with files: a ``bulletin`` part (the JSON of a post) first, then ``file``
+    parts, each sealed into the spool as it streams in (schemas/ATTACHMENTS.md 4): the
+    bulletin's ``attachments`` are their entries, in order."""
+    node = _node(request)
+    reader = await request.multipart()
+    data: Any = None
+    entries: list[dict[str, Any]] = []
+    while (part := await reader.next()) is not None:
+        if not isinstance(part, BodyPartReader):
+            raise errors.ValidationError("", "nested multipart bodies are not accepted")
+        if part.name == "bulletin" and data is None:
+            raw = await part.read(decode=True)
+            if len(raw) > MAX_BODY_BYTES:
+                raise errors.ValidationError("bulletin", f"is over {MAX_BODY_BYTES // 1024} KiB")
+            try:
+                data = json.loads(raw.decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise errors.ValidationError("bulletin", f"is not valid JSON ({exc})") from None
+        elif part.name == "file":
+            entries.append(await node.attachments.seal_upload(part.filename or "", part.read_chunk))
+            node.attachments.limits.check_bulletin([e["size"] for e in entries])
+        else:
+            raise errors.ValidationError(str(part.name)[:64], "send a 'bulletin' part, then 'file' parts")
+    if not isinstance(data, dict):
+        raise errors.ValidationError("bulletin", "send the post's fields as a JSON part named bulletin")
+    if "attachments" in data:
+        raise errors.ValidationError("attachments", "is filled in from the files sent; leave it out")
+    return {**data, "attachments": entries} if entries else data
 
 
 async def get_bulletin(request: web.Request) -> web.Response:
@@ -223,6 +268,45 @@ async def export(request: web.Request) -> web.Response:
     from office_node.exchange.service import export_range
 
     return json_response(export_range(_node(request), principal, dict(request.query)))
+
+
+async def attachment(request: web.Request) -> web.StreamResponse:
+    """The file, decrypted from the spool chunk by chunk: always as a download, never as
+    something the browser renders (ATTACHMENTS.md 8)."""
+    principal = require_role(request, "officer")
+    node = _node(request)
+    _, entry = node.attachment(principal, request.match_info["id"], request.match_info["n"])
+    chunks = node.attachments.stream(entry)
+    first = await anext(chunks, b"")  # refuses here (409) if the file is not complete yet
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "application/octet-stream",
+            "Content-Disposition": f"attachment; filename*=UTF-8''{quote(entry.name, safe='')}",
+            "Content-Length": str(entry.size),
+        }
+    )
+    await response.prepare(request)
+    await response.write(first)
+    async for chunk in chunks:
+        await response.write(chunk)
+    await response.write_eof()
+    return response
+
+
+async def _image(request: web.Request, *, thumbnail: bool) -> web.Response:
+    principal = require_role(request, "officer")
+    node = _node(request)
+    _, entry = node.attachment(principal, request.match_info["id"], request.match_info["n"])
+    body = await node.attachments.image(entry, thumbnail=thumbnail)
+    return web.Response(body=body, headers={"Content-Type": "image/jpeg"})
+
+
+async def attachment_thumbnail(request: web.Request) -> web.Response:
+    return await _image(request, thumbnail=True)
+
+
+async def attachment_view(request: web.Request) -> web.Response:
+    return await _image(request, thumbnail=False)
 
 
 async def mark_read(request: web.Request) -> web.Response:
@@ -412,7 +496,8 @@ async def login_page(request: web.Request) -> web.FileResponse:
 HANDLERS: dict[str, Handler] = {
     name: globals()[name]
     for name in (
-        "health", "me", "list_bulletins", "post_bulletin", "get_bulletin", "mark_read", "acknowledge", "reply", "search",
+        "health", "me", "list_bulletins", "post_bulletin", "get_bulletin", "attachment", "attachment_thumbnail",
+        "attachment_view", "mark_read", "acknowledge", "reply", "search",
         "outbox", "directory", "feeds", "check", "hits", "import_watchlist", "forward", "triage", "triage_item",
         "triage_update", "create_feed", "feed_members", "feed_writers", "rotate_feed", "network", "quarantine", "audit", "events",
         "openapi", "metrics", "export", "import_document", "drafts", "draft", "draft_update", "send_draft", "misp_sync",

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bus.attachments import Limits
 from bus.bulletin import is_feed_name, is_office_id
 from bus.errors import ConfigError
 
@@ -85,6 +86,8 @@ class NodeConfig:
     #: a FLASH no person acknowledged in this time is reported to the sender's own centre
     flash_own_centre_after_s: float = 600.0
     misp: MispSettings | None = None
+    #: per-file and per-bulletin attachment sizes (schemas/ATTACHMENTS.md 6)
+    attachment_limits: Limits = field(default_factory=Limits)
     source: Path | None = None
 
 
@@ -221,6 +224,13 @@ def load_config(path: Path) -> NodeConfig:
         raise fl.error("own_centre_after_s", f"must be at least ack_timeout_s ({timeout} s): the recipient's centre is told first")
     fl.finish()
     misp = _misp(top, home, role)
+
+    at = top.table_("attachments")
+    max_file = at.get("max_file_mib", (int, float), 25)
+    max_bulletin = at.get("max_bulletin_mib", (int, float), 100)
+    if not 0 < max_file <= max_bulletin <= 4096:
+        raise at.error("max_file_mib", "must be positive and at most max_bulletin_mib (at most 4096)")
+    at.finish()
     top.finish()
     return NodeConfig(
         home=home,
@@ -237,6 +247,7 @@ def load_config(path: Path) -> NodeConfig:
         flash_ack_timeout_s=float(timeout),
         flash_own_centre_after_s=float(own_centre_after),
         misp=misp,
+        attachment_limits=Limits(int(max_file * 1024 * 1024), int(max_bulletin * 1024 * 1024)),
         source=path,
     )
 
@@ -342,4 +353,8 @@ own_centre_after_s = 600   # not acknowledged by then: this node's own centre is
 # countries = ["TH", "LA"]          # ...if releasable to every country of the MISP server's users
 # pull_tag = "blo-bus:pull"         # events with this tag come back as drafts for review
 # every_s = 300
+
+[attachments]
+max_file_mib = 25       # a larger file is refused when attached, and not fetched when received
+max_bulletin_mib = 100  # all the files of one bulletin together
 """

@@ -46,9 +46,11 @@ from bus.transport.kv_feeds import FeedMetrics
 from bus.transport.metrics import BusMetrics
 from bus.transport.node import BusNode, Escalation, NodeOptions, StateChange
 from bus.transport.outbox import ACKNOWLEDGED
+from bus.transport.transfers import TransferMetrics
 from office_node import audit as actions
 from office_node import views
 from office_node.accounts import INTERACTIVE, Accounts, HashLimits, Principal
+from office_node.attachments import NodeAttachments
 from office_node.audit import AuditLog
 from office_node.centre import Centre
 from office_node.compose import Draft, draft_from_request, recipients_of, reply_request
@@ -103,6 +105,7 @@ class OfficeNode:
         self.bus_metrics = BusMetrics(self.registry)
         self.directory_metrics = DirectoryMetrics(self.registry)
         self.feed_metrics = FeedMetrics(self.registry)
+        self.transfer_metrics = TransferMetrics(self.registry)
         self._quarantine_held = Gauge(
             "blo_quarantine_held", "Messages held in quarantine now", ["reason"], registry=self.registry
         )
@@ -204,6 +207,20 @@ class OfficeNode:
         )
         self.directory.add_listener(self._directory_changed)
         await self.bus.start()
+        streams = [s.max_age_s for s in self.bus.options.streams if s.name in ("BLO_OFFICES", "BLO_FEEDS")]
+        self.attachments = NodeAttachments(
+            self.office,
+            c.data_dir,
+            limits=c.attachment_limits,
+            bucket_max_age_s=max(streams, default=30 * 86_400.0),  # attachments live as long as bulletins
+            ensure_buckets=self.bus.options.ensure_streams,
+            quarantine=self.bus.quarantine,
+            metrics=self.transfer_metrics,
+            publish=self.live.publish,
+            rng=self.rng,
+        )
+        assert self.bus.client is not None
+        self._spawn(self.attachments.transfers.run(self.bus.client), "blo-attachments")
         self.audit.append(f"node:{self.office}", actions.NODE_START, target=self.office, now_ms=self.started_at)
         stopping = self._is_closing
         self._spawn(self._while_connected(self._watch_directory), "blo-directory")
@@ -252,6 +269,8 @@ class OfficeNode:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks = []
+        if hasattr(self, "attachments"):
+            self.attachments.close()
         if hasattr(self, "bus"):
             await self.bus.close()
         if self.db is not None:
@@ -325,6 +344,7 @@ class OfficeNode:
     async def _on_bulletin(self, opened: Opened) -> None:
         now = self.clock()
         b = opened.bulletin
+        self.attachments.queue_received(opened)  # first: queueing twice is harmless, not at all is not
         # Stored without waiting for the disk: the bus calls db.sync (settle) once for the
         # whole fetched batch, before acking it. The rarer writes below stay durable.
         with self.db.deferred():
@@ -498,7 +518,9 @@ class OfficeNode:
         the hits it causes. A refusal is audited (who tried to send what where) and raised."""
         b = draft.bulletin
         self._check_handling(actor, draft, action)
+        self.attachments.check_sendable(b)
         posted = await self.bus.submit(b, offices=draft.offices, feeds=draft.feeds)
+        self.attachments.queue_sent(b, posted.recipients)
         feed = draft.feeds[0] if draft.feeds else None
         self.store.save_sent(b, sealed=posted.sealed, recipients=list(draft.recipients), feed=feed, sent_at=posted.posted_at)
         if b.forwarded is not None:  # a centre's own forward is shown by the same rule as its members'
@@ -617,11 +639,25 @@ class OfficeNode:
         stored = self.stored(bulletin_id)
         self.audit.append(principal.username, actions.BULLETIN_VIEW, target=bulletin_id, now_ms=self.clock())
         status = self.bus.status(bulletin_id) if stored.direction == SENT else None
-        return {
+        out = {
             **views.detail(stored, status),
             "acknowledged": self.flash.acknowledgement(bulletin_id),
             "escalations": self.flash.escalations(bulletin_id),
         }
+        files, complete = self.attachments.describe(stored.bulletin, sent=stored.direction == SENT)
+        out["bulletin"] = {**stored.bulletin, "attachments": files} if files else stored.bulletin
+        out["attachments"], out["complete"] = files, complete
+        return out
+
+    def attachment(self, principal: Principal, bulletin_id: str, n: Any) -> tuple[Any, Any]:
+        """A stored bulletin's attachment ``n`` (its entry), once complete here; audited."""
+        stored = self.stored(bulletin_id)
+        entry = self.attachments.entry(stored.bulletin, n)
+        self.audit.append(
+            principal.username, actions.BULLETIN_VIEW, target=bulletin_id, now_ms=self.clock(),
+            details={"attachment": int(n), "name": entry.name[:100]},
+        )  # fmt: skip
+        return stored, entry
 
     def list_bulletins(self, principal: Principal, params: Mapping[str, str]) -> dict[str, Any]:
         query = BulletinQuery.from_params(params)

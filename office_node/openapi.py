@@ -242,7 +242,25 @@ def _operation(route: Any) -> dict[str, Any]:
     if route.name in _BODIES:
         op["requestBody"] = {"required": True, "content": {"application/json": {"schema": _BODIES[route.name]}}}
     params = list(_PARAMS.get(route.name, []))
-    for name in ("id", "name"):
+    if route.name == "post_bulletin":  # or with files (schemas/ATTACHMENTS.md)
+        op["requestBody"]["content"]["multipart/form-data"] = {
+            "schema": {
+                "type": "object",
+                "properties": {
+                    "bulletin": {**_POST, "description": "the post's fields, as a JSON part (first)"},
+                    "file": {"type": "array", "items": {"type": "string", "format": "binary"},
+                             "description": "files to attach, in order (each within the per-file limit)"},
+                },
+                "required": ["bulletin"],
+            }
+        }  # fmt: skip
+        op["responses"]["413"] = {"description": "a file or the files over the limit", "content": {"application/json": {"schema": _ERROR}}}
+        op["responses"]["415"] = {"description": "a file of no accepted type", "content": {"application/json": {"schema": _ERROR}}}
+    if route.name.startswith("attachment"):
+        kind = "application/octet-stream" if route.name == "attachment" else "image/jpeg"
+        op["responses"]["200"] = {"description": route.summary, "content": {kind: {}}}
+        op["responses"]["422"] = {"description": "not complete on this node yet, or not an image", "content": {"application/json": {"schema": _ERROR}}}
+    for name in ("id", "name", "n"):
         if "{" + name + "}" in route.path:
             params.insert(0, {"name": name, "in": "path", "required": True, "schema": {"type": "string"}})
     if params:

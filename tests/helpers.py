@@ -14,6 +14,15 @@ NOW = 1_795_000_000_000  # 2026-11-18, a fixed "now" for deterministic tests
 STORED = NOW + 1_000
 
 
+def attachment(name: str = "a.jpg", size: int = 3, media_type: str = "image/jpeg", **fields: Any) -> dict[str, Any]:
+    """A well-formed attachment entry (schemas/ATTACHMENTS.md) whose hashes and key are
+    placeholders: enough for validation, forwarding and handling tests, not to open."""
+    return {
+        "name": name, "media_type": media_type, "size": size, "sha256": "a" * 64,
+        "key": "b" * 64, "nonce": "c" * 32, "object": "d" * 32, "object_sha256": "e" * 64, **fields,
+    }  # fmt: skip
+
+
 def identity(office_id: str, seed: str | None = None) -> Identity:
     return Identity.generate(office_id, DeterministicRng(seed or f"identity:{office_id}"))
 

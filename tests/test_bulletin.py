@@ -20,7 +20,7 @@ from bus.ids import (
     new_bulletin_id,
 )
 from bus.testing import DeterministicRng
-from tests.helpers import NOW, bulletin
+from tests.helpers import NOW, attachment, bulletin
 
 
 def data(**changes):
@@ -46,7 +46,7 @@ def error_of(d) -> ValidationError:
         ({"entities": [{"type": "person", "name": "A", "aliases": ["B", 7]}]}, "entities[0].aliases[1]", "must be text"),
         ({"entities": [{"type": "vehicle", "plate": "1", "wings": 2}]}, "entities[0].wings", "is not a known field"),
         ({"releasable_to": ["TH", "Laos"]}, "releasable_to[1]", "two-letter ISO 3166"),
-        ({"attachments": [{"name": "a", "media_type": "image/png", "size": 1.5, "sha256": "0" * 64}]},
+        ({"attachments": [attachment("a", 1.5, "image/png")]},
          "attachments[0].size", "whole number of bytes"),
         ({"title": "ก" * 301}, "title", "is 301 characters; the limit is 300"),
         ({"grading": "G7"}, "grading", "Admiralty grading"),
@@ -87,7 +87,7 @@ def test_to_dict_and_from_dict_round_trip_with_every_optional_field():
     b = bulletin(
         expires=NOW + 1,
         in_reply_to=new_bulletin_id(NOW - 1, DeterministicRng("earlier")),
-        attachments=[{"name": "a.jpg", "media_type": "image/jpeg", "size": 3, "sha256": "a" * 64}],
+        attachments=[attachment()],
         tags=["x", "ยาเสพติด"],
     )
     assert Bulletin.from_dict(b.to_dict()) == b

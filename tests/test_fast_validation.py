@@ -24,6 +24,7 @@ from bus import bulletin as bmod
 from bus.bulletin import BODY_FIELDS, Bulletin, body_from_dict, bulletin_from_wire_body
 from bus.envelope import _no_duplicate_keys, encode_body
 from bus.errors import ValidationError
+from tests import helpers
 from tests.helpers import bulletin
 from tests.test_fuzz_open import _values
 from tests.test_schema import _odd_values, valid_bulletins
@@ -184,7 +185,7 @@ def test_entities_with_one_field_replaced_never_pass_the_fast_path_alone(data: d
 def test_attachments_with_one_field_replaced_never_pass_the_fast_path_alone(
     data: dict[str, Any], draw: st.DataObject
 ) -> None:
-    attachment = {"name": "photo.jpg", "media_type": "image/jpeg", "size": 1, "sha256": "0" * 64}
+    attachment = helpers.attachment("photo.jpg", 1)
     name = draw.draw(st.sampled_from(sorted({*attachment, "x"})))
     changed = {**attachment, name: draw.draw(st.one_of(_odd_values, _values, st.floats()))}
     assert_agrees({**_body(data), "attachments": [changed]})

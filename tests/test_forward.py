@@ -32,7 +32,7 @@ from bus.forward import (
 from bus.ids import new_bulletin_id
 from bus.keys import Identity, PeerBook, SigningKeyPair
 from bus.testing import DeterministicRng
-from tests.helpers import NOW, STORED, bulletin, identity
+from tests.helpers import NOW, STORED, attachment, bulletin, identity
 
 MUK, TCCC, SVK = identity("TH-MUK"), identity("TH-TCCC"), identity("LA-SVK")
 BOOK = PeerBook([MUK.public(), TCCC.public(), SVK.public()])
@@ -170,7 +170,7 @@ def test_a_forward_may_raise_precedence() -> None:
         ("grading", "A1"),
         ("expires", NOW + 2 * 86_400_000),
         ("entities", [{"type": "person", "name": "Someone Else"}]),
-        ("attachments", [{"name": "a.jpg", "media_type": "image/jpeg", "size": 1, "sha256": "a" * 64}]),
+        ("attachments", [attachment("a.jpg", 1)]),
         ("in_reply_to", new_bulletin_id(NOW - 5, DeterministicRng("earlier"))),
     ],
 )

@@ -84,7 +84,10 @@ def entity(**fields: Any) -> dict[str, Any]:
     return base(entities=[fields])
 
 
-ATTACHMENT = {"name": "a.jpg", "media_type": "image/jpeg", "size": 10, "sha256": "ab" * 32}
+ATTACHMENT = {
+    "name": "a.jpg", "media_type": "image/jpeg", "size": 10, "sha256": "ab" * 32,
+    "key": "cd" * 32, "nonce": "ef" * 16, "object": "01" * 16, "object_sha256": "23" * 32,
+}  # fmt: skip
 
 
 def b64(raw: bytes) -> str:
@@ -342,6 +345,10 @@ _attachment = st.fixed_dictionaries({
     "media_type": st.from_regex(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,10}/[a-z0-9][a-z0-9!#$&^_.+-]{0,10}", fullmatch=True),
     "size": st.integers(0, 1 << 40),
     "sha256": st.from_regex(r"[0-9a-f]{64}", fullmatch=True),
+    "key": st.from_regex(r"[0-9a-f]{64}", fullmatch=True),
+    "nonce": st.from_regex(r"[0-9a-f]{32}", fullmatch=True),
+    "object": st.from_regex(r"[0-9a-f]{32}", fullmatch=True),
+    "object_sha256": st.from_regex(r"[0-9a-f]{64}", fullmatch=True),
 })
 _tag = st.text(st.characters(exclude_categories=("Cs", "Zs", "Cc", "Zl", "Zp")), min_size=1, max_size=20).filter(
     lambda t: bmod._TAG.match(t) is not None

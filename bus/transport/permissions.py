@@ -46,6 +46,7 @@ from bus.feeds import EpochRecord
 from bus.transport import subjects as sj
 from bus.transport.kv_directory import BUCKET as DIRECTORY_BUCKET
 from bus.transport.kv_feeds import BUCKET as FEEDS_KV_BUCKET
+from bus.transport.object_store import bucket_stream, feed_bucket, office_bucket
 
 #: The feed-keys bucket (epoch keys wrapped per member), written by centres, read by members.
 FEEDS_BUCKET = FEEDS_KV_BUCKET
@@ -221,8 +222,24 @@ def _kv_write_grants(prefixes: Sequence[str], bucket: str) -> list[str]:
     return grants
 
 
-def node_permissions(access: NodeAccess, *, hub_domain: str | None = None) -> Permissions:
-    """The permissions of one office's (or centre's) NATS user.
+def _attachment_read_grants(prefixes: Sequence[str], bucket: str) -> list[str]:
+    """Reading one attachment bucket (schemas/ATTACHMENTS.md 5.4): its stream's info, an
+    object's info (a message get) and a chunk (a direct get). Granted only for the buckets
+    of the node's own inbox and feeds: a bucket is the unit of reading, since these
+    requests name the stream, not the object."""
+    stream = bucket_stream(bucket)
+    grants = []
+    for p in prefixes:
+        grants += [f"{p}.STREAM.INFO.{stream}", f"{p}.STREAM.MSG.GET.{stream}", f"{p}.DIRECT.GET.{stream}.>"]
+    return grants
+
+
+def node_permissions(
+    access: NodeAccess, *, hub_domain: str | None = None, offices: Sequence[str] = ()
+) -> Permissions:
+    """The permissions of one office's (or centre's) NATS user. ``offices``: every office
+    of the network, whose attachment buckets it may write to (a bucket name is one subject
+    token, so each is granted by name; ``hub_users`` passes them all).
 
     ``hub_domain``: the hub's JetStream domain; when given, each API grant is also given in
     its ``$JS.<domain>.API`` form, which a node behind a leaf node uses to reach the hub."""
@@ -236,6 +253,14 @@ def node_permissions(access: NodeAccess, *, hub_domain: str | None = None) -> Pe
     ]
     if access.role == "centre":
         pub.append(f"{sj.ROOT}.feed.*.*.{o}")  # the centre owns feeds: it posts to any of them
+    # Attachments: write (publish only, no read) to every office's bucket and the feeds it
+    # posts to, as its bulletins go; read only its own inbox's and feeds' buckets.
+    # A bucket name is one subject token (no wildcard inside it), so each is named. A centre
+    # writes to the buckets of the feeds it owns, which the generated config lists as its posts.
+    pub += [f"$O.{office_bucket(x)}.>" for x in sorted(set(offices) | {o})]
+    pub += [f"$O.{feed_bucket(f)}.>" for f in access.posts]
+    for bucket in [office_bucket(o), *(feed_bucket(f) for f in access.reads)]:
+        pub += _attachment_read_grants(prefixes, bucket)
     for spec in sj.node_consumers(o, access.reads):
         pub += _durable_grants(prefixes, spec.stream, spec.durable, spec.filter_subject)
     receipts = sj.receipts_consumer_spec(o)
@@ -326,7 +351,7 @@ def hub_users(
         User(
             a.office,
             nkeys[a.office],
-            node_permissions(a, hub_domain=hub_domain),
+            node_permissions(a, hub_domain=hub_domain, offices=[x.office for x in accesses]),
             f"{a.role}{', leaf node' if a.leaf else ''}"
             f"{', reads ' + ' '.join(a.reads) if a.reads else ''}{', posts ' + ' '.join(a.posts) if a.posts else ''}",
         )

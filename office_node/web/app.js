@@ -125,6 +125,15 @@
  *                   "triage"     data = {id, state} (centre: queued or moved)
  *                   "feed"       data = {feed, epoch, status} (an epoch or key arrived; "subscribed"/"left": this node started or stopped reading it)
  *                   "heartbeat"  data = {office, sent_at} (centre: an office said it is alive)
+ *                   "upload"     data = {id, n, bucket, sent, chunks} (chunks of a file stored on the bus)
+ *                   "download"   data = {id, n, held, chunks} (chunks of a received file fetched and checked)
+ *                   "attachment" data = {id, n, state: "complete"|"corrupt", reason?}
+ *   Attachments: POST /api/bulletins as multipart/form-data: a "bulletin" part (the JSON
+ *   above), then "file" parts. A detail has attachments:[{n, name, media_type, size,
+ *   sha256, state: "queued"|"complete"|"refused"|"corrupt", held, chunks, sniffed, image,
+ *   reason, message, uploads}] (never a key) and complete (every file here and checked).
+ *   GET /api/bulletins/{id}/attachments/{n}: the file (a download); .../thumbnail and
+ *   .../view: an image re-encoded by the node as JPEG.
  *
  * Every POST carries header X-CSRF-Token: the csrf_token of GET /api/me (fetched after
  * every login too; the login response's token is the fallback). Requests are same-origin
@@ -410,6 +419,7 @@ const state = {
   networkTimer: null,
   forwardOf: null, // the bulletin detail the forward dialog is about
   lastForward: null, // {of, id, text}: the line shown under that bulletin's actions
+  files: [], // File objects to attach to the bulletin being composed
 };
 
 async function api(method, path, body) {
@@ -873,6 +883,7 @@ function bulletinView(d, where) {
       b.tags && b.tags.length ? row("Tags", b.tags.map((t) => el("span", { class: "tag" }, String(t)))) : null)),
     el("div", { class: "body-text", id: pid("detail-body") }, String(b.body ?? "")),
     entityTable(b.entities),
+    attachmentsBlock(d, pid),
     el("section", {}, el("h3", {}, "Signature"), verificationBlock(d.verification, pid)),
     el("section", {}, el("h3", {}, "Receipts"), el("div", { id: pid("receipts") }, receiptsTable(d.receipts, b.precedence === "FLASH"))),
     escalationsBlock(d.escalations, pid),
@@ -914,6 +925,108 @@ async function acknowledge(id) {
   } catch (e) {
     status(`${FLASH_WORDS.failed}: ${e.message}`);
   }
+}
+
+// -- attachments ---------------------------------------------------------------------------
+
+function fileSize(n) {
+  if (n >= 1048576) return `${(n / 1048576).toFixed(1)} MiB`;
+  if (n >= 1024) return `${Math.round(n / 1024)} KiB`;
+  return `${n} bytes`;
+}
+
+function setFiles(files) {
+  state.files = files;
+  const list = $("c-file-list");
+  if (!list) return;
+  setChildren(list, files.map((f, i) => el("li", { class: "file-item" },
+    el("span", { class: "file-name" }, f.name), " ", el("span", { class: "muted small" }, fileSize(f.size)), " ",
+    el("button", { type: "button", class: "link", onclick: () => setFiles(state.files.filter((_, j) => j !== i)) }, "Remove"))));
+}
+
+function initAttachments() {
+  const input = $("c-files");
+  const zone = $("drop-zone");
+  input.addEventListener("change", () => { setFiles([...state.files, ...input.files]); input.value = ""; });
+  zone.addEventListener("dragover", (event) => { event.preventDefault(); zone.classList.add("dragging"); });
+  zone.addEventListener("dragleave", () => zone.classList.remove("dragging"));
+  zone.addEventListener("drop", (event) => {
+    event.preventDefault();
+    zone.classList.remove("dragging");
+    setFiles([...state.files, ...event.dataTransfer.files]);
+  });
+}
+
+// fetch() reports no upload progress; XMLHttpRequest does.
+function postWithFiles(path, payload, files) {
+  const form = new FormData();
+  form.append("bulletin", new Blob([JSON.stringify(payload)], { type: "application/json" }));
+  for (const f of files) form.append("file", f, f.name);
+  const bar = $("c-progress");
+  bar.value = 0;
+  show(bar, true);
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open("POST", path);
+    xhr.setRequestHeader("Accept", "application/json");
+    if (state.csrf) xhr.setRequestHeader("X-CSRF-Token", state.csrf);
+    xhr.upload.addEventListener("progress", (event) => {
+      if (event.lengthComputable) bar.value = Math.round((100 * event.loaded) / event.total);
+    });
+    xhr.addEventListener("load", () => {
+      show(bar, false);
+      let data = null;
+      try { data = JSON.parse(xhr.responseText); } catch { data = null; }
+      if (xhr.status >= 200 && xhr.status < 300) return resolve(data);
+      const e = data && data.error ? data.error : {};
+      reject(new ApiError(xhr.status, e.code || `http_${xhr.status}`, e.message || `The node answered ${xhr.status}`, e.field || null));
+    });
+    xhr.addEventListener("error", () => {
+      show(bar, false);
+      reject(new ApiError(0, "network", "Cannot reach the office node. Check that it is running."));
+    });
+    xhr.send(form);
+  });
+}
+
+function attachmentState(a) {
+  if (a.state === "complete") return a.sniffed && a.sniffed !== a.media_type ? `content is ${a.sniffed}` : "";
+  if (a.state === "queued") return `arriving: ${a.held} of ${a.chunks} chunks`;
+  return `${a.state}: ${a.message || a.reason || ""}`;
+}
+
+function openViewer(url, name) {
+  setChildren($("image-viewer-body"), el("img", { src: url, alt: name, id: "image-viewer-img" }));
+  $("image-viewer").showModal();
+}
+
+function attachmentsBlock(d, pid) {
+  const items = d.attachments || [];
+  if (!items.length) return null;
+  const base = `/api/bulletins/${encodeURIComponent((d.bulletin || {}).id)}/attachments`;
+  return el("section", { class: "attachments" },
+    el("h3", {}, d.complete ? "Attachments" : "Attachments (not all here yet)"),
+    el("ul", { class: "attachment-list", id: pid("attachments") }, items.map((a) => el("li", { class: `attachment ${cssToken(a.state)}` },
+      a.image ? el("button", { type: "button", class: "thumb", title: "View", onclick: () => openViewer(`${base}/${a.n}/view`, a.name) },
+        el("img", { src: `${base}/${a.n}/thumbnail`, alt: a.name, class: "thumbnail" })) : null,
+      a.state === "complete"
+        ? el("a", { href: `${base}/${a.n}`, download: a.name, class: "download" }, a.name)
+        : el("span", { class: "file-name" }, a.name),
+      " ", el("span", { class: "muted small" }, `${a.media_type}, ${fileSize(a.size)}`),
+      " ", el("span", { class: "small attachment-state" }, attachmentState(a))))));
+}
+
+const refreshDetailSoon = coalesce(async () => {
+  const id = state.detail && (state.detail.bulletin || {}).id;
+  if (!id) return;
+  try {
+    const data = await api("GET", `/api/bulletins/${encodeURIComponent(id)}`);
+    if (state.selectedId === id) { state.detail = data; renderDetail(); }
+  } catch { /* the next event tries again */ }
+}, 500);
+
+function onLiveAttachment(d) {
+  if (state.detail && (state.detail.bulletin || {}).id === d.id) refreshDetailSoon();
 }
 
 function renderDetail() {
@@ -1099,7 +1212,8 @@ async function onCompose(event) {
   send.disabled = true;
   try {
     const path = replyTo ? `/api/bulletins/${encodeURIComponent(replyTo.id)}/reply` : "/api/bulletins";
-    const result = await api("POST", path, payload);
+    if (state.files.length && replyTo) throw new ApiError(400, "invalid", "Attach files to a new bulletin, not a reply.");
+    const result = state.files.length ? await postWithFiles(path, payload, state.files) : await api("POST", path, payload);
     const out = $("compose-result");
     out.replaceChildren(`Queued for delivery: ${payload.title} `,
       el("button", { type: "button", class: "link", onclick: () => openDetail(result.id) }, String(result.id)),
@@ -1117,6 +1231,7 @@ async function onCompose(event) {
 
 function resetCompose() {
   $("compose-form").reset();
+  setFiles([]);
   $("entity-rows").replaceChildren();
   state.replyTo = null;
   state.releasableTouched = false;
@@ -2201,6 +2316,9 @@ function startEvents() {
   es.addEventListener("triage", () => { if (isCentre()) refreshTriageSoon(); });
   es.addEventListener("feed", () => refreshFeedsSoon());
   es.addEventListener("heartbeat", () => { if (isCentre()) refreshNetworkSoon(); });
+  for (const kind of ["upload", "download", "attachment"]) {
+    es.addEventListener(kind, (event) => { const d = parseEvent(event); if (d) onLiveAttachment(d); });
+  }
 }
 
 function onLiveBulletin(summary) {
@@ -2301,6 +2419,7 @@ function init() {
   $("search-form").addEventListener("submit", onSearch);
   $("search-clear").addEventListener("click", () => { $("search-input").value = ""; loadList(); });
   $("compose-form").addEventListener("submit", onCompose);
+  initAttachments();
   $("compose-reset").addEventListener("click", (event) => { event.preventDefault(); resetCompose(); show($("compose-result"), false); composeError(""); });
   $("reply-cancel").addEventListener("click", () => {
     state.replyTo = null;

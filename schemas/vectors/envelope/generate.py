@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import importlib.util
 import json
 import sys
 from collections.abc import Callable
@@ -53,6 +54,16 @@ from bus.testing import DeterministicRng
 from bus.timing import MAX_AGE_MS, MAX_FUTURE_SKEW_MS, REVOCATION_GRACE_MS
 
 HERE = Path(__file__).resolve().parent
+
+
+def _photo_entry() -> dict[str, Any]:
+    """The attachment entry of the photo in ../attachments/ (vector ok-photo)."""
+    spec = importlib.util.spec_from_file_location("blo_vectors_attachments", HERE.parent / "attachments" / "generate.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.photo_entry().as_dict()
+
 SAMPLES = HERE.parent.parent.parent / "office_node" / "data" / "sample-bulletins.json"
 _packb = msgpack.Packer(use_bin_type=True, autoreset=True).pack
 #: 2026-11-18T11:06:40Z; every vector is sealed at this instant unless it says otherwise.
@@ -139,10 +150,7 @@ def every_field_bulletin() -> Bulletin:
                 {"type": "organisation", "name": "Example Logistics Co.", "country": "LA"},
                 {"type": "location", "name": "Friendship Bridge 2", "country": "TH", "lat": 16.5957, "lon": 104.7334},
             ],
-            "attachments": [
-                {"name": "photo.jpg", "media_type": "image/jpeg", "size": 48213,
-                 "sha256": hashlib.sha256(b"blo-bus vector attachment").hexdigest()},
-            ],
+            "attachments": [_photo_entry()],
             "tags": ["stolen-passport", "ยาเสพติด"],
         }
     )

@@ -1,0 +1,300 @@
+"""Sealed chunks in the JetStream Object Store: buckets, writing and reading chunk objects.
+
+The layout is schemas/ATTACHMENTS.md section 5: one bucket per reader (an office's inbox,
+a feed), one object per sealed chunk (``<object id hex>/<index>``), written as the Object
+Store writes a one-chunk object (NATS ADR-20: a data message on ``$O.<bucket>.C.<nuid>``,
+then its JSON info on ``$O.<bucket>.M.<base64url(name)>`` with a rollup header), so any
+NATS tool lists and reads them.
+
+Why not nats-py's ``ObjectStore.put`` and ``get`` for each chunk (they were read, in
+nats-py 2.16):
+
+* ``put`` first reads the bucket (``get_info``: a ``STREAM.MSG.GET`` on the bucket's
+  stream, whose request body, not its subject, names the message), and ``purge_stream``
+  on failure. A sender would need read and purge rights on every recipient's bucket, so
+  any office could read every other's objects: the permissions could no longer say "an
+  office reads only what is addressed to it". Writing the same two messages with
+  ``publish_async`` needs only publish rights on ``$O.<bucket>.>``.
+* ``put`` cannot resume: a failure purges what it sent, and a new attempt takes a new
+  random nuid. A chunk per object makes every object small enough to send again whole;
+  the upload queue (``transfers.py``) records which are acknowledged.
+* ``get`` reads an object through an ordered push consumer, from its first message: one
+  consumer per chunk, and it cannot take up a download where it stopped. Here the
+  object's info is read with nats-py's public ``ObjectStore.get_info`` and its data with
+  one direct get of the last message of its chunk subject (``js.get_last_msg``).
+
+Everything nats-py raises is translated into ``bus.errors``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime
+import hashlib
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import nats.errors
+import nats.js.errors
+from nats.js.api import DiscardPolicy, StorageType, StreamConfig
+
+from bus.attachments import MAX_SEALED_CHUNK
+from bus.errors import AttachmentCorrupt, BusError, NotConnected, PermissionDenied, ValidationError
+from bus.transport import subjects as sj
+from bus.transport.client import BusClient
+
+OFFICE_BUCKET_PREFIX = "blo-att-office-"
+FEED_BUCKET_PREFIX = "blo-att-feed-"
+#: Room for the meta JSON and headers beside the largest sealed chunk.
+BUCKET_MAX_MSG_SIZE = MAX_SEALED_CHUNK + 4096
+DEFAULT_BUCKET_BYTES = 8 * 1024**3
+_LINK_DOWN = (
+    nats.errors.ConnectionClosedError,
+    nats.errors.ConnectionReconnectingError,
+    nats.errors.ConnectionDrainingError,
+    nats.errors.OutboundBufferLimitError,
+    nats.errors.StaleConnectionError,
+    nats.errors.NoServersError,
+)
+
+
+def office_bucket(office_id: str) -> str:
+    """The bucket an office reads its attachments from: ``blo-att-office-TH-MUK``."""
+    return OFFICE_BUCKET_PREFIX + sj.check_office(office_id)
+
+
+def feed_bucket(feed: str) -> str:
+    """The bucket a feed's members read its attachments from: ``blo-att-feed-mekong-border``."""
+    return FEED_BUCKET_PREFIX + sj.check_feed(feed)
+
+
+def bucket_of(recipient: str) -> str:
+    """The bucket of an outbox recipient name: an office id, or ``feed:<name>``."""
+    return feed_bucket(recipient[5:]) if recipient.startswith("feed:") else office_bucket(recipient)
+
+
+def bucket_stream(bucket: str) -> str:
+    return f"OBJ_{bucket}"
+
+
+def chunk_nuid(object_hex: str, index: int) -> str:
+    return f"{object_hex}-{index}"
+
+
+def chunk_subject(bucket: str, object_hex: str, index: int) -> str:
+    return f"$O.{bucket}.C.{chunk_nuid(object_hex, index)}"
+
+
+def meta_subject(bucket: str, name: str) -> str:
+    return f"$O.{bucket}.M.{base64.urlsafe_b64encode(name.encode()).decode()}"
+
+
+def digest_of(data: bytes) -> str:
+    """The Object Store's ``digest`` of an object's data."""
+    return "SHA-256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).decode()
+
+
+@dataclass(frozen=True, slots=True)
+class BucketSpec:
+    """One reader's bucket: its retention follows the bulletin streams' (ATTACHMENTS.md 5.1)."""
+
+    bucket: str
+    max_age_s: float
+    max_bytes: int = DEFAULT_BUCKET_BYTES
+    replicas: int = 1
+    duplicate_window_s: float = 600.0
+
+    def stream_config(self) -> StreamConfig:
+        """What nats-py's ``create_object_store`` makes, with the project's retention and
+        duplicate window, fast batches allowed where the library knows them."""
+        extra = {"allow_batched": True} if "allow_batched" in StreamConfig.__dataclass_fields__ else {}
+        return StreamConfig(
+            name=bucket_stream(self.bucket),
+            description="BLO Bus sealed attachment chunks (schemas/ATTACHMENTS.md)",
+            subjects=[f"$O.{self.bucket}.C.>", f"$O.{self.bucket}.M.>"],
+            storage=StorageType.FILE,
+            max_age=self.max_age_s,
+            max_bytes=self.max_bytes,
+            max_msg_size=BUCKET_MAX_MSG_SIZE,
+            duplicate_window=self.duplicate_window_s,
+            discard=DiscardPolicy.NEW,
+            num_replicas=self.replicas,
+            allow_rollup_hdrs=True,
+            allow_direct=True,
+            **extra,
+        )
+
+
+def bucket_specs(offices: Sequence[str], feeds: Sequence[str], *, max_age_s: float, replicas: int = 1) -> list[BucketSpec]:
+    """The buckets of a network: one per office and per feed (``blo deploy streams``)."""
+    names = [office_bucket(o) for o in offices] + [feed_bucket(f) for f in feeds]
+    return [BucketSpec(b, max_age_s, replicas=replicas) for b in names]
+
+
+async def ensure_bucket(client: BusClient, spec: BucketSpec) -> None:
+    """Create the bucket's stream, or bring its limits up to ``spec``."""
+    js = client.jetstream()
+    config = spec.stream_config()
+    started = time.monotonic()
+    try:
+        try:
+            await js.add_stream(config)
+        except nats.js.errors.BadRequestError:  # exists with other limits
+            await js.update_stream(config)
+    except nats.errors.TimeoutError as exc:
+        refused = client.violation_for(f"$JS.API.STREAM.CREATE.{config.name}", started)
+        if refused:
+            raise PermissionDenied(f"this NATS user may not create bucket {spec.bucket} ({refused})") from exc
+        raise NotConnected(f"no answer from JetStream creating bucket {spec.bucket}") from exc
+    except nats.js.errors.APIError as exc:
+        raise BusError(f"JetStream refused bucket {spec.bucket}: {exc.description or exc}") from exc
+    except _LINK_DOWN as exc:
+        raise NotConnected(f"the link dropped while creating bucket {spec.bucket}") from exc
+
+
+def _info_json(bucket: str, name: str, nuid: str, data: bytes) -> bytes:
+    info = {
+        "name": name,
+        "bucket": bucket,
+        "nuid": nuid,
+        "size": len(data),
+        "chunks": 1,
+        "mtime": datetime.datetime.now(datetime.UTC).isoformat(),
+        "digest": digest_of(data),
+        "options": {"max_chunk_size": MAX_SEALED_CHUNK},
+    }
+    return json.dumps(info, separators=(",", ":")).encode()
+
+
+class NoBucket(BusError):
+    """The bucket does not exist on the server (yet)."""
+
+    reason = "no_bucket"
+
+
+async def put_chunks(
+    client: BusClient, bucket: str, object_hex: str, chunks: Sequence[tuple[int, bytes]], *, timeout: float
+) -> list[BusError | None]:
+    """Publish each ``(index, sealed chunk)`` as its object (data, then info), pipelined;
+    one result per chunk: None once JetStream acknowledged its info (the chunk is stored),
+    else the BusError it met (send it again: the ids and bytes are the same)."""
+    js = client.jetstream()
+    started = time.monotonic()
+    sent: list[tuple[int, Any, Any]] = []
+    results: list[BusError | None] = [None] * len(chunks)
+    for place, (index, data) in enumerate(chunks):
+        name = f"{object_hex}/{index}"
+        nuid = chunk_nuid(object_hex, index)
+        try:
+            data_ack = await js.publish_async(
+                chunk_subject(bucket, object_hex, index), data, headers={"Nats-Msg-Id": f"{name}/d"}
+            )
+            meta_ack = await js.publish_async(
+                meta_subject(bucket, name),
+                _info_json(bucket, name, nuid, data),
+                headers={"Nats-Msg-Id": f"{name}/m", "Nats-Rollup": "sub"},
+            )
+        except _LINK_DOWN as exc:
+            results[place] = NotConnected(f"the link dropped while sending chunk {name}: {exc!r}")
+            continue
+        except nats.errors.Error as exc:
+            results[place] = BusError(f"sending chunk {name} to {bucket} failed: {exc!r}")
+            continue
+        sent.append((place, data_ack, meta_ack))
+    futures = [f for _, d, m in sent for f in (d, m)]
+    if futures:
+        await asyncio.wait(futures, timeout=max(0.0, timeout - (time.monotonic() - started)))
+    for place, data_ack, meta_ack in sent:
+        index = chunks[place][0]
+        for future in (data_ack, meta_ack):
+            if not future.done():
+                future.cancel()
+                results[place] = results[place] or _unconfirmed(client, bucket, object_hex, index, started)
+            elif future.cancelled():
+                results[place] = results[place] or NotConnected(f"chunk {object_hex}/{index} was not acknowledged")
+            elif future.exception() is not None:
+                results[place] = results[place] or _refused(future.exception(), bucket, object_hex, index)
+    return results
+
+
+def _unconfirmed(client: BusClient, bucket: str, object_hex: str, index: int, since: float) -> BusError:
+    subject = chunk_subject(bucket, object_hex, index)
+    refused = client.violation_for(subject, since)
+    if refused is not None:
+        return PermissionDenied(f"this node may not write attachments to bucket {bucket} ({refused})")
+    return NotConnected(f"no ack from JetStream for chunk {object_hex}/{index} in {bucket}: it will be sent again")
+
+
+def _refused(exc: BaseException, bucket: str, object_hex: str, index: int) -> BusError:
+    if isinstance(exc, nats.js.errors.NoStreamResponseError | nats.errors.NoRespondersError):
+        return NoBucket(f"no bucket {bucket} on the server: create it (blo deploy streams)")
+    description = getattr(exc, "description", None) or repr(exc)
+    return BusError(f"JetStream refused chunk {object_hex}/{index} in {bucket}: {description}")
+
+
+class Reader:
+    """Reads chunk objects of one bucket (its ``ObjectStore`` handle is looked up once)."""
+
+    def __init__(self, client: BusClient, bucket: str) -> None:
+        self.client = client
+        self.bucket = bucket
+        self._store: Any = None
+
+    async def _object_store(self) -> Any:
+        if self._store is None:
+            js = self.client.jetstream()
+            try:
+                self._store = await js.object_store(self.bucket)
+            except nats.js.errors.BucketNotFoundError as exc:
+                raise NoBucket(f"no bucket {self.bucket} on the server yet") from exc
+        return self._store
+
+    async def get_chunk(self, object_hex: str, index: int) -> bytes | None:
+        """Chunk ``index`` of the object, its Object Store digest checked (ATTACHMENTS.md
+        R3), or None when it is not there yet. ``AttachmentCorrupt`` if its data is not what
+        its info says."""
+        name = f"{object_hex}/{index}"
+        started = time.monotonic()
+        try:
+            store = await self._object_store()
+            try:
+                info = await store.get_info(name)
+            except nats.js.errors.ObjectNotFoundError:
+                return None
+            try:
+                raw = await self.client.jetstream().get_last_msg(
+                    bucket_stream(self.bucket), f"$O.{self.bucket}.C.{info.nuid}", direct=True
+                )
+            except nats.js.errors.NotFoundError:
+                return None
+        except nats.errors.TimeoutError as exc:
+            stream = bucket_stream(self.bucket)
+            asked = (f"$JS.API.STREAM.INFO.{stream}", f"$JS.API.STREAM.MSG.GET.{stream}",
+                     f"$JS.API.DIRECT.GET.{stream}.$O.{self.bucket}.C.{chunk_nuid(object_hex, index)}")  # fmt: skip
+            refused = next((r for r in (self.client.violation_for(a, started) for a in asked) if r), None)
+            if refused:
+                raise PermissionDenied(f"this node may not read bucket {self.bucket} ({refused})") from exc
+            raise NotConnected(f"no answer from JetStream reading {name} in {self.bucket}") from exc
+        except _LINK_DOWN as exc:
+            raise NotConnected(f"the link dropped while reading {name}") from exc
+        except nats.js.errors.BadObjectMetaError as exc:
+            raise AttachmentCorrupt(f"the object info of {name} in {self.bucket} is unreadable", "object_digest_mismatch") from exc
+        except nats.js.errors.APIError as exc:
+            raise BusError(f"JetStream refused reading {name} in {self.bucket}: {exc.description or exc}") from exc
+        data = raw.data or b""
+        if info.digest != digest_of(data):
+            raise AttachmentCorrupt(
+                f"{name} in {self.bucket}: its data's SHA-256 is not the digest its object info gives",
+                "object_digest_mismatch",
+            )
+        return data
+
+
+def check_object_hex(value: str) -> str:
+    if not isinstance(value, str) or len(value) != 32 or any(c not in "0123456789abcdef" for c in value):
+        raise ValidationError("object", "must be 32 lower-case hex digits")
+    return value
