@@ -99,9 +99,13 @@ def proposal(src: Source, *, own_country: str, network_countries: Iterable[str],
         "title": src.title,
         "body": _body(src, warnings),
         "entities": entities,
-        "attachments": src.attachments[:MAX_ATTACHMENTS],
         "tags": tags[:MAX_TAGS],
     }
+    if src.attachments:
+        # A BLO Bus attachment is the file itself, sealed with its bulletin (ATTACHMENTS.md):
+        # a reference by name and hash carries no file, so it is named for the analyst.
+        named = ", ".join(f"{a['name']} (sha256 {a['sha256'][:16]}...)" for a in src.attachments[:MAX_ATTACHMENTS])
+        warnings.append(f"files the source names are not attached (attach them before sending): {named}"[:500])
     if src.reliability is None or src.credibility is None:
         warnings.append("the source does not grade itself fully: F (reliability cannot be judged) and 6 (truth cannot be judged) stand in")
     if src.expires_ms is not None and src.expires_ms > now_ms:
