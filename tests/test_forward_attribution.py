@@ -90,7 +90,7 @@ def _forward_under_an_unknown_key(centre: Identity) -> Bulletin:
          "title": UNKNOWN_KEY_TITLE, "releasable_to": ["TH"]}
     )  # fmt: skip
     sealed = Sealer(fake).seal(made_up, [OfficeRecipient(centre.public())], now_ms=_now(), rng=os.urandom)
-    opened = Opener.for_identity(centre, PeerBook([fake.public(), centre.public()])).open(sealed)
+    opened = Opener.for_identity(centre, PeerBook([fake.public(), centre.public()])).open(sealed, witnessed_at=_now())
     return forward(opened, centre="TH-TCCC", new_id=new_bulletin_id(_now(), os.urandom), created=_now())
 
 
@@ -115,7 +115,7 @@ def _stored_forward(carried: dict, provenance: dict | None) -> StoredBulletin:
     verification = {"verified": True, **({"provenance": provenance} if provenance is not None else {})}
     return StoredBulletin(
         seq=1, id="01JFORWARD0000000000000000", direction="received", sender="TH-TCCC", sender_sign_kid=None,
-        sender_box_kid=None, sent_at=1, received_at=2, at=2, precedence="ROUTINE", kind="incident", tlp="AMBER",
+        sender_ephemeral=None, sent_at=1, received_at=2, witnessed_at=2, at=2, precedence="ROUTINE", kind="incident", tlp="AMBER",
         feed=FEED, title="t", bulletin={"forwarded": carried}, recipients=(FEED,), verified=True,
         verification=verification, read_at=None, read_by=None,
     )  # fmt: skip

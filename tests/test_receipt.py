@@ -37,13 +37,13 @@ def test_a_receipt_verifies_and_says_who_received_what_when() -> None:
 
 def test_an_acknowledged_receipt_is_its_own_kind_and_its_kind_is_signed() -> None:
     data = sign_receipt(SVK, ACKNOWLEDGED, BID, "TH-MUK", now_ms=NOW + 2)
-    assert open_receipt(data, BOOK).kind == ACKNOWLEDGED
+    assert open_receipt(data, BOOK, witnessed_at=STORED).kind == ACKNOWLEDGED
     body, sig = msgpack.unpackb(data)
     fields = msgpack.unpackb(body)
     assert fields[1] == "acknowledged"
     fields[1] = "delivered"  # a relay turning a person's acknowledgement into mere delivery, or back
     with pytest.raises(errors.BadSignature):
-        open_receipt(msgpack.packb([msgpack.packb(fields, use_bin_type=True), sig], use_bin_type=True), BOOK)
+        open_receipt(msgpack.packb([msgpack.packb(fields, use_bin_type=True), sig], use_bin_type=True), BOOK, witnessed_at=STORED)
 
 
 IDS = [bulletin_id_from_bytes(bytes([n]) * 16) for n in range(MAX_RECEIPT_IDS)]
