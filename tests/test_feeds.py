@@ -33,7 +33,7 @@ from bus.feeds import (
     sign_grant,
 )
 from bus.keys import BoxKeyPair, Identity
-from bus.testing import DeterministicRng
+from bus.testing import DeterministicRng, add_inbox_key
 from tests.feed_helpers import FEED, HOUR, LA_C, MUK, NKP, SVK, TH_C, THK, YEAR, enrol, new_directory
 from tests.helpers import NOW, bulletin, identity
 
@@ -170,7 +170,7 @@ def test_remove_everywhere_starts_a_new_epoch_in_every_feed_of_a_revoked_office(
 def test_the_owner_refuses_a_member_it_cannot_grant_and_changes_nothing() -> None:
     d = new_directory()
     owner, _ = new_owner(d)
-    d.apply(revoke_key(LA_C, "LA-THK", THK.signing.kid, revoked_at=NOW, reason="laptop stolen"))
+    d.apply(revoke_key(LA_C, "LA-THK", THK.signing.kid, revoked_at=NOW, reason="laptop stolen"), witnessed_at=NOW)
     with pytest.raises(errors.RecipientKeyInvalid, match="LA-THK"):
         owner.add_member(FEED, "LA-THK", d, now_ms=NOW + 1, rng=rng())
     with pytest.raises(errors.DirectoryError, match="TH-XYZ"):
@@ -191,17 +191,17 @@ def test_a_feed_scoped_to_thailand_never_takes_a_lao_member() -> None:
     assert owner.record("th-only").countries == ("TH",)
 
 
-def test_a_member_with_a_rotated_encryption_key_gets_a_new_grant_for_the_same_epoch() -> None:
+def test_a_member_with_a_new_inbox_key_gets_a_new_grant_for_the_same_epoch() -> None:
     d = new_directory()
     owner, first = new_owner(d)
-    rotated = Identity("TH-MUK", MUK.signing, BoxKeyPair.generate(rng("new box")), old_box=(MUK.box,))
-    d.apply(enrol(rotated, TH_C, seq=2, at=NOW))
+    rotated = add_inbox_key(d, MUK, now_ms=NOW + 1)  # its node made a new inbox key
+    new_key = rotated.old_box[-1]
     again = owner.regrant(FEED, d, now_ms=NOW + 5, rng=rng("again"), offices=["TH-MUK"])
     assert again.epoch == 1 and again.record == first.record and again.epoch_key == first.epoch_key
     grant = decode_item(again.grant_for("TH-MUK")).item
-    assert grant.member_box_kid == rotated.box.kid != MUK.box.kid
+    assert grant.member_box_kid == new_key.kid != decode_item(first.grant_for("TH-MUK")).item.member_box_kid
     # Only the new key: the old grant is useless, the new one gives the same epoch key.
-    only_new = FeedKeyring("TH-MUK", [rotated.box], d)
+    only_new = FeedKeyring("TH-MUK", [new_key], d)
     only_new.apply(first.record)
     with pytest.raises(errors.FeedError) as info:
         only_new.apply(first.grant_for("TH-MUK"))
@@ -389,7 +389,7 @@ def test_records_wait_until_the_directory_knows_the_centre_then_apply() -> None:
     assert [c.status for c in ring.apply(issue.record)] == ["waiting"]
     assert [c.status for c in ring.apply(issue.grant_for("TH-MUK"))] == ["waiting"]
     assert ring.retry_held() == [] and ring.waiting == 2
-    d.apply(centre_self_record(TH_C, name="centre", now_ms=NOW - HOUR, valid_until=NOW + YEAR))
+    d.apply(centre_self_record(TH_C, name="centre", now_ms=NOW - HOUR, valid_until=NOW + YEAR), witnessed_at=NOW)
     assert [c.status for c in ring.retry_held()] == ["epoch", "key"]
     assert ring.waiting == 0 and ring.feed_keys[(FEED, 1)] == issue.epoch_key
 
@@ -410,7 +410,9 @@ def test_records_signed_after_the_centre_key_was_revoked_are_refused() -> None:
     d = new_directory()
     owner, first = new_owner(d)
     second = owner.rotate(FEED, d, now_ms=NOW + 100, rng=rng("2"))
-    d.apply(revoke_key(TH_C, "TH-TCCC", TH_C.signing.kid, revoked_at=NOW + 50, reason="key compromised"))
+    d.apply(
+        revoke_key(TH_C, "TH-TCCC", TH_C.signing.kid, revoked_at=NOW + 50, reason="key compromised"), witnessed_at=NOW + 60
+    )
     ring = keyring(MUK, d)
     apply_all(ring, first)  # signed before the revocation: stands
     with pytest.raises(errors.FeedError) as info:
@@ -518,7 +520,8 @@ def test_derivations_follow_the_spec_byte_for_byte() -> None:
     ).digest()
     assert record.item.key_check == expected_check == key_check(FEED, 1, issue.epoch_key)
     grant: Grant = decode_item(issue.grant_for("LA-SVK")).item
-    shared = nb.crypto_scalarmult(SVK.box.secret, TH_C.box.public)
+    svk_inbox = SVK.old_box[0]  # grants are wrapped to the member's inbox key (tests/feed_helpers.py)
+    shared = nb.crypto_scalarmult(svk_inbox.secret, TH_C.box.public)
     kek = hashlib.blake2b(
         GRANT_KEK_LABEL
         + FEED.encode()
@@ -526,7 +529,7 @@ def test_derivations_follow_the_spec_byte_for_byte() -> None:
         + struct.pack(">Q", 1)
         + b"TH-TCCC\x00LA-SVK\x00"
         + TH_C.box.public
-        + SVK.box.public,
+        + svk_inbox.public,
         key=shared,
         digest_size=32,
     ).digest()
