@@ -5,21 +5,30 @@ centre key pinned in this node's configuration, and a centre vouches only for of
 of its own country.** The transport (a NATS KV bucket) is never trusted; anything that
 does not chain is refused with a ``DirectoryError`` whose ``reason`` names the rule.
 
-Three signed things travel (``schemas/DIRECTORY.md`` specifies the bytes):
+Four signed things travel (``schemas/DIRECTORY.md`` specifies the bytes):
 
-* a **record** binds an office's Ed25519 and X25519 public keys to its id, country,
+* a **record** binds an office's Ed25519 and X25519 identity keys to its id, country,
   role, regions and counterparts for a validity window, with a per-office sequence
   number. A centre's own record is self-signed and trusted only if its key is pinned;
   an office's record is signed by a pinned centre of the same country.
 * a **revocation** names a key id of an office and the time from which it is void,
   signed by a pinned centre of that office's country.
+* an **inbox key** is a short-lived X25519 key an office's node made and signed with its
+  own signing key (from its record): what senders seal to (``schemas/INBOX.md``).
 * an **enrolment request**, from an office to its centre, proving the office holds the
   new private keys (and, after a rotation, endorsed by its previous signing key).
 
+Every item is judged with its **witness time** (``apply(data, witnessed_at=...)``): when
+the bucket stored it, never the time its signer wrote (``schemas/TRUST.md``), so a stolen
+key revoked "as compromised since" signs nothing accepted afterwards, however it dates
+it. When a later item (a revocation, a successor record) refuses what is held, the held
+item is dropped.
+
 ``Directory`` holds the verified state and answers the envelope's questions:
 ``sender_keys`` (any key an office has held, with its effective window and revocation
-time, so old bulletins keep verifying) and ``recipient_keys`` (the current key only).
-Time is passed in (``now_ms``); nothing here reads a clock or a file.
+time, so old bulletins keep verifying) and ``recipient_keys`` (the office's current
+inbox key, under its current record only). Time is passed in; nothing here reads a
+clock or a file.
 """
 
 from __future__ import annotations
@@ -29,7 +38,7 @@ import binascii
 import json
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import msgpack
@@ -39,17 +48,28 @@ import nacl.exceptions
 from bus import errors
 from bus.bulletin import is_feed_name, is_office_id
 from bus.ids import KEY_ID_BYTES, key_id
-from bus.keys import Identity, PeerKeys, SigningKeyPair
+from bus.keys import BoxKeyPair, Identity, PeerKeys, SigningKeyPair
+from bus.timing import (
+    INBOX_KEY_LIFETIME_MS,
+    MAX_INBOX_KEY_LIFETIME_MS,
+    TimeProblem,
+    iso,
+    key_problem,
+    revoked_for,
+    signed_time_problem,
+)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 KIND_RECORD = 1
 KIND_REVOCATION = 2
+KIND_INBOX_KEY = 3
 
-RECORD_LABEL = b"blo-bus/v1 directory record\x00"
-REVOCATION_LABEL = b"blo-bus/v1 directory revocation\x00"
-REQUEST_LABEL = b"blo-bus/v1 enrolment request\x00"
-ENDORSEMENT_LABEL = b"blo-bus/v1 enrolment endorsement\x00"
-REQUEST_FORMAT = "blo-enrolment-request/v1"
+RECORD_LABEL = b"blo-bus/v2 directory record\x00"
+REVOCATION_LABEL = b"blo-bus/v2 directory revocation\x00"
+INBOX_KEY_LABEL = b"blo-bus/v2 directory inbox key\x00"
+REQUEST_LABEL = b"blo-bus/v2 enrolment request\x00"
+ENDORSEMENT_LABEL = b"blo-bus/v2 enrolment endorsement\x00"
+REQUEST_FORMAT = "blo-enrolment-request/v2"
 
 ROLES = ("office", "centre")
 #: Bounds that keep a hostile item small to decode; real records are ~400 bytes.
@@ -59,7 +79,13 @@ MAX_REASON_CHARS = 500
 MAX_REGIONS = 32
 MAX_COUNTERPARTS = 64
 MAX_TIME_MS = 1 << 48
-MAX_SEQUENCE = (1 << 63) - 1
+MAX_SEQUENCE = 1 << 63
+#: Inbox keys held per office (the newest by valid_from); a node makes one a week.
+MAX_INBOX_KEYS_PER_OFFICE = 64
+#: Inbox keys waiting for their signer's record, in all and per office.
+MAX_WAITING = 4096
+#: Revocations held per revoked key (a centre issues one; more come from a stolen key).
+MAX_REVOCATIONS_PER_KEY = 16
 
 SIGNATURE_BYTES = 64
 PUBLIC_KEY_BYTES = 32
@@ -74,9 +100,13 @@ REJECT_REASONS = (
     "unpinned_centre",
     "cross_country",
     "role_conflict",
+    "from_future",
     "signer_revoked",
+    "signer_key_invalid",
     "stale_sequence",
     "sequence_conflict",
+    "inbox_key_conflict",
+    "too_many_waiting",
 )
 
 _packb = msgpack.Packer(use_bin_type=True, autoreset=True).pack
@@ -145,7 +175,8 @@ class DirectoryRecord:
 
 @dataclass(frozen=True, slots=True)
 class Revocation:
-    """A key of ``office_id`` (its signing or its encryption key id) is void from ``revoked_at``."""
+    """A key of ``office_id`` (its signing, identity encryption or an inbox key id) is void
+    from ``revoked_at``."""
 
     office_id: str
     kid: bytes
@@ -159,43 +190,93 @@ class Revocation:
 
 
 @dataclass(frozen=True, slots=True)
-class SignedItem:
-    """A decoded record or revocation with the exact bytes that were signed and travelled.
-    Decoding checks shape only; ``Directory.apply`` decides trust."""
+class InboxKey:
+    """An X25519 key ``office_id``'s node made, signed by its signing key ``sign_kid``:
+    senders seal to it from ``valid_from`` until ``valid_until``."""
 
-    item: DirectoryRecord | Revocation
+    office_id: str
+    sign_kid: bytes
+    box_public: bytes
+    box_kid: bytes
+    valid_from: int
+    valid_until: int
+    issued_at: int
+
+    def fields(self) -> list[Any]:
+        return [
+            self.office_id,
+            self.sign_kid,
+            self.box_public,
+            self.box_kid,
+            self.valid_from,
+            self.valid_until,
+            self.issued_at,
+        ]
+
+    def valid_at(self, now_ms: int) -> bool:
+        return self.valid_from <= now_ms < self.valid_until
+
+
+Item = DirectoryRecord | Revocation | InboxKey
+_LABELS: dict[type, bytes] = {DirectoryRecord: RECORD_LABEL, Revocation: REVOCATION_LABEL, InboxKey: INBOX_KEY_LABEL}
+_KINDS: dict[type, int] = {DirectoryRecord: KIND_RECORD, Revocation: KIND_REVOCATION, InboxKey: KIND_INBOX_KEY}
+
+
+@dataclass(frozen=True, slots=True)
+class SignedItem:
+    """A decoded record, revocation or inbox key with the exact bytes that were signed and
+    travelled. Decoding checks shape only; ``Directory.apply`` decides trust."""
+
+    item: Item
     payload: bytes
     signature: bytes
     raw: bytes
 
     @property
     def label(self) -> bytes:
-        return RECORD_LABEL if isinstance(self.item, DirectoryRecord) else REVOCATION_LABEL
+        return _LABELS[type(self.item)]
+
+
+@dataclass(frozen=True, slots=True)
+class HeldItem:
+    """A signed item as the directory holds it: with the witness time it is judged by
+    (schemas/TRUST.md 2.1), which the local copy stores beside its bytes."""
+
+    signed: SignedItem
+    witnessed_at: int
+
+    @property
+    def raw(self) -> bytes:
+        return self.signed.raw
 
 
 @dataclass(frozen=True, slots=True)
 class Change:
-    """What one accepted ``apply`` changed; handed to listeners.
+    """What one ``apply`` changed; accepted changes are handed to listeners.
 
     ``status``: ``added`` (first record of an office), ``updated`` (a new current
-    record), ``history`` (an older key arriving late), ``revoked`` (a revocation).
+    record), ``history`` (an older key arriving late), ``revoked`` (a revocation),
+    ``inbox_key`` (an inbox key held), ``waiting`` (an inbox key held back until its
+    signer's record arrives; nothing changed yet), ``refused`` (only in ``released``: a
+    waiting inbox key that failed once its record arrived; ``error`` says why).
+    ``released``: what a record released from the waiting inbox keys.
     """
 
     status: str
     office_id: str
     kid: bytes
-    item: DirectoryRecord | Revocation
+    item: Item
+    released: tuple[Change, ...] = ()
+    error: errors.DirectoryError | None = field(default=None, compare=False)
 
 
 # -- encoding and decoding ---------------------------------------------------------------
 
 
-def _sign(label: bytes, payload: bytes, signing: SigningKeyPair) -> bytes:
-    return signing.sign(label + payload)
-
-
-def _wrap(kind: int, payload: bytes, signature: bytes) -> bytes:
-    return _packb([FORMAT_VERSION, kind, payload, signature])
+def _sign(item: Item, signing: SigningKeyPair) -> bytes:
+    payload = _packb(item.fields())
+    signature = signing.sign(_LABELS[type(item)] + payload)
+    return _packb([FORMAT_VERSION, _KINDS[type(item)], payload, signature])
 
 
 def sign_record(record: DirectoryRecord, signing: SigningKeyPair) -> bytes:
@@ -203,8 +284,7 @@ def sign_record(record: DirectoryRecord, signing: SigningKeyPair) -> bytes:
     if signing.kid != record.signer_kid:
         raise _reject("key_id_mismatch", "the signing key is not the key the record names as its signer")
     check_record(record)
-    payload = _packb(record.fields())
-    return _wrap(KIND_RECORD, payload, _sign(RECORD_LABEL, payload, signing))
+    return _sign(record, signing)
 
 
 def sign_revocation(revocation: Revocation, signing: SigningKeyPair) -> bytes:
@@ -212,13 +292,34 @@ def sign_revocation(revocation: Revocation, signing: SigningKeyPair) -> bytes:
     if signing.kid != revocation.signer_kid:
         raise _reject("key_id_mismatch", "the signing key is not the key the revocation names as its signer")
     check_revocation(revocation)
-    payload = _packb(revocation.fields())
-    return _wrap(KIND_REVOCATION, payload, _sign(REVOCATION_LABEL, payload, signing))
+    return _sign(revocation, signing)
+
+
+def sign_inbox_key(inbox_key: InboxKey, signing: SigningKeyPair) -> bytes:
+    """The wire bytes of ``inbox_key`` signed by the office's signing key ``signing``."""
+    if signing.kid != inbox_key.sign_kid:
+        raise _reject("key_id_mismatch", "the signing key is not the key the inbox key names as its signer")
+    check_inbox_key(inbox_key)
+    return _sign(inbox_key, signing)
+
+
+def make_inbox_key(
+    office_id: str,
+    signing: SigningKeyPair,
+    box: BoxKeyPair,
+    *,
+    now_ms: int,
+    lifetime_ms: int = INBOX_KEY_LIFETIME_MS,
+) -> bytes:
+    """The signed inbox key item for ``box``: valid from ``now_ms`` for ``lifetime_ms``."""
+    item = InboxKey(office_id, signing.kid, box.public, box.kid, now_ms, now_ms + lifetime_ms, now_ms)
+    return sign_inbox_key(item, signing)
 
 
 def _unpack(data: bytes, what: str) -> Any:
     # msgpack raises a wide, partly undocumented set (ValueError kin, TypeError,
-    # UnicodeDecodeError, RecursionError); the call is the whole try-body.
+    # UnicodeDecodeError, StackError for deep nesting); the call is the whole try-body.
+    # Trailing bytes raise ExtraData; maps and extension types fail the shape checks.
     try:
         return msgpack.unpackb(data, raw=False, strict_map_key=True)
     except Exception as exc:
@@ -234,7 +335,11 @@ def _is_bytes(value: Any, size: int) -> bool:
 
 
 def _is_text(value: Any, limit: int) -> bool:
-    return type(value) is str and 0 < len(value) <= limit and value.isprintable() and value.strip() == value
+    """DIRECTORY.md 2: 1..limit code points, all printable (str.isprintable: no Cc, Cf, Cs,
+    Co, Cn, Zl, Zp, Zs but U+0020), not starting or ending with U+0020."""
+    return (
+        type(value) is str and 0 < len(value) <= limit and value.isprintable() and value[0] != " " and value[-1] != " "
+    )
 
 
 def _bad(what: str, problem: str) -> errors.DirectoryError:
@@ -276,7 +381,7 @@ def check_record(r: DirectoryRecord) -> None:
     if r.valid_until is not None and not (_is_int(r.valid_until, 0, MAX_TIME_MS) and r.valid_until > r.valid_from):
         raise _bad("record", "valid-until must be empty or a time in ms after valid-from")
     if not _is_int(r.sequence, 1, MAX_SEQUENCE):
-        raise _bad("record", "sequence must be a positive integer")
+        raise _bad("record", "sequence must be a positive integer below 2^63")
     if not _is_int(r.issued_at, 0, MAX_TIME_MS):
         raise _bad("record", "issued-at must be a time in ms")
     if not is_office_id(r.signer):
@@ -295,6 +400,27 @@ def check_revocation(v: Revocation) -> None:
         raise _bad("revocation", f"reason must be 1-{MAX_REASON_CHARS} printable characters")
     if not is_office_id(v.signer):
         raise _bad("revocation", "signer must be a centre id such as TH-TCCC")
+
+
+def check_inbox_key(k: InboxKey) -> None:
+    """Raise ``DirectoryError`` (malformed / key_id_mismatch) unless every field is
+    well-formed, the lifetime within ``MAX_INBOX_KEY_LIFETIME_MS`` included."""
+    if not is_office_id(k.office_id):
+        raise _bad("inbox key", "office id must look like TH-MUK")
+    if not _is_bytes(k.sign_kid, KEY_ID_BYTES) or not _is_bytes(k.box_kid, KEY_ID_BYTES):
+        raise _bad("inbox key", f"key ids must be {KEY_ID_BYTES} bytes")
+    if not _is_bytes(k.box_public, PUBLIC_KEY_BYTES):
+        raise _bad("inbox key", f"the public key must be {PUBLIC_KEY_BYTES} bytes")
+    if key_id("box", k.box_public) != k.box_kid:
+        raise _reject("key_id_mismatch", f"the inbox key of {k.office_id} states a key id that does not match its key")
+    if not all(_is_int(t, 0, MAX_TIME_MS) for t in (k.valid_from, k.valid_until, k.issued_at)):
+        raise _bad("inbox key", "valid-from, valid-until and issued-at must be times in ms")
+    if not 0 < k.valid_until - k.valid_from <= MAX_INBOX_KEY_LIFETIME_MS:
+        raise _bad(
+            "inbox key",
+            f"valid-until must be after valid-from, by at most {MAX_INBOX_KEY_LIFETIME_MS // 86_400_000} days "
+            f"(this one asks for {(k.valid_until - k.valid_from) / 86_400_000:.1f})",
+        )
 
 
 def _record_from(fields: Any) -> DirectoryRecord:
@@ -316,31 +442,47 @@ def _revocation_from(fields: Any) -> Revocation:
     return revocation
 
 
+def _inbox_key_from(fields: Any) -> InboxKey:
+    if type(fields) is not list or len(fields) != 7:
+        raise _bad("inbox key", "must be a msgpack array of 7 fields")
+    inbox_key = InboxKey(*fields)
+    check_inbox_key(inbox_key)
+    return inbox_key
+
+
+_DECODERS: dict[int, tuple[str, Callable[[Any], Item]]] = {
+    KIND_RECORD: ("record payload", _record_from),
+    KIND_REVOCATION: ("revocation payload", _revocation_from),
+    KIND_INBOX_KEY: ("inbox key payload", _inbox_key_from),
+}
+
+
 def decode_item(data: bytes) -> SignedItem:
-    """Parse a signed record or revocation. Checks shape, not trust; only ``DirectoryError``."""
+    """Parse a signed record, revocation or inbox key (DIRECTORY.md 3, decoding steps 1-5).
+    Checks shape, not trust; only ``DirectoryError``."""
     if type(data) is not bytes:
         raise _bad("item", "must be bytes")
     if len(data) > MAX_ITEM_BYTES:
         raise _bad("item", f"is {len(data)} bytes; the limit is {MAX_ITEM_BYTES}")
     outer = _unpack(data, "directory item")
-    if type(outer) is not list or len(outer) != 4:
+    if type(outer) is not list or not outer or type(outer[0]) is not int:
         raise _bad("item", "must be a msgpack array [version, kind, payload, signature]")
-    version, kind, payload, signature = outer
-    if type(version) is not int:
-        raise _bad("item", "the version must be an integer")
-    if version != FORMAT_VERSION:
+    if outer[0] != FORMAT_VERSION:
         raise _reject(
-            "unsupported_version", f"directory format {version} is not supported (this node speaks {FORMAT_VERSION})"
+            "unsupported_version",
+            f"directory format {outer[0]} is not supported (this node speaks {FORMAT_VERSION}): upgrade the node "
+            "that wrote it, or this one",
         )
+    if len(outer) != 4:
+        raise _bad("item", "must be a msgpack array [version, kind, payload, signature]")
+    _, kind, payload, signature = outer
     if type(payload) is not bytes or not _is_bytes(signature, SIGNATURE_BYTES):
         raise _bad("item", "payload must be bytes and the signature 64 bytes")
-    if kind == KIND_RECORD:
-        item: DirectoryRecord | Revocation = _record_from(_unpack(payload, "record payload"))
-    elif kind == KIND_REVOCATION:
-        item = _revocation_from(_unpack(payload, "revocation payload"))
-    else:
-        raise _bad("item", f"unknown kind {kind!r} (1 = record, 2 = revocation)")
-    return SignedItem(item=item, payload=payload, signature=signature, raw=data)
+    decoder = _DECODERS.get(kind) if type(kind) is int else None
+    if decoder is None:
+        raise _bad("item", f"unknown kind {kind!r} (1 = record, 2 = revocation, 3 = inbox key)")
+    what, build = decoder
+    return SignedItem(item=build(_unpack(payload, what)), payload=payload, signature=signature, raw=data)
 
 
 def _verify(signed: SignedItem, public: bytes, who: str) -> None:
@@ -374,25 +516,49 @@ def anchors_from_hex(pins: Mapping[str, str | Iterable[str]]) -> dict[str, tuple
 
 
 @dataclass(frozen=True, slots=True)
-class _Held:
-    signed: SignedItem
+class _Window:
+    """The window of a pinned centre key whose record this node does not hold: no bounds,
+    only its revocation (DIRECTORY.md 4 step 7)."""
 
-    @property
-    def record(self) -> DirectoryRecord:
-        assert isinstance(self.signed.item, DirectoryRecord)
-        return self.signed.item
+    revoked_at: int | None
+    valid_from: int = 0
+    valid_until: int | None = None
+
+
+def _time_reject(problem: TimeProblem, subject: str) -> errors.DirectoryError:
+    reason = {"T1": "from_future", "T3": "signer_revoked"}.get(problem.rule, "signer_key_invalid")
+    return _reject(reason, f"{subject} is refused: {problem.message}")
+
+
+def _record(h: HeldItem) -> DirectoryRecord:
+    assert isinstance(h.signed.item, DirectoryRecord)
+    return h.signed.item
+
+
+def _revocation(h: HeldItem) -> Revocation:
+    assert isinstance(h.signed.item, Revocation)
+    return h.signed.item
+
+
+def _inbox_key(h: HeldItem) -> InboxKey:
+    assert isinstance(h.signed.item, InboxKey)
+    return h.signed.item
+
+
+def _inbox_rank(k: InboxKey) -> tuple[int, bytes]:
+    return (k.valid_from, k.box_kid)
 
 
 class Directory:
-    """The verified directory: pinned centres, accepted records and revocations.
+    """The verified directory: pinned centres, accepted records, revocations, inbox keys.
 
-    Implements ``bus.envelope.KeyResolver``. Feed it with ``apply(bytes)`` in any order
-    (a revocation may arrive before the record it names; an old key after its
-    successor); the state it reaches does not depend on the order, except that a
-    record signed by a centre key after that key's revocation is refused.
+    Implements ``bus.envelope.KeyResolver``. Feed it with ``apply(bytes, witnessed_at=...)``
+    in any order (a revocation may arrive before the record it names; an old key after
+    its successor; an inbox key before its office's record); what a later item refuses
+    is dropped (DIRECTORY.md 4a).
     """
 
-    def __init__(self, anchors: Mapping[str, bytes | Iterable[bytes]]) -> None:
+    def __init__(self, anchors: Mapping[str, bytes | Iterable[bytes]], *, max_waiting: int = MAX_WAITING) -> None:
         # (centre id, kid) -> public key: pins are by key, the kid is only an index.
         self._anchors: dict[tuple[str, bytes], bytes] = {}
         for centre, keys in anchors.items():
@@ -401,8 +567,12 @@ class Directory:
                     raise errors.ConfigError(f"trust anchor {centre!r}: expected a centre id and a 32-byte key")
                 self._anchors[(centre, key_id("sign", key))] = key
         self._centres = {c for c, _ in self._anchors}
-        self._records: dict[str, dict[bytes, _Held]] = {}  # office -> sign kid -> latest record for it
-        self._revocations: dict[tuple[str, bytes], SignedItem] = {}  # (office, kid) -> earliest revocation
+        self.max_waiting = max_waiting
+        self._records: dict[str, dict[bytes, HeldItem]] = {}  # office -> sign kid -> latest record for it
+        # (office, kid) -> raw -> every revocation held for that key (the earliest counts)
+        self._revocations: dict[tuple[str, bytes], dict[bytes, HeldItem]] = {}
+        self._inbox: dict[str, dict[bytes, HeldItem]] = {}  # office -> box kid -> inbox key
+        self._waiting: dict[tuple[str, bytes], dict[bytes, HeldItem]] = {}  # (office, sign kid) -> raw -> item
         self._peers: dict[tuple[str, bytes], PeerKeys] = {}
         self._peer_kids: dict[str, set[bytes]] = {}
         self._current: dict[str, DirectoryRecord] = {}
@@ -412,29 +582,42 @@ class Directory:
 
     # -- feeding ---------------------------------------------------------------------
 
-    def apply(self, data: bytes) -> Change | None:
-        """Verify and take in one signed item. Returns the change, or None when the item
-        is already held (or is a later-dated revocation of a key already revoked).
-        Raises ``DirectoryError`` (and counts its reason) when it does not verify."""
+    def apply(self, data: bytes, *, witnessed_at: int) -> Change | None:
+        """Verify and take in one signed item, judged with ``witnessed_at``: when the bucket
+        stored it (``bus.timing.witness_time``), or this node's clock for an item that came
+        another way (a file, a command, the node itself).
+
+        Returns the change, or None when nothing changed (the item is already held, or is
+        not kept: an inbox key or revocation beyond its bounds). Raises ``DirectoryError``
+        (and counts its reason) when it is refused."""
+        if type(witnessed_at) is not int or not 0 <= witnessed_at < MAX_TIME_MS:
+            raise ValueError(f"witnessed_at must be a time in ms, not {witnessed_at!r}")
         try:
             signed = decode_item(data)
-            if isinstance(signed.item, DirectoryRecord):
-                change = self._apply_record(signed, signed.item)
+            item = signed.item
+            if isinstance(item, DirectoryRecord):
+                change = self._apply_record(signed, item, witnessed_at)
+            elif isinstance(item, Revocation):
+                change = self._apply_revocation(signed, item, witnessed_at)
             else:
-                change = self._apply_revocation(signed, signed.item)
+                change = self._apply_inbox_key(signed, item, witnessed_at)
         except errors.DirectoryError as exc:
             self.rejected[exc.reason] += 1
             raise
-        if change is not None:
-            failures = []
+        if change is not None and change.status != "waiting":
+            self._notify([change, *(c for c in change.released if c.status != "refused")])
+        return change
+
+    def _notify(self, changes: list[Change]) -> None:
+        failures = []
+        for change in changes:
             for listener in list(self._listeners):
                 try:
                     listener(change)
                 except Exception as exc:  # one broken listener must not starve the others
                     failures.append(exc)
-            if failures:
-                raise failures[0]
-        return change
+        if failures:
+            raise failures[0]
 
     def add_listener(self, callback: Callable[[Change], None]) -> None:
         """Call ``callback(change)`` after every accepted change. If a listener raises, the
@@ -453,7 +636,47 @@ class Directory:
             )
         return key
 
-    def _apply_record(self, signed: SignedItem, r: DirectoryRecord) -> Change | None:
+    def _signer_window(self, signer: str, signer_kid: bytes) -> PeerKeys | _Window:
+        """The signing key's effective window (section 5) when its record is held, else
+        only its revocation."""
+        held = self._peers.get((signer, signer_kid))
+        return held if held is not None else _Window(self._revoked(signer, signer_kid))
+
+    # -- the time rules (DIRECTORY.md 4 step 7), for arrivals and for held items alike --
+
+    def _record_problem(self, r: DirectoryRecord, witnessed_at: int) -> errors.DirectoryError | None:
+        subject = f"the record for {r.office_id} (sequence {r.sequence}, signed by {r.signer})"
+        problem = signed_time_problem(r.issued_at, witnessed_at) or key_problem(
+            self._signer_window(r.signer, r.signer_kid), r.issued_at, witnessed_at, who=f"{r.signer}"
+        )
+        return None if problem is None else _time_reject(problem, subject)
+
+    def _revocation_problem(self, v: Revocation, witnessed_at: int) -> errors.DirectoryError | None:
+        if (v.office_id, v.kid) == (v.signer, v.signer_kid):
+            return None  # a key revoking itself only ever takes trust away from itself
+        revoked_at = self._signer_window(v.signer, v.signer_kid).revoked_at
+        if not revoked_for(revoked_at, None, witnessed_at):
+            return None
+        assert revoked_at is not None
+        return _reject(
+            "signer_revoked",
+            f"the revocation of {v.office_id} key {v.kid.hex()} is refused: the key of {v.signer} that signed it was "
+            f"revoked as of {iso(revoked_at)}, and this was stored at {iso(witnessed_at)}",
+        )
+
+    def _inbox_key_problem(self, k: InboxKey, witnessed_at: int) -> errors.DirectoryError | None:
+        subject = f"the inbox key {k.box_kid.hex()} of {k.office_id}"
+        keys = self._peers.get((k.office_id, k.sign_kid))
+        if keys is None:  # its record was dropped since (its own signer was revoked)
+            return _reject("untrusted_signer", f"{subject}: no held record of {k.office_id} has its signing key")
+        problem = signed_time_problem(k.issued_at, witnessed_at) or key_problem(
+            keys, k.issued_at, witnessed_at, who=k.office_id
+        )
+        return None if problem is None else _time_reject(problem, subject)
+
+    # -- records ---------------------------------------------------------------------
+
+    def _apply_record(self, signed: SignedItem, r: DirectoryRecord, witnessed_at: int) -> Change | None:
         subject = f"the record for {r.office_id}"
         if r.role == "centre":
             if r.signer != r.office_id or r.signer_kid != r.sign_kid:
@@ -473,25 +696,26 @@ class Directory:
                 )
             public = self._signer_key(r.signer, r.signer_kid, subject)
         _verify(signed, public, f"{subject} (signer {r.signer})")
-        signer_revocation = self._revocations.get((r.signer, r.signer_kid))
-        if signer_revocation is not None and r.issued_at >= _rev(signer_revocation).revoked_at:
-            raise _reject("signer_revoked", f"{subject} was issued after the signer's key was revoked")
+        problem = self._record_problem(r, witnessed_at)
+        if problem is not None:
+            raise problem
 
         held = self._records.setdefault(r.office_id, {})
         same_key = held.get(r.sign_kid)
-        if same_key is not None and same_key.signed.raw == signed.raw:
+        if same_key is not None and same_key.raw == signed.raw:
+            held[r.sign_kid] = HeldItem(signed, min(same_key.witnessed_at, witnessed_at))
             return None
         for other in held.values():
-            if other.record.sequence == r.sequence:
+            if _record(other).sequence == r.sequence:
                 raise _reject(
                     "sequence_conflict",
                     f"{subject} differs from the held record with the same sequence {r.sequence}; a centre must "
                     "give every new record of an office a higher sequence",
                 )
-        if same_key is not None and same_key.record.sequence > r.sequence:
+        if same_key is not None and _record(same_key).sequence > r.sequence:
             raise _reject(
                 "stale_sequence",
-                f"{subject} has sequence {r.sequence}; this node holds sequence {same_key.record.sequence} for that key",
+                f"{subject} has sequence {r.sequence}; this node holds sequence {_record(same_key).sequence} for that key",
             )
         current = self._current.get(r.office_id)
         if current is None:
@@ -500,41 +724,143 @@ class Directory:
             status = "updated"
         else:
             status = "history"
-        held[r.sign_kid] = _Held(signed)
-        self._rebuild(r.office_id)
-        return Change(status, r.office_id, r.sign_kid, r)
+        held[r.sign_kid] = mine = HeldItem(signed, witnessed_at)
+        self._settle({r.office_id})
+        if self._records.get(r.office_id, {}).get(r.sign_kid) is not mine:
+            # Only a centre's own record can refuse itself: signed outside the window it states.
+            raise _reject("signer_key_invalid", f"{subject} was signed outside its own key's window")
+        return Change(status, r.office_id, r.sign_kid, r, released=self._release(r.office_id))
 
-    def _apply_revocation(self, signed: SignedItem, v: Revocation) -> Change | None:
+    # -- revocations -----------------------------------------------------------------
+
+    def _apply_revocation(self, signed: SignedItem, v: Revocation, witnessed_at: int) -> Change | None:
         subject = f"the revocation of {v.office_id} key {v.kid.hex()}"
         if v.signer[:2] != v.office_id[:2]:
             raise _reject("cross_country", f"{subject} is signed by {v.signer}; only a {v.office_id[:2]} centre may")
         _verify(signed, self._signer_key(v.signer, v.signer_kid, subject), f"{subject} (signer {v.signer})")
-        earlier = self._revocations.get((v.office_id, v.kid))
-        # Revocation only ever tightens: the earliest signed time wins, whatever the order.
-        if earlier is not None and _rev(earlier).revoked_at <= v.revoked_at:
+        problem = self._revocation_problem(v, witnessed_at)
+        if problem is not None:
+            raise problem
+        held = self._revocations.setdefault((v.office_id, v.kid), {})
+        same = held.get(signed.raw)
+        if same is not None:
+            held[signed.raw] = HeldItem(signed, min(same.witnessed_at, witnessed_at))
             return None
-        self._revocations[(v.office_id, v.kid)] = signed
-        touched = {v.office_id}
-        if (v.office_id, v.kid) in self._anchors:
-            # A revoked centre key vouches for nothing issued from its revocation on.
-            for office, held in self._records.items():
-                for kid, h in list(held.items()):
-                    if (
-                        h.record.signer_kid == v.kid
-                        and h.record.signer == v.office_id
-                        and h.record.issued_at >= v.revoked_at
-                    ):
-                        del held[kid]
-                        touched.add(office)
-        for office in touched:
-            self._rebuild(office)
+        # Every revocation is kept (the earliest revoked_at counts), not only the earliest:
+        # should its signing key be revoked later, a revocation by another key, or stored
+        # before that, still stands.
+        held[signed.raw] = HeldItem(signed, witnessed_at)
+        if len(held) > MAX_REVOCATIONS_PER_KEY:
+            del held[max(held, key=lambda raw: (held[raw].witnessed_at, raw))]
+            if signed.raw not in held:
+                return None
+        self._settle({v.office_id})
         return Change("revoked", v.office_id, v.kid, v)
+
+    def _revoked(self, office: str, kid: bytes) -> int | None:
+        """The effective revocation time of a key: the earliest of the revocations held."""
+        held = self._revocations.get((office, kid))
+        return min((_revocation(h).revoked_at for h in held.values()), default=None) if held else None
+
+    # -- inbox keys ------------------------------------------------------------------
+
+    def _apply_inbox_key(self, signed: SignedItem, k: InboxKey, witnessed_at: int) -> Change | None:
+        if (k.office_id, k.sign_kid) not in self._peers:
+            return self._wait(signed, k, witnessed_at)
+        return self._take_inbox_key(signed, k, witnessed_at)
+
+    def _take_inbox_key(self, signed: SignedItem, k: InboxKey, witnessed_at: int) -> Change | None:
+        subject = f"the inbox key {k.box_kid.hex()} of {k.office_id}"
+        signer = self._peers[(k.office_id, k.sign_kid)]
+        _verify(signed, signer.sign_public, f"{subject} (signing key {k.sign_kid.hex()})")
+        problem = self._inbox_key_problem(k, witnessed_at)
+        if problem is not None:
+            raise problem
+        held = self._inbox.setdefault(k.office_id, {})
+        same = held.get(k.box_kid)
+        if same is not None:
+            if same.raw != signed.raw:
+                raise _reject(
+                    "inbox_key_conflict", f"{subject} differs from the one held for that key; the first stands"
+                )
+            held[k.box_kid] = HeldItem(signed, min(same.witnessed_at, witnessed_at))
+            return None
+        held[k.box_kid] = HeldItem(signed, witnessed_at)
+        if len(held) > MAX_INBOX_KEYS_PER_OFFICE:
+            oldest = min(held, key=lambda kid: _inbox_rank(_inbox_key(held[kid])))
+            del held[oldest]
+            if oldest == k.box_kid:
+                return None
+        return Change("inbox_key", k.office_id, k.box_kid, k)
+
+    def _wait(self, signed: SignedItem, k: InboxKey, witnessed_at: int) -> Change | None:
+        pool = self._waiting.setdefault((k.office_id, k.sign_kid), {})
+        same = pool.get(signed.raw)
+        if same is not None:
+            pool[signed.raw] = HeldItem(signed, min(same.witnessed_at, witnessed_at))
+            return None
+        per_office = sum(len(p) for (office, _), p in self._waiting.items() if office == k.office_id)
+        if self.waiting >= self.max_waiting or per_office >= MAX_INBOX_KEYS_PER_OFFICE:
+            if not pool:
+                del self._waiting[(k.office_id, k.sign_kid)]
+            raise _reject(
+                "too_many_waiting",
+                f"the inbox key {k.box_kid.hex()} of {k.office_id} waits for a record of signing key "
+                f"{k.sign_kid.hex()}, and too many items wait already; it is read again when the node reloads the bucket",
+            )
+        pool[signed.raw] = HeldItem(signed, witnessed_at)
+        return Change("waiting", k.office_id, k.box_kid, k)
+
+    def _release(self, office: str) -> tuple[Change, ...]:
+        """Check again the inbox keys waiting for a record of ``office`` that is now held."""
+        out: list[Change] = []
+        for sign_kid in [s for (o, s) in self._waiting if o == office and (o, s) in self._peers]:
+            for h in self._waiting.pop((office, sign_kid)).values():
+                k = _inbox_key(h)
+                try:
+                    change = self._take_inbox_key(h.signed, k, h.witnessed_at)
+                except errors.DirectoryError as exc:
+                    self.rejected[exc.reason] += 1
+                    out.append(Change("refused", office, k.box_kid, k, error=exc))
+                    continue
+                if change is not None:
+                    out.append(change)
+        return tuple(out)
+
+    # -- what a later item takes away (DIRECTORY.md 4a) ------------------------------
+
+    def _settle(self, offices: Iterable[str]) -> None:
+        """Rebuild the keys of ``offices`` and judge again what their keys signed, dropping
+        what the rules now refuse; repeat for the offices whose keys that changed."""
+        pending = set(offices)
+        while pending:
+            office = pending.pop()
+            self._rebuild(office)
+            if office in self._centres:  # only pinned centres sign records and revocations
+                for other, held in self._records.items():
+                    for kid, h in list(held.items()):
+                        r = _record(h)
+                        if r.signer == office and self._record_problem(r, h.witnessed_at) is not None:
+                            del held[kid]
+                            pending.add(other)
+                for target, held_revocations in list(self._revocations.items()):
+                    for raw, h in list(held_revocations.items()):
+                        v = _revocation(h)
+                        if v.signer == office and self._revocation_problem(v, h.witnessed_at) is not None:
+                            del held_revocations[raw]
+                            pending.add(target[0])
+                    if not held_revocations:
+                        del self._revocations[target]
+            inbox = self._inbox.get(office, {})
+            for kid, h in list(inbox.items()):
+                if self._inbox_key_problem(_inbox_key(h), h.witnessed_at) is not None:
+                    del inbox[kid]
 
     def _rebuild(self, office: str) -> None:
         """Recompute the PeerKeys of one office: each older key ends where a newer one starts."""
         for kid in self._peer_kids.pop(office, ()):
             del self._peers[(office, kid)]
-        records = sorted((h.record for h in self._records.get(office, {}).values()), key=lambda r: r.sequence)
+        records = sorted((_record(h) for h in self._records.get(office, {}).values()), key=lambda r: r.sequence)
         if not records:
             self._current.pop(office, None)
             return
@@ -544,9 +870,7 @@ class Directory:
             if successor_start is not None:
                 until = successor_start if until is None else min(until, successor_start)
             revoked = [
-                _rev(self._revocations[k]).revoked_at
-                for k in ((office, r.sign_kid), (office, r.box_kid))
-                if k in self._revocations
+                t for t in (self._revoked(office, r.sign_kid), self._revoked(office, r.box_kid)) if t is not None
             ]
             self._peers[(office, r.sign_kid)] = replace(
                 r.peer_keys(), valid_until=until, revoked_at=min(revoked) if revoked else None
@@ -558,11 +882,17 @@ class Directory:
     # -- questions -------------------------------------------------------------------
 
     def sender_keys(self, office_id: str, sign_kid: bytes) -> PeerKeys | None:
-        """Any key ``office_id`` has held, with its effective window and revocation time."""
+        """Any key ``office_id`` has held, with its effective window and revocation time.
+        (``box_public``/``box_kid`` are the record's identity encryption key, which v2
+        uses for nothing on the wire.)"""
         return self._peers.get((office_id, sign_kid))
 
     def recipient_keys(self, office_id: str, now_ms: int) -> PeerKeys:
-        """The key to seal to now: the office's current record only, never a superseded one."""
+        """What to seal to now (DIRECTORY.md 5): the office's current record, usable at
+        ``now_ms``, with its **current inbox key** as ``box_public``/``box_kid``.
+
+        Raises ``DirectoryError(unknown_office)`` for an office not in the directory and
+        ``RecipientKeyInvalid`` (saying why, and since when) when it cannot be sealed to."""
         record = self._current.get(office_id)
         if record is None:
             raise errors.DirectoryError(
@@ -574,7 +904,53 @@ class Directory:
         problem = keys.problem_at(now_ms)
         if problem is not None:
             raise errors.RecipientKeyInvalid(f"cannot seal to {office_id}: {problem}")
-        return keys
+        signed_by_current = [k for k in self.inbox_keys(office_id) if k.sign_kid == record.sign_kid]
+        usable = [k for k in signed_by_current if k.valid_at(now_ms) and not self._inbox_revoked(k, now_ms)]
+        if not usable:
+            raise errors.RecipientKeyInvalid(self._no_inbox_key(office_id, signed_by_current, now_ms))
+        inbox = max(usable, key=_inbox_rank)
+        ends = [t for t in (keys.valid_until, inbox.valid_until) if t is not None]
+        revoked = [t for t in (keys.revoked_at, self._revoked(office_id, inbox.box_kid)) if t is not None]
+        return replace(
+            keys,
+            box_public=inbox.box_public,
+            box_kid=inbox.box_kid,
+            valid_until=min(ends),
+            revoked_at=min(revoked) if revoked else None,
+        )
+
+    def _inbox_revoked(self, k: InboxKey, now_ms: int) -> bool:
+        revoked_at = self._revoked(k.office_id, k.box_kid)
+        return revoked_at is not None and now_ms >= revoked_at
+
+    def _no_inbox_key(self, office_id: str, keys: list[InboxKey], now_ms: int) -> str:
+        """Why ``office_id`` has no inbox key to seal to, for the person who tried."""
+        if not keys:
+            return (
+                f"{office_id} has no inbox key signed with its current key yet: its node has not been online since "
+                "it was enrolled (or since its keys were rotated); it cannot be sealed to until its node comes online "
+                "and publishes one"
+            )
+        if any(k.valid_at(now_ms) for k in keys):  # valid, but every such key revoked
+            return (
+                f"{office_id}'s inbox keys valid now are revoked by its centre; it cannot be sealed to until its node "
+                "publishes a new one"
+            )
+        newest = max(keys, key=lambda k: k.issued_at)
+        if newest.valid_from > now_ms:
+            return (
+                f"{office_id}'s newest inbox key is valid only from {iso(newest.valid_from)}, after this node's clock "
+                f"({iso(now_ms)}): check this node's clock"
+            )
+        return (
+            f"{office_id} has no inbox key valid now: its node has not been online since {iso(newest.issued_at)} "
+            f"(its newest inbox key expired at {iso(newest.valid_until)}); it cannot be sealed to until it comes back"
+        )
+
+    def inbox_keys(self, office_id: str) -> list[InboxKey]:
+        """Every inbox key held for ``office_id`` (expired and revoked ones included),
+        oldest ``valid_from`` first: what the office has published, as this node verified it."""
+        return sorted((_inbox_key(h) for h in self._inbox.get(office_id, {}).values()), key=_inbox_rank)
 
     def record(self, office_id: str) -> DirectoryRecord | None:
         """The current record of an office."""
@@ -586,47 +962,58 @@ class Directory:
 
     def history(self, office_id: str) -> list[DirectoryRecord]:
         """Every held record of an office, oldest sequence first."""
-        return sorted((h.record for h in self._records.get(office_id, {}).values()), key=lambda r: r.sequence)
+        return sorted((_record(h) for h in self._records.get(office_id, {}).values()), key=lambda r: r.sequence)
 
     def revocations(self) -> list[Revocation]:
-        return [_rev(s) for _, s in sorted(self._revocations.items())]
+        """Every held revocation (a key may have several; the earliest counts)."""
+        return [_revocation(h) for _, by in sorted(self._revocations.items()) for _, h in sorted(by.items())]
 
     def revoked_at(self, office_id: str, kid: bytes) -> int | None:
-        found = self._revocations.get((office_id, kid))
-        return None if found is None else _rev(found).revoked_at
+        """When ``kid`` of ``office_id`` is revoked from (the earliest revocation held), or None."""
+        return self._revoked(office_id, kid)
 
     def find_key(self, kid: bytes) -> DirectoryRecord | None:
-        """The held record whose signing or encryption key has this id."""
+        """The held record whose signing or identity encryption key has this id; for an
+        inbox key id, the current record of the office that published it."""
         for held in self._records.values():
             for h in held.values():
-                if kid in (h.record.sign_kid, h.record.box_kid):
-                    return h.record
+                if kid in (_record(h).sign_kid, _record(h).box_kid):
+                    return _record(h)
+        for office, keys in self._inbox.items():
+            if kid in keys:
+                return self._current.get(office)
         return None
 
     def next_sequence(self, office_id: str) -> int:
         """The sequence a centre gives the next record of ``office_id``."""
-        return max((h.record.sequence for h in self._records.get(office_id, {}).values()), default=0) + 1
+        return max((_record(h).sequence for h in self._records.get(office_id, {}).values()), default=0) + 1
+
+    def held_items(self) -> list[HeldItem]:
+        """Everything held with its witness time (records by office, oldest sequence first;
+        then inbox keys; then revocations): what the local copy stores."""
+        records = [
+            h
+            for o in sorted(self._records)
+            for h in sorted(self._records[o].values(), key=lambda h: _record(h).sequence)
+        ]
+        inbox = [h for o in sorted(self._inbox) for h in sorted(self._inbox[o].values(), key=lambda h: h.raw)]
+        revocations = [h for _, by in sorted(self._revocations.items()) for _, h in sorted(by.items())]
+        return records + inbox + revocations
 
     def signed_items(self) -> list[SignedItem]:
-        """Everything held, as signed bytes (records oldest first, then revocations):
-        what a local copy stores and what a centre republishes."""
-        items = [h.signed for o in sorted(self._records) for h in sorted(self._records[o].values(), key=_seq)]
-        return items + [s for _, s in sorted(self._revocations.items())]
+        """Everything held, as signed bytes (in ``held_items`` order): what a centre republishes."""
+        return [h.signed for h in self.held_items()]
+
+    @property
+    def waiting(self) -> int:
+        """How many inbox keys wait for their signer's record."""
+        return sum(len(p) for p in self._waiting.values())
 
     def is_pinned(self, centre_id: str, public: bytes) -> bool:
         return self._anchors.get((centre_id, key_id("sign", public))) == public
 
     def __len__(self) -> int:
         return len(self._current)
-
-
-def _rev(signed: SignedItem) -> Revocation:
-    assert isinstance(signed.item, Revocation)
-    return signed.item
-
-
-def _seq(h: _Held) -> int:
-    return h.record.sequence
 
 
 # -- enrolment requests ------------------------------------------------------------------

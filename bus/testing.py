@@ -4,6 +4,11 @@ own integrations the same way (as trio ships ``trio.testing``)."""
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
+
+from bus.directory import Directory, make_inbox_key
+from bus.keys import BoxKeyPair, Identity
+from bus.timing import INBOX_KEY_LIFETIME_MS
 
 
 class DeterministicRng:
@@ -22,3 +27,24 @@ class DeterministicRng:
             ).digest()
             self._counter += 1
         return bytes(out[:n])
+
+
+def inbox_key(identity: Identity, *, now_ms: int, lifetime_ms: int = INBOX_KEY_LIFETIME_MS) -> tuple[bytes, Identity]:
+    """A reproducible inbox key of ``identity`` made at ``now_ms`` (schemas/INBOX.md): its
+    signed directory item, and ``identity`` with the key pair added to ``old_box``, so an
+    ``Opener`` or ``FeedKeyring`` built from it opens what is sealed to the key. The same
+    arguments give the same bytes."""
+    seed = f"blo-bus test inbox key {identity.office_id} {identity.signing.kid.hex()} {now_ms}"
+    pair = BoxKeyPair.generate(DeterministicRng(seed))
+    item = make_inbox_key(identity.office_id, identity.signing, pair, now_ms=now_ms, lifetime_ms=lifetime_ms)
+    return item, replace(identity, old_box=(*identity.old_box, pair))
+
+
+def add_inbox_key(
+    directory: Directory, identity: Identity, *, now_ms: int, lifetime_ms: int = INBOX_KEY_LIFETIME_MS
+) -> Identity:
+    """Make ``identity``'s inbox key at ``now_ms`` (``inbox_key``), apply it to ``directory``
+    witnessed at ``now_ms``, and return the identity that opens what is sealed to it."""
+    item, opener = inbox_key(identity, now_ms=now_ms, lifetime_ms=lifetime_ms)
+    directory.apply(item, witnessed_at=now_ms)
+    return opener

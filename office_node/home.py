@@ -5,6 +5,7 @@ Layout (created by ``blo init``; folders 0700, key files 0600)::
     <home>/
       node.toml                      configuration (office, role, NATS, pinned centres)
       keys/identity.json             private keys (bus.keystore format)
+      keys/inbox.keys                the node's inbox key ring (schemas/INBOX.md), made when it runs
       keys/enrolment-request.json    the latest request to give the centre (public keys)
       data/                          local store (node.toml's data_dir)
       data/directory.json            the verified local copy of the signed directory
@@ -36,6 +37,7 @@ from bus.keystore import (
     is_protected,
     read_private_file,
 )
+from bus.transport.inbox_keys import RING_FILE
 from bus.transport.kv_directory import DirectoryCache
 from office_node.config import NodeConfig, load_config
 
@@ -60,6 +62,10 @@ class NodeHome:
     @property
     def identity_path(self) -> Path:
         return self.keys_dir / "identity.json"
+
+    @property
+    def inbox_ring_path(self) -> Path:
+        return self.keys_dir / RING_FILE
 
     @property
     def request_path(self) -> Path:

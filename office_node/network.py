@@ -3,7 +3,8 @@
 ``blo demo`` and the end-to-end tests use it, so the demo runs exactly the code paths
 an operator runs by hand (DEPLOY.md): keys generated, each office's enrolment request
 signed by its own country's centre, every node pinning the centres, every node's local
-directory copy holding the signed records, officer accounts created.
+directory copy holding the signed records and every node's first inbox key (each node's
+inbox key ring written, as its node would on first start), officer accounts created.
 
 Keys are written **unprotected** (``protection: none``) because a demo cannot ask for
 passphrases; that is what the explicit "insecure" marking in the key file is for. Do
@@ -21,6 +22,7 @@ import nacl.utils
 
 from bus.directory import Directory, anchors_from_hex, centre_self_record, enrol_office, make_request, read_request
 from bus.ids import Rng
+from bus.inbox import InboxRing
 from bus.keys import Identity
 from bus.keystore import save_identity, write_private_file
 from bus.transport.kv_directory import DirectoryCache
@@ -65,7 +67,7 @@ class BuiltNode:
 class Network:
     root: Path
     nodes: dict[str, BuiltNode]
-    items: list[bytes]  # every signed directory item (self records, enrolments)
+    items: list[bytes]  # every signed directory item (self records, enrolments, first inbox keys)
 
     def __getitem__(self, office: str) -> BuiltNode:
         return self.nodes[office]
@@ -112,6 +114,8 @@ def build_network(
                 counterparts=spec.counterparts,
             )
         )
+    rings = {s.office: InboxRing(identities[s.office]) for s in specs}
+    items += [ring.make(now_ms, rng).raw for ring in rings.values()]
     anchors = {c.office: identities[c.office].signing.public.hex() for c in centres.values()}
     nodes: dict[str, BuiltNode] = {}
     for spec in specs:
@@ -119,6 +123,7 @@ def build_network(
         home.create_layout()
         identity = identities[spec.office]
         save_identity(home.identity_path, identity, None)
+        write_private_file(home.inbox_ring_path, rings[spec.office].to_bytes(rng))
         config_text = render_config(
             spec.office,
             spec.role,
@@ -131,7 +136,7 @@ def build_network(
         config = home.config()
         directory = Directory(anchors_from_hex(config.trust_anchors))
         for item in items:
-            directory.apply(item)
+            directory.apply(item, witnessed_at=now_ms)
         DirectoryCache(config.data_dir / "directory.json").save(directory)
         built = BuiltNode(spec, home, identity)
         paths = node_paths(home.root, config.data_dir)

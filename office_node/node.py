@@ -2,7 +2,8 @@
 
 It owns the parts and their life cycle, and turns what officers do into bus operations::
 
-    keys/identity.json ─ Identity             signs and opens as this office
+    keys/identity.json ─ Identity             signs as this office
+    keys/inbox.keys ─ InboxKeyKeeper          its inbox keys (what it opens with), rotated and published
     data/directory.json ─ Directory           verified local copy, kept current from NATS KV
     data/outbox.db, quarantine.db ─ BusNode   outbox, consumers, receipts, embedded nats-server
     data/node.db ─ Store, Accounts, AuditLog  bulletins and search, officers, the audit trail
@@ -38,9 +39,10 @@ from bus.errors import BloError, ForwardRefused, HandlingRefused, NotFound, Vali
 from bus.forward import ORIGINAL_REFUSED, verify_forward
 from bus.handling import FeedScope, check_receive, check_send
 from bus.ids import Rng
-from bus.keys import Identity
+from bus.keys import BoxKeyPair, Identity
 from bus.lookout import Hit, parse_watchlist, watchlist_bulletins
 from bus.transport.client import BusClient, ClientConfig
+from bus.transport.inbox_keys import InboxKeyKeeper
 from bus.transport.kv_directory import DirectoryCache, DirectoryMetrics, DirectoryWatcher
 from bus.transport.kv_feeds import FeedMetrics
 from bus.transport.metrics import BusMetrics
@@ -76,6 +78,12 @@ WATCHLIST_FIELDS = frozenset({"csv", "to", "feed", "releasable_to", "tlp", "grad
 
 def wall_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+def opening_identity(identity: Identity, inbox_keys: Mapping[bytes, BoxKeyPair]) -> Identity:
+    """``identity`` with its inbox key pairs beside its retired encryption keys: the Opener
+    and the feed keyring take an Identity's ``box_keys``, and senders seal to inbox keys."""
+    return dataclasses.replace(identity, old_box=(*identity.old_box, *inbox_keys.values()))
 
 
 class OfficeNode:
@@ -143,6 +151,16 @@ class OfficeNode:
         indexed = await asyncio.to_thread(self.lookouts.rebuild)
         log.info("lookout index: %d bulletins", indexed)
         self.directory, self.cache = self.home.open_directory(self.config)
+        # Its inbox keys (schemas/INBOX.md): loaded, and a key made if one is due, before the
+        # bus opens or seals anything; published by _keep_inbox_keys once connected.
+        self.inbox = InboxKeyKeeper(
+            self.identity, self.directory, self.home.inbox_ring_path, clock=self.clock, rng=self.rng
+        )
+        self.inbox.refresh()
+        # What this node opens bulletins and feed grants with: every inbox key pair it holds
+        # (the Opener and the feed keyring take an Identity's box_keys; hand them
+        # self.inbox.box_keys, a live mapping, once they take one).
+        opens_with = opening_identity(self.identity, self.inbox.box_keys)
         c = self.config
         client_config = (
             ClientConfig.from_settings(c.nats, name=f"blo-{self.office}") if not c.nats.embedded else None
@@ -156,7 +174,7 @@ class OfficeNode:
             ensure_streams=c.nats.create_streams,
         )
         self.bus = BusNode(
-            self.identity,
+            opens_with,
             self.directory,
             c.data_dir,
             client_config=client_config,
@@ -175,7 +193,7 @@ class OfficeNode:
         self.triage = Triage(self.db)
         self.centre = Centre(self)
         self.feeds = NodeFeeds(
-            self.identity,
+            opens_with,
             self.directory,
             self.bus,
             keys_dir=self.home.keys_dir,
@@ -191,6 +209,9 @@ class OfficeNode:
         # feed bulletins it accepts (only the owner's and the writers', none stale).
         self.bus.feed_rules = self.feeds.keyring
         self.feeds.load()  # the epoch keys held locally, before the bus opens anything
+        self.inbox.on_change = self._inbox_keys_changed
+        # (The feed keyring will say which erased-by-age inbox keys its grants still need:
+        # self.inbox.still_needed.)
         self.started_at = self.clock()
         self.heartbeats = Heartbeats(
             self.identity,
@@ -224,6 +245,7 @@ class OfficeNode:
         self.audit.append(f"node:{self.office}", actions.NODE_START, target=self.office, now_ms=self.started_at)
         stopping = self._is_closing
         self._spawn(self._while_connected(self._watch_directory), "blo-directory")
+        self._spawn(self._while_connected(self._keep_inbox_keys), "blo-inbox-keys")
         self._spawn(self._while_connected(lambda client: self.feeds.watch(client, stop=stopping)), "blo-feeds")
         self._spawn(self.heartbeats.run_publisher(stopping), "blo-heartbeat")
         self._spawn(self._flash_watch().run(min(5.0, max(0.05, c.flash_ack_timeout_s / 4))), "blo-flash-escalation")
@@ -308,8 +330,21 @@ class OfficeNode:
             cache=self.cache,
             metrics=self.directory_metrics,
             create_bucket=self.config.role == "centre",
+            clock=self.clock,
         )
         await watcher.watch_while(lambda: not self._closing and client.connected, check_s=LINK_CHECK_S)
+
+    async def _keep_inbox_keys(self, client: BusClient) -> None:
+        await self.inbox.run(client.jetstream(), lambda: not self._closing and client.connected, check_s=LINK_CHECK_S)
+
+    def _inbox_keys_changed(self) -> None:
+        """The ring made or erased keys: the opener and the feed keyring hold exactly the
+        identity's encryption keys and the ring's from now on."""
+        wanted = {k.kid: k for k in self.identity.box_keys} | dict(self.inbox.box_keys)
+        for held in (self.bus.opener.box_keys, self.feeds.keyring.box_keys):
+            for kid in [kid for kid in held if kid not in wanted]:
+                del held[kid]
+            held.update(wanted)
 
     async def _rotate_feeds(self) -> None:
         """A centre's timer: every feed it owns gets a fresh epoch key at least every

@@ -2,16 +2,32 @@
 
 from __future__ import annotations
 
+import time
+
 from bus.directory import Directory, centre_self_record, enrol_office, make_request, read_request
 from bus.keys import Identity
+from bus.testing import inbox_key
 from tests.helpers import NOW, identity
 
-YEAR = 365 * 86_400_000
+DAY = 86_400_000
+YEAR = 365 * DAY
 HOUR = 3_600_000
 FEED = "mekong-border"
+#: When every node below made the inbox keys the directory holds (each valid 30 days): an
+#: hour before NOW for the tests that run on NOW, and the start of today for those whose
+#: items a real server stores (at today's time).
+INBOX_AT = (NOW - HOUR, time.time_ns() // 1_000_000 // DAY * DAY)
 
-TH_C, LA_C = identity("TH-TCCC"), identity("LA-TCCC")
-MUK, NKP, SVK, THK = identity("TH-MUK"), identity("TH-NKP"), identity("LA-SVK"), identity("LA-THK")
+
+def _with_inbox(ident: Identity) -> Identity:
+    """The identity as its node holds it: with its inbox key pairs (senders and grants seal to them)."""
+    for at in INBOX_AT:
+        ident = inbox_key(ident, now_ms=at)[1]
+    return ident
+
+
+TH_C, LA_C = _with_inbox(identity("TH-TCCC")), _with_inbox(identity("LA-TCCC"))
+MUK, NKP, SVK, THK = (_with_inbox(identity(o)) for o in ("TH-MUK", "TH-NKP", "LA-SVK", "LA-THK"))
 ANCHORS = {"TH-TCCC": TH_C.signing.public, "LA-TCCC": LA_C.signing.public}
 
 
@@ -21,11 +37,15 @@ def enrol(ident: Identity, centre: Identity, *, seq: int = 1, at: int = NOW - HO
 
 
 def new_directory(*, with_centres: bool = True) -> Directory:
-    """What every node knows: both centres pinned, their records (unless told) and four offices."""
+    """What every node knows: both centres pinned, their records (unless told) and four
+    offices, each with its inbox key."""
     d = Directory(ANCHORS)
     if with_centres:
         for c in (TH_C, LA_C):
-            d.apply(centre_self_record(c, name="centre", now_ms=NOW - HOUR, valid_until=NOW + YEAR))
+            d.apply(centre_self_record(c, name="centre", now_ms=NOW - HOUR, valid_until=NOW + YEAR), witnessed_at=NOW)
     for office, centre in ((MUK, TH_C), (NKP, TH_C), (SVK, LA_C), (THK, LA_C)):
-        d.apply(enrol(office, centre))
+        d.apply(enrol(office, centre), witnessed_at=NOW)
+    for who in (TH_C, LA_C, MUK, NKP, SVK, THK):
+        for at in INBOX_AT:
+            d.apply(inbox_key(who, now_ms=at)[0], witnessed_at=at)
     return d

@@ -34,8 +34,8 @@ from bus.feeds import (
     sign_grant,
 )
 from bus.keys import BoxKeyPair, Identity
-from bus.testing import DeterministicRng
-from tests.feed_helpers import FEED, HOUR, LA_C, MUK, NKP, SVK, TH_C, THK, YEAR, enrol, new_directory
+from bus.testing import DeterministicRng, add_inbox_key
+from tests.feed_helpers import FEED, HOUR, LA_C, MUK, NKP, SVK, TH_C, THK, YEAR, new_directory
 from tests.helpers import NOW, bulletin, identity
 
 #: The witness time of every item in these tests unless a test says otherwise: after every
@@ -175,7 +175,7 @@ def test_remove_everywhere_starts_a_new_epoch_in_every_feed_of_a_revoked_office(
 def test_the_owner_refuses_a_member_it_cannot_grant_and_changes_nothing() -> None:
     d = new_directory()
     owner, _ = new_owner(d)
-    d.apply(revoke_key(LA_C, "LA-THK", THK.signing.kid, revoked_at=NOW, reason="laptop stolen"))
+    d.apply(revoke_key(LA_C, "LA-THK", THK.signing.kid, revoked_at=NOW, reason="laptop stolen"), witnessed_at=NOW)
     with pytest.raises(errors.RecipientKeyInvalid, match="LA-THK"):
         owner.add_member(FEED, "LA-THK", d, now_ms=NOW + 1, rng=rng())
     with pytest.raises(errors.DirectoryError, match="TH-XYZ"):
@@ -196,11 +196,11 @@ def test_a_feed_scoped_to_thailand_never_takes_a_lao_member() -> None:
     assert owner.record("th-only").countries == ("TH",)
 
 
-def test_a_member_with_a_rotated_encryption_key_gets_a_new_grant_for_the_same_epoch() -> None:
+def test_a_member_with_a_new_inbox_key_gets_a_new_grant_for_the_same_epoch() -> None:
     d = new_directory()
     owner, first = new_owner(d)
-    rotated = Identity("TH-MUK", MUK.signing, BoxKeyPair.generate(rng("new box")), old_box=(MUK.box,))
-    d.apply(enrol(rotated, TH_C, seq=2, at=NOW))
+    rotated = add_inbox_key(d, MUK, now_ms=NOW + 1)  # its node made a new inbox key
+    new_key = rotated.old_box[-1]
     again = owner.regrant(FEED, d, now_ms=NOW + 5, rng=rng("again"), offices=["TH-MUK"])
     assert again.epoch == 1 and again.record == first.record and again.epoch_key == first.epoch_key
     grant = decode_item(again.grant_for("TH-MUK")).item
@@ -394,7 +394,7 @@ def test_records_wait_until_the_directory_knows_the_centre_then_apply() -> None:
     assert [c.status for c in ring.apply(issue.record, witnessed_at=W)] == ["waiting"]
     assert [c.status for c in ring.apply(issue.grant_for("TH-MUK"), witnessed_at=W)] == ["waiting"]
     assert ring.retry_held() == [] and ring.waiting == 2
-    d.apply(centre_self_record(TH_C, name="centre", now_ms=NOW - HOUR, valid_until=NOW + YEAR))
+    d.apply(centre_self_record(TH_C, name="centre", now_ms=NOW - HOUR, valid_until=NOW + YEAR), witnessed_at=NOW)
     assert [c.status for c in ring.retry_held()] == ["epoch", "key"]
     assert ring.waiting == 0 and ring.feed_keys[(FEED, 1)] == issue.epoch_key
 
@@ -415,7 +415,9 @@ def test_records_signed_after_the_centre_key_was_revoked_are_refused() -> None:
     d = new_directory()
     owner, first = new_owner(d)
     second = owner.rotate(FEED, d, now_ms=NOW + 100, rng=rng("2"))
-    d.apply(revoke_key(TH_C, "TH-TCCC", TH_C.signing.kid, revoked_at=NOW + 50, reason="key compromised"))
+    d.apply(
+        revoke_key(TH_C, "TH-TCCC", TH_C.signing.kid, revoked_at=NOW + 50, reason="key compromised"), witnessed_at=NOW + 60
+    )
     ring = keyring(MUK, d)
     apply_all(ring, first, witnessed_at=NOW + 10)  # signed and stored before the revocation: stands
     with pytest.raises(errors.FeedError) as info:

@@ -216,7 +216,7 @@ async def test_items_waiting_for_the_centre_record_apply_when_the_directory_lear
         assert watcher.keyring.waiting == 2 and watcher.metrics.waiting._value.get() == 2
         for item in d.signed_items():  # the directory watcher brings the centres' records
             if item.item.office_id.endswith("TCCC"):
-                late.apply(item.raw)
+                late.apply(item.raw, witnessed_at=wall_ms())
         await watcher.wait_until(has_epoch(1), timeout=5)
         assert watcher.keyring.waiting == 0
     finally:

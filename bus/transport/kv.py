@@ -2,6 +2,12 @@
 KV bucket, putting an item under its key, the node's local file of verified items, and
 the watcher that keeps a node's verified state in step with the bucket.
 
+Every item is handed on with its **witness time** (schemas/TRUST.md 2.1): the time the
+server stored the entry, never later than the node's clock plus the allowed skew, so the
+owner judges it by a time its signer could not choose. For the same reason an item is
+never put again under a key that already holds the same bytes: the re-put would be
+stored, and judged, later.
+
 Only the carrying is shared. What an item is, which key it belongs under and whether it
 is trusted stay with each bucket's own module (``kv_directory``, ``kv_feeds``); every
 nats-py failure here becomes the same ``bus.errors`` answer for both.
@@ -51,9 +57,16 @@ async def open_kv(
 
 
 async def put_item(kv: KeyValue, key: str, data: bytes, *, what: str) -> str:
-    """Put one signed item under ``key``; returns the key. The same bytes again are harmless."""
+    """Put one signed item under ``key``, unless the bucket holds these very bytes there
+    already (a re-put would be stored, and judged by receivers, at a later time: TRUST.md
+    2.1); returns the key."""
     try:
-        await kv.put(key, data)
+        try:
+            current = await kv.get(key)
+        except nats.js.errors.KeyNotFoundError:
+            current = None
+        if current is None or current.value != data:
+            await kv.put(key, data)
     except nats.errors.TimeoutError as exc:
         raise errors.PublishUnconfirmed(f"no ack for {what} item {key}: publish it again") from exc
     except nats.errors.Error as exc:

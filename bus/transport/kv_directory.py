@@ -12,31 +12,35 @@ Keys (one per signed item, so rotations and revocations never overwrite each oth
 
     record.<country>.<office>.<signing kid hex>     e.g. record.TH.TH-MUK.0f3a...
     revocation.<office>.<revoked kid hex>
+    inbox.<office>.<inbox key kid hex>               written by the office's own node
 
 A value stored under a key that does not match its content is refused as ``misplaced``.
+Every value is judged with its witness time, the entry's stored time (schemas/TRUST.md);
+so publishing never puts a key again when it already holds the same bytes.
 
 Every node keeps a verified local copy on disk (``DirectoryCache``, JSON of the signed
-bytes), loads it before touching the network and re-verifies it while loading, so a node
-starts and opens bulletins with the bus down, and a tampered cache file is caught the
-same way a tampered bucket is.
+bytes, each with its witness time), loads it before touching the network and re-verifies
+it while loading, so a node starts and opens bulletins with the bus down, and a tampered
+cache file is caught the same way a tampered bucket is.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
 from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
-from prometheus_client import REGISTRY, CollectorRegistry, Counter
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
 
 from bus import errors
-from bus.directory import Directory, DirectoryRecord, SignedItem, decode_item
-from bus.transport.kv import SignedItemsFile, SignedItemsWatcher, open_kv, put_item
+from bus.directory import Change, Directory, DirectoryRecord, Revocation, SignedItem, decode_item
+from bus.transport.kv import SignedItemsFile, SignedItemsWatcher, open_kv, put_item, wall_ms
 
 BUCKET = "blo_directory"
-CACHE_FORMAT = "blo-directory-cache/v1"
+CACHE_FORMAT = "blo-directory-cache/v2"
 log = logging.getLogger("bus.directory")
 
 
@@ -45,7 +49,15 @@ def kv_key(item: SignedItem) -> str:
     i = item.item
     if isinstance(i, DirectoryRecord):
         return f"record.{i.country}.{i.office_id}.{i.sign_kid.hex()}"
-    return f"revocation.{i.office_id}.{i.kid.hex()}"
+    if isinstance(i, Revocation):
+        return f"revocation.{i.office_id}.{i.kid.hex()}"
+    return f"inbox.{i.office_id}.{i.box_kid.hex()}"
+
+
+def inbox_key_filter(office_id: str) -> str:
+    """The bucket keys an office's own node may put (and its NATS user is allowed):
+    ``inbox.<office>.*``."""
+    return f"inbox.{office_id}.*"
 
 
 class DirectoryMetrics:
@@ -61,6 +73,9 @@ class DirectoryMetrics:
             registry=registry,
         )
         self.applied = Counter("blo_directory_applied", "Directory changes accepted", ["status"], registry=registry)
+        self.waiting = Gauge(
+            "blo_directory_waiting", "Inbox keys held until their office's record arrives", registry=registry
+        )
 
     @classmethod
     def default(cls) -> DirectoryMetrics:
@@ -74,38 +89,56 @@ class DirectoryMetrics:
 
 
 class DirectoryCache(SignedItemsFile):
-    """The node's verified copy of the directory on disk: the signed bytes, as JSON."""
+    """The node's verified copy of the directory on disk: the signed bytes with their
+    witness times, as JSON (DIRECTORY.md 7)."""
 
     def __init__(self, path: Path) -> None:
         super().__init__(path, format=CACHE_FORMAT, what="directory", damaged=errors.DirectoryError)
 
     def save(self, directory: Directory) -> None:
-        self.write(s.raw for s in directory.signed_items())
+        self.write_witnessed((h.raw, h.witnessed_at) for h in directory.held_items())
 
     def load_into(self, directory: Directory, metrics: DirectoryMetrics | None = None) -> int:
-        """Apply every stored item to ``directory`` (re-verifying it); returns how many were
-        accepted. Items that no longer verify are skipped, logged and counted."""
+        """Apply every stored item to ``directory``, re-verifying it with its stored witness
+        time; returns how many were accepted. Items that no longer verify are skipped,
+        logged and counted."""
         accepted = 0
-        for raw in self.read():
-            if _apply(directory, raw, f"{self.path.name}", metrics) is not None:
+        for raw, witnessed_at in self.read_witnessed():
+            if _apply(directory, raw, f"{self.path.name}", metrics, witnessed_at) is not None:
                 accepted += 1
         return accepted
 
 
-def _apply(directory: Directory, raw: bytes, where: str, metrics: DirectoryMetrics | None) -> Any:
+def _apply(directory: Directory, raw: bytes, where: str, metrics: DirectoryMetrics | None, witnessed_at: int) -> Any:
     try:
-        change = directory.apply(raw)
+        change = directory.apply(raw, witnessed_at=witnessed_at)
     except errors.DirectoryError as exc:
-        log.warning("directory item from %s ignored (%s): %s", where, exc.reason, exc.message)
-        if metrics is not None:
-            metrics.rejected.labels(reason=exc.reason).inc()
+        _refused(exc, where, metrics)
         return None
     except Exception:  # a change listener failed; the directory itself took the item
         log.exception("a directory change listener failed on an item from %s", where)
         return True
-    if change is not None and metrics is not None:
-        metrics.applied.labels(status=change.status).inc()
+    if change is not None:
+        _count(change, where, metrics)
+    if metrics is not None:
+        metrics.waiting.set(directory.waiting)
     return change
+
+
+def _refused(exc: errors.DirectoryError, where: str, metrics: DirectoryMetrics | None) -> None:
+    log.warning("directory item from %s ignored (%s): %s", where, exc.reason, exc.message)
+    if metrics is not None:
+        metrics.rejected.labels(reason=exc.reason).inc()
+
+
+def _count(change: Change, where: str, metrics: DirectoryMetrics | None) -> None:
+    if metrics is not None:
+        metrics.applied.labels(status=change.status).inc()
+    for released in change.released:  # inbox keys that waited for this record
+        if released.error is not None:
+            _refused(released.error, f"{where} (released by the record of {change.office_id})", metrics)
+        elif metrics is not None:
+            metrics.applied.labels(status=released.status).inc()
 
 
 # -- the bucket ------------------------------------------------------------------------
@@ -123,14 +156,15 @@ async def open_bucket(js: JetStreamContext, bucket: str = BUCKET, *, create: boo
 async def publish_item(kv: KeyValue, data: bytes) -> str:
     """Put one signed item in the bucket under its key; returns the key.
 
-    The item is decoded first so a centre can never publish something malformed; trust is
-    for the receivers to judge. Putting the same bytes again is harmless.
-    """
+    The item is decoded first so a node can never publish something malformed; trust is
+    for the receivers to judge. A key that already holds these bytes is not put again
+    (the re-put would be stored, and judged, later)."""
     return await put_item(kv, kv_key(decode_item(data)), data, what="directory")
 
 
 async def publish_all(kv: KeyValue, directory: Directory) -> list[str]:
-    """Republish every item ``directory`` holds (a centre's repair of a damaged bucket)."""
+    """Republish every item ``directory`` holds (a centre's repair of a damaged bucket):
+    only the keys that are missing or differ are put."""
     return [await publish_item(kv, s.raw) for s in directory.signed_items()]
 
 
@@ -150,10 +184,11 @@ class DirectoryWatcher(SignedItemsWatcher[Directory]):
         cache: DirectoryCache | None = None,
         metrics: DirectoryMetrics | None = None,
         create_bucket: bool = False,
+        clock: Callable[[], int] = wall_ms,
     ) -> None:
         super().__init__(
             js, directory, bucket=bucket, cache=cache, metrics=metrics or DirectoryMetrics.default(),
-            create_bucket=create_bucket, open_bucket=open_bucket, log=log,
+            create_bucket=create_bucket, open_bucket=open_bucket, log=log, clock=clock,
         )  # fmt: skip
         self.directory = directory
 
@@ -164,5 +199,4 @@ class DirectoryWatcher(SignedItemsWatcher[Directory]):
             return None
 
     def _apply(self, raw: bytes, where: str, witnessed_at: int) -> object | None:
-        # The witness time is not used here yet: the directory's v2 rules take it (TRUST.md 3).
-        return _apply(self.directory, raw, where, self.metrics)
+        return _apply(self.directory, raw, where, self.metrics, witnessed_at)

@@ -22,6 +22,8 @@ fail loudly: the request simply times out and the node stalls.
   through its office leaf node, which has a JetStream domain of its own);
 * ``$JS.ACK.<stream>.<durable>.>``: acks and naks of each owned durable;
 * ``$JS.FC.<KV stream>.>``: flow-control replies of the ordered consumer a KV watch uses;
+* ``$KV.blo_directory.inbox.<OFFICE>.*``: the office's node publishes its own inbox keys
+  (and only those) in the directory bucket; centres write the whole bucket;
 * leaf nodes (``leaf=True``): the hub's streams *source* the office's outbox stream
   across JetStream domains. The hub sends ``$JS.<OFFICE>.API.CONSUMER.CREATE.<outbox>...``
   into the leaf (a subscribe grant on the hub side of the leaf connection), the leaf
@@ -45,6 +47,7 @@ from bus.errors import ValidationError
 from bus.feeds import EpochRecord
 from bus.transport import subjects as sj
 from bus.transport.kv_directory import BUCKET as DIRECTORY_BUCKET
+from bus.transport.kv_directory import inbox_key_filter
 from bus.transport.kv_feeds import BUCKET as FEEDS_KV_BUCKET
 from bus.transport.object_store import bucket_stream, feed_bucket, office_bucket
 
@@ -267,6 +270,8 @@ def node_permissions(
     pub += _durable_grants(prefixes, receipts.stream, receipts.durable, receipts.filter_subject)
     pub += _kv_read_grants(prefixes, DIRECTORY_BUCKET)
     pub += _kv_read_grants(prefixes, FEEDS_BUCKET)
+    # Its own inbox keys, and no other key of the directory bucket (schemas/INBOX.md).
+    pub.append(f"$KV.{DIRECTORY_BUCKET}.{inbox_key_filter(o)}")
     if access.role == "centre":
         hb = sj.heartbeats_consumer_spec(o)
         pub += _durable_grants(prefixes, hb.stream, hb.durable, hb.filter_subject)

@@ -118,7 +118,9 @@ def init(
     config = home.config()
     if role == "centre":
         directory, cache = home.open_directory(config)
-        directory.apply(centre_self_record(identity, name=name, now_ms=now, valid_until=now + valid_days * DAY_MS))
+        directory.apply(
+            centre_self_record(identity, name=name, now_ms=now, valid_until=now + valid_days * DAY_MS), witnessed_at=now
+        )
         cache.save(directory)
     click.echo(f"created {office} ({role}) in {home.root}")
     click.echo(f"  signing key     {identity.signing.kid.hex()}  public {identity.signing.public.hex()}")
@@ -296,7 +298,7 @@ def enroll(
         regions=tuple(regions),
         counterparts=tuple(counterparts),
     )
-    directory.apply(data)
+    directory.apply(data, witnessed_at=now)
     cache.save(directory)
     record = directory.record(request.office_id)
     assert record is not None
@@ -327,8 +329,9 @@ def revoke(ctx: click.Context, key_id: str, reason: str, at_ms: int | None, nats
     record = directory.find_key(kid)
     if record is None:
         raise DirectoryError(f"no record in this directory holds key {key_id}", "unknown_key")
-    data = revoke_key(centre, record.office_id, kid, revoked_at=_now_ms() if at_ms is None else at_ms, reason=reason)
-    if directory.apply(data) is None:
+    now = _now_ms()
+    data = revoke_key(centre, record.office_id, kid, revoked_at=now if at_ms is None else at_ms, reason=reason)
+    if directory.apply(data, witnessed_at=now) is None:
         click.echo(
             f"key {key_id} of {record.office_id} was already revoked at {_when(directory.revoked_at(record.office_id, kid))}"
         )
