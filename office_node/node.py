@@ -39,7 +39,7 @@ from bus.errors import BloError, ForwardRefused, HandlingRefused, NotFound, Vali
 from bus.forward import ORIGINAL_REFUSED, verify_forward
 from bus.handling import FeedScope, check_receive, check_send
 from bus.ids import Rng
-from bus.keys import BoxKeyPair, Identity
+from bus.keys import Identity
 from bus.lookout import Hit, parse_watchlist, watchlist_bulletins
 from bus.transport.client import BusClient, ClientConfig
 from bus.transport.inbox_keys import InboxKeyKeeper
@@ -78,12 +78,6 @@ WATCHLIST_FIELDS = frozenset({"csv", "to", "feed", "releasable_to", "tlp", "grad
 
 def wall_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-def opening_identity(identity: Identity, inbox_keys: Mapping[bytes, BoxKeyPair]) -> Identity:
-    """``identity`` with its inbox key pairs beside its retired encryption keys: the Opener
-    and the feed keyring take an Identity's ``box_keys``, and senders seal to inbox keys."""
-    return dataclasses.replace(identity, old_box=(*identity.old_box, *inbox_keys.values()))
 
 
 class OfficeNode:
@@ -157,10 +151,10 @@ class OfficeNode:
             self.identity, self.directory, self.home.inbox_ring_path, clock=self.clock, rng=self.rng
         )
         self.inbox.refresh()
-        # What this node opens bulletins and feed grants with: every inbox key pair it holds
-        # (the Opener and the feed keyring take an Identity's box_keys; hand them
-        # self.inbox.box_keys, a live mapping, once they take one).
-        opens_with = opening_identity(self.identity, self.inbox.box_keys)
+        # What this node opens bulletins and feed grants with: the ring's inbox key pairs, a
+        # live mapping (keys made or erased take effect at once). In wire format v2 nothing
+        # is wrapped to the identity's own encryption key (TRUST.md section 4).
+        inbox_keys = self.inbox.box_keys
         c = self.config
         client_config = (
             ClientConfig.from_settings(c.nats, name=f"blo-{self.office}") if not c.nats.embedded else None
@@ -174,7 +168,7 @@ class OfficeNode:
             ensure_streams=c.nats.create_streams,
         )
         self.bus = BusNode(
-            opens_with,
+            self.identity,
             self.directory,
             c.data_dir,
             client_config=client_config,
@@ -188,12 +182,13 @@ class OfficeNode:
             metrics=self.bus_metrics,
             clock=self.clock,
             rng=self.rng,
+            box_keys=inbox_keys,
         )
         is_centre = c.role == "centre"
         self.triage = Triage(self.db)
         self.centre = Centre(self)
         self.feeds = NodeFeeds(
-            opens_with,
+            self.identity,
             self.directory,
             self.bus,
             keys_dir=self.home.keys_dir,
@@ -204,14 +199,17 @@ class OfficeNode:
             rng=self.rng,
             on_change=self.live.publish,
             configured=c.feeds,
+            inbox_keys=inbox_keys,
         )
         # FEEDS.md 6.2 and 7.2: the epoch this node seals a feed bulletin under, and which
         # feed bulletins it accepts (only the owner's and the writers', none stale).
         self.bus.feed_rules = self.feeds.keyring
         self.feeds.load()  # the epoch keys held locally, before the bus opens anything
-        self.inbox.on_change = self._inbox_keys_changed
-        # (The feed keyring will say which erased-by-age inbox keys its grants still need:
-        # self.inbox.still_needed.)
+        # An inbox key outlives its keeping time while a grant of an epoch still in use is
+        # wrapped to it (FEEDS.md 7.3); once keys are erased, no wrap key derived from them
+        # stays in the opener's memory.
+        self.inbox.still_needed = lambda kid: kid in self.feeds.keyring.inbox_kids_in_use(self.clock())
+        self.inbox.on_change = self.bus.forget_keys
         self.started_at = self.clock()
         self.heartbeats = Heartbeats(
             self.identity,
@@ -336,15 +334,6 @@ class OfficeNode:
 
     async def _keep_inbox_keys(self, client: BusClient) -> None:
         await self.inbox.run(client.jetstream(), lambda: not self._closing and client.connected, check_s=LINK_CHECK_S)
-
-    def _inbox_keys_changed(self) -> None:
-        """The ring made or erased keys: the opener and the feed keyring hold exactly the
-        identity's encryption keys and the ring's from now on."""
-        wanted = {k.kid: k for k in self.identity.box_keys} | dict(self.inbox.box_keys)
-        for held in (self.bus.opener.box_keys, self.feeds.keyring.box_keys):
-            for kid in [kid for kid in held if kid not in wanted]:
-                del held[kid]
-            held.update(wanted)
 
     async def _rotate_feeds(self) -> None:
         """A centre's timer: every feed it owns gets a fresh epoch key at least every

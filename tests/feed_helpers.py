@@ -36,6 +36,14 @@ def enrol(ident: Identity, centre: Identity, *, seq: int = 1, at: int = NOW - HO
     return enrol_office(req, centre, sequence=seq, now_ms=at, valid_until=at + YEAR)
 
 
+def apply_inbox_keys(d: Directory, *who: Identity) -> None:
+    """Apply the inbox keys ``who`` (default: every identity here) hold to ``d``, each
+    witnessed when its node made it."""
+    for ident in who or (TH_C, LA_C, MUK, NKP, SVK, THK):
+        for at in INBOX_AT:
+            d.apply(inbox_key(ident, now_ms=at)[0], witnessed_at=at)
+
+
 def new_directory(*, with_centres: bool = True) -> Directory:
     """What every node knows: both centres pinned, their records (unless told) and four
     offices, each with its inbox key."""
@@ -45,7 +53,5 @@ def new_directory(*, with_centres: bool = True) -> Directory:
             d.apply(centre_self_record(c, name="centre", now_ms=NOW - HOUR, valid_until=NOW + YEAR), witnessed_at=NOW)
     for office, centre in ((MUK, TH_C), (NKP, TH_C), (SVK, LA_C), (THK, LA_C)):
         d.apply(enrol(office, centre), witnessed_at=NOW)
-    for who in (TH_C, LA_C, MUK, NKP, SVK, THK):
-        for at in INBOX_AT:
-            d.apply(inbox_key(who, now_ms=at)[0], witnessed_at=at)
+    apply_inbox_keys(d, *((TH_C, LA_C) if with_centres else ()), MUK, NKP, SVK, THK)
     return d

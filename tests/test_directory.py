@@ -29,7 +29,7 @@ from bus.directory import (
     sign_record,
     sign_revocation,
 )
-from bus.envelope import OfficeRecipient, Opener, Sealer
+from bus.envelope import OfficeRecipient, Opener, Sealer, read_routing
 from bus.keys import Identity
 from bus.testing import inbox_key
 from tests.helpers import NOW, bulletin, identity
@@ -87,6 +87,15 @@ def seal_at(sender: Identity, recipient: Identity, at: int) -> bytes:
     return Sealer(sender).seal(bulletin(sender.office_id, now=at), [OfficeRecipient(recipient.public())], now_ms=at)
 
 
+def stored_at(sealed: bytes) -> int:
+    """When the server stored a bulletin here: a second after it was sealed."""
+    return read_routing(sealed)[3] + 1_000
+
+
+def opened(o: Opener, sealed: bytes):
+    return o.open(sealed, witnessed_at=stored_at(sealed))
+
+
 def receiver(who: Identity, d: Directory) -> Opener:
     """``who``'s opener, holding its inbox key of NOW beside its identity keys."""
     return Opener.for_identity(inbox_key(who, now_ms=NOW)[1], d)
@@ -103,9 +112,9 @@ def test_enrolled_office_keys_resolve_for_open_and_seal() -> None:
     to_svk = d.recipient_keys("LA-SVK", NOW + 1)
     assert to_svk.box_kid == svk_inbox.kid != SVK.box.kid  # sealed to its inbox key, not its identity key
     sealed = Sealer(MUK).seal(bulletin("TH-MUK", now=NOW + 5), [OfficeRecipient(to_svk)], now_ms=NOW + 5)
-    assert receiver(SVK, d).open(sealed).bulletin.sender == "TH-MUK"
+    assert opened(receiver(SVK, d), sealed).bulletin.sender == "TH-MUK"
     with pytest.raises(errors.NotAddressedToUs):
-        Opener.for_identity(SVK, d).open(sealed)  # without the inbox secret: nothing
+        opened(Opener.for_identity(SVK, d), sealed)  # without the inbox secret: nothing
     assert [r.office_id for r in d.records()] == ["LA-SVK", "LA-TCCC", "TH-MUK", "TH-TCCC"]
 
 
@@ -227,13 +236,13 @@ def test_after_rotation_old_bulletins_verify_and_new_seals_use_the_new_key() -> 
     old = d.sender_keys("TH-MUK", MUK.signing.kid)
     assert old is not None and old.valid_until == rotate_at  # the old key ends where the new one starts
     svk = Opener.for_identity(SVK, d)
-    assert svk.open(seal_at(MUK, SVK, rotate_at - 1)).bulletin.sender == "TH-MUK"
+    assert opened(svk, seal_at(MUK, SVK, rotate_at - 1)).bulletin.sender == "TH-MUK"
     with pytest.raises(errors.SenderKeyInvalid):
-        svk.open(seal_at(MUK, SVK, rotate_at + 1))
-    assert svk.open(seal_at(muk2, SVK, rotate_at + 1)).sender_sign_kid == muk2.signing.kid
+        opened(svk, seal_at(MUK, SVK, rotate_at + 1))
+    assert opened(svk, seal_at(muk2, SVK, rotate_at + 1)).sender_sign_kid == muk2.signing.kid
     # The office still opens what was sealed to its old encryption key.
     sealed_to_old = Sealer(SVK).seal(bulletin("LA-SVK"), [OfficeRecipient(MUK.public())], now_ms=NOW + 1)
-    assert Opener.for_identity(muk2, d).open(sealed_to_old).bulletin.sender == "LA-SVK"
+    assert opened(Opener.for_identity(muk2, d), sealed_to_old).bulletin.sender == "LA-SVK"
 
 
 def test_an_old_record_arriving_after_its_successor_is_history_not_current() -> None:
@@ -272,9 +281,9 @@ def test_revoked_sender_is_rejected_after_revocation_time_and_accepted_before() 
     change = take(d, revoke_key(TH_C, "TH-MUK", MUK.signing.kid, revoked_at=revoked_at, reason="laptop stolen"))
     assert change is not None and change.status == "revoked"
     svk = Opener.for_identity(SVK, d)
-    assert svk.open(seal_at(MUK, SVK, revoked_at - 1)).bulletin.sender == "TH-MUK"
+    assert opened(svk, seal_at(MUK, SVK, revoked_at - 1)).bulletin.sender == "TH-MUK"
     with pytest.raises(errors.SenderKeyInvalid, match="revoked"):
-        svk.open(seal_at(MUK, SVK, revoked_at))
+        opened(svk, seal_at(MUK, SVK, revoked_at))
 
 
 def test_revoking_the_encryption_key_id_revokes_the_whole_record() -> None:

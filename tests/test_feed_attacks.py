@@ -29,7 +29,21 @@ from bus.feeds import (
 from bus.keys import BoxKeyPair, Identity, PeerKeys, SigningKeyPair
 from bus.testing import DeterministicRng
 from bus.timing import EPOCH_GRACE_MS, EPOCH_KEY_KEPT_MS, REVOCATION_GRACE_MS
-from tests.feed_helpers import ANCHORS, FEED, HOUR, LA_C, MUK, NKP, SVK, TH_C, THK, YEAR, enrol, new_directory
+from tests.feed_helpers import (
+    ANCHORS,
+    FEED,
+    HOUR,
+    LA_C,
+    MUK,
+    NKP,
+    SVK,
+    TH_C,
+    THK,
+    YEAR,
+    apply_inbox_keys,
+    enrol,
+    new_directory,
+)
 from tests.helpers import NOW, bulletin
 
 MINUTE = 60_000
@@ -109,7 +123,7 @@ def test_revoked_centre_key_cannot_backdate_feed_items() -> None:
     owner = FeedOwner(TH_C)
     first = owner.create(FEED, ["TH-MUK", "LA-SVK"], d, now_ms=NOW, rng=rng("1"))
     revoked_at = NOW + HOUR
-    d.apply(revoke_key(TH_C, "TH-TCCC", TH_C.signing.kid, revoked_at=revoked_at, reason="key stolen"))
+    d.apply(revoke_key(TH_C, "TH-TCCC", TH_C.signing.kid, revoked_at=revoked_at, reason="key stolen"), witnessed_at=NOW)
     ring = ring_of(MUK, d)
     take(ring, *first.items(), at=NOW + 1000)  # stored long before the revocation: stands
     thief_key = bytes(range(32))
@@ -157,7 +171,7 @@ def test_feed_items_a_later_revocation_refuses_are_dropped_with_their_keys() -> 
     take(ring, *first.items(), at=NOW + 1000)
     take(ring, record, grant, sign_epoch(third, TH_C.signing), at=revoked_at + HOUR)
     assert ring.current_epoch(FEED) == 3 and ring.feed_keys[(FEED, 2)] == thief_key
-    d.apply(revoke_key(TH_C, "TH-TCCC", TH_C.signing.kid, revoked_at=revoked_at, reason="key stolen"))
+    d.apply(revoke_key(TH_C, "TH-TCCC", TH_C.signing.kid, revoked_at=revoked_at, reason="key stolen"), witnessed_at=NOW)
     changes = ring.recheck()
     assert sorted(dropped) == [("dropped", 2), ("dropped", 3)]  # record 2 (its grant and key with it), record 3
     assert all(c.error is not None and c.error.reason == "signer_key_invalid" for c in changes)
@@ -280,10 +294,11 @@ def test_stolen_centre_secrets_open_no_epoch_created_after_rotation() -> None:
             "LA-TCCC": ANCHORS["LA-TCCC"],
         }
     )
-    d.apply(centre_self_record(TH_C, name="centre", now_ms=NOW - HOUR, valid_until=NOW + YEAR))
-    d.apply(centre_self_record(LA_C, name="centre", now_ms=NOW - HOUR, valid_until=NOW + YEAR))
+    d.apply(centre_self_record(TH_C, name="centre", now_ms=NOW - HOUR, valid_until=NOW + YEAR), witnessed_at=NOW)
+    d.apply(centre_self_record(LA_C, name="centre", now_ms=NOW - HOUR, valid_until=NOW + YEAR), witnessed_at=NOW)
     for office, centre in ((MUK, TH_C), (NKP, TH_C), (SVK, LA_C), (THK, LA_C)):
-        d.apply(enrol(office, centre))
+        d.apply(enrol(office, centre), witnessed_at=NOW)
+    apply_inbox_keys(d)
     owner = FeedOwner(TH_C)
     first = owner.create(FEED, ["TH-MUK", "LA-SVK"], d, now_ms=NOW, rng=rng("1"))
     stolen = TH_C  # everything the centre's key file holds
@@ -298,7 +313,7 @@ def test_stolen_centre_secrets_open_no_epoch_created_after_rotation() -> None:
     rotated = Identity(
         "TH-TCCC", SigningKeyPair.generate(rng("new sign")), BoxKeyPair.generate(rng("new box")), old_box=(TH_C.box,)
     )
-    d.apply(centre_self_record(rotated, name="centre", now_ms=NOW + HOUR, valid_until=NOW + YEAR, sequence=2))
+    d.apply(centre_self_record(rotated, name="centre", now_ms=NOW + HOUR, valid_until=NOW + YEAR, sequence=2), witnessed_at=NOW + HOUR)
     restarted = FeedOwner.from_bytes(owner.to_bytes(rng=rng("state 1")), rotated)
     second = restarted.rotate(FEED, d, now_ms=NOW + 2 * HOUR, rng=rng("2"), reason="manual")
     state = restarted.to_bytes(rng=rng("state 2"))

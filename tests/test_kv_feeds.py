@@ -129,7 +129,7 @@ async def test_a_backdated_record_from_a_revoked_centre_key_is_refused_by_its_st
     await publish_issue(kv, first)
     await publish_issue(kv, second)
     directory = new_directory()
-    directory.apply(revoke_key(TH_C, "TH-TCCC", TH_C.signing.kid, revoked_at=revoked_at, reason="key stolen"))
+    directory.apply(revoke_key(TH_C, "TH-TCCC", TH_C.signing.kid, revoked_at=revoked_at, reason="key stolen"), witnessed_at=revoked_at)
     watcher = watcher_for(js, MUK, directory)
     await watcher.start(timeout=5)
     await watcher.stop()

@@ -17,7 +17,7 @@ from bus.timing import EPOCH_KEY_KEPT_MS
 from bus.transport.kv_feeds import FeedMetrics
 from office_node.feeds import NodeFeeds
 from tests.bus_helpers import make_node
-from tests.feed_helpers import ANCHORS, FEED, HOUR, LA_C, MUK, NKP, SVK, TH_C, THK, YEAR, enrol
+from tests.feed_helpers import ANCHORS, FEED, HOUR, LA_C, MUK, NKP, SVK, TH_C, THK, YEAR, apply_inbox_keys, enrol
 from tests.helpers import NOW
 
 
@@ -29,9 +29,10 @@ class SwitchedOff(Directory):
         super().__init__(ANCHORS)
         self.offline: set[str] = set()
         for c in (TH_C, LA_C):
-            self.apply(centre_self_record(c, name="centre", now_ms=NOW - HOUR, valid_until=NOW + YEAR))
+            self.apply(centre_self_record(c, name="centre", now_ms=NOW - HOUR, valid_until=NOW + YEAR), witnessed_at=NOW)
         for office, centre in ((MUK, TH_C), (NKP, TH_C), (SVK, LA_C), (THK, LA_C)):
-            self.apply(enrol(office, centre))
+            self.apply(enrol(office, centre), witnessed_at=NOW)
+        apply_inbox_keys(self)
 
     def recipient_keys(self, office_id: str, now_ms: int) -> PeerKeys:
         if office_id in self.offline:
