@@ -301,7 +301,8 @@ async def test_a_revoked_member_is_removed_from_every_feed_at_once(network) -> N
             nkp = network["TH-NKP"].identity
             # What `blo directory revoke` puts in the bucket, arriving at the centre's directory.
             centre.directory.apply(
-                revoke_key(network["TH-TCCC"].identity, "TH-NKP", nkp.signing.kid, revoked_at=centre.clock(), reason="laptop stolen")
+                revoke_key(network["TH-TCCC"].identity, "TH-NKP", nkp.signing.kid, revoked_at=centre.clock(), reason="laptop stolen"),
+                witnessed_at=centre.clock(),
             )
             feed = await eventually(lambda: _epoch_is(tccc, 2), 15, "a new epoch without TH-NKP")
             assert feed["members"] == ["TH-MUK"]

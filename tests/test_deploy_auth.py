@@ -26,6 +26,7 @@ from click.testing import CliRunner, Result
 from bus.directory import Directory, centre_self_record
 from bus.errors import BusError, PermissionDenied, ValidationError
 from bus.feeds import FeedKeyring, FeedOwner, decode_item
+from bus.testing import add_inbox_key
 from bus.transport import subjects as sj
 from bus.transport.client import BusClient, ClientConfig
 from bus.transport.kv import wall_ms
@@ -116,7 +117,9 @@ def test_an_offices_grants_name_only_itself_and_its_feeds() -> None:
     assert "$JS.FC.KV_blo_directory.>" in perms.publish
     for grant in perms.publish:  # everything else names TH-MUK, its feed, or a public bucket
         assert "TH-MUK" in grant or FEED in grant or "KV_blo" in grant, grant
-    assert not any("$KV." in g or "STREAM.CREATE" in g or "$JSC" in g for g in perms.publish)
+    # Into the directory bucket it puts its own inbox keys, and nothing else (DIRECTORY.md 7).
+    assert [g for g in perms.publish if "$KV." in g] == ["$KV.blo_directory.inbox.TH-MUK.*"]
+    assert not any("STREAM.CREATE" in g or "$JSC" in g for g in perms.publish)
     leaf = node_permissions(NodeAccess("TH-MUK", "office", leaf=True), hub_domain="HUB")
     assert "$JS.TH-MUK.API.CONSUMER.CREATE.BLO_OUTBOX.>" in leaf.subscribe
     assert "$JS.HUB.API.CONSUMER.MSG.NEXT.BLO_OFFICES.inbox-TH-MUK-flash" in leaf.publish
@@ -332,6 +335,8 @@ def test_nats_auth_takes_feed_readers_and_writers_from_the_signed_epoch_record(t
     identity, _ = load_home_identity(node_home)
     directory, _ = node_home.open_directory()
     now = wall_ms()
+    for office in ("TH-MUK", "TH-NKP"):  # their nodes have published an inbox key
+        add_inbox_key(directory, load_home_identity(NodeHome(tmp_path / office))[0], now_ms=now)
     issue = FeedOwner(identity).create("th-border", ["TH-MUK", "TH-NKP"], directory, now_ms=now, writers=["TH-MUK"])
     ring = FeedKeyring("TH-TCCC", {}, directory)
     ring.apply(issue.record, witnessed_at=now)

@@ -13,7 +13,7 @@ def test_every_exported_name_exists_and_the_list_is_exactly_the_module_names() -
     public = {n for n in dir(bus) if not n.startswith("_")} - {
         # submodules are reachable as attributes once imported; they are not members
         "bulletin", "directory", "envelope", "errors", "ids", "keys", "keystore", "transport", "lookout",
-        "feeds", "forward", "handling", "heartbeat", "receipt", "testing", "envelope_fast", "sodium", "timing",
+        "feeds", "forward", "handling", "heartbeat", "receipt", "testing", "envelope_fast", "sodium", "timing", "inbox",
         "attachments",
     }  # fmt: skip
     assert exported == public

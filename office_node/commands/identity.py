@@ -397,9 +397,13 @@ def import_bundle(ctx: click.Context, bundle: Path) -> None:
     home = _home(ctx)
     directory, cache = home.open_directory()
     added = refused = 0
-    for raw in DirectoryCache(bundle).read():
+    # Items from a file are witnessed now, by this node's clock (schemas/TRUST.md 2.1): the
+    # witness times in the bundle are the other centre's, and a bundle must not be able to
+    # date an item before a revocation this node holds.
+    now = int(time.time() * 1000)
+    for raw, _their_time in DirectoryCache(bundle).read_witnessed():
         try:
-            change = directory.apply(raw)
+            change = directory.apply(raw, witnessed_at=now)
         except DirectoryError as exc:
             refused += 1
             click.echo(f"  refused an item ({exc.reason}): {readable_times(exc.message)}")
