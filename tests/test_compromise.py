@@ -283,3 +283,50 @@ async def test_a_removed_member_s_queued_feed_copies_fail_with_the_reason(tmp_pa
         assert node.outbox.depth() == 0
     finally:
         await node.close()
+
+
+def test_stolen_recipient_secrets_open_nothing_sealed_after_rotation() -> None:
+    """LA-SVK's node makes an inbox key; later everything it keeps is stolen (its identity
+    keys and its inbox ring file). Then its node makes the next inbox key, and TH-MUK,
+    whose directory now shows it, seals to the new one: the stolen secrets open nothing it
+    seals from then on, LA-SVK's node does. The old key's secret is erased once nothing
+    sealed to it can still arrive (TRUST.md section 4)."""
+    from bus.directory import Directory, centre_self_record
+    from bus.inbox import InboxRing
+    from bus.timing import INBOX_KEY_KEPT_MS, INBOX_KEY_ROTATE_MS
+    from tests.feed_helpers import ANCHORS, HOUR, LA_C, MUK, SVK, TH_C, YEAR, enrol
+
+    d = Directory(ANCHORS)
+    for c in (TH_C, LA_C):
+        d.apply(centre_self_record(c, name="centre", now_ms=NOW - 2 * HOUR, valid_until=NOW + YEAR), witnessed_at=NOW)
+    for office, centre in ((MUK, TH_C), (SVK, LA_C)):
+        d.apply(enrol(office, centre), witnessed_at=NOW)
+    ring = InboxRing(SVK)
+    first = ring.make(NOW, DeterministicRng("svk inbox 1"))
+    d.apply(first.raw, witnessed_at=NOW)
+    stolen_file = ring.to_bytes(DeterministicRng("ring file"))  # the thief copies the ring file...
+    stolen = InboxRing.from_bytes(stolen_file, SVK)  # ...and has the identity's secrets to open it
+    before = Sealer(MUK).seal(bulletin("TH-MUK", 1), [OfficeRecipient(d.recipient_keys("LA-SVK", NOW + 1))], now_ms=NOW + 1)
+
+    rotated_at = NOW + INBOX_KEY_ROTATE_MS
+    assert ring.due(rotated_at)
+    second = ring.make(rotated_at, DeterministicRng("svk inbox 2"))
+    d.apply(second.raw, witnessed_at=rotated_at)
+    to_svk = d.recipient_keys("LA-SVK", rotated_at + 1)
+    assert to_svk.box_kid == second.kid != first.kid
+    after = Sealer(MUK).seal(bulletin("TH-MUK", 2), [OfficeRecipient(to_svk)], now_ms=rotated_at + 1)
+
+    thief_keys = [*stolen.box_keys.values(), *SVK.box_keys]
+    assert _every_unwrap(after, [k.secret for k in thief_keys]) == []
+    with pytest.raises(errors.NotAddressedToUs):
+        Opener("LA-SVK", thief_keys, d).open(after, witnessed_at=rotated_at + 1000)
+    node = Opener("LA-SVK", ring.box_keys, d)
+    assert node.open(after, witnessed_at=rotated_at + 1000).bulletin.title == "bulletin 2"
+    assert node.open(before, witnessed_at=NOW + 1000).bulletin.title == "bulletin 1"  # kept while it may arrive
+    # Erased once nothing sealed to it can arrive any more; the node opens nothing to it then.
+    erase_at = first.item.valid_until + INBOX_KEY_KEPT_MS
+    assert ring.erase(erase_at - 1) == []
+    assert [k.kid for k in ring.erase(erase_at)] == [first.kid]
+    assert first.kid not in ring.box_keys
+    with pytest.raises(errors.NotAddressedToUs):
+        node.open(before, witnessed_at=NOW + 1000)

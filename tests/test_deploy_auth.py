@@ -372,3 +372,32 @@ async def test_an_office_deletes_its_own_feed_consumer_and_no_one_elses(bus: Bus
     finally:
         await muk.close()
         await svk.close()
+
+
+async def test_an_office_puts_only_its_own_inbox_keys_in_the_directory_bucket(bus: Bus) -> None:
+    """DIRECTORY.md 7: an office's node publishes its inbox keys itself, so its NATS user may
+    write the directory bucket, but only under ``inbox.<ITSELF>.``: not another office's
+    inbox keys, not records, not revocations (which centres sign)."""
+    admin = await nats.connect(bus.server.url, nkeys_seed=str(bus.keys.seeds["admin"]))
+    try:
+        await admin.jetstream().create_key_value(bucket="blo_directory", history=1)
+    finally:
+        await admin.close()
+    refused: list[str] = []
+
+    async def on_error(exc: Exception) -> None:
+        refused.append(str(exc))
+
+    nc = await nats.connect(bus.server.url, nkeys_seed=str(bus.keys.seeds["TH-MUK"]), error_cb=on_error,
+                            inbox_prefix=inbox_prefix("TH-MUK").encode())  # fmt: skip
+    js = nc.jetstream(timeout=1.5)
+    try:
+        ack = await js.publish("$KV.blo_directory.inbox.TH-MUK.0011223344556677", b"item")
+        assert ack.stream == "KV_blo_directory"
+        for key in ("inbox.LA-SVK.0011223344556677", "record.TH.TH-MUK.0011223344556677", "revocation.TH-MUK.00"):
+            with pytest.raises(nats.errors.TimeoutError):
+                await js.publish(f"$KV.blo_directory.{key}", b"item")
+        await eventually(lambda: len(refused) >= 3, 5, "three refused publishes")
+        assert all("permissions violation for publish" in r.lower() for r in refused), refused
+    finally:
+        await nc.close()
