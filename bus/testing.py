@@ -4,7 +4,10 @@ own integrations the same way (as trio ships ``trio.testing``)."""
 from __future__ import annotations
 
 import hashlib
+import json
+import sys
 from dataclasses import replace
+from pathlib import Path
 
 from bus.directory import Directory, make_inbox_key
 from bus.keys import BoxKeyPair, Identity
@@ -48,3 +51,19 @@ def add_inbox_key(
     item, opener = inbox_key(identity, now_ms=now_ms, lifetime_ms=lifetime_ms)
     directory.apply(item, witnessed_at=now_ms)
     return opener
+
+
+def render_vector(vector: dict) -> str:
+    """One test vector as its file holds it: indented JSON, text as UTF-8, a final newline."""
+    return json.dumps(vector, ensure_ascii=False, indent=2) + "\n"
+
+
+def write_vectors(folder: Path, vectors: dict[str, dict]) -> None:
+    """Write ``vectors`` (by name) as ``folder/<name>.json`` and remove the stale files there:
+    what every ``schemas/vectors/<family>/generate.py`` does."""
+    for stale in folder.glob("*.json"):
+        if stale.stem not in vectors:
+            stale.unlink()
+    for name, v in vectors.items():
+        (folder / f"{name}.json").write_text(render_vector(v), encoding="utf-8")
+    print(f"wrote {len(vectors)} vectors to {folder}", file=sys.stderr)

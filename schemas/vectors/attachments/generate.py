@@ -21,14 +21,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
-import sys
 from pathlib import Path
 from typing import Any
 
 from bus import errors
 from bus.attachments import CHUNK_SIZE, Entry, chunk_nonce, object_name, open_file, seal_chunk, seal_file
-from bus.testing import DeterministicRng
+from bus.testing import DeterministicRng, render_vector, write_vectors
 
 HERE = Path(__file__).resolve().parent
 #: Sealed chunks up to this size are written out whole; larger ones by hash and length.
@@ -190,21 +188,15 @@ def build_vectors() -> dict[str, dict[str, Any]]:
     return {v["name"]: v for v in vs}
 
 
-def render(v: dict[str, Any]) -> str:
-    return json.dumps(v, indent=2, ensure_ascii=False) + "\n"
 
 
-def write(here: Path, vectors: dict[str, dict[str, Any]]) -> None:
-    for stale in here.glob("*.json"):
-        if stale.stem not in vectors:
-            stale.unlink()
-    for name, v in vectors.items():
-        (here / f"{name}.json").write_text(render(v), encoding="utf-8")
-    print(f"wrote {len(vectors)} vectors to {here}", file=sys.stderr)
 
 
 def main() -> None:
-    write(HERE, build_vectors())
+    write_vectors(HERE, build_vectors())
+
+
+render = render_vector  # what the tests compare the files with
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ import base64
 import hashlib
 import importlib.util
 import json
-import sys
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -50,7 +49,7 @@ from bus.envelope import (
 )
 from bus.ids import new_bulletin_id
 from bus.keys import BoxKeyPair, Identity, PeerBook, PeerKeys, SigningKeyPair
-from bus.testing import DeterministicRng
+from bus.testing import DeterministicRng, render_vector, write_vectors
 from bus.timing import MAX_AGE_MS, MAX_FUTURE_SKEW_MS, REVOCATION_GRACE_MS
 
 HERE = Path(__file__).resolve().parent
@@ -580,18 +579,13 @@ def build_vectors() -> dict[str, Vector]:
     return {v["name"]: v for v in out}
 
 
-def render(v: Vector) -> str:
-    return json.dumps(v, ensure_ascii=False, indent=2) + "\n"
 
 
 def main() -> None:
-    vectors = build_vectors()
-    for stale in HERE.glob("*.json"):
-        if stale.stem not in vectors:
-            stale.unlink()
-    for name, v in vectors.items():
-        (HERE / f"{name}.json").write_text(render(v), encoding="utf-8")
-    print(f"wrote {len(vectors)} vectors to {HERE}", file=sys.stderr)
+    write_vectors(HERE, build_vectors())
+
+
+render = render_vector  # what the tests compare the files with
 
 
 if __name__ == "__main__":

@@ -15,8 +15,6 @@ FEEDS.md section 15).
 
 from __future__ import annotations
 
-import json
-import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -39,7 +37,7 @@ from bus.feeds import (
     sign_grant,
 )
 from bus.keys import BoxKeyPair, Identity, PeerKeys
-from bus.testing import DeterministicRng
+from bus.testing import DeterministicRng, render_vector, write_vectors
 from bus.timing import MAX_FUTURE_SKEW_MS, REVOCATION_GRACE_MS
 
 HERE = Path(__file__).resolve().parent
@@ -291,18 +289,13 @@ def build_vectors() -> dict[str, Vector]:
     return {v["name"]: v for v in vectors}
 
 
-def render(v: Vector) -> str:
-    return json.dumps(v, ensure_ascii=False, indent=2) + "\n"
 
 
 def main() -> None:
-    vectors = build_vectors()
-    for stale in HERE.glob("*.json"):
-        if stale.stem not in vectors:
-            stale.unlink()
-    for name, v in vectors.items():
-        (HERE / f"{name}.json").write_text(render(v), encoding="utf-8")
-    print(f"wrote {len(vectors)} feed vectors to {HERE}", file=sys.stderr)
+    write_vectors(HERE, build_vectors())
+
+
+render = render_vector  # what the tests compare the files with
 
 
 if __name__ == "__main__":

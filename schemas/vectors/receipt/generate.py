@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import json
-import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from bus import errors
 from bus.ids import bulletin_id_to_bytes, new_bulletin_id
 from bus.keys import Identity, PeerBook, PeerKeys, SigningKeyPair
 from bus.receipt import DELIVERED, READ, RECEIPT_LABEL, open_receipt, sign_receipt
-from bus.testing import DeterministicRng
+from bus.testing import DeterministicRng, render_vector, write_vectors
 from bus.timing import MAX_AGE_MS, MAX_FUTURE_SKEW_MS, REVOCATION_GRACE_MS
 
 HERE = Path(__file__).resolve().parent
@@ -116,21 +115,15 @@ def build_vectors() -> dict[str, dict[str, Any]]:
     return {v["name"]: json.loads(json.dumps(v)) for v in out}
 
 
-def render(v: dict[str, Any]) -> str:
-    return json.dumps(v, ensure_ascii=False, indent=2) + "\n"
 
 
-def write(here: Path, vectors: dict[str, dict[str, Any]]) -> None:
-    for stale in here.glob("*.json"):
-        if stale.stem not in vectors:
-            stale.unlink()
-    for name, v in vectors.items():
-        (here / f"{name}.json").write_text(render(v), encoding="utf-8")
-    print(f"wrote {len(vectors)} vectors to {here}", file=sys.stderr)
 
 
 def main() -> None:
-    write(HERE, build_vectors())
+    write_vectors(HERE, build_vectors())
+
+
+render = render_vector  # what the tests compare the files with
 
 
 if __name__ == "__main__":
