@@ -185,6 +185,49 @@ async def test_a_flash_file_is_fetched_before_a_routine_backlogs(tmp_path: Path,
         receiver.close()
 
 
+async def test_a_flash_upload_queued_mid_file_goes_before_the_rest_of_a_routine_upload(
+    tmp_path: Path, nats_server: NatsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import bus.transport.transfers as tr
+
+    monkeypatch.setattr(tr, "WINDOW_BYTES", 2 * 1024 * 1024)  # 7 chunks in flight
+    done: list[str] = []
+    published: list[str] = []
+
+    def finished(kind: str, d: dict[str, object]) -> None:
+        if kind == "upload" and d["sent"] == d["chunks"]:
+            done.append(str(d["id"]))
+
+    sender = _transfers(tmp_path / "muk", on_event=finished)
+    bucket = office_bucket("LA-SVK")
+    routine = sender.seal_to_spool("r.pdf", "application/pdf", io.BytesIO(_pdf(8 * 1024 * 1024, "r")), DeterministicRng("r"))
+    flash = sender.seal_to_spool("f.jpg", "image/jpeg", io.BytesIO(_pdf(300_000, "f")), DeterministicRng("f"))
+
+    def flash_arrives(obj: str, i: int) -> None:
+        published.append("F" if obj == flash.object_hex else "R")
+        if obj == routine.object_hex and i == 3:
+            sender.queue_uploads("F", 0, [flash], [bucket])
+
+    sender.on_publish = flash_arrives
+    client = await _client(nats_server.url)
+    task = None
+    try:
+        sender.queue_uploads("R", 3, [routine], [bucket])
+        task = asyncio.create_task(sender.run(client))
+        await eventually(lambda: done == ["F", "R"], 30, "both uploads, the FLASH first")
+        # The routine file took no new chunks once the FLASH was queued: only the window
+        # it had read for sending (chunks 0-6) went before the FLASH file, then the rest.
+        before_flash = published.index("F")
+        assert before_flash <= 7 < routine.chunks, published
+        assert published.count("R") == routine.chunks  # nothing sent twice
+    finally:
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        await client.close()
+        sender.close()
+
+
 FEED = "mekong-border"
 
 

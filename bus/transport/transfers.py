@@ -31,6 +31,7 @@ import logging
 import os
 import sqlite3
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,14 +42,25 @@ from prometheus_client import CollectorRegistry, Counter
 from bus import attachments as att
 from bus.errors import AttachmentCorrupt, AttachmentError, BusError
 from bus.transport.client import BusClient
-from bus.transport.object_store import BucketSpec, NoBucket, Reader, chunk_subject, ensure_bucket, put_chunks
+from bus.transport.object_store import (
+    BucketSpec,
+    NoBucket,
+    Reader,
+    chunk_outcome,
+    chunk_subject,
+    digest_of,
+    ensure_bucket,
+    send_chunk,
+)
 from bus.transport.outbox import connect_sqlite, transaction
 from bus.transport.quarantine import Quarantine
 
 log = logging.getLogger("blo.bus.transfers")
 
-#: Sealed bytes of one upload round in flight (32 full chunks).
+#: Sealed bytes of an upload in flight at once (31 full chunks), topped up as acks come in.
 WINDOW_BYTES = 8 * 1024 * 1024
+#: At most one upload progress event per upload this often (and one when it is done).
+PROGRESS_EVERY_S = 0.2
 #: Chunks one download round asks for at once.
 FETCH_AT_ONCE = 8
 BACKOFF_MIN_S = 0.25
@@ -186,6 +198,7 @@ class Transfers:
         self._readers: dict[str, Reader] = {}
         self._client: BusClient | None = None
         self._closing = False
+        self._queued_uploads = 0  # counts queue_uploads calls: a running upload checks its rank
 
     def close(self) -> None:
         self._closing = True
@@ -255,6 +268,7 @@ class Transfers:
                 "VALUES (?,?,?,?,?,?,?,?,?)",
                 rows,
             )
+        self._queued_uploads += 1
         self._wake.set()
 
     def queue_downloads(self, bulletin_id: str, rank: int, entries: Sequence[att.Entry], bucket: str) -> None:
@@ -385,60 +399,117 @@ class Transfers:
     # -- uploading ---------------------------------------------------------------------
 
     async def _upload_round(self, client: BusClient) -> bool:
-        """Send one window of the first upload ready, by precedence; False if none is."""
+        """Send the first upload ready, by precedence, until it is done, fails, or an
+        upload of higher precedence is queued; False if none is ready or nothing was stored.
+
+        A sliding window: at most ``WINDOW_BYTES`` of chunks in flight, topped up as each
+        chunk's acks come in, so the link never idles between rounds. Each stored chunk is
+        recorded as it is acknowledged (``_record_acked``), so a crash or a dropped link
+        costs at most the chunks in flight."""
         rows = self.db.execute(
-            "SELECT id, bulletin_id, n, bucket, object, chunks, acked FROM uploads WHERE state = 'queued' ORDER BY rank, id"
+            "SELECT id, bulletin_id, n, bucket, object, chunks, acked, rank FROM uploads WHERE state = 'queued' "
+            "ORDER BY rank, id"
         ).fetchall()
         job = next((r for r in rows if self._ready(("up", r[0]))), None)
         if job is None:
             return False
-        uid, bid, n, bucket, object_hex, chunks, acked = job
+        uid, bid, n, bucket, object_hex, chunks, acked, rank = job
         key = ("up", uid)
         await self._ensure(client, bucket)
         bits = bytearray(acked)
         size = self.db.execute("SELECT size FROM files WHERE object = ?", (object_hex,)).fetchone()[0]
-        todo, budget = [], WINDOW_BYTES
-        for i in range(chunks):
-            if not _has(bits, i):
-                length = att.chunk_plain_size(size, i) + att.TAG_BYTES
-                if todo and budget < length:
-                    break
-                todo.append((i, length))
-                budget -= length
-        window = await asyncio.to_thread(self._read_chunks, object_hex, todo)
-        if self.on_publish is not None:
-            for i, _ in window:
-                self.on_publish(object_hex, i)
-        results = await put_chunks(client, bucket, object_hex, window, timeout=self.publish_timeout_s)
-        stored = [i for (i, _), r in zip(window, results, strict=True) if r is None]
-        for i in stored:
-            _set(bits, i)
+        todo = deque(i for i in range(chunks) if not _has(bits, i))
+        flight: dict[asyncio.Future[Any], tuple[int, int, float]] = {}  # acks -> (index, bytes, sent at)
+        in_flight = stored_any = 0
+        told = 0.0  # when the last progress event went out
+        error: BusError | None = None
+        generation = self._queued_uploads
+        while True:
+            if error is None and todo and not self._closing and not self._outranked(rank, generation):
+                batch, budget = [], WINDOW_BYTES - in_flight
+                while todo:
+                    length = att.chunk_plain_size(size, todo[0]) + att.TAG_BYTES
+                    if (flight or batch) and budget < length:
+                        break
+                    batch.append((todo.popleft(), length))
+                    budget -= length
+                if batch:
+                    window = await asyncio.to_thread(self._read_chunks, object_hex, batch)
+                    for place, (i, data, digest) in enumerate(window):
+                        if self.on_publish is not None:
+                            self.on_publish(object_hex, i)
+                        try:
+                            acks = await send_chunk(client, bucket, object_hex, i, data, digest=digest)
+                        except BusError as exc:
+                            error = exc
+                            todo.extendleft(reversed([j for j, _, _ in window[place:]]))
+                            break
+                        flight[acks] = (i, len(data), time.monotonic())
+                        in_flight += len(data)
+            if not flight:
+                break
+            oldest = min(at for _, _, at in flight.values())
+            wait = max(0.0, oldest + self.publish_timeout_s - time.monotonic())
+            done, _ = await asyncio.wait(flight, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+            late = time.monotonic() - self.publish_timeout_s
+            stored = []
+            for acks in [f for f, (_, _, at) in flight.items() if f in done or at <= late]:
+                i, length, at = flight.pop(acks)
+                in_flight -= length
+                outcome = chunk_outcome(client, bucket, object_hex, i, acks, at)
+                acks.cancel()
+                if outcome is None:
+                    stored.append(i)
+                else:
+                    error = error or outcome
+            if stored:
+                for i in stored:
+                    _set(bits, i)
+                self._record_acked(uid, bits, chunks - _count(bits))
+                self.metrics.chunks_sent.inc(len(stored))
+                stored_any += len(stored)
+                self._progressed(key)
+                if _count(bits) == chunks or time.monotonic() - told >= PROGRESS_EVERY_S:
+                    told = time.monotonic()
+                    self._emit("upload", {"id": bid, "n": n, "bucket": bucket, "sent": _count(bits), "chunks": chunks})
         left = chunks - _count(bits)
-        errors = [r for r in results if r is not None]
         with transaction(self.db):
             self.db.execute(
                 "UPDATE uploads SET acked = ?, left = ?, error = ?, state = ?, done_at = ? WHERE id = ?",
-                (bytes(bits), left, errors[0].message if errors else None, DONE if left == 0 else QUEUED,
+                (bytes(bits), left, error.message if error else None, DONE if left == 0 else QUEUED,
                  self.clock() if left == 0 else None, uid),
             )  # fmt: skip
-        self.metrics.chunks_sent.inc(len(stored))
-        if stored:
-            self._progressed(key)
-            self._emit("upload", {"id": bid, "n": n, "bucket": bucket, "sent": chunks - left, "chunks": chunks})
-        if errors:
-            if isinstance(errors[0], NoBucket):
+        if error is not None:
+            if isinstance(error, NoBucket):
                 self._ensured.discard(bucket)
-            log.info("upload of %s/%s to %s: %s", bid, n, bucket, errors[0].message)
-            if not stored:
+            log.info("upload of %s/%s to %s: %s", bid, n, bucket, error.message)
+            if not stored_any:
                 self._later(key)
-        return bool(stored)
+        return bool(stored_any)
 
-    def _read_chunks(self, object_hex: str, todo: list[tuple[int, int]]) -> list[tuple[int, bytes]]:
+    def _record_acked(self, uid: int, bits: bytearray, left: int) -> None:
+        """Record chunks JetStream acknowledged. Without a full sync: losing this record (to
+        a power cut, never to a crash of the process) only makes the chunks go again, with
+        the same ids and bytes, which JetStream drops as duplicates (ATTACHMENTS.md 5.3)."""
+        with transaction(self.db, durable=False):
+            self.db.execute("UPDATE uploads SET acked = ?, left = ? WHERE id = ?", (bytes(bits), left, uid))
+
+    def _outranked(self, rank: int, generation: int) -> bool:
+        """Whether an upload of higher precedence was queued since ``generation``."""
+        if generation == self._queued_uploads:
+            return False
+        top = self.db.execute("SELECT MIN(rank) FROM uploads WHERE state = 'queued'").fetchone()[0]
+        return top is not None and top < rank
+
+    def _read_chunks(self, object_hex: str, todo: list[tuple[int, int]]) -> list[tuple[int, bytes, str]]:
+        """The sealed chunks from the spool, each with its Object Store digest (in a worker
+        thread: hashing releases the GIL)."""
         out = []
         with open(self.spool_path(object_hex), "rb") as f:
             for i, length in todo:
                 f.seek(i * att.MAX_SEALED_CHUNK)
-                out.append((i, f.read(length)))
+                data = f.read(length)
+                out.append((i, data, digest_of(data)))
         return out
 
     # -- downloading -------------------------------------------------------------------
