@@ -51,7 +51,10 @@ OFFICE_BUCKET_PREFIX = "blo-att-office-"
 FEED_BUCKET_PREFIX = "blo-att-feed-"
 #: Room for the meta JSON and headers beside the largest sealed chunk.
 BUCKET_MAX_MSG_SIZE = MAX_SEALED_CHUNK + 4096
-DEFAULT_BUCKET_BYTES = 8 * 1024**3
+#: A bucket's size limit, which JetStream reserves on every server holding a replica: ten
+#: bulletins with the most attachments allowed by default (ATTACHMENTS.md 6). A network
+#: reserves this once per office and per feed (``blo deploy streams --bucket-mib``).
+DEFAULT_BUCKET_BYTES = 1024**3
 _LINK_DOWN = (
     nats.errors.ConnectionClosedError,
     nats.errors.ConnectionReconnectingError,
@@ -129,10 +132,35 @@ class BucketSpec:
         )
 
 
-def bucket_specs(offices: Sequence[str], feeds: Sequence[str], *, max_age_s: float, replicas: int = 1) -> list[BucketSpec]:
+def bucket_specs(
+    offices: Sequence[str], feeds: Sequence[str], *, max_age_s: float, replicas: int = 1,
+    max_bytes: int = DEFAULT_BUCKET_BYTES,
+) -> list[BucketSpec]:  # fmt: skip
     """The buckets of a network: one per office and per feed (``blo deploy streams``)."""
     names = [office_bucket(o) for o in offices] + [feed_bucket(f) for f in feeds]
-    return [BucketSpec(b, max_age_s, replicas=replicas) for b in names]
+    return [BucketSpec(b, max_age_s, max_bytes, replicas) for b in names]
+
+
+def bucket_list_json(offices: Sequence[str], feeds: Sequence[str]) -> str:
+    """The buckets a network's NATS users are granted, as ``blo deploy nats-auth`` writes
+    them for ``blo deploy streams --buckets``: ``{"offices": [...], "feeds": [...]}``."""
+    listed = {"offices": sorted({sj.check_office(o) for o in offices}), "feeds": sorted({sj.check_feed(f) for f in feeds})}
+    return json.dumps(listed, indent=2) + "\n"
+
+
+def parse_bucket_list(text: str) -> tuple[list[str], list[str]]:
+    """The offices and feeds of a ``bucket_list_json`` file; ``ValidationError`` naming
+    what is wrong."""
+    try:
+        data = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValidationError("buckets", f"is not JSON ({exc}); use the buckets.json blo deploy nats-auth wrote") from None
+    if not isinstance(data, dict) or set(data) != {"offices", "feeds"}:
+        raise ValidationError("buckets", 'expected {"offices": [...], "feeds": [...]}, as blo deploy nats-auth writes it')
+    offices, feeds = data["offices"], data["feeds"]
+    if not isinstance(offices, list) or not isinstance(feeds, list):
+        raise ValidationError("buckets", "offices and feeds must be lists of names")
+    return [sj.check_office(o) for o in offices], [sj.check_feed(f) for f in feeds]
 
 
 async def ensure_bucket(client: BusClient, spec: BucketSpec) -> None:
@@ -255,7 +283,10 @@ def _unconfirmed(client: BusClient, bucket: str, object_hex: str, index: int, si
 
 def _refused(exc: BaseException, bucket: str, object_hex: str, index: int) -> BusError:
     if isinstance(exc, nats.js.errors.NoStreamResponseError | nats.errors.NoRespondersError):
-        return NoBucket(f"no bucket {bucket} on the server: create it (blo deploy streams)")
+        return NoBucket(
+            f"no bucket {bucket} on the server: the operator creates it (blo deploy streams --buckets, "
+            "with the buckets.json of blo deploy nats-auth)"
+        )
     description = getattr(exc, "description", None) or repr(exc)
     return BusError(f"JetStream refused chunk {object_hex}/{index} in {bucket}: {description}")
 
