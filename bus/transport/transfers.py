@@ -8,7 +8,9 @@ the record of which chunks are done. The rules (schemas/ATTACHMENTS.md 5.3, 5.4)
 * **the spool** (``<data>/attachments/<object id>.sealed``) holds each file's stored
   ciphertext, sealed chunks back to back: a sender writes it when the officer attaches the
   file (``seal_to_spool``), a receiver fills it chunk by chunk as they arrive. Serving a
-  file decrypts it from there, chunk by chunk (``read_plaintext``);
+  file decrypts it from there, chunk by chunk (``read_plaintext``). Files leave it by the
+  rules of ``spool_sweep.py``: a received file stays with its bulletin, a sent one as long
+  as the buckets keep their copies;
 * **uploads**: one row per (bulletin, attachment, bucket), with a bitmap of the chunks
   JetStream acknowledged. The pump serves the highest precedence first and sends only
   unacknowledged chunks, at most ``WINDOW_BYTES`` in flight: a finished chunk is never
@@ -54,11 +56,14 @@ from bus.transport.object_store import (
 )
 from bus.transport.outbox import connect_sqlite, transaction
 from bus.transport.quarantine import Quarantine
+from bus.transport.spool_sweep import Swept, sweep
 
 log = logging.getLogger("blo.bus.transfers")
 
 #: Sealed bytes of an upload in flight at once (31 full chunks), topped up as acks come in.
 WINDOW_BYTES = 8 * 1024 * 1024
+#: How often the spool is swept (spool_sweep.py); also once at start.
+SWEEP_EVERY_S = 3600.0
 #: At most one upload progress event per upload this often (and one when it is done).
 PROGRESS_EVERY_S = 0.2
 #: Chunks one download round asks for at once.
@@ -73,7 +78,9 @@ CREATE TABLE IF NOT EXISTS files (
     chunks INTEGER NOT NULL,
     size INTEGER NOT NULL,           -- plaintext bytes
     held BLOB NOT NULL,              -- bitmap: chunk i is in the spool (checked R3-R5, or sealed here)
-    complete INTEGER NOT NULL DEFAULT 0
+    complete INTEGER NOT NULL DEFAULT 0,
+    sealed_at INTEGER,               -- sealed here: when (spool_sweep.py, a file never sent)
+    removed_at INTEGER               -- its spool file was deleted (spool_sweep.py)
 );
 CREATE TABLE IF NOT EXISTS uploads (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -98,7 +105,7 @@ CREATE TABLE IF NOT EXISTS downloads (
     bucket TEXT NOT NULL,
     entry TEXT NOT NULL,             -- the attachment map (JSON; holds the file key: the file is 0600)
     rank INTEGER NOT NULL,
-    state TEXT NOT NULL DEFAULT 'queued',   -- queued | complete | refused | corrupt
+    state TEXT NOT NULL DEFAULT 'queued',   -- queued | complete | refused | corrupt | expired
     reason TEXT,
     message TEXT,
     sniffed TEXT,                    -- the media type sniffed from the content (R8)
@@ -108,6 +115,15 @@ CREATE TABLE IF NOT EXISTS downloads (
 );
 CREATE INDEX IF NOT EXISTS downloads_queue ON downloads(rank, queued_at) WHERE state = 'queued';
 """
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Bring a file of an earlier build up to ``_SCHEMA`` (columns added since)."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(files)")}
+    with transaction(db):
+        for column in ("sealed_at", "removed_at"):
+            if column not in columns:
+                db.execute(f"ALTER TABLE files ADD COLUMN {column} INTEGER")
 
 
 def _bitmap(n: int, full: bool = False) -> bytearray:
@@ -179,6 +195,7 @@ class Transfers:
         self.spool.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.db = connect_sqlite(Path(data_dir) / "attachments.db")
         self.db.executescript(_SCHEMA)
+        _migrate(self.db)
         self.bucket_max_age_s = bucket_max_age_s
         self.ensure_buckets = ensure_buckets
         self.replicas = replicas
@@ -230,18 +247,42 @@ class Transfers:
     def _sealed(self, entry: att.Entry) -> None:
         with transaction(self.db):
             self.db.execute(
-                "INSERT OR REPLACE INTO files (object, chunks, size, held, complete) VALUES (?,?,?,?,1)",
-                (entry.object_hex, entry.chunks, entry.size, bytes(_bitmap(entry.chunks, full=True))),
+                "INSERT OR REPLACE INTO files (object, chunks, size, held, complete, sealed_at) VALUES (?,?,?,?,1,?)",
+                (entry.object_hex, entry.chunks, entry.size, bytes(_bitmap(entry.chunks, full=True)), self.clock()),
             )
 
     def is_complete(self, object_hex: str) -> bool:
         row = self.db.execute("SELECT complete FROM files WHERE object = ?", (object_hex,)).fetchone()
         return bool(row and row[0])
 
+    def removed_at(self, object_hex: str) -> int | None:
+        """When the file's spool copy was deleted (``spool_sweep``), or None."""
+        row = self.db.execute("SELECT removed_at FROM files WHERE object = ?", (object_hex,)).fetchone()
+        return row[0] if row else None
+
+    def remove_file(self, object_hex: str, *, now_ms: int, forget: bool = False) -> None:
+        """Delete the file's spool copy (and its thumbnail); its row says when, or goes too
+        (``forget``: nothing refers to it)."""
+        with transaction(self.db):
+            if forget:
+                self.db.execute("DELETE FROM files WHERE object = ?", (object_hex,))
+            else:
+                self.db.execute(
+                    "UPDATE files SET removed_at = ?, complete = 0, held = zeroblob(length(held)) WHERE object = ?",
+                    (now_ms, object_hex),
+                )
+        for path in self.spool.glob(f"{object_hex}.*"):
+            path.unlink(missing_ok=True)
+
     def read_plaintext(self, entry: att.Entry) -> Iterator[bytes]:
         """The file's plaintext, chunk by chunk, from the spool, every chunk checked again
         (a spool file altered on disk fails as a corrupt chunk)."""
         if not self.is_complete(entry.object_hex):
+            if self.removed_at(entry.object_hex) is not None:
+                raise AttachmentError(
+                    f"{entry.name} is no longer kept on this node (its spool copy was removed once the bus no "
+                    "longer kept it either)", "attachment_removed",
+                )  # fmt: skip
             raise AttachmentError(f"{entry.name} is not complete on this node yet", "attachment_incomplete")
         with open(self.spool_path(entry.object_hex), "rb") as f:
             for i in range(entry.chunks):
@@ -340,9 +381,21 @@ class Transfers:
     # -- the pumps ---------------------------------------------------------------------
 
     async def run(self, client: BusClient) -> None:
-        """Upload and download until cancelled (or ``close``)."""
+        """Upload and download until cancelled (or ``close``); sweep the spool at start and
+        every ``SWEEP_EVERY_S``."""
         self._client = client
-        await asyncio.gather(self._pump(self._upload_round), self._pump(self._download_round))
+        await asyncio.gather(self._pump(self._upload_round), self._pump(self._download_round), self._sweep_loop())
+
+    async def _sweep_loop(self) -> None:
+        while not self._closing:
+            try:
+                swept = sweep(self)
+            except (sqlite3.Error, OSError) as exc:
+                log.warning("sweeping the attachment spool failed: %s", exc)
+            else:
+                if swept != Swept():
+                    log.info("attachment spool: %s", swept)
+            await asyncio.sleep(SWEEP_EVERY_S)
 
     def wake(self) -> None:
         self._wake.set()
@@ -596,7 +649,7 @@ class Transfers:
             self._corrupt(bid, n, bucket, entry, exc, sealed, f"$O.{bucket}.C.{entry.object_hex}-*")
             return True
         with transaction(self.db):
-            self.db.execute("UPDATE files SET complete = 1 WHERE object = ?", (entry.object_hex,))
+            self.db.execute("UPDATE files SET complete = 1, removed_at = NULL WHERE object = ?", (entry.object_hex,))
         await self._finish(bid, n, bucket, entry)
         return True
 
