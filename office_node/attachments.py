@@ -30,9 +30,19 @@ from bus.transport.object_store import bucket_of, feed_bucket, office_bucket
 from bus.transport.quarantine import Quarantine
 from bus.transport.transfers import COMPLETE, Download, TransferMetrics, Transfers, entries_of
 from office_node import media
+from office_node.times import iso_utc
 
 #: Bytes read from an HTTP upload at a time.
 READ_BYTES = 256 * 1024
+#: A sent file whose spool copy was deleted (bus/transport/spool_sweep.py).
+REMOVED = "removed"
+
+
+def _removed_message(at_ms: int) -> str:
+    return (
+        f"sent, and removed from this node on {iso_utc(at_ms)} once the bus no longer kept it either "
+        "(the original is where it was attached from)"
+    )
 
 
 class NodeAttachments:
@@ -157,7 +167,11 @@ class NodeAttachments:
         for n, a in enumerate(items):
             entry = Entry.of(a)
             d = downloads.get(n)
-            state = "complete" if sent and self.transfers.is_complete(entry.object_hex) else (d.state if d else "queued")
+            removed = self.transfers.removed_at(entry.object_hex) if sent else None
+            if sent:
+                state = "complete" if self.transfers.is_complete(entry.object_hex) else REMOVED if removed else "queued"
+            else:
+                state = d.state if d else "queued"
             sniffed = entry.media_type if sent else (d.sniffed if d else None)
             out.append(
                 {
@@ -165,9 +179,9 @@ class NodeAttachments:
                     "n": n,
                     "state": state,
                     "chunks": entry.chunks,
-                    "held": entry.chunks if sent else (d.held if d else 0),
-                    "reason": d.reason if d else None,
-                    "message": d.message if d else None,
+                    "held": (0 if removed else entry.chunks) if sent else (d.held if d else 0),
+                    "reason": d.reason if d else "attachment_removed" if removed else None,
+                    "message": d.message if d else _removed_message(removed) if removed else None,
                     "sniffed": sniffed,
                     "image": media.is_image(sniffed) and state == COMPLETE,
                     "uploads": [u for u in uploads if u["n"] == n],

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,8 @@ from office_node.home import NodeHome
 TOKEN_ENV = "BLO_TOKEN"
 URL_ENV = "BLO_URL"
 TOKEN_FILE = "api.token"
+#: Files go up and down as long as the bytes keep moving: no limit on the whole request.
+TRANSFER_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=120)
 
 
 def token_path(home: NodeHome) -> Path:
@@ -83,33 +86,69 @@ class NodeClient:
         return self._session
 
     async def request(self, method: str, path: str, *, body: Any = None, params: Mapping[str, str] | None = None) -> Any:
+        return await self._send(method, path, json=body, params=params)
+
+    async def _send(self, method: str, path: str, **kw: Any) -> Any:
         url = self.base_url + path
         try:
-            async with self._s().request(method, url, json=body, params=params) as response:
+            async with self._s().request(method, url, **kw) as response:
                 text = await response.text()
                 return _answer(response.status, text, url)
         except aiohttp.ClientConnectorError as exc:
-            raise NodeUnavailable(
-                f"cannot reach the node at {self.base_url} ({exc.os_error.strerror if exc.os_error else exc}); "
-                "is `blo node run` running, and is the URL right (--url, BLO_URL, node.toml http.bind)?"
-            ) from None
+            raise self._unreachable(exc) from None
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise NodeUnavailable(f"the node at {self.base_url} did not answer: {exc or type(exc).__name__}") from None
 
-    async def post_bulletin(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        return await self.request("POST", "/api/bulletins", body=dict(body))
+    def _unreachable(self, exc: aiohttp.ClientConnectorError) -> NodeUnavailable:
+        return NodeUnavailable(
+            f"cannot reach the node at {self.base_url} ({exc.os_error.strerror if exc.os_error else exc}); "
+            "is `blo node run` running, and is the URL right (--url, BLO_URL, node.toml http.bind)?"
+        )
+
+    async def post_bulletin(self, body: Mapping[str, Any], files: Sequence[Path] = ()) -> dict[str, Any]:
+        """Post a bulletin; with ``files``, as multipart (the post's JSON, then each file,
+        streamed from disk: the node seals it into its spool as it arrives)."""
+        if not files:
+            return await self.request("POST", "/api/bulletins", body=dict(body))
+        with ExitStack() as opened:
+            form = aiohttp.FormData(quote_fields=False)  # names as UTF-8, as browsers send them, not %-escaped
+            form.add_field("bulletin", json.dumps(dict(body), ensure_ascii=False), content_type="application/json")
+            for path in files:
+                source = opened.enter_context(open(path, "rb"))
+                form.add_field("file", source, filename=path.name, content_type="application/octet-stream")
+            return await self._send("POST", "/api/bulletins", data=form, timeout=TRANSFER_TIMEOUT)
+
+    async def download(self, path: str, write: Callable[[bytes], object]) -> int:
+        """Stream a file the node serves (an attachment) to ``write``, piece by piece; its size."""
+        url = self.base_url + path
+        written = 0
+        try:
+            async with self._s().get(url, timeout=TRANSFER_TIMEOUT, headers={"Accept": "*/*"}) as response:
+                if response.status != 200:
+                    _answer(response.status, await response.text(), url)
+                async for piece in response.content.iter_chunked(256 * 1024):
+                    write(piece)
+                    written += len(piece)
+        except aiohttp.ClientConnectorError as exc:
+            raise self._unreachable(exc) from None
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise NodeUnavailable(f"the download of {path} from {self.base_url} broke: {exc or type(exc).__name__}") from None
+        return written
 
     async def get(self, path: str, **params: str) -> Any:
         return await self.request("GET", path, params=params or None)
 
-    async def events(self) -> AsyncIterator[Event]:
-        """The node's live stream, event by event, until the node ends it."""
+    async def events(self, on_open: Callable[[], object] | None = None) -> AsyncIterator[Event]:
+        """The node's live stream, event by event, until the node ends it; ``on_open`` is
+        called once the node accepted it (from then on no event is missed)."""
         url = self.base_url + "/api/events"
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=10)
         try:
             async with self._s().get(url, timeout=timeout, headers={"Accept": "text/event-stream"}) as response:
                 if response.status != 200:
                     _answer(response.status, await response.text(), url)
+                if on_open is not None:
+                    on_open()
                 kind, data = "message", []
                 async for raw in response.content:
                     line = raw.decode("utf-8").rstrip("\r\n")

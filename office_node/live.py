@@ -81,14 +81,15 @@ class LiveHub:
         response = web.StreamResponse(
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
         )
-        await response.prepare(request)
-        await response.write(b": connected\n\n")
         # The queue is read directly, not through ``subscribe()``: cancelling a pending
         # ``anext()`` of an async generator and closing it at once raised "aclose():
-        # asynchronous generator is already running" whenever a tab closed.
+        # asynchronous generator is already running" whenever a tab closed. It listens
+        # before the answer starts, so a client that has the answer misses no event.
         queue: asyncio.Queue[Event | None] = asyncio.Queue(QUEUE_LIMIT)
         self._subscribers.add(queue)
         try:
+            await response.prepare(request)
+            await response.write(b": connected\n\n")
             while True:
                 try:
                     event = await asyncio.wait_for(queue.get(), KEEPALIVE_S)

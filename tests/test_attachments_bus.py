@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import msgspec
+import nats
 import pytest
 
 from bus.attachments import Entry
@@ -183,6 +184,100 @@ async def test_a_flash_file_is_fetched_before_a_routine_backlogs(tmp_path: Path,
         await client.close()
         sender.close()
         receiver.close()
+
+
+async def test_a_flash_upload_queued_mid_file_goes_before_the_rest_of_a_routine_upload(
+    tmp_path: Path, nats_server: NatsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import bus.transport.transfers as tr
+
+    monkeypatch.setattr(tr, "WINDOW_BYTES", 2 * 1024 * 1024)  # 7 chunks in flight
+    done: list[str] = []
+    published: list[str] = []
+
+    def finished(kind: str, d: dict[str, object]) -> None:
+        if kind == "upload" and d["sent"] == d["chunks"]:
+            done.append(str(d["id"]))
+
+    sender = _transfers(tmp_path / "muk", on_event=finished)
+    bucket = office_bucket("LA-SVK")
+    routine = sender.seal_to_spool("r.pdf", "application/pdf", io.BytesIO(_pdf(8 * 1024 * 1024, "r")), DeterministicRng("r"))
+    flash = sender.seal_to_spool("f.jpg", "image/jpeg", io.BytesIO(_pdf(300_000, "f")), DeterministicRng("f"))
+
+    def flash_arrives(obj: str, i: int) -> None:
+        published.append("F" if obj == flash.object_hex else "R")
+        if obj == routine.object_hex and i == 3:
+            sender.queue_uploads("F", 0, [flash], [bucket])
+
+    sender.on_publish = flash_arrives
+    client = await _client(nats_server.url)
+    task = None
+    try:
+        sender.queue_uploads("R", 3, [routine], [bucket])
+        task = asyncio.create_task(sender.run(client))
+        await eventually(lambda: done == ["F", "R"], 30, "both uploads, the FLASH first")
+        # The routine file took no new chunks once the FLASH was queued: only the window
+        # it had read for sending (chunks 0-6) went before the FLASH file, then the rest.
+        before_flash = published.index("F")
+        assert before_flash <= 7 < routine.chunks, published
+        assert published.count("R") == routine.chunks  # nothing sent twice
+    finally:
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        await client.close()
+        sender.close()
+
+
+async def test_a_bulletins_files_go_to_one_recipient_after_another(tmp_path: Path, nats_server: NatsServer) -> None:
+    finished: list[tuple[int, str]] = []
+
+    def on_event(kind: str, d: dict[str, object]) -> None:
+        if kind == "upload" and d["sent"] == d["chunks"]:
+            finished.append((int(str(d["n"])), str(d["bucket"])))
+
+    sender = _transfers(tmp_path / "muk", on_event=on_event)
+    files = [
+        sender.seal_to_spool(f"{i}.pdf", "application/pdf", io.BytesIO(_pdf(300_000, str(i))), DeterministicRng(str(i)))
+        for i in range(2)
+    ]
+    first, second = office_bucket("LA-SVK"), office_bucket("TH-TCCC")
+    client = await _client(nats_server.url)
+    task = None
+    try:
+        sender.queue_uploads("B", 2, files, [first, second])
+        task = asyncio.create_task(sender.run(client))
+        await eventually(lambda: len(finished) == 4, 30, "every upload")
+        assert finished == [(0, first), (1, first), (0, second), (1, second)]  # LA-SVK has both files first
+    finally:
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        await client.close()
+        sender.close()
+
+
+async def test_a_direct_get_by_subject_takes_a_wildcard_so_one_shared_bucket_could_not_keep_objects_apart(
+    nats_server: NatsServer,
+) -> None:
+    """Why each reader has its own bucket (ATTACHMENTS.md 5.1): were all offices to read one
+    shared bucket by naming objects in the subject of a direct get, a request with a
+    wildcard where the object id goes would return another office's newest chunk."""
+    client = await _client(nats_server.url)
+    try:
+        shared = "blo-att-shared-probe"
+        await ensure_bucket(client, BucketSpec(shared, DAY))
+        mine, theirs = "aa" * 16, "bb" * 16
+        assert await put_chunks(client, shared, mine, [(0, b"mine")], timeout=3) == [None]
+        assert await put_chunks(client, shared, theirs, [(0, b"theirs")], timeout=3) == [None]
+        nc = await nats.connect(nats_server.url)  # a raw request, as any NATS client can send
+        try:
+            answer = await nc.request(f"$JS.API.DIRECT.GET.OBJ_{shared}.$O.{shared}.C.*", b"", timeout=3)
+        finally:
+            await nc.close()
+        assert answer.data == b"theirs"
+    finally:
+        await client.close()
 
 
 FEED = "mekong-border"

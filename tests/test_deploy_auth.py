@@ -13,6 +13,7 @@ nats-server: enough for every node to work, and not one subject more.
 
 from __future__ import annotations
 
+import json
 import re
 import stat
 import time
@@ -32,6 +33,7 @@ from bus.transport.client import BusClient, ClientConfig
 from bus.transport.kv import wall_ms
 from bus.transport.kv_directory import DirectoryWatcher, open_bucket, publish_item
 from bus.transport.kv_feeds import FeedKeyCache
+from bus.transport.object_store import bucket_list_json, parse_bucket_list
 from bus.transport.permissions import (
     FeedMembers,
     NodeAccess,
@@ -288,6 +290,8 @@ def test_nats_auth_writes_private_seeds_keeps_them_and_drops_revoked_offices(tmp
     assert (loaded.office, nats.inbox_prefix, nats.create_streams, nats.nkey_seed.name) == ("TH-MUK", "_INBOX.TH-MUK", False, "nats.nk")
     assert nats.urls == ("tls://th-hub-2.blo.example:4222",) and nats.tls_ca.name == "nats-ca.pem"
     assert set(loaded.trust_anchors) == {"TH-TCCC"}
+    # The attachment buckets the users are granted, for `blo deploy streams --buckets`.
+    assert json.loads((auth / "buckets.json").read_text()) == {"offices": ["TH-MUK", "TH-NKP", "TH-TCCC"], "feeds": [FEED]}
     config = (auth / "blo-auth.conf").read_text()
     (auth / "server.conf").write_text('include "blo-auth.conf"\n')
     assert check_config(auth / "server.conf").returncode == 0
@@ -305,6 +309,7 @@ def test_nats_auth_writes_private_seeds_keeps_them_and_drops_revoked_offices(tmp
     assert (auth / "seeds" / "TH-MUK.nk").read_bytes() == muk_seed  # kept, not rotated
     new_config = (auth / "blo-auth.conf").read_text()
     assert "# TH-NKP" in config and "# TH-NKP" not in new_config and "TH-NKP" not in new_config
+    assert json.loads((auth / "buckets.json").read_text())["offices"] == ["TH-MUK", "TH-TCCC"]  # no bucket for it
     result = _blo(centre, "deploy", "nats-auth", "--out", str(auth), *hub, "--feed", f"{FEED}=TH-NKQ")
     assert result.exit_code == 2 and "TH-NKQ" in result.output  # a typo is still an error, not a silent skip
 
@@ -401,3 +406,23 @@ async def test_an_office_puts_only_its_own_inbox_keys_in_the_directory_bucket(bu
         assert all("permissions violation for publish" in r.lower() for r in refused), refused
     finally:
         await nc.close()
+
+
+def test_a_bucket_list_reads_back_what_nats_auth_wrote_and_names_what_is_wrong() -> None:
+    assert parse_bucket_list(bucket_list_json(["TH-MUK", "LA-SVK", "TH-MUK"], [FEED])) == (["LA-SVK", "TH-MUK"], [FEED])
+    for text, problem in (
+        ("not json", "is not JSON"),
+        ('{"offices": []}', "expected"),
+        ('{"offices": "TH-MUK", "feeds": []}', "must be lists"),
+        ('{"offices": ["th-muk"], "feeds": []}', "office id"),
+        ('{"offices": [], "feeds": ["Bad Feed"]}', "1-63 characters"),
+    ):
+        with pytest.raises(ValidationError, match=problem):
+            parse_bucket_list(text)
+
+
+def test_deploy_streams_names_a_bad_bucket_list_before_connecting(tmp_path: Path) -> None:
+    bad = tmp_path / "buckets.json"
+    bad.write_text('{"offices": ["TH-MUK/../x"], "feeds": []}')
+    result = CliRunner().invoke(cli, ["deploy", "streams", "--nats", "nats://127.0.0.1:1", "--buckets", str(bad)])
+    assert result.exit_code == 2 and "--buckets" in result.output and str(bad) in result.output, result.output

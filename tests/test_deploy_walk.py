@@ -110,8 +110,10 @@ def test_deploy_md_steps_2_to_4_work_in_the_order_written(tmp_path: Path) -> Non
     try:
         # Step 4: the operator's streams, then every node's node.toml and seed, the
         # centres publish and every node loads the directory from the bus.
-        walk.blo(tmp_path, "deploy", "streams", "--nats", url, "--nkey-seed", str(auth / "seeds" / "admin.nk"),
-                 "--replicas", "1")  # fmt: skip
+        made = walk.blo(tmp_path, "deploy", "streams", "--nats", url, "--nkey-seed", str(auth / "seeds" / "admin.nk"),
+                        "--replicas", "1", "--buckets", str(auth / "buckets.json"), "--bucket-mib", "64")  # fmt: skip
+        buckets = [f"blo-att-office-{o}" for o in sorted(homes)] + [f"blo-att-feed-{FEED}"]
+        assert all(f"created OBJ_{b} (bucket {b}, replicas 1)" in made for b in buckets), made
         for office, home in homes.items():
             shutil.copy(auth / "nodes" / f"{office}.toml", home / "node.toml")
             shutil.copy(auth / "seeds" / f"{office}.nk", home / "keys" / "nats.nk")

@@ -6,16 +6,23 @@ bus/transport/permissions.py stalls a job here and a bounded wait fails."""
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import re
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from bus.testing import DeterministicRng
+from bus.transport.object_store import bucket_list_json
 from bus.transport.permissions import inbox_prefix, node_access, parse_feed
 from office_node.accounts import Accounts
+from office_node.cli import cli
 from office_node.network import NodeSpec
 from tests.deploy_helpers import Keys, secured_server
 from tests.node_helpers import api, build, bulletin_request, eventually, running
+from tests.test_attachments_nodes import post_files
 
 pytestmark = pytest.mark.timeout(120)
 FEED = "th-border"
@@ -27,8 +34,12 @@ SPECS = [
 
 
 @pytest.fixture
-def secured(tmp_path: Path):
-    keys = Keys(tmp_path / "keys")
+def keys(tmp_path: Path) -> Keys:
+    return Keys(tmp_path / "keys")
+
+
+@pytest.fixture
+def secured(tmp_path: Path, keys: Keys):
     accesses = node_access(
         [(s.office, s.role) for s in SPECS], [parse_feed(f"{FEED}=TH-MUK,TH-NKP")]
     )
@@ -98,3 +109,39 @@ async def test_a_centre_and_its_offices_do_every_job_under_their_generated_users
             await eventually(both_online, 20, "heartbeats at the centre (heartbeat grants)")
         for daemon in nodes.values():  # a feed bulletin that beat its key is opened once the key is in
             await eventually(lambda q=daemon.node.bus.quarantine: q.counts() == {}, 10, "an empty quarantine")
+
+
+async def test_files_go_between_nodes_under_their_generated_users_once_deploy_streams_made_the_buckets(
+    secured, keys: Keys, tmp_path: Path
+) -> None:
+    network = secured
+    scan = (b"%PDF-1.4\n" + DeterministicRng("scan")(700_000))[:700_000]
+    async with running(network, "TH-TCCC", "TH-MUK") as nodes:
+        url = network["TH-MUK"].home.config().nats.urls[0]
+        async with api(nodes["TH-MUK"], network["TH-MUK"].token) as muk:
+            report = bulletin_request(to=["TH-TCCC"], releasable_to=["TH"], title="สแกนใต้สิทธิ์จำกัด")
+            status, posted = await post_files(muk, report, [("scan.pdf", scan)])
+            assert status == 201, posted
+
+            async def told_to_create_buckets() -> bool:
+                _, view = await muk.get(f"/api/bulletins/{posted['id']}")
+                return "blo deploy streams --buckets" in (view["attachments"][0]["uploads"][0]["error"] or "")
+
+            # The nodes may not create the buckets: the sender says who must, and waits.
+            await eventually(told_to_create_buckets, 20, "the upload naming the missing bucket")
+            buckets = tmp_path / "buckets.json"
+            buckets.write_text(bucket_list_json([s.office for s in SPECS], [FEED]))
+            args = ["deploy", "streams", "--nats", url, "--nkey-seed", str(keys.seeds["admin"]), "--replicas", "1",
+                    "--buckets", str(buckets), "--bucket-mib", "64"]  # fmt: skip
+            made = await asyncio.to_thread(CliRunner().invoke, cli, args)  # the command runs its own event loop
+            assert made.exit_code == 0, made.output
+            assert "created OBJ_blo-att-office-TH-TCCC (bucket blo-att-office-TH-TCCC, replicas 1)" in made.output
+            assert "updated BLO_OFFICES" in made.output  # the hub's streams were there: brought to the plan
+            centre = nodes["TH-TCCC"].node
+
+            def whole_at_centre() -> bool:
+                return [d.state for d in centre.attachments.transfers.downloads(posted["id"])] == ["complete"]
+
+            await eventually(whole_at_centre, 45, "the file at the centre (bucket write and read grants)")
+            entry = centre.attachments.transfers.downloads(posted["id"])[0].entry
+            assert hashlib.sha256(b"".join(centre.attachments.plaintext(entry))).digest() == hashlib.sha256(scan).digest()

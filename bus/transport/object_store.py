@@ -51,7 +51,10 @@ OFFICE_BUCKET_PREFIX = "blo-att-office-"
 FEED_BUCKET_PREFIX = "blo-att-feed-"
 #: Room for the meta JSON and headers beside the largest sealed chunk.
 BUCKET_MAX_MSG_SIZE = MAX_SEALED_CHUNK + 4096
-DEFAULT_BUCKET_BYTES = 8 * 1024**3
+#: A bucket's size limit, which JetStream reserves on every server holding a replica: ten
+#: bulletins with the most attachments allowed by default (ATTACHMENTS.md 6). A network
+#: reserves this once per office and per feed (``blo deploy streams --bucket-mib``).
+DEFAULT_BUCKET_BYTES = 1024**3
 _LINK_DOWN = (
     nats.errors.ConnectionClosedError,
     nats.errors.ConnectionReconnectingError,
@@ -129,10 +132,35 @@ class BucketSpec:
         )
 
 
-def bucket_specs(offices: Sequence[str], feeds: Sequence[str], *, max_age_s: float, replicas: int = 1) -> list[BucketSpec]:
+def bucket_specs(
+    offices: Sequence[str], feeds: Sequence[str], *, max_age_s: float, replicas: int = 1,
+    max_bytes: int = DEFAULT_BUCKET_BYTES,
+) -> list[BucketSpec]:  # fmt: skip
     """The buckets of a network: one per office and per feed (``blo deploy streams``)."""
     names = [office_bucket(o) for o in offices] + [feed_bucket(f) for f in feeds]
-    return [BucketSpec(b, max_age_s, replicas=replicas) for b in names]
+    return [BucketSpec(b, max_age_s, max_bytes, replicas) for b in names]
+
+
+def bucket_list_json(offices: Sequence[str], feeds: Sequence[str]) -> str:
+    """The buckets a network's NATS users are granted, as ``blo deploy nats-auth`` writes
+    them for ``blo deploy streams --buckets``: ``{"offices": [...], "feeds": [...]}``."""
+    listed = {"offices": sorted({sj.check_office(o) for o in offices}), "feeds": sorted({sj.check_feed(f) for f in feeds})}
+    return json.dumps(listed, indent=2) + "\n"
+
+
+def parse_bucket_list(text: str) -> tuple[list[str], list[str]]:
+    """The offices and feeds of a ``bucket_list_json`` file; ``ValidationError`` naming
+    what is wrong."""
+    try:
+        data = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValidationError("buckets", f"is not JSON ({exc}); use the buckets.json blo deploy nats-auth wrote") from None
+    if not isinstance(data, dict) or set(data) != {"offices", "feeds"}:
+        raise ValidationError("buckets", 'expected {"offices": [...], "feeds": [...]}, as blo deploy nats-auth writes it')
+    offices, feeds = data["offices"], data["feeds"]
+    if not isinstance(offices, list) or not isinstance(feeds, list):
+        raise ValidationError("buckets", "offices and feeds must be lists of names")
+    return [sj.check_office(o) for o in offices], [sj.check_feed(f) for f in feeds]
 
 
 async def ensure_bucket(client: BusClient, spec: BucketSpec) -> None:
@@ -156,7 +184,7 @@ async def ensure_bucket(client: BusClient, spec: BucketSpec) -> None:
         raise NotConnected(f"the link dropped while creating bucket {spec.bucket}") from exc
 
 
-def _info_json(bucket: str, name: str, nuid: str, data: bytes) -> bytes:
+def _info_json(bucket: str, name: str, nuid: str, data: bytes, digest: str) -> bytes:
     info = {
         "name": name,
         "bucket": bucket,
@@ -164,7 +192,7 @@ def _info_json(bucket: str, name: str, nuid: str, data: bytes) -> bytes:
         "size": len(data),
         "chunks": 1,
         "mtime": datetime.datetime.now(datetime.UTC).isoformat(),
-        "digest": digest_of(data),
+        "digest": digest,
         "options": {"max_chunk_size": MAX_SEALED_CHUNK},
     }
     return json.dumps(info, separators=(",", ":")).encode()
@@ -176,48 +204,72 @@ class NoBucket(BusError):
     reason = "no_bucket"
 
 
+async def send_chunk(
+    client: BusClient, bucket: str, object_hex: str, index: int, data: bytes, *, digest: str | None = None
+) -> asyncio.Future[list[Any]]:
+    """Publish one sealed chunk as its object (data, then info) without waiting for
+    JetStream: the returned future ends when both acks (or their failures) are in; read it
+    with ``chunk_outcome``, and cancel it to give up waiting. ``digest``: the chunk's
+    ``digest_of``, when the caller computed it off the event loop. Raises ``BusError`` when
+    the connection would not even take the chunk (send it again later: the ids and bytes
+    are the same)."""
+    js = client.jetstream()
+    name = f"{object_hex}/{index}"
+    nuid = chunk_nuid(object_hex, index)
+    try:
+        data_ack = await js.publish_async(
+            chunk_subject(bucket, object_hex, index), data, headers={"Nats-Msg-Id": f"{name}/d"}
+        )
+        try:
+            meta_ack = await js.publish_async(
+                meta_subject(bucket, name),
+                _info_json(bucket, name, nuid, data, digest or digest_of(data)),
+                headers={"Nats-Msg-Id": f"{name}/m", "Nats-Rollup": "sub"},
+            )
+        except BaseException:
+            data_ack.cancel()  # nats-py frees its slot for the ack only when the future ends
+            raise
+    except _LINK_DOWN as exc:
+        raise NotConnected(f"the link dropped while sending chunk {name}: {exc!r}") from exc
+    except nats.errors.Error as exc:
+        raise BusError(f"sending chunk {name} to {bucket} failed: {exc!r}") from exc
+    return asyncio.gather(data_ack, meta_ack, return_exceptions=True)
+
+
+def chunk_outcome(
+    client: BusClient, bucket: str, object_hex: str, index: int, acks: asyncio.Future[list[Any]], since: float
+) -> BusError | None:
+    """None if JetStream stored the chunk ``send_chunk`` sent at ``since`` (monotonic), else
+    why not: refused, or not acknowledged (``acks`` not done, or cancelled)."""
+    if not acks.done() or acks.cancelled():
+        return _unconfirmed(client, bucket, object_hex, index, since)
+    for result in acks.result():
+        if isinstance(result, asyncio.CancelledError):
+            return _unconfirmed(client, bucket, object_hex, index, since)
+        if isinstance(result, BaseException):
+            return _refused(result, bucket, object_hex, index)
+    return None
+
+
 async def put_chunks(
     client: BusClient, bucket: str, object_hex: str, chunks: Sequence[tuple[int, bytes]], *, timeout: float
 ) -> list[BusError | None]:
-    """Publish each ``(index, sealed chunk)`` as its object (data, then info), pipelined;
-    one result per chunk: None once JetStream acknowledged its info (the chunk is stored),
+    """Publish each ``(index, sealed chunk)`` as its object, pipelined, and wait for them
+    all; one result per chunk: None once JetStream acknowledged it (the chunk is stored),
     else the BusError it met (send it again: the ids and bytes are the same)."""
-    js = client.jetstream()
     started = time.monotonic()
-    sent: list[tuple[int, Any, Any]] = []
     results: list[BusError | None] = [None] * len(chunks)
+    sent: dict[int, asyncio.Future[list[Any]]] = {}
     for place, (index, data) in enumerate(chunks):
-        name = f"{object_hex}/{index}"
-        nuid = chunk_nuid(object_hex, index)
         try:
-            data_ack = await js.publish_async(
-                chunk_subject(bucket, object_hex, index), data, headers={"Nats-Msg-Id": f"{name}/d"}
-            )
-            meta_ack = await js.publish_async(
-                meta_subject(bucket, name),
-                _info_json(bucket, name, nuid, data),
-                headers={"Nats-Msg-Id": f"{name}/m", "Nats-Rollup": "sub"},
-            )
-        except _LINK_DOWN as exc:
-            results[place] = NotConnected(f"the link dropped while sending chunk {name}: {exc!r}")
-            continue
-        except nats.errors.Error as exc:
-            results[place] = BusError(f"sending chunk {name} to {bucket} failed: {exc!r}")
-            continue
-        sent.append((place, data_ack, meta_ack))
-    futures = [f for _, d, m in sent for f in (d, m)]
-    if futures:
-        await asyncio.wait(futures, timeout=max(0.0, timeout - (time.monotonic() - started)))
-    for place, data_ack, meta_ack in sent:
-        index = chunks[place][0]
-        for future in (data_ack, meta_ack):
-            if not future.done():
-                future.cancel()
-                results[place] = results[place] or _unconfirmed(client, bucket, object_hex, index, started)
-            elif future.cancelled():
-                results[place] = results[place] or NotConnected(f"chunk {object_hex}/{index} was not acknowledged")
-            elif future.exception() is not None:
-                results[place] = results[place] or _refused(future.exception(), bucket, object_hex, index)
+            sent[place] = await send_chunk(client, bucket, object_hex, index, data)
+        except BusError as exc:
+            results[place] = exc
+    if sent:
+        await asyncio.wait(sent.values(), timeout=max(0.0, timeout - (time.monotonic() - started)))
+    for place, acks in sent.items():
+        results[place] = chunk_outcome(client, bucket, object_hex, chunks[place][0], acks, started)
+        acks.cancel()
     return results
 
 
@@ -231,7 +283,10 @@ def _unconfirmed(client: BusClient, bucket: str, object_hex: str, index: int, si
 
 def _refused(exc: BaseException, bucket: str, object_hex: str, index: int) -> BusError:
     if isinstance(exc, nats.js.errors.NoStreamResponseError | nats.errors.NoRespondersError):
-        return NoBucket(f"no bucket {bucket} on the server: create it (blo deploy streams)")
+        return NoBucket(
+            f"no bucket {bucket} on the server: the operator creates it (blo deploy streams --buckets, "
+            "with the buckets.json of blo deploy nats-auth)"
+        )
     description = getattr(exc, "description", None) or repr(exc)
     return BusError(f"JetStream refused chunk {object_hex}/{index} in {bucket}: {description}")
 

@@ -3,9 +3,11 @@
 Nodes run with restricted NATS users that may not create streams
 (``NodeOptions(ensure_streams=False)``), so the operator creates them once with the admin
 user: the hub's four streams (at replicas 3 on a national cluster), each with a source
-per office leaf node, and on each office leaf node its outbox streams. The plans come
-from ``bus.transport.topology``; this module only sends them. Creating is idempotent:
-an existing stream is updated to the plan (limits, replicas where allowed, sources).
+per office leaf node, the attachment buckets (one per office and per feed,
+schemas/ATTACHMENTS.md 5.1), and on each office leaf node its outbox streams. The plans
+come from ``bus.transport.topology`` and ``bus.transport.object_store``; this module only
+sends them. Creating is idempotent: an existing stream is updated to the plan (limits,
+replicas where allowed, sources).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from nats.js.api import ExternalStream, StreamConfig, StreamSource
 from bus.errors import BusError, NotConnected, PermissionDenied
 from bus.transport.client import BusClient
 from bus.transport.client import stream_config as client_stream_config
+from bus.transport.object_store import BucketSpec, bucket_stream
 from bus.transport.topology import StreamPlan
 
 
@@ -43,24 +46,27 @@ def _size(n: int) -> str:
     return f"{n / 1024**3:.1f} GiB" if n >= 1024**3 else f"{n / 1024**2:.0f} MiB"
 
 
-def _storage_advice(name: str, plans: Sequence[StreamPlan]) -> str:
+def _storage_advice(name: str, wanted: Sequence[tuple[str, int]]) -> str:
     """Say how much storage the streams reserve: a file stream reserves its max_bytes."""
-    need = sum(p.spec.max_bytes for p in plans)
-    own = next(p.spec.max_bytes for p in plans if p.spec.name == name)
+    need = sum(size for _, size in wanted)
+    own = next(size for n, size in wanted if n == name)
     return (
         f"JetStream has too little storage for stream {name}: it reserves {_size(own)}, and these "
-        f"{len(plans)} streams {_size(need)} in all; set jetstream {{ max_file_store: {need} }} "
+        f"{len(wanted)} streams {_size(need)} in all; set jetstream {{ max_file_store: {need} }} "
         f"(at least {_size(need)}, plus the server's other streams) in the server's config and restart it"
+        + (" (or give the buckets less: --bucket-mib)" if any(n.startswith("OBJ_") for n, _ in wanted) else "")
     )
 
 
-async def apply_plans(client: BusClient, plans: Sequence[StreamPlan]) -> list[str]:
-    """Create or update every planned stream; returns one line per stream saying what was done."""
+async def apply_plans(client: BusClient, plans: Sequence[StreamPlan], buckets: Sequence[BucketSpec] = ()) -> list[str]:
+    """Create or update every planned stream, then every attachment bucket; returns one
+    line per stream saying what was done."""
     js: Any = client.jetstream()
+    items = [(p.spec.name, stream_config(p), p.spec.max_bytes, _plan_note(p)) for p in plans]
+    items += [(bucket_stream(b.bucket), b.stream_config(), b.max_bytes, f"bucket {b.bucket}, replicas {b.replicas}") for b in buckets]
+    wanted = [(name, size) for name, _, size, _ in items]
     done = []
-    for plan in plans:
-        config = stream_config(plan)
-        name = plan.spec.name
+    for name, config, _, note in items:
         started = time.monotonic()
         try:
             try:
@@ -81,10 +87,14 @@ async def apply_plans(client: BusClient, plans: Sequence[StreamPlan]) -> list[st
             raise NotConnected(f"no answer from JetStream about stream {name}") from exc
         except nats.js.errors.APIError as exc:
             if exc.err_code == _INSUFFICIENT_STORAGE:
-                raise BusError(_storage_advice(name, plans)) from exc
+                raise BusError(_storage_advice(name, wanted)) from exc
             raise BusError(f"JetStream refused stream {name}: {exc.description or exc}") from exc
         except nats.errors.Error as exc:
             raise BusError(f"creating stream {name} failed: {exc}") from exc
-        sources = f", sourcing {len(plan.sources)} leaf node(s)" if plan.sources else ""
-        done.append(f"{'updated' if exists else 'created'} {name} (replicas {plan.spec.replicas}{sources})")
+        done.append(f"{'updated' if exists else 'created'} {name} ({note})")
     return done
+
+
+def _plan_note(plan: StreamPlan) -> str:
+    sources = f", sourcing {len(plan.sources)} leaf node(s)" if plan.sources else ""
+    return f"replicas {plan.spec.replicas}{sources}"

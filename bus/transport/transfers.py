@@ -8,7 +8,9 @@ the record of which chunks are done. The rules (schemas/ATTACHMENTS.md 5.3, 5.4)
 * **the spool** (``<data>/attachments/<object id>.sealed``) holds each file's stored
   ciphertext, sealed chunks back to back: a sender writes it when the officer attaches the
   file (``seal_to_spool``), a receiver fills it chunk by chunk as they arrive. Serving a
-  file decrypts it from there, chunk by chunk (``read_plaintext``);
+  file decrypts it from there, chunk by chunk (``read_plaintext``). Files leave it by the
+  rules of ``spool_sweep.py``: a received file stays with its bulletin, a sent one as long
+  as the buckets keep their copies;
 * **uploads**: one row per (bulletin, attachment, bucket), with a bitmap of the chunks
   JetStream acknowledged. The pump serves the highest precedence first and sends only
   unacknowledged chunks, at most ``WINDOW_BYTES`` in flight: a finished chunk is never
@@ -31,6 +33,7 @@ import logging
 import os
 import sqlite3
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,14 +44,28 @@ from prometheus_client import CollectorRegistry, Counter
 from bus import attachments as att
 from bus.errors import AttachmentCorrupt, AttachmentError, BusError
 from bus.transport.client import BusClient
-from bus.transport.object_store import BucketSpec, NoBucket, Reader, chunk_subject, ensure_bucket, put_chunks
+from bus.transport.object_store import (
+    BucketSpec,
+    NoBucket,
+    Reader,
+    chunk_outcome,
+    chunk_subject,
+    digest_of,
+    ensure_bucket,
+    send_chunk,
+)
 from bus.transport.outbox import connect_sqlite, transaction
 from bus.transport.quarantine import Quarantine
+from bus.transport.spool_sweep import Swept, sweep
 
 log = logging.getLogger("blo.bus.transfers")
 
-#: Sealed bytes of one upload round in flight (32 full chunks).
+#: Sealed bytes of an upload in flight at once (31 full chunks), topped up as acks come in.
 WINDOW_BYTES = 8 * 1024 * 1024
+#: How often the spool is swept (spool_sweep.py); also once at start.
+SWEEP_EVERY_S = 3600.0
+#: At most one upload progress event per upload this often (and one when it is done).
+PROGRESS_EVERY_S = 0.2
 #: Chunks one download round asks for at once.
 FETCH_AT_ONCE = 8
 BACKOFF_MIN_S = 0.25
@@ -61,7 +78,9 @@ CREATE TABLE IF NOT EXISTS files (
     chunks INTEGER NOT NULL,
     size INTEGER NOT NULL,           -- plaintext bytes
     held BLOB NOT NULL,              -- bitmap: chunk i is in the spool (checked R3-R5, or sealed here)
-    complete INTEGER NOT NULL DEFAULT 0
+    complete INTEGER NOT NULL DEFAULT 0,
+    sealed_at INTEGER,               -- sealed here: when (spool_sweep.py, a file never sent)
+    removed_at INTEGER               -- its spool file was deleted (spool_sweep.py)
 );
 CREATE TABLE IF NOT EXISTS uploads (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -86,7 +105,7 @@ CREATE TABLE IF NOT EXISTS downloads (
     bucket TEXT NOT NULL,
     entry TEXT NOT NULL,             -- the attachment map (JSON; holds the file key: the file is 0600)
     rank INTEGER NOT NULL,
-    state TEXT NOT NULL DEFAULT 'queued',   -- queued | complete | refused | corrupt
+    state TEXT NOT NULL DEFAULT 'queued',   -- queued | complete | refused | corrupt | expired
     reason TEXT,
     message TEXT,
     sniffed TEXT,                    -- the media type sniffed from the content (R8)
@@ -96,6 +115,15 @@ CREATE TABLE IF NOT EXISTS downloads (
 );
 CREATE INDEX IF NOT EXISTS downloads_queue ON downloads(rank, queued_at) WHERE state = 'queued';
 """
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Bring a file of an earlier build up to ``_SCHEMA`` (columns added since)."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(files)")}
+    with transaction(db):
+        for column in ("sealed_at", "removed_at"):
+            if column not in columns:
+                db.execute(f"ALTER TABLE files ADD COLUMN {column} INTEGER")
 
 
 def _bitmap(n: int, full: bool = False) -> bytearray:
@@ -167,6 +195,7 @@ class Transfers:
         self.spool.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.db = connect_sqlite(Path(data_dir) / "attachments.db")
         self.db.executescript(_SCHEMA)
+        _migrate(self.db)
         self.bucket_max_age_s = bucket_max_age_s
         self.ensure_buckets = ensure_buckets
         self.replicas = replicas
@@ -186,6 +215,7 @@ class Transfers:
         self._readers: dict[str, Reader] = {}
         self._client: BusClient | None = None
         self._closing = False
+        self._queued_uploads = 0  # counts queue_uploads calls: a running upload checks its rank
 
     def close(self) -> None:
         self._closing = True
@@ -217,18 +247,42 @@ class Transfers:
     def _sealed(self, entry: att.Entry) -> None:
         with transaction(self.db):
             self.db.execute(
-                "INSERT OR REPLACE INTO files (object, chunks, size, held, complete) VALUES (?,?,?,?,1)",
-                (entry.object_hex, entry.chunks, entry.size, bytes(_bitmap(entry.chunks, full=True))),
+                "INSERT OR REPLACE INTO files (object, chunks, size, held, complete, sealed_at) VALUES (?,?,?,?,1,?)",
+                (entry.object_hex, entry.chunks, entry.size, bytes(_bitmap(entry.chunks, full=True)), self.clock()),
             )
 
     def is_complete(self, object_hex: str) -> bool:
         row = self.db.execute("SELECT complete FROM files WHERE object = ?", (object_hex,)).fetchone()
         return bool(row and row[0])
 
+    def removed_at(self, object_hex: str) -> int | None:
+        """When the file's spool copy was deleted (``spool_sweep``), or None."""
+        row = self.db.execute("SELECT removed_at FROM files WHERE object = ?", (object_hex,)).fetchone()
+        return row[0] if row else None
+
+    def remove_file(self, object_hex: str, *, now_ms: int, forget: bool = False) -> None:
+        """Delete the file's spool copy (and its thumbnail); its row says when, or goes too
+        (``forget``: nothing refers to it)."""
+        with transaction(self.db):
+            if forget:
+                self.db.execute("DELETE FROM files WHERE object = ?", (object_hex,))
+            else:
+                self.db.execute(
+                    "UPDATE files SET removed_at = ?, complete = 0, held = zeroblob(length(held)) WHERE object = ?",
+                    (now_ms, object_hex),
+                )
+        for path in self.spool.glob(f"{object_hex}.*"):
+            path.unlink(missing_ok=True)
+
     def read_plaintext(self, entry: att.Entry) -> Iterator[bytes]:
         """The file's plaintext, chunk by chunk, from the spool, every chunk checked again
         (a spool file altered on disk fails as a corrupt chunk)."""
         if not self.is_complete(entry.object_hex):
+            if self.removed_at(entry.object_hex) is not None:
+                raise AttachmentError(
+                    f"{entry.name} is no longer kept on this node (its spool copy was removed once the bus no "
+                    "longer kept it either)", "attachment_removed",
+                )  # fmt: skip
             raise AttachmentError(f"{entry.name} is not complete on this node yet", "attachment_incomplete")
         with open(self.spool_path(entry.object_hex), "rb") as f:
             for i in range(entry.chunks):
@@ -238,23 +292,27 @@ class Transfers:
     # -- queueing ----------------------------------------------------------------------
 
     def queue_uploads(self, bulletin_id: str, rank: int, entries: Sequence[att.Entry], buckets: Sequence[str]) -> None:
-        """Queue every entry (sealed in the spool, complete) for every bucket."""
+        """Queue every entry (sealed in the spool, complete) for every bucket: bucket by
+        bucket, so the first recipient has the whole bulletin soonest (ATTACHMENTS.md 5.3)."""
         now = self.clock()
-        rows = []
-        for n, e in enumerate(entries):
+        for e in entries:
             if not self.is_complete(e.object_hex):
                 raise AttachmentError(
                     f"{e.name} is not complete on this node, so it cannot be sent on: wait until it has arrived",
                     "attachment_incomplete",
                 )
-            for bucket in buckets:
-                rows.append((bulletin_id, n, bucket, e.object_hex, rank, e.chunks, bytes(_bitmap(e.chunks)), e.chunks, now))
+        rows = [
+            (bulletin_id, n, bucket, e.object_hex, rank, e.chunks, bytes(_bitmap(e.chunks)), e.chunks, now)
+            for bucket in buckets
+            for n, e in enumerate(entries)
+        ]
         with transaction(self.db):
             self.db.executemany(
                 "INSERT OR IGNORE INTO uploads (bulletin_id, n, bucket, object, rank, chunks, acked, left, queued_at) "
                 "VALUES (?,?,?,?,?,?,?,?,?)",
                 rows,
             )
+        self._queued_uploads += 1
         self._wake.set()
 
     def queue_downloads(self, bulletin_id: str, rank: int, entries: Sequence[att.Entry], bucket: str) -> None:
@@ -326,9 +384,21 @@ class Transfers:
     # -- the pumps ---------------------------------------------------------------------
 
     async def run(self, client: BusClient) -> None:
-        """Upload and download until cancelled (or ``close``)."""
+        """Upload and download until cancelled (or ``close``); sweep the spool at start and
+        every ``SWEEP_EVERY_S``."""
         self._client = client
-        await asyncio.gather(self._pump(self._upload_round), self._pump(self._download_round))
+        await asyncio.gather(self._pump(self._upload_round), self._pump(self._download_round), self._sweep_loop())
+
+    async def _sweep_loop(self) -> None:
+        while not self._closing:
+            try:
+                swept = sweep(self)
+            except (sqlite3.Error, OSError) as exc:
+                log.warning("sweeping the attachment spool failed: %s", exc)
+            else:
+                if swept != Swept():
+                    log.info("attachment spool: %s", swept)
+            await asyncio.sleep(SWEEP_EVERY_S)
 
     def wake(self) -> None:
         self._wake.set()
@@ -385,60 +455,117 @@ class Transfers:
     # -- uploading ---------------------------------------------------------------------
 
     async def _upload_round(self, client: BusClient) -> bool:
-        """Send one window of the first upload ready, by precedence; False if none is."""
+        """Send the first upload ready, by precedence, until it is done, fails, or an
+        upload of higher precedence is queued; False if none is ready or nothing was stored.
+
+        A sliding window: at most ``WINDOW_BYTES`` of chunks in flight, topped up as each
+        chunk's acks come in, so the link never idles between rounds. Each stored chunk is
+        recorded as it is acknowledged (``_record_acked``), so a crash or a dropped link
+        costs at most the chunks in flight."""
         rows = self.db.execute(
-            "SELECT id, bulletin_id, n, bucket, object, chunks, acked FROM uploads WHERE state = 'queued' ORDER BY rank, id"
+            "SELECT id, bulletin_id, n, bucket, object, chunks, acked, rank FROM uploads WHERE state = 'queued' "
+            "ORDER BY rank, id"
         ).fetchall()
         job = next((r for r in rows if self._ready(("up", r[0]))), None)
         if job is None:
             return False
-        uid, bid, n, bucket, object_hex, chunks, acked = job
+        uid, bid, n, bucket, object_hex, chunks, acked, rank = job
         key = ("up", uid)
         await self._ensure(client, bucket)
         bits = bytearray(acked)
         size = self.db.execute("SELECT size FROM files WHERE object = ?", (object_hex,)).fetchone()[0]
-        todo, budget = [], WINDOW_BYTES
-        for i in range(chunks):
-            if not _has(bits, i):
-                length = att.chunk_plain_size(size, i) + att.TAG_BYTES
-                if todo and budget < length:
-                    break
-                todo.append((i, length))
-                budget -= length
-        window = await asyncio.to_thread(self._read_chunks, object_hex, todo)
-        if self.on_publish is not None:
-            for i, _ in window:
-                self.on_publish(object_hex, i)
-        results = await put_chunks(client, bucket, object_hex, window, timeout=self.publish_timeout_s)
-        stored = [i for (i, _), r in zip(window, results, strict=True) if r is None]
-        for i in stored:
-            _set(bits, i)
+        todo = deque(i for i in range(chunks) if not _has(bits, i))
+        flight: dict[asyncio.Future[Any], tuple[int, int, float]] = {}  # acks -> (index, bytes, sent at)
+        in_flight = stored_any = 0
+        told = 0.0  # when the last progress event went out
+        error: BusError | None = None
+        generation = self._queued_uploads
+        while True:
+            if error is None and todo and not self._closing and not self._outranked(rank, generation):
+                batch, budget = [], WINDOW_BYTES - in_flight
+                while todo:
+                    length = att.chunk_plain_size(size, todo[0]) + att.TAG_BYTES
+                    if (flight or batch) and budget < length:
+                        break
+                    batch.append((todo.popleft(), length))
+                    budget -= length
+                if batch:
+                    window = await asyncio.to_thread(self._read_chunks, object_hex, batch)
+                    for place, (i, data, digest) in enumerate(window):
+                        if self.on_publish is not None:
+                            self.on_publish(object_hex, i)
+                        try:
+                            acks = await send_chunk(client, bucket, object_hex, i, data, digest=digest)
+                        except BusError as exc:
+                            error = exc
+                            todo.extendleft(reversed([j for j, _, _ in window[place:]]))
+                            break
+                        flight[acks] = (i, len(data), time.monotonic())
+                        in_flight += len(data)
+            if not flight:
+                break
+            oldest = min(at for _, _, at in flight.values())
+            wait = max(0.0, oldest + self.publish_timeout_s - time.monotonic())
+            done, _ = await asyncio.wait(flight, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+            late = time.monotonic() - self.publish_timeout_s
+            stored = []
+            for acks in [f for f, (_, _, at) in flight.items() if f in done or at <= late]:
+                i, length, at = flight.pop(acks)
+                in_flight -= length
+                outcome = chunk_outcome(client, bucket, object_hex, i, acks, at)
+                acks.cancel()
+                if outcome is None:
+                    stored.append(i)
+                else:
+                    error = error or outcome
+            if stored:
+                for i in stored:
+                    _set(bits, i)
+                self._record_acked(uid, bits, chunks - _count(bits))
+                self.metrics.chunks_sent.inc(len(stored))
+                stored_any += len(stored)
+                self._progressed(key)
+                if _count(bits) == chunks or time.monotonic() - told >= PROGRESS_EVERY_S:
+                    told = time.monotonic()
+                    self._emit("upload", {"id": bid, "n": n, "bucket": bucket, "sent": _count(bits), "chunks": chunks})
         left = chunks - _count(bits)
-        errors = [r for r in results if r is not None]
         with transaction(self.db):
             self.db.execute(
                 "UPDATE uploads SET acked = ?, left = ?, error = ?, state = ?, done_at = ? WHERE id = ?",
-                (bytes(bits), left, errors[0].message if errors else None, DONE if left == 0 else QUEUED,
+                (bytes(bits), left, error.message if error else None, DONE if left == 0 else QUEUED,
                  self.clock() if left == 0 else None, uid),
             )  # fmt: skip
-        self.metrics.chunks_sent.inc(len(stored))
-        if stored:
-            self._progressed(key)
-            self._emit("upload", {"id": bid, "n": n, "bucket": bucket, "sent": chunks - left, "chunks": chunks})
-        if errors:
-            if isinstance(errors[0], NoBucket):
+        if error is not None:
+            if isinstance(error, NoBucket):
                 self._ensured.discard(bucket)
-            log.info("upload of %s/%s to %s: %s", bid, n, bucket, errors[0].message)
-            if not stored:
+            log.info("upload of %s/%s to %s: %s", bid, n, bucket, error.message)
+            if not stored_any:
                 self._later(key)
-        return bool(stored)
+        return bool(stored_any)
 
-    def _read_chunks(self, object_hex: str, todo: list[tuple[int, int]]) -> list[tuple[int, bytes]]:
+    def _record_acked(self, uid: int, bits: bytearray, left: int) -> None:
+        """Record chunks JetStream acknowledged. Without a full sync: losing this record (to
+        a power cut, never to a crash of the process) only makes the chunks go again, with
+        the same ids and bytes, which JetStream drops as duplicates (ATTACHMENTS.md 5.3)."""
+        with transaction(self.db, durable=False):
+            self.db.execute("UPDATE uploads SET acked = ?, left = ? WHERE id = ?", (bytes(bits), left, uid))
+
+    def _outranked(self, rank: int, generation: int) -> bool:
+        """Whether an upload of higher precedence was queued since ``generation``."""
+        if generation == self._queued_uploads:
+            return False
+        top = self.db.execute("SELECT MIN(rank) FROM uploads WHERE state = 'queued'").fetchone()[0]
+        return top is not None and top < rank
+
+    def _read_chunks(self, object_hex: str, todo: list[tuple[int, int]]) -> list[tuple[int, bytes, str]]:
+        """The sealed chunks from the spool, each with its Object Store digest (in a worker
+        thread: hashing releases the GIL)."""
         out = []
         with open(self.spool_path(object_hex), "rb") as f:
             for i, length in todo:
                 f.seek(i * att.MAX_SEALED_CHUNK)
-                out.append((i, f.read(length)))
+                data = f.read(length)
+                out.append((i, data, digest_of(data)))
         return out
 
     # -- downloading -------------------------------------------------------------------
@@ -525,7 +652,7 @@ class Transfers:
             self._corrupt(bid, n, bucket, entry, exc, sealed, f"$O.{bucket}.C.{entry.object_hex}-*")
             return True
         with transaction(self.db):
-            self.db.execute("UPDATE files SET complete = 1 WHERE object = ?", (entry.object_hex,))
+            self.db.execute("UPDATE files SET complete = 1, removed_at = NULL WHERE object = ?", (entry.object_hex,))
         await self._finish(bid, n, bucket, entry)
         return True
 

@@ -6,8 +6,13 @@ web page's).
         --precedence IMMEDIATE --tlp AMBER --releasable-to TH,LA --grading B2 \\
         --title "..." [--body-file report.txt | --body-file - ] \\
         [--entity document:doc_type=passport,number=P0847211,country=LA] [--tag bridge2] \\
-        [--expires-hours 48] [--json]
-    blo subscribe [--feed mekong-border] [--json] [--count N]
+        [--expires-hours 48] [--attach photo.jpg [--attach manifest.pdf]] [--json]
+    blo subscribe [--feed mekong-border] [--json] [--count N] [--save-attachments DIR]
+
+``--attach`` sends each file with the post (multipart): the node sniffs its type, seals it
+and uploads it to every recipient's bucket (schemas/ATTACHMENTS.md). ``--save-attachments``
+saves each received bulletin's files in ``DIR/<bulletin id>/`` once the node holds them
+whole and checked (``office_node/attachment_saver.py``).
 
 Both find the node from node.toml (``http.bind``) or ``--url`` / ``BLO_URL``, and the
 token from ``--token`` / ``BLO_TOKEN`` / ``keys/api.token``.
@@ -19,12 +24,14 @@ import asyncio
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import click
 
 from bus.bulletin import KINDS, PRECEDENCES, TLP_LABELS
 from bus.errors import ValidationError
+from office_node.attachment_saver import SAVED, AttachmentSaver, Outcome
 from office_node.cli import cli
 from office_node.client import NodeClient, find_token, find_url
 from office_node.home import NodeHome
@@ -76,6 +83,11 @@ def _client(ctx: click.Context, url: str | None, token: str | None) -> NodeClien
 @click.option("--tag", "tags", multiple=True)
 @click.option("--expires-hours", type=click.FloatRange(min=0.01), default=None, help="Lookouts: stop matching after this.")
 @click.option("--in-reply-to", default=None)
+@click.option(
+    "--attach", "files", multiple=True, metavar="FILE",
+    type=click.Path(exists=True, dir_okay=False, readable=True, path_type=Path),
+    help="Attach this file (repeatable): sealed and sent with the bulletin; the node checks its type and size.",
+)  # fmt: skip
 @click.option("--url", default=None, help="The node's base URL (default: node.toml http.bind, or BLO_URL).")
 @click.option("--token", default=None, help="API token (default: BLO_TOKEN or keys/api.token).")
 @click.option("--json", "as_json", is_flag=True, help="Print the node's answer as JSON.")
@@ -96,6 +108,7 @@ def post(
     tags: tuple[str, ...],
     expires_hours: float | None,
     in_reply_to: str | None,
+    files: tuple[Path, ...],
     url: str | None,
     token: str | None,
     as_json: bool,
@@ -124,13 +137,18 @@ def post(
 
     async def send() -> dict[str, Any]:
         async with _client(ctx, url, token) as client:
-            return await client.post_bulletin(request)
+            answer = await client.post_bulletin(request, files)
+            if files:  # what the node made of each file: its sniffed type, its size
+                answer["attachments"] = (await client.get(f"/api/bulletins/{answer['id']}"))["attachments"]
+            return answer
 
     answer = asyncio.run(send())
     if as_json:
         click.echo(json.dumps(answer, ensure_ascii=False))
-    else:
-        click.echo(f"{answer['id']} {answer['state']} -> {', '.join(answer.get('recipients', []))}")
+        return
+    click.echo(f"{answer['id']} {answer['state']} -> {', '.join(answer.get('recipients', []))}")
+    for a in answer.get("attachments", ()):
+        click.echo(f"  attached {a['name']} ({a['media_type']}, {a['size']} bytes): uploading to every recipient")
 
 
 def _line(d: dict[str, Any]) -> str:
@@ -146,15 +164,36 @@ def _line(d: dict[str, Any]) -> str:
 @cli.command("subscribe")
 @click.option("--feed", default=None, help="Only bulletins of this feed (the node must read it).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line, for scripts.")
-@click.option("--count", type=click.IntRange(min=1), default=None, help="Stop after this many bulletins.")
+@click.option(
+    "--count", type=click.IntRange(min=1), default=None,
+    help="Stop after this many bulletins (and, with --save-attachments, once their files are saved or refused).",
+)  # fmt: skip
+@click.option(
+    "--save-attachments", "save_dir", default=None, metavar="DIR",
+    type=click.Path(file_okay=False, writable=True, path_type=Path),
+    help="Save each bulletin's attachments in DIR/<bulletin id>/ once the node holds them whole and checked.",
+)  # fmt: skip
 @click.option("--url", default=None)
 @click.option("--token", default=None)
 @click.pass_context
-def subscribe(ctx: click.Context, feed: str | None, as_json: bool, count: int | None, url: str | None, token: str | None) -> None:
+def subscribe(
+    ctx: click.Context, feed: str | None, as_json: bool, count: int | None, save_dir: Path | None, url: str | None,
+    token: str | None,
+) -> None:  # fmt: skip
     """Print bulletins as they reach the local node (Ctrl-C stops)."""
+
+    def report(outcome: Outcome) -> None:
+        if as_json:
+            click.echo(json.dumps({"attachment": outcome.as_dict()}, ensure_ascii=False))
+        elif outcome.state == SAVED:
+            click.echo(f"{'':<9} saved {outcome.path} ({outcome.size} bytes)")
+        else:
+            click.echo(f"{'':<9} not saved: {outcome.name} ({outcome.state}): {outcome.message}")
+        sys.stdout.flush()
 
     async def follow() -> None:
         async with _client(ctx, url, token) as client:
+            saver = AttachmentSaver(client, save_dir, report) if save_dir is not None else None
             if feed is not None:
                 feeds = {f["name"] for f in (await client.get("/api/feeds"))["feeds"]}
                 if feed not in feeds:
@@ -163,18 +202,26 @@ def subscribe(ctx: click.Context, feed: str | None, as_json: bool, count: int | 
                         "add it to [feeds] subscribe in node.toml"
                     )
             seen = 0
-            async for event in client.events():
-                if event.kind != "bulletin" or event.data.get("direction") != "received":
-                    continue
-                if feed is not None and event.data.get("feed") != feed:
-                    continue
-                if as_json:
-                    click.echo(json.dumps(event.data, ensure_ascii=False))
+            opened = lambda: click.echo(f"blo: following the bulletins reaching {client.base_url} (Ctrl-C stops)", err=True)  # noqa: E731
+            async for event in client.events(on_open=opened):
+                if event.kind == "attachment" and saver is not None:
+                    await saver.on_event(event.data)
+                elif event.kind == "bulletin" and event.data.get("direction") == "received":
+                    if feed is not None and event.data.get("feed") != feed:
+                        continue
+                    if count is not None and seen >= count:
+                        continue  # only finishing the files of those already printed
+                    if as_json:
+                        click.echo(json.dumps(event.data, ensure_ascii=False))
+                    else:
+                        click.echo(_line(event.data))
+                    sys.stdout.flush()
+                    seen += 1
+                    if saver is not None:
+                        await saver.follow(event.data["id"])
                 else:
-                    click.echo(_line(event.data))
-                sys.stdout.flush()
-                seen += 1
-                if count is not None and seen >= count:
+                    continue
+                if count is not None and seen >= count and (saver is None or saver.idle):
                     return
 
     try:

@@ -3,7 +3,7 @@
     blo deploy nats-auth --out DIR --hub-url [CC=]URL... [--feed NAME=OFFICE,OFFICE[:post]]... [--leaf OFFICE]...
                          [--country CC]... [--hub-domain HUB] [--rotate OFFICE]...
     blo deploy streams --nats URL [--nats URL]... --nkey-seed DIR/seeds/admin.nk [--tls-ca CA]
-                       [--replicas 3] [--leaf OFFICE]...
+                       [--replicas 3] [--leaf OFFICE]... [--buckets DIR/buckets.json [--bucket-mib 1024]]
     blo deploy leaf-streams [--nats nats://127.0.0.1:4222] [--office TH-MUK]
 
 ``nats-auth`` reads this node's verified signed directory (only records that chain to a
@@ -16,6 +16,8 @@ pinned centre and are valid now; revoked or expired offices get no user) and wri
     DIR/leaf/<OFFICE>-uplink.conf  for --leaf offices: the leaf node's uplink nkey (0600)
     DIR/nodes/<OFFICE>.toml      that office's whole node.toml: its hub URLs (--hub-url), seed,
                                  inbox prefix and this centre's pins; installed as is
+    DIR/buckets.json             the attachment buckets these users are granted (one per office
+                                 and per feed), for ``blo deploy streams --buckets``
 
 Seeds already in DIR/seeds are kept (re-running after an enrolment adds users without
 changing anyone's credentials); ``--rotate OFFICE`` makes a new one. Feed membership comes
@@ -41,9 +43,16 @@ from bus.keystore import write_private_file
 from bus.transport.client import BusClient, ClientConfig
 from bus.transport.kv_feeds import FeedKeyCache
 from bus.transport.nkey import new_user_seed, public_key, read_seed
+from bus.transport.object_store import (
+    DEFAULT_BUCKET_BYTES,
+    BucketSpec,
+    bucket_list_json,
+    bucket_specs,
+    parse_bucket_list,
+)
 from bus.transport.permissions import FeedMembers, NodeAccess, hub_users, inbox_prefix, node_access, parse_feed
 from bus.transport.provision import apply_plans
-from bus.transport.subjects import check_office
+from bus.transport.subjects import STREAM_FEEDS, STREAM_OFFICES, check_office
 from bus.transport.topology import StreamPlan, hub_plans, leaf_outbox_streams
 from office_node.cli import cli
 from office_node.config import render_config
@@ -199,12 +208,15 @@ def nats_auth(
         if a.leaf:
             seed = read_seed(seeds / f"{a.office}.nk").decode()
             write_private_file(out / "leaf" / f"{a.office}-uplink.conf", f'nkey: "{seed}"\n'.encode())
+    feeds_named = [m.feed for m in memberships]
+    (out / "buckets.json").write_text(bucket_list_json([a.office for a in accesses], feeds_named), encoding="utf-8")
     click.echo(f"wrote {out / 'blo-auth.conf'}: {len(accesses)} nodes + admin + sys")
     for a in accesses:
         extra = [f"reads {','.join(a.reads)}" if a.reads else "", f"posts {','.join(a.posts)}" if a.posts else ""]
         detail = "; ".join(x for x in (a.role, "leaf node" if a.leaf else "", *extra) if x)
         click.echo(f"  {a.office:<10} {public[a.office]}  {detail}")
     click.echo(f"  seeds in {seeds} (0600): give each office only its own; nodes/<OFFICE>.toml is its node.toml")
+    click.echo(f"  {out / 'buckets.json'}: the attachment buckets to create (blo deploy streams --buckets)")
 
 
 def _kept(office: str, gone: set[str], flag: str) -> bool:
@@ -227,14 +239,14 @@ def _client_config(urls: tuple[str, ...], nkey_seed: Path | None, tls_ca: Path |
     return ClientConfig(urls=urls, nkey_seed=nkey_seed, tls_ca=tls_ca, name="blo-deploy", publish_timeout_s=10.0)
 
 
-def _apply(config: ClientConfig, plans: list[StreamPlan], timeout: float) -> list[str]:
+def _apply(config: ClientConfig, plans: list[StreamPlan], timeout: float, buckets: list[BucketSpec] | None = None) -> list[str]:
     async def main() -> list[str]:
         client = BusClient(config)
         await client.start()
         try:
             if not await client.wait_connected(timeout):
                 raise NotConnected(f"cannot reach NATS at {', '.join(config.urls)}: {client.last_error or 'timed out'}")
-            return await apply_plans(client, plans)
+            return await apply_plans(client, plans, buckets or ())
         finally:
             await client.close()
 
@@ -247,6 +259,14 @@ def _apply(config: ClientConfig, plans: list[StreamPlan], timeout: float) -> lis
 @click.option("--tls-ca", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="The network's CA.")
 @click.option("--replicas", default=3, show_default=True, type=click.IntRange(1, 5))
 @click.option("--leaf", "leaves", multiple=True, metavar="OFFICE", help="Source this office's leaf outbox (repeatable).")
+@click.option(
+    "--buckets", "buckets_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), metavar="FILE",
+    help="The buckets.json of blo deploy nats-auth: create an attachment bucket for each office and feed it names.",
+)  # fmt: skip
+@click.option(
+    "--bucket-mib", default=DEFAULT_BUCKET_BYTES // 2**20, show_default=True, type=click.IntRange(16, 1024 * 1024),
+    help="Each attachment bucket's size limit (JetStream reserves it on every server holding a replica).",
+)  # fmt: skip
 @click.option("--timeout", default=10.0, show_default=True)
 def streams(
     urls: tuple[str, ...],
@@ -254,14 +274,32 @@ def streams(
     tls_ca: Path | None,
     replicas: int,
     leaves: tuple[str, ...],
+    buckets_file: Path | None,
+    bucket_mib: int,
     timeout: float,
 ) -> None:
-    """Create (or update) the hub's streams; run it against the hub that should hold them."""
+    """Create (or update) the hub's streams and attachment buckets; run it against the hub
+    that should hold them, again after every nats-auth (new offices and feeds get buckets)."""
     for office in leaves:
         check_office(office)
-    done = _apply(_client_config(urls, nkey_seed, tls_ca), hub_plans(replicas=replicas, leaf_offices=leaves), timeout)
+    plans = hub_plans(replicas=replicas, leaf_offices=leaves)
+    buckets = None
+    if buckets_file is not None:
+        try:
+            offices, feeds = parse_bucket_list(buckets_file.read_text(encoding="utf-8"))
+        except ValidationError as exc:
+            raise ValidationError("--buckets", f"{buckets_file}: {exc.problem}") from None
+        # Attachments live as long as the bulletins that refer to them (ATTACHMENTS.md 5.1).
+        max_age = max(p.spec.max_age_s for p in plans if p.spec.name in (STREAM_OFFICES, STREAM_FEEDS))
+        buckets = bucket_specs(offices, feeds, max_age_s=max_age, replicas=replicas, max_bytes=bucket_mib * 2**20)
+    done = _apply(_client_config(urls, nkey_seed, tls_ca), plans, timeout, buckets)
     for line in done:
         click.echo(line)
+    if buckets is None:
+        click.echo(
+            "no attachment buckets (no --buckets): nodes that may not create streams cannot send files until the "
+            "operator creates them; pass --buckets with the buckets.json of blo deploy nats-auth"
+        )
 
 
 @deploy_group.command("leaf-streams")
