@@ -664,6 +664,7 @@ class OfficeNode:
         page = self.store.list_bulletins(query)
         if query.text:
             self.audit.append(principal.username, actions.SEARCH, target=query.text[:200], now_ms=self.clock())
+            return {"items": views.search_results(page.items, query.text), "next": page.next_cursor}
         return {"items": [views.summary(b) for b in page.items], "next": page.next_cursor}
 
     def search(self, principal: Principal, params: Mapping[str, str]) -> dict[str, Any]:
