@@ -48,7 +48,7 @@ from bus.transport.node import BusNode, Escalation, NodeOptions, StateChange
 from bus.transport.outbox import ACKNOWLEDGED
 from bus.transport.transfers import TransferMetrics
 from office_node import audit as actions
-from office_node import views
+from office_node import i18n, views
 from office_node.accounts import INTERACTIVE, Accounts, HashLimits, Principal
 from office_node.attachments import NodeAttachments
 from office_node.audit import AuditLog
@@ -761,6 +761,7 @@ class OfficeNode:
             "role": self.config.role,
             "csrf_token": principal.csrf_token,
             "via": principal.via,
+            "languages": [{"tag": tag, "name": i18n.NAMES[tag]} for tag in i18n.LANGUAGES],
         }
 
     def refresh_gauges(self) -> None:
