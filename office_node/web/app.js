@@ -690,7 +690,7 @@ async function boot() {
   $("top-office").textContent = me.office || "";
   $("top-user").textContent = `${user.display_name || user.username || ""}${user.role ? ` (${word(ROLE_WORDS, user.role)})` : ""}`;
   $("st-office").textContent = me.office || "?";
-  $("st-role").textContent = me.role || "";
+  $("st-role").textContent = me.role ? word(ROLE_WORDS, me.role) : "";
   document.title = `BLO Bus · ${me.office || ""}`;
   show($("boot"), false);
   show($("login-view"), false);
