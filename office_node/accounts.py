@@ -34,6 +34,7 @@ import nacl.utils
 from bus import errors
 from bus.ids import Rng
 from office_node.db import Database
+from office_node.i18n import check_language
 
 ROLES = ("officer", "supervisor", "admin")
 _RANK = {role: i for i, role in enumerate(ROLES)}
@@ -74,9 +75,18 @@ class User:
     role: str
     disabled: bool
     created_at: int
+    #: The officer's language for the page and the node's messages (office_node/i18n.py);
+    #: None: the browser's.
+    language: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"username": self.username, "display_name": self.display_name, "role": self.role, "disabled": self.disabled}
+        return {
+            "username": self.username,
+            "display_name": self.display_name,
+            "role": self.role,
+            "disabled": self.disabled,
+            "language": self.language,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,11 +181,13 @@ def _random_text(rng: Rng) -> str:
     return base64.urlsafe_b64encode(rng(SECRET_BYTES)).decode("ascii").rstrip("=")
 
 
-_USER_COLUMNS = "u.id, u.username, u.display_name, u.role, u.disabled, u.created_at"
+_USER_COLUMNS = "u.id, u.username, u.display_name, u.role, u.disabled, u.created_at, u.language"
+#: Where the columns a query selects after ``_USER_COLUMNS`` start.
+_N = 7
 
 
 def _user(row: Any) -> User:
-    return User(row[0], row[1], row[2], row[3], bool(row[4]), row[5])
+    return User(row[0], row[1], row[2], row[3], bool(row[4]), row[5], row[6])
 
 
 class Accounts:
@@ -248,6 +260,15 @@ class Accounts:
                 raise errors.NotFound(f"no user {username!r} on this node")
         return self.get_user(username)
 
+    def set_language(self, username: str, language: str | None) -> User:
+        """Save the officer's language (``office_node.i18n.LANGUAGES``; None: the browser's)."""
+        if language is not None:
+            check_language(language)
+        with self.db.write() as c:
+            if c.execute("UPDATE auth_users SET language = ? WHERE username = ?", (language, username)).rowcount == 0:
+                raise errors.NotFound(f"no user {username!r} on this node")
+        return self.get_user(username)
+
     def set_password(self, username: str, password: str, *, now_ms: int) -> None:
         """Change a password and end the user's web sessions (a reset after a suspected
         compromise must lock the attacker out)."""
@@ -278,7 +299,7 @@ class Accounts:
                 self._dummy_hash = self._hash(_random_text(self.rng))
             self._verify(self._dummy_hash, password)
             raise errors.BadCredentials(_BAD_LOGIN)
-        ok = self._verify(row[6].encode("ascii"), password)
+        ok = self._verify(row[_N].encode("ascii"), password)
         user = _user(row)
         if not ok or user.disabled:
             raise errors.BadCredentials(_BAD_LOGIN)
@@ -315,12 +336,12 @@ class Accounts:
                 "JOIN auth_users u ON u.id = s.user_id WHERE s.id_hash = ?",
                 (key,),
             ).fetchone()
-        if row is None or row[4] or row[7] <= now_ms or row[8] <= now_ms - SESSION_IDLE_MS:
+        if row is None or row[4] or row[_N + 1] <= now_ms or row[_N + 2] <= now_ms - SESSION_IDLE_MS:
             raise errors.NotAuthenticated("your session has ended: log in again")
-        if now_ms - row[8] >= TOUCH_EVERY_MS:
+        if now_ms - row[_N + 2] >= TOUCH_EVERY_MS:
             with self.db.write() as c:
                 c.execute("UPDATE auth_sessions SET last_seen_at = ? WHERE id_hash = ?", (now_ms, key))
-        return Principal(_user(row), "session", csrf_token=row[6], session_expires_at=row[7])
+        return Principal(_user(row), "session", csrf_token=row[_N], session_expires_at=row[_N + 1])
 
     def logout(self, session_id: str) -> None:
         with self.db.write() as c:
@@ -359,15 +380,15 @@ class Accounts:
                 "JOIN auth_users u ON u.id = t.user_id WHERE t.token_hash = ?",
                 (_sha256(secret),),
             ).fetchone()
-        if row is None or row[4] or row[8] is not None or (row[7] is not None and row[7] <= now_ms):
+        if row is None or row[4] or row[_N + 2] is not None or (row[_N + 1] is not None and row[_N + 1] <= now_ms):
             raise errors.NotAuthenticated(
                 "the API token is not valid (unknown, expired, revoked, or its account disabled): "
                 "create a new one with `blo token create`"
             )
-        if row[9] is None or now_ms - row[9] >= TOUCH_EVERY_MS:
+        if row[_N + 3] is None or now_ms - row[_N + 3] >= TOUCH_EVERY_MS:
             with self.db.write() as c:
-                c.execute("UPDATE auth_tokens SET last_used_at = ? WHERE id = ?", (now_ms, row[6]))
-        return Principal(_user(row), "token", token_id=row[6])
+                c.execute("UPDATE auth_tokens SET last_used_at = ? WHERE id = ?", (now_ms, row[_N]))
+        return Principal(_user(row), "token", token_id=row[_N])
 
     def list_tokens(self, username: str | None = None) -> list[TokenInfo]:
         sql = (

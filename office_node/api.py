@@ -19,6 +19,7 @@ Middlewares, outermost first:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -31,7 +32,8 @@ from aiohttp import BodyPartReader, web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bus import errors
-from office_node.auth import AuthSettings, error_response, require_role, setup_auth
+from office_node import i18n
+from office_node.auth import PRINCIPAL_KEY, AuthSettings, error_response, require_role, setup_auth
 from office_node.node import OfficeNode
 
 log = logging.getLogger("blo.api")
@@ -145,6 +147,7 @@ class Route:
 ROUTES: tuple[Route, ...] = (
     Route("GET", "/health", None, "health", "Liveness and link state (public)"),
     Route("GET", "/api/me", "officer", "me", "The signed-in officer, this node, and the CSRF token"),
+    Route("POST", "/api/me", "officer", "set_me", "The officer's own settings: the language of the page and of messages"),
     Route("GET", "/api/bulletins", "officer", "list_bulletins", "Received and sent bulletins, newest first, filtered"),
     Route("POST", "/api/bulletins", "officer", "post_bulletin", "Post a bulletin: sealed, queued in the outbox"),
     Route(
@@ -207,6 +210,53 @@ async def health(request: web.Request) -> web.Response:
 
 async def me(request: web.Request) -> web.Response:
     return json_response(_node(request).me(require_role(request, "officer")))
+
+
+async def set_me(request: web.Request) -> web.Response:
+    """Body ``{"language": tag | null}`` (office_node/i18n.py LANGUAGES; null: the browser's)."""
+    principal = require_role(request, "officer")
+    data = await read_json(request)
+    if not isinstance(data, dict) or set(data) != {"language"}:
+        raise errors.ValidationError("", 'send {"language": ...} (a language tag, or null for the browser\'s)')
+    node = _node(request)
+    user = node.accounts.set_language(principal.username, data["language"])
+    return json_response(node.me(dataclasses.replace(principal, user=user)))
+
+
+def request_language(request: web.Request) -> str:
+    """The language to answer in: the officer's saved one, else the browser's."""
+    principal = request.get(PRINCIPAL_KEY)
+    saved = principal.user.language if principal is not None else None
+    return saved or i18n.negotiate(request.headers.get("Accept-Language"))
+
+
+@web.middleware
+async def localised_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """An error answer's message in the caller's language (office_node/i18n.py); the
+    ``code`` and ``field`` stay as they are, for programs."""
+    response = await handler(request)
+    if response.status < 400 or not isinstance(response, web.Response) or response.content_type != "application/json":
+        return response
+    language = request_language(request)
+    if i18n.catalogue_of(language) == i18n.DEFAULT:
+        return response
+    try:
+        data = json.loads(response.body or b"")
+        data["error"]["message"] = i18n.localise(str(data["error"]["message"]), language)
+    except (ValueError, TypeError, KeyError):
+        return response
+    response.body = json.dumps(data, ensure_ascii=False).encode("utf-8")
+    return response
+
+
+async def page_catalogue(request: web.Request) -> web.Response:
+    """GET /static/i18n/{language}.json: the page's texts in a language (public, like the page)."""
+    language = request.match_info["language"]
+    if language not in i18n.LANGUAGES:
+        raise web.HTTPNotFound()
+    response = json_response(i18n.page_catalogue(language))
+    response.headers["Cache-Control"] = "no-cache"
+    return response
 
 
 async def list_bulletins(request: web.Request) -> web.Response:
@@ -496,7 +546,7 @@ async def login_page(request: web.Request) -> web.FileResponse:
 HANDLERS: dict[str, Handler] = {
     name: globals()[name]
     for name in (
-        "health", "me", "list_bulletins", "post_bulletin", "get_bulletin", "attachment", "attachment_thumbnail",
+        "health", "me", "set_me", "list_bulletins", "post_bulletin", "get_bulletin", "attachment", "attachment_thumbnail",
         "attachment_view", "mark_read", "acknowledge", "reply", "search",
         "outbox", "directory", "feeds", "check", "hits", "import_watchlist", "forward", "triage", "triage_item",
         "triage_update", "create_feed", "feed_members", "feed_writers", "rotate_feed", "network", "quarantine", "audit", "events",
@@ -507,7 +557,7 @@ HANDLERS: dict[str, Handler] = {
 
 def build_app(node: OfficeNode, *, extra_routes: Callable[[web.Application], None] | None = None) -> web.Application:
     """The aiohttp application serving ``node``'s API and page."""
-    app = web.Application(middlewares=[security_headers, error_answers], client_max_size=MAX_BODY_BYTES)
+    app = web.Application(middlewares=[security_headers, localised_errors, error_answers], client_max_size=MAX_BODY_BYTES)
     app[NODE_KEY] = node
     settings = AuthSettings(secure_cookies=node.config.http.secure_cookies)
     setup_auth(app, node.accounts, node.audit, settings, clock=node.clock)
@@ -515,6 +565,7 @@ def build_app(node: OfficeNode, *, extra_routes: Callable[[web.Application], Non
         app.router.add_route(route.method, route.path, HANDLERS[route.name], name=route.name)
     app.router.add_get("/", index_page)
     app.router.add_get("/login", login_page)
+    app.router.add_get("/static/i18n/{language}.json", page_catalogue)
     app.router.add_static("/static/", WEB, follow_symlinks=False)
     if extra_routes is not None:
         extra_routes(app)

@@ -11,13 +11,17 @@ from bus.errors import BloError
 
 
 class _Group(click.Group):
-    """Prints BloError messages as one clean line instead of a traceback."""
+    """Prints BloError messages as one clean line instead of a traceback, in the
+    terminal's language (office_node/i18n.py)."""
 
     def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)
         except BloError as exc:
-            click.echo(f"blo: {exc.message}", err=True)
+            # In the terminal's language (LANGUAGE, LC_ALL, LANG) when its catalogue has the message.
+            from office_node.i18n import localise, terminal_language
+
+            click.echo(f"blo: {localise(exc.message, terminal_language())}", err=True)
             sys.exit(2)
 
 

@@ -231,6 +231,14 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX centre_drafts_state ON centre_drafts(state, created_at DESC);
     """,
+    # 9: search across scripts (office_node/search.py): each bulletin's text folded to
+    # Latin letters and its consonant keys, Latin-script words apart from the others (the
+    # store fills it for bulletins stored before); an officer's language for the page
+    # (NULL: the browser's)
+    """
+    CREATE VIRTUAL TABLE store_fts_alt USING fts5(folded, keys_latin, keys_native, tokenize = 'trigram');
+    ALTER TABLE auth_users ADD COLUMN language TEXT;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -50,7 +50,7 @@ from bus.transport.node import BusNode, Escalation, NodeOptions, StateChange
 from bus.transport.outbox import ACKNOWLEDGED
 from bus.transport.transfers import TransferMetrics
 from office_node import audit as actions
-from office_node import views
+from office_node import i18n, views
 from office_node.accounts import INTERACTIVE, Accounts, HashLimits, Principal
 from office_node.attachments import NodeAttachments
 from office_node.audit import AuditLog
@@ -688,6 +688,7 @@ class OfficeNode:
         page = self.store.list_bulletins(query)
         if query.text:
             self.audit.append(principal.username, actions.SEARCH, target=query.text[:200], now_ms=self.clock())
+            return {"items": views.search_results(page.items, query.text), "next": page.next_cursor}
         return {"items": [views.summary(b) for b in page.items], "next": page.next_cursor}
 
     def search(self, principal: Principal, params: Mapping[str, str]) -> dict[str, Any]:
@@ -784,6 +785,7 @@ class OfficeNode:
             "role": self.config.role,
             "csrf_token": principal.csrf_token,
             "via": principal.via,
+            "languages": [{"tag": tag, "name": i18n.NAMES[tag]} for tag in i18n.LANGUAGES],
         }
 
     def refresh_gauges(self) -> None:

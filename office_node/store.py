@@ -14,7 +14,9 @@ the trigram tokenizer matches any run of 3+ characters anywhere in the title, bo
 entity values and tags. Shorter query words fall back to LIKE. Entity values (document
 numbers, plates, names) are indexed both as written and "compacted" (spaces, dashes and
 other punctuation removed), and a query is compacted too, so ``P-0847 211`` finds
-``P0847211``.
+``P0847211``. A second index holds each bulletin's text folded to Latin letters and its
+consonant keys (``office_node/search.py``: what a query means, how a name is found
+across scripts, and the snippet under a result).
 
 Lists are newest first: by the time the bulletin reached this store (``at``: received-at
 for received bulletins, sent-at for our own), ties broken by arrival order. Paging uses
@@ -36,6 +38,7 @@ from bus.bulletin import KINDS, PRECEDENCES, Bulletin, is_feed_name, is_office_i
 from bus.envelope import RECIPIENT_FEED, KeyResolver, Opened, encode_body, read_routing, split_envelope, verify_detached
 from bus.ids import bulletin_id_to_bytes
 from bus.timing import key_problem
+from office_node import search
 from office_node.db import Database
 from office_node.paging import decode_cursor, encode_cursor
 
@@ -284,14 +287,7 @@ class BulletinQuery:
 # -- text normalisation for the index -------------------------------------------------------
 
 
-_INVISIBLE = dict.fromkeys(map(ord, "\u200b\ufeff"))
-
-
-def _nfc(text: str) -> str:
-    # Vietnamese (and others) can arrive precomposed or with combining marks; index and
-    # query in one form so both spellings match. Zero-width spaces (Thai and Lao writers
-    # use them as invisible word breaks) would make an identical-looking query miss.
-    return unicodedata.normalize("NFC", text).translate(_INVISIBLE)
+_nfc = search.nfc
 
 
 def compact(text: str) -> str:
@@ -333,34 +329,78 @@ def _phrase(term: str) -> str:
 _FTS_COLUMNS = ("title", "body", "entities", "tags")
 
 
-def _text_condition(text: str) -> tuple[str, list[Any]]:
-    """SQL (on ``b.seq``) matching bulletins that contain every word of ``text``, or
-    whose entities contain the whole query compacted (a document number typed with
-    spaces or dashes)."""
-    words = _nfc(text).split()
-    long_words = [w for w in words if len(w) >= TRIGRAM]
-    short_words = [w for w in words if len(w) < TRIGRAM]
-    conds: list[str] = []
+def _alt_row(b: Bulletin) -> tuple[str, str, str]:
+    texts = [b.title, b.body, *(v for v in _entity_text(b.entities).split("\n")), *b.tags]
+    alt = search.index_texts(texts)
+    return alt.folded, alt.keys_latin, alt.keys_native
+
+
+def _match(table: str, column: str, text: str) -> tuple[str, list[Any]]:
+    """``text`` anywhere in ``column`` of an index: the trigram index for 3+ characters, LIKE below."""
+    if len(text) >= TRIGRAM:
+        return f"b.seq IN (SELECT rowid FROM {table} WHERE {table} MATCH ?)", [f"{column} : {_phrase(text)}"]
+    return f"b.seq IN (SELECT rowid FROM {table} WHERE {column} LIKE ? ESCAPE '\\')", [_like_pattern(text)]
+
+
+def _term_condition(term: search.Term, *, use_keys: bool) -> tuple[str, list[Any]]:
+    """SQL (on ``b.seq``) for bulletins holding ``term``: as written; compacted in an entity
+    (a document number typed with dashes); folded to Latin letters (``Nguyen`` finds
+    ``Nguyễn``); or, across scripts, by its consonant key (search.py)."""
+    alts: list[str] = []
     args: list[Any] = []
-    if long_words:
-        conds.append("b.seq IN (SELECT rowid FROM store_fts WHERE store_fts MATCH ?)")
-        args.append(" AND ".join(_phrase(w) for w in long_words))
-    for w in short_words:
-        conds.append(
+
+    def add(sql_args: tuple[str, list[Any]]) -> None:
+        alts.append(sql_args[0])
+        args.extend(sql_args[1])
+
+    text = term.text
+    if len(text) >= TRIGRAM:
+        add(("b.seq IN (SELECT rowid FROM store_fts WHERE store_fts MATCH ?)", [_phrase(text)]))
+    else:
+        alts.append(
             "b.seq IN (SELECT rowid FROM store_fts WHERE "
             + " OR ".join(f"{c} LIKE ? ESCAPE '\\'" for c in _FTS_COLUMNS)
             + ")"
         )
-        args.extend([_like_pattern(w)] * len(_FTS_COLUMNS))
+        args.extend([_like_pattern(text)] * len(_FTS_COLUMNS))
+    short = compact(text)
+    if short and short != text:
+        add(_match("store_fts", "entities", short))
+        add(_match("store_fts_alt", "folded", short))
+    folded = search.fold(text)
+    if len(folded) >= TRIGRAM and folded != text:
+        add(_match("store_fts_alt", "folded", folded))
+    if use_keys:
+        wanted = search.key(text)
+        if wanted:
+            add(_match("store_fts_alt", "keys_latin", wanted))
+            if search.is_latin(text):
+                add(_match("store_fts_alt", "keys_native", wanted))
+    return "(" + " OR ".join(alts) + ")", args
+
+
+def _text_condition(text: str) -> tuple[str, list[Any]]:
+    """SQL (on ``b.seq``) matching bulletins that match the query in ``text`` (every
+    clause; any term of a clause: search.parse), or whose entities contain the whole
+    query compacted (a document number typed with spaces or dashes)."""
+    query = search.parse(text)
+    if not query.clauses:
+        return "0", []
+    use_keys = search.key_letters(query) >= search.MIN_KEY_LETTERS
+    conds: list[str] = []
+    args: list[Any] = []
+    for clause in query.clauses:
+        parts = [_term_condition(t, use_keys=use_keys) for t in clause]
+        conds.append("(" + " OR ".join(p[0] for p in parts) + ")")
+        args.extend(a for p in parts for a in p[1])
     sql = "(" + " AND ".join(conds) + ")"
     whole = compact(text)
+    words = [t.text for t in query.terms]
     if whole and whole not in words:
-        if len(whole) >= TRIGRAM:
-            sql = f"({sql} OR b.seq IN (SELECT rowid FROM store_fts WHERE store_fts MATCH ?))"
-            args.append("entities : " + _phrase(whole))
-        else:
-            sql = f"({sql} OR b.seq IN (SELECT rowid FROM store_fts WHERE entities LIKE ? ESCAPE '\\'))"
-            args.append(_like_pattern(whole))
+        for table, column in (("store_fts", "entities"), ("store_fts_alt", "folded")):
+            alt_sql, alt_args = _match(table, column, whole)
+            sql = f"({sql} OR {alt_sql})"
+            args.extend(alt_args)
     return sql, args
 
 
@@ -419,6 +459,26 @@ class Store:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._index_older()
+
+    def _index_older(self, *, batch: int = 2000) -> None:
+        """Fill the folded-and-keys index (added in schema 9) for bulletins stored before
+        it existed. Rows are indexed in ``seq`` order in the transaction that stores
+        them, so what is missing is exactly the rows above its highest rowid: a
+        restart after it is filled costs one lookup."""
+        while True:
+            with self.db.write() as c:
+                last = c.execute("SELECT rowid FROM store_fts_alt ORDER BY rowid DESC LIMIT 1").fetchone()
+                rows = c.execute(
+                    "SELECT seq, bulletin_json FROM store_bulletins WHERE seq > ? ORDER BY seq LIMIT ?",
+                    (last[0] if last else 0, batch),
+                ).fetchall()
+                c.executemany(
+                    "INSERT INTO store_fts_alt (rowid, folded, keys_latin, keys_native) VALUES (?, ?, ?, ?)",
+                    [(seq, *_alt_row(Bulletin.from_dict(json.loads(text)))) for seq, text in rows],
+                )
+            if len(rows) < batch:
+                return
 
     # -- writing ------------------------------------------------------------------------
 
@@ -549,6 +609,10 @@ class Store:
         c.execute(
             "INSERT INTO store_fts (rowid, title, body, entities, tags) VALUES (?, ?, ?, ?, ?)",
             (cur.lastrowid, *_index_row(b)),
+        )
+        c.execute(
+            "INSERT INTO store_fts_alt (rowid, folded, keys_latin, keys_native) VALUES (?, ?, ?, ?)",
+            (cur.lastrowid, *_alt_row(b)),
         )
         return True
 

@@ -7,13 +7,20 @@ same thing.
 
 from __future__ import annotations
 
+import base64
+import binascii
+from collections.abc import Sequence
 from typing import Any
 
+from bus import errors
 from bus.directory import Directory, DirectoryRecord
+from bus.envelope import parse_header
 from bus.forward import ORIGINAL_CHECKED, ORIGINAL_NOT_CHECKED, ORIGINAL_REFUSED, REDACTED
 from bus.forward import attribution as attribution_of
+from bus.ids import bulletin_id_from_bytes
 from bus.transport.node import StateChange
 from bus.transport.outbox import BulletinStatus, RecipientStatus
+from office_node import search
 from office_node.store import StoredBulletin
 
 
@@ -70,6 +77,45 @@ def summary(b: StoredBulletin) -> dict[str, Any]:
         "forwarded_from": shown["original_sender"] if shown and shown["state"] == ORIGINAL_CHECKED else None,
         "attribution": shown,
     }
+
+
+def original_of(b: StoredBulletin) -> str | None:
+    """The id of the original a whole forward carries (from the original's header, which
+    travels in it); None for a bulletin that is not a forward, and for a redacted one (its
+    text is the centre's, not the original's: a row of its own)."""
+    carried = b.bulletin.get("forwarded")
+    if not isinstance(carried, dict) or carried.get("redacted"):
+        return None
+    try:
+        header = base64.b64decode(str(carried.get("header")), validate=True)
+        return bulletin_id_from_bytes(parse_header(header).bulletin_id)
+    except (binascii.Error, ValueError, errors.BloError):
+        return None
+
+
+def search_results(items: Sequence[StoredBulletin], text: str) -> list[dict[str, Any]]:
+    """Search results: one row per bulletin, newest first, each with a ``snippet`` of
+    where the query matched (search.snippet). An original and the whole forwards of it
+    stored here are one row: the original's when it is stored here (else the newest
+    forward), with ``forwards`` listing the other forwards ({id, by, feed, at}) and
+    ``copies`` the number of stored bulletins the row stands for."""
+    query = search.parse(text)
+    groups: dict[str, list[StoredBulletin]] = {}
+    for b in items:
+        groups.setdefault(original_of(b) or b.id, []).append(b)
+    rows = []
+    for original_id, group in groups.items():
+        shown = next((b for b in group if b.id == original_id), group[0])
+        row = summary(shown)
+        row["snippet"] = search.snippet(shown.bulletin, query)
+        row["forwards"] = [
+            {"id": b.id, "by": b.sender, "feed": b.feed, "at": b.received_at or b.sent_at}
+            for b in group
+            if b is not shown
+        ]
+        row["copies"] = len(group)
+        rows.append(row)
+    return rows
 
 
 def _state_at(r: RecipientStatus) -> int | None:

@@ -128,12 +128,14 @@ def _require_chromium() -> None:
 
 
 @asynccontextmanager
-async def launch_chromium() -> AsyncIterator[Browser]:
-    """Start Debian's Chromium headless; Playwright gives each launch a new temporary profile."""
+async def launch_chromium(env: dict[str, str] | None = None) -> AsyncIterator[Browser]:
+    """Start Debian's Chromium headless; Playwright gives each launch a new temporary profile.
+    ``env``: the browser's environment instead of this process's (e.g. FONTCONFIG_FILE)."""
     _require_chromium()
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(
-            executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=30_000, handle_sigint=False
+            executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=30_000, handle_sigint=False,
+            **({"env": env} if env is not None else {}),
         )
         try:
             yield browser

@@ -125,6 +125,9 @@ async def test_search_finds_thai_and_lao_text_and_document_numbers_over_the_api(
                 status, found = await muk.get("/api/search", params={"q": query})
                 assert status == 200
                 assert [i["id"] for i in found["items"]] == [expected], query
+                assert found["items"][0]["copies"] == 1
+            _, found = await muk.get("/api/search", params={"q": "ซุกซ่อน"})
+            assert found["items"][0]["snippet"]["match"] == "ซุกซ่อน"
             _, nothing = await muk.get("/api/search", params={"q": "ไม่มีคำนี้"})
             assert nothing["items"] == []
 

@@ -26,6 +26,7 @@ from playwright.async_api import Browser, Page, expect
 from bus.bulletin import DOCUMENT_STATUSES, DOCUMENT_TYPES, ENTITY_FIELDS, KINDS, PRECEDENCES, TLP_LABELS, Bulletin
 from bus.ids import new_bulletin_id
 from bus.testing import DeterministicRng
+from office_node.api import page_catalogue
 from office_node.triage import MOVES, STATES
 from tests.browser import browser_page, chromium, launch_chromium, new_browser_page, open_page, page_log  # noqa: F401
 
@@ -270,6 +271,7 @@ class StubNode:
         app = web.Application()
         app.router.add_get("/", self.index)
         app.router.add_get("/login", self.login_page)
+        app.router.add_get("/static/i18n/{language}.json", page_catalogue)  # the node's own handler
         app.router.add_static("/static/", WEB)
         app.router.add_get("/health", self.health)
         app.router.add_post("/login", self.login)

@@ -152,13 +152,13 @@ export const RECEIPT_STATES = ["queued", "sent", "delivered", "read", "acknowled
 // A FLASH waits for a person at each recipient to acknowledge it (office_node/flash.py):
 // the words the page uses for it, in one place.
 const FLASH_WORDS = {
-  notAcknowledged: "not acknowledged",
-  acknowledge: "Acknowledge",
-  acknowledgeTitle: "Tell the sender a person here has seen this FLASH (a signed receipt); until then it escalates",
-  acknowledgedBy: (by) => `Acknowledged by ${by}`,
-  escalations: "Escalated to",
-  levels: { recipient_centre: "the recipient's centre", own_centre: "our own centre" },
-  failed: "Could not acknowledge",
+  notAcknowledged: N_("not acknowledged"),
+  acknowledge: N_("Acknowledge"),
+  acknowledgeTitle: N_("Tell the sender a person here has seen this FLASH (a signed receipt); until then it escalates"),
+  acknowledgedBy: (by) => _("Acknowledged by {by}", { by }),
+  escalations: N_("Escalated to"),
+  levels: { recipient_centre: N_("the recipient's centre"), own_centre: N_("our own centre") },
+  failed: N_("Could not acknowledge"),
 };
 // The centre's triage workflow: mirrors office_node/triage.py (STATES, MOVES).
 export const TRIAGE_STATES = ["new", "in_review", "disseminated", "closed"];
@@ -168,18 +168,48 @@ export const TRIAGE_MOVES = {
   disseminated: ["in_review", "closed"],
   closed: ["in_review"],
 };
-const TRIAGE_WORDS = { new: "New", in_review: "In review", disseminated: "Disseminated", closed: "Closed" };
+const TRIAGE_WORDS = { new: N_("New"), in_review: N_("In review"), disseminated: N_("Disseminated"), closed: N_("Closed") };
 const USER_ROLES = ["officer", "supervisor", "admin"];
 
 // Admiralty grading, as officers know it.
 export const SOURCE_RELIABILITY = {
-  A: "Completely reliable", B: "Usually reliable", C: "Fairly reliable",
-  D: "Not usually reliable", E: "Unreliable", F: "Reliability cannot be judged",
+  A: N_("Completely reliable"), B: N_("Usually reliable"), C: N_("Fairly reliable"),
+  D: N_("Not usually reliable"), E: N_("Unreliable"), F: N_("Reliability cannot be judged"),
 };
 export const INFORMATION_CREDIBILITY = {
-  1: "Confirmed by other sources", 2: "Probably true", 3: "Possibly true",
-  4: "Doubtful", 5: "Improbable", 6: "Truth cannot be judged",
+  1: N_("Confirmed by other sources"), 2: N_("Probably true"), 3: N_("Possibly true"),
+  4: N_("Doubtful"), 5: N_("Improbable"), 6: N_("Truth cannot be judged"),
 };
+// The words shown for the vocabulary's codes (the codes themselves travel on the wire).
+const KIND_WORDS = {
+  lookout: N_("lookout"), alert: N_("alert"), incident: N_("incident"),
+  request_for_information: N_("request for information"), reply: N_("reply"),
+  strategic_intelligence: N_("strategic intelligence"),
+};
+const ENTITY_WORDS = {
+  person: N_("person"), document: N_("document"), vehicle: N_("vehicle"), vessel: N_("vessel"), phone: N_("phone"),
+  organisation: N_("organisation"), location: N_("location"),
+};
+const CHOICE_WORDS = {
+  passport: N_("passport"), id_card: N_("ID card"), visa: N_("visa"), travel_document: N_("travel document"),
+  driving_licence: N_("driving licence"), other: N_("other"), stolen: N_("stolen"), lost: N_("lost"),
+  forged: N_("forged"), fraudulent: N_("fraudulent"), revoked: N_("revoked"), valid: N_("valid"),
+  F: N_("female"), M: N_("male"), X: N_("unspecified"),
+};
+const FIELD_WORDS = {
+  name: N_("name"), aliases: N_("aliases"), dob: N_("date of birth"), nationality: N_("nationality"), sex: N_("sex"),
+  doc_type: N_("document type"), number: N_("number"), country: N_("country"), status: N_("status"),
+  expiry: N_("expiry"), holder: N_("holder"), plate: N_("plate"), make: N_("make"), model: N_("model"),
+  colour: N_("colour"), vin: N_("VIN"), imo: N_("IMO number"), mmsi: N_("MMSI"), flag: N_("flag"),
+  lat: N_("latitude"), lon: N_("longitude"), note: N_("note"),
+};
+const RECEIPT_WORDS = {
+  queued: N_("queued"), sent: N_("sent"), delivered: N_("delivered"), read: N_("read"), acknowledged: N_("acknowledged"),
+};
+/** The word for a code of the vocabulary in the officer's language (the code if unknown). */
+function word(words, code) {
+  return Object.hasOwn(words, code) ? _(words[code]) : String(code ?? "");
+}
 
 // Field kinds: text, country (2 capitals), date (YYYY[-MM[-DD]]), list (comma list of text),
 // number, choice. "note" is common to every entity type and added by the form.
@@ -198,7 +228,7 @@ export const ENTITY_FIELDS = {
 };
 const FIELD_HINTS = {
   dob: "YYYY-MM-DD", expiry: "YYYY-MM-DD", nationality: "LA", country: "TH", flag: "MM",
-  imo: "7 digits", mmsi: "9 digits", number: "", lat: "16.54", lon: "104.72", aliases: "comma-separated",
+  imo: N_("7 digits"), mmsi: N_("9 digits"), number: "", lat: "16.54", lon: "104.72", aliases: N_("comma-separated"),
 };
 
 // The border check: what an officer at the counter checks, and the fields the form asks for
@@ -211,35 +241,130 @@ export const CHECK_FIELDS = {
   phone: ["number", "country"],
 };
 const CHECK_KEY = { document: "number", person: "name", vehicle: "plate", phone: "number" };
-const CHECK_TYPE_LABELS = { document: "Document", person: "Person", vehicle: "Vehicle", phone: "Phone" };
-const CHECK_KEY_WORDS = { document: "document number", person: "name", vehicle: "plate", phone: "phone number" };
+const CHECK_TYPE_LABELS = { document: N_("Document"), person: N_("Person"), vehicle: N_("Vehicle"), phone: N_("Phone") };
+const CHECK_KEY_WORDS = {
+  document: N_("Enter the document number to check."), person: N_("Enter the name to check."),
+  vehicle: N_("Enter the plate to check."), phone: N_("Enter the phone number to check."),
+};
 const CHECK_FIELD_LABELS = {
-  doc_type: "Type", number: "Number", country: "Country", name: "Name", dob: "Date of birth",
-  nationality: "Nationality", plate: "Plate",
+  doc_type: N_("Type"), number: N_("Number"), country: N_("Country"), name: N_("Name"), dob: N_("Date of birth"),
+  nationality: N_("Nationality"), plate: N_("Plate"),
 };
 const CHECK_HINTS = {
-  "document.number": "P0847211", "person.name": "as written in the document", "vehicle.plate": "70-1234",
+  "document.number": "P0847211", "person.name": N_("as written in the document"), "vehicle.plate": "70-1234",
   "phone.number": "020 5555 1234",
 };
 // A phone written without + is read in the numbering plan of this country (default: the office's own).
 const CHECK_TITLES = {
-  "phone.country": "Country of a number written without + (empty: this office's country)",
+  "phone.country": N_("Country of a number written without + (empty: this office's country)"),
 };
 
 // A hit's notice state in the officer's words (office_node/lookouts.py notice_decision).
 const NOTICE_WORDS = {
-  sent: "originator notified",
-  own: "our own lookout",
-  pending: "notice to the originator pending",
-  "withheld:not_releasable": "withheld: not releasable to their country",
-  "withheld:tlp": "withheld: its TLP (RED or AMBER+STRICT) does not allow telling them",
+  sent: N_("originator notified"),
+  own: N_("our own lookout"),
+  pending: N_("notice to the originator pending"),
+  "withheld:not_releasable": N_("withheld: not releasable to their country"),
+  "withheld:tlp": N_("withheld: its TLP (RED or AMBER+STRICT) does not allow telling them"),
 };
 
 export function noticeText(notice) {
   const n = String(notice ?? "");
-  if (NOTICE_WORDS[n]) return NOTICE_WORDS[n];
-  if (n.startsWith("withheld:")) return `withheld: ${n.slice("withheld:".length).replace(/_/g, " ")}`;
-  return n || "unknown";
+  if (NOTICE_WORDS[n]) return _(NOTICE_WORDS[n]);
+  if (n.startsWith("withheld:")) return _("withheld: {rule}", { rule: n.slice("withheld:".length).replace(/_/g, " ") });
+  return n || _("unknown");
+}
+
+// ---- Language ---------------------------------------------------------------------------
+// Every text a person reads goes through _() (or N_() where it is kept for later and passed
+// through _() when shown): the English text is the key into the page's catalogue of the
+// officer's language (office_node/locale/<lang>/LC_MESSAGES/page.po, served as JSON at
+// /static/i18n/<lang>.json by office_node/i18n.py). {name} in a text is filled from values.
+// The static texts of index.html and login.html are translated in place (translateStatic).
+
+/** The languages of the page's catalogues, and what an officer may choose (a tag with -u-ca-
+ * picks the calendar: Thai shows the Buddhist era by default, th-u-ca-gregory Gregorian years). */
+export const CATALOGUES = ["en", "th", "lo", "km", "vi", "my"];
+const i18n = { language: "en", messages: {}, timeFormat: null, dateFormat: null };
+
+/** Mark a text for the catalogue without translating it yet (it is translated where shown). */
+export function N_(text) { return text; }
+
+function fill(text, values) {
+  if (!values) return text;
+  return text.replace(/\{([a-z_]+)\}/g, (all, key) => (Object.hasOwn(values, key) ? String(values[key]) : all));
+}
+
+/** ``text`` (English, as written in the page) in the officer's language, with {name}s filled. */
+export function _(text, values = null) {
+  const m = i18n.messages[text];
+  const translated = typeof m === "string" && m ? m : Array.isArray(m) && m[0] ? m[0] : text;
+  return fill(translated, values);
+}
+
+/** A text with a count: English has a singular and a plural; the region's other languages one form. */
+export function _n(singular, plural, n, values = {}) {
+  const m = i18n.messages[singular];
+  const translated = Array.isArray(m) && m[0] ? m[0] : typeof m === "string" && m ? m : n === 1 ? singular : plural;
+  return fill(translated, { n, ...values });
+}
+
+/** The first of the browser's languages the page has a catalogue for; English otherwise. */
+export function browserLanguage(preferred = navigator.languages || [navigator.language]) {
+  for (const tag of preferred) {
+    const base = String(tag || "").toLowerCase().split("-")[0];
+    if (CATALOGUES.includes(base)) return base;
+  }
+  return "en";
+}
+
+/** Load a language's catalogue and show the page in it. A failure keeps English. */
+export async function setLanguage(tag) {
+  const base = String(tag || "en").split("-")[0];
+  let catalogue = { messages: {} };
+  if (base !== "en" && CATALOGUES.includes(base)) {
+    try {
+      const response = await fetch(`/static/i18n/${encodeURIComponent(tag)}.json`, { credentials: "same-origin" });
+      if (response.ok) catalogue = await response.json();
+    } catch { /* English it is */ }
+  }
+  i18n.language = CATALOGUES.includes(base) ? tag : "en";
+  i18n.messages = catalogue && typeof catalogue.messages === "object" ? catalogue.messages : {};
+  i18n.timeFormat = null;
+  i18n.dateFormat = null;
+  document.documentElement.lang = CATALOGUES.includes(base) ? base : "en";
+  translateStatic();
+}
+
+// The page's static texts, as written in the HTML: [node, text] and [element, attribute, text].
+const staticTexts = [];
+const TRANSLATED_ATTRIBUTES = ["placeholder", "title", "aria-label", "alt"];
+
+function collectStatic() {
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT | NodeFilter.SHOW_ELEMENT);
+  for (let node = walker.currentNode; node; node = walker.nextNode()) {
+    if (node.nodeType === Node.ELEMENT_NODE) {
+      for (const name of TRANSLATED_ATTRIBUTES) {
+        const value = node.getAttribute(name);
+        if (value && /\p{L}/u.test(value) && !node.closest("[translate=no]")) staticTexts.push([node, name, value]);
+      }
+    } else if (/\p{L}/u.test(node.data) && !node.parentElement.closest("[translate=no], script, style")) {
+      staticTexts.push([node, null, node.data]);
+    }
+  }
+  const title = document.title;
+  staticTexts.push([null, "title", title]);
+}
+
+function translateStatic() {
+  if (!staticTexts.length) collectStatic();
+  for (const [node, attribute, text] of staticTexts) {
+    if (node === null) { document.title = _(text); continue; }
+    if (attribute) { node.setAttribute(attribute, _(text)); continue; }
+    // Keep the spaces around the words: they separate the text from the controls beside it.
+    const [, lead, words, trail] = /^(\s*)([\s\S]*?)(\s*)$/.exec(text);
+    node.data = `${lead}${_(words.replace(/\s+/g, " "))}${trail}`;
+  }
 }
 
 // ---- DOM helpers ------------------------------------------------------------------------
@@ -306,10 +431,18 @@ function coalesce(fn, ms) {
 
 const pad2 = (n) => String(n).padStart(2, "0");
 
-/** Local time as YYYY-MM-DD HH:MM:SS: unambiguous across the region's date conventions. */
+/** Local time in the officer's language: in English as YYYY-MM-DD HH:MM:SS (unambiguous
+ * across the region's date conventions), in the others in the locale's own form (Thai:
+ * the Buddhist era unless the officer chose Gregorian years). */
 export function formatTime(ms) {
   if (typeof ms !== "number" || !Number.isFinite(ms)) return "—";
   const d = new Date(ms);
+  if (i18n.language !== "en") {
+    i18n.timeFormat = i18n.timeFormat || new Intl.DateTimeFormat(i18n.language, {
+      year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false,
+    });
+    return i18n.timeFormat.format(d);
+  }
   return `${d.getFullYear()}-${pad2(d.getMonth() + 1)}-${pad2(d.getDate())} ` +
     `${pad2(d.getHours())}:${pad2(d.getMinutes())}:${pad2(d.getSeconds())}`;
 }
@@ -318,19 +451,23 @@ export function formatTime(ms) {
 export function formatDuration(ms) {
   if (typeof ms !== "number" || !Number.isFinite(ms)) return "—";
   const s = Math.max(0, Math.round(ms / 1000));
-  if (s < 60) return `${s} s`;
+  if (s < 60) return _("{s} s", { s });
   const min = Math.floor(s / 60);
-  if (min < 60) return `${min} min`;
+  if (min < 60) return _("{min} min", { min });
   const h = Math.floor(min / 60);
-  if (h < 48) return min % 60 ? `${h} h ${min % 60} min` : `${h} h`;
+  if (h < 48) return min % 60 ? _("{h} h {min} min", { h, min: min % 60 }) : _("{h} h", { h });
   const d = Math.floor(h / 24);
-  return h % 24 ? `${d} d ${h % 24} h` : `${d} d`;
+  return h % 24 ? _("{d} d {h} h", { d, h: h % 24 }) : _("{d} d", { d });
 }
 
-/** Local date as YYYY-MM-DD. */
+/** Local date: YYYY-MM-DD in English, the locale's form in the other languages. */
 export function formatDate(ms) {
   if (typeof ms !== "number" || !Number.isFinite(ms)) return "—";
   const d = new Date(ms);
+  if (i18n.language !== "en") {
+    i18n.dateFormat = i18n.dateFormat || new Intl.DateTimeFormat(i18n.language, { year: "numeric", month: "short", day: "numeric" });
+    return i18n.dateFormat.format(d);
+  }
   return `${d.getFullYear()}-${pad2(d.getMonth() + 1)}-${pad2(d.getDate())}`;
 }
 
@@ -343,14 +480,14 @@ function cssToken(value) { return String(value).toLowerCase().replace(/[^a-z0-9]
 
 export function precedenceBadge(precedence) {
   const known = PRECEDENCES.includes(precedence);
-  return el("span", { class: `badge prec prec-${known ? cssToken(precedence) : "unknown"}`, title: "Precedence" },
+  return el("span", { class: `badge prec prec-${known ? cssToken(precedence) : "unknown"}`, title: _("Precedence") },
     known ? precedence : String(precedence ?? "?"));
 }
 
 export function tlpBadge(tlp) {
   const known = TLP_LABELS.includes(tlp);
   // TLP 2.0 labels are written "TLP:AMBER+STRICT"; colour per FIRST's spec (app.css).
-  return el("span", { class: `badge tlp tlp-${known ? cssToken(tlp) : "unknown"}`, title: "Traffic Light Protocol 2.0" },
+  return el("span", { class: `badge tlp tlp-${known ? cssToken(tlp) : "unknown"}`, title: _("Traffic Light Protocol 2.0") },
     `TLP:${known ? tlp : String(tlp ?? "?")}`);
 }
 
@@ -358,7 +495,7 @@ function stateChip(stateName, flash = false) {
   const known = RECEIPT_STATES.includes(stateName);
   // A FLASH delivered or read by the machine is not yet acknowledged by a person: say so.
   const waiting = flash && (stateName === "delivered" || stateName === "read");
-  const text = waiting ? `${stateName}, ${FLASH_WORDS.notAcknowledged}` : String(stateName ?? "?");
+  const text = waiting ? `${word(RECEIPT_WORDS, stateName)}, ${_(FLASH_WORDS.notAcknowledged)}` : word(RECEIPT_WORDS, stateName ?? "?");
   return el("span", { class: `chip state-${known ? stateName : "unknown"}${waiting ? " flash-waiting" : ""}` }, text);
 }
 
@@ -436,7 +573,7 @@ async function api(method, path, body) {
   try {
     response = await fetch(path, init);
   } catch (err) {
-    throw new ApiError(0, "network", "Cannot reach the office node. Check that it is running.");
+    throw new ApiError(0, "network", _("Cannot reach the office node. Check that it is running."));
   }
   let data = null;
   const text = await response.text();
@@ -446,11 +583,11 @@ async function api(method, path, body) {
   if (!response.ok) {
     const e = data && data.error ? data.error : {};
     const error = new ApiError(response.status, e.code || `http_${response.status}`,
-      e.message || `The node answered ${response.status} ${response.statusText}`,
+      e.message || _("The node answered {status} {text}", { status: response.status, text: response.statusText }),
       typeof e.field === "string" ? e.field : null);
     // A lapsed session anywhere sends the officer back to the login form, except for
     // the login request itself (its 401 means "wrong password").
-    if (response.status === 401 && path !== "/login" && state.loggedIn) showLogin("Your session has ended. Sign in again.");
+    if (response.status === 401 && path !== "/login" && state.loggedIn) showLogin(_("Your session has ended. Sign in again."));
     throw error;
   }
   return data;
@@ -499,7 +636,7 @@ async function onLogin(event) {
   const username = $("login-username").value.trim();
   const password = $("login-password").value;
   if (!username || !password) {
-    err.textContent = "Enter your username and password.";
+    err.textContent = _("Enter your username and password.");
     show(err, true);
     return;
   }
@@ -508,14 +645,14 @@ async function onLogin(event) {
     state.csrf = result && result.csrf_token ? result.csrf_token : null;
     await boot();
   } catch (e) {
-    err.textContent = e.status === 401 ? "Wrong username or password." : e.message;
+    err.textContent = e.status === 401 ? _("Wrong username or password.") : e.message;
     show(err, true);
   }
 }
 
 async function onLogout() {
   try { await api("POST", "/logout"); } catch (e) { /* the session is dropped locally anyway */ }
-  showLogin("Signed out.");
+  showLogin(_("Signed out."));
 }
 
 // ---- Boot -------------------------------------------------------------------------------
@@ -532,6 +669,13 @@ async function boot() {
   state.me = me;
   if (me.csrf_token) state.csrf = me.csrf_token;
   state.loggedIn = true;
+  // The officer's saved language, else the browser's (set when the page loaded).
+  const saved = me.user && typeof me.user.language === "string" ? me.user.language : null;
+  if (saved && saved !== i18n.language) {
+    await setLanguage(saved);
+    fillStatic();
+  }
+  renderLanguageChoice(me.languages, saved);
   // The office id comes from /api/me; /health names it too, as a fallback.
   let health = null;
   if (!me.office) {
@@ -544,9 +688,9 @@ async function boot() {
 
   const user = me.user || {};
   $("top-office").textContent = me.office || "";
-  $("top-user").textContent = `${user.display_name || user.username || ""}${user.role ? ` (${user.role})` : ""}`;
+  $("top-user").textContent = `${user.display_name || user.username || ""}${user.role ? ` (${word(ROLE_WORDS, user.role)})` : ""}`;
   $("st-office").textContent = me.office || "?";
-  $("st-role").textContent = me.role || "";
+  $("st-role").textContent = me.role ? word(ROLE_WORDS, me.role) : "";
   document.title = `BLO Bus · ${me.office || ""}`;
   show($("boot"), false);
   show($("login-view"), false);
@@ -583,7 +727,28 @@ function canSupervise() {
   return USER_ROLES.indexOf(role) >= USER_ROLES.indexOf("supervisor");
 }
 
-const SUPERVISOR_NEEDED = "Needs a supervisor or admin account: ask your supervisor.";
+const SUPERVISOR_NEEDED = N_("Needs a supervisor or admin account: ask your supervisor.");
+const ROLE_WORDS = { officer: N_("officer"), supervisor: N_("supervisor"), admin: N_("admin"), office: N_("office"), centre: N_("centre") };
+
+/** The language chooser: the officer's saved choice, or the browser's language. */
+function renderLanguageChoice(languages, saved) {
+  const select = $("language");
+  const list = Array.isArray(languages) ? languages : [];
+  setChildren(select, el("option", { value: "" }, _("Browser's language")),
+    list.map((l) => el("option", { value: String(l.tag), lang: String(l.tag).split("-")[0] }, String(l.name))));
+  select.value = saved || "";
+}
+
+async function onLanguageChange() {
+  const chosen = $("language").value || null;
+  try {
+    await api("POST", "/api/me", { language: chosen });
+    // The whole page again, in the language now saved in the account.
+    window.location.reload();
+  } catch (e) {
+    status(_("Could not save the language: {error}", { error: e.message }));
+  }
+}
 
 // ---- Views ------------------------------------------------------------------------------
 
@@ -650,7 +815,7 @@ async function loadList({ append = false } = {}) {
     state.next = data && data.next ? data.next : null;
     renderList();
   } catch (e) {
-    status(`Could not load bulletins: ${e.message}`);
+    status(_("Could not load bulletins: {error}", { error: e.message }));
   }
 }
 
@@ -661,17 +826,17 @@ function attributionOf(a) {
 
 /** The short mark a forward gets in the list, beside whose words it is. */
 const ATTRIBUTION_MARK = {
-  original_checked: (a) => `forwarded by ${a.forwarded_by}`,
-  original_not_checked: (a) => `forward: ${a.original_sender}'s signature not checked yet`,
-  redacted: (a) => `redacted forward: ${a.forwarded_by}'s own words`,
-  original_refused: () => "forward: the original does not stand",
+  original_checked: (a) => _("forwarded by {centre}", { centre: a.forwarded_by }),
+  original_not_checked: (a) => _("forward: {office}'s signature not checked yet", { office: a.original_sender }),
+  redacted: (a) => _("redacted forward: {centre}'s own words", { centre: a.forwarded_by }),
+  original_refused: () => _("forward: the original does not stand"),
 };
 
 function summaryItem(s) {
   const received = s.direction !== "sent";
   const shown = attributionOf(s.attribution);
   // A forward is listed under whose words it is: the office only when its signature was checked.
-  const who = received ? String((shown ? shown.words_of : s.from) ?? "?") : "Sent";
+  const who = received ? String((shown ? shown.words_of : s.from) ?? "?") : _("Sent");
   const button = el("button", {
     type: "button",
     class: "item-button",
@@ -682,13 +847,27 @@ function summaryItem(s) {
     tlpBadge(s.tlp),
     el("span", { class: `who ${received ? "" : "sent"}` }, who),
     shown ? el("span", { class: `attr-mark attr-${shown.state}` }, ATTRIBUTION_MARK[shown.state](shown)) : null,
-    s.feed ? el("span", { class: "feed-name", title: "Feed" }, `#${s.feed}`) : null,
-    el("span", { class: "kind" }, String(s.kind ?? "")),
+    s.feed ? el("span", { class: "feed-name", title: _("Feed") }, `#${s.feed}`) : null,
+    el("span", { class: "kind" }, word(KIND_WORDS, s.kind)),
     el("span", { class: "when" }, timeEl(received ? (s.received_at ?? s.created) : (s.sent_at ?? s.created)))),
-  el("span", { class: "item-title" }, String(s.title ?? "")));
+  el("span", { class: "item-title" }, String(s.title ?? "")),
+  s.snippet ? snippetLine(s.snippet) : null,
+  Array.isArray(s.forwards) && s.forwards.length ? forwardsLine(s.forwards) : null);
   const li = el("li", { class: `item${s.read ? "" : " unread"}${s.id === state.selectedId ? " selected" : ""}` }, button);
   li.dataset.id = String(s.id);
   return li;
+}
+
+/** Under a search result: where the query matched, the match marked. */
+function snippetLine(sn) {
+  return el("span", { class: "snippet" }, String(sn.before ?? ""), el("mark", {}, String(sn.match ?? "")), String(sn.after ?? ""));
+}
+
+/** Under a search result that stands for an original and its forwards: who forwarded it where. */
+function forwardsLine(forwards) {
+  return el("span", { class: "forwards" }, forwards.map((f, i) => [i ? "; " : "",
+    f.feed ? _("also forwarded by {centre} to #{feed}", { centre: String(f.by ?? "?"), feed: String(f.feed) })
+      : _("also forwarded by {centre}", { centre: String(f.by ?? "?") })]));
 }
 
 function renderList() {
@@ -715,12 +894,12 @@ async function onSearch(event) {
     state.listMode = "search";
     state.items = Array.isArray(data && data.items) ? data.items : [];
     state.next = null;
-    $("search-summary").textContent = `${state.items.length} result${state.items.length === 1 ? "" : "s"} for “${q}”`;
+    $("search-summary").textContent = _n("{n} result for “{q}”", "{n} results for “{q}”", state.items.length, { q });
     show($("search-heading"), true);
     show($("feed-controls"), false);
     renderList();
   } catch (e) {
-    status(`Search failed: ${e.message}`);
+    status(_("Search failed: {error}", { error: e.message }));
   }
 }
 
@@ -737,7 +916,7 @@ async function openDetail(id) {
     state.detail = data;
     renderDetail();
   } catch (e) {
-    pane.replaceChildren(el("p", { class: "error pad" }, `Could not open the bulletin: ${e.message}`));
+    pane.replaceChildren(el("p", { class: "error pad" }, _("Could not open the bulletin: {error}", { error: e.message })));
   }
 }
 
@@ -749,60 +928,60 @@ function gradingText(grading) {
   const g = String(grading ?? "");
   const src = SOURCE_RELIABILITY[g[0]];
   const inf = INFORMATION_CREDIBILITY[g[1]];
-  return src && inf ? `${g} — ${src}; ${inf}` : g;
+  return src && inf ? `${g} — ${_(src)}; ${_(inf)}` : g;
 }
 
 /** The signature section: this node's check of the sender's signature and, for a centre's
  * forward, separately, what could be checked of the original office's signature. */
 function verificationBlock(v, pid = (name) => name) {
-  if (!v) return el("div", { class: "sig sig-unknown", id: pid("signature") }, "No signature record for this bulletin.");
+  if (!v) return el("div", { class: "sig sig-unknown", id: pid("signature") }, _("No signature record for this bulletin."));
   const ok = v.verified === true;
   const p = v.provenance && typeof v.provenance === "object" ? v.provenance : null;
   const signer = String(v.signer ?? "?");
   const own = el("div", { class: `sig ${ok ? "sig-ok" : "sig-bad"}`, id: pid("signature") },
-    el("strong", {}, ok ? "✔ Signature verified" : "✘ Signature NOT verified"),
-    p ? el("span", { class: "sig-whose" }, ` — ${signer}, the forwarding centre`) : null,
+    el("strong", {}, ok ? _("✔ Signature verified") : _("✘ Signature NOT verified")),
+    p ? el("span", { class: "sig-whose" }, ` — ${_("{centre}, the forwarding centre", { centre: signer })}`) : null,
     el("table", { class: "kv" }, el("tbody", {},
-      row(p ? "Forwarded by" : "Signer office", signer),
-      row("Key id", el("code", { class: "key-id" }, String(v.key_id ?? "?"))),
-      row("Verified", ok ? "yes" : "no"),
-      row("Signed / sent at", timeEl(v.sent_at)))));
+      row(p ? _("Forwarded by") : _("Signer office"), signer),
+      row(_("Key id"), el("code", { class: "key-id" }, String(v.key_id ?? "?"))),
+      row(_("Verified"), ok ? _("yes") : _("no")),
+      row(_("Signed / sent at"), timeEl(v.sent_at)))));
   return p ? [own, provenanceBlock(p, pid)] : own;
 }
 
 /** The original office's signature, as the forward carries it: checked, redacted (cannot
  * be checked) or not checked (its key is unknown here). Never drawn like the centre's. */
 function provenanceBlock(p, pid) {
-  const sender = String(p.original_sender ?? "the original office");
-  const centre = String(p.forwarded_by ?? "the centre");
+  const sender = String(p.original_sender ?? _("the original office"));
+  const centre = String(p.forwarded_by ?? _("the centre"));
   const status = p.verified === true ? "ok" : p.redacted === true ? "redacted"
     : p.state === "original_refused" ? "refused" : "unchecked";
   // Only a checked signature makes the office the author; otherwise it is who the centre names.
   const headline = {
-    ok: `✔ Original signature of ${sender} checked`,
-    refused: "✘ The original this forward carries does not stand",
-    redacted: `✘ Redacted: ${centre}'s own words, not ${sender}'s (no signature of ${sender}'s to check)`,
-    unchecked: `? ${sender}'s original signature NOT checked: ${centre}'s word until it is`,
+    ok: _("✔ Original signature of {office} checked", { office: sender }),
+    refused: _("✘ The original this forward carries does not stand"),
+    redacted: _("✘ Redacted: {centre}'s own words, not {office}'s (no signature of {office}'s to check)", { centre, office: sender }),
+    unchecked: _("? {office}'s original signature NOT checked: {centre}'s word until it is", { centre, office: sender }),
   }[status];
   const fields = Array.isArray(p.redacted_fields) ? p.redacted_fields.map(String) : [];
   return el("div", { class: `provenance prov-${status}`, id: pid("provenance") },
     el("strong", {}, headline),
     el("p", { class: "prov-text" }, String(p.text ?? "")),
     el("table", { class: "kv" }, el("tbody", {},
-      p.original_sender ? row(status === "ok" ? "Original office" : `Attributed by ${centre} to`, String(p.original_sender)) : null,
-      p.original_id ? row(status === "redacted" ? "Cited bulletin" : "Original id", el("code", {}, String(p.original_id))) : null,
-      p.original_sign_kid ? row("Original key id", el("code", { class: "key-id" }, String(p.original_sign_kid))) : null,
-      typeof p.original_sent_at === "number" ? row("Original sent at", timeEl(p.original_sent_at)) : null,
-      fields.length ? row("Redacted", fields.join(", ")) : null,
-      status !== "ok" && p.reason ? row("Reason", String(p.reason)) : null)));
+      p.original_sender ? row(status === "ok" ? _("Original office") : _("Attributed by {centre} to", { centre }), String(p.original_sender)) : null,
+      p.original_id ? row(status === "redacted" ? _("Cited bulletin") : _("Original id"), el("code", {}, String(p.original_id))) : null,
+      p.original_sign_kid ? row(_("Original key id"), el("code", { class: "key-id" }, String(p.original_sign_kid))) : null,
+      typeof p.original_sent_at === "number" ? row(_("Original sent at"), timeEl(p.original_sent_at)) : null,
+      fields.length ? row(_("Redacted"), fields.join(", ")) : null,
+      status !== "ok" && p.reason ? row(_("Reason"), String(p.reason)) : null)));
 }
 
 function receiptsTable(receipts, flash = false) {
   const list = Array.isArray(receipts) ? receipts.slice() : [];
   list.sort((a, b) => String(a.recipient).localeCompare(String(b.recipient)));
-  if (list.length === 0) return el("p", { class: "muted" }, "No receipts.");
+  if (list.length === 0) return el("p", { class: "muted" }, _("No receipts."));
   return el("table", { class: "receipts" },
-    el("thead", {}, el("tr", {}, el("th", {}, "Recipient"), el("th", {}, "State"), el("th", {}, "At"))),
+    el("thead", {}, el("tr", {}, el("th", {}, _("Recipient")), el("th", {}, _("State")), el("th", {}, _("At")))),
     el("tbody", {}, list.map((r) => {
       const tr = el("tr", {}, el("td", {}, String(r.recipient ?? "?")), el("td", {}, stateChip(r.state, flash)), el("td", {}, timeEl(r.at)));
       tr.dataset.recipient = String(r.recipient);
@@ -815,8 +994,9 @@ function entityParts(entity) {
   const parts = [];
   for (const [k, v] of Object.entries(entity && typeof entity === "object" ? entity : {})) {
     if (k === "type") continue;
-    parts.push(el("span", { class: "ef" }, el("span", { class: "ek" }, `${k}: `),
-      el("span", { class: "ev" }, Array.isArray(v) ? v.join(", ") : String(v))));
+    const shown = Array.isArray(v) ? v.join(", ") : String(v);
+    parts.push(el("span", { class: "ef" }, el("span", { class: "ek" }, `${word(FIELD_WORDS, k)}: `),
+      el("span", { class: "ev" }, ["doc_type", "status", "sex"].includes(k) ? word(CHOICE_WORDS, shown) : shown)));
   }
   return parts;
 }
@@ -824,9 +1004,9 @@ function entityParts(entity) {
 function entityTable(entities) {
   const list = Array.isArray(entities) ? entities : [];
   if (list.length === 0) return null;
-  return el("section", { class: "entities-view" }, el("h3", {}, `Entities (${list.length})`),
+  return el("section", { class: "entities-view" }, el("h3", {}, _("Entities ({n})", { n: list.length })),
     el("ul", { class: "entity-list" }, list.map((entity) =>
-      el("li", {}, el("span", { class: "etype" }, String(entity && entity.type)), ...entityParts(entity)))));
+      el("li", {}, el("span", { class: "etype" }, word(ENTITY_WORDS, entity && entity.type)), ...entityParts(entity)))));
 }
 
 /**
@@ -847,45 +1027,45 @@ function bulletinView(d, where) {
   const office = state.directory.find((o) => o.office === b.from);
   const queued = forwardable && !d.feed && Boolean(office) && office.role === "office" && office.country === String(state.office).slice(0, 2);
   const actions = el("div", { class: "actions" },
-    received && !d.read ? el("button", { type: "button", id: pid("mark-read"), onclick: () => markRead(b.id) }, "Mark read") : null,
-    received && d.read ? el("span", { class: "muted" }, "Read") : null,
+    received && !d.read ? el("button", { type: "button", id: pid("mark-read"), onclick: () => markRead(b.id) }, _("Mark read")) : null,
+    received && d.read ? el("span", { class: "muted" }, _("Read")) : null,
     received && b.precedence === "FLASH" ? ackControl(d, pid) : null,
-    el("button", { type: "button", id: pid("reply-button"), class: "primary", onclick: () => startReply(d) }, "Reply"),
+    el("button", { type: "button", id: pid("reply-button"), class: "primary", onclick: () => startReply(d) }, _("Reply")),
     forwardable ? el("button", {
       type: "button", id: pid("forward-button"), disabled: !canSupervise(),
-      title: canSupervise() ? "Forward to a feed, the original's signature kept (or redacted)" : SUPERVISOR_NEEDED,
+      title: canSupervise() ? _("Forward to a feed, the original's signature kept (or redacted)") : _(SUPERVISOR_NEEDED),
       onclick: () => openForward(d),
-    }, "Forward…") : null,
-    queued && where === "feed" ? el("button", { type: "button", id: "triage-button", onclick: () => openTriage(b.id) }, "Triage") : null,
-    forwardable && !canSupervise() ? el("span", { class: "muted small" }, "Forwarding needs a supervisor.") : null);
+    }, _("Forward…")) : null,
+    queued && where === "feed" ? el("button", { type: "button", id: "triage-button", onclick: () => openTriage(b.id) }, _("Triage")) : null,
+    forwardable && !canSupervise() ? el("span", { class: "muted small" }, _("Forwarding needs a supervisor.")) : null);
 
   return [
     el("header", { class: "detail-head" },
       el("div", { class: "badges" }, precedenceBadge(b.precedence), tlpBadge(b.tlp),
-        el("span", { class: "kind" }, String(b.kind ?? ""))),
+        el("span", { class: "kind" }, word(KIND_WORDS, b.kind))),
       el("h2", { id: pid("detail-title"), class: "detail-title" }, String(b.title ?? "")),
       shown ? el("p", { id: pid("attribution"), class: `attribution attr-${shown.state}` }, String(shown.text ?? "")) : null,
       actions,
       forwardResult(b)),
     el("table", { class: "kv" }, el("tbody", {},
-      row("From", String(b.from ?? "?")),
-      shown ? row("Words of", String(shown.words_of ?? "?")) : null,
-      row("Direction", received ? "received" : "sent"),
-      d.feed ? row("Feed", `#${d.feed}`) : null,
-      row("Id", el("code", {}, String(b.id ?? ""))),
-      row("Releasable to", (b.releasable_to || []).join(", ")),
-      row("Grading", gradingText(b.grading)),
-      row("Created", timeEl(b.created)),
-      row("Sent", timeEl(d.sent_at)),
-      row("Received", timeEl(d.received_at)),
-      b.expires ? row("Expires", timeEl(b.expires)) : null,
-      b.in_reply_to ? row("In reply to", el("button", { type: "button", class: "link", onclick: () => openDetail(b.in_reply_to) }, String(b.in_reply_to))) : null,
-      b.tags && b.tags.length ? row("Tags", b.tags.map((t) => el("span", { class: "tag" }, String(t)))) : null)),
+      row(_("From"), String(b.from ?? "?")),
+      shown ? row(_("Words of"), String(shown.words_of ?? "?")) : null,
+      row(_("Direction"), received ? _("received") : _("sent")),
+      d.feed ? row(_("Feed"), `#${d.feed}`) : null,
+      row(_("Id"), el("code", {}, String(b.id ?? ""))),
+      row(_("Releasable to"), (b.releasable_to || []).join(", ")),
+      row(_("Grading"), gradingText(b.grading)),
+      row(_("Created"), timeEl(b.created)),
+      row(_("Sent"), timeEl(d.sent_at)),
+      row(_("Received"), timeEl(d.received_at)),
+      b.expires ? row(_("Expires"), timeEl(b.expires)) : null,
+      b.in_reply_to ? row(_("In reply to"), el("button", { type: "button", class: "link", onclick: () => openDetail(b.in_reply_to) }, String(b.in_reply_to))) : null,
+      b.tags && b.tags.length ? row(_("Tags"), b.tags.map((t) => el("span", { class: "tag" }, String(t)))) : null)),
     el("div", { class: "body-text", id: pid("detail-body") }, String(b.body ?? "")),
     entityTable(b.entities),
     attachmentsBlock(d, pid),
-    el("section", {}, el("h3", {}, "Signature"), verificationBlock(d.verification, pid)),
-    el("section", {}, el("h3", {}, "Receipts"), el("div", { id: pid("receipts") }, receiptsTable(d.receipts, b.precedence === "FLASH"))),
+    el("section", {}, el("h3", {}, _("Signature")), verificationBlock(d.verification, pid)),
+    el("section", {}, el("h3", {}, _("Receipts")), el("div", { id: pid("receipts") }, receiptsTable(d.receipts, b.precedence === "FLASH"))),
     escalationsBlock(d.escalations, pid),
   ];
 }
@@ -898,18 +1078,18 @@ function ackControl(d, pid) {
       `${FLASH_WORDS.acknowledgedBy(String(d.acknowledged.by ?? "?"))} `, timeEl(d.acknowledged.at));
   }
   return el("button", {
-    type: "button", id: pid("ack-button"), class: "primary flash-ack", title: FLASH_WORDS.acknowledgeTitle,
+    type: "button", id: pid("ack-button"), class: "primary flash-ack", title: _(FLASH_WORDS.acknowledgeTitle),
     onclick: () => acknowledge(b.id),
-  }, FLASH_WORDS.acknowledge);
+  }, _(FLASH_WORDS.acknowledge));
 }
 
 /** A FLASH sent here that nobody acknowledged in time: which centres were told, when. */
 function escalationsBlock(escalations, pid) {
   const list = Array.isArray(escalations) ? escalations : [];
   if (list.length === 0) return null;
-  return el("section", { id: pid("escalations") }, el("h3", {}, FLASH_WORDS.escalations),
+  return el("section", { id: pid("escalations") }, el("h3", {}, _(FLASH_WORDS.escalations)),
     el("ul", {}, list.map((e) => el("li", {},
-      `${String(e.centre ?? "?")} (${FLASH_WORDS.levels[e.level] || String(e.level ?? "")}): ${(e.offices || []).map(String).join(", ")} `,
+      `${String(e.centre ?? "?")} (${word(FLASH_WORDS.levels, e.level)}): ${(e.offices || []).map(String).join(", ")} `,
       timeEl(e.at)))));
 }
 
@@ -923,7 +1103,7 @@ async function acknowledge(id) {
     }
     markListRead(id);
   } catch (e) {
-    status(`${FLASH_WORDS.failed}: ${e.message}`);
+    status(`${_(FLASH_WORDS.failed)}: ${e.message}`);
   }
 }
 
@@ -932,7 +1112,7 @@ async function acknowledge(id) {
 function fileSize(n) {
   if (n >= 1048576) return `${(n / 1048576).toFixed(1)} MiB`;
   if (n >= 1024) return `${Math.round(n / 1024)} KiB`;
-  return `${n} bytes`;
+  return _n("{n} byte", "{n} bytes", n);
 }
 
 function setFiles(files) {
@@ -941,7 +1121,7 @@ function setFiles(files) {
   if (!list) return;
   setChildren(list, files.map((f, i) => el("li", { class: "file-item" },
     el("span", { class: "file-name" }, f.name), " ", el("span", { class: "muted small" }, fileSize(f.size)), " ",
-    el("button", { type: "button", class: "link", onclick: () => setFiles(state.files.filter((_, j) => j !== i)) }, "Remove"))));
+    el("button", { type: "button", class: "link", onclick: () => setFiles(state.files.filter((unused, j) => j !== i)) }, _("Remove")))));
 }
 
 function initAttachments() {
@@ -979,21 +1159,23 @@ function postWithFiles(path, payload, files) {
       try { data = JSON.parse(xhr.responseText); } catch { data = null; }
       if (xhr.status >= 200 && xhr.status < 300) return resolve(data);
       const e = data && data.error ? data.error : {};
-      reject(new ApiError(xhr.status, e.code || `http_${xhr.status}`, e.message || `The node answered ${xhr.status}`, e.field || null));
+      reject(new ApiError(xhr.status, e.code || `http_${xhr.status}`, e.message || _("The node answered {status} {text}", { status: xhr.status, text: "" }).trim(), e.field || null));
     });
     xhr.addEventListener("error", () => {
       show(bar, false);
-      reject(new ApiError(0, "network", "Cannot reach the office node. Check that it is running."));
+      reject(new ApiError(0, "network", _("Cannot reach the office node. Check that it is running.")));
     });
     xhr.send(form);
   });
 }
 
 function attachmentState(a) {
-  if (a.state === "complete") return a.sniffed && a.sniffed !== a.media_type ? `content is ${a.sniffed}` : "";
-  if (a.state === "queued") return `arriving: ${a.held} of ${a.chunks} chunks`;
-  return `${a.state}: ${a.message || a.reason || ""}`;
+  if (a.state === "complete") return a.sniffed && a.sniffed !== a.media_type ? _("content is {type}", { type: a.sniffed }) : "";
+  if (a.state === "queued") return _("arriving: {held} of {chunks} chunks", { held: a.held, chunks: a.chunks });
+  return `${word(ATTACHMENT_WORDS, a.state)}: ${a.message || a.reason || ""}`;
 }
+
+const ATTACHMENT_WORDS = { refused: N_("refused"), corrupt: N_("corrupt") };
 
 function openViewer(url, name) {
   setChildren($("image-viewer-body"), el("img", { src: url, alt: name, id: "image-viewer-img" }));
@@ -1005,9 +1187,9 @@ function attachmentsBlock(d, pid) {
   if (!items.length) return null;
   const base = `/api/bulletins/${encodeURIComponent((d.bulletin || {}).id)}/attachments`;
   return el("section", { class: "attachments" },
-    el("h3", {}, d.complete ? "Attachments" : "Attachments (not all here yet)"),
+    el("h3", {}, d.complete ? _("Attachments") : _("Attachments (not all here yet)")),
     el("ul", { class: "attachment-list", id: pid("attachments") }, items.map((a) => el("li", { class: `attachment ${cssToken(a.state)}` },
-      a.image ? el("button", { type: "button", class: "thumb", title: "View", onclick: () => openViewer(`${base}/${a.n}/view`, a.name) },
+      a.image ? el("button", { type: "button", class: "thumb", title: _("View"), onclick: () => openViewer(`${base}/${a.n}/view`, a.name) },
         el("img", { src: `${base}/${a.n}/thumbnail`, alt: a.name, class: "thumbnail" })) : null,
       a.state === "complete"
         ? el("a", { href: `${base}/${a.n}`, download: a.name, class: "download" }, a.name)
@@ -1049,14 +1231,41 @@ async function markRead(id) {
     }
     markListRead(id);
   } catch (e) {
-    status(`Could not mark read: ${e.message}`);
+    status(_("Could not mark read: {error}", { error: e.message }));
   }
 }
 
 // ---- Compose ----------------------------------------------------------------------------
 
+/** Options for ``values``: each shown as ``names[v]`` or ``v — labels[v]`` (texts of the
+ * catalogue) or as itself. Marked as filled, so a change of language can fill them again. */
 function fillSelect(select, values, labels = null, names = null) {
-  select.append(...values.map((v) => el("option", { value: v }, names ? names[v] : labels ? `${v} — ${labels[v]}` : v)));
+  select.append(...values.map((v) => {
+    const option = el("option", { value: v }, names ? word(names, v) : labels ? `${v} — ${_(labels[v])}` : v);
+    option.dataset.filled = "1";
+    return option;
+  }));
+}
+
+/** The selects' options and the check form in the language now chosen. */
+function fillStatic() {
+  const refill = (id, ...args) => {
+    const select = $(id);
+    const chosen = select.value;
+    for (const option of [...select.options]) if (option.dataset.filled) option.remove();
+    fillSelect(select, ...args);
+    if ([...select.options].some((o) => o.value === chosen)) select.value = chosen;
+  };
+  refill("filter-precedence", PRECEDENCES);
+  refill("filter-kind", KINDS, null, KIND_WORDS);
+  refill("c-precedence", PRECEDENCES);
+  refill("c-kind", KINDS, null, KIND_WORDS);
+  refill("c-tlp", TLP_LABELS);
+  refill("c-source", Object.keys(SOURCE_RELIABILITY), SOURCE_RELIABILITY);
+  refill("c-information", Object.keys(INFORMATION_CREDIBILITY), INFORMATION_CREDIBILITY);
+  refill("entity-type", Object.keys(ENTITY_FIELDS), null, ENTITY_WORDS);
+  refill("check-type", Object.keys(CHECK_FIELDS), null, CHECK_TYPE_LABELS);
+  renderCheckFields($("check-type").value);
 }
 
 async function loadDirectory() {
@@ -1065,7 +1274,7 @@ async function loadDirectory() {
     state.directory = Array.isArray(data && data.offices) ? data.offices : [];
   } catch (e) {
     state.directory = [];
-    status(`Directory unavailable: ${e.message}`);
+    status(_("Directory unavailable: {error}", { error: e.message }));
   }
   const box = $("to-offices");
   const offices = state.directory.filter((o) => !o.revoked && o.office !== state.office)
@@ -1073,7 +1282,7 @@ async function loadDirectory() {
   box.replaceChildren(...offices.map((o) => el("label", { class: "check", title: String(o.name ?? "") },
     el("input", { type: "checkbox", value: String(o.office), class: "to-office", onchange: autoReleasable }),
     el("span", {}, String(o.office)), o.name ? el("span", { class: "muted" }, ` ${o.name}`) : null)));
-  if (offices.length === 0) box.append(el("span", { class: "muted" }, "No offices in the directory yet: type ids below."));
+  if (offices.length === 0) box.append(el("span", { class: "muted" }, _("No offices in the directory yet: type ids below.")));
   if (isCentre()) renderFeedCreateMembers();
 }
 
@@ -1120,15 +1329,15 @@ function entityInput(field) {
   const id = `ent-${Math.random().toString(36).slice(2)}`;
   let input;
   if (field.kind === "choice") {
-    input = el("select", { id }, el("option", { value: "" }, field.required ? "— choose —" : "—"),
-      field.choices.map((c) => el("option", { value: c }, c)));
+    input = el("select", { id }, el("option", { value: "" }, field.required ? _("— choose —") : "—"),
+      field.choices.map((c) => el("option", { value: c }, word(CHOICE_WORDS, c))));
   } else {
     input = el("input", {
       id,
       type: field.kind === "number" ? "number" : "text",
       step: field.kind === "number" ? "any" : null,
       maxlength: field.kind === "country" ? 2 : 200,
-      placeholder: FIELD_HINTS[field.name] || null,
+      placeholder: FIELD_HINTS[field.name] ? _(FIELD_HINTS[field.name]) : null,
       autocomplete: "off",
       spellcheck: "false",
     });
@@ -1136,17 +1345,17 @@ function entityInput(field) {
   input.dataset.field = field.name;
   input.dataset.kind = field.kind;
   if (field.required) input.required = true;
-  return el("label", { class: "ent-field", for: id }, `${field.name.replace("_", " ")}${field.required ? " *" : ""}`, input);
+  return el("label", { class: "ent-field", for: id }, `${word(FIELD_WORDS, field.name)}${field.required ? " *" : ""}`, input);
 }
 
 function addEntityRow(type) {
   const fields = ENTITY_FIELDS[type];
   if (!fields) return;
   const rowEl = el("div", { class: "entity-row" },
-    el("span", { class: "etype" }, type),
+    el("span", { class: "etype" }, word(ENTITY_WORDS, type)),
     fields.map(entityInput),
     entityInput(f("note", "text")),
-    el("button", { type: "button", class: "remove", title: "Remove this entity", onclick: () => rowEl.remove() }, "✕"));
+    el("button", { type: "button", class: "remove", title: _("Remove this entity"), "aria-label": _("Remove this entity"), onclick: () => rowEl.remove() }, "✕"));
   rowEl.dataset.type = type;
   $("entity-rows").append(rowEl);
   const first = rowEl.querySelector("input, select");
@@ -1202,22 +1411,22 @@ async function onCompose(event) {
     payload.to = selectedRecipients();
     payload.feed = $("to-feed").value || null;
     payload.in_reply_to = null;
-    if (payload.to.length === 0 && !payload.feed) return composeError("Choose at least one office or a feed.");
+    if (payload.to.length === 0 && !payload.feed) return composeError(_("Choose at least one office or a feed."));
   }
-  if (!source || !information) return composeError("Grade the source (A-F) and the information (1-6).");
-  if (!payload.title) return composeError("The title must not be empty.");
-  if (payload.releasable_to.length === 0) return composeError("Name at least one country the bulletin may reach.");
+  if (!source || !information) return composeError(_("Grade the source (A-F) and the information (1-6)."));
+  if (!payload.title) return composeError(_("The title must not be empty."));
+  if (payload.releasable_to.length === 0) return composeError(_("Name at least one country the bulletin may reach."));
 
   const send = $("compose-send");
   send.disabled = true;
   try {
     const path = replyTo ? `/api/bulletins/${encodeURIComponent(replyTo.id)}/reply` : "/api/bulletins";
-    if (state.files.length && replyTo) throw new ApiError(400, "invalid", "Attach files to a new bulletin, not a reply.");
+    if (state.files.length && replyTo) throw new ApiError(400, "invalid", _("Attach files to a new bulletin, not a reply."));
     const result = state.files.length ? await postWithFiles(path, payload, state.files) : await api("POST", path, payload);
     const out = $("compose-result");
-    out.replaceChildren(`Queued for delivery: ${payload.title} `,
+    out.replaceChildren(`${_("Queued for delivery: {title}", { title: payload.title })} `,
       el("button", { type: "button", class: "link", onclick: () => openDetail(result.id) }, String(result.id)),
-      ` (${result.state ?? "queued"})`);
+      ` (${word(RECEIPT_WORDS, result.state ?? "queued")})`);
     show(out, true);
     resetCompose();
     refreshHealth();
@@ -1247,7 +1456,7 @@ function startReply(detail) {
   resetCompose();
   show($("compose-result"), false);
   state.replyTo = { id: b.id, from: b.from };
-  $("reply-text").textContent = `Reply to ${b.from ?? "?"}: ${b.title ?? ""}`;
+  $("reply-text").textContent = _("Reply to {office}: {title}", { office: b.from ?? "?", title: b.title ?? "" });
   show($("reply-banner"), true);
   show($("recipients-fieldset"), false);
   $("c-kind").value = "reply";
@@ -1277,7 +1486,7 @@ async function loadOutbox() {
     }));
     show($("outbox-empty"), items.length === 0);
   } catch (e) {
-    status(`Could not load the outbox: ${e.message}`);
+    status(_("Could not load the outbox: {error}", { error: e.message }));
   }
 }
 
@@ -1297,15 +1506,15 @@ function renderCheckFields(type) {
     const spec = specs.find((s) => s.name === name) || f(name, name === "country" ? "country" : "text");
     const id = `check-${name}`;
     const input = spec.kind === "choice"
-      ? el("select", { id }, spec.choices.map((c) => el("option", { value: c }, c.replace(/_/g, " "))))
+      ? el("select", { id }, spec.choices.map((c) => el("option", { value: c }, word(CHOICE_WORDS, c))))
       : el("input", {
         id,
         type: "text",
         maxlength: spec.kind === "country" ? 2 : 200,
         placeholder: type === "phone" && name === "country"
           ? String(state.office || "").slice(0, 2) || null
-          : CHECK_HINTS[`${type}.${name}`] || FIELD_HINTS[name] || null,
-        title: CHECK_TITLES[`${type}.${name}`] || null,
+          : _(CHECK_HINTS[`${type}.${name}`] || FIELD_HINTS[name] || "") || null,
+        title: CHECK_TITLES[`${type}.${name}`] ? _(CHECK_TITLES[`${type}.${name}`]) : null,
         autocomplete: "off",
         autocapitalize: spec.kind === "country" ? "characters" : null,
         spellcheck: "false",
@@ -1314,7 +1523,7 @@ function renderCheckFields(type) {
     input.dataset.kind = spec.kind;
     const key = name === CHECK_KEY[type];
     return el("label", { class: `check-field check-${spec.kind}${key ? " check-key" : ""}` },
-      `${CHECK_FIELD_LABELS[name] || name}${key ? " *" : ""}`, input);
+      `${CHECK_FIELD_LABELS[name] ? _(CHECK_FIELD_LABELS[name]) : name}${key ? " *" : ""}`, input);
   }));
 }
 
@@ -1364,14 +1573,14 @@ async function onCheck(event) {
   clearCheck();
   const query = checkQuery();
   if (!query[CHECK_KEY[query.type]]) {
-    checkError(`Enter the ${CHECK_KEY_WORDS[query.type] || "value"} to check.`, CHECK_KEY[query.type]);
+    checkError(_(CHECK_KEY_WORDS[query.type] || N_("Enter the value to check.")), CHECK_KEY[query.type]);
     focusCheckKey();
     return;
   }
   const seq = state.checkSeq;
   const button = $("check-submit");
   button.disabled = true;
-  $("check-result").replaceChildren(el("p", { class: "muted" }, "Checking…"));
+  $("check-result").replaceChildren(el("p", { class: "muted" }, _("Checking…")));
   try {
     // The link state is read along with the answer: the answer says if lookouts may be missing.
     const [result] = await Promise.all([api("POST", "/api/check", query), refreshHealth()]);
@@ -1382,25 +1591,25 @@ async function onCheck(event) {
     if (seq !== state.checkSeq) return;
     $("check-result").replaceChildren();
     // Never leave room to read a failure as CLEAR.
-    checkError(`Not checked: ${e.message}`, e.field);
+    checkError(_("Not checked: {error}", { error: e.message }), e.field);
   } finally {
     if (seq === state.checkSeq) button.disabled = false;
   }
 }
 
 function checkedThing(query) {
-  if (query.type === "document") return query.doc_type ? String(query.doc_type).replace(/_/g, " ") : "document";
-  if (query.type === "phone") return "phone number";
-  return String(query.type ?? "entity");
+  if (query.type === "document") return query.doc_type ? word(CHOICE_WORDS, query.doc_type) : _("document");
+  if (query.type === "phone") return _("phone number");
+  return word(ENTITY_WORDS, query.type ?? "entity");
 }
 
 function strengthChip(strength, keyKind) {
   const known = strength === "exact" || strength === "similar";
   return el("span", {
     class: `chip strength strength-${known ? strength : "unknown"}`,
-    title: strength === "similar" ? "A similar spelling of the name (romanisation-tolerant): compare the other details"
-      : keyKind ? `Matched on: ${keyKind}` : null,
-  }, strength === "exact" ? "exact match" : strength === "similar" ? "similar spelling" : String(strength ?? "?"));
+    title: strength === "similar" ? _("A similar spelling of the name (romanisation-tolerant): compare the other details")
+      : keyKind ? _("Matched on: {key}", { key: keyKind }) : null,
+  }, strength === "exact" ? _("exact match") : strength === "similar" ? _("similar spelling") : String(strength ?? "?"));
 }
 
 function bulletinLink(title, id, cls) {
@@ -1414,14 +1623,14 @@ function matchItem(m) {
   const li = el("li", { class: "match" },
     el("div", { class: "match-meta" },
       precedenceBadge(m.precedence), tlpBadge(m.tlp),
-      el("span", { class: "kind" }, String(m.kind ?? "")),
+      el("span", { class: "kind" }, word(KIND_WORDS, m.kind)),
       strengthChip(m.strength, m.key_kind),
-      el("span", { class: "who", title: "Sender" }, `${m.sender ?? "?"}${m.direction === "sent" ? " (sent from here)" : ""}`),
+      el("span", { class: "who", title: _("Sender") }, `${m.sender ?? "?"}${m.direction === "sent" ? ` ${_("(sent from here)")}` : ""}`),
       el("span", { class: "when" }, timeEl(m.created))),
     bulletinLink(m.title, m.bulletin_id, "match-title"),
-    el("div", { class: "match-grading" }, el("span", { class: "ek" }, "Grading: "), gradingText(m.grading)),
-    entity ? el("div", { class: "match-entity" }, el("span", { class: "etype" }, String(entity.type ?? "")), ...entityParts(entity)) : null,
-    typeof m.expires === "number" ? el("div", { class: "match-expires muted" }, "Expires ", timeEl(m.expires)) : null);
+    el("div", { class: "match-grading" }, el("span", { class: "ek" }, `${_("Grading")}: `), gradingText(m.grading)),
+    entity ? el("div", { class: "match-entity" }, el("span", { class: "etype" }, word(ENTITY_WORDS, entity.type)), ...entityParts(entity)) : null,
+    typeof m.expires === "number" ? el("div", { class: "match-expires muted" }, `${_("Expires")} `, timeEl(m.expires)) : null);
   li.dataset.id = String(m.bulletin_id);
   return li;
 }
@@ -1435,25 +1644,25 @@ function renderCheckResult(result, sent) {
   const n = matches.length;
   const thing = checkedThing(query);
   const verdict = el("div", { id: "check-verdict", class: `verdict ${flagged ? "verdict-flagged" : "verdict-clear"}` },
-    el("span", { class: "verdict-word" }, flagged ? "FLAGGED" : "CLEAR"),
-    el("span", { class: "verdict-detail" }, !flagged ? `No active lookout held on this node names this ${thing}`
-      : n ? `${n} active lookout${n === 1 ? "" : "s"} on this node name${n === 1 ? "s" : ""} this ${thing}`
-        : `The node flags this ${thing} but listed no lookout: ask your supervisor`));
+    el("span", { class: "verdict-word" }, flagged ? _("FLAGGED") : _("CLEAR")),
+    el("span", { class: "verdict-detail" }, !flagged ? _("No active lookout held on this node names this {thing}", { thing })
+      : n ? _n("{n} active lookout on this node names this {thing}", "{n} active lookouts on this node name this {thing}", n, { thing })
+        : _("The node flags this {thing} but listed no lookout: ask your supervisor", { thing })));
   const provenance = el("p", { id: "check-provenance", class: "check-provenance" },
-    el("span", { class: "etype" }, String(query.type ?? "")), ...entityParts(query),
+    el("span", { class: "etype" }, word(ENTITY_WORDS, query.type)), ...entityParts(query),
     el("br"),
-    el("span", { class: "muted" }, "Checked at ", timeEl(result.checked_at),
-      ` on ${state.office || "this node"}'s local copy of the bulletins (works while the link is down).`));
+    el("span", { class: "muted" }, `${_("Checked at")} `, timeEl(result.checked_at),
+      ` ${_("on {office}'s local copy of the bulletins (works while the link is down).", { office: state.office || _("this node") })}`));
   const linkDown = state.nats === "disconnected"
-    ? el("p", { class: "warn" }, "The link to the bus is down: lookouts sent since it dropped have not reached this node yet. Check again when it is back.")
+    ? el("p", { class: "warn" }, _("The link to the bus is down: lookouts sent since it dropped have not reached this node yet. Check again when it is back."))
     : null;
   const section = (heading, note, items, id, cls) => el("section", { class: "check-section" },
     el("h3", {}, heading), note ? el("p", { class: "muted note" }, note) : null,
     el("ul", { id, class: `match-list ${cls}` }, items.map(matchItem)));
   setChildren($("check-result"), verdict, provenance, linkDown,
-    n ? section(`Active lookouts (${n})`, null, matches, "check-matches", "matches") : null,
+    n ? section(_("Active lookouts ({n})", { n }), null, matches, "check-matches", "matches") : null,
     mentions.length
-      ? section(`Also mentioned in (${mentions.length})`, "Not lookouts: other bulletins (incidents, replies, intelligence) that name it.",
+      ? section(_("Also mentioned in ({n})", { n: mentions.length }), _("Not lookouts: other bulletins (incidents, replies, intelligence) that name it."),
         mentions, "check-mentions", "mentions")
       : null);
 }
@@ -1477,7 +1686,7 @@ async function loadHits() {
     mergeHits((Array.isArray(data && data.items) ? data.items : []).filter(isHit));
     renderHits();
   } catch (e) {
-    status(`Could not load lookout hits: ${e.message}`);
+    status(_("Could not load lookout hits: {error}", { error: e.message }));
   }
 }
 
@@ -1485,13 +1694,13 @@ function noticeLine(h) {
   const notice = String(h.notice ?? "");
   const kind = notice.startsWith("withheld:") ? "withheld" : cssToken(notice || "unknown");
   const title = kind === "withheld"
-    ? `Not sent automatically: decide whether to tell ${h.lookout_sender ?? "the originator"} (reply to the lookout)`
+    ? _("Not sent automatically: decide whether to tell {office} (reply to the lookout)", { office: h.lookout_sender ?? _("the originator") })
     : null;
   return el("div", { class: `notice notice-${kind}`, title },
-    el("span", { class: "ek" }, "Notice: "),
+    el("span", { class: "ek" }, `${_("Notice")}: `),
     el("span", {}, el("span", { class: "notice-text" }, noticeText(notice)),
       notice === "sent" && typeof h.notice_id === "string"
-        ? [" ", el("button", { type: "button", class: "link", onclick: () => openDetail(h.notice_id) }, "open notice")] : null));
+        ? [" ", el("button", { type: "button", class: "link", onclick: () => openDetail(h.notice_id) }, _("open notice"))] : null));
 }
 
 function hitItem(h) {
@@ -1500,10 +1709,10 @@ function hitItem(h) {
       h.precedence ? precedenceBadge(h.precedence) : null,
       strengthChip(h.strength, h.key_kind),
       el("span", { class: "when" }, timeEl(h.at))),
-    el("div", { class: "hit-line" }, el("span", { class: "ek" }, "Lookout: "),
+    el("div", { class: "hit-line" }, el("span", { class: "ek" }, `${_("Lookout")}: `),
       bulletinLink(h.lookout_title, h.lookout_id, "hit-lookout"),
-      el("span", { class: "who", title: "Lookout from" }, ` ${h.lookout_sender ?? "?"}`)),
-    el("div", { class: "hit-line" }, el("span", { class: "ek" }, "Named in: "),
+      el("span", { class: "who", title: _("Lookout from") }, ` ${h.lookout_sender ?? "?"}`)),
+    el("div", { class: "hit-line" }, el("span", { class: "ek" }, `${_("Named in")}: `),
       bulletinLink(h.bulletin_title, h.bulletin_id, "hit-bulletin")),
     noticeLine(h));
   li.dataset.key = hitKey(h);
@@ -1530,8 +1739,8 @@ function onLiveHit(h) {
   mergeHits([h]);
   renderHits(hitKey(h));
   if (state.view !== "check") { state.hitsUnseen++; renderHitsUnseen(); }
-  const similar = h.strength === "similar" ? " (similar spelling)" : "";
-  banner("hit", `HIT on lookout “${h.lookout_title ?? h.lookout_id}”${similar}: ${h.bulletin_title ?? h.bulletin_id}`, h.bulletin_id);
+  const similar = h.strength === "similar" ? ` ${_("(similar spelling)")}` : "";
+  banner("hit", `${_("HIT on lookout “{lookout}”", { lookout: h.lookout_title ?? h.lookout_id })}${similar}: ${h.bulletin_title ?? h.bulletin_id}`, h.bulletin_id);
 }
 
 // ---- Centre: triage, forwarding, feeds, network -------------------------------------------
@@ -1569,7 +1778,7 @@ function resetCentre() {
   if (dialog.open) dialog.close();
   dialog.replaceChildren();
   $("triage-list").replaceChildren();
-  setChildren($("triage-detail"), el("p", { class: "muted pad" }, "Select a bulletin to triage it."));
+  setChildren($("triage-detail"), el("p", { class: "muted pad" }, _("Select a bulletin to triage it.")));
   $("feeds-body").replaceChildren();
   $("network-body").replaceChildren();
   for (const id of ["triage-new", "network-alert"]) show($(id), false);
@@ -1579,7 +1788,7 @@ function resetCentre() {
 function triageChip(stateName, id = null) {
   const known = TRIAGE_STATES.includes(stateName);
   return el("span", { class: `chip triage-${known ? cssToken(stateName) : "unknown"}`, id },
-    known ? TRIAGE_WORDS[stateName] : String(stateName ?? "?"));
+    known ? _(TRIAGE_WORDS[stateName]) : String(stateName ?? "?"));
 }
 
 // -- triage queue --
@@ -1603,7 +1812,7 @@ async function loadTriage(older = false) {
     t.counts = data && data.counts && typeof data.counts === "object" ? data.counts : {};
     renderTriageList();
   } catch (e) {
-    status(`Could not load the triage queue: ${e.message}`);
+    status(_("Could not load the triage queue: {error}", { error: e.message }));
   }
 }
 
@@ -1614,8 +1823,8 @@ function renderTriageFilters() {
     type: "button", class: "filter-chip", id: `triage-filter-${value || "all"}`, "aria-pressed": String(t.filter === value),
     onclick: () => { t.filter = value; t.items = []; loadTriage(); },
   }, label, " ", el("span", { class: "count" }, String(count)));
-  setChildren($("triage-filters"), button("", "All", total),
-    TRIAGE_STATES.map((s) => button(s, TRIAGE_WORDS[s], Number(t.counts[s]) || 0)));
+  setChildren($("triage-filters"), button("", _("All"), total),
+    TRIAGE_STATES.map((s) => button(s, _(TRIAGE_WORDS[s]), Number(t.counts[s]) || 0)));
   const fresh = Number(t.counts.new) || 0;
   const badge = $("triage-new");
   badge.textContent = fresh ? String(fresh) : "";
@@ -1630,12 +1839,12 @@ function triageRow(item) {
         s ? precedenceBadge(s.precedence) : null,
         s ? tlpBadge(s.tlp) : null,
         el("span", { class: "who" }, String(s ? s.from ?? "?" : "?")),
-        s ? el("span", { class: "kind" }, String(s.kind ?? "")) : null,
+        s ? el("span", { class: "kind" }, word(KIND_WORDS, s.kind)) : null,
         triageChip(item.state),
-        Number(item.notes) > 0 ? el("span", { class: "notes-count", title: "Notes" }, `✎ ${item.notes}`) : null,
-        item.assignee ? el("span", { class: "assignee", title: "Assigned to" }, `@${item.assignee}`) : null,
+        Number(item.notes) > 0 ? el("span", { class: "notes-count", title: _("Notes") }, `✎ ${item.notes}`) : null,
+        item.assignee ? el("span", { class: "assignee", title: _("Assigned to") }, `@${item.assignee}`) : null,
         el("span", { class: "when" }, timeEl(item.created_at))),
-      el("span", { class: "item-title" }, s ? String(s.title ?? "") : `${item.bulletin_id} (not stored here)`)));
+      el("span", { class: "item-title" }, s ? String(s.title ?? "") : _("{id} (not stored here)", { id: item.bulletin_id }))));
   li.dataset.id = String(item.bulletin_id);
   li.dataset.state = String(item.state);
   return li;
@@ -1646,8 +1855,8 @@ function renderTriageList() {
   renderTriageFilters();
   $("triage-list").replaceChildren(...t.items.map(triageRow));
   const empty = $("triage-empty");
-  empty.textContent = t.filter ? `Nothing is ${TRIAGE_WORDS[t.filter] ? TRIAGE_WORDS[t.filter].toLowerCase() : t.filter}.`
-    : "The queue is empty: bulletins this country's offices send the centre arrive here.";
+  empty.textContent = t.filter ? _("Nothing in “{state}”.", { state: TRIAGE_WORDS[t.filter] ? _(TRIAGE_WORDS[t.filter]) : t.filter })
+    : _("The queue is empty: bulletins this country's offices send the centre arrive here.");
   show(empty, t.items.length === 0);
   show($("triage-more"), Boolean(t.next));
 }
@@ -1664,7 +1873,7 @@ async function selectTriage(id) {
   t.selected = id;
   const seq = ++t.seq;
   for (const li of $("triage-list").children) li.classList.toggle("selected", li.dataset.id === id);
-  setChildren($("triage-detail"), el("p", { class: "muted pad" }, "Loading…"));
+  setChildren($("triage-detail"), el("p", { class: "muted pad" }, _("Loading…")));
   const [item, bulletin] = await Promise.allSettled([
     api("GET", `/api/triage/${encodeURIComponent(id)}`),
     api("GET", `/api/bulletins/${encodeURIComponent(id)}`),
@@ -1697,7 +1906,7 @@ function renderTriageDetail() {
   setChildren(pane,
     el("div", { id: "triage-box-holder" }),
     t.bulletin ? bulletinView(t.bulletin, "triage")
-      : el("p", { class: "error pad" }, `Could not open the bulletin: ${t.bulletinError ?? "not stored here"}`));
+      : el("p", { class: "error pad" }, _("Could not open the bulletin: {error}", { error: t.bulletinError ?? _("not stored here") })));
   renderTriageBox();
 }
 
@@ -1706,7 +1915,7 @@ function renderTriageBox() {
   const holder = $("triage-box-holder");
   if (!holder) return;
   if (!t.item) {
-    setChildren(holder, el("p", { class: "error" }, `Not in the triage queue: ${t.itemError ?? "unknown"}`));
+    setChildren(holder, el("p", { class: "error" }, _("Not in the triage queue: {error}", { error: t.itemError ?? _("unknown") })));
     return;
   }
   // Whatever the analyst was typing survives a refresh caused by someone else's change.
@@ -1719,32 +1928,32 @@ function renderTriageBox() {
     const note = $("triage-note").value.trim();
     return note ? { ...body, note } : body;
   };
-  const box = el("section", { class: "triage-box", id: "triage-box", "aria-label": "Triage" },
+  const box = el("section", { class: "triage-box", id: "triage-box", "aria-label": _("Triage") },
     el("div", { class: "triage-head" },
-      el("strong", {}, "Triage"), triageChip(item.state, "triage-state"),
-      item.assignee ? el("span", { id: "triage-assignee" }, `assigned to ${item.assignee}`) : el("span", { class: "muted" }, "unassigned"),
-      item.updated_by ? el("span", { class: "muted small" }, `changed by ${item.updated_by} `, timeEl(item.updated_at)) : null),
-    el("label", { class: "note-label" }, "Note ",
-      el("span", { class: "muted small" }, "(sent with the next move, or on its own with Add note)"),
+      el("strong", {}, _("Triage")), triageChip(item.state, "triage-state"),
+      item.assignee ? el("span", { id: "triage-assignee" }, _("assigned to {user}", { user: item.assignee })) : el("span", { class: "muted" }, _("unassigned")),
+      item.updated_by ? el("span", { class: "muted small" }, `${_("changed by {user}", { user: item.updated_by })} `, timeEl(item.updated_at)) : null),
+    el("label", { class: "note-label" }, `${_("Note")} `,
+      el("span", { class: "muted small" }, _("(sent with the next move, or on its own with Add note)")),
       el("textarea", { id: "triage-note", rows: "2", maxlength: "4000", value: typed })),
     el("div", { class: "triage-actions" },
       el("button", { type: "button", id: "triage-add-note", onclick: () => {
         const note = $("triage-note").value.trim();
-        if (!note) { triageError("Write the note first."); return; }
+        if (!note) { triageError(_("Write the note first.")); return; }
         postTriage(id, { note });
-      } }, "Add note"),
-      el("span", { class: "muted small" }, "Move to:"),
+      } }, _("Add note")),
+      el("span", { class: "muted small" }, _("Move to:")),
       (TRIAGE_MOVES[item.state] || []).map((to) => el("button", {
         type: "button", class: "triage-move", "data-state": to, onclick: () => postTriage(id, withNote({ state: to })),
-      }, TRIAGE_WORDS[to])),
+      }, _(TRIAGE_WORDS[to]))),
       me && item.assignee !== me
-        ? el("button", { type: "button", id: "triage-assign", onclick: () => postTriage(id, { assignee: me }) }, "Assign to me") : null),
+        ? el("button", { type: "button", id: "triage-assign", onclick: () => postTriage(id, { assignee: me }) }, _("Assign to me")) : null),
     el("p", { id: "triage-error", class: "error", role: "alert", hidden: true }),
     notes.length
       ? el("ol", { class: "notes", id: "triage-notes" }, notes.map((n) => el("li", { class: "note" },
         el("div", { class: "note-meta" }, el("span", { class: "who" }, String(n.author ?? "?")), " ", timeEl(n.at)),
         el("div", { class: "note-text" }, String(n.text ?? "")))))
-      : el("p", { class: "muted small", id: "triage-notes" }, "No notes yet."));
+      : el("p", { class: "muted small", id: "triage-notes" }, _("No notes yet.")));
   setChildren(holder, box);
 }
 
@@ -1838,45 +2047,45 @@ function openForward(d) {
   const showMembers = () => {
     const feed = state.feeds.find((x) => x.name === $("forward-feed").value);
     const list = feed && Array.isArray(feed.members) ? feed.members.map(String) : [];
-    members.textContent = feed ? `Members: ${list.length ? list.join(", ") : "none yet"}` : "";
+    members.textContent = feed ? _("Members: {offices}", { offices: list.length ? list.join(", ") : _("none yet") }) : "";
   };
   const form = el("form", { id: "forward-form", class: "forward-form", novalidate: "", onsubmit: onForward },
-    el("h2", { id: "forward-heading" }, "Forward to a feed"),
+    el("h2", { id: "forward-heading" }, _("Forward to a feed")),
     el("p", { class: "forward-what" }, precedenceBadge(b.precedence), " ", tlpBadge(b.tlp), " ",
       el("span", { class: "who" }, String(b.from ?? "?")), ": ", el("span", { class: "forward-title" }, String(b.title ?? ""))),
     feeds.length
-      ? el("label", { class: "stack" }, "Feed", el("select", { id: "forward-feed", onchange: showMembers },
+      ? el("label", { class: "stack" }, _("Feed"), el("select", { id: "forward-feed", onchange: showMembers },
         feeds.map((x) => el("option", { value: String(x.name) }, `#${x.name}`))))
-      : el("p", { class: "warn", id: "forward-no-feed" }, "This centre has no feed yet: create one under Centre → Feeds."),
+      : el("p", { class: "warn", id: "forward-no-feed" }, _("This centre has no feed yet: create one under Centre → Feeds.")),
     members,
     el("fieldset", { class: "redactions" },
-      el("legend", {}, "Redact"),
+      el("legend", {}, _("Redact")),
       el("div", { class: "checks" },
-        redactBox("title", "Title"),
-        redactBox("body", "Body"),
-        typeof b.expires === "number" ? redactBox("expires", "Expiry") : null,
-        tags.length ? redactBox("tags", `Tags (${tags.join(", ")})`) : null),
+        redactBox("title", _("Title")),
+        redactBox("body", _("Body")),
+        typeof b.expires === "number" ? redactBox("expires", _("Expiry")) : null,
+        tags.length ? redactBox("tags", _("Tags ({tags})", { tags: tags.join(", ") })) : null),
       entities.map((entity, i) => el("div", { class: "redact-entity" },
-        redactBox(`entities[${i}]`, `Entity ${i + 1}: ${String(entity && entity.type)} (whole)`),
+        redactBox(`entities[${i}]`, _("Entity {n}: {type} (whole)", { n: i + 1, type: word(ENTITY_WORDS, entity && entity.type) })),
         el("div", { class: "redact-fields" }, redactableFields(entity).map((name) =>
-          redactBox(`entities[${i}].${name}`, `${name}: ${shortValue(entity[name])}`))))),
+          redactBox(`entities[${i}].${name}`, `${word(FIELD_WORDS, name)}: ${shortValue(entity[name])}`))))),
       el("p", { id: "forward-redact-note", class: "warn", hidden: true },
-        "Members are shown a redacted forward as this centre's own words citing the original, not as the office's: the original signature cannot be checked.")),
+        _("Members are shown a redacted forward as this centre's own words citing the original, not as the office's: the original signature cannot be checked."))),
     el("div", { class: "forward-handling" },
-      el("label", { class: "stack" }, "Precedence", el("select", { id: "forward-precedence" },
-        el("option", { value: "" }, `Keep ${b.precedence ?? "?"}`),
-        (pIndex > 0 ? PRECEDENCES.slice(0, pIndex) : []).map((p) => el("option", { value: p }, `Raise to ${p}`)))),
+      el("label", { class: "stack" }, _("Precedence"), el("select", { id: "forward-precedence" },
+        el("option", { value: "" }, _("Keep {value}", { value: b.precedence ?? "?" })),
+        (pIndex > 0 ? PRECEDENCES.slice(0, pIndex) : []).map((p) => el("option", { value: p }, _("Raise to {value}", { value: p }))))),
       el("label", { class: "stack" }, "TLP", el("select", { id: "forward-tlp" },
-        el("option", { value: "" }, `Keep ${b.tlp ?? "?"}`),
-        (tIndex >= 0 ? feedable.slice(tIndex + 1) : []).map((x) => el("option", { value: x }, `Tighten to ${x}`)))),
-      el("fieldset", { class: "forward-countries" }, el("legend", {}, "Releasable to"),
+        el("option", { value: "" }, _("Keep {value}", { value: b.tlp ?? "?" })),
+        (tIndex >= 0 ? feedable.slice(tIndex + 1) : []).map((x) => el("option", { value: x }, _("Tighten to {value}", { value: x }))))),
+      el("fieldset", { class: "forward-countries" }, el("legend", {}, _("Releasable to")),
         countries.map((c) => el("label", { class: "check" },
           el("input", { type: "checkbox", class: "forward-country", value: c, checked: true }), c))),
-      el("label", { class: "stack forward-tags" }, "Tags", el("input", { id: "forward-tags", value: tags.join(", "), autocomplete: "off" }))),
+      el("label", { class: "stack forward-tags" }, _("Tags"), el("input", { id: "forward-tags", value: tags.join(", "), autocomplete: "off" }))),
     el("p", { id: "forward-error", class: "error", role: "alert", hidden: true }),
     el("div", { class: "actions" },
-      el("button", { type: "submit", class: "primary", id: "forward-send", disabled: feeds.length === 0 }, "Forward"),
-      el("button", { type: "button", id: "forward-cancel", onclick: () => $("forward-dialog").close() }, "Cancel")));
+      el("button", { type: "submit", class: "primary", id: "forward-send", disabled: feeds.length === 0 }, _("Forward")),
+      el("button", { type: "button", id: "forward-cancel", onclick: () => $("forward-dialog").close() }, _("Cancel"))));
   const dialog = $("forward-dialog");
   setChildren(dialog, form);
   if (feeds.length) showMembers();
@@ -1895,14 +2104,14 @@ async function onForward(event) {
   const d = state.forwardOf;
   const b = (d && d.bulletin) || {};
   const feed = $("forward-feed") ? $("forward-feed").value : "";
-  if (!feed) return forwardError("Choose the feed to forward to.");
+  if (!feed) return forwardError(_("Choose the feed to forward to."));
   const body = { feed, redact: [...document.querySelectorAll("#forward-form .redact:checked")].map((c) => c.value) };
   // Only what the analyst changed is sent; the node keeps the original's otherwise.
   if ($("forward-precedence").value) body.precedence = $("forward-precedence").value;
   if ($("forward-tlp").value) body.tlp = $("forward-tlp").value;
   const boxes = [...document.querySelectorAll("#forward-form .forward-country")];
   const kept = boxes.filter((c) => c.checked).map((c) => c.value);
-  if (boxes.length && kept.length === 0) return forwardError("Keep at least one country it may reach.");
+  if (boxes.length && kept.length === 0) return forwardError(_("Keep at least one country it may reach."));
   if (kept.length !== boxes.length) body.releasable_to = kept;
   const tags = splitList($("forward-tags").value);
   const original = Array.isArray(b.tags) ? b.tags.map(String) : [];
@@ -1912,9 +2121,10 @@ async function onForward(event) {
   try {
     const result = await api("POST", `/api/bulletins/${encodeURIComponent(b.id)}/forward`, body);
     $("forward-dialog").close();
-    const redacted = body.redact.length ? `, redacted (${body.redact.join(", ")})` : "";
-    state.lastForward = { of: b.id, id: result && result.id, text: `Forwarded to #${feed}${redacted}: ` };
-    status(`Forwarded ${b.id} to #${feed}`);
+    const text = body.redact.length ? _("Forwarded to #{feed}, redacted ({fields}):", { feed, fields: body.redact.join(", ") })
+      : _("Forwarded to #{feed}:", { feed });
+    state.lastForward = { of: b.id, id: result && result.id, text: `${text} ` };
+    status(_("Forwarded {id} to #{feed}", { id: b.id, feed }));
     if (state.detail && state.detail.bulletin && state.detail.bulletin.id === b.id) renderDetail();
     if (state.triage.bulletin && state.triage.bulletin.bulletin && state.triage.bulletin.bulletin.id === b.id) renderTriageDetail();
     refreshTriageSoon();
@@ -1975,44 +2185,44 @@ function feedRow(feed) {
   const writers = Array.isArray(feed.writers) ? feed.writers.map(String) : [];
   const ungranted = Array.isArray(feed.ungranted) ? feed.ungranted.map(String) : [];
   const addInput = el("input", {
-    class: "feed-add-input", "aria-label": `Office to add to ${name}`, placeholder: "TH-NKP", maxlength: "16",
+    class: "feed-add-input", "aria-label": _("Office to add to {feed}", { feed: name }), placeholder: "TH-NKP", maxlength: "16",
     autocomplete: "off", spellcheck: "false", disabled: !changeable,
   });
   const add = () => {
     const offices = splitList(addInput.value, { upper: true });
-    if (offices.length === 0) { feedsMessage("error", "Type the office id to add."); return; }
+    if (offices.length === 0) { feedsMessage("error", _("Type the office id to add.")); return; }
     changeMembers(name, { add: offices });
   };
   addInput.addEventListener("keydown", (event) => { if (event.key === "Enter") { event.preventDefault(); add(); } });
   const tr = el("tr", {},
     el("td", {}, el("span", { class: "feed-name" }, `#${name}`),
-      el("div", { class: "muted small" }, feed.owned_here ? "owned here" : feed.owner ? `owner ${feed.owner}` : "not seen yet"),
-      feed.unpublished ? el("div", { class: "warn small" }, "keys not published yet: waiting for the link") : null),
+      el("div", { class: "muted small" }, feed.owned_here ? _("owned here") : feed.owner ? _("owner {centre}", { centre: feed.owner }) : _("not seen yet")),
+      feed.unpublished ? el("div", { class: "warn small" }, _("keys not published yet: waiting for the link")) : null),
     el("td", {}, el("span", { class: "feed-epoch" }, String(feed.epoch ?? "—")),
-      typeof feed.since === "number" ? el("div", { class: "muted small" }, "since ", timeEl(feed.since)) : null),
+      typeof feed.since === "number" ? el("div", { class: "muted small" }, `${_("since")} `, timeEl(feed.since)) : null),
     el("td", { class: "feed-members" }, members.length ? members.map((office) => el("span", {
       class: writers.includes(office) ? "member writer" : "member", "data-office": office,
-      title: ungranted.includes(office) ? "No grant of the current key yet: it gets one when it is back online" : null,
+      title: ungranted.includes(office) ? _("No grant of the current key yet: it gets one when it is back online") : null,
     },
       el("span", { class: "rname" }, office),
-      ungranted.includes(office) ? el("span", { class: "member-pending", "aria-label": "no grant yet" }, "…") : null,
+      ungranted.includes(office) ? el("span", { class: "member-pending", "aria-label": _("no grant yet") }, "…") : null,
       postToggle(feed, office, writers.includes(office)),
       changeable && managesMember(feed, office)
         ? el("button", {
-          type: "button", class: "member-remove", title: `Remove ${office} from #${name} (a new key; it reads nothing sent after)`,
-          "aria-label": `Remove ${office}`, onclick: () => changeMembers(name, { remove: [office] }),
+          type: "button", class: "member-remove", title: _("Remove {office} from #{feed} (a new key; it reads nothing sent after)", { office, feed: name }),
+          "aria-label": _("Remove {office}", { office }), onclick: () => changeMembers(name, { remove: [office] }),
         }, "✕")
-        : null)) : el("span", { class: "muted" }, "no members")),
-    el("td", {}, feed.have_key ? el("span", { class: "ok-text", title: "This node holds the current epoch key" }, "✔")
-      : el("span", { class: "bad-text", title: "This node does not hold the current epoch key" }, "✘")),
+        : null)) : el("span", { class: "muted" }, _("no members"))),
+    el("td", {}, feed.have_key ? el("span", { class: "ok-text", title: _("This node holds the current epoch key") }, "✔")
+      : el("span", { class: "bad-text", title: _("This node does not hold the current epoch key") }, "✘")),
     el("td", { class: "feed-actions" },
       el("span", { class: "feed-add" }, addInput,
-        el("button", { type: "button", class: "feed-add-button", disabled: !changeable, onclick: add }, "Add")),
+        el("button", { type: "button", class: "feed-add-button", disabled: !changeable, onclick: add }, _("Add"))),
       feed.owned_here
-        ? el("button", { type: "button", class: "feed-rotate", disabled: !allowed, title: "A fresh key for the feed (a new epoch)",
-          onclick: () => rotateFeed(name) }, "New key")
+        ? el("button", { type: "button", class: "feed-rotate", disabled: !allowed, title: _("A fresh key for the feed (a new epoch)"),
+          onclick: () => rotateFeed(name) }, _("New key"))
         : null,
-      el("button", { type: "button", class: "feed-intel", onclick: () => startIntelligence(name) }, "Write")));
+      el("button", { type: "button", class: "feed-intel", onclick: () => startIntelligence(name) }, _("Write"))));
   tr.dataset.feed = name;
   return tr;
 }
@@ -2024,10 +2234,10 @@ function feedRow(feed) {
 function postToggle(feed, office, writer) {
   const name = String(feed.name);
   if (feed.owned_here !== true || !canSupervise()) {
-    return writer ? el("span", { class: "member-post", title: `${office} may post to #${name}` }, "✎") : null;
+    return writer ? el("span", { class: "member-post", title: _("{office} may post to #{feed}", { office, feed: name }) }, "✎") : null;
   }
-  const title = writer ? `${office} may post to #${name}: take its post rights away (a new key)`
-    : `${office} only reads #${name}: let it post (a new key)`;
+  const title = writer ? _("{office} may post to #{feed}: take its post rights away (a new key)", { office, feed: name })
+    : _("{office} only reads #{feed}: let it post (a new key)", { office, feed: name });
   return el("button", {
     type: "button", class: writer ? "member-post on" : "member-post", title, "aria-label": title,
     "aria-pressed": writer ? "true" : "false",
@@ -2041,8 +2251,8 @@ async function changeWriters(name, change) {
     const answer = await api("POST", `/api/feeds/${encodeURIComponent(name)}/writers`, change);
     await loadFeeds();
     const who = (change.add || change.remove || []).join(", ");
-    const what = change.add ? `${who} may post` : `${who} may no longer post`;
-    feedsMessage("result", `#${name}: ${what}; epoch ${answer && answer.epoch ? answer.epoch : "?"} (a fresh key).`);
+    const what = change.add ? _("{offices} may post", { offices: who }) : _("{offices} may no longer post", { offices: who });
+    feedsMessage("result", _("#{feed}: {what}; epoch {epoch} (a fresh key).", { feed: name, what, epoch: answer && answer.epoch ? answer.epoch : "?" }));
   } catch (e) {
     feedsMessage("error", e.message);
   }
@@ -2053,7 +2263,7 @@ function renderFeeds() {
   show($("feeds-empty"), state.feeds.length === 0);
   const allowed = canSupervise();
   const role = $("feeds-role");
-  role.textContent = allowed ? "" : `Creating feeds and changing members: ${SUPERVISOR_NEEDED}`;
+  role.textContent = allowed ? "" : `${_("Creating feeds and changing members:")} ${_(SUPERVISOR_NEEDED)}`;
   show(role, !allowed);
   for (const node of $("feed-create-form").querySelectorAll("input, button")) node.disabled = !allowed;
 }
@@ -2067,7 +2277,7 @@ function renderFeedCreateMembers() {
   box.replaceChildren(...offices.map((o) => el("label", { class: "check", title: String(o.name ?? "") },
     el("input", { type: "checkbox", class: "feed-member", value: String(o.office), disabled: !canSupervise() }),
     el("span", {}, String(o.office)), o.name ? el("span", { class: "muted" }, ` ${o.name}`) : null)));
-  if (offices.length === 0) box.append(el("span", { class: "muted" }, "No offices of this country in the directory: type ids below."));
+  if (offices.length === 0) box.append(el("span", { class: "muted" }, _("No offices of this country in the directory: type ids below.")));
 }
 
 async function onCreateFeed(event) {
@@ -2077,7 +2287,7 @@ async function onCreateFeed(event) {
   const members = [...document.querySelectorAll(".feed-member:checked")].map((c) => c.value);
   for (const id of splitList($("feed-extra").value, { upper: true })) if (!members.includes(id)) members.push(id);
   const scope = splitList($("feed-scope").value, { upper: true });
-  if (!name) { feedsMessage("error", "Name the feed (e.g. th-border)."); return; }
+  if (!name) { feedsMessage("error", _("Name the feed (e.g. th-border).")); return; }
   const body = { name, members };
   if (scope.length) body.scope = scope;
   const button = $("feed-create");
@@ -2087,7 +2297,10 @@ async function onCreateFeed(event) {
     const list = feed && Array.isArray(feed.members) ? feed.members : members;
     $("feed-create-form").reset();
     await loadFeeds(); // the table first, so the message and the table agree
-    feedsMessage("result", `Created #${feed && feed.name ? feed.name : name} (epoch ${feed && feed.epoch ? feed.epoch : 1}): its key goes to ${list.length ? list.join(", ") : "no one yet"}.`);
+    feedsMessage("result", _("Created #{feed} (epoch {epoch}): its key goes to {offices}.", {
+      feed: feed && feed.name ? feed.name : name, epoch: feed && feed.epoch ? feed.epoch : 1,
+      offices: list.length ? list.join(", ") : _("no one yet"),
+    }));
   } catch (e) {
     feedsMessage("error", e.message);
   } finally {
@@ -2100,12 +2313,16 @@ async function changeMembers(name, change) {
   try {
     const answer = await api("POST", `/api/feeds/${encodeURIComponent(name)}/members`, change);
     await loadFeeds();
-    const what = [change.add && change.add.length ? `add ${change.add.join(", ")}` : null,
-      change.remove && change.remove.length ? `remove ${change.remove.join(", ")}` : null].filter(Boolean).join(" and ");
+    const what = [change.add && change.add.length ? _("add {offices}", { offices: change.add.join(", ") }) : null,
+      change.remove && change.remove.length ? _("remove {offices}", { offices: change.remove.join(", ") }) : null].filter(Boolean).join("; ");
     if (answer && answer.requested_from) {
-      feedsMessage("result", `Requested from ${answer.requested_from}, which owns #${name}: ${what}. The members change when ${answer.requested_from} applies it.`);
+      feedsMessage("result", _("Requested from {centre}, which owns #{feed}: {what}. The members change when {centre} applies it.",
+        { centre: answer.requested_from, feed: name, what }));
     } else {
-      feedsMessage("result", `#${name}: ${what} done; epoch ${answer && answer.epoch ? answer.epoch : "?"} (a fresh key) for ${answer && Array.isArray(answer.members) ? answer.members.join(", ") || "no one" : "its members"}.`);
+      feedsMessage("result", _("#{feed}: {what} done; epoch {epoch} (a fresh key) for {offices}.", {
+        feed: name, what, epoch: answer && answer.epoch ? answer.epoch : "?",
+        offices: answer && Array.isArray(answer.members) ? answer.members.join(", ") || _("no one") : _("its members"),
+      }));
     }
   } catch (e) {
     feedsMessage("error", e.message);
@@ -2117,7 +2334,7 @@ async function rotateFeed(name) {
   try {
     const feed = await api("POST", `/api/feeds/${encodeURIComponent(name)}/rotate`);
     await loadFeeds();
-    feedsMessage("result", `#${name}: a fresh key, epoch ${feed && feed.epoch ? feed.epoch : "?"}.`);
+    feedsMessage("result", _("#{feed}: a fresh key, epoch {epoch}.", { feed: name, epoch: feed && feed.epoch ? feed.epoch : "?" }));
   } catch (e) {
     feedsMessage("error", e.message);
   }
@@ -2125,8 +2342,11 @@ async function rotateFeed(name) {
 
 // -- network --
 
-const NETWORK_STATE_WORDS = { online: "online", silent: "SILENT", never_seen: "never seen" };
-const WEEKDAYS = ["Su", "Mo", "Tu", "We", "Th", "Fr", "Sa"];
+const NETWORK_STATE_WORDS = { online: N_("online"), silent: N_("SILENT"), never_seen: N_("never seen") };
+/** The short name of a day of the week in the officer's language. */
+function weekday(ms) {
+  return new Intl.DateTimeFormat(i18n.language === "en" ? "en-GB" : i18n.language, { weekday: "short" }).format(new Date(ms));
+}
 
 async function loadNetwork() {
   if (!isCentre() || !state.loggedIn) return;
@@ -2139,18 +2359,18 @@ async function loadNetwork() {
     renderNetwork();
   } catch (e) {
     const err = $("network-error");
-    err.textContent = `Could not load the network view: ${e.message}`;
+    err.textContent = _("Could not load the network view: {error}", { error: e.message });
     show(err, true);
   }
 }
 
 function flagText(flag, o) {
   switch (flag) {
-    case "outbox_lag": return `outbox lag ${formatDuration(o.outbox_lag_ms)}`;
-    case "unacked_flash": return `${o.unacked_flash} FLASH unacknowledged`;
-    case "key_expiring": return `key expires ${formatDate(o.key_expires_at)}`;
-    case "key_expired": return "key expired";
-    case "clock_ahead": return "clock ahead";
+    case "outbox_lag": return _("outbox lag {duration}", { duration: formatDuration(o.outbox_lag_ms) });
+    case "unacked_flash": return _("{n} FLASH unacknowledged", { n: o.unacked_flash });
+    case "key_expiring": return _("key expires {date}", { date: formatDate(o.key_expires_at) });
+    case "key_expired": return _("key expired");
+    case "clock_ahead": return _("clock ahead");
     default: return String(flag).replace(/_/g, " ");
   }
 }
@@ -2175,19 +2395,19 @@ export function volumeChart(days, max) {
     const hs = total ? Math.round((h * sent) / total) : 0;
     const x = i * (W + GAP);
     const start = d && typeof d.start === "number" ? d.start : null;
-    const day = start !== null ? `${WEEKDAYS[new Date(start).getDay()]} ${formatDate(start)}` : `day ${i + 1}`;
+    const day = start !== null ? `${weekday(start)} ${formatDate(start)}` : _("day {n}", { n: i + 1 });
     return svg("g", { class: "day" },
-      svg("title", {}, `${day}: ${sent} sent, ${received} received`),
+      svg("title", {}, _("{day}: {sent} sent, {received} received", { day, sent, received })),
       svg("rect", { class: "day-hit", x, y: 0, width: W, height: H }),
       svg("rect", { class: "bar-base", x, y: H - 1, width: W, height: 1 }),
       h - hs > 0 ? svg("rect", { class: "bar-received", x, y: H - h + hs, width: W, height: h - hs }) : null,
       hs > 0 ? svg("rect", { class: "bar-sent", x, y: H - h, width: W, height: hs }) : null,
       svg("text", { class: "day-label", x: x + W / 2, y: height - 1, "text-anchor": "middle" },
-        start !== null ? WEEKDAYS[new Date(start).getDay()] : ""));
+        start !== null ? weekday(start) : ""));
   });
   return svg("svg", {
     class: "volume", width, height, viewBox: `0 0 ${width} ${height}`, role: "img",
-    "aria-label": `Last ${list.length} days: ${sentAll} sent, ${receivedAll} received`,
+    "aria-label": _("Last {n} days: {sent} sent, {received} received", { n: list.length, sent: sentAll, received: receivedAll }),
   }, groups);
 }
 
@@ -2195,26 +2415,26 @@ function networkRow(o, max) {
   const flags = Array.isArray(o.flags) ? o.flags.map(String) : [];
   const known = Object.hasOwn(NETWORK_STATE_WORDS, o.state);
   const silentFor = o.state === "silent" && state.network
-    ? `No heartbeat for ${formatDuration(o.age_ms)} (flagged after ${formatDuration(state.network.silent_after_ms)})` : null;
+    ? _("No heartbeat for {duration} (flagged after {limit})", { duration: formatDuration(o.age_ms), limit: formatDuration(state.network.silent_after_ms) }) : null;
   const days = Array.isArray(o.days) ? o.days : [];
   const tr = el("tr", { class: `net-row net-${known ? cssToken(o.state) : "unknown"}${flags.length ? " flagged" : ""}` },
     el("td", {}, el("span", { class: "who" }, String(o.office ?? "?")),
       o.name && o.name !== o.office ? el("div", { class: "muted small" }, String(o.name)) : null),
     el("td", {}, el("span", { class: `chip net-state net-state-${known ? cssToken(o.state) : "unknown"}`, title: silentFor },
-      known ? NETWORK_STATE_WORDS[o.state] : String(o.state ?? "?")),
+      known ? _(NETWORK_STATE_WORDS[o.state]) : String(o.state ?? "?")),
     flags.filter((x) => x !== "silent" && x !== "never_seen").map((x) =>
       el("span", { class: `chip flag flag-${cssToken(x)}`, "data-flag": x }, flagText(x, o)))),
     el("td", {}, typeof o.last_seen === "number"
-      ? [timeEl(o.last_seen), el("div", { class: "muted small" }, `${formatDuration(o.age_ms)} ago`)]
-      : el("span", { class: "muted" }, "never")),
+      ? [timeEl(o.last_seen), el("div", { class: "muted small" }, _("{duration} ago", { duration: formatDuration(o.age_ms) }))]
+      : el("span", { class: "muted" }, _("never"))),
     el("td", {}, o.outbox_depth === null || o.outbox_depth === undefined ? "—" : String(o.outbox_depth),
       typeof o.outbox_lag_ms === "number" && o.outbox_lag_ms > 0
-        ? el("div", { class: "muted small" }, `oldest ${formatDuration(o.outbox_lag_ms)}`) : null),
+        ? el("div", { class: "muted small" }, _("oldest {duration}", { duration: formatDuration(o.outbox_lag_ms) })) : null),
     el("td", { class: Number(o.unacked_flash) > 0 ? "bad-text" : "" },
       o.unacked_flash === null || o.unacked_flash === undefined ? "—" : String(o.unacked_flash)),
     el("td", { class: flags.includes("key_expired") || flags.includes("key_expiring") ? "bad-text" : "" },
       typeof o.key_expires_at === "number" ? formatDate(o.key_expires_at) : "—"),
-    el("td", { class: "net-chart" }, days.length ? volumeChart(days, max) : el("span", { class: "muted small" }, "no heartbeat yet")));
+    el("td", { class: "net-chart" }, days.length ? volumeChart(days, max) : el("span", { class: "muted small" }, _("no heartbeat yet"))));
   tr.dataset.office = String(o.office);
   tr.dataset.state = String(o.state);
   return tr;
@@ -2231,16 +2451,16 @@ function renderNetwork() {
   $("network-body").replaceChildren(...offices.map((o) => networkRow(o, max)));
   show($("network-empty"), offices.length === 0);
   const c = n.counts && typeof n.counts === "object" ? n.counts : {};
-  $("network-heading").textContent = `Network${n.country ? ` · ${n.country}` : ""}`;
+  $("network-heading").textContent = `${_("Network")}${n.country ? ` · ${n.country}` : ""}`;
   setChildren($("network-summary"),
-    el("span", { class: "net-count" }, `${Number(c.online) || 0} online`),
-    el("span", { class: `net-count${Number(c.silent) ? " bad-text" : ""}` }, `${Number(c.silent) || 0} silent`),
-    el("span", { class: "net-count" }, `${Number(c.never_seen) || 0} never seen`),
-    el("span", { class: "muted" }, `silent after ${formatDuration(n.silent_after_ms)}; at `, timeEl(n.at)));
+    el("span", { class: "net-count" }, _("{n} online", { n: Number(c.online) || 0 })),
+    el("span", { class: `net-count${Number(c.silent) ? " bad-text" : ""}` }, _("{n} silent", { n: Number(c.silent) || 0 })),
+    el("span", { class: "net-count" }, _("{n} never seen", { n: Number(c.never_seen) || 0 })),
+    el("span", { class: "muted" }, `${_("silent after {duration}; at", { duration: formatDuration(n.silent_after_ms) })} `, timeEl(n.at)));
   const silent = Number(c.silent) || 0;
   const badge = $("network-alert");
   badge.textContent = silent ? String(silent) : "";
-  badge.title = silent ? `${silent} office${silent === 1 ? "" : "s"} silent` : "";
+  badge.title = silent ? _n("{n} office silent", "{n} offices silent", silent) : "";
   show(badge, silent > 0);
 }
 
@@ -2251,12 +2471,12 @@ async function refreshHealth() {
     const h = await api("GET", "/health");
     state.nats = h.nats === "connected" ? "connected" : "disconnected";
     const nats = $("st-nats");
-    nats.textContent = h.nats === "connected" ? "connected" : "disconnected";
+    nats.textContent = h.nats === "connected" ? _("connected") : _("disconnected");
     nats.className = `dot ${h.nats === "connected" ? "up" : "down"}`;
     $("st-outbox").textContent = String(h.outbox_depth ?? "?");
   } catch (e) {
     const nats = $("st-nats");
-    nats.textContent = "node unreachable";
+    nats.textContent = _("node unreachable");
     nats.className = "dot down";
   }
 }
@@ -2265,7 +2485,7 @@ async function refreshHealth() {
 
 function setLive(up, text) {
   const live = $("st-live");
-  live.textContent = text || (up ? "connected" : "reconnecting");
+  live.textContent = text || (up ? _("connected") : _("reconnecting"));
   live.className = `dot ${up ? "up" : "down"}`;
 }
 
@@ -2331,7 +2551,7 @@ function onLiveBulletin(summary) {
     show($("feed-empty"), false);
   }
   if (summary.precedence === "FLASH" && summary.direction !== "sent") {
-    banner("flash", `FLASH from ${summary.from ?? "?"}: ${summary.title ?? ""}`, summary.id);
+    banner("flash", _("FLASH from {office}: {title}", { office: summary.from ?? "?", title: summary.title ?? "" }), summary.id);
   }
 }
 
@@ -2360,14 +2580,14 @@ function onLiveState(change) {
 
 function onEscalation(data) {
   if (!data) return;
-  banner("escalation", String(data.message ?? "Escalation"), typeof data.id === "string" ? data.id : null);
+  banner("escalation", String(data.message ?? _("Escalation")), typeof data.id === "string" ? data.id : null);
 }
 
 function banner(kind, message, id) {
   const box = el("div", { class: `banner banner-${kind}`, role: "alert" },
     el("span", { class: "banner-text" }, message),
-    id ? el("button", { type: "button", onclick: () => { openDetail(id); box.remove(); } }, "Open") : null,
-    el("button", { type: "button", class: "dismiss", title: "Dismiss", onclick: () => box.remove() }, "✕"));
+    id ? el("button", { type: "button", onclick: () => { openDetail(id); box.remove(); } }, _("Open")) : null,
+    el("button", { type: "button", class: "dismiss", title: _("Dismiss"), "aria-label": _("Dismiss"), onclick: () => box.remove() }, "✕"));
   const area = $("banners");
   area.prepend(box);
   // Keep the banner area small on a small screen: the oldest go first.
@@ -2376,17 +2596,10 @@ function banner(kind, message, id) {
 
 // ---- Wiring -----------------------------------------------------------------------------
 
-function init() {
-  fillSelect($("filter-precedence"), PRECEDENCES);
-  fillSelect($("filter-kind"), KINDS);
-  fillSelect($("c-precedence"), PRECEDENCES);
-  fillSelect($("c-kind"), KINDS);
-  fillSelect($("c-tlp"), TLP_LABELS);
-  $("c-source").append(el("option", { value: "" }, "— choose —"));
-  fillSelect($("c-source"), Object.keys(SOURCE_RELIABILITY), SOURCE_RELIABILITY);
-  $("c-information").append(el("option", { value: "" }, "— choose —"));
-  fillSelect($("c-information"), Object.keys(INFORMATION_CREDIBILITY), INFORMATION_CREDIBILITY);
-  fillSelect($("entity-type"), Object.keys(ENTITY_FIELDS));
+async function init() {
+  await setLanguage(browserLanguage());
+  // "— choose —" is static text of the page (index.html), translated with it.
+  fillStatic();
   $("c-precedence").value = "ROUTINE";
   $("c-tlp").value = "AMBER";
 
@@ -2405,8 +2618,7 @@ function init() {
     setView("check");
     focusCheckKey(true);
   });
-  fillSelect($("check-type"), Object.keys(CHECK_FIELDS), null, CHECK_TYPE_LABELS);
-  renderCheckFields($("check-type").value);
+  $("language").addEventListener("change", onLanguageChange);
   $("check-type").addEventListener("change", () => { renderCheckFields($("check-type").value); focusCheckKey(); });
   $("check-form").addEventListener("input", clearCheck);
   $("check-form").addEventListener("submit", onCheck);
@@ -2447,10 +2659,10 @@ function init() {
 // ---- The separate sign-in page (login.html) ------------------------------------------------
 
 const LOGIN_REASONS = {
-  bad_credentials: "Wrong username or password.",
-  rate_limited: "Too many failed sign-ins. Wait a few minutes and try again.",
-  cross_origin: "The sign-in came from another site's page. Open this node's own page and try again.",
-  unauthenticated: "Sign in to continue.",
+  bad_credentials: N_("Wrong username or password."),
+  rate_limited: N_("Too many failed sign-ins. Wait a few minutes and try again."),
+  cross_origin: N_("The sign-in came from another site's page. Open this node's own page and try again."),
+  unauthenticated: N_("Sign in to continue."),
 };
 
 /**
@@ -2458,11 +2670,12 @@ const LOGIN_REASONS = {
  * POST with a redirect). With JavaScript, the form posts JSON instead so the node's exact
  * message (e.g. how long to wait) is shown, then opens the page.
  */
-function initLoginPage() {
+async function initLoginPage() {
+  await setLanguage(browserLanguage());
   const err = $("login-error");
   const reason = new URLSearchParams(window.location.search).get("error");
   if (reason) {
-    err.textContent = LOGIN_REASONS[reason] || `Sign-in failed (${reason}).`;
+    err.textContent = LOGIN_REASONS[reason] ? _(LOGIN_REASONS[reason]) : _("Sign-in failed ({reason}).", { reason });
     show(err, true);
   }
   $("login-form").addEventListener("submit", async (event) => {
@@ -2472,7 +2685,7 @@ function initLoginPage() {
       await api("POST", "/login", { username: $("login-username").value.trim(), password: $("login-password").value });
       window.location.assign(`/${viewFromHash() ? window.location.hash : ""}`);
     } catch (e) {
-      err.textContent = e.status === 401 ? LOGIN_REASONS.bad_credentials : e.message;
+      err.textContent = e.status === 401 ? _(LOGIN_REASONS.bad_credentials) : e.message;
       show(err, true);
     }
   });
