@@ -10,10 +10,14 @@ Layout (created by ``blo init``; folders 0700, key files 0600)::
       data/                          local store (node.toml's data_dir)
       data/directory.json            the verified local copy of the signed directory
 
-The passphrase for a protected key file comes from ``BLO_PASSPHRASE`` when set, else
-from an interactive prompt; with neither, loading fails with a message saying so. The
-variable is taken out of this process's environment as it is read, so nothing started
-afterwards inherits it (child processes get a scrubbed environment anyway: bus.transport.childenv).
+The passphrase for a protected key file comes from ``BLO_PASSPHRASE`` when set, else from
+the file ``BLO_PASSPHRASE_FILE`` names, else from an interactive prompt; with none,
+loading fails with a message saying so. The variable is taken out of this process's
+environment as it is read, so nothing started afterwards inherits it (child processes
+get a scrubbed environment anyway: bus.transport.childenv). But the environment a
+process was started with stays readable in ``/proc/<pid>/environ`` to its own user (and
+root) for as long as it runs: a daemon should be given the file instead (systemd's
+``LoadCredential=``, or any 0600 file its user alone can read), whose name is no secret.
 """
 
 from __future__ import annotations
@@ -42,6 +46,8 @@ from bus.transport.kv_directory import DirectoryCache
 from office_node.config import NodeConfig, load_config
 
 PASSPHRASE_ENV = "BLO_PASSPHRASE"
+#: A file holding the passphrase (its first line), for daemons: see the module's docstring.
+PASSPHRASE_FILE_ENV = "BLO_PASSPHRASE_FILE"
 #: ``blo keys passwd``'s new passphrase, for scripts (else it is asked for twice).
 NEW_PASSPHRASE_ENV = "BLO_NEW_PASSPHRASE"
 Prompt = Callable[[str], str]
@@ -118,6 +124,8 @@ def passphrase(prompt: Prompt | None = None, *, confirm: bool = False, env: str 
     as it is read), else asked for. ``confirm``: a new passphrase, asked twice and held to
     the minimum length (``bus.keystore.check_new_passphrase``)."""
     from_env = os.environ.pop(env, None)
+    if from_env is None and env == PASSPHRASE_ENV and not confirm:
+        from_env = _passphrase_file(os.environ.pop(PASSPHRASE_FILE_ENV, None))
     if from_env is not None:
         if not from_env:
             raise KeyStoreError(f"{env} is set but empty")
@@ -127,7 +135,8 @@ def passphrase(prompt: Prompt | None = None, *, confirm: bool = False, env: str 
     if prompt is None:
         if not sys.stdin.isatty():
             raise KeyStoreError(
-                f"the key file needs a passphrase: set {env}, or run in a terminal to be asked for it"
+                f"the key file needs a passphrase: set {env} (or {PASSPHRASE_FILE_ENV} to a 0600 file holding it), "
+                "or run in a terminal to be asked for it"
             )
         prompt = getpass.getpass
     first = prompt("New key passphrase: " if confirm else "Key passphrase: ")
@@ -138,6 +147,21 @@ def passphrase(prompt: Prompt | None = None, *, confirm: bool = False, env: str 
     if confirm and prompt("Repeat the passphrase: ") != first:
         raise KeyStoreError("the two passphrases differ; nothing was written")
     return first.encode()
+
+
+def _passphrase_file(name: str | None) -> str | None:
+    """The first line of the passphrase file ``name`` (None: no file given), refused like a
+    key file when other users could read or replace it."""
+    if name is None:
+        return None
+    path = Path(name)
+    if not path.is_file():
+        raise KeyStoreError(f"{PASSPHRASE_FILE_ENV} names {name!r}, which is not a file")
+    try:
+        text = read_private_file(path).decode("utf-8")
+    except UnicodeDecodeError:
+        raise KeyStoreError(f"{path}: the passphrase file is not UTF-8 text") from None
+    return text.split("\n", 1)[0].removesuffix("\r")
 
 
 def load_home_identity(

@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from bus.errors import KeyStoreError
 from bus.transport.childenv import child_environment
 from bus.transport.server import NatsServer, free_port
 from office_node.cli import cli
-from office_node.home import PASSPHRASE_ENV, NodeHome, load_home_identity
+from office_node.home import PASSPHRASE_ENV, PASSPHRASE_FILE_ENV, NodeHome, load_home_identity
 from tests.node_helpers import node_process
 
 SECRET = "a passphrase nobody else may see 7f3a"
@@ -96,3 +97,36 @@ def test_a_node_run_with_the_passphrase_in_its_environment_starts_its_nats_serve
         seen = environ_of(servers[0])
     assert SECRET not in json.dumps(seen) and PASSPHRASE_ENV not in seen
     assert "PATH" in seen
+
+
+def test_a_node_given_its_passphrase_in_a_file_holds_it_nowhere_in_its_environment(tmp_path: Path) -> None:
+    """/proc/<pid>/environ keeps the environment a process started with for its whole life
+    (removing the variable from os.environ does not touch it): a daemon is given a file."""
+    home, port = tmp_path / "muk", free_port()
+    _init_protected(home, port)
+    secret_file = tmp_path / "credentials" / "passphrase"
+    secret_file.parent.mkdir(mode=0o700)
+    secret_file.write_text(SECRET + "\n")
+    secret_file.chmod(0o600)
+    with node_process(home, port, **{PASSPHRASE_FILE_ENV: str(secret_file)}) as node:  # unlocked, up
+        seen = environ_of(node.pid)
+    assert SECRET not in json.dumps(seen) and PASSPHRASE_ENV not in seen
+
+
+def test_a_passphrase_file_other_users_can_read_is_refused_with_the_chmod(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "muk"
+    _init_protected(home, free_port())
+    secret_file = tmp_path / "passphrase"
+    secret_file.write_text(SECRET)
+    secret_file.chmod(0o644)
+    monkeypatch.delenv(PASSPHRASE_ENV, raising=False)
+    monkeypatch.setenv(PASSPHRASE_FILE_ENV, str(secret_file))
+    with pytest.raises(KeyStoreError, match=r"open to other users.*chmod 600"):
+        load_home_identity(NodeHome(home))
+    secret_file.chmod(0o600)
+    monkeypatch.setenv(PASSPHRASE_FILE_ENV, str(secret_file))
+    identity, secret = load_home_identity(NodeHome(home))
+    assert identity.office_id == "TH-MUK" and secret == SECRET.encode()
+    assert PASSPHRASE_FILE_ENV not in os.environ
