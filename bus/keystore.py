@@ -335,29 +335,36 @@ def _chmod_hint(path: Path, mode: int) -> str:
     return f"`chmod {mode:o} {shlex.quote(str(path))}`"
 
 
-def read_private_file(path: Path) -> bytes:
-    """The bytes of a file that holds secrets, refused (``KeyStoreError``, with the chmod to
-    run) when other users could read or change it: the file has no group or other
-    permission bits (``mode & 0o077 == 0``) and its folder is writable by its owner only
+def read_secret(path: Path, what: str, *, limit: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of a file that holds a secret (``what``: "key file", "nkey seed", "API
+    token"...), refused (``KeyStoreError``, with the chmod to run) when other users could
+    read or change it: the file has no group or other permission bits
+    (``mode & 0o077 == 0``) and its folder is writable by its owner only
     (``mode & 0o022 == 0``), else someone could swap the file. The mode is read from the
-    open file, so it is the mode of the bytes read."""
+    open file, so it is the mode of the bytes read. ``OSError`` (a missing file) is the
+    caller's to word."""
     folder = path.parent
+    folder_mode = stat.S_IMODE(os.stat(folder).st_mode)
+    with open(path, "rb") as f:
+        file_mode = stat.S_IMODE(os.fstat(f.fileno()).st_mode)
+        if file_mode & 0o077:
+            raise KeyStoreError(
+                f"{path} is open to other users (mode {file_mode:04o}): anyone who can read the {what} can use it "
+                f"(or, for a protected key file, try passphrases offline). Run {_chmod_hint(path, 0o600)}, "
+                "and consider it exposed if others could have copied the file"
+            )
+        if folder_mode & 0o022:
+            raise KeyStoreError(
+                f"{folder} can be written by other users (mode {folder_mode:04o}), who could replace the {what} "
+                f"in it. Run {_chmod_hint(folder, 0o700)}"
+            )
+        return f.read(limit + 1)
+
+
+def read_private_file(path: Path) -> bytes:
+    """A key file's bytes (``read_secret``), with a missing or unreadable file said so."""
     try:
-        folder_mode = stat.S_IMODE(os.stat(folder).st_mode)
-        with open(path, "rb") as f:
-            file_mode = stat.S_IMODE(os.fstat(f.fileno()).st_mode)
-            if file_mode & 0o077:
-                raise KeyStoreError(
-                    f"{path} is open to other users (mode {file_mode:04o}): anyone who can read it can try "
-                    f"passphrases offline, or use it at once if unprotected. Run {_chmod_hint(path, 0o600)}, "
-                    "and consider these keys exposed if others could have copied the file"
-                )
-            if folder_mode & 0o022:
-                raise KeyStoreError(
-                    f"{folder} can be written by other users (mode {folder_mode:04o}), who could replace the key "
-                    f"file in it. Run {_chmod_hint(folder, 0o700)}"
-                )
-            data = f.read(MAX_FILE_BYTES + 1)
+        data = read_secret(path, "key file")
     except FileNotFoundError:
         raise KeyStoreError(f"{path}: no key file here (create one with `blo init`)") from None
     except OSError as exc:

@@ -38,6 +38,7 @@ import nacl.utils
 
 from bus import errors
 from bus.ids import Rng
+from bus.keystore import read_secret
 from office_node.db import Database
 
 KEY_BYTES = 32
@@ -142,7 +143,7 @@ def _check_text(name: str, value: Any, *, required: bool) -> str:
 def load_or_create_key(path: Path, *, rng: Rng = nacl.utils.random, create: bool = True) -> bytes:
     """The audit key at ``path``; a fresh one (file mode 0600) if there is none and ``create``."""
     try:
-        key = path.read_bytes()
+        key = read_secret(path, "audit key")
     except FileNotFoundError:
         if not create:
             raise errors.StoreError(f"{path}: the audit key file is missing") from None

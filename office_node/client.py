@@ -19,6 +19,7 @@ from typing import Any
 import aiohttp
 
 from bus.errors import NodeUnavailable
+from bus.keystore import read_secret
 from office_node.home import NodeHome
 
 TOKEN_ENV = "BLO_TOKEN"
@@ -40,7 +41,7 @@ def find_token(home: NodeHome, given: str | None = None) -> str:
         return os.environ[TOKEN_ENV]
     path = token_path(home)
     try:
-        return path.read_text(encoding="utf-8").strip()
+        return read_secret(path, "API token").decode("utf-8", errors="replace").strip()
     except FileNotFoundError:
         raise NodeUnavailable(
             f"no API token: set {TOKEN_ENV}, pass --token, or run `blo token create USER --name cli --save` "

@@ -54,7 +54,7 @@ from bus.errors import BloError, FeedError, FeedKeyPending, KeyStoreError, Valid
 from bus.feeds import FeedChange, FeedKeyring, FeedOwner, Issue, decode_item
 from bus.ids import Rng
 from bus.keys import BoxKeyPair, Identity
-from bus.keystore import write_private_file
+from bus.keystore import read_secret, write_private_file
 from bus.transport.kv_feeds import FeedKeyCache, FeedKeyWatcher, FeedMetrics, open_bucket, publish_issue, publish_item
 from bus.transport.node import BusNode
 
@@ -143,7 +143,7 @@ class NodeFeeds:
         self.cache.load_into(self.keyring, self.metrics)
         if self.is_centre:
             if self.state_path.exists():
-                self.owner = FeedOwner.from_bytes(self.state_path.read_bytes(), self.identity)
+                self.owner = FeedOwner.from_bytes(read_secret(self.state_path, "feed owner state"), self.identity)
             else:
                 self.owner = FeedOwner(self.identity)
             self.bus.feed_keys.update(self.owner.epoch_keys())

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import stat
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import nacl.pwhash.argon2id as argon2id
@@ -13,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bus.errors import KeyStoreError
+from bus.inbox import InboxRing
 from bus.keys import Identity
 from bus.keystore import (
     DEFAULT_KDF,
@@ -235,3 +238,37 @@ def test_mutated_key_files_give_keystore_errors_or_the_same_identity(original: b
     except KeyStoreError:
         return
     assert got == identity("TH-MUK")
+
+
+def _secret_readers(tmp_path: Path) -> list[tuple[str, Path, bytes, Callable[[], object]]]:
+    """Each file a node keeps a secret in, a valid content, and the call that reads it."""
+    from bus.transport.inbox_keys import load_ring
+    from bus.transport.nkey import new_user_seed, read_seed
+    from office_node.audit import load_or_create_key
+    from office_node.client import find_token, token_path
+    from office_node.home import NodeHome
+
+    home = NodeHome(tmp_path / "home")
+    ring = InboxRing(identity("TH-MUK"))
+    return [
+        ("nkey seed", tmp_path / "keys" / "TH-MUK.nk", new_user_seed(os.urandom), lambda: read_seed(tmp_path / "keys" / "TH-MUK.nk")),
+        ("API token", token_path(home), b"blo_token_value", lambda: find_token(home)),
+        ("audit key", tmp_path / "data" / "audit.key", os.urandom(32), lambda: load_or_create_key(tmp_path / "data" / "audit.key", create=False)),
+        ("inbox key ring", tmp_path / "keys" / "inbox.keys", ring.to_bytes(os.urandom), lambda: load_ring(tmp_path / "keys" / "inbox.keys", identity("TH-MUK"))),
+    ]  # fmt: skip
+
+
+def test_every_secret_a_node_reads_from_disk_is_refused_when_other_users_can_read_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not only the key file: a NATS seed, the API token, the audit key and the inbox key
+    ring are as good as the keys to whoever can read them."""
+    monkeypatch.delenv("BLO_TOKEN", raising=False)
+    for what, path, content, read in _secret_readers(tmp_path):
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path.write_bytes(content)
+        path.chmod(0o644)
+        with pytest.raises(KeyStoreError, match=f"open to other users.*the {what}.*chmod 600"):
+            read()
+        path.chmod(0o600)
+        read()  # the same file, private: read

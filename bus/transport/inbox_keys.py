@@ -28,7 +28,7 @@ from bus.directory import Directory
 from bus.ids import Rng
 from bus.inbox import InboxRing, StillNeeded
 from bus.keys import BoxKeyPair, Identity
-from bus.keystore import write_private_file
+from bus.keystore import read_secret, write_private_file
 from bus.transport.kv import wall_ms
 from bus.transport.kv_directory import open_bucket, publish_item
 
@@ -44,7 +44,7 @@ def load_ring(path: Path, identity: Identity) -> InboxRing:
     """The ring in ``path``, or an empty one when there is no file yet; ``KeyStoreError``
     when the file is damaged or not this identity's."""
     try:
-        data = path.read_bytes()
+        data = read_secret(path, "inbox key ring")
     except FileNotFoundError:
         return InboxRing(identity)
     except OSError as exc:

@@ -15,6 +15,7 @@ import nkeys
 
 from bus.errors import KeyStoreError
 from bus.ids import Rng
+from bus.keystore import read_secret
 
 SEED_BYTES = 32
 
@@ -39,7 +40,7 @@ def public_key(seed: bytes) -> str:
 def read_seed(path: Path) -> bytes:
     """A seed file's seed; KeyStoreError naming the file if it is missing or not a user seed."""
     try:
-        seed = path.read_bytes().strip()
+        seed = read_secret(path, "nkey seed").strip()
     except OSError as exc:
         raise KeyStoreError(f"{path}: cannot read the nkey seed ({exc.strerror})") from None
     try:
