@@ -41,11 +41,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import msgpack
-import nacl.bindings as nb
-import nacl.exceptions
-
 from bus import errors
+from bus import signed as codec  # `signed` names a SignedItem here
 from bus.bulletin import is_feed_name, is_office_id
 from bus.ids import KEY_ID_BYTES, key_id
 from bus.keys import BoxKeyPair, Identity, PeerKeys, SigningKeyPair
@@ -87,7 +84,7 @@ MAX_WAITING = 4096
 #: Revocations held per revoked key (a centre issues one; more come from a stolen key).
 MAX_REVOCATIONS_PER_KEY = 16
 
-SIGNATURE_BYTES = 64
+SIGNATURE_BYTES = codec.SIGNATURE_BYTES
 PUBLIC_KEY_BYTES = 32
 
 #: Every ``reason`` a refused item can carry (metrics labels; see schemas/DIRECTORY.md).
@@ -109,11 +106,14 @@ REJECT_REASONS = (
     "too_many_waiting",
 )
 
-_packb = msgpack.Packer(use_bin_type=True, autoreset=True).pack
-
 
 def _reject(reason: str, message: str) -> errors.DirectoryError:
     return errors.DirectoryError(message, reason)
+
+
+def _fail(problem: str, message: str) -> errors.DirectoryError:
+    """``bus.signed``'s problems as directory reasons: too large is malformed here."""
+    return _reject(codec.UNSUPPORTED if problem == codec.UNSUPPORTED else "malformed", message)
 
 
 # -- the values --------------------------------------------------------------------------
@@ -274,9 +274,7 @@ class Change:
 
 
 def _sign(item: Item, signing: SigningKeyPair) -> bytes:
-    payload = _packb(item.fields())
-    signature = signing.sign(_LABELS[type(item)] + payload)
-    return _packb([FORMAT_VERSION, _KINDS[type(item)], payload, signature])
+    return codec.seal_item(FORMAT_VERSION, _KINDS[type(item)], _LABELS[type(item)], codec.packb(item.fields()), signing)
 
 
 def sign_record(record: DirectoryRecord, signing: SigningKeyPair) -> bytes:
@@ -314,16 +312,6 @@ def make_inbox_key(
     """The signed inbox key item for ``box``: valid from ``now_ms`` for ``lifetime_ms``."""
     item = InboxKey(office_id, signing.kid, box.public, box.kid, now_ms, now_ms + lifetime_ms, now_ms)
     return sign_inbox_key(item, signing)
-
-
-def _unpack(data: bytes, what: str) -> Any:
-    # msgpack raises a wide, partly undocumented set (ValueError kin, TypeError,
-    # UnicodeDecodeError, StackError for deep nesting); the call is the whole try-body.
-    # Trailing bytes raise ExtraData; maps and extension types fail the shape checks.
-    try:
-        return msgpack.unpackb(data, raw=False, strict_map_key=True)
-    except Exception as exc:
-        raise _reject("malformed", f"the {what} is not valid msgpack ({type(exc).__name__})") from exc
 
 
 def _is_int(value: Any, low: int, high: int) -> bool:
@@ -450,46 +438,31 @@ def _inbox_key_from(fields: Any) -> InboxKey:
     return inbox_key
 
 
-_DECODERS: dict[int, tuple[str, Callable[[Any], Item]]] = {
-    KIND_RECORD: ("record payload", _record_from),
-    KIND_REVOCATION: ("revocation payload", _revocation_from),
-    KIND_INBOX_KEY: ("inbox key payload", _inbox_key_from),
+_DECODERS: dict[int, Callable[[Any], Item]] = {
+    KIND_RECORD: _record_from,
+    KIND_REVOCATION: _revocation_from,
+    KIND_INBOX_KEY: _inbox_key_from,
+}
+_KIND_NAMES = {
+    KIND_RECORD: "record payload",
+    KIND_REVOCATION: "revocation payload",
+    KIND_INBOX_KEY: "inbox key payload",
 }
 
 
 def decode_item(data: bytes) -> SignedItem:
     """Parse a signed record, revocation or inbox key (DIRECTORY.md 3, decoding steps 1-5).
     Checks shape, not trust; only ``DirectoryError``."""
-    if type(data) is not bytes:
-        raise _bad("item", "must be bytes")
-    if len(data) > MAX_ITEM_BYTES:
-        raise _bad("item", f"is {len(data)} bytes; the limit is {MAX_ITEM_BYTES}")
-    outer = _unpack(data, "directory item")
-    if type(outer) is not list or not outer or type(outer[0]) is not int:
-        raise _bad("item", "must be a msgpack array [version, kind, payload, signature]")
-    if outer[0] != FORMAT_VERSION:
-        raise _reject(
-            "unsupported_version",
-            f"directory format {outer[0]} is not supported (this node speaks {FORMAT_VERSION}): upgrade the node "
-            "that wrote it, or this one",
-        )
-    if len(outer) != 4:
-        raise _bad("item", "must be a msgpack array [version, kind, payload, signature]")
-    _, kind, payload, signature = outer
-    if type(payload) is not bytes or not _is_bytes(signature, SIGNATURE_BYTES):
-        raise _bad("item", "payload must be bytes and the signature 64 bytes")
-    decoder = _DECODERS.get(kind) if type(kind) is int else None
-    if decoder is None:
-        raise _bad("item", f"unknown kind {kind!r} (1 = record, 2 = revocation, 3 = inbox key)")
-    what, build = decoder
-    return SignedItem(item=build(_unpack(payload, what)), payload=payload, signature=signature, raw=data)
+    item = codec.decode_item(
+        data, what="directory item", limit=MAX_ITEM_BYTES, version=FORMAT_VERSION, kinds=_KIND_NAMES, fail=_fail
+    )
+    build = _DECODERS[item.kind]
+    return SignedItem(item=build(item.fields), payload=item.payload, signature=item.signature, raw=data)
 
 
-def _verify(signed: SignedItem, public: bytes, who: str) -> None:
-    try:
-        nb.crypto_sign_open(signed.signature + signed.label + signed.payload, public)
-    except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError, nacl.exceptions.TypeError) as exc:
-        raise _reject("bad_signature", f"the signature does not verify for {who}: altered or forged") from exc
+def _verify(item: SignedItem, public: bytes, who: str) -> None:
+    if not codec.verifies(item.signature, item.label, item.payload, public):
+        raise _reject("bad_signature", f"the signature does not verify for {who}: altered or forged")
 
 
 # -- trust anchors -----------------------------------------------------------------------
@@ -1067,7 +1040,7 @@ def make_request(
         None if previous is None else previous.public,
     ]
     request = _request_from(fields)  # the same checks a centre applies
-    payload = _packb(fields)
+    payload = codec.packb(fields)
     doc = {
         "format": REQUEST_FORMAT,
         "payload": base64.b64encode(payload).decode(),
@@ -1120,17 +1093,15 @@ def read_request(data: bytes) -> EnrolmentRequest:
         raise _request_bad("payload, signature or endorsement is missing or not encoded as expected") from exc
     if len(payload) > MAX_ITEM_BYTES:
         raise _request_bad("the payload is too large")
-    request = _request_from(_unpack(payload, "enrolment request payload"))
+    request = _request_from(codec.unpack(payload, "enrolment request payload", _fail))
     checks = [(signature, REQUEST_LABEL, request.sign_public, "the new signing key")]
     if request.previous_sign_public is not None:
         if endorsement is None:
             raise _request_bad("a rotation request must be endorsed by the previous signing key")
         checks.append((endorsement, ENDORSEMENT_LABEL, request.previous_sign_public, "the previous signing key"))
     for sig, label, public, who in checks:
-        try:
-            nb.crypto_sign_open(sig + label + payload, public)
-        except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError, nacl.exceptions.TypeError) as exc:
-            raise _reject("bad_signature", f"enrolment request: the signature by {who} does not verify") from exc
+        if not codec.verifies(sig, label, payload, public):
+            raise _reject("bad_signature", f"enrolment request: the signature by {who} does not verify")
     return request
 
 
