@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from bus.bulletin import Bulletin
-from bus.errors import BloError, Forbidden, HandlingRefused, NotFound, ValidationError
+from bus.errors import BloError, HandlingRefused, NotFound, ValidationError
 from bus.forward import forward as make_forward
 from bus.handling import check_forward
 from bus.ids import new_bulletin_id
@@ -31,6 +31,7 @@ from office_node import audit as actions
 from office_node import views
 from office_node.accounts import Principal
 from office_node.compose import Draft, draft_from_request
+from office_node.errors import Forbidden
 from office_node.feeds import membership_request, parse_membership_request
 from office_node.store import BulletinQuery
 from office_node.triage import DISSEMINATED, KEEP, MAX_PAGE, Drafts

@@ -18,7 +18,7 @@ from typing import Any
 
 import aiohttp
 
-from bus.errors import NodeUnavailable
+from office_node.errors import NodeUnavailable
 from office_node.home import NodeHome
 
 TOKEN_ENV = "BLO_TOKEN"

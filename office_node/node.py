@@ -25,7 +25,6 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -41,6 +40,7 @@ from bus.handling import FeedScope, check_receive, check_send
 from bus.ids import Rng
 from bus.keys import Identity
 from bus.lookout import Hit, parse_watchlist, watchlist_bulletins
+from bus.timing import wall_ms
 from bus.transport.client import BusClient, ClientConfig
 from bus.transport.inbox_keys import InboxKeyKeeper
 from bus.transport.kv_directory import DirectoryCache, DirectoryMetrics, DirectoryWatcher
@@ -74,10 +74,6 @@ LINK_CHECK_S = 1.0
 
 
 WATCHLIST_FIELDS = frozenset({"csv", "to", "feed", "releasable_to", "tlp", "grading", "precedence", "default_country"})
-
-
-def wall_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class OfficeNode:

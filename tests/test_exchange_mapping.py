@@ -64,7 +64,6 @@ class Block:
             raise ImportError('not installed: ' + name)
 sys.meta_path.insert(0, Block())
 import bus, office_node.node, office_node.api, office_node.cli, office_node.centre, office_node.exchange.service
-from bus.errors import ExchangeError
 from office_node.exchange.export import Exportable, export_one
 from tests.helpers import bulletin
 for fmt in ('misp', 'stix'):

@@ -66,6 +66,7 @@ from bus.errors import (
 from bus.ids import Rng
 from bus.keys import BoxKeyPair, Identity, PeerKeys
 from bus.receipt import ACKNOWLEDGED, DELIVERED, MAX_RECEIPT_IDS, READ, open_receipt, sign_receipt
+from bus.timing import wall_ms
 from bus.transport import subjects as sj
 from bus.transport.client import Ack, BusClient, ClientConfig, PullConsumer, ack_all, nak, stored_at_ms
 from bus.transport.embedded import embedded_server
@@ -174,10 +175,6 @@ class NodeOptions:
     #: threads that open fetched bulletins beside the event loop's (see ``_open_batch``);
     #: None: one fewer than the machine's cores, at most 3; 0: the event loop's only
     open_threads: int | None = None
-
-
-def wall_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class BusNode:
