@@ -334,46 +334,56 @@ def _bad(what: str, problem: str) -> errors.DirectoryError:
     return _reject("malformed", f"directory {what}: {problem}")
 
 
+#: DIRECTORY.md 2, a record's fields, checked in this order: (holds, what is wrong), the
+#: message formatted with the record as ``r``.
+_RECORD_SHAPE: tuple[tuple[Callable[[DirectoryRecord], bool], str], ...] = (
+    (lambda r: is_office_id(r.office_id), "office id must look like TH-MUK"),
+    (lambda r: _is_text(r.name, MAX_NAME_CHARS), f"name must be 1-{MAX_NAME_CHARS} printable characters"),
+    (lambda r: r.country == r.office_id[:2], "country {r.country!r} must be the first two letters of {r.office_id}"),
+    (lambda r: r.role in ROLES, "role must be office or centre"),
+    (
+        lambda r: type(r.regions) is tuple and len(r.regions) <= MAX_REGIONS and all(map(is_feed_name, r.regions)),
+        f"regions must be up to {MAX_REGIONS} names of lowercase letters, digits, hyphens",
+    ),
+    (
+        lambda r: (
+            type(r.counterparts) is tuple
+            and len(r.counterparts) <= MAX_COUNTERPARTS
+            and all(map(is_office_id, r.counterparts))
+        ),
+        f"counterparts must be up to {MAX_COUNTERPARTS} office ids",
+    ),
+    (lambda r: _is_bytes(r.sign_public, PUBLIC_KEY_BYTES), f"the signing public key must be {PUBLIC_KEY_BYTES} bytes"),
+    (
+        lambda r: _is_bytes(r.box_public, PUBLIC_KEY_BYTES),
+        f"the encryption public key must be {PUBLIC_KEY_BYTES} bytes",
+    ),
+    (lambda r: _is_bytes(r.sign_kid, KEY_ID_BYTES), f"the signing key id must be {KEY_ID_BYTES} bytes"),
+    (lambda r: _is_bytes(r.box_kid, KEY_ID_BYTES), f"the encryption key id must be {KEY_ID_BYTES} bytes"),
+    (lambda r: _is_bytes(r.signer_kid, KEY_ID_BYTES), f"the signer key id must be {KEY_ID_BYTES} bytes"),
+)
+_RECORD_TIMES: tuple[tuple[Callable[[DirectoryRecord], bool], str], ...] = (
+    (lambda r: _is_int(r.valid_from, 0, MAX_TIME_MS), "valid-from must be a time in ms"),
+    (
+        lambda r: r.valid_until is None or (_is_int(r.valid_until, 0, MAX_TIME_MS) and r.valid_until > r.valid_from),
+        "valid-until must be empty or a time in ms after valid-from",
+    ),
+    (lambda r: _is_int(r.sequence, 1, MAX_SEQUENCE), "sequence must be a positive integer below 2^63"),
+    (lambda r: _is_int(r.issued_at, 0, MAX_TIME_MS), "issued-at must be a time in ms"),
+    (lambda r: is_office_id(r.signer), "signer must be a centre id such as TH-TCCC"),
+)
+
+
 def check_record(r: DirectoryRecord) -> None:
     """Raise ``DirectoryError`` (malformed / key_id_mismatch) unless every field is well-formed."""
-    if not is_office_id(r.office_id):
-        raise _bad("record", "office id must look like TH-MUK")
-    if not _is_text(r.name, MAX_NAME_CHARS):
-        raise _bad("record", f"name must be 1-{MAX_NAME_CHARS} printable characters")
-    if r.country != r.office_id[:2]:
-        raise _bad("record", f"country {r.country!r} must be the first two letters of {r.office_id}")
-    if r.role not in ROLES:
-        raise _bad("record", "role must be office or centre")
-    if type(r.regions) is not tuple or len(r.regions) > MAX_REGIONS or not all(map(is_feed_name, r.regions)):
-        raise _bad("record", f"regions must be up to {MAX_REGIONS} names of lowercase letters, digits, hyphens")
-    if (
-        type(r.counterparts) is not tuple
-        or len(r.counterparts) > MAX_COUNTERPARTS
-        or not all(map(is_office_id, r.counterparts))
-    ):
-        raise _bad("record", f"counterparts must be up to {MAX_COUNTERPARTS} office ids")
-    for name, key in (("signing", r.sign_public), ("encryption", r.box_public)):
-        if not _is_bytes(key, PUBLIC_KEY_BYTES):
-            raise _bad("record", f"the {name} public key must be {PUBLIC_KEY_BYTES} bytes")
-    for name, kid in (
-        ("signing key id", r.sign_kid),
-        ("encryption key id", r.box_kid),
-        ("signer key id", r.signer_kid),
-    ):
-        if not _is_bytes(kid, KEY_ID_BYTES):
-            raise _bad("record", f"the {name} must be {KEY_ID_BYTES} bytes")
+    for holds, problem in _RECORD_SHAPE:
+        if not holds(r):
+            raise _bad("record", problem.format(r=r))
     if key_id("sign", r.sign_public) != r.sign_kid or key_id("box", r.box_public) != r.box_kid:
         raise _reject("key_id_mismatch", f"the record for {r.office_id} states key ids that do not match its keys")
-    if not _is_int(r.valid_from, 0, MAX_TIME_MS):
-        raise _bad("record", "valid-from must be a time in ms")
-    if r.valid_until is not None and not (_is_int(r.valid_until, 0, MAX_TIME_MS) and r.valid_until > r.valid_from):
-        raise _bad("record", "valid-until must be empty or a time in ms after valid-from")
-    if not _is_int(r.sequence, 1, MAX_SEQUENCE):
-        raise _bad("record", "sequence must be a positive integer below 2^63")
-    if not _is_int(r.issued_at, 0, MAX_TIME_MS):
-        raise _bad("record", "issued-at must be a time in ms")
-    if not is_office_id(r.signer):
-        raise _bad("record", "signer must be a centre id such as TH-TCCC")
+    for holds, problem in _RECORD_TIMES:
+        if not holds(r):
+            raise _bad("record", problem.format(r=r))
 
 
 def check_revocation(v: Revocation) -> None:
