@@ -23,7 +23,6 @@ import dataclasses
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -36,6 +35,7 @@ from office_node import i18n
 from office_node.auth import PRINCIPAL_KEY, AuthSettings, error_response, require_role, setup_auth
 from office_node.errors import AuthError, http_status
 from office_node.node import OfficeNode
+from office_node.openapi import Route, document
 
 log = logging.getLogger("blo.api")
 WEB = Path(__file__).resolve().parent / "web"
@@ -122,13 +122,6 @@ async def read_json(request: web.Request) -> Any:
 # -- the routes -------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Route:
-    method: str
-    path: str
-    role: str | None  # None: public (no authentication)
-    name: str
-    summary: str
 
 
 ROUTES: tuple[Route, ...] = (
@@ -509,9 +502,7 @@ async def events(request: web.Request) -> web.StreamResponse:
 
 async def openapi(request: web.Request) -> web.Response:
     require_role(request, "officer")
-    from office_node.openapi import document
-
-    return json_response(document())
+    return json_response(document(ROUTES))
 
 
 async def metrics(request: web.Request) -> web.Response:
