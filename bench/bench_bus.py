@@ -125,7 +125,7 @@ def bus_consumer(url: str, data: str, n: int, ready: Any, out: Any) -> None:
 
         node = _node(1, url, Path(data), app)
         await node.start()
-        await node._ready()
+        await node.ready()
         await asyncio.sleep(0.5)  # consumers bound
         ready.set()
         await asyncio.wait_for(done.wait(), 120)
@@ -139,7 +139,7 @@ def bus_publisher(url: str, data: str, n: int, paced: bool, go: Any, out: Any) -
     async def main() -> None:
         node = _node(0, url, Path(data))
         await node.start()
-        await node._ready()
+        await node.ready()
         recipients = list(OFFICES[1:])
         # Composing (validating what an officer typed) is the API's work, before the bus
         # sees a bulletin; the raw side's payloads cost nothing to build. So the rate runs

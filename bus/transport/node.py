@@ -400,6 +400,11 @@ class BusNode:
     def connected(self) -> bool:
         return self.client is not None and self.client.connected
 
+    async def ready(self) -> None:
+        """Return once connected with the streams in place (a benchmark or tool that wants
+        to begin only then; sending and receiving wait for this by themselves)."""
+        await self._ready()
+
     async def _ready(self) -> BusClient:
         """The client once connected with the streams in place."""
         client = self.client
