@@ -99,7 +99,7 @@ def _bulletin(n: int, stamp_ns: int) -> Any:
 def _node(index: int, url: str, data: Path, app: Any = None) -> Any:
     from bus.transport.client import ClientConfig
     from bus.transport.metrics import BusMetrics
-    from bus.transport.node import BusNode, NodeOptions
+    from bus.transport.node import BusNode, NodeHooks, NodeOptions
 
     who, book = _book()
     return BusNode(
@@ -108,7 +108,7 @@ def _node(index: int, url: str, data: Path, app: Any = None) -> Any:
         data / OFFICES[index],
         client_config=ClientConfig(urls=(url,)),
         options=NodeOptions(fetch_wait_s=0.5),
-        on_bulletin=app,
+        hooks=NodeHooks(on_bulletin=app),
         metrics=BusMetrics.fresh(),
     )
 

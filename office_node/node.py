@@ -46,7 +46,7 @@ from bus.transport.inbox_keys import InboxKeyKeeper
 from bus.transport.kv_directory import DirectoryCache, DirectoryMetrics, DirectoryWatcher
 from bus.transport.kv_feeds import FeedMetrics
 from bus.transport.metrics import BusMetrics
-from bus.transport.node import BusNode, Escalation, NodeOptions, StateChange
+from bus.transport.node import BusNode, Escalation, NodeHooks, NodeOptions, StateChange
 from bus.transport.outbox import ACKNOWLEDGED
 from bus.transport.transfers import TransferMetrics
 from office_node import audit as actions
@@ -169,12 +169,14 @@ class OfficeNode:
             c.data_dir,
             client_config=client_config,
             options=options,
-            on_bulletin=self._on_bulletin,
-            on_escalation=self._on_escalation,
-            on_state=self._on_state,
-            admit=self._admit,
-            key_pending=lambda feed, epoch: self.feeds.keyring.key_may_arrive(feed, epoch),
-            settle=self.db.sync,
+            hooks=NodeHooks(
+                on_bulletin=self._on_bulletin,
+                on_escalation=self._on_escalation,
+                on_state=self._on_state,
+                admit=self._admit,
+                key_pending=lambda feed, epoch: self.feeds.keyring.key_may_arrive(feed, epoch),
+                settle=self.db.sync,
+            ),
             metrics=self.bus_metrics,
             clock=self.clock,
             rng=self.rng,
@@ -199,7 +201,7 @@ class OfficeNode:
         )
         # FEEDS.md 6.2 and 7.2: the epoch this node seals a feed bulletin under, and which
         # feed bulletins it accepts (only the owner's and the writers', none stale).
-        self.bus.feed_rules = self.feeds.keyring
+        self.bus.hooks.feed_rules = self.feeds.keyring
         self.feeds.load()  # the epoch keys held locally, before the bus opens anything
         # An inbox key outlives its keeping time while a grant of an epoch still in use is
         # wrapped to it (FEEDS.md 7.3); once keys are erased, no wrap key derived from them
