@@ -35,7 +35,7 @@ from bus.bulletin import Bulletin
 from bus.directory import Directory
 from bus.envelope import RECIPIENT_FEED, Opened
 from bus.errors import BloError, ForwardRefused, HandlingRefused, NotFound, ValidationError
-from bus.forward import ORIGINAL_REFUSED, verify_forward
+from bus.forward import ORIGINAL_REFUSED, Provenance, verify_forward
 from bus.handling import FeedScope, check_receive, check_send
 from bus.ids import Rng
 from bus.keys import Identity
@@ -114,6 +114,7 @@ class OfficeNode:
             "blo_checks", "Border checks answered from the local index", ["result"], registry=self.registry
         )
         self.live = LiveHub()
+        self._forwards_checked: dict[str, Provenance] = {}  # bulletin id -> its forward check (_admit)
         self.directory: Directory
         self.cache: DirectoryCache
         self.db: Database | None = None
@@ -361,7 +362,11 @@ class OfficeNode:
             record = self.directory.record(b.sender)
             if record is None or record.role != "centre":
                 raise ForwardRefused(f"{b.sender} forwarded {b.id} but is not a centre; only centres forward", "not_centre")
-            verify_forward(b, self.directory)  # raises ForwardRefused when the original does not stand
+            # Raises ForwardRefused when the original does not stand; what it found is kept
+            # for _record_provenance, so a forward is checked once on its way in.
+            if len(self._forwards_checked) >= 1024:  # admitted but never handed over (duplicates)
+                self._forwards_checked.clear()
+            self._forwards_checked[b.id] = verify_forward(b, self.directory)
 
     async def _on_bulletin(self, opened: Opened) -> None:
         now = self.clock()
@@ -720,7 +725,7 @@ class OfficeNode:
         the centre's own (verified) signature. What a reader is then shown, and as whose
         words, is views.attribution's (ENVELOPE.md 8.1)."""
         try:
-            p = verify_forward(b, self.directory)
+            p = self._forwards_checked.pop(b.id, None) or verify_forward(b, self.directory)
             provenance = {
                 "state": p.state,
                 "forwarded_by": p.forwarded_by,
