@@ -99,7 +99,7 @@ def _bulletin(n: int, stamp_ns: int) -> Any:
 def _node(index: int, url: str, data: Path, app: Any = None) -> Any:
     from bus.transport.client import ClientConfig
     from bus.transport.metrics import BusMetrics
-    from bus.transport.node import BusNode, NodeOptions
+    from bus.transport.node import BusNode, NodeHooks, NodeOptions
 
     who, book = _book()
     return BusNode(
@@ -108,7 +108,7 @@ def _node(index: int, url: str, data: Path, app: Any = None) -> Any:
         data / OFFICES[index],
         client_config=ClientConfig(urls=(url,)),
         options=NodeOptions(fetch_wait_s=0.5),
-        on_bulletin=app,
+        hooks=NodeHooks(on_bulletin=app),
         metrics=BusMetrics.fresh(),
     )
 
@@ -125,7 +125,7 @@ def bus_consumer(url: str, data: str, n: int, ready: Any, out: Any) -> None:
 
         node = _node(1, url, Path(data), app)
         await node.start()
-        await node._ready()
+        await node.ready()
         await asyncio.sleep(0.5)  # consumers bound
         ready.set()
         await asyncio.wait_for(done.wait(), 120)
@@ -139,7 +139,7 @@ def bus_publisher(url: str, data: str, n: int, paced: bool, go: Any, out: Any) -
     async def main() -> None:
         node = _node(0, url, Path(data))
         await node.start()
-        await node._ready()
+        await node.ready()
         recipients = list(OFFICES[1:])
         # Composing (validating what an officer typed) is the API's work, before the bus
         # sees a bulletin; the raw side's payloads cost nothing to build. So the rate runs

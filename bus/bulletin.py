@@ -514,10 +514,12 @@ class Bulletin(msgspec.Struct, frozen=True):
         if fast is not None:
             return fast
         body = body_from_dict(raw)
-        return cls._assemble(header["id"], header["from"], header["precedence"], body)
+        return cls.assemble(header["id"], header["from"], header["precedence"], body)
 
     @classmethod
-    def _assemble(cls, bulletin_id: str, sender: str, precedence: str, body: Mapping[str, Any]) -> Bulletin:
+    def assemble(cls, bulletin_id: str, sender: str, precedence: str, body: Mapping[str, Any]) -> Bulletin:
+        """The bulletin of a header's id, sender and precedence and a body already checked
+        (``body_from_dict``); no check is repeated here."""
         get = body.get
         return cls(
             bulletin_id,

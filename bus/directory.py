@@ -41,11 +41,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import msgpack
-import nacl.bindings as nb
-import nacl.exceptions
-
 from bus import errors
+from bus import signed as codec  # `signed` names a SignedItem here
 from bus.bulletin import is_feed_name, is_office_id
 from bus.ids import KEY_ID_BYTES, key_id
 from bus.keys import BoxKeyPair, Identity, PeerKeys, SigningKeyPair
@@ -87,7 +84,7 @@ MAX_WAITING = 4096
 #: Revocations held per revoked key (a centre issues one; more come from a stolen key).
 MAX_REVOCATIONS_PER_KEY = 16
 
-SIGNATURE_BYTES = 64
+SIGNATURE_BYTES = codec.SIGNATURE_BYTES
 PUBLIC_KEY_BYTES = 32
 
 #: Every ``reason`` a refused item can carry (metrics labels; see schemas/DIRECTORY.md).
@@ -109,11 +106,14 @@ REJECT_REASONS = (
     "too_many_waiting",
 )
 
-_packb = msgpack.Packer(use_bin_type=True, autoreset=True).pack
-
 
 def _reject(reason: str, message: str) -> errors.DirectoryError:
     return errors.DirectoryError(message, reason)
+
+
+def _fail(problem: str, message: str) -> errors.DirectoryError:
+    """``bus.signed``'s problems as directory reasons: too large is malformed here."""
+    return _reject(codec.UNSUPPORTED if problem == codec.UNSUPPORTED else "malformed", message)
 
 
 # -- the values --------------------------------------------------------------------------
@@ -274,9 +274,7 @@ class Change:
 
 
 def _sign(item: Item, signing: SigningKeyPair) -> bytes:
-    payload = _packb(item.fields())
-    signature = signing.sign(_LABELS[type(item)] + payload)
-    return _packb([FORMAT_VERSION, _KINDS[type(item)], payload, signature])
+    return codec.seal_item(FORMAT_VERSION, _KINDS[type(item)], _LABELS[type(item)], codec.packb(item.fields()), signing)
 
 
 def sign_record(record: DirectoryRecord, signing: SigningKeyPair) -> bytes:
@@ -316,16 +314,6 @@ def make_inbox_key(
     return sign_inbox_key(item, signing)
 
 
-def _unpack(data: bytes, what: str) -> Any:
-    # msgpack raises a wide, partly undocumented set (ValueError kin, TypeError,
-    # UnicodeDecodeError, StackError for deep nesting); the call is the whole try-body.
-    # Trailing bytes raise ExtraData; maps and extension types fail the shape checks.
-    try:
-        return msgpack.unpackb(data, raw=False, strict_map_key=True)
-    except Exception as exc:
-        raise _reject("malformed", f"the {what} is not valid msgpack ({type(exc).__name__})") from exc
-
-
 def _is_int(value: Any, low: int, high: int) -> bool:
     return type(value) is int and low <= value < high
 
@@ -346,46 +334,56 @@ def _bad(what: str, problem: str) -> errors.DirectoryError:
     return _reject("malformed", f"directory {what}: {problem}")
 
 
+#: DIRECTORY.md 2, a record's fields, checked in this order: (holds, what is wrong), the
+#: message formatted with the record as ``r``.
+_RECORD_SHAPE: tuple[tuple[Callable[[DirectoryRecord], bool], str], ...] = (
+    (lambda r: is_office_id(r.office_id), "office id must look like TH-MUK"),
+    (lambda r: _is_text(r.name, MAX_NAME_CHARS), f"name must be 1-{MAX_NAME_CHARS} printable characters"),
+    (lambda r: r.country == r.office_id[:2], "country {r.country!r} must be the first two letters of {r.office_id}"),
+    (lambda r: r.role in ROLES, "role must be office or centre"),
+    (
+        lambda r: type(r.regions) is tuple and len(r.regions) <= MAX_REGIONS and all(map(is_feed_name, r.regions)),
+        f"regions must be up to {MAX_REGIONS} names of lowercase letters, digits, hyphens",
+    ),
+    (
+        lambda r: (
+            type(r.counterparts) is tuple
+            and len(r.counterparts) <= MAX_COUNTERPARTS
+            and all(map(is_office_id, r.counterparts))
+        ),
+        f"counterparts must be up to {MAX_COUNTERPARTS} office ids",
+    ),
+    (lambda r: _is_bytes(r.sign_public, PUBLIC_KEY_BYTES), f"the signing public key must be {PUBLIC_KEY_BYTES} bytes"),
+    (
+        lambda r: _is_bytes(r.box_public, PUBLIC_KEY_BYTES),
+        f"the encryption public key must be {PUBLIC_KEY_BYTES} bytes",
+    ),
+    (lambda r: _is_bytes(r.sign_kid, KEY_ID_BYTES), f"the signing key id must be {KEY_ID_BYTES} bytes"),
+    (lambda r: _is_bytes(r.box_kid, KEY_ID_BYTES), f"the encryption key id must be {KEY_ID_BYTES} bytes"),
+    (lambda r: _is_bytes(r.signer_kid, KEY_ID_BYTES), f"the signer key id must be {KEY_ID_BYTES} bytes"),
+)
+_RECORD_TIMES: tuple[tuple[Callable[[DirectoryRecord], bool], str], ...] = (
+    (lambda r: _is_int(r.valid_from, 0, MAX_TIME_MS), "valid-from must be a time in ms"),
+    (
+        lambda r: r.valid_until is None or (_is_int(r.valid_until, 0, MAX_TIME_MS) and r.valid_until > r.valid_from),
+        "valid-until must be empty or a time in ms after valid-from",
+    ),
+    (lambda r: _is_int(r.sequence, 1, MAX_SEQUENCE), "sequence must be a positive integer below 2^63"),
+    (lambda r: _is_int(r.issued_at, 0, MAX_TIME_MS), "issued-at must be a time in ms"),
+    (lambda r: is_office_id(r.signer), "signer must be a centre id such as TH-TCCC"),
+)
+
+
 def check_record(r: DirectoryRecord) -> None:
     """Raise ``DirectoryError`` (malformed / key_id_mismatch) unless every field is well-formed."""
-    if not is_office_id(r.office_id):
-        raise _bad("record", "office id must look like TH-MUK")
-    if not _is_text(r.name, MAX_NAME_CHARS):
-        raise _bad("record", f"name must be 1-{MAX_NAME_CHARS} printable characters")
-    if r.country != r.office_id[:2]:
-        raise _bad("record", f"country {r.country!r} must be the first two letters of {r.office_id}")
-    if r.role not in ROLES:
-        raise _bad("record", "role must be office or centre")
-    if type(r.regions) is not tuple or len(r.regions) > MAX_REGIONS or not all(map(is_feed_name, r.regions)):
-        raise _bad("record", f"regions must be up to {MAX_REGIONS} names of lowercase letters, digits, hyphens")
-    if (
-        type(r.counterparts) is not tuple
-        or len(r.counterparts) > MAX_COUNTERPARTS
-        or not all(map(is_office_id, r.counterparts))
-    ):
-        raise _bad("record", f"counterparts must be up to {MAX_COUNTERPARTS} office ids")
-    for name, key in (("signing", r.sign_public), ("encryption", r.box_public)):
-        if not _is_bytes(key, PUBLIC_KEY_BYTES):
-            raise _bad("record", f"the {name} public key must be {PUBLIC_KEY_BYTES} bytes")
-    for name, kid in (
-        ("signing key id", r.sign_kid),
-        ("encryption key id", r.box_kid),
-        ("signer key id", r.signer_kid),
-    ):
-        if not _is_bytes(kid, KEY_ID_BYTES):
-            raise _bad("record", f"the {name} must be {KEY_ID_BYTES} bytes")
+    for holds, problem in _RECORD_SHAPE:
+        if not holds(r):
+            raise _bad("record", problem.format(r=r))
     if key_id("sign", r.sign_public) != r.sign_kid or key_id("box", r.box_public) != r.box_kid:
         raise _reject("key_id_mismatch", f"the record for {r.office_id} states key ids that do not match its keys")
-    if not _is_int(r.valid_from, 0, MAX_TIME_MS):
-        raise _bad("record", "valid-from must be a time in ms")
-    if r.valid_until is not None and not (_is_int(r.valid_until, 0, MAX_TIME_MS) and r.valid_until > r.valid_from):
-        raise _bad("record", "valid-until must be empty or a time in ms after valid-from")
-    if not _is_int(r.sequence, 1, MAX_SEQUENCE):
-        raise _bad("record", "sequence must be a positive integer below 2^63")
-    if not _is_int(r.issued_at, 0, MAX_TIME_MS):
-        raise _bad("record", "issued-at must be a time in ms")
-    if not is_office_id(r.signer):
-        raise _bad("record", "signer must be a centre id such as TH-TCCC")
+    for holds, problem in _RECORD_TIMES:
+        if not holds(r):
+            raise _bad("record", problem.format(r=r))
 
 
 def check_revocation(v: Revocation) -> None:
@@ -450,46 +448,31 @@ def _inbox_key_from(fields: Any) -> InboxKey:
     return inbox_key
 
 
-_DECODERS: dict[int, tuple[str, Callable[[Any], Item]]] = {
-    KIND_RECORD: ("record payload", _record_from),
-    KIND_REVOCATION: ("revocation payload", _revocation_from),
-    KIND_INBOX_KEY: ("inbox key payload", _inbox_key_from),
+_DECODERS: dict[int, Callable[[Any], Item]] = {
+    KIND_RECORD: _record_from,
+    KIND_REVOCATION: _revocation_from,
+    KIND_INBOX_KEY: _inbox_key_from,
+}
+_KIND_NAMES = {
+    KIND_RECORD: "record payload",
+    KIND_REVOCATION: "revocation payload",
+    KIND_INBOX_KEY: "inbox key payload",
 }
 
 
 def decode_item(data: bytes) -> SignedItem:
     """Parse a signed record, revocation or inbox key (DIRECTORY.md 3, decoding steps 1-5).
     Checks shape, not trust; only ``DirectoryError``."""
-    if type(data) is not bytes:
-        raise _bad("item", "must be bytes")
-    if len(data) > MAX_ITEM_BYTES:
-        raise _bad("item", f"is {len(data)} bytes; the limit is {MAX_ITEM_BYTES}")
-    outer = _unpack(data, "directory item")
-    if type(outer) is not list or not outer or type(outer[0]) is not int:
-        raise _bad("item", "must be a msgpack array [version, kind, payload, signature]")
-    if outer[0] != FORMAT_VERSION:
-        raise _reject(
-            "unsupported_version",
-            f"directory format {outer[0]} is not supported (this node speaks {FORMAT_VERSION}): upgrade the node "
-            "that wrote it, or this one",
-        )
-    if len(outer) != 4:
-        raise _bad("item", "must be a msgpack array [version, kind, payload, signature]")
-    _, kind, payload, signature = outer
-    if type(payload) is not bytes or not _is_bytes(signature, SIGNATURE_BYTES):
-        raise _bad("item", "payload must be bytes and the signature 64 bytes")
-    decoder = _DECODERS.get(kind) if type(kind) is int else None
-    if decoder is None:
-        raise _bad("item", f"unknown kind {kind!r} (1 = record, 2 = revocation, 3 = inbox key)")
-    what, build = decoder
-    return SignedItem(item=build(_unpack(payload, what)), payload=payload, signature=signature, raw=data)
+    item = codec.decode_item(
+        data, what="directory item", limit=MAX_ITEM_BYTES, version=FORMAT_VERSION, kinds=_KIND_NAMES, fail=_fail
+    )
+    build = _DECODERS[item.kind]
+    return SignedItem(item=build(item.fields), payload=item.payload, signature=item.signature, raw=data)
 
 
-def _verify(signed: SignedItem, public: bytes, who: str) -> None:
-    try:
-        nb.crypto_sign_open(signed.signature + signed.label + signed.payload, public)
-    except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError, nacl.exceptions.TypeError) as exc:
-        raise _reject("bad_signature", f"the signature does not verify for {who}: altered or forged") from exc
+def _verify(item: SignedItem, public: bytes, who: str) -> None:
+    if not codec.verifies(item.signature, item.label, item.payload, public):
+        raise _reject("bad_signature", f"the signature does not verify for {who}: altered or forged")
 
 
 # -- trust anchors -----------------------------------------------------------------------
@@ -1067,7 +1050,7 @@ def make_request(
         None if previous is None else previous.public,
     ]
     request = _request_from(fields)  # the same checks a centre applies
-    payload = _packb(fields)
+    payload = codec.packb(fields)
     doc = {
         "format": REQUEST_FORMAT,
         "payload": base64.b64encode(payload).decode(),
@@ -1120,17 +1103,15 @@ def read_request(data: bytes) -> EnrolmentRequest:
         raise _request_bad("payload, signature or endorsement is missing or not encoded as expected") from exc
     if len(payload) > MAX_ITEM_BYTES:
         raise _request_bad("the payload is too large")
-    request = _request_from(_unpack(payload, "enrolment request payload"))
+    request = _request_from(codec.unpack(payload, "enrolment request payload", _fail))
     checks = [(signature, REQUEST_LABEL, request.sign_public, "the new signing key")]
     if request.previous_sign_public is not None:
         if endorsement is None:
             raise _request_bad("a rotation request must be endorsed by the previous signing key")
         checks.append((endorsement, ENDORSEMENT_LABEL, request.previous_sign_public, "the previous signing key"))
     for sig, label, public, who in checks:
-        try:
-            nb.crypto_sign_open(sig + label + payload, public)
-        except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError, nacl.exceptions.TypeError) as exc:
-            raise _reject("bad_signature", f"enrolment request: the signature by {who} does not verify") from exc
+        if not codec.verifies(sig, label, payload, public):
+            raise _reject("bad_signature", f"enrolment request: the signature by {who} does not verify")
     return request
 
 

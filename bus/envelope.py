@@ -497,7 +497,7 @@ def _decode_body(bulletin_id: bytes, sender: str, precedence: str, body: bytes) 
         return bulletin
     try:
         raw = _unpack_body(body)
-        return Bulletin._assemble(bid, sender, precedence, body_from_dict(raw))
+        return Bulletin.assemble(bid, sender, precedence, body_from_dict(raw))
     except (errors.ValidationError, errors.MalformedEnvelope) as exc:
         raise errors.InvalidContent(f"the signed bulletin is malformed: {exc.message}") from exc
 

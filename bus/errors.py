@@ -40,17 +40,13 @@ label and as the quarantine reason, plus a message a person can act on::
     ├── ConfigError                a configuration file or value is wrong (names key and file)
     ├── StoreError                 the node's SQLite file is unusable (not a database, newer schema, I/O)
     ├── NotFound                   the named bulletin, user or token does not exist here (HTTP 404)
-    ├── NodeUnavailable            the CLI cannot reach the local node's HTTP API, or it refused the request
-    ├── ExchangeError              MISP/STIX exchange: the `exchange` extra is missing, or the MISP server failed or refused
-    ├── AuthError                  an officer or API client was refused (HTTP 401/403/429)
-    │   ├── NotAuthenticated       no credentials, or an unknown, expired or revoked token/session (401)
-    │   ├── BadCredentials         a login failed; never says whether the username exists (401)
-    │   ├── Forbidden              authenticated, but the role or CSRF token does not allow it (403)
-    │   └── RateLimited            too many failed logins for this username from this address (429)
     └── BusError                   talking to NATS failed
         ├── NotConnected           no server reachable right now; the outbox keeps the bulletin
         ├── PublishUnconfirmed     no ack in time: the outcome is unknown, retry with the same id
         └── PermissionDenied       the NATS server refused a publish or subscribe
+
+The office node's own refusals (its HTTP API's and CLI's) extend this tree in
+``office_node/errors.py``; the HTTP status of each is the API's choice (``office_node/api.py``).
 
 Nothing from msgpack, PyNaCl or nats-py escapes the public API raw: the layer that
 calls them translates their exceptions into this tree (``raise ... from exc``).
@@ -64,9 +60,11 @@ class BloError(Exception):
 
     reason = "error"
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, reason: str | None = None) -> None:
         super().__init__(message)
         self.message = message
+        if reason is not None:  # a rule's name for this one (stable, for metrics), else the class's
+            self.reason = reason
 
 
 class ValidationError(BloError):
@@ -209,11 +207,6 @@ class DirectoryError(BloError):
 
     reason = "directory"
 
-    def __init__(self, message: str, reason: str | None = None) -> None:
-        super().__init__(message)
-        if reason is not None:
-            self.reason = reason
-
 
 class FeedError(BloError):
     """A feed epoch record or key grant was refused. ``reason`` names the rule it broke
@@ -221,11 +214,6 @@ class FeedError(BloError):
     metrics; see schemas/FEEDS.md for the full list."""
 
     reason = "feed"
-
-    def __init__(self, message: str, reason: str | None = None) -> None:
-        super().__init__(message)
-        if reason is not None:
-            self.reason = reason
 
 
 class HandlingRefused(BloError):
@@ -235,11 +223,6 @@ class HandlingRefused(BloError):
     ``tlp_loosened``, ``releasability_widened``); the message says what to change."""
 
     reason = "handling"
-
-    def __init__(self, message: str, reason: str | None = None) -> None:
-        super().__init__(message)
-        if reason is not None:
-            self.reason = reason
 
 
 class FeedPostForbidden(HandlingRefused):
@@ -263,38 +246,24 @@ class ForwardRefused(BloError):
 
     reason = "forward_mismatch"
 
-    def __init__(self, message: str, reason: str | None = None) -> None:
-        super().__init__(message)
-        if reason is not None:
-            self.reason = reason
-
 
 class AttachmentError(BloError):
     """A file cannot be attached, or an attachment fetched from the bus does not check.
     ``reason`` names the rule (schemas/ATTACHMENTS.md, the receiver's checks)."""
 
     reason = "attachment"
-    #: The HTTP status the API answers with (understood, but the file cannot be used).
-    status = 422
-
-    def __init__(self, message: str, reason: str | None = None) -> None:
-        super().__init__(message)
-        if reason is not None:
-            self.reason = reason
 
 
 class AttachmentTooLarge(AttachmentError):
     """Over the per-file or the per-bulletin size limit (``[attachments]`` in node.toml)."""
 
     reason = "attachment_too_large"
-    status = 413
 
 
 class UnknownMediaType(AttachmentError):
     """The file's content (never its name) is of no media type this node accepts."""
 
     reason = "unknown_media_type"
-    status = 415
 
 
 class AttachmentCorrupt(AttachmentError):
@@ -339,67 +308,3 @@ class NotFound(BloError):
     """The thing asked for (a bulletin id, a username, a token name) is not stored here."""
 
     reason = "not_found"
-
-
-class NodeUnavailable(BloError):
-    """``blo post`` / ``blo subscribe`` could not get an answer from the node's HTTP API,
-    or the node refused (``status`` and ``code`` say how)."""
-
-    reason = "node_unavailable"
-
-    def __init__(self, message: str, *, status: int | None = None, code: str | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-
-
-class ExchangeError(BloError):
-    """MISP or STIX exchange could not be done (``office_node/exchange/``). ``reason``:
-    ``exchange_missing`` (the optional ``exchange`` extra is not installed: the message
-    names the pip command), ``misp_unreachable`` (no answer from the MISP server: URL,
-    TLS or network), ``misp_refused`` (the MISP server answered with an error: key,
-    permissions). A malformed MISP or STIX document is a ``ValidationError`` instead."""
-
-    reason = "exchange"
-    #: The HTTP status the API answers with: the operator must act, not the caller.
-    status = 503
-
-    def __init__(self, message: str, reason: str | None = None) -> None:
-        super().__init__(message)
-        if reason is not None:
-            self.reason = reason
-
-
-class AuthError(BloError):
-    """A request or login was refused. Messages never reveal whether a username exists."""
-
-    reason = "auth"
-    #: The HTTP status the API answers with.
-    status = 401
-
-
-class NotAuthenticated(AuthError):
-    reason = "unauthenticated"
-
-
-class BadCredentials(AuthError):
-    reason = "bad_credentials"
-
-
-class Forbidden(AuthError):
-    reason = "forbidden"
-    status = 403
-
-    def __init__(self, message: str, reason: str | None = None) -> None:
-        super().__init__(message)
-        if reason is not None:
-            self.reason = reason
-
-
-class RateLimited(AuthError):
-    reason = "rate_limited"
-    status = 429
-
-    def __init__(self, message: str, retry_after_s: int) -> None:
-        super().__init__(message)
-        self.retry_after_s = retry_after_s

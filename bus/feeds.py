@@ -47,12 +47,12 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import msgpack
 import nacl.bindings as nb
 import nacl.exceptions
 import nacl.utils
 
 from bus import errors, timing
+from bus import signed as codec  # `signed` names a SignedFeedItem here
 from bus.bulletin import is_feed_name, is_office_id
 from bus.ids import KEY_ID_BYTES, Rng
 from bus.keys import BoxKeyPair, Identity, PeerKeys, SigningKeyPair
@@ -104,10 +104,10 @@ KEY_BYTES = 32
 HASH_BYTES = 32
 NONCE_BYTES = 24
 WRAPPED_BYTES = KEY_BYTES + 16
-SIGNATURE_BYTES = 64
+SIGNATURE_BYTES = codec.SIGNATURE_BYTES
 PUBLIC_KEY_BYTES = 32
 
-_packb = msgpack.Packer(use_bin_type=True, autoreset=True).pack
+_packb = codec.packb
 _u64 = struct.Struct(">Q").pack
 _aead_encrypt = nb.crypto_aead_xchacha20poly1305_ietf_encrypt
 _aead_decrypt = nb.crypto_aead_xchacha20poly1305_ietf_decrypt
@@ -119,6 +119,11 @@ def _reject(reason: str, message: str) -> errors.FeedError:
 
 def _bad(what: str, problem: str) -> errors.FeedError:
     return _reject("malformed", f"feed {what}: {problem}")
+
+
+def _fail(problem: str, message: str) -> errors.FeedError:
+    """``bus.signed``'s problems as feed reasons: too large is malformed here."""
+    return _reject(codec.UNSUPPORTED if problem == codec.UNSUPPORTED else "malformed", message)
 
 
 def is_epoch(value: object) -> bool:
@@ -397,15 +402,6 @@ def check_grant(g: Grant) -> None:
         raise _bad("grant", f"the nonce must be {NONCE_BYTES} bytes and the wrapped key {WRAPPED_BYTES}")
 
 
-def _unpack(data: bytes, what: str) -> Any:
-    # msgpack raises a wide, partly undocumented set (ValueError kin, TypeError,
-    # UnicodeDecodeError, RecursionError); the call is the whole try-body.
-    try:
-        return msgpack.unpackb(data, raw=False, strict_map_key=True)
-    except Exception as exc:
-        raise _bad(what, f"not valid msgpack ({type(exc).__name__})") from exc
-
-
 def _epoch_from(fields: Any) -> EpochRecord:
     if type(fields) is not list or len(fields) != 11:
         raise _bad("epoch record", "must be a msgpack array of 11 fields")
@@ -427,36 +423,18 @@ def _grant_from(fields: Any) -> Grant:
 
 def decode_item(data: bytes) -> SignedFeedItem:
     """Parse a signed epoch record or grant. Checks shape, not trust; only ``FeedError``."""
-    if type(data) is not bytes:
-        raise _bad("item", "must be bytes")
-    if len(data) > MAX_ITEM_BYTES:
-        raise _bad("item", f"is {len(data)} bytes; the limit is {MAX_ITEM_BYTES}")
-    outer = _unpack(data, "item")
-    # The version is read before the arity, as in the envelope: another version may have
-    # more elements and must get "upgrade", not "malformed".
-    if type(outer) is not list or not outer or type(outer[0]) is not int:
-        raise _bad("item", "must be a msgpack array [version, kind, payload, signature]")
-    if outer[0] != FORMAT_VERSION:
-        raise _reject(
-            "unsupported_version",
-            f"feed item format {outer[0]} is not supported (this node speaks {FORMAT_VERSION}); upgrade it",
-        )
-    if len(outer) != 4:
-        raise _bad(
-            "item", f"a v{FORMAT_VERSION} item must be a msgpack array of 4: [version, kind, payload, signature]"
-        )
-    _, kind, payload, signature = outer
-    if type(payload) is not bytes or not _is_bytes(signature, SIGNATURE_BYTES):
-        raise _bad("item", "the payload must be bytes and the signature 64 bytes")
-    if type(kind) is not int or kind not in (KIND_EPOCH, KIND_GRANT):
-        raise _bad("item", f"unknown kind {kind!r} (1 = epoch record, 2 = grant)")
-    fields = _unpack(payload, "epoch record" if kind == KIND_EPOCH else "grant")
-    item: EpochRecord | Grant = _epoch_from(fields) if kind == KIND_EPOCH else _grant_from(fields)
-    return SignedFeedItem(item=item, payload=payload, signature=signature, raw=data)
+    got = codec.decode_item(
+        data, what="feed item", limit=MAX_ITEM_BYTES, version=FORMAT_VERSION, kinds=_KIND_NAMES, fail=_fail
+    )
+    item: EpochRecord | Grant = _epoch_from(got.fields) if got.kind == KIND_EPOCH else _grant_from(got.fields)
+    return SignedFeedItem(item=item, payload=got.payload, signature=got.signature, raw=data)
+
+
+_KIND_NAMES = {KIND_EPOCH: "epoch record", KIND_GRANT: "grant"}
 
 
 def _item(kind: int, label: bytes, payload: bytes, signing: SigningKeyPair) -> bytes:
-    return _packb([FORMAT_VERSION, kind, payload, signing.sign(label + payload)])
+    return codec.seal_item(FORMAT_VERSION, kind, label, payload, signing)
 
 
 def sign_epoch(record: EpochRecord, signing: SigningKeyPair) -> bytes:
@@ -953,10 +931,7 @@ class FeedOwner:
         def damaged(problem: str) -> errors.KeyStoreError:
             return errors.KeyStoreError(f"the feed owner state is damaged or not {centre.office_id}'s: {problem}")
 
-        try:
-            outer = msgpack.unpackb(data, raw=False, strict_map_key=True)
-        except Exception as exc:  # the unpack call is the whole try-body (see _unpack)
-            raise damaged("not msgpack") from exc
+        outer = codec.unpack(data, "feed owner state", lambda _, message: damaged(message))
         if type(outer) is not list or len(outer) != 5 or outer[0] != OWNER_STATE_FORMAT:
             raise damaged(f"not a {OWNER_STATE_FORMAT} file")
         _, office, box_kid, nonce, sealed = outer
@@ -974,10 +949,7 @@ class FeedOwner:
             plain = _aead_decrypt(sealed, owner._state_ad(box.kid), nonce, owner._state_key(box))
         except nacl.exceptions.CryptoError:
             raise damaged("it does not decrypt (altered, or written by another identity)") from None
-        try:
-            feeds = msgpack.unpackb(plain, raw=False, strict_map_key=True)
-        except Exception as exc:
-            raise damaged("the decrypted state is not msgpack") from exc
+        feeds = codec.unpack(plain, "decrypted state", lambda _, message: damaged(message))
         if type(feeds) is not list:
             raise damaged("no feed list")
         for entry in feeds:
@@ -1280,12 +1252,10 @@ class FeedKeyring:
             )
         if not _is_bytes(keys.sign_public, PUBLIC_KEY_BYTES):
             raise _reject("bad_signature", f"{subject}: the directory's key for {i.owner} is not 32 bytes")
-        try:
-            nb.crypto_sign_open(signed.signature + signed.label + signed.payload, keys.sign_public)
-        except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError, nacl.exceptions.TypeError) as exc:
+        if not codec.verifies(signed.signature, signed.label, signed.payload, keys.sign_public):
             raise _reject(
                 "bad_signature", f"the signature on {subject} does not verify for {i.owner}: altered or forged"
-            ) from exc
+            )
         problem = self._judge_time(held, keys)
         if problem is not None:
             raise problem

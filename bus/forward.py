@@ -47,6 +47,7 @@ from bus.bulletin import ENTITY_FIELDS, Bulletin, Forwarded
 from bus.envelope import Header, KeyResolver, decode_body, parse_header, verify_detached
 from bus.handling import check_forward_changes, precedence_rank
 from bus.ids import bulletin_id_from_bytes
+from bus.keys import PeerKeys
 from bus.timing import MAX_FUTURE_SKEW_MS, iso
 
 #: What a blanked text field holds in a redacted forward.
@@ -123,7 +124,10 @@ class Provenance:
 
     def attribution(self) -> Attribution:
         return attribution(
-            self.state, forwarded_by=self.forwarded_by, original_sender=self.original_sender, original_id=self.original_id
+            self.state,
+            forwarded_by=self.forwarded_by,
+            original_sender=self.original_sender,
+            original_id=self.original_id,
         )
 
     def describe(self) -> str:
@@ -183,7 +187,9 @@ def attribution(
         )
     elif state == ORIGINAL_REFUSED:
         cited = f", bulletin {original_id}," if original_id else ""
-        line = f"{centre}'s words: the original it attributes to {office}{cited} does not stand ({problem or 'refused'})"
+        line = (
+            f"{centre}'s words: the original it attributes to {office}{cited} does not stand ({problem or 'refused'})"
+        )
     else:
         raise ValueError(f"unknown attribution state {state!r}")
     return Attribution(state, centre, centre, office, original_id, line)
@@ -258,6 +264,17 @@ def forward(
 
 def _redact(data: dict[str, Any], redact: Sequence[str]) -> tuple[str, ...]:
     """Apply ``redact`` to the dict form ``data`` in place; the paths, checked."""
+    paths = _redact_paths(redact)
+    drop: dict[str, set[int]] = {}  # list items removed after every path is read (indexes stay stable)
+    for path in paths:
+        _redact_one(data, path, drop)
+    for name, indexes in drop.items():
+        data[name] = [item for i, item in enumerate(data[name]) if i not in indexes]
+    return paths
+
+
+def _redact_paths(redact: Sequence[str]) -> tuple[str, ...]:
+    """The field paths of ``redact``: a list, none twice, none inside another."""
     if isinstance(redact, str):
         raise errors.ValidationError("redact", "must be a list of field paths such as ['entities[0].name']")
     paths = tuple(redact)
@@ -267,37 +284,39 @@ def _redact(data: dict[str, Any], redact: Sequence[str]) -> tuple[str, ...]:
         for q in paths:
             if isinstance(p, str) and isinstance(q, str) and (p.startswith(q + "[") or p.startswith(q + ".")):
                 raise errors.ValidationError("redact", f"{p} is inside {q}, which is redacted already")
-    drop: dict[str, set[int]] = {}
     for path in paths:
-        m = _PATH.match(path) if isinstance(path, str) else None
-        if m is None:
+        if not isinstance(path, str) or _PATH.match(path) is None:
             raise errors.ValidationError("redact", f"{path!r} is not a field path such as entities[0].name"[:200])
-        name, index, sub = m.group(1), m.group(2), m.group(3)
-        if name not in data or name in ("id", "from", "precedence", "forwarded"):
-            raise errors.ValidationError("redact", f"{path}: the original has no {name} to redact")
-        if index is None and sub is None and name in _BLANKED:
-            data[name] = REDACTED_TEXT
-        elif index is None and sub is None and name in _REMOVED:
-            del data[name]
-        elif index is None:
-            raise errors.ValidationError(
-                "redact",
-                f"{path} cannot be redacted: kind, tlp, releasable_to, grading and created are needed by every reader "
-                "(narrow tlp and releasable_to with the forward's own settings instead)",
-            )
-        elif name not in _LISTS:
-            raise errors.ValidationError("redact", f"{path}: {name} is not a list")
-        elif int(index) >= len(data[name]):
-            raise errors.ValidationError("redact", f"{path}: the original has only {len(data[name])} {name}")
-        elif sub is None:
-            drop.setdefault(name, set()).add(int(index))
-        elif name == "entities":
-            _redact_entity_field(data[name][int(index)], sub, path, f"{name}[{index}]")
-        else:
-            raise errors.ValidationError("redact", f"{path}: redact the whole item {name}[{index}] instead")
-    for name, indexes in drop.items():
-        data[name] = [item for i, item in enumerate(data[name]) if i not in indexes]
     return paths
+
+
+def _redact_one(data: dict[str, Any], path: str, drop: dict[str, set[int]]) -> None:
+    """Blank or remove what ``path`` names; a list item is marked in ``drop`` instead."""
+    m = _PATH.match(path)
+    assert m is not None  # _redact_paths checked it
+    name, index, sub = m.group(1), m.group(2), m.group(3)
+    if name not in data or name in ("id", "from", "precedence", "forwarded"):
+        raise errors.ValidationError("redact", f"{path}: the original has no {name} to redact")
+    if index is None and sub is None and name in _BLANKED:
+        data[name] = REDACTED_TEXT
+    elif index is None and sub is None and name in _REMOVED:
+        del data[name]
+    elif index is None:
+        raise errors.ValidationError(
+            "redact",
+            f"{path} cannot be redacted: kind, tlp, releasable_to, grading and created are needed by every reader "
+            "(narrow tlp and releasable_to with the forward's own settings instead)",
+        )
+    elif name not in _LISTS:
+        raise errors.ValidationError("redact", f"{path}: {name} is not a list")
+    elif int(index) >= len(data[name]):
+        raise errors.ValidationError("redact", f"{path}: the original has only {len(data[name])} {name}")
+    elif sub is None:
+        drop.setdefault(name, set()).add(int(index))
+    elif name == "entities":
+        _redact_entity_field(data[name][int(index)], sub, path, f"{name}[{index}]")
+    else:
+        raise errors.ValidationError("redact", f"{path}: redact the whole item {name}[{index}] instead")
 
 
 def _redact_entity_field(entity: dict[str, Any], sub: str, path: str, item: str) -> None:
@@ -343,6 +362,31 @@ def verify_forward(bulletin: Bulletin, resolver: KeyResolver) -> Provenance:
     if f is None:
         raise errors.ValidationError("forwarded", f"bulletin {bulletin.id} is not a forward")
     what = f"{bulletin.sender}'s forward {bulletin.id}"
+    h = _check_header(bulletin, f, what)
+    if f.redacted:
+        fields = ", ".join(f.redacted)
+        return _provenance(
+            bulletin, f, h, verified=False, reason="redacted", original=None,
+            problem=f"{bulletin.sender} redacted {fields}: the original signature cannot be checked",
+        )  # fmt: skip
+    if f.body is None or f.signature is None:  # the bulletin validator never lets this through
+        raise _mismatch(f"{what} is neither redacted nor carries the original body and signature")
+    keys = resolver.sender_keys(h.sender, h.sign_kid)
+    if keys is not None:
+        _check_signature(keys, h, f.header, f.body, f.signature, what)
+    original = _check_content(bulletin, h, f.body, what)
+    if keys is None:
+        return _provenance(
+            bulletin, f, h, verified=False, reason="unknown_sender", original=original,
+            problem=f"{h.sender}'s signing key {h.sign_kid.hex()} is not in this node's directory yet: the original "
+            "signature is not checked; check again when the directory updates",
+        )  # fmt: skip
+    return _provenance(bulletin, f, h, verified=True, reason=None, problem=None, original=original)
+
+
+def _check_header(bulletin: Bulletin, f: Forwarded, what: str) -> Header:
+    """The original's header parses, names the same sender and another id, was signed no
+    later than the forward was made, and has no higher precedence than the forward."""
     try:
         h = parse_header(f.header)
     except errors.MalformedEnvelope as exc:
@@ -362,48 +406,43 @@ def verify_forward(bulletin: Bulletin, resolver: KeyResolver) -> Provenance:
             f"{what} is {bulletin.precedence}, but the original {original_id} was {h.precedence}: "
             "a forward never lowers precedence"
         )
-    if f.redacted:
-        fields = ", ".join(f.redacted)
-        return _provenance(
-            bulletin, f, h, verified=False, reason="redacted", original=None,
-            problem=f"{bulletin.sender} redacted {fields}: the original signature cannot be checked",
-        )  # fmt: skip
-    if f.body is None or f.signature is None:  # the bulletin validator never lets this through
-        raise _mismatch(f"{what} is neither redacted nor carries the original body and signature")
-    keys = resolver.sender_keys(h.sender, h.sign_kid)
-    if keys is not None:
-        problem = keys.problem_at(h.sent_at)
-        if problem is not None:
-            raise errors.ForwardRefused(
-                f"the original in {what} was signed at {h.sent_at} ms, but {problem}", KEY_INVALID
-            )
-        try:
-            verify_detached(keys.sign_public, f.header, f.body, f.signature)
-        except errors.BadSignature as exc:
-            raise errors.ForwardRefused(
-                f"the original signature in {what} does not verify for {h.sender}: the forward is forged or altered",
-                BAD_SIGNATURE,
-            ) from exc
+    return h
+
+
+def _check_signature(keys: PeerKeys, h: Header, header: bytes, body: bytes, signature: bytes, what: str) -> None:
+    """The original office's key was valid at the original's sent-at, and its signature holds."""
+    problem = keys.problem_at(h.sent_at)
+    if problem is not None:
+        raise errors.ForwardRefused(f"the original in {what} was signed at {h.sent_at} ms, but {problem}", KEY_INVALID)
     try:
-        original = decode_body(h, f.body)
+        verify_detached(keys.sign_public, header, body, signature)
+    except errors.BadSignature as exc:
+        raise errors.ForwardRefused(
+            f"the original signature in {what} does not verify for {h.sender}: the forward is forged or altered",
+            BAD_SIGNATURE,
+        ) from exc
+
+
+def _check_content(bulletin: Bulletin, h: Header, body: bytes, what: str) -> Bulletin:
+    """The original body decodes, is not itself a forward, and the forward shows the same
+    content with no looser handling. The original, decoded."""
+    try:
+        original = decode_body(h, body)
     except errors.InvalidContent as exc:
         raise _mismatch(f"{what} carries an original that is not a valid bulletin: {exc.message}") from exc
     if original.forwarded is not None:
         raise _mismatch(f"{what} carries a forward, not an original; forwards are one level deep")
     for name in SAME_FIELDS:
         if getattr(original, name) != getattr(bulletin, name):
-            raise _mismatch(f"{what} shows a different {name} from {h.sender}'s original {original_id}: refused")
+            raise _mismatch(
+                f"{what} shows a different {name} from {h.sender}'s original {bulletin_id_from_bytes(h.bulletin_id)}: "
+                "refused"
+            )
     try:
         check_forward_changes(original, bulletin)
     except errors.HandlingRefused as exc:
         raise _mismatch(f"{what} breaks a handling rule ({exc.reason}): {exc.message}") from exc
-    if keys is None:
-        return _provenance(
-            bulletin, f, h, verified=False, reason="unknown_sender", original=original,
-            problem=f"{h.sender}'s signing key {h.sign_kid.hex()} is not in this node's directory yet: the original "
-            "signature is not checked; check again when the directory updates",
-        )  # fmt: skip
-    return _provenance(bulletin, f, h, verified=True, reason=None, problem=None, original=original)
+    return original
 
 
 def _provenance(

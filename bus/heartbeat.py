@@ -27,9 +27,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import msgpack
-
-from bus import errors, sodium, timing
+from bus import errors, signed, timing
 from bus.bulletin import is_office_id
 from bus.envelope import KeyResolver
 from bus.ids import KEY_ID_BYTES
@@ -39,7 +37,7 @@ HEARTBEAT_VERSION = 1
 HEARTBEAT_LABEL = b"blo-bus/v1 heartbeat\x00"
 #: A real heartbeat is about 200 bytes; the stream's message limit is 4 KiB.
 MAX_HEARTBEAT_BYTES = 1024
-SIGNATURE_BYTES = 64
+SIGNATURE_BYTES = signed.SIGNATURE_BYTES
 DAYS = 7
 DAY_MS = 86_400_000
 MAX_COUNT = (1 << 32) - 1
@@ -48,8 +46,6 @@ MAX_TIME_MS = (1 << 48) - 1
 MIN_UTC_OFFSET_MIN, MAX_UTC_OFFSET_MIN = -720, 840
 _SOFTWARE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.+_-]{0,31}\Z")
 _FIELDS = 14
-
-_packb = msgpack.Packer(use_bin_type=True, autoreset=True).pack
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,44 +159,19 @@ def sign_heartbeat(identity: Identity, status: NodeStatus, *, now_ms: int) -> by
     problem = _problem(fields)
     if problem is not None:
         raise errors.ValidationError("heartbeat", problem)
-    body = _packb([HEARTBEAT_VERSION, *fields])
-    return _packb([body, identity.signing.sign(HEARTBEAT_LABEL + body)])
+    return signed.seal_pair(HEARTBEAT_LABEL, [HEARTBEAT_VERSION, *fields], identity.signing)
 
 
 # -- decoding --------------------------------------------------------------------------
 
 
-def _unpack(data: bytes, what: str) -> Any:
-    # msgpack raises a wide, partly undocumented set of exceptions on bad input; this
-    # call is the whole try-body, so the broad catch cannot hide a bug elsewhere.
-    try:
-        return msgpack.unpackb(data, raw=False, strict_map_key=True)
-    except Exception as exc:
-        raise errors.MalformedEnvelope(f"the heartbeat {what} is not valid msgpack ({type(exc).__name__})") from exc
-
-
 def decode_heartbeat(data: bytes) -> tuple[Heartbeat, bytes, bytes]:
     """Parse without verifying: ``(heartbeat, body, signature)``. Only ``EnvelopeError``s."""
-    if not isinstance(data, bytes | bytearray):
-        raise errors.MalformedEnvelope("a heartbeat must be bytes")
-    if len(data) > MAX_HEARTBEAT_BYTES:
-        raise errors.TooLarge(f"the heartbeat is {len(data)} bytes; the limit is {MAX_HEARTBEAT_BYTES}")
-    outer = _unpack(bytes(data), "envelope")
-    if type(outer) is not list or len(outer) != 2 or type(outer[0]) is not bytes or type(outer[1]) is not bytes:
-        raise errors.MalformedEnvelope("a heartbeat must be a msgpack array [body, signature] of two bin values")
-    body, signature = outer
-    if len(signature) != SIGNATURE_BYTES:
-        raise errors.MalformedEnvelope(f"the heartbeat signature must be {SIGNATURE_BYTES} bytes")
-    fields = _unpack(body, "body")
-    # The version is read before the arity: a later version may carry more fields.
-    if type(fields) is not list or not fields or type(fields[0]) is not int:
-        raise errors.MalformedEnvelope("the heartbeat body must be a msgpack array starting with its version")
-    if fields[0] != HEARTBEAT_VERSION:
-        raise errors.UnsupportedVersion(
-            f"heartbeat version {fields[0]} is not supported (this node speaks {HEARTBEAT_VERSION}); upgrade it"
-        )
-    if len(fields) != _FIELDS:
-        raise errors.MalformedEnvelope(f"a version {HEARTBEAT_VERSION} heartbeat body has {_FIELDS} fields")
+    pair = signed.decode_pair(
+        data, what="heartbeat", limit=MAX_HEARTBEAT_BYTES, version=HEARTBEAT_VERSION, arity=_FIELDS,
+        fail=signed.envelope_fail,
+    )  # fmt: skip
+    fields, body, signature = pair.fields, pair.body, pair.signature
     problem = _problem(fields[1:])
     if problem is not None:
         raise errors.MalformedEnvelope(f"heartbeat: {problem}")
@@ -242,7 +213,7 @@ def open_heartbeat(data: bytes, resolver: KeyResolver, *, witnessed_at: int, off
     key_problem = timing.key_problem(keys, hb.sent_at, witnessed_at, who=hb.office)
     if key_problem is not None:
         raise errors.SenderKeyInvalid(f"heartbeat rejected: {key_problem.message}")
-    if not sodium.verify(signature, HEARTBEAT_LABEL + body, keys.sign_public):
+    if not signed.verifies(signature, HEARTBEAT_LABEL, body, keys.sign_public):
         raise errors.BadSignature(f"the heartbeat signature does not verify for {hb.office}: forged or altered")
     if office is not None and office != hb.office:
         raise errors.Misrouted(f"a heartbeat signed by {hb.office} came on the subject of {office}")

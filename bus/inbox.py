@@ -23,11 +23,10 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-import msgpack
 import nacl.bindings as nb
 import nacl.exceptions
 
-from bus import errors
+from bus import errors, signed
 from bus.directory import InboxKey, SignedItem, decode_item, make_inbox_key
 from bus.ids import KEY_ID_BYTES, Rng
 from bus.keys import BoxKeyPair, Identity
@@ -41,7 +40,7 @@ MAX_RING_FILE_BYTES = 1 << 20
 NONCE_BYTES = 24
 SECRET_BYTES = 32
 
-_packb = msgpack.Packer(use_bin_type=True, autoreset=True).pack
+_packb = signed.packb
 _aead_encrypt = nb.crypto_aead_xchacha20poly1305_ietf_encrypt
 _aead_decrypt = nb.crypto_aead_xchacha20poly1305_ietf_decrypt
 
@@ -219,10 +218,7 @@ def _ad(office: str, box_kid: bytes) -> bytes:
 
 
 def _unpack(data: bytes, damaged: Callable[[str], errors.KeyStoreError], problem: str) -> Any:
-    try:
-        return msgpack.unpackb(data, raw=False, strict_map_key=True)
-    except Exception as exc:  # msgpack's errors are many and partly undocumented; the call is the whole body
-        raise damaged(problem) from exc
+    return signed.unpack(data, "ring", lambda _, __: damaged(problem))
 
 
 def _ring_key_from(entry: Any, office: str, damaged: Callable[[str], errors.KeyStoreError]) -> RingKey:

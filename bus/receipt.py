@@ -32,9 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import msgpack
-
-from bus import errors, sodium, timing
+from bus import errors, signed, timing
 from bus.bulletin import is_office_id
 from bus.envelope import KeyResolver
 from bus.ids import BULLETIN_ID_BYTES, KEY_ID_BYTES, bulletin_id_from_bytes, bulletin_id_to_bytes
@@ -53,9 +51,7 @@ KINDS = (DELIVERED, READ, ACKNOWLEDGED)
 MAX_RECEIPT_IDS = 128
 #: Receipts are small; anything larger is not one.
 MAX_RECEIPT_BYTES = 3072
-SIGNATURE_BYTES = 64
-
-_packb = msgpack.Packer(use_bin_type=True, autoreset=True).pack
+SIGNATURE_BYTES = signed.SIGNATURE_BYTES
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,19 +81,8 @@ def sign_receipt(
     if type(now_ms) is not int or not 0 <= now_ms < 1 << 48:
         raise errors.ValidationError("at", f"time {now_ms} ms is out of range")
     raw_ids = [bulletin_id_to_bytes(bid) for bid in ids]
-    body = _packb(
-        [RECEIPT_VERSION, kind, raw_ids, bulletin_sender, identity.office_id, identity.signing.kid, now_ms]
-    )
-    return _packb([body, identity.signing.sign(RECEIPT_LABEL + body)])
-
-
-def _unpack(data: bytes, what: str) -> Any:
-    # msgpack raises a wide, partly undocumented set of exceptions on bad input; this
-    # call is the whole try-body, so the broad catch cannot hide a bug elsewhere.
-    try:
-        return msgpack.unpackb(data, raw=False, strict_map_key=True)
-    except Exception as exc:
-        raise errors.MalformedEnvelope(f"the receipt {what} is not valid msgpack ({type(exc).__name__})") from exc
+    fields = [RECEIPT_VERSION, kind, raw_ids, bulletin_sender, identity.office_id, identity.signing.kid, now_ms]
+    return signed.seal_pair(RECEIPT_LABEL, fields, identity.signing)
 
 
 def _is_id(value: Any) -> bool:
@@ -106,26 +91,10 @@ def _is_id(value: Any) -> bool:
 
 def decode_receipt(data: bytes) -> tuple[Receipt, bytes, bytes]:
     """Parse without verifying: ``(receipt, body, signature)``. MalformedEnvelope on bad shape."""
-    if not isinstance(data, bytes | bytearray) or len(data) > MAX_RECEIPT_BYTES:
-        raise errors.MalformedEnvelope(f"a receipt must be at most {MAX_RECEIPT_BYTES} bytes")
-    outer = _unpack(bytes(data), "envelope")
-    if type(outer) is not list or len(outer) != 2 or type(outer[0]) is not bytes or type(outer[1]) is not bytes:
-        raise errors.MalformedEnvelope("a receipt must be a msgpack array [body, signature] of two bin values")
-    body, signature = outer
-    if len(signature) != SIGNATURE_BYTES:
-        raise errors.MalformedEnvelope("the receipt signature must be 64 bytes")
-    fields = _unpack(body, "body")
-    # The version first, as for envelopes: a later version may change the arity.
-    if type(fields) is not list or not fields or type(fields[0]) is not int:
-        raise errors.MalformedEnvelope("the receipt body must be a msgpack array starting with its version")
-    version = fields[0]
-    if version != RECEIPT_VERSION:
-        raise errors.UnsupportedVersion(
-            f"receipt version {version} is not supported (this node speaks {RECEIPT_VERSION}); "
-            + ("upgrade it" if version > RECEIPT_VERSION else "the signer must upgrade")
-        )
-    if len(fields) != 7:
-        raise errors.MalformedEnvelope("the receipt body must be a msgpack array of 7 fields")
+    pair = signed.decode_pair(
+        data, what="receipt", limit=MAX_RECEIPT_BYTES, version=RECEIPT_VERSION, arity=7, fail=signed.envelope_fail
+    )
+    fields, body, signature = pair.fields, pair.body, pair.signature
     _, kind, bids, sender, office, kid, at = fields
     if kind not in KINDS:
         raise errors.MalformedEnvelope(f"the receipt kind must be one of {', '.join(KINDS)}")
@@ -165,6 +134,6 @@ def open_receipt(data: bytes, resolver: KeyResolver, *, witnessed_at: int) -> Re
     key_problem = timing.key_problem(keys, receipt.at_ms, witnessed_at, who=receipt.office)
     if key_problem is not None:
         raise errors.SenderKeyInvalid(f"receipt rejected: {key_problem.message}")
-    if not sodium.verify(signature, RECEIPT_LABEL + body, keys.sign_public):
+    if not signed.verifies(signature, RECEIPT_LABEL, body, keys.sign_public):
         raise errors.BadSignature(f"the receipt signature does not verify for {receipt.office}: forged or altered")
     return receipt

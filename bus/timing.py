@@ -20,6 +20,7 @@ envelope ``FromFuture``/``TooOld``/``SenderKeyInvalid``, the directory and feeds
 from __future__ import annotations
 
 import datetime
+import time
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -59,6 +60,12 @@ class TimeProblem:
     rule: str
     kind: str
     message: str
+
+
+def wall_ms() -> int:
+    """This machine's clock, in ms since the epoch: what a node reads as "now" (a witness
+    time comes from the server instead when the server stored the message)."""
+    return time.time_ns() // 1_000_000
 
 
 def iso(ms: int) -> str:

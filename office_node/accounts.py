@@ -34,6 +34,7 @@ import nacl.utils
 from bus import errors
 from bus.ids import Rng
 from office_node.db import Database
+from office_node.errors import BadCredentials, NotAuthenticated
 from office_node.i18n import check_language
 
 ROLES = ("officer", "supervisor", "admin")
@@ -287,7 +288,7 @@ class Accounts:
         """The user if the password is right and the account enabled; BadCredentials otherwise.
         Slow (argon2id); holds no lock while hashing."""
         if not isinstance(username, str) or not isinstance(password, str):
-            raise errors.BadCredentials(_BAD_LOGIN)
+            raise BadCredentials(_BAD_LOGIN)
         with self.db.read() as c:
             row = c.execute(
                 f"SELECT {_USER_COLUMNS}, u.password_hash FROM auth_users u WHERE u.username = ?", (username,)
@@ -298,11 +299,11 @@ class Accounts:
             if self._dummy_hash is None:
                 self._dummy_hash = self._hash(_random_text(self.rng))
             self._verify(self._dummy_hash, password)
-            raise errors.BadCredentials(_BAD_LOGIN)
+            raise BadCredentials(_BAD_LOGIN)
         ok = self._verify(row[_N].encode("ascii"), password)
         user = _user(row)
         if not ok or user.disabled:
-            raise errors.BadCredentials(_BAD_LOGIN)
+            raise BadCredentials(_BAD_LOGIN)
         return user
 
     # -- web sessions -------------------------------------------------------------------
@@ -328,7 +329,7 @@ class Accounts:
         """The principal for a session cookie, or NotAuthenticated (unknown, expired,
         idle too long, or the account disabled)."""
         if not isinstance(session_id, str) or not session_id or len(session_id) > 128:
-            raise errors.NotAuthenticated("not logged in: log in again")
+            raise NotAuthenticated("not logged in: log in again")
         key = _sha256(session_id)
         with self.db.read() as c:
             row = c.execute(
@@ -337,7 +338,7 @@ class Accounts:
                 (key,),
             ).fetchone()
         if row is None or row[4] or row[_N + 1] <= now_ms or row[_N + 2] <= now_ms - SESSION_IDLE_MS:
-            raise errors.NotAuthenticated("your session has ended: log in again")
+            raise NotAuthenticated("your session has ended: log in again")
         if now_ms - row[_N + 2] >= TOUCH_EVERY_MS:
             with self.db.write() as c:
                 c.execute("UPDATE auth_sessions SET last_seen_at = ? WHERE id_hash = ?", (now_ms, key))
@@ -373,7 +374,7 @@ class Accounts:
     def authenticate_token(self, secret: str, *, now_ms: int) -> Principal:
         """The principal for a bearer token, or NotAuthenticated."""
         if not isinstance(secret, str) or not secret.startswith(TOKEN_PREFIX) or len(secret) > 128:
-            raise errors.NotAuthenticated("the API token is not valid: create a new one with `blo token create`")
+            raise NotAuthenticated("the API token is not valid: create a new one with `blo token create`")
         with self.db.read() as c:
             row = c.execute(
                 f"SELECT {_USER_COLUMNS}, t.id, t.expires_at, t.revoked_at, t.last_used_at FROM auth_tokens t "
@@ -381,7 +382,7 @@ class Accounts:
                 (_sha256(secret),),
             ).fetchone()
         if row is None or row[4] or row[_N + 2] is not None or (row[_N + 1] is not None and row[_N + 1] <= now_ms):
-            raise errors.NotAuthenticated(
+            raise NotAuthenticated(
                 "the API token is not valid (unknown, expired, revoked, or its account disabled): "
                 "create a new one with `blo token create`"
             )

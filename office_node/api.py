@@ -23,7 +23,6 @@ import dataclasses
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -34,7 +33,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from bus import errors
 from office_node import i18n
 from office_node.auth import PRINCIPAL_KEY, AuthSettings, error_response, require_role, setup_auth
+from office_node.errors import AuthError, http_status
 from office_node.node import OfficeNode
+from office_node.openapi import Route, document
 
 log = logging.getLogger("blo.api")
 WEB = Path(__file__).resolve().parent / "web"
@@ -58,26 +59,12 @@ def json_response(data: Any, *, status: int = 200) -> web.Response:
 
 
 def status_of(exc: errors.BloError) -> int:
-    """The HTTP status for a refusal: who must act, the caller (4xx) or the operator (5xx)."""
-    if isinstance(exc, errors.AuthError):
-        return exc.status
-    if isinstance(exc, errors.ValidationError):
-        return 400
-    if isinstance(exc, errors.NotFound):
-        return 404
-    if isinstance(exc, errors.EnvelopeError | errors.DirectoryError | errors.FeedError):
-        return 422  # understood, but the directory or the keys say no (e.g. a revoked recipient)
-    if isinstance(exc, errors.HandlingRefused | errors.ForwardRefused):
-        return 422  # understood, but the bulletin's own handling rules forbid it
-    if getattr(exc, "status", None):
-        return int(exc.status)  # e.g. handling refusals carry their own
-    if isinstance(exc, errors.BusError):
-        return 503
-    return 500
+    """The HTTP status for a refusal (``office_node.errors.http_status``)."""
+    return http_status(exc)
 
 
 def refusal(exc: errors.BloError) -> web.Response:
-    if isinstance(exc, errors.AuthError | errors.ValidationError | errors.NotFound):
+    if isinstance(exc, AuthError | errors.ValidationError | errors.NotFound):
         return error_response(exc)  # auth.py's answer, with its headers (WWW-Authenticate, Retry-After)
     return json_response({"error": {"code": exc.reason, "message": exc.message}}, status=status_of(exc))
 
@@ -135,13 +122,6 @@ async def read_json(request: web.Request) -> Any:
 # -- the routes -------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Route:
-    method: str
-    path: str
-    role: str | None  # None: public (no authentication)
-    name: str
-    summary: str
 
 
 ROUTES: tuple[Route, ...] = (
@@ -522,9 +502,7 @@ async def events(request: web.Request) -> web.StreamResponse:
 
 async def openapi(request: web.Request) -> web.Response:
     require_role(request, "officer")
-    from office_node.openapi import document
-
-    return json_response(document())
+    return json_response(document(ROUTES))
 
 
 async def metrics(request: web.Request) -> web.Response:

@@ -28,9 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bus.errors import NodeUnavailable
 from bus.ids import ULID_PATTERN
 from office_node.client import NodeClient
+from office_node.errors import NodeUnavailable
 
 #: What file systems refuse or shells trip on, beside control and format characters.
 _REFUSED = set('/\\<>:"|?*')

@@ -48,6 +48,7 @@ from bus import errors
 from office_node import audit as audit_actions
 from office_node.accounts import Accounts, Principal, csrf_matches, role_at_least
 from office_node.audit import AuditLog
+from office_node.errors import AuthError, BadCredentials, Forbidden, NotAuthenticated, RateLimited, http_status
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Clock = Callable[[], int]
@@ -113,19 +114,13 @@ def _json_response(data: Any, *, status: int = 200) -> web.Response:
 def error_response(exc: errors.BloError) -> web.Response:
     """The JSON error answer for a refusal: status from the error's kind."""
     body: dict[str, Any] = {"code": exc.reason, "message": exc.message}
-    if isinstance(exc, errors.AuthError):
-        status = exc.status
-    elif isinstance(exc, errors.ValidationError):
-        status = 400
+    status = http_status(exc)
+    if isinstance(exc, errors.ValidationError):
         body["field"] = exc.field
-    elif isinstance(exc, errors.NotFound):
-        status = 404
-    else:
-        status = 500
     response = _json_response({"error": body}, status=status)
-    if isinstance(exc, errors.NotAuthenticated | errors.BadCredentials):
+    if isinstance(exc, NotAuthenticated | BadCredentials):
         response.headers["WWW-Authenticate"] = 'Bearer realm="blo"'
-    if isinstance(exc, errors.RateLimited):
+    if isinstance(exc, RateLimited):
         response.headers["Retry-After"] = str(exc.retry_after_s)
     return response
 
@@ -156,7 +151,7 @@ def principal_of(request: web.Request) -> Principal:
     """The authenticated caller of ``request`` (set by the middleware)."""
     principal = request.get(PRINCIPAL_KEY)
     if not isinstance(principal, Principal):
-        raise errors.NotAuthenticated("log in, or send Authorization: Bearer <token>")
+        raise NotAuthenticated("log in, or send Authorization: Bearer <token>")
     return principal
 
 
@@ -164,7 +159,7 @@ def require_role(request: web.Request, role: str) -> Principal:
     """The caller, if their role is ``role`` or higher; Forbidden (403) otherwise."""
     principal = principal_of(request)
     if not role_at_least(principal.role, role):
-        raise errors.Forbidden(f"this needs the {role} role; {principal.username} is {principal.role}", reason="forbidden_role")
+        raise Forbidden(f"this needs the {role} role; {principal.username} is {principal.role}", reason="forbidden_role")
     return principal
 
 
@@ -215,12 +210,12 @@ class Auth:
         if header is not None:
             scheme, _, token = header.partition(" ")
             if scheme.lower() != "bearer" or not token.strip():
-                raise errors.NotAuthenticated("the Authorization header must be 'Bearer <token>'")
+                raise NotAuthenticated("the Authorization header must be 'Bearer <token>'")
             return self.accounts.authenticate_token(token.strip(), now_ms=now)
         cookie = request.cookies.get(self.settings.cookie_name)
         if cookie:
             return self.accounts.authenticate_session(cookie, now_ms=now)
-        raise errors.NotAuthenticated("log in, or send Authorization: Bearer <token>")
+        raise NotAuthenticated("log in, or send Authorization: Bearer <token>")
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -228,26 +223,26 @@ class Auth:
             if not self.is_public(request):
                 try:
                     principal = self.authenticate(request)
-                except errors.NotAuthenticated:
+                except NotAuthenticated:
                     if request.method == "GET" and "text/html" in request.headers.get("Accept", ""):
                         raise web.HTTPSeeOther(self.settings.login_path) from None
                     raise
                 if principal.via == "session" and request.method not in SAFE_METHODS:
                     self._check_origin(request)
                     if not csrf_matches(principal.csrf_token, request.headers.get(CSRF_HEADER)):
-                        raise errors.Forbidden(
+                        raise Forbidden(
                             f"missing or wrong {CSRF_HEADER} header: reload the page and try again", reason="csrf"
                         )
                 request[PRINCIPAL_KEY] = principal
             return await handler(request)
-        except errors.AuthError as exc:
+        except AuthError as exc:
             return error_response(exc)
 
     def _check_origin(self, request: web.Request) -> None:
         origin = request.headers.get("Origin")
         # "null" is what browsers send from sandboxed or file: pages: never our page.
         if origin is not None and (origin == "null" or urlsplit(origin).netloc != request.host):
-            raise errors.Forbidden("this request came from another site's page", reason="cross_origin")
+            raise Forbidden("this request came from another site's page", reason="cross_origin")
 
     # -- login, logout, whoami -----------------------------------------------------------
 
@@ -259,7 +254,7 @@ class Auth:
             self._check_origin(request)
             username, password = await self._read_login(request, is_form)
             session = await self._login(request, username, password)
-        except (errors.AuthError, errors.ValidationError) as exc:
+        except (AuthError, errors.ValidationError) as exc:
             if is_form:
                 raise web.HTTPSeeOther(f"{self.settings.login_path}?error={exc.reason}") from None
             return error_response(exc)
@@ -294,11 +289,11 @@ class Auth:
         if wait_ms:
             self.audit.append("anonymous", audit_actions.LOGIN_THROTTLED, target=username[:64], details={"ip": ip}, now_ms=now)
             wait_s = -(-wait_ms // 1000)
-            raise errors.RateLimited(f"too many failed logins; wait {wait_s} seconds and try again", wait_s)
+            raise RateLimited(f"too many failed logins; wait {wait_s} seconds and try again", wait_s)
         try:
             # argon2id is slow on purpose: keep it off the event loop.
             session = await asyncio.to_thread(self.accounts.login, username, password, now_ms=now)
-        except errors.BadCredentials:
+        except BadCredentials:
             self.limiter.failure(key, now)
             self.audit.append("anonymous", audit_actions.LOGIN_FAILED, target=username[:64], details={"ip": ip}, now_ms=now)
             raise

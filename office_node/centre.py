@@ -19,11 +19,11 @@ import contextlib
 import dataclasses
 import json
 import logging
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
 
 from bus.bulletin import Bulletin
-from bus.errors import BloError, Forbidden, HandlingRefused, NotFound, ValidationError
+from bus.errors import BloError, HandlingRefused, NotFound, ValidationError
 from bus.forward import forward as make_forward
 from bus.handling import check_forward
 from bus.ids import new_bulletin_id
@@ -31,12 +31,51 @@ from office_node import audit as actions
 from office_node import views
 from office_node.accounts import Principal
 from office_node.compose import Draft, draft_from_request
+from office_node.errors import Forbidden
 from office_node.feeds import membership_request, parse_membership_request
 from office_node.store import BulletinQuery
 from office_node.triage import DISSEMINATED, KEEP, MAX_PAGE, Drafts
 
-if TYPE_CHECKING:
-    from office_node.node import OfficeNode
+if TYPE_CHECKING:  # types of the host's parts only; none of them imports this module
+    import sqlite3
+
+    from bus.directory import Directory
+    from bus.handling import FeedScope
+    from bus.ids import Rng
+    from office_node.audit import AuditLog
+    from office_node.config import NodeConfig
+    from office_node.feeds import NodeFeeds
+    from office_node.heartbeats import Heartbeats
+    from office_node.live import LiveHub
+    from office_node.store import Store, StoredBulletin
+    from office_node.triage import Triage
+
+
+class CentreHost(Protocol):
+    """What a centre's operations need of the node that runs them (``OfficeNode`` is one):
+    its parts and four of its operations. Written out here so that the centre does not
+    import the node that creates it."""
+
+    config: NodeConfig
+    office: str
+    db: sqlite3.Connection | None
+    directory: Directory
+    feeds: NodeFeeds
+    heartbeats: Heartbeats
+    live: LiveHub
+    store: Store
+    audit: AuditLog
+    triage: Triage
+    clock: Callable[[], int]
+    rng: Rng
+
+    def stored(self, bulletin_id: str) -> StoredBulletin: ...
+
+    def feed_scope(self, feed: str) -> FeedScope: ...
+
+    def feed_members(self, feed: str) -> tuple[str, ...]: ...
+
+    async def send_draft(self, actor: str, draft: Draft, action: str) -> dict[str, Any]: ...
 
 log = logging.getLogger("blo.centre")
 FORWARD_FIELDS = frozenset({"feed", "redact", "tags", "releasable_to", "tlp", "precedence"})
@@ -54,7 +93,7 @@ class _Original:
 
 
 class Centre:
-    def __init__(self, node: OfficeNode) -> None:
+    def __init__(self, node: CentreHost) -> None:
         self.node = node
         if node.db is None:
             raise RuntimeError("the centre's parts need the node's database open")

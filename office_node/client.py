@@ -18,8 +18,8 @@ from typing import Any
 
 import aiohttp
 
-from bus.errors import NodeUnavailable
 from bus.keystore import read_secret
+from office_node.errors import NodeUnavailable
 from office_node.home import NodeHome
 
 TOKEN_ENV = "BLO_TOKEN"

@@ -59,8 +59,9 @@ class Daemon:
                 f"{self.node.config.source}: http.bind: cannot listen on {self.host}:{self.port} ({exc.strerror}); "
                 "is another node running there?"
             ) from None
-        server = site._server
-        port = server.sockets[0].getsockname()[1] if server is not None and server.sockets else self.port
+        # The port bound (the one asked for, or the free one chosen for port 0).
+        addresses = self._runner.addresses
+        port = addresses[0][1] if addresses else self.port
         self.url = f"http://{self.host}:{port}"
         log.info("%s (%s) serving on %s", self.node.office, self.node.config.role, self.url)
         return self.url

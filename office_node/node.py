@@ -25,7 +25,6 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -36,17 +35,18 @@ from bus.bulletin import Bulletin
 from bus.directory import Directory
 from bus.envelope import RECIPIENT_FEED, Opened
 from bus.errors import BloError, ForwardRefused, HandlingRefused, NotFound, ValidationError
-from bus.forward import ORIGINAL_REFUSED, verify_forward
+from bus.forward import ORIGINAL_REFUSED, Provenance, verify_forward
 from bus.handling import FeedScope, check_receive, check_send
 from bus.ids import Rng
 from bus.keys import Identity
 from bus.lookout import Hit, parse_watchlist, watchlist_bulletins
+from bus.timing import wall_ms
 from bus.transport.client import BusClient, ClientConfig
 from bus.transport.inbox_keys import InboxKeyKeeper
 from bus.transport.kv_directory import DirectoryCache, DirectoryMetrics, DirectoryWatcher
 from bus.transport.kv_feeds import FeedMetrics
 from bus.transport.metrics import BusMetrics
-from bus.transport.node import BusNode, Escalation, NodeOptions, StateChange
+from bus.transport.node import BusNode, Escalation, NodeHooks, NodeOptions, StateChange
 from bus.transport.outbox import ACKNOWLEDGED
 from bus.transport.transfers import TransferMetrics
 from office_node import audit as actions
@@ -74,10 +74,6 @@ LINK_CHECK_S = 1.0
 
 
 WATCHLIST_FIELDS = frozenset({"csv", "to", "feed", "releasable_to", "tlp", "grading", "precedence", "default_country"})
-
-
-def wall_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class OfficeNode:
@@ -118,6 +114,7 @@ class OfficeNode:
             "blo_checks", "Border checks answered from the local index", ["result"], registry=self.registry
         )
         self.live = LiveHub()
+        self._forwards_checked: dict[str, Provenance] = {}  # bulletin id -> its forward check (_admit)
         self.directory: Directory
         self.cache: DirectoryCache
         self.db: Database | None = None
@@ -173,12 +170,14 @@ class OfficeNode:
             c.data_dir,
             client_config=client_config,
             options=options,
-            on_bulletin=self._on_bulletin,
-            on_escalation=self._on_escalation,
-            on_state=self._on_state,
-            admit=self._admit,
-            key_pending=lambda feed, epoch: self.feeds.keyring.key_may_arrive(feed, epoch),
-            settle=self.db.sync,
+            hooks=NodeHooks(
+                on_bulletin=self._on_bulletin,
+                on_escalation=self._on_escalation,
+                on_state=self._on_state,
+                admit=self._admit,
+                key_pending=lambda feed, epoch: self.feeds.keyring.key_may_arrive(feed, epoch),
+                settle=self.db.sync,
+            ),
             metrics=self.bus_metrics,
             clock=self.clock,
             rng=self.rng,
@@ -203,7 +202,7 @@ class OfficeNode:
         )
         # FEEDS.md 6.2 and 7.2: the epoch this node seals a feed bulletin under, and which
         # feed bulletins it accepts (only the owner's and the writers', none stale).
-        self.bus.feed_rules = self.feeds.keyring
+        self.bus.hooks.feed_rules = self.feeds.keyring
         self.feeds.load()  # the epoch keys held locally, before the bus opens anything
         # An inbox key outlives its keeping time while a grant of an epoch still in use is
         # wrapped to it (FEEDS.md 7.3); once keys are erased, no wrap key derived from them
@@ -363,7 +362,11 @@ class OfficeNode:
             record = self.directory.record(b.sender)
             if record is None or record.role != "centre":
                 raise ForwardRefused(f"{b.sender} forwarded {b.id} but is not a centre; only centres forward", "not_centre")
-            verify_forward(b, self.directory)  # raises ForwardRefused when the original does not stand
+            # Raises ForwardRefused when the original does not stand; what it found is kept
+            # for _record_provenance, so a forward is checked once on its way in.
+            if len(self._forwards_checked) >= 1024:  # admitted but never handed over (duplicates)
+                self._forwards_checked.clear()
+            self._forwards_checked[b.id] = verify_forward(b, self.directory)
 
     async def _on_bulletin(self, opened: Opened) -> None:
         now = self.clock()
@@ -722,7 +725,7 @@ class OfficeNode:
         the centre's own (verified) signature. What a reader is then shown, and as whose
         words, is views.attribution's (ENVELOPE.md 8.1)."""
         try:
-            p = verify_forward(b, self.directory)
+            p = self._forwards_checked.pop(b.id, None) or verify_forward(b, self.directory)
             provenance = {
                 "state": p.state,
                 "forwarded_by": p.forwarded_by,

@@ -8,10 +8,22 @@ fields are specified by ``schemas/bulletin.schema.json``; here they are summaris
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from typing import Any
 
 from bus.bulletin import ENTITY_TYPES, FEED_NAME_PATTERN, KINDS, PRECEDENCES, TLP_LABELS
 from office_node.node import VERSION
+
+
+@dataclass(frozen=True)
+class Route:
+    """One route of the HTTP API (``office_node.api.ROUTES`` lists them all)."""
+
+    method: str
+    path: str
+    role: str | None  # None: public (no authentication)
+    name: str
+    summary: str
 
 _ERROR = {
     "type": "object",
@@ -223,7 +235,7 @@ _PARAMS: dict[str, list[dict[str, Any]]] = {
 }
 
 
-def _operation(route: Any) -> dict[str, Any]:
+def _operation(route: Route) -> dict[str, Any]:
     op: dict[str, Any] = {
         "operationId": route.name,
         "summary": route.summary,
@@ -278,11 +290,10 @@ def _operation(route: Any) -> dict[str, Any]:
 
 
 @functools.cache
-def document() -> dict[str, Any]:
-    from office_node.api import ROUTES
-
+def document(routes: tuple[Route, ...]) -> dict[str, Any]:
+    """The document of ``routes`` (``office_node.api.ROUTES``), made once."""
     paths: dict[str, dict[str, Any]] = {}
-    for route in ROUTES:
+    for route in routes:
         paths.setdefault(route.path, {})[route.method.lower()] = _operation(route)
     return {
         "openapi": "3.1.0",

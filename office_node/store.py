@@ -31,12 +31,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import msgpack
-
 from bus import errors
 from bus.bulletin import KINDS, PRECEDENCES, Bulletin, is_feed_name, is_office_id
-from bus.envelope import RECIPIENT_FEED, KeyResolver, Opened, encode_body, read_routing, split_envelope, verify_detached
-from bus.ids import bulletin_id_to_bytes
+from bus.envelope import RECIPIENT_FEED, KeyResolver, Opened, encode_body, parse_header, split_envelope, verify_detached
+from bus.ids import bulletin_id_from_bytes, bulletin_id_to_bytes
 from bus.timing import key_problem
 from office_node import search
 from office_node.db import Database
@@ -492,8 +490,8 @@ class Store:
         if feed is None and opened.opened_via.kind == RECIPIENT_FEED:
             feed = opened.opened_via.id
         _check_feed(feed)
-        header, _ = split_envelope(sealed)
-        if header != opened.header:
+        # The bytes the bus opened are the envelope already; others are parsed to compare.
+        if sealed is not opened.sealed and split_envelope(sealed)[0] != opened.header:
             raise errors.ValidationError("sealed", "these bytes are not the envelope that was opened (the headers differ)")
         b = opened.bulletin
         via = opened.opened_via
@@ -552,26 +550,25 @@ class Store:
         for i, r in enumerate(recipients):
             if not (is_office_id(r) or is_feed_name(r)):
                 raise errors.ValidationError(f"recipients[{i}]", f"must be an office id or a feed name; got {r!r}"[:200])
-        bid, sender, _, header_sent_at, _ = read_routing(sealed)
-        if bid != bulletin.id or sender != bulletin.sender:
-            raise errors.ValidationError("sealed", f"the envelope holds bulletin {bid} from {sender}, not {bulletin.id}")
         header, _ = split_envelope(sealed)
-        # read_routing has validated the header's shape; fields 2 and 3 are the sender's
-        # signing key id and ephemeral key (schemas/ENVELOPE.md).
-        fields = msgpack.unpackb(header, raw=False)
+        h = parse_header(header)  # the one parse of what this node sealed
+        bid = bulletin_id_from_bytes(h.bulletin_id)
+        if bid != bulletin.id or h.sender != bulletin.sender:
+            raise errors.ValidationError("sealed", f"the envelope holds bulletin {bid} from {h.sender}, not {bulletin.id}")
+        header_sent_at = h.sent_at
         verification = {
             "verified": True,
             "signer": bulletin.sender,
-            "sign_kid": fields[2].hex(),
-            "ephemeral_public": fields[3].hex(),
+            "sign_kid": h.sign_kid.hex(),
+            "ephemeral_public": h.ephemeral_public.hex(),
             "signed_at": header_sent_at,
             "checked_at": sent_at,
             "note": "sealed and signed by this node",
         }
         return dict(
             direction=SENT,
-            sign_kid=fields[2],
-            ephemeral=fields[3],
+            sign_kid=h.sign_kid,
+            ephemeral=h.ephemeral_public,
             witnessed_at=None,
             sent_at=header_sent_at,
             received_at=None,

@@ -15,7 +15,7 @@ from bus.keys import Identity, PeerBook, PeerKeys
 from bus.testing import DeterministicRng
 from bus.transport.client import ClientConfig
 from bus.transport.metrics import BusMetrics
-from bus.transport.node import BusNode, NodeOptions
+from bus.transport.node import BusNode, NodeHooks, NodeOptions
 from tests.helpers import NOW, identity
 
 
@@ -108,8 +108,7 @@ def make_node(
         client_config=config,
         feed_keys=feed_keys,
         options=opts,
-        on_bulletin=app,
-        on_escalation=on_escalation,
+        hooks=NodeHooks(on_bulletin=app, on_escalation=on_escalation),
         metrics=BusMetrics.fresh(),
     )
 

@@ -11,6 +11,7 @@ from bus import errors
 from bus.testing import DeterministicRng
 from office_node.accounts import CHEAP, SESSION_IDLE_MS, SESSION_TTL_MS, Accounts, csrf_matches, role_at_least
 from office_node.db import open_database
+from office_node.errors import BadCredentials, NotAuthenticated
 
 NOW = 1_795_000_000_000
 PW = "correct horse battery"
@@ -40,7 +41,7 @@ def test_passwords_are_stored_as_argon2id_hashes_only(accounts, db_path):
 
 def test_right_password_logs_in_and_wrong_ones_do_not(accounts):
     assert accounts.check_credentials("somchai", PW).display_name == "Somchai K."
-    with pytest.raises(errors.BadCredentials):
+    with pytest.raises(BadCredentials):
         accounts.check_credentials("somchai", PW + "x")
 
 
@@ -48,7 +49,7 @@ def test_unknown_user_wrong_password_and_disabled_account_are_indistinguishable(
     accounts.set_disabled("noi")
     messages = set()
     for username, password in (("nobody", PW), ("somchai", "wrong password!"), ("noi", PW)):
-        with pytest.raises(errors.BadCredentials) as exc:
+        with pytest.raises(BadCredentials) as exc:
             accounts.login(username, password, now_ms=NOW)
         messages.add((type(exc.value), exc.value.reason, exc.value.message))
     assert len(messages) == 1
@@ -87,13 +88,13 @@ def test_session_gives_principal_and_csrf_until_it_expires(accounts):
     while t + SESSION_IDLE_MS // 2 < NOW + SESSION_TTL_MS:
         t += SESSION_IDLE_MS // 2
         accounts.authenticate_session(s.session_id, now_ms=t)
-    with pytest.raises(errors.NotAuthenticated):
+    with pytest.raises(NotAuthenticated):
         accounts.authenticate_session(s.session_id, now_ms=NOW + SESSION_TTL_MS)
 
 
 def test_idle_session_ends(accounts):
     s = accounts.login("somchai", PW, now_ms=NOW)
-    with pytest.raises(errors.NotAuthenticated):
+    with pytest.raises(NotAuthenticated):
         accounts.authenticate_session(s.session_id, now_ms=NOW + SESSION_IDLE_MS)
 
 
@@ -104,7 +105,7 @@ def test_session_ids_are_stored_only_hashed_and_logout_ends_them(accounts, db_pa
     conn.close()
     assert stored == [hashlib.sha256(s.session_id.encode()).digest()]
     accounts.logout(s.session_id)
-    with pytest.raises(errors.NotAuthenticated):
+    with pytest.raises(NotAuthenticated):
         accounts.authenticate_session(s.session_id, now_ms=NOW)
 
 
@@ -112,9 +113,9 @@ def test_disabling_a_user_ends_sessions_and_stops_tokens(accounts):
     s = accounts.login("somchai", PW, now_ms=NOW)
     _, token = accounts.create_token("somchai", "laptop", now_ms=NOW)
     accounts.set_disabled("somchai")
-    with pytest.raises(errors.NotAuthenticated):
+    with pytest.raises(NotAuthenticated):
         accounts.authenticate_session(s.session_id, now_ms=NOW)
-    with pytest.raises(errors.NotAuthenticated):
+    with pytest.raises(NotAuthenticated):
         accounts.authenticate_token(token, now_ms=NOW)
     accounts.set_disabled("somchai", False)
     assert accounts.authenticate_token(token, now_ms=NOW).username == "somchai"
@@ -123,9 +124,9 @@ def test_disabling_a_user_ends_sessions_and_stops_tokens(accounts):
 def test_password_change_ends_sessions(accounts):
     s = accounts.login("somchai", PW, now_ms=NOW)
     accounts.set_password("somchai", "a brand new passphrase", now_ms=NOW + 1)
-    with pytest.raises(errors.NotAuthenticated):
+    with pytest.raises(NotAuthenticated):
         accounts.authenticate_session(s.session_id, now_ms=NOW + 2)
-    with pytest.raises(errors.BadCredentials):
+    with pytest.raises(BadCredentials):
         accounts.check_credentials("somchai", PW)
     assert accounts.check_credentials("somchai", "a brand new passphrase").username == "somchai"
 
@@ -142,7 +143,7 @@ def test_tokens_are_shown_once_stored_hashed_and_revocable(accounts, db_path):
     with pytest.raises(errors.ValidationError, match="already has a token"):
         accounts.create_token("noi", "ops-script", now_ms=NOW)
     accounts.revoke_token("noi", "ops-script", now_ms=NOW + 10)
-    with pytest.raises(errors.NotAuthenticated):
+    with pytest.raises(NotAuthenticated):
         accounts.authenticate_token(token, now_ms=NOW + 11)
     _, again = accounts.create_token("noi", "ops-script", now_ms=NOW + 12)  # the name is free again
     assert again != token
@@ -151,10 +152,10 @@ def test_tokens_are_shown_once_stored_hashed_and_revocable(accounts, db_path):
 def test_expired_and_forged_tokens_are_refused(accounts):
     _, token = accounts.create_token("noi", "short-lived", now_ms=NOW, expires_at=NOW + 1000)
     assert accounts.authenticate_token(token, now_ms=NOW + 999).username == "noi"
-    with pytest.raises(errors.NotAuthenticated):
+    with pytest.raises(NotAuthenticated):
         accounts.authenticate_token(token, now_ms=NOW + 1000)
     for forged in ("", "blo_", "blo_" + "A" * 43, "Bearer x", "x" * 1000):
-        with pytest.raises(errors.NotAuthenticated):
+        with pytest.raises(NotAuthenticated):
             accounts.authenticate_token(forged, now_ms=NOW)
 
 

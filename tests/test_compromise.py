@@ -44,7 +44,7 @@ async def _attack(tmp_path: Path, server: NatsServer, book: Book, receiver: Iden
     await thief.start()
     try:
         assert await thief.wait_connected(5)
-        await eventually(lambda: node._streams_ok, 10, "the streams")
+        await eventually(lambda: node.core.streams_ready, 10, "the streams")
         for n, (subject, payload) in enumerate(messages):
             await thief.publish(subject, payload, f"attack-{n}")
         await eventually(lambda: sum(node.quarantine.counts().values()) >= expect_quarantined, 15, "the quarantine")
@@ -240,7 +240,7 @@ async def test_sender_waits_for_the_new_epoch_rather_than_post_under_the_old(
     rules = _Epochs(newest=2)
     app = Collector()
     sender = make_node(tccc, book, tmp_path / "tccc", nats_server.url, feed_keys={(FEED, 1): key1})
-    sender.feed_rules = rules
+    sender.hooks.feed_rules = rules
     member = make_node(svk, book, tmp_path / "svk", nats_server.url, app=app, feeds=(FEED,), feed_keys={(FEED, 2): key2})
     await sender.start()
     await member.start()
@@ -271,7 +271,7 @@ async def test_a_removed_member_s_queued_feed_copies_fail_with_the_reason(tmp_pa
     (muk,), book = offices("TH-MUK")
     rules = _Epochs(newest=1)
     node = make_node(muk, book, tmp_path / "muk", "nats://127.0.0.1:9", feed_keys={(FEED, 1): b"1" * 32})
-    node.feed_rules = rules
+    node.hooks.feed_rules = rules
     await node.start()
     try:
         posted = await node.submit(bulletin("TH-MUK", 1), feeds=[FEED])

@@ -64,14 +64,14 @@ class Block:
             raise ImportError('not installed: ' + name)
 sys.meta_path.insert(0, Block())
 import bus, office_node.node, office_node.api, office_node.cli, office_node.centre, office_node.exchange.service
-from bus.errors import ExchangeError
+from office_node.errors import ExchangeError, http_status
 from office_node.exchange.export import Exportable, export_one
 from tests.helpers import bulletin
 for fmt in ('misp', 'stix'):
     try:
         export_one(Exportable(bulletin(), ()), fmt)
     except ExchangeError as exc:
-        print(exc.reason, exc.status, exc.message)
+        print(exc.reason, http_status(exc), exc.message)
 """
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert done.returncode == 0, done.stderr

@@ -51,7 +51,7 @@ def _shape(value: Any) -> Any:
 
 def _reference(body: Any) -> Bulletin | None:
     try:
-        return Bulletin._assemble(*HEAD, body_from_dict(body))
+        return Bulletin.assemble(*HEAD, body_from_dict(body))
     except ValidationError:
         return None
 

@@ -21,13 +21,13 @@ async def test_a_feed_bulletin_waits_for_its_epoch_key_then_opens(tmp_path: Path
     app = Collector()
     member = make_node(muk, book, tmp_path / "muk", nats_server.url, app=app, feeds=(FEED,))
     may_arrive = {2}  # epoch 2's grant is on its way; epoch 3 does not name this office
-    member.key_pending = lambda feed, epoch: feed == FEED and epoch in may_arrive
+    member.hooks.key_pending = lambda feed, epoch: feed == FEED and epoch in may_arrive
     await member.start()
     publisher = BusClient(ClientConfig(urls=(nats_server.url,)))
     await publisher.start()
     try:
         assert await publisher.wait_connected(5)
-        await eventually(lambda: member._streams_ok, 10, "the streams")
+        await eventually(lambda: member.core.streams_ready, 10, "the streams")
         sealer = Sealer(centre)
         early = sealer.seal(bulletin("TH-TCCC", 1), [FeedRecipient(FEED, 2, KEY)], now_ms=wall_ms())
         never = sealer.seal(bulletin("TH-TCCC", 2), [FeedRecipient(FEED, 3, b"n" * 32)], now_ms=wall_ms())

@@ -16,6 +16,7 @@ from office_node import i18n
 from office_node.accounts import CHEAP, Accounts
 from office_node.cli import cli
 from office_node.db import open_database
+from office_node.errors import BadCredentials
 from tests.node_helpers import api, build, running
 from tests.page_texts import page_texts
 
@@ -94,7 +95,7 @@ def test_the_messages_the_code_raises_are_the_ones_the_catalogue_translates(tmp_
     db = open_database(tmp_path / "node.db")
     accounts = Accounts(db, limits=CHEAP)
     accounts.add_user("somchai", "correct horse battery", role="officer", now_ms=1)
-    with pytest.raises(errors.BadCredentials) as bad:
+    with pytest.raises(BadCredentials) as bad:
         accounts.check_credentials("somchai", "wrong password!")
     assert i18n.localise(bad.value.message, "th") == "ชื่อผู้ใช้หรือรหัสผ่านไม่ถูกต้อง หรือบัญชีถูกระงับ"
     with pytest.raises(errors.ValidationError) as invalid:

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from bus.bulletin import Bulletin
-from bus.errors import ConfigError, ExchangeError
+from bus.errors import ConfigError
 from office_node.config import MispSettings
+from office_node.errors import ExchangeError
 from office_node.exchange import mapping
 from office_node.exchange.bridge import MispBridge, read_key
 from office_node.exchange.export import Exportable

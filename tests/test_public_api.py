@@ -3,19 +3,20 @@ unnoticed (httpx's tests/test_exported_members.py does the same)."""
 
 from __future__ import annotations
 
+import ast
+import types
+from pathlib import Path
+
 import bus
 from bus import errors
+from office_node import errors as node_errors
 
 
 def test_every_exported_name_exists_and_the_list_is_exactly_the_module_names() -> None:
     exported = set(bus.__all__)
     assert len(exported) == len(bus.__all__), "a name is listed twice"
-    public = {n for n in dir(bus) if not n.startswith("_")} - {
-        # submodules are reachable as attributes once imported; they are not members
-        "bulletin", "directory", "envelope", "errors", "ids", "keys", "keystore", "transport", "lookout",
-        "feeds", "forward", "handling", "heartbeat", "receipt", "testing", "envelope_fast", "sodium", "timing", "inbox",
-        "attachments",
-    }  # fmt: skip
+    # submodules are reachable as attributes once imported; they are not members
+    public = {n for n in dir(bus) if not n.startswith("_") and not isinstance(getattr(bus, n), types.ModuleType)}
     assert exported == public
 
 
@@ -33,3 +34,47 @@ def test_the_error_tree_drawing_names_every_error_class() -> None:
         cls = getattr(errors, name)
         if isinstance(cls, type) and issubclass(cls, errors.BloError) and cls.__module__ == "bus.errors":
             assert name in drawing, f"{name} is missing from the tree in bus/errors.py's docstring"
+
+
+def test_the_office_nodes_errors_are_one_branch_of_the_same_tree_and_drawn() -> None:
+    drawing = node_errors.__doc__ or ""
+    own = [c for c in vars(node_errors).values() if isinstance(c, type) and c.__module__ == "office_node.errors"]
+    assert own, "office_node/errors.py defines no error"
+    for cls in own:
+        assert issubclass(cls, errors.BloError) and cls.reason, cls
+        assert cls.__name__ in drawing, f"{cls.__name__} is missing from the tree in office_node/errors.py"
+
+
+def test_bus_knows_nothing_of_http_or_the_office_node() -> None:
+    """The HTTP status is the API's choice: no bus error carries one, and bus never imports
+    office_node (its errors included)."""
+    for name in dir(errors):
+        cls = getattr(errors, name)
+        if isinstance(cls, type) and issubclass(cls, errors.BloError):
+            assert not hasattr(cls, "status"), cls
+    for path in Path(bus.__file__).parent.rglob("*.py"):
+        assert "office_node" not in {
+            (node.module or "").split(".")[0]
+            for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, ast.ImportFrom)
+        } | {
+            a.name.split(".")[0]
+            for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, ast.Import)
+            for a in node.names
+        }, path
+
+
+def test_every_refusal_gets_the_status_that_says_who_must_act() -> None:
+    assert node_errors.http_status(node_errors.RateLimited("m", 5)) == 429
+    assert node_errors.http_status(node_errors.Forbidden("m")) == 403
+    assert node_errors.http_status(node_errors.NotAuthenticated("m")) == 401
+    assert node_errors.http_status(errors.ValidationError("f", "p")) == 400
+    assert node_errors.http_status(errors.NotFound("m")) == 404
+    assert node_errors.http_status(errors.FromFuture("m")) == 422
+    assert node_errors.http_status(errors.AttachmentTooLarge("m")) == 413
+    assert node_errors.http_status(errors.UnknownMediaType("m")) == 415
+    assert node_errors.http_status(errors.AttachmentCorrupt("m")) == 422
+    assert node_errors.http_status(node_errors.ExchangeError("m")) == 503
+    assert node_errors.http_status(errors.NotConnected("m")) == 503
+    assert node_errors.http_status(errors.StoreError("m")) == 500

@@ -95,7 +95,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
 
 import phonenumbers
@@ -118,6 +118,7 @@ def ascii_digits(text: str) -> str:
         return text
     return "".join(str(unicodedata.decimal(ch)) if ch.isdecimal() else ch for ch in text)
 
+
 # -- text folding ------------------------------------------------------------------------
 
 _WS = re.compile(r"\s+")
@@ -125,7 +126,9 @@ _DOC_SEPARATORS = re.compile(r"[\s\-./]+")
 _ASCII_DOC_SEPARATORS = str.maketrans("", "", " \t\n\r\f\v\x1c\x1d\x1e\x1f-./")
 _PLATE_SEPARATORS = re.compile(r"[\s\-.·]+")
 # Letters that do not decompose under NFD but have an obvious base letter.
-_LATIN_EXTRA = str.maketrans({"đ": "d", "ð": "d", "ø": "o", "ł": "l", "ħ": "h", "ı": "i", "ŧ": "t", "æ": "ae", "œ": "oe"})
+_LATIN_EXTRA = str.maketrans(
+    {"đ": "d", "ð": "d", "ø": "o", "ł": "l", "ħ": "h", "ı": "i", "ŧ": "t", "æ": "ae", "œ": "oe"}
+)
 # Apostrophes and hyphens join the parts of a name; every other non-letter separates.
 _JOINERS = re.compile(r"['’ʼ`\-‐‑]")
 _NON_WORD = re.compile(r"[\W_]+")
@@ -292,7 +295,9 @@ def normalise_phone(number: str, default_country: str | None = None) -> str:
     region = None
     if not text.startswith("+"):
         if default_country is None:
-            raise ValidationError("number", "is a national number: write it with + and the country code, or give a country")
+            raise ValidationError(
+                "number", "is a national number: write it with + and the country code, or give a country"
+            )
         region = default_country.strip().upper()
         if region not in phonenumbers.SUPPORTED_REGIONS:
             raise ValidationError("country", f"{default_country!r} is not a country with a phone numbering plan"[:200])
@@ -346,46 +351,73 @@ def entity_keys(entity: Mapping[str, Any], default_country: str | None = None) -
     wrong one; the result has no duplicates. Locations give no keys: they are places,
     not subjects of a lookout.
     """
-    kind = entity.get("type")
-    keys: list[IndexKey] = []
-    if kind == "document":
-        number = normalise_document_number(str(entity.get("number", "")))
-        if number:
-            keys.append(IndexKey("document", number, _country(entity.get("country"))))
-        if entity.get("holder"):
-            keys += _name_keys([str(entity["holder"])])
-    elif kind == "person":
-        dob = str(entity.get("dob") or "")
-        try:
-            dob = normalise_dob(dob) if dob else ""
-        except ValidationError:
-            dob = ""  # a malformed date narrows nothing; the name still matches
-        aliases = entity.get("aliases")
-        aliases = [str(a) for a in aliases] if isinstance(aliases, list | tuple) else []
-        keys += _name_keys([str(entity.get("name", "")), *aliases], dob)
-    elif kind == "vehicle":
-        plate = normalise_plate(str(entity.get("plate", "")))
-        if plate:
-            keys.append(IndexKey("plate", plate, _country(entity.get("country"))))
-        if entity.get("vin"):
-            vin = normalise_document_number(str(entity["vin"]))
-            if vin:
-                keys.append(IndexKey("vin", vin))
-    elif kind == "phone":
-        try:
-            keys.append(IndexKey("phone", normalise_phone(str(entity.get("number", "")), default_country)))
-        except ValidationError:
-            pass
-    elif kind == "vessel":
-        for field in ("imo", "mmsi"):
-            digits = "".join(ch for ch in ascii_digits(str(entity.get(field) or "")) if ch.isdigit() and ch.isascii())
-            if digits:
-                keys.append(IndexKey(field, digits))
-        name = normalise_name(str(entity.get("name", "")))
-        if name:
-            keys.append(IndexKey("vessel", name))
-    elif kind == "organisation":
-        name = normalise_name(str(entity.get("name", "")))
-        if name:
-            keys.append(IndexKey("organisation", name, _country(entity.get("country"))))
+    keys_of = _ENTITY_KEYS.get(str(entity.get("type")))
+    keys = [] if keys_of is None else keys_of(entity, default_country)
     return list(dict.fromkeys(keys)) if len(keys) > 1 else keys
+
+
+def _document_keys(entity: Mapping[str, Any], _: str | None) -> list[IndexKey]:
+    keys: list[IndexKey] = []
+    number = normalise_document_number(str(entity.get("number", "")))
+    if number:
+        keys.append(IndexKey("document", number, _country(entity.get("country"))))
+    if entity.get("holder"):
+        keys += _name_keys([str(entity["holder"])])
+    return keys
+
+
+def _person_keys(entity: Mapping[str, Any], _: str | None) -> list[IndexKey]:
+    dob = str(entity.get("dob") or "")
+    try:
+        dob = normalise_dob(dob) if dob else ""
+    except ValidationError:
+        dob = ""  # a malformed date narrows nothing; the name still matches
+    aliases = entity.get("aliases")
+    aliases = [str(a) for a in aliases] if isinstance(aliases, list | tuple) else []
+    return _name_keys([str(entity.get("name", "")), *aliases], dob)
+
+
+def _vehicle_keys(entity: Mapping[str, Any], _: str | None) -> list[IndexKey]:
+    keys: list[IndexKey] = []
+    plate = normalise_plate(str(entity.get("plate", "")))
+    if plate:
+        keys.append(IndexKey("plate", plate, _country(entity.get("country"))))
+    vin = normalise_document_number(str(entity["vin"])) if entity.get("vin") else ""
+    if vin:
+        keys.append(IndexKey("vin", vin))
+    return keys
+
+
+def _phone_keys(entity: Mapping[str, Any], default_country: str | None) -> list[IndexKey]:
+    try:
+        return [IndexKey("phone", normalise_phone(str(entity.get("number", "")), default_country))]
+    except ValidationError:
+        return []  # a national number with no country: no key rather than a wrong one
+
+
+def _vessel_keys(entity: Mapping[str, Any], _: str | None) -> list[IndexKey]:
+    keys: list[IndexKey] = []
+    for field in ("imo", "mmsi"):
+        digits = "".join(ch for ch in ascii_digits(str(entity.get(field) or "")) if ch.isdigit() and ch.isascii())
+        if digits:
+            keys.append(IndexKey(field, digits))
+    name = normalise_name(str(entity.get("name", "")))
+    if name:
+        keys.append(IndexKey("vessel", name))
+    return keys
+
+
+def _organisation_keys(entity: Mapping[str, Any], _: str | None) -> list[IndexKey]:
+    name = normalise_name(str(entity.get("name", "")))
+    return [IndexKey("organisation", name, _country(entity.get("country")))] if name else []
+
+
+#: Each entity type's keys (``entity_keys``); a location gives none.
+_ENTITY_KEYS: dict[str, Callable[[Mapping[str, Any], str | None], list[IndexKey]]] = {
+    "document": _document_keys,
+    "person": _person_keys,
+    "vehicle": _vehicle_keys,
+    "phone": _phone_keys,
+    "vessel": _vessel_keys,
+    "organisation": _organisation_keys,
+}

@@ -21,7 +21,6 @@ import contextlib
 import datetime
 import json
 import logging
-import time
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
@@ -33,7 +32,7 @@ from nats.js.kv import KeyValue
 
 from bus import errors
 from bus.keystore import write_private_file
-from bus.timing import witness_time
+from bus.timing import wall_ms, witness_time
 
 
 async def open_kv(
@@ -72,11 +71,6 @@ async def put_item(kv: KeyValue, key: str, data: bytes, *, what: str) -> str:
     except nats.errors.Error as exc:
         raise errors.BusError(f"cannot publish {what} item {key}: {exc}") from exc
     return key
-
-
-def wall_ms() -> int:
-    """This machine's clock, in ms since the epoch (the default clock of a watcher)."""
-    return time.time_ns() // 1_000_000
 
 
 def stored_ms(entry: KeyValue.Entry) -> int | None:

@@ -157,6 +157,17 @@ class Delivery(msgspec.Struct, frozen=True, array_like=True):
     msg_id: str
 
 
+class Queued(NamedTuple):
+    """A bulletin sealed for the outbox (``Outbox.enqueue_many``)."""
+
+    bulletin_id: str
+    precedence: str
+    rank: int
+    sealed: bytes
+    deliveries: Sequence[Delivery]  # one per copy, in the order of the envelope's recipients
+    ack_deadline: int | None  # FLASH: when every office recipient must have acknowledged it
+
+
 _encode = msgspec.msgpack.Encoder().encode
 _decode_copies = msgspec.msgpack.Decoder(list[Delivery]).decode
 _decode_indexes = msgspec.msgpack.Decoder(list[int]).decode
@@ -280,15 +291,15 @@ class Outbox:
         now_ms: int,
         ack_deadline: int | None = None,
     ) -> None:
-        self.enqueue_many([(bulletin_id, precedence, rank, sealed, deliveries, ack_deadline)], now_ms=now_ms)
+        self.enqueue_many([Queued(bulletin_id, precedence, rank, sealed, deliveries, ack_deadline)], now_ms=now_ms)
 
     def enqueue_many(
         self,
-        items: Iterable[tuple[str, str, int, bytes, Sequence[Delivery], int | None]],
+        items: Iterable[Queued],
         *,
         now_ms: int,
     ) -> None:
-        """Queue bulletins ``(id, precedence, rank, sealed, deliveries, ack_deadline)`` in one commit."""
+        """Queue sealed bulletins in one commit."""
         items = list(items)
         for bid, _, _, _, deliveries, _ in items:
             if not deliveries:

@@ -18,23 +18,34 @@ download of it (one file may be both: a centre forwards what it received):
 * leftovers of a crash: ``.part`` files not written for an hour, and spool files no row
   knows of a day after their last write.
 
-``due`` is the rule as a pure function; ``sweep`` applies it to a ``Transfers``.
+``due`` is the rule as a pure function; ``sweep`` applies it to a ``Spool`` (a ``Transfers``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import sqlite3
 import time
 from collections import defaultdict
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import Protocol
 
 from bus.transport.outbox import transaction
 
-if TYPE_CHECKING:
-    from bus.transport.transfers import Transfers
+
+class Spool(Protocol):
+    """What a sweep needs of ``bus.transport.transfers.Transfers`` (which sweeps itself)."""
+
+    db: sqlite3.Connection
+    spool: Path
+    bucket_max_age_s: float
+    clock: Callable[[], int]
+
+    def remove_file(self, object_hex: str, *, now_ms: int, forget: bool = False) -> None: ...
+
 
 DAY_MS = 86_400_000
 #: A ``.part`` file (a file being sealed, a thumbnail being written) not written for this long.
@@ -68,7 +79,7 @@ class Swept:
     leftovers: int = 0
 
 
-def sweep(t: Transfers, *, now_ms: int | None = None) -> Swept:
+def sweep(t: Spool, *, now_ms: int | None = None) -> Swept:
     """Apply the rules to ``t``'s queues and spool once."""
     now = t.clock() if now_ms is None else now_ms
     retention = int(t.bucket_max_age_s * 1000)
@@ -98,7 +109,7 @@ def sweep(t: Transfers, *, now_ms: int | None = None) -> Swept:
     return Swept(expired, removed, _leftovers(t))
 
 
-def _leftovers(t: Transfers) -> int:
+def _leftovers(t: Spool) -> int:
     """Delete what a crash left in the spool; the count."""
     known = {row[0] for row in t.db.execute("SELECT object FROM files WHERE removed_at IS NULL")}
     now = time.time()  # file times are wall-clock times

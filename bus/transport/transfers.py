@@ -35,7 +35,7 @@ import sqlite3
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -170,6 +170,30 @@ class Download:
 
 OnEvent = Callable[[str, dict[str, Any]], None]
 OnComplete = Callable[[Download], Awaitable[None] | None]
+
+
+@dataclass(slots=True)
+class _Upload:
+    """One upload round's state: which chunks are still to go, which are in flight."""
+
+    uid: int
+    bid: str
+    n: int
+    bucket: str
+    object_hex: str
+    chunks: int
+    rank: int
+    size: int
+    bits: bytearray  # acknowledged chunks
+    generation: int  # uploads queued when the round began (``_outranked``)
+    todo: deque[int] = field(default_factory=deque)
+    flight: dict[asyncio.Future[Any], tuple[int, int, float]] = field(
+        default_factory=dict
+    )  # -> (index, bytes, sent at)
+    in_flight: int = 0
+    stored_any: int = 0
+    told: float = 0.0  # when the last progress event went out
+    error: BusError | None = None
 
 
 class Transfers:
@@ -351,13 +375,24 @@ class Transfers:
             (bulletin_id,),
         ).fetchall()
         return [
-            Download(bulletin_id, n, bucket, att.Entry.of(json.loads(entry)), state, _count(held or b""), reason, message, sniffed)
+            Download(
+                bulletin_id,
+                n,
+                bucket,
+                att.Entry.of(json.loads(entry)),
+                state,
+                _count(held or b""),
+                reason,
+                message,
+                sniffed,
+            )
             for n, bucket, entry, state, reason, message, sniffed, held in rows
         ]
 
     def uploads(self, bulletin_id: str) -> list[dict[str, Any]]:
         rows = self.db.execute(
-            "SELECT n, bucket, chunks, left, state, error FROM uploads WHERE bulletin_id = ? ORDER BY n, id", (bulletin_id,)
+            "SELECT n, bucket, chunks, left, state, error FROM uploads WHERE bulletin_id = ? ORDER BY n, id",
+            (bulletin_id,),
         ).fetchall()
         return [
             {"n": n, "bucket": bucket, "chunks": chunks, "sent": chunks - left, "state": state, "error": error}
@@ -366,7 +401,9 @@ class Transfers:
 
     def set_sniffed(self, bulletin_id: str, n: int, media_type: str) -> None:
         with transaction(self.db):
-            self.db.execute("UPDATE downloads SET sniffed = ? WHERE bulletin_id = ? AND n = ?", (media_type, bulletin_id, n))
+            self.db.execute(
+                "UPDATE downloads SET sniffed = ? WHERE bulletin_id = ? AND n = ?", (media_type, bulletin_id, n)
+            )
 
     def pending(self) -> tuple[int, int]:
         """(uploads, downloads) still queued."""
@@ -470,78 +507,89 @@ class Transfers:
         if job is None:
             return False
         uid, bid, n, bucket, object_hex, chunks, acked, rank = job
-        key = ("up", uid)
         await self._ensure(client, bucket)
         bits = bytearray(acked)
         size = self.db.execute("SELECT size FROM files WHERE object = ?", (object_hex,)).fetchone()[0]
-        todo = deque(i for i in range(chunks) if not _has(bits, i))
-        flight: dict[asyncio.Future[Any], tuple[int, int, float]] = {}  # acks -> (index, bytes, sent at)
-        in_flight = stored_any = 0
-        told = 0.0  # when the last progress event went out
-        error: BusError | None = None
-        generation = self._queued_uploads
+        up = _Upload(uid, bid, n, bucket, object_hex, chunks, rank, size, bits, self._queued_uploads)
+        up.todo.extend(i for i in range(chunks) if not _has(bits, i))
         while True:
-            if error is None and todo and not self._closing and not self._outranked(rank, generation):
-                batch, budget = [], WINDOW_BYTES - in_flight
-                while todo:
-                    length = att.chunk_plain_size(size, todo[0]) + att.TAG_BYTES
-                    if (flight or batch) and budget < length:
-                        break
-                    batch.append((todo.popleft(), length))
-                    budget -= length
-                if batch:
-                    window = await asyncio.to_thread(self._read_chunks, object_hex, batch)
-                    for place, (i, data, digest) in enumerate(window):
-                        if self.on_publish is not None:
-                            self.on_publish(object_hex, i)
-                        try:
-                            acks = await send_chunk(client, bucket, object_hex, i, data, digest=digest)
-                        except BusError as exc:
-                            error = exc
-                            todo.extendleft(reversed([j for j, _, _ in window[place:]]))
-                            break
-                        flight[acks] = (i, len(data), time.monotonic())
-                        in_flight += len(data)
-            if not flight:
+            if up.error is None and up.todo and not self._closing and not self._outranked(rank, up.generation):
+                await self._top_up(client, up)
+            if not up.flight:
                 break
-            oldest = min(at for _, _, at in flight.values())
-            wait = max(0.0, oldest + self.publish_timeout_s - time.monotonic())
-            done, _ = await asyncio.wait(flight, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
-            late = time.monotonic() - self.publish_timeout_s
-            stored = []
-            for acks in [f for f, (_, _, at) in flight.items() if f in done or at <= late]:
-                i, length, at = flight.pop(acks)
-                in_flight -= length
-                outcome = chunk_outcome(client, bucket, object_hex, i, acks, at)
-                acks.cancel()
-                if outcome is None:
-                    stored.append(i)
-                else:
-                    error = error or outcome
-            if stored:
-                for i in stored:
-                    _set(bits, i)
-                self._record_acked(uid, bits, chunks - _count(bits))
-                self.metrics.chunks_sent.inc(len(stored))
-                stored_any += len(stored)
-                self._progressed(key)
-                if _count(bits) == chunks or time.monotonic() - told >= PROGRESS_EVERY_S:
-                    told = time.monotonic()
-                    self._emit("upload", {"id": bid, "n": n, "bucket": bucket, "sent": _count(bits), "chunks": chunks})
-        left = chunks - _count(bits)
+            await self._take_acks(client, up)
+        self._finish_upload(up)
+        return bool(up.stored_any)
+
+    async def _top_up(self, client: BusClient, up: _Upload) -> None:
+        """Send chunks until ``WINDOW_BYTES`` are in flight (at least one chunk)."""
+        batch, budget = [], WINDOW_BYTES - up.in_flight
+        while up.todo:
+            length = att.chunk_plain_size(up.size, up.todo[0]) + att.TAG_BYTES
+            if (up.flight or batch) and budget < length:
+                break
+            batch.append((up.todo.popleft(), length))
+            budget -= length
+        if not batch:
+            return
+        window = await asyncio.to_thread(self._read_chunks, up.object_hex, batch)
+        for place, (i, data, digest) in enumerate(window):
+            if self.on_publish is not None:
+                self.on_publish(up.object_hex, i)
+            try:
+                acks = await send_chunk(client, up.bucket, up.object_hex, i, data, digest=digest)
+            except BusError as exc:
+                up.error = exc
+                up.todo.extendleft(reversed([j for j, _, _ in window[place:]]))  # sent again next round
+                return
+            up.flight[acks] = (i, len(data), time.monotonic())
+            up.in_flight += len(data)
+
+    async def _take_acks(self, client: BusClient, up: _Upload) -> None:
+        """Wait for the first ack (or the oldest chunk's timeout) and record what came in."""
+        oldest = min(at for _, _, at in up.flight.values())
+        wait = max(0.0, oldest + self.publish_timeout_s - time.monotonic())
+        done, _ = await asyncio.wait(up.flight, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+        late = time.monotonic() - self.publish_timeout_s
+        stored = []
+        for acks in [f for f, (_, _, at) in up.flight.items() if f in done or at <= late]:
+            i, length, at = up.flight.pop(acks)
+            up.in_flight -= length
+            outcome = chunk_outcome(client, up.bucket, up.object_hex, i, acks, at)
+            acks.cancel()
+            if outcome is None:
+                stored.append(i)
+            else:
+                up.error = up.error or outcome
+        if not stored:
+            return
+        for i in stored:
+            _set(up.bits, i)
+        sent = _count(up.bits)
+        self._record_acked(up.uid, up.bits, up.chunks - sent)
+        self.metrics.chunks_sent.inc(len(stored))
+        up.stored_any += len(stored)
+        self._progressed(("up", up.uid))
+        if sent == up.chunks or time.monotonic() - up.told >= PROGRESS_EVERY_S:
+            up.told = time.monotonic()
+            self._emit("upload", {"id": up.bid, "n": up.n, "bucket": up.bucket, "sent": sent, "chunks": up.chunks})
+
+    def _finish_upload(self, up: _Upload) -> None:
+        """Record the round's outcome: done, or queued again (later, if nothing was stored)."""
+        left = up.chunks - _count(up.bits)
+        error = up.error
         with transaction(self.db):
             self.db.execute(
                 "UPDATE uploads SET acked = ?, left = ?, error = ?, state = ?, done_at = ? WHERE id = ?",
-                (bytes(bits), left, error.message if error else None, DONE if left == 0 else QUEUED,
-                 self.clock() if left == 0 else None, uid),
+                (bytes(up.bits), left, error.message if error else None, DONE if left == 0 else QUEUED,
+                 self.clock() if left == 0 else None, up.uid),
             )  # fmt: skip
         if error is not None:
             if isinstance(error, NoBucket):
-                self._ensured.discard(bucket)
-            log.info("upload of %s/%s to %s: %s", bid, n, bucket, error.message)
-            if not stored_any:
-                self._later(key)
-        return bool(stored_any)
+                self._ensured.discard(up.bucket)
+            log.info("upload of %s/%s to %s: %s", up.bid, up.n, up.bucket, error.message)
+            if not up.stored_any:
+                self._later(("up", up.uid))
 
     def _record_acked(self, uid: int, bits: bytearray, left: int) -> None:
         """Record chunks JetStream acknowledged. Without a full sync: losing this record (to
@@ -666,7 +714,8 @@ class Transfers:
     async def _finish(self, bid: str, n: int, bucket: str, entry: att.Entry) -> None:
         with transaction(self.db):
             self.db.execute(
-                "UPDATE downloads SET state = ?, done_at = ? WHERE bulletin_id = ? AND n = ?", (COMPLETE, self.clock(), bid, n)
+                "UPDATE downloads SET state = ?, done_at = ? WHERE bulletin_id = ? AND n = ?",
+                (COMPLETE, self.clock(), bid, n),
             )
         self._progressed(("down", (bid, n)))
         self.metrics.files.labels(outcome=COMPLETE).inc()

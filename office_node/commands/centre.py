@@ -19,35 +19,14 @@ post rights there are the owner's to give.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 from typing import Any
 
 import click
 
 from office_node.cli import cli
-from office_node.client import NodeClient, find_token, find_url
-from office_node.home import NodeHome
+from office_node.commands.api_calls import call, json_option, token_option, url_option, when
 from office_node.triage import STATES
-
-_url = click.option("--url", default=None, help="The node's base URL (default: node.toml http.bind, or BLO_URL).")
-_token = click.option("--token", default=None, help="API token (default: BLO_TOKEN or keys/api.token).")
-_json = click.option("--json", "as_json", is_flag=True, help="Print the node's answer as JSON.")
-
-
-def _call(ctx: click.Context, url: str | None, token: str | None, method: str, path: str, body: Any = None, **params: str) -> Any:
-    home = NodeHome(ctx.obj["home"])
-
-    async def go() -> Any:
-        async with NodeClient(find_url(home, url), find_token(home, token)) as client:
-            return await client.request(method, path, body=body, params=params or None)
-
-    return asyncio.run(go())
-
-
-def _when(ms: int | None) -> str:
-    return "-" if ms is None else time.strftime("%Y-%m-%d %H:%M", time.localtime(ms / 1000))
 
 
 def _print_feed(f: dict[str, Any]) -> None:
@@ -68,13 +47,13 @@ def feed_group() -> None:
 
 
 @feed_group.command("list")
-@_url
-@_token
-@_json
+@url_option
+@token_option
+@json_option
 @click.pass_context
 def feed_list(ctx: click.Context, url: str | None, token: str | None, as_json: bool) -> None:
     """The feeds this node owns, belongs to or reads."""
-    feeds = _call(ctx, url, token, "GET", "/api/feeds")["feeds"]
+    feeds = call(ctx, url, token, "GET", "/api/feeds")["feeds"]
     if as_json:
         click.echo(json.dumps(feeds, ensure_ascii=False))
         return
@@ -89,8 +68,8 @@ def feed_list(ctx: click.Context, url: str | None, token: str | None, as_json: b
 @click.option("--member", "members", multiple=True, required=True, metavar="OFFICE")
 @click.option("--writer", "writers", multiple=True, metavar="OFFICE", help="A member that may post to the feed too.")
 @click.option("--scope", "scope", multiple=True, metavar="COUNTRY", help="Countries members may come from (joint feeds).")
-@_url
-@_token
+@url_option
+@token_option
 @click.pass_context
 def feed_create(
     ctx: click.Context,
@@ -106,7 +85,7 @@ def feed_create(
     body: dict[str, Any] = {"name": name, "members": list(members), "writers": list(writers)}
     if scope:
         body["scope"] = list(scope)
-    _print_feed(_call(ctx, url, token, "POST", "/api/feeds", body))
+    _print_feed(call(ctx, url, token, "POST", "/api/feeds", body))
 
 
 def _members(
@@ -115,7 +94,7 @@ def _members(
     body: dict[str, Any] = {key: list(offices)}
     if post:
         body["post"] = True
-    answer = _call(ctx, url, token, "POST", f"/api/feeds/{name}/members", body)
+    answer = call(ctx, url, token, "POST", f"/api/feeds/{name}/members", body)
     if "requested_from" in answer:
         click.echo(f"requested from {answer['requested_from']} (it owns {name}): {key} {', '.join(offices)}")
     else:
@@ -126,8 +105,8 @@ def _members(
 @click.argument("name")
 @click.argument("offices", nargs=-1, required=True)
 @click.option("--post", is_flag=True, help="The added members may post to the feed too.")
-@_url
-@_token
+@url_option
+@token_option
 @click.pass_context
 def feed_add(ctx: click.Context, name: str, offices: tuple[str, ...], post: bool, url: str | None, token: str | None) -> None:
     """Add members; they read from the new epoch on (and post, with --post)."""
@@ -137,8 +116,8 @@ def feed_add(ctx: click.Context, name: str, offices: tuple[str, ...], post: bool
 @feed_group.command("remove")
 @click.argument("name")
 @click.argument("offices", nargs=-1, required=True)
-@_url
-@_token
+@url_option
+@token_option
 @click.pass_context
 def feed_remove(ctx: click.Context, name: str, offices: tuple[str, ...], url: str | None, token: str | None) -> None:
     """Remove members; they read nothing sent after."""
@@ -149,8 +128,8 @@ def feed_remove(ctx: click.Context, name: str, offices: tuple[str, ...], url: st
 @click.argument("name")
 @click.option("--add", "add", multiple=True, metavar="OFFICE", help="A member that may post from now on.")
 @click.option("--remove", "remove", multiple=True, metavar="OFFICE", help="A member that may no longer post.")
-@_url
-@_token
+@url_option
+@token_option
 @click.pass_context
 def feed_writers(
     ctx: click.Context, name: str, add: tuple[str, ...], remove: tuple[str, ...], url: str | None, token: str | None
@@ -159,17 +138,17 @@ def feed_writers(
     anyone else than this centre and the writers)."""
     if not add and not remove:
         raise click.UsageError("name members with --add or --remove")
-    _print_feed(_call(ctx, url, token, "POST", f"/api/feeds/{name}/writers", {"add": list(add), "remove": list(remove)}))
+    _print_feed(call(ctx, url, token, "POST", f"/api/feeds/{name}/writers", {"add": list(add), "remove": list(remove)}))
 
 
 @feed_group.command("rotate")
 @click.argument("name")
-@_url
-@_token
+@url_option
+@token_option
 @click.pass_context
 def feed_rotate(ctx: click.Context, name: str, url: str | None, token: str | None) -> None:
     """Start a new epoch with a fresh key, same members."""
-    _print_feed(_call(ctx, url, token, "POST", f"/api/feeds/{name}/rotate"))
+    _print_feed(call(ctx, url, token, "POST", f"/api/feeds/{name}/rotate"))
 
 
 @cli.group("triage")
@@ -180,18 +159,18 @@ def triage_group() -> None:
 @triage_group.command("list")
 @click.option("--state", type=click.Choice(STATES), default=None)
 @click.option("--all", "every", is_flag=True, help="Every item, not only the newest 100.")
-@_url
-@_token
-@_json
+@url_option
+@token_option
+@json_option
 @click.pass_context
 def triage_list(
     ctx: click.Context, state: str | None, every: bool, url: str | None, token: str | None, as_json: bool
 ) -> None:
     """The queue, newest first."""
     params = {"state": state} if state else {}
-    answer = _call(ctx, url, token, "GET", "/api/triage", **params)
+    answer = call(ctx, url, token, "GET", "/api/triage", **params)
     while every and answer.get("next"):
-        more = _call(ctx, url, token, "GET", "/api/triage", **params, cursor=answer["next"])
+        more = call(ctx, url, token, "GET", "/api/triage", **params, cursor=answer["next"])
         answer = {**more, "items": [*answer["items"], *more["items"]]}
     if as_json:
         click.echo(json.dumps(answer, ensure_ascii=False))
@@ -200,7 +179,7 @@ def triage_list(
     for item in answer["items"]:
         b = item.get("bulletin") or {}
         click.echo(
-            f"{item['state']:<13} {_when(item['created_at'])}  {b.get('precedence', '?'):<9} {b.get('from', '?'):<8} "
+            f"{item['state']:<13} {when(item['created_at'])}  {b.get('precedence', '?'):<9} {b.get('from', '?'):<8} "
             f"{item['bulletin_id']}  {b.get('title', '')}"
         )
 
@@ -209,15 +188,15 @@ def triage_list(
 @click.argument("bulletin_id")
 @click.argument("state", type=click.Choice(STATES))
 @click.option("--note", default=None)
-@_url
-@_token
+@url_option
+@token_option
 @click.pass_context
 def triage_move(ctx: click.Context, bulletin_id: str, state: str, note: str | None, url: str | None, token: str | None) -> None:
     """Move a bulletin to STATE (with an optional note)."""
     body: dict[str, Any] = {"state": state}
     if note:
         body["note"] = note
-    item = _call(ctx, url, token, "POST", f"/api/triage/{bulletin_id}", body)
+    item = call(ctx, url, token, "POST", f"/api/triage/{bulletin_id}", body)
     click.echo(f"{bulletin_id} is {item['state']} ({len(item['notes'])} notes)")
 
 
@@ -229,8 +208,8 @@ def triage_move(ctx: click.Context, bulletin_id: str, state: str, note: str | No
 @click.option("--tlp", default=None, help="Keep or tighten; never loosen.")
 @click.option("--releasable-to", "releasable", default=None, help="Keep or narrow, e.g. TH,LA.")
 @click.option("--tag", "tags", multiple=True)
-@_url
-@_token
+@url_option
+@token_option
 @click.pass_context
 def forward(ctx: click.Context, bulletin_id: str, feed: str, redact: tuple[str, ...], precedence: str | None, tlp: str | None,
             releasable: str | None, tags: tuple[str, ...], url: str | None, token: str | None) -> None:  # fmt: skip
@@ -245,19 +224,19 @@ def forward(ctx: click.Context, bulletin_id: str, feed: str, redact: tuple[str, 
         body["releasable_to"] = [c.strip() for c in releasable.split(",") if c.strip()]
     if tags:
         body["tags"] = list(tags)
-    answer = _call(ctx, url, token, "POST", f"/api/bulletins/{bulletin_id}/forward", body)
+    answer = call(ctx, url, token, "POST", f"/api/bulletins/{bulletin_id}/forward", body)
     note = f", redacted {', '.join(answer['redacted'])}" if answer.get("redacted") else ""
     click.echo(f"forwarded {bulletin_id} to {feed} as {answer['id']} ({answer['state']}{note})")
 
 
 @cli.command("network")
-@_url
-@_token
-@_json
+@url_option
+@token_option
+@json_option
 @click.pass_context
 def network(ctx: click.Context, url: str | None, token: str | None, as_json: bool) -> None:
     """A centre's view of its country's offices: online, silent, outbox lag, keys."""
-    view = _call(ctx, url, token, "GET", "/api/network")
+    view = call(ctx, url, token, "GET", "/api/network")
     if as_json:
         click.echo(json.dumps(view, ensure_ascii=False))
         return
@@ -265,7 +244,7 @@ def network(ctx: click.Context, url: str | None, token: str | None, as_json: boo
     for o in view["offices"]:
         week = sum(d["sent"] + d["received"] for d in o["days"])
         click.echo(
-            f"{o['office']:<9} {o['state']:<11} last seen {_when(o['last_seen'])}  outbox {o['outbox_depth']:<4} "
-            f"FLASH unacked {o['unacked_flash']:<3} key until {_when(o['key_expires_at'])}  7 days: {week:<5} "
+            f"{o['office']:<9} {o['state']:<11} last seen {when(o['last_seen'])}  outbox {o['outbox_depth']:<4} "
+            f"FLASH unacked {o['unacked_flash']:<3} key until {when(o['key_expires_at'])}  7 days: {week:<5} "
             f"{' '.join(o['flags'])}"
         )

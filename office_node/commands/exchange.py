@@ -28,7 +28,7 @@ import click
 from bus.bulletin import KINDS, PRECEDENCES, TLP_LABELS
 from bus.errors import ValidationError
 from office_node.cli import cli
-from office_node.commands.centre import _call, _json, _token, _url, _when
+from office_node.commands.api_calls import call, json_option, token_option, url_option, when
 from office_node.triage import DRAFT_STATES
 
 _RELATIVE = re.compile(r"^([0-9]{1,6})([hd])$")
@@ -60,8 +60,8 @@ def parse_when(text: str, *, now_ms: int | None = None) -> int:
 @click.option("--for", "audience", default=None, help="The offices it is for, e.g. TH-MUK,LA-SVK (TLP:RED needs its addressees).")
 @click.option("--id", "bulletin_id", default=None, help="One bulletin only (refused, not withheld, if the rules say no).")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write here (default: stdout).")
-@_url
-@_token
+@url_option
+@token_option
 @click.pass_context
 def export(
     ctx: click.Context, fmt: str, since: str | None, until: str | None, feed: str | None, audience: str | None,
@@ -74,7 +74,7 @@ def export(
     if bulletin_id:
         if since or until or feed:
             raise ValidationError("--id", "export one bulletin (--id) or a range (--since, --until, --feed), not both")
-        document = _call(ctx, url, token, "GET", f"/api/bulletins/{bulletin_id}", **params)
+        document = call(ctx, url, token, "GET", f"/api/bulletins/{bulletin_id}", **params)
         withheld: list[dict[str, Any]] = []
         count = 1
     else:
@@ -83,7 +83,7 @@ def export(
                 params[name] = str(parse_when(value))
         if feed:
             params["feed"] = feed
-        answer = _call(ctx, url, token, "GET", "/api/export", **params)
+        answer = call(ctx, url, token, "GET", "/api/export", **params)
         document, withheld, count = answer["document"], answer["withheld"], answer["exported"]
     text = json.dumps(document, ensure_ascii=False, indent=1) + "\n"
     if output is None:
@@ -97,9 +97,9 @@ def export(
 
 @cli.command("import")
 @click.argument("file", type=click.File("rb"))
-@_url
-@_token
-@_json
+@url_option
+@token_option
+@json_option
 @click.pass_context
 def import_(ctx: click.Context, file: Any, url: str | None, token: str | None, as_json: bool) -> None:
     """A MISP event file or a STIX 2.1 bundle becomes drafts in this centre's triage queue."""
@@ -108,7 +108,7 @@ def import_(ctx: click.Context, file: Any, url: str | None, token: str | None, a
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise ValidationError("FILE", f"{file.name} is not UTF-8 text: export it from MISP or the STIX tool as JSON") from None
-    answer = _call(ctx, url, token, "POST", "/api/imports", {"text": text, "name": Path(file.name).name})
+    answer = call(ctx, url, token, "POST", "/api/imports", {"text": text, "name": Path(file.name).name})
     if as_json:
         click.echo(json.dumps(answer, ensure_ascii=False))
         return
@@ -129,42 +129,42 @@ def draft_group() -> None:
 
 @draft_group.command("list")
 @click.option("--state", type=click.Choice(DRAFT_STATES), default=None)
-@_url
-@_token
-@_json
+@url_option
+@token_option
+@json_option
 @click.pass_context
 def draft_list(ctx: click.Context, state: str | None, url: str | None, token: str | None, as_json: bool) -> None:
     """Drafts, newest first."""
-    answer = _call(ctx, url, token, "GET", "/api/drafts", **({"state": state} if state else {}))
+    answer = call(ctx, url, token, "GET", "/api/drafts", **({"state": state} if state else {}))
     if as_json:
         click.echo(json.dumps(answer, ensure_ascii=False))
         return
     click.echo("  ".join(f"{k}: {v}" for k, v in answer["counts"].items()))
     for d in answer["items"]:
-        click.echo(f"{d['state']:<10} {_when(d['created_at'])}  {d['tlp']:<12} {d['id']}  {d['title']}")
+        click.echo(f"{d['state']:<10} {when(d['created_at'])}  {d['tlp']:<12} {d['id']}  {d['title']}")
 
 
 @draft_group.command("show")
 @click.argument("draft_id")
-@_url
-@_token
+@url_option
+@token_option
 @click.pass_context
 def draft_show(ctx: click.Context, draft_id: str, url: str | None, token: str | None) -> None:
     """One draft: its fields, the handling its source allows and why, the import's warnings."""
-    click.echo(json.dumps(_call(ctx, url, token, "GET", f"/api/drafts/{draft_id}"), ensure_ascii=False, indent=1))
+    click.echo(json.dumps(call(ctx, url, token, "GET", f"/api/drafts/{draft_id}"), ensure_ascii=False, indent=1))
 
 
 @draft_group.command("move")
 @click.argument("draft_id")
 @click.argument("state", type=click.Choice([s for s in DRAFT_STATES if s != "sent"]))
 @click.option("--note", default=None)
-@_url
-@_token
+@url_option
+@token_option
 @click.pass_context
 def draft_move(ctx: click.Context, draft_id: str, state: str, note: str | None, url: str | None, token: str | None) -> None:
     """Move a draft to STATE (with an optional note)."""
     body: dict[str, Any] = {"state": state, **({"note": note} if note else {})}
-    item = _call(ctx, url, token, "POST", f"/api/drafts/{draft_id}", body)
+    item = call(ctx, url, token, "POST", f"/api/drafts/{draft_id}", body)
     click.echo(f"{draft_id} is {item['state']} ({len(item['notes'])} notes)")
 
 
@@ -178,8 +178,8 @@ def draft_move(ctx: click.Context, draft_id: str, state: str, note: str | None, 
 @click.option("--kind", type=click.Choice(KINDS), default=None)
 @click.option("--grading", default=None)
 @click.option("--title", default=None)
-@_url
-@_token
+@url_option
+@token_option
 @click.pass_context
 def draft_send(
     ctx: click.Context, draft_id: str, to: tuple[str, ...], feed: str | None, tlp: str | None, releasable: str | None,
@@ -192,7 +192,7 @@ def draft_send(
             body[key] = value
     if releasable:
         body["releasable_to"] = [c.strip() for c in releasable.split(",") if c.strip()]
-    answer = _call(ctx, url, token, "POST", f"/api/drafts/{draft_id}/send", body)
+    answer = call(ctx, url, token, "POST", f"/api/drafts/{draft_id}/send", body)
     click.echo(f"draft {draft_id} sent as {answer['id']} ({answer['state']}) -> {', '.join(answer['recipients'])}")
 
 
@@ -202,13 +202,13 @@ def misp_group() -> None:
 
 
 @misp_group.command("sync")
-@_url
-@_token
-@_json
+@url_option
+@token_option
+@json_option
 @click.pass_context
 def misp_sync(ctx: click.Context, url: str | None, token: str | None, as_json: bool) -> None:
     """Run one round of the bridge now: push, then pull."""
-    answer = _call(ctx, url, token, "POST", "/api/misp/sync", {})
+    answer = call(ctx, url, token, "POST", "/api/misp/sync", {})
     if as_json:
         click.echo(json.dumps(answer, ensure_ascii=False))
         return

@@ -23,7 +23,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-from bus.errors import ExchangeError
+from office_node.errors import ExchangeError
 
 FORMATS = ("misp", "stix")
 EXTRA_HINT = "pip install 'blo-bus[exchange]' (make run and make test install it)"

@@ -28,8 +28,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from bus.errors import ConfigError, ExchangeError, HandlingRefused
+from bus.errors import ConfigError, HandlingRefused
 from office_node.config import MispSettings
+from office_node.errors import ExchangeError
 from office_node.exchange import require
 from office_node.exchange.export import Exportable
 from office_node.exchange.handling import check_push

@@ -7,8 +7,8 @@ drafts are the centre's (``office_node/centre.py``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
 
 from bus.bulletin import Bulletin, is_office_id
 from bus.errors import HandlingRefused, ValidationError
@@ -18,7 +18,19 @@ from office_node.exchange.export import Exportable, check_format, export_many, e
 from office_node.store import BulletinQuery, StoredBulletin
 
 if TYPE_CHECKING:
-    from office_node.node import OfficeNode
+    from office_node.audit import AuditLog
+    from office_node.store import Store
+
+
+class ExportSource(Protocol):
+    """What an export needs of the node (``OfficeNode`` is one); written out here so that
+    this module does not import the node that calls it."""
+
+    store: Store
+    audit: AuditLog
+    clock: Callable[[], int]
+
+    def stored(self, bulletin_id: str) -> StoredBulletin: ...
 
 #: The most bulletins one ``GET /api/export`` returns (narrow it with since/until/feed).
 MAX_EXPORT = 5000
@@ -39,7 +51,7 @@ def audience_of(text: str | None) -> tuple[str, ...]:
     return out
 
 
-def export_bulletin(node: OfficeNode, principal: Principal, bulletin_id: str, params: Mapping[str, str]) -> dict[str, Any]:
+def export_bulletin(node: ExportSource, principal: Principal, bulletin_id: str, params: Mapping[str, str]) -> dict[str, Any]:
     """One stored bulletin as MISP or STIX; a refusal is audited and raised."""
     fmt = check_format(params.get("format"))
     audience = audience_of(params.get("for"))
@@ -61,7 +73,7 @@ def export_bulletin(node: OfficeNode, principal: Principal, bulletin_id: str, pa
     return document
 
 
-def export_range(node: OfficeNode, principal: Principal, params: Mapping[str, str]) -> dict[str, Any]:
+def export_range(node: ExportSource, principal: Principal, params: Mapping[str, str]) -> dict[str, Any]:
     """Every stored bulletin in a time range and/or feed as one document, with the ones
     the rules withheld: ``{"format", "document", "exported", "withheld": [{id, rule, message}]}``."""
     for name in params:
