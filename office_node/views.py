@@ -124,7 +124,8 @@ def _state_at(r: RecipientStatus) -> int | None:
 
 def receipt_rows(status: BulletinStatus | None) -> list[dict[str, Any]]:
     """Each recipient's state of a bulletin sent here: queued, sent, delivered, read,
-    acknowledged (by a person: what a FLASH waits for)."""
+    acknowledged (by a person: what a FLASH waits for); or held or failed, with the
+    ``problem`` (a feed copy waiting for its epoch's key; one this office may no longer post)."""
     if status is None:
         return []
     return [
@@ -136,6 +137,8 @@ def receipt_rows(status: BulletinStatus | None) -> list[dict[str, Any]]:
             "delivered_at": r.delivered_at,
             "read_at": r.read_at,
             "acknowledged_at": r.acknowledged_at,
+            # held (waiting to be re-sealed under a feed's new epoch) or failed: why
+            "problem": r.problem,
         }
         for r in sorted(status.recipients.values(), key=lambda r: r.recipient)
     ]

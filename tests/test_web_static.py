@@ -1015,6 +1015,26 @@ async def test_a_sent_flash_shows_delivered_not_acknowledged_and_where_it_escala
     assert await page.locator("#ack-button").count() == 0  # the sender does not acknowledge its own
 
 
+async def test_a_feed_copy_held_or_failed_shows_the_nodes_reason(page, stub):
+    node, base = stub
+    sent = summary("h", 5000, direction="sent", **{"from": "TH-MUK"}, title="to the feed")
+    node.items.insert(0, sent)
+    node.receipts[sent["id"]] = [
+        {"recipient": "feed:mekong-border", "state": "held", "at": None,
+         "problem": "waiting for the key of epoch 3 of feed mekong-border (the grant is on its way)"},
+        {"recipient": "feed:old-feed", "state": "failed", "at": None, "problem": "TH-MUK was removed from old-feed"},
+    ]  # fmt: skip
+    await login(page, base)
+    await page.locator("#feed-list li").first.locator("button").click()
+    held = page.locator("#receipts tr[data-recipient='feed:mekong-border']")
+    await held.wait_for()
+    assert await held.locator(".chip").text_content() == "held"
+    assert "waiting for the key of epoch 3" in await held.locator(".problem").text_content()
+    failed = page.locator("#receipts tr[data-recipient='feed:old-feed']")
+    assert await failed.locator(".chip").get_attribute("class") == "chip state-failed"
+    assert "was removed from old-feed" in await failed.locator(".problem").text_content()
+
+
 async def test_unverified_signature_is_shown_as_not_verified(page, stub):
     node, base = stub
     detail = node.full(node.items[1])

@@ -148,7 +148,7 @@ export const TLP_LABELS = ["CLEAR", "GREEN", "AMBER", "AMBER+STRICT", "RED"];
 export const KINDS = ["lookout", "alert", "incident", "request_for_information", "reply", "strategic_intelligence"];
 export const DOCUMENT_TYPES = ["passport", "id_card", "visa", "travel_document", "driving_licence", "other"];
 export const DOCUMENT_STATUSES = ["stolen", "lost", "forged", "fraudulent", "revoked", "valid"];
-export const RECEIPT_STATES = ["queued", "sent", "delivered", "read", "acknowledged"];
+export const RECEIPT_STATES = ["queued", "sent", "delivered", "read", "acknowledged", "held", "failed"];
 // A FLASH waits for a person at each recipient to acknowledge it (office_node/flash.py):
 // the words the page uses for it, in one place.
 const FLASH_WORDS = {
@@ -205,6 +205,9 @@ const FIELD_WORDS = {
 };
 const RECEIPT_WORDS = {
   queued: N_("queued"), sent: N_("sent"), delivered: N_("delivered"), read: N_("read"), acknowledged: N_("acknowledged"),
+  // A feed copy waiting to be re-sealed under the feed's new epoch, or one that cannot go
+  // (this office may no longer post there): the node's reason goes beside it.
+  held: N_("held"), failed: N_("failed"),
 };
 /** The word for a code of the vocabulary in the officer's language (the code if unknown). */
 function word(words, code) {
@@ -983,7 +986,8 @@ function receiptsTable(receipts, flash = false) {
   return el("table", { class: "receipts" },
     el("thead", {}, el("tr", {}, el("th", {}, _("Recipient")), el("th", {}, _("State")), el("th", {}, _("At")))),
     el("tbody", {}, list.map((r) => {
-      const tr = el("tr", {}, el("td", {}, String(r.recipient ?? "?")), el("td", {}, stateChip(r.state, flash)), el("td", {}, timeEl(r.at)));
+      const why = r.problem ? el("span", { class: "muted problem" }, ` ${String(r.problem)}`) : null;
+      const tr = el("tr", {}, el("td", {}, String(r.recipient ?? "?")), el("td", {}, stateChip(r.state, flash), why), el("td", {}, timeEl(r.at)));
       tr.dataset.recipient = String(r.recipient);
       return tr;
     })));
@@ -1491,7 +1495,7 @@ async function loadOutbox() {
 }
 
 function recipientChip(r, flash = false) {
-  const chip = el("span", { class: "recipient", title: r.at ? formatTime(r.at) : "" },
+  const chip = el("span", { class: "recipient", title: r.problem ? String(r.problem) : r.at ? formatTime(r.at) : "" },
     el("span", { class: "rname" }, String(r.recipient ?? "?")), stateChip(r.state, flash));
   chip.dataset.recipient = String(r.recipient);
   return chip;
