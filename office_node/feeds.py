@@ -97,6 +97,91 @@ def parse_membership_request(bulletin: Any) -> dict[str, Any]:
     return data
 
 
+#: The tag of the owner's answer to a membership request (body: JSON, see ``membership_result``).
+MEMBERSHIP_RESULT_TAG = "feed-membership-result"
+#: What became of each office a membership request names.
+ADDED, REMOVED, ALREADY_MEMBER, NOT_MEMBER, REFUSED = "added", "removed", "already a member", "not a member", "refused"
+
+
+def membership_outcomes(
+    request: Mapping[str, Any], members: Iterable[str], *, requester: str, known: Callable[[str], bool]
+) -> tuple[list[str], list[str], dict[str, str]]:
+    """The owner's side of a joint feed, office by office: ``(add, remove, outcomes)``,
+    where ``add`` and ``remove`` are what can be applied, and ``outcomes`` says for every
+    office named what became of it (``ADDED``, ``REMOVED``, ``ALREADY_MEMBER``,
+    ``NOT_MEMBER``, or ``REFUSED: why``). One office already a member does not fail the
+    others: what can be applied is."""
+    current = set(members)
+    add: list[str] = []
+    remove: list[str] = []
+    outcomes: dict[str, str] = {}
+    for key, office in [("add", o) for o in request["add"]] + [("remove", o) for o in request["remove"]]:
+        if office in outcomes:
+            outcomes[office] = f"{REFUSED}: named twice (both added and removed)"
+        elif office[:2] != requester[:2]:
+            outcomes[office] = f"{REFUSED}: {requester} may change only {requester[:2]} members"
+        elif key == "add" and office in current:
+            outcomes[office] = ALREADY_MEMBER
+        elif key == "add" and not known(office):
+            outcomes[office] = f"{REFUSED}: {office} is not in the directory (enrol it first)"
+        elif key == "add":
+            outcomes[office] = ADDED
+            add.append(office)
+        elif office not in current:
+            outcomes[office] = NOT_MEMBER
+        else:
+            outcomes[office] = REMOVED
+            remove.append(office)
+    twice = {o for o, outcome in outcomes.items() if outcome.startswith(f"{REFUSED}: named twice")}
+    return [o for o in add if o not in twice], [o for o in remove if o not in twice], outcomes
+
+
+def membership_result(
+    feed: str, request_id: str, outcomes: Mapping[str, str], *, epoch: int | None, requester: str, own: str
+) -> dict[str, Any]:
+    """The owner's answer to a membership request, to the requesting centre: a reply to
+    the request saying what became of each office, and the epoch the change made (None
+    when nothing changed). Its title says it in a line; its body is JSON."""
+    counts: dict[str, int] = {}
+    for outcome in outcomes.values():
+        word = REFUSED if outcome.startswith(REFUSED) else outcome
+        counts[word] = counts.get(word, 0) + 1
+    order = (ADDED, REMOVED, ALREADY_MEMBER, NOT_MEMBER, REFUSED)
+    summary = ", ".join(f"{counts[w]} {w}" for w in order if w in counts) or "nothing to change"
+    return {
+        "to": [requester],
+        "kind": "reply",
+        "in_reply_to": request_id,
+        "precedence": "IMMEDIATE",
+        "tlp": "AMBER",
+        "releasable_to": sorted({requester[:2], own[:2]}),
+        "grading": "A1",
+        "title": f"Feed membership result: {feed}: {summary}"[:200],
+        "body": json.dumps(
+            {"feed": feed, "request": request_id, "epoch": epoch, "outcomes": dict(sorted(outcomes.items()))},
+            separators=(",", ":"),
+            ensure_ascii=False,
+        ),
+        "tags": [MEMBERSHIP_RESULT_TAG],
+    }
+
+
+def parse_membership_result(body: str) -> dict[str, Any]:
+    """``{"feed", "request", "epoch", "outcomes"}`` from a result's body; ValidationError otherwise."""
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
+        raise ValidationError("body", "a membership result's body is JSON: {feed, request, epoch, outcomes}") from None
+    if (
+        not isinstance(data, dict)
+        or set(data) != {"feed", "request", "epoch", "outcomes"}
+        or not isinstance(data["outcomes"], dict)
+        or not all(isinstance(k, str) and isinstance(v, str) for k, v in data["outcomes"].items())
+    ):
+        raise ValidationError("body", "a membership result's body is exactly {feed, request, epoch, outcomes}")
+    return data
+
+
 class NodeFeeds:
     def __init__(
         self,
