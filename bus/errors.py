@@ -43,6 +43,7 @@ label and as the quarantine reason, plus a message a person can act on::
     └── BusError                   talking to NATS failed
         ├── NotConnected           no server reachable right now; the outbox keeps the bulletin
         ├── PublishUnconfirmed     no ack in time: the outcome is unknown, retry with the same id
+        ├── NoStream               JetStream did not answer for a subject: the hub is unreachable or restarting, or no stream stores it
         └── PermissionDenied       the NATS server refused a publish or subscribe
 
 The office node's own refusals (its HTTP API's and CLI's) extend this tree in
@@ -292,6 +293,23 @@ class NotConnected(BusError):
 
 class PublishUnconfirmed(BusError):
     reason = "publish_unconfirmed"
+
+
+class NoStream(BusError):
+    """No JetStream stream answered a publish to the subject (NATS "no responders"). While a
+    hub restarts, or its JetStream is not reachable from a leaf, this is what every publish
+    gets; it means missing streams only if it lasts while the hub is up. The outbox keeps
+    what was posted and retries."""
+
+    reason = "no_stream"
+
+    def __init__(self, subject: str) -> None:
+        super().__init__(
+            f"JetStream did not answer for {subject}: the hub is unreachable or restarting (the outbox keeps what "
+            "was posted and retries); if this lasts while the hub is up, no stream stores the subject: create the "
+            "streams (blo deploy streams)"
+        )
+        self.subject = subject
 
 
 class PermissionDenied(BusError):

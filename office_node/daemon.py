@@ -25,6 +25,19 @@ from office_node.home import NodeHome, load_home_identity
 from office_node.node import OfficeNode
 
 log = logging.getLogger("blo.daemon")
+
+#: What asyncio logs when a TLS server closes the link on us (a removed NATS user, a
+#: restart): noise with no cause in it; the client says what happened in its own words.
+_ASYNCIO_NOISE = ("returning true from eof_received() has no effect when using ssl",)
+
+
+def setup_logging(level: str) -> None:
+    """The node's log: one line per record to stderr, at ``level``, without asyncio's
+    noise (``_ASYNCIO_NOISE``)."""
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("asyncio").addFilter(
+        lambda record: not any(noise in record.getMessage() for noise in _ASYNCIO_NOISE)
+    )
 DRAIN_S = 5.0
 
 

@@ -771,12 +771,12 @@ class OfficeNode:
     def health(self) -> dict[str, Any]:
         """What the page's status bar and an operator's probe read (no secrets, no content)."""
         bus = getattr(self, "bus", None)
-        connected = bus is not None and bus.connected
         return {
             "status": "ok",
             "office": self.office,
             "role": self.config.role,
-            "nats": "connected" if connected else "disconnected",
+            # connected | stalled | credentials_refused | disconnected (BusNode.link)
+            "nats": bus.link if bus is not None else "disconnected",
             "outbox_depth": bus.outbox.depth() if bus is not None and bus.outbox is not None else 0,
             "version": VERSION,
         }

@@ -2092,3 +2092,19 @@ async def test_a_feed_this_node_cannot_post_to_offers_no_write(page, centre):
     await open_centre(page, base, "feeds")
     await expect(page.locator("#feeds-body tr")).to_have_count(2)
     assert await page.locator("#feeds-body tr").nth(1).locator(".feed-intel").count() == 0
+
+
+@pytest.mark.parametrize(
+    ("link", "shown", "cls"),
+    [
+        ("stalled", "stalled: the server does not answer", "dot stalled"),
+        ("credentials_refused", "credentials refused: ask the operator", "dot down"),
+        ("disconnected", "disconnected", "dot down"),
+    ],
+)
+async def test_the_status_bar_says_a_frozen_server_or_refused_credentials_not_connected(page, stub, link, shown, cls):
+    node, base = stub
+    node.nats = link
+    await login(page, base)
+    await expect(page.locator("#st-nats")).to_have_text(shown)
+    assert await page.locator("#st-nats").get_attribute("class") == cls

@@ -36,8 +36,8 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, DiscardPolicy, StorageType, StreamConfig
 
-from bus.errors import BusError, ConfigError, NotConnected, PermissionDenied, PublishUnconfirmed
-from bus.transport.fast_batch import FastBatch, parse_reply_subject
+from bus.errors import BusError, ConfigError, NoStream, NotConnected, PermissionDenied, PublishUnconfirmed
+from bus.transport.fast_batch import NO_STREAM, FastBatch, parse_reply_subject
 from bus.transport.subjects import ConsumerSpec, StreamSpec
 
 log = logging.getLogger("blo.bus.client")
@@ -52,6 +52,9 @@ _LINK_DOWN = (
     nats.errors.NoServersError,
 )
 _VIOLATION = re.compile(r'permissions violation for (publish|subscription) to "?([^"\s]+)"?', re.IGNORECASE)
+#: What a server says when it does not accept this node's credentials (nkey, creds, user
+#: removed or expired).
+_REFUSED = re.compile(r"authorization violation|authentication (expired|revoked|timeout)|user authentication", re.IGNORECASE)
 # What must not appear in a subject or header value written straight to the protocol.
 _UNSAFE = re.compile(r"[\s\x00]")
 # How long a reported violation explains a later timeout on the same subject.
@@ -73,6 +76,11 @@ class ClientConfig:
     connect_timeout_s: float = 2.0
     reconnect_wait_s: float = 0.5
     publish_timeout_s: float = 5.0
+    #: How often a connected client asks the server for a PONG (``BusClient.stalled``), and
+    #: how long it waits: a server frozen (SIGSTOP, a hung VM) keeps the TCP link open and
+    #: answers nothing, which only this notices before nats-py's own pings (minutes).
+    liveness_every_s: float = 5.0
+    liveness_timeout_s: float = 3.0
     # Deployment on restricted users (deploy/, DEPLOY.md): each office's NATS user may
     # subscribe only below its own inbox prefix (``_INBOX.<OFFICE>``), and a node behind
     # its office leaf node reaches the hub's streams in the hub's JetStream domain.
@@ -305,7 +313,7 @@ _PLAIN_ACK = re.compile(rb'\{"stream":"([A-Za-z0-9_-]+)",(?:"domain":"[A-Za-z0-9
 def _ack_of(msg: Msg, subject: str, msg_id: str) -> Ack | BusError:
     """JetStream's reply to a publish, as an Ack or the BusError it states."""
     if msg.headers and msg.headers.get("Status") == "503":  # no responders: no stream has the subject
-        return BusError(f"no stream stores {subject}: create the streams (see schemas/SUBJECTS.md)")
+        return NoStream(subject)
     plain = _PLAIN_ACK.fullmatch(msg.data)
     if plain is not None:
         return Ack(plain.group(1).decode(), int(plain.group(2)), plain.group(3) is not None)
@@ -324,6 +332,8 @@ def _batch_result(batch: FastBatch, seq: int, subject: str, msg_id: str) -> Ack 
     """What ``batch`` says of its message ``seq``, or None where it says nothing."""
     if batch.unsupported:  # answered as a single publish, or not at all
         answer = batch.plain.get(seq)
+        if answer == NO_STREAM:
+            return NoStream(subject)
         if isinstance(answer, str):
             return BusError(f"JetStream refused {msg_id} on {subject}: {answer}")
         return None if answer is None else Ack(*answer)
@@ -359,6 +369,11 @@ class BusClient:
         self._batching = True
         self._unbatched: set[str] = set()
         self.last_error: str | None = None
+        #: The server did not answer the last liveness probe in time (see ``stalled``).
+        self._stalled = False
+        self._liveness_task: asyncio.Task[None] | None = None
+        #: The server refused this node's credentials (the last time it said anything).
+        self.credentials_refused = False
 
     # -- connection ------------------------------------------------------------------
 
@@ -388,13 +403,52 @@ class BusClient:
             raise
         except Exception as exc:  # nats-py gives up only on errors retrying cannot fix
             self.last_error = f"cannot connect to {', '.join(c.urls)}: {exc}"
+            if _REFUSED.search(str(exc)):
+                self.credentials_refused = True
+                self.last_error = (
+                    f"this node's NATS credentials were refused by {', '.join(c.urls)} ({exc}): the operator removed "
+                    "or changed its NATS user, or its seed or creds file is not the one the server knows"
+                )
             log.error("%s", self.last_error)
             self._emit("error", self.last_error)
             return
         self._nc = nc
         self._js = nc.jetstream(timeout=c.publish_timeout_s, domain=c.jetstream_domain)
+        self.credentials_refused = False
         self._up.set()
         self._emit("connected", nc.connected_url.netloc if nc.connected_url else "")
+        self._liveness_task = asyncio.create_task(self._watch_liveness(), name="blo-bus-liveness")
+
+    async def _watch_liveness(self) -> None:
+        """Ask the server for a PONG every ``liveness_every_s`` while connected: no answer
+        within ``liveness_timeout_s`` makes the link ``stalled`` (said once, and once when it
+        answers again), however long the TCP connection stays open."""
+        c = self.config
+        while True:
+            await asyncio.sleep(c.liveness_every_s)
+            nc = self._nc
+            if nc is None or not nc.is_connected:
+                continue
+            try:
+                await asyncio.wait_for(nc.flush(timeout=c.liveness_timeout_s), c.liveness_timeout_s + 0.5)
+                answered = True
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a timeout, or the link dropping meanwhile (then: disconnected)
+                answered = False
+            if answered and self._stalled:
+                self._stalled = False
+                log.warning("the NATS server answers again")
+                self._emit("resumed", "")
+            elif not answered and not self._stalled and nc.is_connected:
+                self._stalled = True
+                log.warning("the NATS server does not answer (stalled for %.0f s); the outbox keeps what is posted", c.liveness_timeout_s)
+                self._emit("stalled", f"no answer from the server in {c.liveness_timeout_s:.0f} s")
+
+    @property
+    def stalled(self) -> bool:
+        """Connected, but the server did not answer the last liveness probe in time."""
+        return self.connected and self._stalled
 
     def _emit(self, event: str, detail: str) -> None:
         if self._listener is not None:
@@ -412,6 +466,15 @@ class BusClient:
             self._emit("permission_denied", text)
             return
         self.last_error = text or type(exc).__name__
+        if _REFUSED.search(text):
+            self.credentials_refused = True
+            self.last_error = (
+                f"this node's NATS credentials were refused by the server ({text}): the operator removed or changed "
+                "its NATS user, or its seed or creds file is not the one the server knows (blo deploy nats-auth)"
+            )
+            log.error("%s", self.last_error)
+            self._emit("credentials_refused", self.last_error)
+            return
         log.debug("NATS error: %r", exc)
         self._emit("error", self.last_error)
 
@@ -443,6 +506,11 @@ class BusClient:
 
     async def close(self) -> None:
         """Flush what is buffered and close. Safe to call twice."""
+        if self._liveness_task is not None:
+            self._liveness_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._liveness_task
+            self._liveness_task = None
         if self._connect_task is not None and not self._connect_task.done():
             self._connect_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -524,7 +592,7 @@ class BusClient:
         except nats.errors.TimeoutError as exc:
             raise self._timeout_error(subject, msg_id, started, timeout) from exc
         except nats.js.errors.NoStreamResponseError as exc:
-            raise BusError(f"no stream stores {subject}: create the streams (see schemas/SUBJECTS.md)") from exc
+            raise NoStream(subject) from exc
         except nats.js.errors.APIError as exc:
             raise BusError(f"JetStream refused {msg_id} on {subject}: {exc.description or exc}") from exc
         except _LINK_DOWN as exc:

@@ -230,6 +230,17 @@ class BusNode:
         return self.core.client is not None and self.core.client.connected
 
     @property
+    def link(self) -> str:
+        """The link as an operator should read it: ``connected``; ``stalled`` (connected,
+        but the server answers nothing: frozen, or a link that only looks up);
+        ``credentials_refused`` (the server will not take this node's NATS user);
+        ``disconnected``."""
+        client = self.core.client
+        if client is None or not client.connected:
+            return "credentials_refused" if client is not None and client.credentials_refused else "disconnected"
+        return "stalled" if client.stalled else "connected"
+
+    @property
     def sealer(self) -> FastSealer:
         return self.sender.sealer
 

@@ -22,7 +22,7 @@ from typing import Any
 from bus.bulletin import Bulletin
 from bus.envelope import RECIPIENT_FEED, FeedRecipient, OfficeRecipient, Recipient, read_routing
 from bus.envelope_fast import FastOpener, FastSealer
-from bus.errors import BusError, PermissionDenied, RecipientKeyInvalid, ValidationError
+from bus.errors import BusError, NoStream, PermissionDenied, RecipientKeyInvalid, ValidationError
 from bus.receipt import ACKNOWLEDGED, MAX_RECEIPT_IDS, READ, sign_receipt
 from bus.transport import subjects as sj
 from bus.transport.client import Ack, BusClient
@@ -355,7 +355,7 @@ class Sender:
             if failed:
                 self.core.outbox.note_failures([(p.key, str(r)) for p, r in failed])
                 first = failed[0][1]
-                if isinstance(first, BusError) and "no stream stores" in first.message:
+                if isinstance(first, NoStream):  # a hub restarting, or streams missing: look again
                     self.core.streams_missing()
                 log.warning("%d of %d sends failed (%s); retrying", len(failed), len(batch), first)
                 await asyncio.sleep(opts.retry_delay_s)  # the failed copies wait this long to be tried again

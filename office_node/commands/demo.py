@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import signal
 from pathlib import Path
 
 import click
 
 from office_node.cli import cli
-from office_node.daemon import run
+from office_node.daemon import run, setup_logging
 from office_node.demo import DemoPorts, run_demo
 
 
@@ -22,7 +21,7 @@ from office_node.demo import DemoPorts, run_demo
               help="First of six HTTP ports; NATS listens on 14222 + (base-port - 8181).")  # fmt: skip
 def demo(root: Path, fresh: bool, base_port: int) -> None:
     """Run a pilot network: NATS, TH and LA centres, two cross-border office pairs."""
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging("warning")
     ports = DemoPorts(nats=14222 + (base_port - 8181), http_base=base_port)
 
     async def main() -> None:

@@ -8,13 +8,12 @@ An empty ``[nats] urls`` runs the node's own nats-server on 127.0.0.1 in its dat
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import click
 
 from office_node.cli import cli
-from office_node.daemon import Daemon, load_node, run, serve_until_stopped
+from office_node.daemon import Daemon, load_node, run, serve_until_stopped, setup_logging
 from office_node.home import NodeHome
 
 
@@ -35,7 +34,7 @@ def node_group() -> None:
 @click.pass_context
 def node_run(ctx: click.Context, config_path: Path | None, log_level: str) -> None:
     """Run the node: bus, HTTP API and web page, until SIGTERM or Ctrl-C."""
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(log_level)
     home = NodeHome(config_path.resolve().parent if config_path else ctx.obj["home"])
     if config_path is not None and config_path.name != "node.toml":
         raise click.UsageError("--config must name a node.toml file in a node home (its folder holds keys/ and data/)")

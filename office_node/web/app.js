@@ -15,7 +15,8 @@
  * API contract this page relies on (JSON; errors are 4xx {"error":{"code","message"}}).
  * Times are integers, ms since the epoch UTC; the page shows them in local time.
  *
- *   GET  /health  -> {status, office, role, nats:"connected"|"disconnected", outbox_depth}
+ *   GET  /health  -> {status, office, role, nats:"connected"|"stalled"|"credentials_refused"|"disconnected",
+ *                     outbox_depth}
  *   GET  /api/me  -> {user:{username, display_name, role}, office, role, csrf_token}
  *                    401 => the page shows the login form. If office/role are missing
  *                    they are taken from /health.
@@ -202,6 +203,10 @@ const FIELD_WORDS = {
   expiry: N_("expiry"), holder: N_("holder"), plate: N_("plate"), make: N_("make"), model: N_("model"),
   colour: N_("colour"), vin: N_("VIN"), imo: N_("IMO number"), mmsi: N_("MMSI"), flag: N_("flag"),
   lat: N_("latitude"), lon: N_("longitude"), note: N_("note"),
+};
+const LINK_WORDS = {
+  connected: N_("connected"), disconnected: N_("disconnected"), stalled: N_("stalled: the server does not answer"),
+  credentials_refused: N_("credentials refused: ask the operator"),
 };
 const RECEIPT_WORDS = {
   queued: N_("queued"), sent: N_("sent"), delivered: N_("delivered"), read: N_("read"), acknowledged: N_("acknowledged"),
@@ -548,7 +553,7 @@ const state = {
   eventsHadError: false,
   healthTimer: null,
   loggedIn: false,
-  nats: null, // "connected" | "disconnected", from /health
+  nats: null, // "connected" | "disconnected" (or stalled, credentials refused: down all the same), from /health
   checkSeq: 0, // answers to an older check (or one the officer has since edited) are dropped
   hits: [],
   hitsUnseen: 0,
@@ -2478,8 +2483,9 @@ async function refreshHealth() {
     const h = await api("GET", "/health");
     state.nats = h.nats === "connected" ? "connected" : "disconnected";
     const nats = $("st-nats");
-    nats.textContent = h.nats === "connected" ? _("connected") : _("disconnected");
-    nats.className = `dot ${h.nats === "connected" ? "up" : "down"}`;
+    // Stalled: the server holds the link open and answers nothing (frozen): not "connected".
+    nats.textContent = word(LINK_WORDS, Object.hasOwn(LINK_WORDS, h.nats) ? h.nats : "disconnected");
+    nats.className = `dot ${h.nats === "connected" ? "up" : h.nats === "stalled" ? "stalled" : "down"}`;
     $("st-outbox").textContent = String(h.outbox_depth ?? "?");
   } catch (e) {
     const nats = $("st-nats");
