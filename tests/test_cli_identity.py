@@ -191,7 +191,8 @@ def test_rotate_keeps_the_old_encryption_key_and_the_centre_enrols_the_new_one(t
     h = NodeHome(office)
     ok(blo(centre, "directory", "enroll", str(h.request_path), "--region", "mekong"))
     old = load_identity(h.identity_path, None)
-    ok(blo(office, "keys", "rotate"))
+    rotated = ok(blo(office, "keys", "rotate"))
+    assert "still signs with the old key: restart it" in rotated  # not applied live: said so
     new = load_identity(h.identity_path, None)
     assert new.signing.kid != old.signing.kid and new.old_box == (old.box,)
     assert read_request(h.request_path.read_bytes()).previous_sign_kid == old.signing.kid

@@ -200,6 +200,12 @@ def keys_rotate(ctx: click.Context) -> None:
         f"  give {home.request_path} to the centre; until it enrols the new key, bulletins signed with it "
         "wait in the receivers' quarantine"
     )
+    # The running node read its keys when it started and keeps them: the key file changed
+    # under it, so it must start again to sign with the new key.
+    click.echo(
+        "  a node running from this home still signs with the old key: restart it (stop `blo node run`, start it "
+        "again) once the centre has enrolled the new key"
+    )
 
 
 @keys.command("passwd")
