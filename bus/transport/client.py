@@ -52,6 +52,18 @@ _LINK_DOWN = (
     nats.errors.NoServersError,
 )
 _VIOLATION = re.compile(r'permissions violation for (publish|subscription) to "?([^"\s]+)"?', re.IGNORECASE)
+#: How long a liveness probe's PING may wait for its PONG before nats-py gives up on it
+#: (the watch judges much sooner, without cancelling it: see ``_watch_liveness``).
+_PROBE_PATIENCE_S = 3600
+
+
+def _retrieve(future: asyncio.Future[None]) -> None:
+    """A probe's outcome, read so that a failed one (the link dropped) is not reported as
+    an exception never retrieved."""
+    if not future.cancelled():
+        future.exception()
+
+
 #: What a server says when it does not accept this node's credentials (nkey, creds, user
 #: removed or expired).
 _REFUSED = re.compile(r"authorization violation|authentication (expired|revoked|timeout)|user authentication", re.IGNORECASE)
@@ -420,30 +432,44 @@ class BusClient:
         self._liveness_task = asyncio.create_task(self._watch_liveness(), name="blo-bus-liveness")
 
     async def _watch_liveness(self) -> None:
-        """Ask the server for a PONG every ``liveness_every_s`` while connected: no answer
-        within ``liveness_timeout_s`` makes the link ``stalled`` (said once, and once when it
-        answers again), however long the TCP connection stays open."""
+        """Probe the server while connected: a PING whose PONG has not come back within
+        ``liveness_timeout_s``, with nothing else heard from the server meanwhile, makes
+        the link ``stalled`` (said once, and once when it answers again), however long
+        the TCP connection stays open.
+
+        The probe is never cancelled: nats-py's own ``flush(timeout)`` cancels its PONG
+        future on a timeout and then fails on the late PONG (an InvalidStateError in its
+        reader, which drops the connection), so the probe waits as long as it takes and
+        the watch only looks at how long that is. On a slow link with a backlog the PONG
+        queues behind the data, but the acks keep coming (``stats["in_msgs"]``): not stalled.
+        """
         c = self.config
-        while True:
-            await asyncio.sleep(c.liveness_every_s)
-            nc = self._nc
-            if nc is None or not nc.is_connected:
-                continue
-            try:
-                await asyncio.wait_for(nc.flush(timeout=c.liveness_timeout_s), c.liveness_timeout_s + 0.5)
-                answered = True
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # a timeout, or the link dropping meanwhile (then: disconnected)
-                answered = False
-            if answered and self._stalled:
-                self._stalled = False
-                log.warning("the NATS server answers again")
-                self._emit("resumed", "")
-            elif not answered and not self._stalled and nc.is_connected:
-                self._stalled = True
-                log.warning("the NATS server does not answer (stalled for %.0f s); the outbox keeps what is posted", c.liveness_timeout_s)
-                self._emit("stalled", f"no answer from the server in {c.liveness_timeout_s:.0f} s")
+        probe: asyncio.Future[None] | None = None
+        sent_at, heard = 0.0, 0
+        try:
+            while True:
+                await asyncio.sleep(c.liveness_every_s)
+                nc = self._nc
+                if nc is None or not nc.is_connected:
+                    continue
+                if probe is None or probe.done():
+                    if probe is not None and self._stalled and probe.exception() is None:
+                        self._stalled = False
+                        log.warning("the NATS server answers again")
+                        self._emit("resumed", "")
+                    probe = asyncio.ensure_future(nc.flush(timeout=_PROBE_PATIENCE_S))
+                    probe.add_done_callback(_retrieve)
+                    sent_at, heard = time.monotonic(), nc.stats["in_msgs"]
+                    continue
+                if nc.stats["in_msgs"] != heard:  # the server is talking: busy, not frozen
+                    sent_at, heard = time.monotonic(), nc.stats["in_msgs"]
+                elif not self._stalled and time.monotonic() - sent_at > c.liveness_timeout_s:
+                    self._stalled = True
+                    log.warning("the NATS server does not answer (stalled); the outbox keeps what is posted")
+                    self._emit("stalled", f"no answer from the server in {c.liveness_timeout_s:.0f} s")
+        finally:
+            if probe is not None and not probe.done():
+                probe.cancel()
 
     @property
     def stalled(self) -> bool:

@@ -28,6 +28,7 @@ from bus.transport import subjects as sj
 from bus.transport.client import Ack, BusClient
 from bus.transport.node_core import Core, Posted, StateChange
 from bus.transport.outbox import BulletinStatus, Delivery, Queued
+from bus.transport.pacing import Pacer, take
 
 log = logging.getLogger("blo.bus.node")
 
@@ -54,6 +55,7 @@ class Sender:
         self._held_at_post: dict[str, dict[int, str]] = {}
         self._review_lock = asyncio.Lock()
         self._depth_at = 0.0  # when the pump last counted the outbox for the depth gauge
+        self.pacer = Pacer()
 
     def _recipients(
         self, offices: Iterable[str], feeds: Iterable[str], now: int, waiting: dict[str, str] | None = None
@@ -279,7 +281,9 @@ class Sender:
     async def run(self) -> None:
         """The pump: publish what the outbox hands out, FLASH first. Up to ``_WINDOWS_IN_FLIGHT``
         windows are on the wire at once, so the server always has the next one while the
-        acks of the last come back; a copy leaves the queue only on its ack."""
+        acks of the last come back, and no more bytes than the pacer allows (pacing.py: what
+        keeps the link busy and no more, so a FLASH posted now does not queue behind a slow
+        link's minutes of backlog); a copy leaves the queue only on its ack."""
         assert self.core.outbox is not None
         opts = self.options
         inflight: set[int] = set()  # keys of the copies published, ack not yet seen
@@ -296,11 +300,13 @@ class Sender:
                     log.warning("bus not ready: %s", exc)
                     await asyncio.sleep(opts.retry_delay_s)
                     continue
-                if len(rounds) >= _WINDOWS_IN_FLIGHT:
+                room = self.pacer.room()
+                if len(rounds) >= _WINDOWS_IN_FLIGHT or (rounds and room <= 0):
                     await asyncio.wait(rounds, return_when=asyncio.FIRST_COMPLETED)
                     continue
                 self.core.wake.clear()
                 batch = self.core.outbox.next_batch(opts.pump_window, exclude=inflight)
+                batch = batch[: take([len(p.payload) for p in batch], room, nothing_in_flight=not rounds)]
                 if not batch:
                     woken = asyncio.ensure_future(self.core.wake.wait())
                     try:
@@ -326,6 +332,8 @@ class Sender:
         """Publish one window; mark the acked copies sent, leave the others queued."""
         assert self.core.outbox is not None
         opts = self.options
+        nbytes, acked, started = sum(len(p.payload) for p in batch), 0, time.monotonic()
+        self.pacer.sent(nbytes)
         try:
             try:
                 results: list[Ack | BusError] = await client.publish_batch(
@@ -340,6 +348,7 @@ class Sender:
             for p, r in zip(batch, results, strict=True):
                 if type(r) is Ack:
                     sent.append(p)
+                    acked += len(p.payload)
                     if p.kind == "bulletin":
                         per_rank[p.rank] += 1
                 else:
@@ -365,5 +374,6 @@ class Sender:
                 self._depth_at = time.monotonic()
                 self.metrics.outbox_depth.set(self.core.outbox.depth())
         finally:
+            self.pacer.done(nbytes, acked, started, time.monotonic())
             inflight.difference_update(p.key for p in batch)
             self.core.wake.set()  # the pump looks again: those left queued go in a later window
