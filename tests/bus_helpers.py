@@ -100,7 +100,7 @@ def make_node(
     **options: Any,
 ) -> BusNode:
     config = ClientConfig(urls=(url,), publish_timeout_s=2.0, reconnect_wait_s=0.2) if url else None
-    opts = NodeOptions(feeds=feeds, fetch_wait_s=0.5, retry_delay_s=0.2, **options)
+    opts = NodeOptions(feeds=feeds, **{"fetch_wait_s": 0.5, "retry_delay_s": 0.2, **options})
     return BusNode(
         who,
         book,

@@ -33,10 +33,23 @@ def test_on_a_64_kbit_link_a_flash_waits_behind_about_a_quarter_second_of_queue_
     assert (budget - in_flight_on_the_line) / 8_000 < 2 * QUEUE_S + 1.0
 
 
-def test_on_loopback_the_budget_grows_to_megabytes_after_one_window() -> None:
+def test_on_loopback_the_budget_grows_to_megabytes_within_a_fraction_of_a_second() -> None:
     pacer = Pacer()
-    drive(pacer, 200e6, 0.0005, 1, 512 * 1600)
+    drive(pacer, 200e6, 0.0005, 100, 512 * 1600)  # 100 windows: about 0.45 s
     assert pacer.budget() > 8 * 1024 * 1024
+
+
+def test_acks_of_several_windows_coming_back_together_do_not_inflate_the_rate() -> None:
+    """Four windows of 1.4 KB acked a millisecond apart on an 8 KB/s link: measured over a
+    span, the rate stays the link's, not 1.4 KB per millisecond."""
+    pacer = Pacer()
+    now = 0.0
+    for _ in range(30):
+        for k in range(4):
+            pacer.sent(1_400)
+            pacer.done(1_400, 1_400, now, now + 0.7 + k * 0.001)
+        now += 4 * 1_400 / 8_000
+    assert pacer.budget() < 20_000
 
 
 def test_failed_windows_teach_nothing_and_free_their_bytes() -> None:

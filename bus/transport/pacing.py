@@ -15,9 +15,13 @@ most ``budget()`` bytes unacknowledged:
 acks come back, and is about what a FLASH waits behind. Both figures are measured from
 the acks (TCP's BBR estimates the same two): the round trip as the shortest time from a
 window's sending to its last ack over the last ``WINDOW_S``; the delivery rate as the
-largest of the recent ack-clocked samples (a window's bytes over the time since the
-previous window's acks came back, or since it was sent if later). On loopback the budget
-grows to megabytes after one window and limits nothing.
+largest, over the same time, of the bytes acknowledged in a span of at least two round
+trips (``RATE_SPAN_S`` at the least) divided by that span. A span, not one
+window: acks of several windows can come back together, and a window's bytes over the
+few milliseconds between two of them would overstate the link a hundredfold. While the
+budget limits the pump, the budget exceeds what is in flight by ``QUEUE_S`` of the rate,
+so the rate it measures can grow until the link is full. On loopback the budget grows to
+megabytes within a fraction of a second and limits nothing.
 """
 
 from __future__ import annotations
@@ -30,6 +34,9 @@ QUEUE_S = 0.25
 MIN_BYTES = 8 * 1024
 #: The ceiling: more in flight than this helps no link (the window counts cap it anyway).
 MAX_BYTES = 64 * 1024 * 1024
+#: The shortest span a delivery rate is measured over (on loopback, where two round trips
+#: are a millisecond: the budget is then megabytes within a few windows).
+RATE_SPAN_S = 0.002
 #: How long a measurement counts (a link's speed changes: a modem re-trains, a VSAT fades).
 WINDOW_S = 30.0
 
@@ -42,7 +49,8 @@ class Pacer:
         self.in_flight = 0  # bytes sent, not yet acknowledged (or given up on)
         self._rtts: deque[tuple[float, float]] = deque()  # (when measured, round trip s)
         self._rates: deque[tuple[float, float]] = deque()  # (when measured, bytes per s)
-        self._last_acked: float | None = None  # when the previous window's acks completed
+        self._delivered: deque[tuple[float, int]] = deque()  # (when, bytes acknowledged so far)
+        self._total = 0
 
     def room(self) -> int:
         """Bytes that may go on the wire now (may be zero or negative: wait for acks)."""
@@ -63,12 +71,20 @@ class Pacer:
         """The window of ``nbytes`` sent at ``sent_at`` is settled at ``now``: ``acked`` of
         its bytes were acknowledged (the others failed and stay queued)."""
         self.in_flight = max(0, self.in_flight - nbytes)
-        if acked > 0 and now > sent_at:
-            start = sent_at if self._last_acked is None else max(sent_at, self._last_acked)
-            self._add(self._rtts, now, now - sent_at)
-            if now > start:
-                self._add(self._rates, now, acked / (now - start))
-            self._last_acked = now
+        if acked <= 0 or now <= sent_at:
+            return
+        self._add(self._rtts, now, now - sent_at)
+        if not self._delivered:  # the first ack: deliveries are counted from the first sending
+            self._delivered.append((sent_at, 0))
+        self._total += acked
+        self._delivered.append((now, self._total))
+        span = max(RATE_SPAN_S, 2 * min(r for _, r in self._rtts))
+        # the latest record at least ``span`` before now: the rate over that span
+        while len(self._delivered) > 2 and now - self._delivered[1][0] >= span:
+            self._delivered.popleft()
+        then, before = self._delivered[0]
+        if now - then >= span:
+            self._add(self._rates, now, (self._total - before) / (now - then))
 
     def _add(self, samples: deque[tuple[float, float]], now: float, value: float) -> None:
         samples.append((now, value))
@@ -79,7 +95,7 @@ class Pacer:
 def take(sizes: list[int], room: int, *, nothing_in_flight: bool) -> int:
     """How many of the next messages (their sizes, in the order they go) fit in ``room``:
     at least one when nothing is in flight (a message larger than the whole budget still
-    goes, alone), else only what fits."""
+    goes, alone), else only what fits (possibly none: wait for acks)."""
     total = n = 0
     for size in sizes:
         if total + size > room and (n > 0 or not nothing_in_flight):

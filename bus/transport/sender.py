@@ -300,13 +300,20 @@ class Sender:
                     log.warning("bus not ready: %s", exc)
                     await asyncio.sleep(opts.retry_delay_s)
                     continue
-                room = self.pacer.room()
+                # A window is at most a quarter of the pacer's budget, so that several are on
+                # the wire at once (one serialised while the last one's acks come back) and
+                # each window's acks time the link closely.
+                room = min(self.pacer.room(), self.pacer.budget() // _WINDOWS_IN_FLIGHT)
                 if len(rounds) >= _WINDOWS_IN_FLIGHT or (rounds and room <= 0):
                     await asyncio.wait(rounds, return_when=asyncio.FIRST_COMPLETED)
                     continue
                 self.core.wake.clear()
                 batch = self.core.outbox.next_batch(opts.pump_window, exclude=inflight)
-                batch = batch[: take([len(p.payload) for p in batch], room, nothing_in_flight=not rounds)]
+                fits = take([len(p.payload) for p in batch], room, nothing_in_flight=not rounds)
+                if batch and not fits:  # the next message does not fit beside those in flight
+                    await asyncio.wait(rounds, return_when=asyncio.FIRST_COMPLETED)
+                    continue
+                batch = batch[:fits]
                 if not batch:
                     woken = asyncio.ensure_future(self.core.wake.wait())
                     try:
