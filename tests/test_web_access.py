@@ -133,11 +133,15 @@ async def tab_to(page: Page, selector: str, *, limit: int = 80, back: bool = Fal
 async def choose(page: Page, selector: str, value: str) -> None:
     """Tab to a select and move through its options with the arrow keys to ``value``."""
     await tab_to(page, selector)
+    await choose_here(page, selector, value)
+
+
+async def choose_here(page: Page, selector: str, value: str) -> None:
+    """Move the focused select to ``value`` with the arrow keys."""
     values = await page.eval_on_selector(selector, "s => [...s.options].map((o) => o.value)")
-    here = values.index(await page.input_value(selector))
-    there = values.index(value)
-    for _ in range(abs(there - here)):
-        await page.keyboard.press("ArrowDown" if there > here else "ArrowUp")
+    steps = values.index(value) - values.index(await page.input_value(selector))
+    for _ in range(abs(steps)):
+        await page.keyboard.press("ArrowDown" if steps > 0 else "ArrowUp")
     assert await page.input_value(selector) == value
 
 
@@ -230,15 +234,6 @@ async def test_a_check_is_run_and_its_answer_read_with_the_keyboard_alone(shared
             page_log(page).assert_clean(base)
         finally:
             await page.context.close()
-
-
-async def choose_here(page: Page, selector: str, value: str) -> None:
-    """Move the focused select to ``value`` with the arrow keys."""
-    values = await page.eval_on_selector(selector, "s => [...s.options].map((o) => o.value)")
-    steps = values.index(value) - values.index(await page.input_value(selector))
-    for _ in range(abs(steps)):
-        await page.keyboard.press("ArrowDown" if steps > 0 else "ArrowUp")
-    assert await page.input_value(selector) == value
 
 
 # -- contrast -----------------------------------------------------------------------------------
