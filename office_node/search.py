@@ -19,8 +19,13 @@ dropped, repeated letters collapsed: ``Somchai``, ``Somchay``, ``สมชาย
 give ``smc``. A word typed in Latin letters is matched by its key against every word
 (another romanisation of the name, or its native script); a word typed in Thai or Lao
 script only against the words written in Latin letters (within one native script the
-words as written are what count). And only when the whole query has at least three
-consonant sounds, so short words do not match half the corpus. The text is also
+words as written are what count). A key is matched from the start of a word written in
+Latin letters, which are spaced (``ມະນຸດ``, key ``mnt``, is not found inside
+"concealment"), and anywhere in a Thai or Lao run, which is written without spaces (a
+name is often inside one: ``นายสมชาย``). And only when the whole query has at least three
+consonant sounds, so short words do not match half the corpus. Sound-alike words still
+meet (``บรรทุก``, to load, and "Bridges" are both ``bltk``...): the price of finding a
+name whichever way it was spelt. The text is also
 kept *folded* (transliterated, lower case, with its vowels), so ``Nguyen`` finds
 ``Nguyễn`` and ``Phnom`` finds the Khmer spelling's romanisation.
 """

@@ -29,6 +29,7 @@ import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -52,6 +53,10 @@ DEFAULT_VIEWPORT = (1280, 720)
 # fails in seconds instead of hanging the suite.
 DEFAULT_TIMEOUT_MS = 10_000
 INSTALL_HINT = "`make test` installs it (apt-get install chromium; pip install playwright)"
+#: Where browser tests keep what a person looks at after the run (screenshots): the
+#: directory named by $BLO_TEST_ARTIFACTS (a CI job can collect it), or else test-artifacts/
+#: at the top of the repository, which git ignores. Overwritten by each run.
+ARTIFACTS = Path(os.environ.get("BLO_TEST_ARTIFACTS") or Path(__file__).resolve().parent.parent / "test-artifacts")
 
 NewPage = Callable[..., Awaitable["Page"]]
 
@@ -118,6 +123,13 @@ def _attach_log(page: Page) -> PageLog:
     page.on("response", on_response)
     _logs[page] = log
     return log
+
+
+def artifacts_dir(name: str) -> Path:
+    """``ARTIFACTS/name``, created: one directory per kind of artefact (e.g. "small-screen")."""
+    path = ARTIFACTS / name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def _require_chromium() -> None:

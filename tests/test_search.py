@@ -20,6 +20,7 @@ from bus.keys import PeerBook
 from bus.testing import DeterministicRng
 from office_node import search, views
 from office_node.db import open_database
+from office_node.samples import sample_bulletins, sample_to_bulletin
 from office_node.store import Store
 from tests.helpers import NOW, bulletin, identity
 
@@ -35,10 +36,10 @@ def store(tmp_path):
     db.close()
 
 
-def receive(store: Store, b, *, to=SVK, via_feed: bool = False) -> None:
+def receive(store: Store, b, *, to=SVK, via_feed: bool = False, book: PeerBook = BOOK) -> None:
     recipients = [FeedRecipient(FEED, 1, FEED_KEY)] if via_feed else [OfficeRecipient(to.public())]
     sealed = Sealer(identity(b.sender)).seal(b, recipients, now_ms=b.created, rng=DeterministicRng(b.id))
-    opener = Opener.for_identity(to, BOOK, feed_keys={(FEED, 1): FEED_KEY} if via_feed else None)
+    opener = Opener.for_identity(to, book, feed_keys={(FEED, 1): FEED_KEY} if via_feed else None)
     opened = opener.open(sealed, witnessed_at=b.created + 1_000)
     assert store.save_received(opened, sealed=sealed, received_at=b.created + 500, feed=None)
     return opened
@@ -167,6 +168,7 @@ HELD_OUT = [
     ("P-0847-211", {TIMBER_LA}),
     ("p 0847 211", {TIMBER_LA}),
     ("701234", {TIMBER_TH}),
+    ("70 1234", {TIMBER_TH}),
     # phrases and OR
     ('"Somchai Jaidee"', {WANTED_EN, DRUGS_TH}),
     ('"Jaidee Somchai"', set()),
@@ -184,6 +186,68 @@ HELD_OUT = [
 @pytest.mark.parametrize(("text", "expected"), HELD_OUT, ids=[q for q, _ in HELD_OUT])
 def test_held_out_queries_find_exactly_their_bulletins(corpus, text, expected):
     assert found(corpus, text) == expected
+
+
+# -- the shipped sample bulletins (office_node/data), one per country and a centre's ---------
+
+SAMPLES = sample_bulletins()
+SAMPLE_BOOK = PeerBook([identity(s["from"]).public() for s in SAMPLES] + [TAK.public()])
+TH, LA, KH, MM, VN, CENTRE = (s["from"] for s in SAMPLES)
+
+
+@pytest.fixture
+def samples(store):
+    for i, sample in enumerate(SAMPLES):
+        b = sample_to_bulletin(sample, now_ms=NOW + i * 1000, rng=DeterministicRng(f"sample{i}"))
+        receive(store, b, to=TAK, book=SAMPLE_BOOK)
+    return store
+
+
+SAMPLES_HELD_OUT = [
+    # Thai, whole words and parts of the unspaced runs they are written in
+    ("ยาบ้า", {TH}),
+    ("หนังสือเดินทาง", {TH}),
+    ("มิตรภาพ", {TH}),  # in ด่านสะพานมิตรภาพ
+    ("รถบรรทุก", {TH}),  # in รถบรรทุกสินค้า
+    ("ซุกซ่อน", {TH}),
+    # Lao, whole words and parts of words
+    ("ລັກລອບ", {LA}),
+    ("ຜູ້ຕ້ອງສົງໄສ", {LA}),
+    ("ມະນຸດ", {LA}),  # in ຄ້າມະນຸດ; its key (mnt) is inside "concealment", which is not a match
+    ("ສົງໄສ", {LA}),  # its key (sns) is inside "crossings", which is not a match
+    ("ມິດຕະພາບ", {LA}),
+    # the suspect's name, written in Latin letters in the Lao bulletin: typed in Lao script,
+    # whole or its first syllables, and in other romanisations
+    ("ສຸກສະຫວັນ", {LA}),
+    ("ສຸກສະຫວັນ ພົມມະຈັນ", {LA}),
+    ("ສຸກສະ", {LA}),
+    ("Souksavan", {LA}),
+    ("Phommachan", {LA}),
+    # document numbers, plates and phones, however they are spaced or dashed
+    ("P0847211", {TH}),
+    ("P 0847 211", {TH}),
+    ("p-0847211", {TH}),
+    ("70 1234", {TH}),
+    ("701234", {TH}),
+    ("2A 5678", {KH}),
+    ("2a-5678", {KH}),
+    ("C-123-4567", {VN}),
+    ("C 1234567", {VN}),
+    ("959123456789", {MM}),
+    ("+95-9-123-456-789", {MM}),
+    # Vietnamese with or without its accents
+    ("hộ chiếu", {VN}),
+    ("Lao Bao", {VN}),
+    # Khmer and Burmese as written
+    ("ច្រកព្រំដែន", {KH}),
+    ("မူးယစ်ဆေးဝါး", {MM}),
+    ("ไม่มีคำนี้", set()),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), SAMPLES_HELD_OUT, ids=[q for q, _ in SAMPLES_HELD_OUT])
+def test_held_out_queries_find_exactly_their_sample_bulletins(samples, text, expected):
+    assert {b.sender for b in samples.search(text)} == expected
 
 
 def test_a_short_latin_word_does_not_match_thai_text_by_its_key(corpus):

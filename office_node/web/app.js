@@ -1666,7 +1666,7 @@ function renderCheckResult(result, sent) {
     ? el("p", { class: "warn" }, _("The link to the bus is down: lookouts sent since it dropped have not reached this node yet. Check again when it is back."))
     : null;
   const section = (heading, note, items, id, cls) => el("section", { class: "check-section" },
-    el("h3", {}, heading), note ? el("p", { class: "muted note" }, note) : null,
+    el("h2", {}, heading), note ? el("p", { class: "muted note" }, note) : null,
     el("ul", { id, class: `match-list ${cls}` }, items.map(matchItem)));
   setChildren($("check-result"), verdict, provenance, linkDown,
     n ? section(_("Active lookouts ({n})", { n }), null, matches, "check-matches", "matches") : null,
