@@ -32,13 +32,7 @@ from office_node import views
 from office_node.accounts import Principal
 from office_node.compose import Draft, draft_from_request
 from office_node.errors import Forbidden
-from office_node.feeds import (
-    REFUSED,
-    membership_outcomes,
-    membership_request,
-    membership_result,
-    parse_membership_request,
-)
+from office_node.feeds import membership_request, parse_membership_request
 from office_node.store import BulletinQuery
 from office_node.triage import DISSEMINATED, KEEP, MAX_PAGE, Drafts
 
@@ -298,50 +292,31 @@ class Centre:
         return {"name": feed, "requested_from": record.owner, "request_id": sent["id"], "add": add, "remove": remove}
 
     async def apply_membership_request(self, b: Bulletin) -> None:
-        """The owner's side of a joint feed: another country's centre changes its members.
-        What can be applied is, office by office (one already a member fails nothing
-        else), and the requesting centre is told what became of each office
-        (``membership_result``, a signed reply to its request)."""
+        """The owner's side of a joint feed: another country's centre changes its members."""
         owner = self.node.feeds.owner
         sender = self.node.directory.record(b.sender)
-        issue, feed, named = None, "?", ["*"]
         try:
             request = parse_membership_request(b)
-            feed, named = request["feed"], [*request["add"], *request["remove"]] or ["*"]
             if sender is None or sender.role != "centre":
                 raise Forbidden(f"{b.sender} is not a centre; only centres change feed members", reason="not_centre")
-            if owner is None or feed not in owner.feeds():
-                raise NotFound(f"{self.node.office} does not own a feed {feed!r}")
-            add, remove, outcomes = membership_outcomes(
-                request, self.node.feed_members(feed), requester=b.sender,
-                known=lambda office: self.node.directory.record(office) is not None,
-            )  # fmt: skip
-            if add or remove:
-                issue = await self.node.feeds.change_members(feed, add=add, remove=remove)
+            if owner is None or request["feed"] not in owner.feeds():
+                raise NotFound(f"{self.node.office} does not own a feed {request['feed']!r}")
+            for office in (*request["add"], *request["remove"]):
+                if office[:2] != b.sender[:2]:
+                    raise Forbidden(f"{b.sender} may change only {b.sender[:2]} members, not {office}", reason="other_country")
+            issue = await self.node.feeds.change_members(request["feed"], add=request["add"], remove=request["remove"])
         except BloError as exc:
             log.warning("membership request %s from %s refused: %s", b.id, b.sender, exc.message)
             self.node.audit.append(
                 f"centre:{b.sender}", actions.BULLETIN_REFUSED, target=b.id,
                 details={"rule": exc.reason, "attempted": actions.FEED_MEMBERS}, now_ms=self.node.clock(),
             )  # fmt: skip
-            if sender is not None and sender.role == "centre":  # a centre is told why; anyone else is not answered
-                await self._answer_membership(b, feed, dict.fromkeys(named, f"{REFUSED}: {exc.message}"), None)
             return
         self.node.audit.append(
-            f"centre:{b.sender}", actions.FEED_MEMBERS, target=feed,
-            details={"add": add, "remove": remove, "outcomes": outcomes, "request": b.id,
-                     "epoch": issue.epoch if issue is not None else None},
+            f"centre:{b.sender}", actions.FEED_MEMBERS, target=issue.feed,
+            details={"add": request["add"], "remove": request["remove"], "epoch": issue.epoch, "request": b.id},
             now_ms=self.node.clock(),
         )  # fmt: skip
-        await self._answer_membership(b, feed, outcomes, issue.epoch if issue is not None else None)
-
-    async def _answer_membership(self, b: Bulletin, feed: str, outcomes: dict[str, str], epoch: int | None) -> None:
-        request = membership_result(feed, b.id, outcomes, epoch=epoch, requester=b.sender, own=self.node.office)
-        try:
-            draft = draft_from_request(request, office=self.node.office, now_ms=self.node.clock(), rng=self.node.rng)
-            await self.node.send_draft(f"node:{self.node.office}", draft, actions.FEED_MEMBERS)
-        except BloError as exc:  # the change stands; only the answer is lost, and the audit log has it
-            log.warning("the answer to membership request %s could not be sent to %s: %s", b.id, b.sender, exc.message)
 
     async def rotate_feed(self, principal: Principal, feed: str) -> dict[str, Any]:
         self._require_centre("rotates feed keys")

@@ -3,20 +3,16 @@ forwarding with provenance, handling refusals, triage, joint feeds, the network 
 
 from __future__ import annotations
 
-import asyncio
 import re
 import time
 from pathlib import Path
 
 import nats.js.errors
 import pytest
-from click.testing import CliRunner
 
 from bus import errors
 from bus.transport.server import NatsServer
 from office_node.accounts import Accounts
-from office_node.cli import cli
-from office_node.feeds import membership_outcomes, parse_membership_result
 from office_node.network import NodeSpec
 from tests.node_helpers import api, build, bulletin_request, eventually, running
 
@@ -260,49 +256,6 @@ async def test_on_a_joint_feed_each_centre_manages_only_its_own_country(network)
             assert status == 422 and refused["error"]["code"] == "not_releasable"
         entries = nodes["TH-TCCC"].node.audit.entries(limit=50)
         assert any(e.actor == "centre:LA-TCCC" and e.action == "feed.members" for e in entries)
-
-
-async def test_a_joint_feed_request_naming_a_member_already_in_applies_the_rest_and_answers_per_office(network) -> None:
-    """One office already a member used to fail the whole request, and only the owner's log
-    said why: now what can be applied is, and the requesting centre is told office by
-    office, in a signed reply to its request (its page lists it; `blo feed add` prints it)."""
-    async with running(network, "TH-TCCC", "LA-TCCC", "LA-SVK") as nodes:
-        la_token = analyst_token(nodes["LA-TCCC"])
-        async with api(nodes["TH-TCCC"], analyst_token(nodes["TH-TCCC"])) as th, api(nodes["LA-TCCC"], la_token) as la:
-            await th.post("/api/feeds", {"name": JOINT, "members": ["TH-MUK", "LA-SVK"], "scope": ["TH", "LA"]})
-            await eventually(lambda: _epoch(la, JOINT), 15, "the joint feed's record at LA-TCCC")
-            status, asked = await la.post(f"/api/feeds/{JOINT}/members", {"add": ["LA-SVK", "LA-TCCC"]})
-            assert status == 200 and asked["requested_from"] == "TH-TCCC"
-
-            async def answer() -> list[dict]:
-                _, page = await la.get("/api/bulletins", params={"in_reply_to": asked["request_id"]})
-                return page["items"]
-
-            (reply,) = await eventually(answer, 20, "TH-TCCC's answer at LA-TCCC")
-            assert reply["from"] == "TH-TCCC" and "1 added, 1 already a member" in reply["title"]
-            _, detail = await la.get(f"/api/bulletins/{reply['id']}")
-            result = parse_membership_result(detail["bulletin"]["body"])
-            assert result["outcomes"] == {"LA-SVK": "already a member", "LA-TCCC": "added"} and result["epoch"] == 2
-            assert (await _feed(th, JOINT))["members"] == ["LA-SVK", "LA-TCCC", "TH-MUK"]
-            # The CLI waits for the answer and prints it office by office; nothing to change, no epoch.
-            args = ["feed", "add", JOINT, "LA-SVK", "--wait", "20", "--url", nodes["LA-TCCC"].url, "--token", la_token]
-            done = await asyncio.to_thread(CliRunner().invoke, cli, args)  # the command runs its own event loop
-            assert done.exit_code == 0, done.output
-            assert "requested from TH-TCCC" in done.output and "  LA-SVK: already a member" in done.output
-            assert "epoch" not in done.output.split("LA-SVK: already a member")[1]
-
-
-def test_membership_outcomes_apply_what_can_be_applied_and_say_why_not_for_the_rest() -> None:
-    request = {"feed": JOINT, "add": ["LA-SVK", "LA-THK", "TH-NKP", "LA-XXX"], "remove": ["LA-PAK", "LA-HXY", "LA-THK"]}
-    add, remove, outcomes = membership_outcomes(
-        request, ["LA-SVK", "LA-HXY", "TH-MUK"], requester="LA-TCCC", known=lambda office: office != "LA-XXX"
-    )
-    assert (add, remove) == ([], ["LA-HXY"])
-    assert outcomes["LA-SVK"] == "already a member" and outcomes["LA-HXY"] == "removed"
-    assert outcomes["LA-PAK"] == "not a member"
-    assert outcomes["TH-NKP"].startswith("refused: LA-TCCC may change only LA members")
-    assert outcomes["LA-XXX"].startswith("refused: LA-XXX is not in the directory")
-    assert outcomes["LA-THK"].startswith("refused: named twice")  # added and removed at once: neither
 
 
 async def test_a_stopped_office_shows_as_silent_on_the_network_view(network) -> None:

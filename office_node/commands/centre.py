@@ -20,14 +20,12 @@ post rights there are the owner's to give.
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 import click
 
 from office_node.cli import cli
 from office_node.commands.api_calls import call, json_option, token_option, url_option, when
-from office_node.feeds import MEMBERSHIP_RESULT_TAG, parse_membership_result
 from office_node.triage import STATES
 
 
@@ -91,87 +89,39 @@ def feed_create(
 
 
 def _members(
-    ctx: click.Context,
-    name: str,
-    key: str,
-    offices: tuple[str, ...],
-    url: str | None,
-    token: str | None,
-    post: bool = False,
-    wait: float = 0.0,
+    ctx: click.Context, name: str, key: str, offices: tuple[str, ...], url: str | None, token: str | None, post: bool = False
 ) -> None:
     body: dict[str, Any] = {key: list(offices)}
     if post:
         body["post"] = True
     answer = call(ctx, url, token, "POST", f"/api/feeds/{name}/members", body)
-    if "requested_from" not in answer:
+    if "requested_from" in answer:
+        click.echo(f"requested from {answer['requested_from']} (it owns {name}): {key} {', '.join(offices)}")
+    else:
         _print_feed(answer)
-        return
-    owner = answer["requested_from"]
-    click.echo(f"requested from {owner} (it owns {name}): {key} {', '.join(offices)}")
-    result = _membership_answer(ctx, url, token, answer["request_id"], wait)
-    if result is None:
-        click.echo(
-            f"no answer from {owner} yet: it comes as a reply to request {answer['request_id']} "
-            "(shown on the page's feed; or wait longer with --wait)"
-        )
-        return
-    for office, outcome in result["outcomes"].items():
-        click.echo(f"  {office}: {outcome}")
-    if result["epoch"] is not None:
-        click.echo(f"{name} is at epoch {result['epoch']} (a fresh key)")
-
-
-def _membership_answer(
-    ctx: click.Context, url: str | None, token: str | None, request_id: str, wait: float
-) -> dict[str, Any] | None:
-    """The owner's answer to membership request ``request_id`` (``membership_result``), once
-    it has arrived here, waiting up to ``wait`` seconds; None if it has not."""
-    deadline = time.monotonic() + wait
-    while True:
-        found = call(ctx, url, token, "GET", "/api/bulletins", in_reply_to=request_id, direction="received")["items"]
-        for item in found:
-            detail = call(ctx, url, token, "GET", f"/api/bulletins/{item['id']}")
-            if MEMBERSHIP_RESULT_TAG in (detail["bulletin"].get("tags") or []):
-                return parse_membership_result(detail["bulletin"]["body"])
-        if time.monotonic() >= deadline:
-            return None
-        time.sleep(0.5)
-
-
-_wait_option = click.option(
-    "--wait", type=click.FloatRange(min=0), default=30.0, show_default=True, metavar="SECONDS",
-    help="On a joint feed another centre owns: how long to wait for its answer.",
-)
 
 
 @feed_group.command("add")
 @click.argument("name")
 @click.argument("offices", nargs=-1, required=True)
 @click.option("--post", is_flag=True, help="The added members may post to the feed too.")
-@_wait_option
 @url_option
 @token_option
 @click.pass_context
-def feed_add(
-    ctx: click.Context, name: str, offices: tuple[str, ...], post: bool, wait: float, url: str | None, token: str | None
-) -> None:
-    """Add members; they read from the new epoch on (and post, with --post). On a joint
-    feed another centre owns, the change is asked of it, and its answer (office by office:
-    added, already a member, refused and why) is printed when it comes within --wait."""
-    _members(ctx, name, "add", offices, url, token, post=post, wait=wait)
+def feed_add(ctx: click.Context, name: str, offices: tuple[str, ...], post: bool, url: str | None, token: str | None) -> None:
+    """Add members; they read from the new epoch on (and post, with --post)."""
+    _members(ctx, name, "add", offices, url, token, post=post)
 
 
 @feed_group.command("remove")
 @click.argument("name")
 @click.argument("offices", nargs=-1, required=True)
-@_wait_option
 @url_option
 @token_option
 @click.pass_context
-def feed_remove(ctx: click.Context, name: str, offices: tuple[str, ...], wait: float, url: str | None, token: str | None) -> None:
-    """Remove members; they read nothing sent after. On a joint feed, as for add."""
-    _members(ctx, name, "remove", offices, url, token, wait=wait)
+def feed_remove(ctx: click.Context, name: str, offices: tuple[str, ...], url: str | None, token: str | None) -> None:
+    """Remove members; they read nothing sent after."""
+    _members(ctx, name, "remove", offices, url, token)
 
 
 @feed_group.command("writers")
