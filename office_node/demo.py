@@ -167,17 +167,12 @@ def _supervisor_token(daemon: Daemon) -> str:
 
 async def seed_feed(daemons: dict[str, Daemon], *, timeout: float = 20.0) -> None:
     """The regional feed, set up as two real centres would: TH-TCCC creates the joint
-    feed with its offices and the Lao centre (a member that may post: the feed is both
-    countries'), LA-TCCC asks it to add the Lao offices, then TH-TCCC writes the first
-    strategic assessment to it."""
+    feed with its offices, LA-TCCC asks it to add the Lao offices, then TH-TCCC writes
+    the first strategic assessment to it."""
     th, la = daemons["TH-TCCC"], daemons["LA-TCCC"]
     assert th.url and la.url
     async with NodeClient(th.url, _supervisor_token(th)) as thc, NodeClient(la.url, _supervisor_token(la)) as lac:
-        await thc.request(
-            "POST",
-            "/api/feeds",
-            body={"name": FEED, "members": ["TH-MUK", "TH-NKP", "LA-TCCC"], "writers": ["LA-TCCC"], "scope": ["TH", "LA"]},
-        )
+        await thc.request("POST", "/api/feeds", body={"name": FEED, "members": ["TH-MUK", "TH-NKP"], "scope": ["TH", "LA"]})
 
         async def until(check: Callable[[], Any]) -> None:
             async def loop() -> None:
@@ -188,14 +183,14 @@ async def seed_feed(daemons: dict[str, Daemon], *, timeout: float = 20.0) -> Non
 
         async def la_sees_it() -> bool:
             feeds = (await lac.get("/api/feeds"))["feeds"]
-            return any(f["name"] == FEED and f["epoch"] and f["have_key"] for f in feeds)
+            return any(f["name"] == FEED and f["epoch"] for f in feeds)
 
         await until(la_sees_it)
         await lac.request("POST", f"/api/feeds/{FEED}/members", body={"add": ["LA-SVK", "LA-THK"]})
 
         async def joined() -> bool:
             feeds = (await thc.get("/api/feeds"))["feeds"]
-            return any(f["name"] == FEED and len(f["members"]) == 5 for f in feeds)
+            return any(f["name"] == FEED and len(f["members"]) == 4 for f in feeds)
 
         await until(joined)
         await thc.post_bulletin(INTEL)

@@ -2193,9 +2193,6 @@ function feedRow(feed) {
   const members = Array.isArray(feed.members) ? feed.members.map(String) : [];
   const writers = Array.isArray(feed.writers) ? feed.writers.map(String) : [];
   const ungranted = Array.isArray(feed.ungranted) ? feed.ungranted.map(String) : [];
-  // Writing to a feed takes its current key and post rights (its owner, or a writer):
-  // a node without them is not offered what its bus would refuse.
-  const canWrite = feed.have_key === true && (feed.owned_here === true || writers.includes(String(state.office)));
   const addInput = el("input", {
     class: "feed-add-input", "aria-label": _("Office to add to {feed}", { feed: name }), placeholder: "TH-NKP", maxlength: "16",
     autocomplete: "off", spellcheck: "false", disabled: !changeable,
@@ -2234,7 +2231,7 @@ function feedRow(feed) {
         ? el("button", { type: "button", class: "feed-rotate", disabled: !allowed, title: _("A fresh key for the feed (a new epoch)"),
           onclick: () => rotateFeed(name) }, _("New key"))
         : null,
-      canWrite ? el("button", { type: "button", class: "feed-intel", onclick: () => startIntelligence(name) }, _("Write")) : null));
+      el("button", { type: "button", class: "feed-intel", onclick: () => startIntelligence(name) }, _("Write"))));
   tr.dataset.feed = name;
   return tr;
 }
