@@ -167,8 +167,9 @@ def _supervisor_token(daemon: Daemon) -> str:
 
 async def seed_feed(daemons: dict[str, Daemon], *, timeout: float = 20.0) -> None:
     """The regional feed, set up as two real centres would: TH-TCCC creates the joint
-    feed with its offices, LA-TCCC asks it to add the Lao offices, then TH-TCCC writes
-    the first strategic assessment to it."""
+    feed with its offices, LA-TCCC asks it to add the Lao offices and itself (a centre
+    that does not own a feed reads it only as a member), TH-TCCC lets LA-TCCC post to it,
+    then writes the first strategic assessment to it."""
     th, la = daemons["TH-TCCC"], daemons["LA-TCCC"]
     assert th.url and la.url
     async with NodeClient(th.url, _supervisor_token(th)) as thc, NodeClient(la.url, _supervisor_token(la)) as lac:
@@ -186,13 +187,20 @@ async def seed_feed(daemons: dict[str, Daemon], *, timeout: float = 20.0) -> Non
             return any(f["name"] == FEED and f["epoch"] for f in feeds)
 
         await until(la_sees_it)
-        await lac.request("POST", f"/api/feeds/{FEED}/members", body={"add": ["LA-SVK", "LA-THK"]})
+        await lac.request("POST", f"/api/feeds/{FEED}/members", body={"add": ["LA-TCCC", "LA-SVK", "LA-THK"]})
 
         async def joined() -> bool:
             feeds = (await thc.get("/api/feeds"))["feeds"]
-            return any(f["name"] == FEED and len(f["members"]) == 4 for f in feeds)
+            return any(f["name"] == FEED and len(f["members"]) == 5 for f in feeds)
 
         await until(joined)
+        await thc.request("POST", f"/api/feeds/{FEED}/writers", body={"add": ["LA-TCCC"]})
+
+        async def la_may_post() -> bool:
+            feeds = (await lac.get("/api/feeds"))["feeds"]
+            return any(f["name"] == FEED and "LA-TCCC" in f["writers"] and f["have_key"] for f in feeds)
+
+        await until(la_may_post)
         await thc.post_bulletin(INTEL)
 
 

@@ -86,3 +86,43 @@ async def test_the_demo_runs_six_nodes_whose_sample_bulletins_travel_and_survive
             assert [i["id"] for i in page["items"]] == seen["LA-SVK"]  # kept, and not posted again
 
     await _run(root, ports, second)
+
+
+async def test_the_demos_joint_feed_is_read_and_written_by_both_centres(tmp_path: Path) -> None:
+    """In `make run` the regional feed is joint: LA-TCCC holds its key, sees its members,
+    and what it writes to it reaches the offices of both countries."""
+
+    async def check(network: Network, daemons: dict[str, Daemon]) -> None:
+        async with api(daemons["LA-TCCC"], network["LA-TCCC"].token) as la:
+
+            async def la_feed() -> dict | None:
+                _, feeds = await la.get("/api/feeds")
+                found = [f for f in feeds["feeds"] if f["name"] == "mekong-border"]
+                return found[0] if found and found[0]["have_key"] else None
+
+            feed = await eventually(la_feed, 20, "LA-TCCC holding the regional feed's key")
+            assert {"TH-MUK", "TH-NKP", "LA-SVK", "LA-THK", "LA-TCCC"} <= set(feed["members"])
+            assert "LA-TCCC" in feed["writers"] and feed["member_here"] and feed["subscribed"]
+            body = {
+                "to": [], "feed": "mekong-border", "precedence": "ROUTINE", "kind": "strategic_intelligence",
+                "tlp": "GREEN", "releasable_to": ["TH", "LA"], "grading": "B2",
+                "title": "Lao assessment: ferry crossings at Thakhek", "body": "Seen from the Lao bank.",
+            }  # fmt: skip
+            status, sent = await la.post("/api/bulletins", body)
+            assert status == 201, sent
+
+            async def intel_from_la() -> bool:
+                _, page = await la.get("/api/bulletins", params={"feed": "mekong-border"})
+                return any(i["from"] == "TH-TCCC" for i in page["items"])
+
+            await eventually(intel_from_la, 20, "TH-TCCC's assessment read by LA-TCCC")
+        for office in ("TH-MUK", "LA-THK"):
+            async with api(daemons[office], network[office].token) as reader:
+
+                async def arrived() -> bool:
+                    _, page = await reader.get("/api/bulletins", params={"feed": "mekong-border", "sender": "LA-TCCC"})
+                    return bool(page["items"])
+
+                await eventually(arrived, 20, f"LA-TCCC's assessment at {office}")
+
+    await _run(tmp_path / "demo", _free_ports(), check)

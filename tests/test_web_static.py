@@ -1731,6 +1731,9 @@ async def test_post_rights_are_shown_per_member_and_a_supervisor_gives_and_takes
 
 async def test_write_intelligence_opens_compose_with_the_kind_and_the_feed(page, centre):
     node, base = centre
+    joint = node.find_feed("th-la-border")
+    assert joint is not None
+    joint.update(members=["LA-SVK", "TH-MUK", "TH-TCCC"], writers=["TH-TCCC"], member_here=True)  # LA-TCCC lets it post
     await open_centre(page, base, "feeds")
     await page.locator("#feeds-body tr").nth(1).locator(".feed-intel").click()
     await page.locator("#view-compose").wait_for(state="visible")
@@ -2088,3 +2091,23 @@ async def test_the_status_bar_says_a_frozen_server_or_refused_credentials_not_co
     await login(page, base)
     await expect(page.locator("#st-nats")).to_have_text(shown)
     assert await page.locator("#st-nats").get_attribute("class") == cls
+
+
+async def test_write_is_offered_only_on_feeds_this_centre_can_post_to(page, centre):
+    """A joint feed another centre owns, where this centre is no writer or lacks the key,
+    offers no Write (its bulletin could never be sealed); its own feed and a joint feed it
+    may post to with the key held do."""
+    node, base = centre
+    node.feed_list = [
+        feed("th-border", ["TH-MUK", "TH-NKP"], epoch=2),
+        feed("la-only", ["LA-SVK"], owner="LA-TCCC", owned_here=False, have_key=False, epoch=4),
+        feed("th-la-border", ["LA-SVK", "TH-MUK", "TH-TCCC"], owner="LA-TCCC", owned_here=False, member_here=True,
+             writers=["TH-TCCC"], epoch=5),
+        feed("th-la-read", ["LA-SVK", "TH-TCCC"], owner="LA-TCCC", owned_here=False, member_here=True, epoch=2),
+    ]
+    await open_centre(page, base, "feeds")
+    rows = page.locator("#feeds-body tr")
+    await expect(rows).to_have_count(4)
+    writable = await page.locator("#feeds-body tr:has(.feed-intel)").evaluate_all("els => els.map(e => e.dataset.feed)")
+    assert writable == ["th-border", "th-la-border"]
+    await expect(page.locator("#feeds-body tr[data-feed=la-only] .bad-text")).to_have_count(1)  # no key: ✘

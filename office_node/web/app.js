@@ -2193,6 +2193,7 @@ function feedRow(feed) {
   const members = Array.isArray(feed.members) ? feed.members.map(String) : [];
   const writers = Array.isArray(feed.writers) ? feed.writers.map(String) : [];
   const ungranted = Array.isArray(feed.ungranted) ? feed.ungranted.map(String) : [];
+  const mayPost = feed.owned_here === true || (writers.includes(String(state.office)) && feed.have_key === true);
   const addInput = el("input", {
     class: "feed-add-input", "aria-label": _("Office to add to {feed}", { feed: name }), placeholder: "TH-NKP", maxlength: "16",
     autocomplete: "off", spellcheck: "false", disabled: !changeable,
@@ -2231,7 +2232,9 @@ function feedRow(feed) {
         ? el("button", { type: "button", class: "feed-rotate", disabled: !allowed, title: _("A fresh key for the feed (a new epoch)"),
           onclick: () => rotateFeed(name) }, _("New key"))
         : null,
-      el("button", { type: "button", class: "feed-intel", onclick: () => startIntelligence(name) }, _("Write"))));
+      // Offered only where this node can post: its own feed, or one whose owner lets it
+      // post and whose current key it holds (else the bulletin could never be sealed).
+      mayPost ? el("button", { type: "button", class: "feed-intel", onclick: () => startIntelligence(name) }, _("Write")) : null));
   tr.dataset.feed = name;
   return tr;
 }
