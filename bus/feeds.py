@@ -774,12 +774,8 @@ class FeedOwner:
         outsiders = [w for w in chosen_writers if w not in chosen]
         if outsiders:
             raise errors.ValidationError("writers", f"{', '.join(outsiders)} must be members of {feed} to post to it")
-        if owned.scope is not None:
-            for office in chosen:
-                if office[:2] not in owned.scope:
-                    raise errors.ValidationError(
-                        "members", f"{office} is outside the scope of {feed} ({', '.join(owned.scope)})"
-                    )
+        for office in chosen:
+            _check_in_scope(feed, owned, office)
         _check_time("now_ms", now_ms)
         previous = owned.epochs[-1] if owned.epochs else None
         staying = set(previous.record.members) if previous is not None else set()
@@ -847,6 +843,13 @@ class FeedOwner:
             if strict:
                 raise
             return None
+
+    def check_addable(self, feed: str, office: str, keys: RecipientKeys, *, now_ms: int) -> None:
+        """Raise what adding ``office`` to ``feed`` now would raise (outside the feed's
+        scope, no usable keys in the directory), without starting an epoch: a request for
+        several offices is applied for those that pass."""
+        _check_in_scope(feed, self._owned(feed), office)
+        self._peer(keys, office, now_ms, feed, strict=True)
 
     def _owned(self, feed: str) -> _Owned:
         owned = self._feeds.get(feed)
@@ -1022,6 +1025,11 @@ class _Held:
     def grant(self) -> Grant:
         assert isinstance(self.signed.item, Grant)
         return self.signed.item
+
+
+def _check_in_scope(feed: str, owned: _Owned, office: str) -> None:
+    if owned.scope is not None and office[:2] not in owned.scope:
+        raise errors.ValidationError("members", f"{office} is outside the scope of {feed} ({', '.join(owned.scope)})")
 
 
 def _subject(i: EpochRecord | Grant) -> str:

@@ -32,7 +32,12 @@ from office_node import views
 from office_node.accounts import Principal
 from office_node.compose import Draft, draft_from_request
 from office_node.errors import Forbidden
-from office_node.feeds import membership_request, parse_membership_request
+from office_node.feeds import (
+    membership_outcome,
+    membership_request,
+    parse_membership_outcome,
+    parse_membership_request,
+)
 from office_node.store import BulletinQuery
 from office_node.triage import DISSEMINATED, KEEP, MAX_PAGE, Drafts
 
@@ -289,34 +294,79 @@ class Centre:
         request = membership_request(feed, add, remove, owner=record.owner, own=self.node.office)
         draft = draft_from_request(request, office=self.node.office, now_ms=self.node.clock(), rng=self.node.rng)
         sent = await self.node.send_draft(principal.username, draft, actions.FEED_MEMBERS)
+        self.node.feeds.request_sent(feed, sent["id"], owner=record.owner, add=add, remove=remove)
+        self.node.live.publish("feed", {"feed": feed, "epoch": record.epoch, "status": "requested"})
         return {"name": feed, "requested_from": record.owner, "request_id": sent["id"], "add": add, "remove": remove}
 
     async def apply_membership_request(self, b: Bulletin) -> None:
-        """The owner's side of a joint feed: another country's centre changes its members."""
+        """The owner's side of a joint feed: another country's centre changes its members.
+        What can be applied is; the requester is told what became of each office."""
         owner = self.node.feeds.owner
         sender = self.node.directory.record(b.sender)
         try:
             request = parse_membership_request(b)
             if sender is None or sender.role != "centre":
                 raise Forbidden(f"{b.sender} is not a centre; only centres change feed members", reason="not_centre")
-            if owner is None or request["feed"] not in owner.feeds():
-                raise NotFound(f"{self.node.office} does not own a feed {request['feed']!r}")
-            for office in (*request["add"], *request["remove"]):
-                if office[:2] != b.sender[:2]:
-                    raise Forbidden(f"{b.sender} may change only {b.sender[:2]} members, not {office}", reason="other_country")
-            issue = await self.node.feeds.change_members(request["feed"], add=request["add"], remove=request["remove"])
-        except BloError as exc:
-            log.warning("membership request %s from %s refused: %s", b.id, b.sender, exc.message)
-            self.node.audit.append(
-                f"centre:{b.sender}", actions.BULLETIN_REFUSED, target=b.id,
-                details={"rule": exc.reason, "attempted": actions.FEED_MEMBERS}, now_ms=self.node.clock(),
-            )  # fmt: skip
+        except BloError as exc:  # not a centre's well-formed request: nobody to answer
+            self._refuse_request(b, exc)
             return
+        feed = request["feed"]
+        try:
+            if owner is None or feed not in owner.feeds():
+                raise NotFound(f"{self.node.office} does not own a feed {feed!r}")
+            issue, outcomes = await self.node.feeds.apply_request(
+                feed, add=request["add"], remove=request["remove"], country=b.sender[:2]
+            )
+        except BloError as exc:
+            self._refuse_request(b, exc)
+            issue, outcomes = None, [
+                {"office": o, "change": change, "result": "refused", "reason": exc.message[:500]}
+                for change in ("add", "remove") for o in request[change]
+            ]  # fmt: skip
+        epoch = None if issue is None else issue.epoch
+        refused = [o for o in outcomes if o["result"] == "refused"]
+        if refused:
+            log.warning(
+                "membership request %s from %s: %s", b.id, b.sender,
+                "; ".join(f"{o['change']} {o['office']} refused: {o['reason']}" for o in refused),
+            )  # fmt: skip
         self.node.audit.append(
-            f"centre:{b.sender}", actions.FEED_MEMBERS, target=issue.feed,
-            details={"add": request["add"], "remove": request["remove"], "epoch": issue.epoch, "request": b.id},
+            f"centre:{b.sender}", actions.FEED_MEMBERS, target=feed,
+            details={"add": request["add"], "remove": request["remove"], "epoch": epoch, "request": b.id,
+                     "outcomes": outcomes},
             now_ms=self.node.clock(),
         )  # fmt: skip
+        answer = membership_outcome(b, feed, outcomes, epoch)
+        draft = draft_from_request(answer, office=self.node.office, now_ms=self.node.clock(), rng=self.node.rng)
+        try:
+            await self.node.send_draft(f"centre:{b.sender}", draft, actions.FEED_MEMBERS)
+        except BloError as exc:
+            log.error("the outcome of membership request %s could not be sent to %s: %s", b.id, b.sender, exc.message)
+
+    def _refuse_request(self, b: Bulletin, exc: BloError) -> None:
+        log.warning("membership request %s from %s refused: %s", b.id, b.sender, exc.message)
+        self.node.audit.append(
+            f"centre:{b.sender}", actions.BULLETIN_REFUSED, target=b.id,
+            details={"rule": exc.reason, "attempted": actions.FEED_MEMBERS}, now_ms=self.node.clock(),
+        )  # fmt: skip
+
+    def take_membership_outcome(self, b: Bulletin) -> None:
+        """The requesting centre's side: the owner's answer, shown with the feed."""
+        try:
+            outcome = parse_membership_outcome(b)
+        except BloError as exc:
+            log.warning("membership outcome %s from %s refused: %s", b.id, b.sender, exc.message)
+            return
+        entry = self.node.feeds.outcome_received(b.sender, outcome)
+        if entry is None:
+            log.warning("membership outcome %s from %s ignored: %s does not own feed %s", b.id, b.sender, b.sender, outcome["feed"])
+            return
+        refused = [o for o in outcome["outcomes"] if o["result"] == "refused"]
+        (log.warning if refused else log.info)(
+            "%s answered membership request %s on feed %s: %s", b.sender, outcome["request"], outcome["feed"],
+            "; ".join(f"{o['office']} {o['result']}" + (f" ({o['reason']})" if o["reason"] else "") for o in outcome["outcomes"]),
+        )  # fmt: skip
+        self.node.live.publish("feed", {"feed": outcome["feed"], "epoch": outcome["epoch"], "status": "answered"})
 
     async def rotate_feed(self, principal: Principal, feed: str) -> dict[str, Any]:
         self._require_centre("rotates feed keys")

@@ -65,6 +65,12 @@ STATE_FILE = "feeds.state"
 CLOCK_SKEW_MS = 5 * 60_000
 #: The tag of a centre-to-centre membership request for a joint feed (body: JSON).
 MEMBERSHIP_TAG = "feed-membership"
+#: The tag of the owner's answer to one: what became of each office (body: JSON).
+OUTCOME_TAG = "feed-membership-outcome"
+#: What became of one office of a request: ``change`` "add" or "remove", then the result.
+RESULTS = {"add": ("added", "already_member", "refused"), "remove": ("removed", "not_member", "refused")}
+#: The requests (and their outcomes) a centre keeps per feed to show, newest first.
+KEPT_REQUESTS = 10
 
 
 def membership_request(feed: str, add: list[str], remove: list[str], *, owner: str, own: str) -> dict[str, Any]:
@@ -94,6 +100,52 @@ def parse_membership_request(bulletin: Any) -> dict[str, Any]:
     for key in ("add", "remove"):
         if not isinstance(data[key], list) or not all(isinstance(o, str) and is_office_id(o) for o in data[key]):
             raise ValidationError(key, "must be a list of office ids")
+    return data
+
+
+def membership_outcome(request: Any, feed: str, outcomes: list[dict[str, Any]], epoch: int | None) -> dict[str, Any]:
+    """The owner's answer to the membership request ``request`` (a Bulletin): one outcome
+    per office named (``{office, change, result, reason}``; ``reason`` only when refused),
+    and the epoch the applied changes started (None when nothing was applied)."""
+    body = {"feed": feed, "request": request.id, "epoch": epoch, "outcomes": outcomes}
+    return {
+        "to": [request.sender],
+        "in_reply_to": request.id,
+        "kind": "request_for_information",
+        "precedence": "IMMEDIATE",
+        "tlp": "AMBER",
+        "releasable_to": list(request.releasable_to),
+        "grading": "A1",
+        "title": f"Feed membership outcome: {feed}",
+        "body": json.dumps(body, separators=(",", ":"), ensure_ascii=False),
+        "tags": [OUTCOME_TAG],
+    }
+
+
+def parse_membership_outcome(bulletin: Any) -> dict[str, Any]:
+    """``{"feed", "request", "epoch", "outcomes"}`` from an outcome; ValidationError otherwise."""
+    try:
+        data = json.loads(bulletin.body)
+    except (ValueError, RecursionError):
+        raise ValidationError("body", "a membership outcome's body is JSON: {feed, request, epoch, outcomes}") from None
+    if not isinstance(data, dict) or set(data) != {"feed", "request", "epoch", "outcomes"}:
+        raise ValidationError("body", "a membership outcome's body is exactly {feed, request, epoch, outcomes}")
+    if not isinstance(data["feed"], str) or not isinstance(data["request"], str):
+        raise ValidationError("feed", "feed and request are strings")
+    epoch = data["epoch"]
+    if epoch is not None and (not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 1):
+        raise ValidationError("epoch", "is an epoch (an integer from 1) or null")
+    if not isinstance(data["outcomes"], list) or len(data["outcomes"]) > 2 * 2048:
+        raise ValidationError("outcomes", "must be a list of at most 4096 outcomes")
+    for o in data["outcomes"]:
+        if not isinstance(o, dict) or set(o) != {"office", "change", "result", "reason"}:
+            raise ValidationError("outcomes", "each outcome is exactly {office, change, result, reason}")
+        if not isinstance(o["office"], str) or not is_office_id(o["office"]):
+            raise ValidationError("outcomes", "an outcome's office must be an office id")
+        if o["result"] not in RESULTS.get(o["change"], ()):
+            raise ValidationError("outcomes", f"an outcome's change and result must be one of {RESULTS}")
+        if not (o["reason"] is None or (isinstance(o["reason"], str) and len(o["reason"]) <= 500)):
+            raise ValidationError("outcomes", "an outcome's reason is null or a text of at most 500 characters")
     return data
 
 
@@ -133,6 +185,9 @@ class NodeFeeds:
         self.state_path = keys_dir / STATE_FILE
         self.owner: FeedOwner | None = None
         self._unpublished: set[str] = set()
+        #: membership requests this centre sent for feeds others own, and their outcomes
+        #: (per feed, newest first; in memory: the outcome bulletins themselves are stored)
+        self.requests: dict[str, list[dict[str, Any]]] = {}
         self._lock = asyncio.Lock()
         self.keyring.add_listener(self._keyring_changed)
 
@@ -319,6 +374,7 @@ class NodeFeeds:
                     "have_key": bool(epoch and (name, epoch) in self.bus.feed_keys),
                     "since": record.created_at if record is not None else None,
                     "unpublished": name in self._unpublished,
+                    "requests": self.requests.get(name, []),
                 }
             )
         return out
@@ -415,6 +471,67 @@ class NodeFeeds:
             feed, members, self.directory, reason=reason, now_ms=self.clock(), rng=self.rng, writers=writers
         )
         return (await self._apply([issue]))[0]
+
+    async def apply_request(
+        self, feed: str, *, add: Iterable[str], remove: Iterable[str], country: str
+    ) -> tuple[Issue | None, list[dict[str, Any]]]:
+        """Another country's centre asks for changes to its ``country``'s members of
+        ``feed``: each office is judged on its own, what can be applied is, in one epoch,
+        and the outcome of every office named is returned (FEEDS.md 16)."""
+        owner = self._owner()
+        current = owner.members(feed)
+        outcomes: list[dict[str, Any]] = []
+        adding: list[str] = []
+        removing: list[str] = []
+
+        def outcome(office: str, change: str, result: str, reason: str | None = None) -> None:
+            outcomes.append({"office": office, "change": change, "result": result, "reason": reason})
+
+        for change, offices, done, already in (("add", add, adding, "already_member"), ("remove", remove, removing, "not_member")):
+            for office in dict.fromkeys(offices):
+                if office[:2] != country:
+                    outcome(office, change, "refused", f"a {country} centre changes only {country} members")
+                elif (office in current) == (change == "add"):
+                    outcome(office, change, already)
+                elif change == "add":
+                    try:
+                        owner.check_addable(feed, office, self.directory, now_ms=self.clock())
+                    except BloError as exc:
+                        outcome(office, change, "refused", exc.message[:500])
+                    else:
+                        done.append(office)
+                else:
+                    done.append(office)
+        if not adding and not removing:
+            return None, outcomes
+        issue = await self.change_members(feed, add=adding, remove=removing)
+        for office in adding:
+            outcome(office, "add", "added")
+        for office in removing:
+            outcome(office, "remove", "removed")
+        return issue, outcomes
+
+    def request_sent(self, feed: str, request_id: str, *, owner: str, add: list[str], remove: list[str]) -> None:
+        """Remember a membership request this centre sent, to show until and once it is answered."""
+        entry = {"id": request_id, "at": self.clock(), "owner": owner, "add": add, "remove": remove,
+                 "answered_at": None, "epoch": None, "outcomes": []}  # fmt: skip
+        self.requests[feed] = [entry, *self.requests.get(feed, [])][:KEPT_REQUESTS]
+
+    def outcome_received(self, sender: str, outcome: dict[str, Any]) -> dict[str, Any] | None:
+        """Take the owner's answer to one of this centre's requests; None (ignored) when
+        ``sender`` is not the feed's owner as its signed record says."""
+        feed = outcome["feed"]
+        record = self.keyring.record(feed)
+        if record is None or record.owner != sender:
+            return None
+        kept = self.requests.setdefault(feed, [])
+        entry = next((e for e in kept if e["id"] == outcome["request"]), None)
+        if entry is None:  # sent before a restart: kept from the answer alone
+            entry = {"id": outcome["request"], "at": None, "owner": sender, "add": [], "remove": []}
+            kept.insert(0, entry)
+            del kept[KEPT_REQUESTS:]
+        entry.update(answered_at=self.clock(), epoch=outcome["epoch"], outcomes=outcome["outcomes"])
+        return entry
 
     async def change_writers(self, feed: str, *, add: Iterable[str] = (), remove: Iterable[str] = ()) -> Issue:
         """One new epoch (``writers_changed``) in which ``add`` may post and ``remove`` may not."""

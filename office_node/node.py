@@ -58,7 +58,7 @@ from office_node.centre import Centre
 from office_node.compose import Draft, draft_from_request, recipients_of, reply_request
 from office_node.config import NodeConfig
 from office_node.db import Database, open_database
-from office_node.feeds import MEMBERSHIP_TAG, NodeFeeds
+from office_node.feeds import MEMBERSHIP_TAG, OUTCOME_TAG, NodeFeeds
 from office_node.flash import FlashAcks, FlashTimers, FlashWatch, Notice
 from office_node.heartbeats import Heartbeats
 from office_node.home import NodeHome, node_paths
@@ -388,6 +388,8 @@ class OfficeNode:
                 self.live.publish("triage", {"id": b.id, "state": "new"})
             if self.config.role == "centre" and MEMBERSHIP_TAG in b.tags:
                 await self.centre.apply_membership_request(b)
+            if self.config.role == "centre" and OUTCOME_TAG in b.tags:
+                self.centre.take_membership_outcome(b)
             await self._hits(opened.bulletin, self.lookouts.add(opened.bulletin, now), now)
 
     async def _hits(self, bulletin: Bulletin, hits: list[Hit], now: int) -> None:

@@ -3,6 +3,7 @@ forwarding with provenance, handling refusals, triage, joint feeds, the network 
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from pathlib import Path
@@ -56,6 +57,10 @@ def intel(**fields):
 async def _feed(client, name: str) -> dict:
     _, body = await client.get("/api/feeds")
     return next((f for f in body["feeds"] if f["name"] == name), {})
+
+
+async def _has_members(client, name: str, count: int) -> bool:
+    return len((await _feed(client, name)).get("members") or []) == count
 
 
 async def _epoch(client, name: str) -> int | None:
@@ -374,3 +379,45 @@ async def test_an_office_added_to_a_feed_reads_it_from_its_joining_and_stops_whe
             await tccc.post("/api/bulletins", intel(title="after TH-NKP rejoined"))
             await eventually(lambda: _received(nkp, "after TH-NKP rejoined"), 15, "the bulletin after the new joining")
             assert await _received(nkp, "after TH-NKP left") == [] and bus.quarantine.counts() == {}
+
+
+async def test_a_joint_feed_request_applies_what_it_can_and_the_requester_sees_each_offices_outcome(network) -> None:
+    """LA-TCCC asks for an office already a member, one that can join and one unknown: the
+    one that can join joins, and LA-TCCC's CLI prints what became of each (exit 1: one refused)."""
+    from click.testing import CliRunner
+
+    from office_node.cli import cli
+
+    async with running(network, "TH-TCCC", "LA-TCCC", "TH-MUK", "LA-SVK") as nodes:
+        la_token = analyst_token(nodes["LA-TCCC"])
+        async with api(nodes["TH-TCCC"], analyst_token(nodes["TH-TCCC"])) as th, api(nodes["LA-TCCC"], la_token) as la:
+            status, _ = await th.post("/api/feeds", {"name": JOINT, "members": ["TH-MUK"], "scope": ["TH", "LA"]})
+            assert status == 201
+            await eventually(lambda: _epoch(la, JOINT), 15, "the joint feed's record at LA-TCCC")
+            status, _ = await la.post(f"/api/feeds/{JOINT}/members", {"add": ["LA-SVK"]})
+            assert status == 200
+            await eventually(lambda: _has_members(th, JOINT, 2), 20, "LA-SVK on the joint feed")
+
+            args = ["--home", str(network["LA-TCCC"].home.root), "feed", "add", JOINT, "LA-SVK", "LA-TCCC", "LA-GHOST",
+                    "--url", nodes["LA-TCCC"].url, "--token", la_token]  # fmt: skip
+            result = await asyncio.to_thread(CliRunner().invoke, cli, args, catch_exceptions=False)
+            assert result.exit_code == 1, result.output
+            lines = result.output.splitlines()
+            assert any(re.fullmatch(r"\s*LA-SVK\s+add\s+already a member", line) for line in lines), result.output
+            assert any(re.fullmatch(r"\s*LA-TCCC\s+add\s+added", line) for line in lines), result.output
+            assert any(re.match(r"\s*LA-GHOST\s+add\s+refused: .*LA-GHOST", line) for line in lines), result.output
+            assert (await _feed(th, JOINT))["members"] == ["LA-SVK", "LA-TCCC", "TH-MUK"]
+            (latest, *_) = (await _feed(la, JOINT))["requests"]
+            assert {o["office"]: o["result"] for o in latest["outcomes"]} == {
+                "LA-SVK": "already_member", "LA-TCCC": "added", "LA-GHOST": "refused"}  # fmt: skip
+
+            # Everything refused: nothing changes, and the requester is still told.
+            status, asked = await la.post(f"/api/feeds/{JOINT}/members", {"remove": ["LA-GHOST"]})
+            assert status == 200
+
+            async def answered() -> dict | None:
+                found = [r for r in (await _feed(la, JOINT))["requests"] if r["id"] == asked["request_id"]]
+                return found[0] if found and found[0]["answered_at"] else None
+
+            entry = await eventually(answered, 20, "the owner's answer to the removal")
+            assert entry["epoch"] is None and entry["outcomes"][0]["result"] == "not_member"

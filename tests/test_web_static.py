@@ -2111,3 +2111,30 @@ async def test_write_is_offered_only_on_feeds_this_centre_can_post_to(page, cent
     writable = await page.locator("#feeds-body tr:has(.feed-intel)").evaluate_all("els => els.map(e => e.dataset.feed)")
     assert writable == ["th-border", "th-la-border"]
     await expect(page.locator("#feeds-body tr[data-feed=la-only] .bad-text")).to_have_count(1)  # no key: ✘
+
+
+async def test_a_joint_feed_shows_what_its_owner_did_with_each_office_of_the_last_request(page, centre):
+    node, base = centre
+    joint = node.find_feed("th-la-border")
+    assert joint is not None
+    joint.update(requests=[{
+        "id": "req2", "at": NOW, "owner": "LA-TCCC", "add": ["TH-MUK", "TH-NKP", "TH-XYZ"], "remove": [],
+        "answered_at": NOW + 5, "epoch": 6, "outcomes": [
+            {"office": "TH-MUK", "change": "add", "result": "already_member", "reason": None},
+            {"office": "TH-XYZ", "change": "add", "result": "refused",
+             "reason": "cannot grant feed th-la-border to TH-XYZ: no current keys in the directory"},
+            {"office": "TH-NKP", "change": "add", "result": "added", "reason": None}]}])  # fmt: skip
+    await open_centre(page, base, "feeds")
+    outcome = page.locator("#feeds-body tr[data-feed=th-la-border] .feed-request")
+    await expect(outcome).to_contain_text("Last request to LA-TCCC:")
+    await expect(outcome.locator("li[data-office=TH-MUK]")).to_have_text("TH-MUK (+): already a member")
+    await expect(outcome.locator("li[data-office=TH-NKP]")).to_have_text("TH-NKP (+): added")
+    await expect(outcome.locator("li[data-office=TH-XYZ]")).to_have_text(
+        "TH-XYZ (+): refused — cannot grant feed th-la-border to TH-XYZ: no current keys in the directory")
+    await expect(outcome.locator("li[data-office=TH-XYZ]")).to_have_class("bad-text")
+    joint.update(requests=[{"id": "req3", "at": NOW, "owner": "LA-TCCC", "add": ["TH-NKP"], "remove": [],
+                            "answered_at": None, "epoch": None, "outcomes": []}])  # fmt: skip
+    await page.reload()
+    await open_centre(page, base, "feeds")
+    await expect(page.locator("#feeds-body tr[data-feed=th-la-border] .feed-request")).to_have_text(
+        "Last request to LA-TCCC: no answer yet")

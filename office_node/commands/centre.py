@@ -20,6 +20,7 @@ post rights there are the owner's to give.
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import click
@@ -61,6 +62,12 @@ def feed_list(ctx: click.Context, url: str | None, token: str | None, as_json: b
         click.echo("no feeds")
     for f in feeds:
         _print_feed(f)
+        for entry in (f.get("requests") or [])[:1]:  # the latest request this centre sent its owner
+            if entry.get("answered_at") is None:
+                click.echo(f"  request {entry['id']} to {entry['owner']}: no answer yet")
+            else:
+                click.echo(f"  request {entry['id']} answered by {entry['owner']}:")
+                _print_outcomes(entry)
 
 
 @feed_group.command("create")
@@ -88,40 +95,83 @@ def feed_create(
     _print_feed(call(ctx, url, token, "POST", "/api/feeds", body))
 
 
+def _print_outcomes(entry: dict[str, Any]) -> None:
+    """What the owning centre did with each office of a membership request."""
+    for o in entry.get("outcomes") or []:
+        words = {"added": "added", "removed": "removed", "already_member": "already a member",
+                 "not_member": "not a member", "refused": "refused"}.get(o["result"], o["result"])  # fmt: skip
+        click.echo(f"  {o['office']:<12} {o['change']:<7} {words}" + (f": {o['reason']}" if o.get("reason") else ""))
+
+
+def _answer(ctx: click.Context, url: str | None, token: str | None, name: str, request_id: str, wait: float) -> dict[str, Any] | None:
+    """The owner's answer to request ``request_id``, waited for up to ``wait`` seconds."""
+    deadline = time.monotonic() + wait
+    while True:
+        feeds = call(ctx, url, token, "GET", "/api/feeds")["feeds"]
+        feed = next((f for f in feeds if f["name"] == name), {})
+        entry = next((r for r in feed.get("requests") or [] if r["id"] == request_id), None)
+        if entry is not None and entry.get("answered_at") is not None:
+            return entry
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(0.5)
+
+
 def _members(
-    ctx: click.Context, name: str, key: str, offices: tuple[str, ...], url: str | None, token: str | None, post: bool = False
-) -> None:
+    ctx: click.Context, name: str, key: str, offices: tuple[str, ...], url: str | None, token: str | None,
+    post: bool = False, wait: float = 30.0,
+) -> None:  # fmt: skip
     body: dict[str, Any] = {key: list(offices)}
     if post:
         body["post"] = True
     answer = call(ctx, url, token, "POST", f"/api/feeds/{name}/members", body)
-    if "requested_from" in answer:
-        click.echo(f"requested from {answer['requested_from']} (it owns {name}): {key} {', '.join(offices)}")
-    else:
+    if "requested_from" not in answer:
         _print_feed(answer)
+        return
+    owner = answer["requested_from"]
+    click.echo(f"requested from {owner} (it owns {name}): {key} {', '.join(offices)}")
+    entry = _answer(ctx, url, token, name, answer["request_id"], wait) if wait > 0 else None
+    if entry is None:
+        click.echo(f"no answer from {owner} yet; `blo feed list` shows it when it comes")
+        return
+    click.echo(f"{owner} answered" + (f" (epoch {entry['epoch']}):" if entry.get("epoch") else ", nothing changed:"))
+    _print_outcomes(entry)
+    if any(o["result"] == "refused" for o in entry["outcomes"]):
+        ctx.exit(1)
+
+
+_wait = click.option(
+    "--wait", default=30.0, show_default=True, metavar="SECONDS",
+    help="On a feed another centre owns: how long to wait for its answer (0: do not wait). Exit 1 if it refused any office.",
+)  # fmt: skip
 
 
 @feed_group.command("add")
 @click.argument("name")
 @click.argument("offices", nargs=-1, required=True)
 @click.option("--post", is_flag=True, help="The added members may post to the feed too.")
+@_wait
 @url_option
 @token_option
 @click.pass_context
-def feed_add(ctx: click.Context, name: str, offices: tuple[str, ...], post: bool, url: str | None, token: str | None) -> None:
-    """Add members; they read from the new epoch on (and post, with --post)."""
-    _members(ctx, name, "add", offices, url, token, post=post)
+def feed_add(
+    ctx: click.Context, name: str, offices: tuple[str, ...], post: bool, wait: float, url: str | None, token: str | None
+) -> None:
+    """Add members; they read from the new epoch on (and post, with --post). On a feed another
+    centre owns, the request's outcome per office: added, already a member, or refused (why)."""
+    _members(ctx, name, "add", offices, url, token, post=post, wait=wait)
 
 
 @feed_group.command("remove")
 @click.argument("name")
 @click.argument("offices", nargs=-1, required=True)
+@_wait
 @url_option
 @token_option
 @click.pass_context
-def feed_remove(ctx: click.Context, name: str, offices: tuple[str, ...], url: str | None, token: str | None) -> None:
+def feed_remove(ctx: click.Context, name: str, offices: tuple[str, ...], wait: float, url: str | None, token: str | None) -> None:
     """Remove members; they read nothing sent after."""
-    _members(ctx, name, "remove", offices, url, token)
+    _members(ctx, name, "remove", offices, url, token, wait=wait)
 
 
 @feed_group.command("writers")

@@ -66,7 +66,9 @@
  *   GET  /api/feeds -> {feeds:[{name, epoch, members:[office], writers:[office] (members that may
  *                   post; the owner always may), ungranted:[office] (owned here: members still
  *                   without a grant of the current epoch), owner, owned_here, member_here,
- *                   subscribed, have_key, since, unpublished}]}
+ *                   subscribed, have_key, since, unpublished, requests:[{id, at, owner, add, remove,
+ *                   answered_at, epoch, outcomes:[{office, change, result, reason}]}] (this centre's
+ *                   membership requests to the feed's owner, newest first; schemas/FEEDS.md 16)}]}
  *   POST /api/check  body = the entity to check, as in a bulletin (empty fields omitted):
  *                   {type:"document", doc_type, number, country} | {type:"person", name, dob,
  *                   nationality} | {type:"vehicle", plate, country} | {type:"phone", number}
@@ -2207,7 +2209,8 @@ function feedRow(feed) {
   const tr = el("tr", {},
     el("td", {}, el("span", { class: "feed-name" }, `#${name}`),
       el("div", { class: "muted small" }, feed.owned_here ? _("owned here") : feed.owner ? _("owner {centre}", { centre: feed.owner }) : _("not seen yet")),
-      feed.unpublished ? el("div", { class: "warn small" }, _("keys not published yet: waiting for the link")) : null),
+      feed.unpublished ? el("div", { class: "warn small" }, _("keys not published yet: waiting for the link")) : null,
+      requestOutcome(feed)),
     el("td", {}, el("span", { class: "feed-epoch" }, String(feed.epoch ?? "—")),
       typeof feed.since === "number" ? el("div", { class: "muted small" }, `${_("since")} `, timeEl(feed.since)) : null),
     el("td", { class: "feed-members" }, members.length ? members.map((office) => el("span", {
@@ -2237,6 +2240,20 @@ function feedRow(feed) {
       mayPost ? el("button", { type: "button", class: "feed-intel", onclick: () => startIntelligence(name) }, _("Write")) : null));
   tr.dataset.feed = name;
   return tr;
+}
+
+/** The latest membership request this centre sent the feed's owner: what became of each office. */
+function requestOutcome(feed) {
+  const entry = Array.isArray(feed.requests) ? feed.requests[0] : null;
+  if (!entry || typeof entry !== "object") return null;
+  const words = { added: _("added"), removed: _("removed"), already_member: _("already a member"), not_member: _("not a member"), refused: _("refused") };
+  const outcomes = Array.isArray(entry.outcomes) ? entry.outcomes : [];
+  return el("div", { class: "small feed-request", "data-request": String(entry.id) },
+    el("span", { class: "muted" }, _("Last request to {centre}:", { centre: String(entry.owner ?? "?") })), " ",
+    entry.answered_at == null ? el("span", { class: "muted" }, _("no answer yet"))
+      : el("ul", { class: "feed-outcomes" }, outcomes.map((o) => el("li", {
+        class: o.result === "refused" ? "bad-text" : null, "data-office": String(o.office), "data-result": String(o.result),
+      }, `${o.office} (${o.change === "remove" ? "−" : "+"}): ${words[o.result] ?? String(o.result)}`, o.reason ? ` — ${o.reason}` : ""))));
 }
 
 /**
