@@ -126,7 +126,7 @@
  *                   "escalation" data = {id, message}
  *                   "hit"        data = hit (a new bulletin names an active lookout's subject)
  *                   "triage"     data = {id, state} (centre: queued or moved)
- *                   "feed"       data = {feed, epoch, status} (an epoch or key arrived; "subscribed"/"left": this node started or stopped reading it)
+ *                   "feed"       data = {feed, epoch, status} (an epoch or key arrived; "subscribed"/"left": this node started or stopped reading it; "requested"/"answered": a membership request to the owner, its outcome)
  *                   "heartbeat"  data = {office, sent_at} (centre: an office said it is alive)
  *                   "upload"     data = {id, n, bucket, sent, chunks} (chunks of a file stored on the bus)
  *                   "download"   data = {id, n, held, chunks} (chunks of a received file fetched and checked)
