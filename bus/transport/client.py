@@ -24,7 +24,7 @@ import re
 import ssl
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -911,6 +911,40 @@ class PullConsumer:
     async def close(self) -> None:
         with contextlib.suppress(Exception):
             await self._sub.unsubscribe()
+
+
+@contextlib.asynccontextmanager
+async def one_shot_jetstream(
+    url: str, *, timeout: float = 5.0, signin: dict[str, Any] | None = None, domain: str | None = None
+) -> AsyncIterator[JetStreamContext]:
+    """A JetStream context on a connection of its own, for one-shot commands (``blo
+    directory publish``, the demo's setup): connect once, with no reconnecting (a command
+    reports the failure rather than waiting), closed on leaving. ``signin``: the
+    ``ClientConfig.signin_options`` of the node's settings. ``NotConnected`` when the
+    server cannot be reached within ``timeout``."""
+
+    async def quiet(exc: Exception) -> None:  # the failure is reported once, below, not as a traceback
+        return None
+
+    try:
+        # max_reconnect_attempts=0 would mean "retry forever" in nats-py's server selection.
+        connecting = nats.connect(
+            url,
+            connect_timeout=min(timeout, 5.0),
+            allow_reconnect=False,
+            max_reconnect_attempts=1,
+            reconnect_time_wait=0.2,
+            error_cb=quiet,
+            **(signin or {}),
+        )
+        nc = await asyncio.wait_for(connecting, timeout)
+    except (OSError, NatsError, TimeoutError) as exc:
+        raise NotConnected(f"cannot reach NATS at {url}: {exc or type(exc).__name__}") from None
+    try:
+        yield nc.jetstream(domain=domain)
+    finally:
+        with contextlib.suppress(NatsError):
+            await nc.close()
 
 
 def stored_at_ms(reply: str | None) -> int | None:
