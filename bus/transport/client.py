@@ -1,7 +1,16 @@
 """The NATS connection: connect, publish with an ack, pull from durable consumers.
 
-The only module that calls nats-py. It speaks in this project's terms (``StreamSpec``,
-``ConsumerSpec``, ``bus.errors``), so nothing from nats-py leaks out:
+The face of the NATS boundary: with its two helpers, ``nats_errors`` (the one
+translation of nats-py's exceptions into ``bus.errors``) and ``nats_private`` (every use
+of nats-py's private attributes, each beside its public-API way, switchable), the only
+modules that import nats-py (tests/test_nats_fence.py pins it). The modules that speak
+nats-py's public KV, Object Store and stream API (``kv``, ``object_store``,
+``provision``) take its types from here (``KeyValue``, ``StreamConfig``, ...) and its
+errors through ``nats_errors``. Three sibling modules rather than a package of them:
+``bus.transport.client`` is imported under that name across the tree, and a boundary
+that is one file plus two named helpers is as easy to fence as a folder.
+
+It speaks in this project's terms (``StreamSpec``, ``ConsumerSpec``, ``bus.errors``):
 
 * connecting never blocks the caller: ``start`` returns at once and the connection is
   made (and remade, forever) in the background, because an office must be able to post
