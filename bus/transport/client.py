@@ -694,8 +694,8 @@ class BusClient:
         plan = _Round(acks, items, self._batch_groups(items) if batching else [])
         unsent = await self._send_round(nc, items, plan)
         try:
-            if plan.waits():
-                await asyncio.wait(plan.waits(), timeout=max(0.0, started + timeout - time.monotonic()))
+            if waits := plan.waits():
+                await asyncio.wait(waits, timeout=max(0.0, started + timeout - time.monotonic()))
         finally:
             plan.forget(acks)
 

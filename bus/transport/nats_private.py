@@ -107,7 +107,10 @@ async def write_publishes(nc: NatsClient, items: Sequence[tuple[str, bytes, str]
     in one pass instead of one coroutine, header dict and subject check per message. False,
     with nothing written, on the plain path, or for an item the one-by-one path must
     judge (odd characters, too large for the server); the caller then publishes them one
-    by one. Raises nats-py's link-down errors as ``Client.publish`` does."""
+    by one. Raises nats-py's link-down errors as ``Client.publish`` does.
+
+    The subjects and ids come from ``subjects.py`` (checked tokens, no spaces); what is
+    checked here is only what would corrupt the protocol if it were wrong."""
     writer = _writer(nc)
     if writer is None:
         return False
