@@ -107,15 +107,12 @@ def prepare(
 
 
 async def publish_directory(url: str, items: list[bytes]) -> None:
-    import nats
+    from bus.transport.client import one_shot_jetstream
 
-    nc = await nats.connect(url, connect_timeout=5, max_reconnect_attempts=3)
-    try:
-        kv = await open_bucket(nc.jetstream(), create=True)
+    async with one_shot_jetstream(url, timeout=5.0) as js:
+        kv = await open_bucket(js, create=True)
         for item in items:
             await publish_item(kv, item)
-    finally:
-        await nc.close()
 
 
 def _sample_posts() -> list[tuple[str, dict[str, Any]]]:

@@ -10,6 +10,7 @@ import nats.errors
 import pytest
 
 from bus.errors import BusError, ConfigError, NoStream, NotConnected, PermissionDenied, PublishUnconfirmed
+from bus.transport import client as client_module
 from bus.transport.client import Ack, BusClient, ClientConfig, _ack_of, ack_all
 from bus.transport.server import NatsServer
 from bus.transport.subjects import ConsumerSpec, default_streams
@@ -182,7 +183,7 @@ async def test_a_window_gets_the_same_answers_written_whole_or_one_by_one(
         async def no_fast_path(*args: object) -> bool:
             return False
 
-        monkeypatch.setattr(BusClient, "_write_window", no_fast_path)
+        monkeypatch.setattr(client_module, "write_publishes", no_fast_path)
     client = BusClient(ClientConfig(urls=(nats_server.url,)))
     await client.start()
     try:

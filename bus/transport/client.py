@@ -1,7 +1,16 @@
 """The NATS connection: connect, publish with an ack, pull from durable consumers.
 
-The only module that calls nats-py. It speaks in this project's terms (``StreamSpec``,
-``ConsumerSpec``, ``bus.errors``), so nothing from nats-py leaks out:
+The face of the NATS boundary: with its two helpers, ``nats_errors`` (the one
+translation of nats-py's exceptions into ``bus.errors``) and ``nats_private`` (every use
+of nats-py's private attributes, each beside its public-API way, switchable), the only
+modules that import nats-py (tests/test_nats_fence.py pins it). The modules that speak
+nats-py's public KV, Object Store and stream API (``kv``, ``object_store``,
+``provision``) take its types from here (``KeyValue``, ``StreamConfig``, ...) and its
+errors through ``nats_errors``. Three sibling modules rather than a package of them:
+``bus.transport.client`` is imported under that name across the tree, and a boundary
+that is one file plus two named helpers is as easy to fence as a folder.
+
+It speaks in this project's terms (``StreamSpec``, ``ConsumerSpec``, ``bus.errors``):
 
 * connecting never blocks the caller: ``start`` returns at once and the connection is
   made (and remade, forever) in the background, because an office must be able to post
@@ -24,33 +33,43 @@ import re
 import ssl
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import nats
-import nats.errors
-import nats.js.errors
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, DiscardPolicy, StorageType, StreamConfig
+from nats.js import JetStreamContext
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    DiscardPolicy,
+    ExternalStream,
+    StorageType,
+    StreamConfig,
+    StreamSource,
+)
+from nats.js.kv import KeyValue
 
 from bus.errors import BusError, ConfigError, NoStream, NotConnected, PermissionDenied, PublishUnconfirmed
 from bus.transport.fast_batch import NO_STREAM, FastBatch, parse_reply_subject
+from bus.transport.nats_errors import LINK_DOWN, BadRequest, NatsError, NotFound, bus_error, nats_errors
+from bus.transport.nats_private import subscribe_direct, write_acks, write_publishes
 from bus.transport.subjects import ConsumerSpec, StreamSpec
 
 log = logging.getLogger("blo.bus.client")
 
-#: nats-py's own exceptions that mean "the link is down right now".
-_LINK_DOWN = (
-    nats.errors.ConnectionClosedError,
-    nats.errors.ConnectionReconnectingError,
-    nats.errors.ConnectionDrainingError,
-    nats.errors.OutboundBufferLimitError,
-    nats.errors.StaleConnectionError,
-    nats.errors.NoServersError,
-)
+#: nats-py's types that other modules name (a KV bucket and its entries, a received
+#: message, the JetStream context, stream settings), re-exported so that nothing outside
+#: this boundary imports nats-py. Their methods are nats-py's public API.
+KeyValueEntry = KeyValue.Entry
+__all__ = [
+    "DiscardPolicy", "ExternalStream", "JetStreamContext", "KeyValue", "KeyValueEntry", "Msg", "StorageType",
+    "StreamConfig", "StreamSource",
+]  # fmt: skip
 _VIOLATION = re.compile(r'permissions violation for (publish|subscription) to "?([^"\s]+)"?', re.IGNORECASE)
 #: How long a liveness probe's PING may wait for its PONG before nats-py gives up on it
 #: (the watch judges much sooner, without cancelling it: see ``_watch_liveness``).
@@ -67,8 +86,6 @@ def _retrieve(future: asyncio.Future[None]) -> None:
 #: What a server says when it does not accept this node's credentials (nkey, creds, user
 #: removed or expired).
 _REFUSED = re.compile(r"authorization violation|authentication (expired|revoked|timeout)|user authentication", re.IGNORECASE)
-# What must not appear in a subject or header value written straight to the protocol.
-_UNSAFE = re.compile(r"[\s\x00]")
 # How long a reported violation explains a later timeout on the same subject.
 _VIOLATION_MEMORY_S = 60.0
 
@@ -216,36 +233,6 @@ class _Window:
             self.done.set_result(None)
 
 
-class _Direct:
-    """Hands each message of a subscription to ``deliver`` as nats-py parses it.
-
-    nats-py gives every callback subscription a queue and a task, and a message passes
-    through both before the callback runs: more than half of what receiving one costs
-    the client, paid for every JetStream ack and every fetched message. A subscription
-    made with ``future=`` (nats-py's reply to a request) skips them: nats-py calls the
-    future's ``set_result`` with each message as long as ``cancelled()`` is False. This
-    object stands in for that future, so ``deliver`` runs right away, without awaiting;
-    it must be quick and never raise into nats-py's read loop (what it raises is logged).
-    """
-
-    __slots__ = ("_deliver",)
-
-    def __init__(self, deliver: Callable[[Msg], None]) -> None:
-        self._deliver = deliver
-
-    def cancelled(self) -> bool:
-        return False
-
-    def done(self) -> bool:
-        return False
-
-    def set_result(self, msg: Msg) -> None:
-        try:
-            self._deliver(msg)
-        except Exception:  # a bug here must not stop the connection reading
-            log.exception("handling a message on %s failed", msg.subject)
-
-
 class _Acks:
     """Replies to this client's JetStream publishes: one wildcard subscription on a private
     inbox; each publish names a fresh reply subject under it, mapped to its window and
@@ -265,7 +252,7 @@ class _Acks:
         self._batch_token = self._prefix.rstrip(".").rpartition(".")[2][-40:]
 
     async def start(self) -> None:
-        await self.nc.subscribe(self._prefix + ">", future=_Direct(self._arrived))  # type: ignore[arg-type]
+        await subscribe_direct(self.nc, self._prefix + ">", self._arrived)
 
     def _arrived(self, msg: Msg) -> None:
         entry = self._waiting.pop(msg.subject, None)
@@ -352,6 +339,46 @@ def _batch_result(batch: FastBatch, seq: int, subject: str, msg_id: str) -> Ack 
     if seq <= batch.stored:
         return Ack(batch.stream, batch.last_seq if seq == batch.size else 0, False)
     return None
+
+
+class _Round:
+    """The reply subjects of one round of ``publish_batch``: a fast batch per group of
+    items (``groups``: a stream's key and its items' places), a window of single
+    publishes for the others."""
+
+    __slots__ = ("batches", "replies", "single", "where", "window")
+
+    def __init__(self, acks: _Acks, items: Sequence[Any], groups: list[tuple[str, list[int]]]) -> None:
+        replies = [""] * len(items)
+        self.batches: list[tuple[str, list[int], FastBatch, asyncio.Future[None]]] = []
+        for key, idx in groups:
+            batch, ended, batch_replies = acks.batch(len(idx))
+            self.batches.append((key, idx, batch, ended))
+            for i, reply in zip(idx, batch_replies, strict=True):
+                replies[i] = reply
+        self.single = [i for i, reply in enumerate(replies) if not reply]
+        self.window, single_replies = acks.window(len(self.single))
+        self.where = {}  # item -> its place in the window of single publishes
+        for place, (i, reply) in enumerate(zip(self.single, single_replies, strict=True)):
+            replies[i] = reply
+            self.where[i] = place
+        self.replies = replies
+
+    def given_up(self, i: int) -> None:
+        """Item ``i`` was never sent: wait for no reply to it."""
+        if i in self.where:
+            self.window.given_up(self.where[i])
+
+    def waits(self) -> list[asyncio.Future[None]]:
+        waits = [ended for _, _, batch, ended in self.batches if not batch.done]
+        if self.window.left > 0:
+            waits.append(self.window.done)
+        return waits
+
+    def forget(self, acks: _Acks) -> None:
+        acks.forget(self.window)
+        for _, _, batch, _ in self.batches:
+            acks.forget_batch(batch)
 
 
 #: A window's items to one stream go as a fast batch from this many on (fewer: single
@@ -560,6 +587,13 @@ class BusClient:
         speak nats-py's KV API directly. NotConnected while the link is down."""
         return self._require()
 
+    @property
+    def api_prefix(self) -> str:
+        """The JetStream API subjects' prefix this client's requests go to: ``$JS.API``, or
+        ``$JS.<domain>.API`` across a leaf node (the subjects a permission names)."""
+        domain = self.config.jetstream_domain
+        return "$JS.API" if domain is None else f"$JS.{domain}.API"
+
     def violation_for(self, subject: str, since: float) -> str | None:
         """The server's refusal text if it reported one for ``subject`` since ``since`` (monotonic)."""
         for at, denied, text in reversed(self._violations):
@@ -590,21 +624,13 @@ class BusClient:
         self._unbatched.clear()  # they take fast batches now, if the server has them
         for spec in specs:
             config = stream_config(spec)
-            started = time.monotonic()
-            try:
+            with nats_errors(
+                f"create stream {spec.name}", denied=self.violation_for, asked=(f"{self.api_prefix}.STREAM.CREATE.{spec.name}",)
+            ):
                 try:
                     await js.add_stream(config)
-                except nats.js.errors.BadRequestError:  # exists with other limits
+                except BadRequest:  # exists with other limits
                     await js.update_stream(config)
-            except nats.errors.TimeoutError as exc:
-                refused = self.violation_for(f"$JS.API.STREAM.CREATE.{spec.name}", started)
-                if refused:
-                    raise PermissionDenied(f"this NATS user may not create stream {spec.name} ({refused})") from exc
-                raise NotConnected(f"no answer from JetStream creating stream {spec.name}") from exc
-            except nats.js.errors.APIError as exc:
-                raise BusError(f"JetStream refused stream {spec.name}: {exc.description or exc}") from exc
-            except _LINK_DOWN as exc:
-                raise NotConnected(f"the link dropped while creating stream {spec.name}") from exc
 
     # -- publishing ------------------------------------------------------------------
 
@@ -613,16 +639,12 @@ class BusClient:
         js = self._require()
         timeout = timeout or self.config.publish_timeout_s
         started = time.monotonic()
-        try:
+        with nats_errors(
+            f"publish {msg_id} on {subject}",
+            timeout=lambda _: self._timeout_error(subject, msg_id, started, timeout),
+            no_stream=subject,
+        ):
             ack = await js.publish(subject, payload, timeout=timeout, headers={"Nats-Msg-Id": msg_id})
-        except nats.errors.TimeoutError as exc:
-            raise self._timeout_error(subject, msg_id, started, timeout) from exc
-        except nats.js.errors.NoStreamResponseError as exc:
-            raise NoStream(subject) from exc
-        except nats.js.errors.APIError as exc:
-            raise BusError(f"JetStream refused {msg_id} on {subject}: {exc.description or exc}") from exc
-        except _LINK_DOWN as exc:
-            raise NotConnected(f"the link dropped while publishing {msg_id}") from exc
         return Ack(ack.stream, ack.seq, bool(ack.duplicate))
 
     async def publish_batch(
@@ -639,128 +661,90 @@ class BusClient:
         most of the client's cost of a publish), each names a reply subject under one
         inbox subscription of this client, and the window waits on one future that its
         last reply completes. The whole window is written as one block of protocol (see
-        ``_write_window``), so it goes out in a few writes, in order, without yielding."""
+        ``nats_private.write_publishes``), so it goes out in a few writes, in order, without yielding."""
         return await self._publish_window(items, timeout or self.config.publish_timeout_s, batching=self._batching)
 
     async def _publish_window(
         self, items: Sequence[tuple[str, bytes, str]], timeout: float, *, batching: bool
     ) -> list[Ack | BusError]:
+        """One result per item. What a fast batch left unanswered (it ended before them:
+        the stream refused one of its messages, or takes no batches) goes again one by
+        one, in a second round, so each meets its own answer and one refused message holds
+        back no other."""
+        results: list[Ack | BusError | None] = [None] * len(items)
+        todo = list(range(len(items)))
+        while todo:
+            answered = await self._publish_round([items[i] for i in todo], timeout, batching=batching)
+            for i, result in zip(todo, answered, strict=True):
+                results[i] = result
+            todo = [i for i, result in zip(todo, answered, strict=True) if result is None]
+            batching = False
+        return results  # type: ignore[return-value]
+
+    async def _publish_round(
+        self, items: Sequence[tuple[str, bytes, str]], timeout: float, *, batching: bool
+    ) -> list[Ack | BusError | None]:
+        """Send ``items`` as one window (fast batches and single publishes) and wait up to
+        ``timeout`` for the answers: one result per item, None for a batch item to send again."""
         self._require()
         nc = self._nc
         assert nc is not None
         acks = await self._acks_for(nc)
         started = time.monotonic()
-        deadline = started + timeout
-        # A batch is one stream's: the items of each stream, in order (the first two
-        # subject tokens name the stream in every layout of subjects.py and topology.py).
-        by_stream: dict[str, list[int]] = {}
-        if batching:
-            for i, (subject, _, _) in enumerate(items):
-                by_stream.setdefault(".".join(subject.split(".", 2)[:2]), []).append(i)
-        groups = [(k, idx) for k, idx in by_stream.items() if len(idx) >= FAST_BATCH_MIN and k not in self._unbatched]
-        replies = [""] * len(items)
-        batches: list[tuple[str, list[int], FastBatch, asyncio.Future[None]]] = []
-        for key, idx in groups:
-            batch, ended, batch_replies = acks.batch(len(idx))
-            batches.append((key, idx, batch, ended))
-            for i, reply in zip(idx, batch_replies, strict=True):
-                replies[i] = reply
-        single = [i for i, reply in enumerate(replies) if not reply]
-        window, single_replies = acks.window(len(single))
-        where = {}  # item -> its place in the window of single publishes
-        for place, (i, reply) in enumerate(zip(single, single_replies, strict=True)):
-            replies[i] = reply
-            where[i] = place
-        errors: dict[int, BusError] = {}  # items that were never sent
-        if not await self._write_window(nc, items, replies):
-            for i, ((subject, payload, msg_id), reply) in enumerate(zip(items, replies, strict=True)):
-                try:
-                    await nc.publish(subject, payload, reply=reply, headers={"Nats-Msg-Id": msg_id})
-                except _LINK_DOWN:
-                    errors[i] = NotConnected(f"the link dropped before {msg_id} was sent")
-                except nats.errors.Error as exc:  # too large for the server, a bad subject
-                    errors[i] = BusError(f"publishing {msg_id} on {subject} failed: {exc!r}")
-                else:
-                    continue
-                if i in where:
-                    window.given_up(where[i])
-        waits = [ended for _, _, batch, ended in batches if not batch.done]
-        if window.left > 0:
-            waits.append(window.done)
+        plan = _Round(acks, items, self._batch_groups(items) if batching else [])
+        unsent = await self._send_round(nc, items, plan)
         try:
-            if waits:
-                await asyncio.wait(waits, timeout=max(0.0, deadline - time.monotonic()))
+            if waits := plan.waits():
+                await asyncio.wait(waits, timeout=max(0.0, started + timeout - time.monotonic()))
         finally:
-            acks.forget(window)
-            for _, _, batch, _ in batches:
-                acks.forget_batch(batch)
+            plan.forget(acks)
+
+        def timed_out(i: int) -> BusError:
+            return unsent.get(i) or self._timeout_error(items[i][0], items[i][2], started, timeout)
+
         results: list[Ack | BusError | None] = [None] * len(items)
-        for i, msg in zip(single, window.replies, strict=True):
-            subject, _, msg_id = items[i]
-            if msg is not None:
-                results[i] = _ack_of(msg, subject, msg_id)
-            else:
-                results[i] = errors.get(i) or self._timeout_error(subject, msg_id, started, timeout)
-        again: list[int] = []  # batch items to publish again one by one
-        for key, idx, batch, _ in batches:
-            if batch.refused:  # the stream takes no batches (until its streams are ensured again)
-                self._unbatched.add(key)
-            if batch.unsupported:  # the server takes no batches (until a reconnect)
-                self._batching = False
+        for i, msg in zip(plan.single, plan.window.replies, strict=True):
+            results[i] = timed_out(i) if msg is None else _ack_of(msg, items[i][0], items[i][2])
+        for key, idx, batch, _ in plan.batches:
+            self._learn_from(key, batch)
             for seq, i in enumerate(idx, 1):
-                subject, _, msg_id = items[i]
-                result = _batch_result(batch, seq, subject, msg_id)
-                if result is not None:
-                    results[i] = result
-                elif i in errors:
-                    results[i] = errors[i]
-                elif batch.done:  # the batch ended before it
-                    again.append(i)
-                else:
-                    results[i] = self._timeout_error(subject, msg_id, started, timeout)
-        if again:  # each now meets its own answer; one refused message holds back no other
-            retried = await self._publish_window([items[i] for i in again], timeout, batching=False)
-            for i, result in zip(again, retried, strict=True):
+                result = _batch_result(batch, seq, items[i][0], items[i][2])
+                if result is None and (i in unsent or not batch.done):  # else: the batch ended before it
+                    result = timed_out(i)
                 results[i] = result
-        return results  # type: ignore[return-value]
+        return results
 
-    async def _write_window(self, nc: NatsClient, items: Sequence[tuple[str, bytes, str]], replies: list[str]) -> bool:
-        """Put a whole window on the connection as one block of ``HPUB`` commands: what
-        nats-py's ``publish`` writes for each, built here in one pass instead of one
-        coroutine, header dict and subject check per message (half the pump's cost of a
-        copy). False, with nothing written, where this nats-py lacks the write buffer it
-        relies on or an item is one the slow path must judge (odd characters, too large
-        for the server); the caller then publishes one by one.
+    def _batch_groups(self, items: Sequence[tuple[str, bytes, str]]) -> list[tuple[str, list[int]]]:
+        """The items to send as fast batches: per stream, in order, where a stream has
+        ``FAST_BATCH_MIN`` or more and takes batches. (The first two subject tokens name
+        the stream in every layout of subjects.py and topology.py.)"""
+        by_stream: dict[str, list[int]] = {}
+        for i, (subject, _, _) in enumerate(items):
+            by_stream.setdefault(".".join(subject.split(".", 2)[:2]), []).append(i)
+        return [(k, idx) for k, idx in by_stream.items() if len(idx) >= FAST_BATCH_MIN and k not in self._unbatched]
 
-        The subjects and ids come from ``subjects.py`` (checked tokens, no spaces); what
-        is checked here is only what would corrupt the protocol if it were wrong."""
-        send = getattr(nc, "_send_command", None)
-        flush = getattr(nc, "_flush_pending", None)
-        if send is None or flush is None or not nc.is_connected:
-            return False
-        max_payload = nc.max_payload
-        for subject, payload, msg_id in items:
-            if len(payload) + len(msg_id) + 32 > max_payload or _UNSAFE.search(subject) or _UNSAFE.search(msg_id):
-                return False
-        parts: list[bytes] = []
-        for (subject, payload, msg_id), reply in zip(items, replies, strict=True):
-            hdr = b"NATS/1.0\r\nNats-Msg-Id: %b\r\n\r\n" % msg_id.encode()
-            parts.append(
-                b"HPUB %b %b %d %d\r\n%b%b\r\n"
-                % (subject.encode(), reply.encode(), len(hdr), len(hdr) + len(payload), hdr, payload)
-            )
-        stats = getattr(nc, "stats", None)
-        if isinstance(stats, dict):
-            stats["out_msgs"] = stats.get("out_msgs", 0) + len(items)
-            stats["out_bytes"] = stats.get("out_bytes", 0) + sum(len(p) for _, p, _ in items)
+    def _learn_from(self, key: str, batch: FastBatch) -> None:
+        if batch.refused:  # the stream takes no batches (until its streams are ensured again)
+            self._unbatched.add(key)
+        if batch.unsupported:  # the server takes no batches (until a reconnect)
+            self._batching = False
+
+    async def _send_round(self, nc: NatsClient, items: Sequence[tuple[str, bytes, str]], plan: _Round) -> dict[int, BusError]:
+        """Write the round's window whole (``nats_private.write_publishes``) or, where that
+        declines, publish one by one; the items that were never sent, with why."""
         try:
-            await send(b"".join(parts))
-            flush_queue = getattr(nc, "_flush_queue", None)
-            if flush_queue is None or flush_queue.empty():
-                await flush()
-        except _LINK_DOWN:  # what was buffered goes out on reconnect, or times out unacked
-            pass
-        return True
+            if await write_publishes(nc, items, plan.replies):
+                return {}
+        except LINK_DOWN:  # what was buffered goes out on reconnect, or times out unacked
+            return {}
+        unsent: dict[int, BusError] = {}
+        for i, ((subject, payload, msg_id), reply) in enumerate(zip(items, plan.replies, strict=True)):
+            try:
+                await nc.publish(subject, payload, reply=reply, headers={"Nats-Msg-Id": msg_id})
+            except NatsError as exc:  # the link dropped; too large for the server; a bad subject
+                unsent[i] = bus_error(exc, f"send {msg_id} on {subject}") or BusError(str(exc))
+                plan.given_up(i)
+        return unsent
 
     async def _acks_for(self, nc: NatsClient) -> _Acks:
         """This connection's ack inbox (subscribed once; nats-py keeps it across reconnects)."""
@@ -785,14 +769,8 @@ class BusClient:
     async def delete_consumer(self, spec: ConsumerSpec) -> None:
         """Remove the durable consumer ``spec`` from the server (gone already: fine)."""
         js = self._require()
-        try:
+        with nats_errors(f"delete consumer {spec.durable}"), contextlib.suppress(NotFound):
             await js.delete_consumer(spec.stream, spec.durable)
-        except nats.js.errors.NotFoundError:
-            return
-        except nats.errors.TimeoutError as exc:
-            raise NotConnected(f"no answer from JetStream deleting consumer {spec.durable}") from exc
-        except nats.errors.Error as exc:
-            raise BusError(f"cannot delete consumer {spec.durable}: {exc}") from exc
 
     async def pull(self, spec: ConsumerSpec, *, ack_wait_s: float = 30.0, max_ack_pending: int = 2000) -> PullConsumer:
         """Bind to (creating if needed) the durable pull consumer ``spec``."""
@@ -810,34 +788,25 @@ class BusClient:
             max_ack_pending=max_ack_pending,
             filter_subject=spec.filter_subject,
         )
-        started = time.monotonic()
-        try:
+        api = self.api_prefix
+        asked = (
+            f"{api}.CONSUMER.CREATE.{spec.stream}.{spec.durable}.{spec.filter_subject}",
+            f"{api}.CONSUMER.INFO.{spec.stream}.{spec.durable}",
+        )
+        with nats_errors(f"use consumer {spec.durable}", denied=self.violation_for, asked=asked):
             try:
                 await js.consumer_info(spec.stream, spec.durable)
-            except nats.js.errors.NotFoundError:
+            except NotFound:
                 await js.add_consumer(spec.stream, config=config)
             inbox = self._nc.new_inbox()
             replies = _Replies()
-            sub = await self._nc.subscribe(inbox, future=_Direct(replies.put))  # type: ignore[arg-type]
-        except nats.errors.TimeoutError as exc:
-            refused = self.violation_for(
-                f"{js._prefix}.CONSUMER.CREATE.{spec.stream}.{spec.durable}.{spec.filter_subject}", started
-            ) or self.violation_for(f"{js._prefix}.CONSUMER.INFO.{spec.stream}.{spec.durable}", started)
-            if refused:
-                raise PermissionDenied(f"this NATS user may not use consumer {spec.durable} ({refused})") from exc
-            raise NotConnected(f"no answer from JetStream binding consumer {spec.durable}") from exc
-        except nats.js.errors.APIError as exc:
-            raise BusError(f"JetStream refused consumer {spec.durable}: {exc.description or exc}") from exc
-        except _LINK_DOWN as exc:
-            raise NotConnected(f"the link dropped while binding consumer {spec.durable}") from exc
-        return PullConsumer(
-            self._nc, spec, sub, inbox, f"{js._prefix}.CONSUMER.MSG.NEXT.{spec.stream}.{spec.durable}", replies
-        )
+            sub = await subscribe_direct(self._nc, inbox, replies.put)
+        return PullConsumer(self._nc, spec, sub, inbox, f"{api}.CONSUMER.MSG.NEXT.{spec.stream}.{spec.durable}", replies)
 
 
 class _Replies:
     """Where a pull consumer's inbox delivers: a local queue that nats-py fills as it
-    parses each message (see ``_Direct``). (nats-py's ``next_msg`` starts a task and a
+    parses each message (``nats_private.subscribe_direct``). (nats-py's ``next_msg`` starts a task and a
     ``wait_for`` for every message, more than half the client-side cost of receiving
     one.) Only messages that answer our own pull requests arrive here, so the requests
     bound it."""
@@ -897,9 +866,9 @@ class PullConsumer:
         """Messages (and status replies) that reached this consumer but are not yet in the
         hands of its caller: the precedence gate asks, so that a FLASH already on the wire
         holds lower precedences back before it is even fetched."""
-        # (Nothing waits in the subscription itself: nats-py hands each message over as it
-        # parses it, see _Direct.)
-        return len(self._replies) + len(self._fetching)
+        # (On the direct path nothing waits in the subscription itself: nats-py hands each
+        # message over as it parses it, nats_private.subscribe_direct.)
+        return len(self._replies) + len(self._fetching) + self._sub.pending_msgs
 
     async def _request(self, batch: int, *, wait_s: float | None) -> None:
         req: dict[str, Any] = {"batch": batch}
@@ -917,7 +886,7 @@ class PullConsumer:
             msg = await replies.get(max(0.001, deadline - time.monotonic()))
             if msg is None:
                 if self._nc.is_closed:
-                    raise nats.errors.ConnectionClosedError
+                    raise NotConnected(f"the connection closed while fetching from {self.spec.durable}")
                 return
             status = msg.headers.get("Status") if msg.headers else None
             if status is None:
@@ -941,12 +910,9 @@ class PullConsumer:
             if msgs and batch > 1:
                 await self._request(batch - 1, wait_s=None)
                 await self._collect(batch, 2.0, msgs)
-        except _LINK_DOWN as exc:
-            if not msgs:
-                raise NotConnected(f"the link dropped while fetching from {self.spec.durable}") from exc
-        except nats.errors.Error as exc:
-            if not msgs:
-                raise BusError(f"fetching from {self.spec.durable} failed: {exc!r}") from exc
+        except (NatsError, NotConnected) as exc:
+            if not msgs:  # else hand over what came: the rest is fetched again
+                raise (exc if isinstance(exc, BusError) else bus_error(exc, f"fetch from {self.spec.durable}")) from exc
         finally:
             self._fetching = []
         return msgs
@@ -954,6 +920,40 @@ class PullConsumer:
     async def close(self) -> None:
         with contextlib.suppress(Exception):
             await self._sub.unsubscribe()
+
+
+@contextlib.asynccontextmanager
+async def one_shot_jetstream(
+    url: str, *, timeout: float = 5.0, signin: dict[str, Any] | None = None, domain: str | None = None
+) -> AsyncIterator[JetStreamContext]:
+    """A JetStream context on a connection of its own, for one-shot commands (``blo
+    directory publish``, the demo's setup): connect once, with no reconnecting (a command
+    reports the failure rather than waiting), closed on leaving. ``signin``: the
+    ``ClientConfig.signin_options`` of the node's settings. ``NotConnected`` when the
+    server cannot be reached within ``timeout``."""
+
+    async def quiet(exc: Exception) -> None:  # the failure is reported once, below, not as a traceback
+        return None
+
+    try:
+        # max_reconnect_attempts=0 would mean "retry forever" in nats-py's server selection.
+        connecting = nats.connect(
+            url,
+            connect_timeout=min(timeout, 5.0),
+            allow_reconnect=False,
+            max_reconnect_attempts=1,
+            reconnect_time_wait=0.2,
+            error_cb=quiet,
+            **(signin or {}),
+        )
+        nc = await asyncio.wait_for(connecting, timeout)
+    except (OSError, NatsError, TimeoutError) as exc:
+        raise NotConnected(f"cannot reach NATS at {url}: {exc or type(exc).__name__}") from None
+    try:
+        yield nc.jetstream(domain=domain)
+    finally:
+        with contextlib.suppress(NatsError):
+            await nc.close()
 
 
 def stored_at_ms(reply: str | None) -> int | None:
@@ -978,58 +978,28 @@ async def ack(msg: Msg) -> bool:
     """Ack one message; False if the link is down (JetStream will redeliver it; dedupe drops it)."""
     try:
         await msg.ack()
-    except (nats.errors.Error, *_LINK_DOWN):
+    except NatsError:
         return False
     return True
 
 
 async def ack_all(msgs: Sequence[Msg]) -> bool:
     """Ack each of ``msgs`` (explicit acks: only these, never a range). The acks go out as
-    one block of protocol (``_write_acks``), or each joins the connection's write buffer,
+    one block of protocol (``nats_private.write_acks``), or each joins the connection's write buffer,
     so a batch goes out in one write, not one flush per ack. False if the link dropped
     (the unacked ones are redelivered; dedupe drops them)."""
     try:
-        if await _write_acks(msgs):
+        if await write_acks(msgs):
             return True
         for msg in msgs:
             await msg.ack()
-    except (nats.errors.Error, *_LINK_DOWN):
+    except NatsError:
         return False
-    return True
-
-
-async def _write_acks(msgs: Sequence[Msg]) -> bool:
-    """What ``msg.ack()`` writes for each message (an empty publish to its reply subject),
-    built in one pass and written at once; False, with nothing written, for anything the
-    one-by-one path must judge (already acked, no reply subject, odd characters, another
-    connection, a nats-py without the write buffer this relies on)."""
-    if not msgs:
-        return True
-    nc = getattr(msgs[0], "_client", None)
-    send = getattr(nc, "_send_command", None)
-    flush = getattr(nc, "_flush_pending", None)
-    if send is None or flush is None or not nc.is_connected:
-        return False
-    parts = []
-    for msg in msgs:
-        reply = msg.reply
-        if getattr(msg, "_client", None) is not nc or msg._ackd or not reply or _UNSAFE.search(reply):
-            return False
-        parts.append(b"PUB %b 0\r\n\r\n" % reply.encode())
-    await send(b"".join(parts))
-    for msg in msgs:
-        msg._ackd = True
-    stats = getattr(nc, "stats", None)
-    if isinstance(stats, dict):
-        stats["out_msgs"] = stats.get("out_msgs", 0) + len(msgs)
-    flush_queue = getattr(nc, "_flush_queue", None)
-    if flush_queue is None or flush_queue.empty():
-        await flush()
     return True
 
 
 async def nak(msg: Msg, delay_s: float) -> None:
-    with contextlib.suppress(nats.errors.Error, *_LINK_DOWN):
+    with contextlib.suppress(NatsError):
         await msg.nak(delay=delay_s)
 
 

@@ -21,7 +21,6 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import nacl.utils
-from nats.js import JetStreamContext
 
 from bus import errors
 from bus.directory import Directory
@@ -29,6 +28,7 @@ from bus.ids import Rng
 from bus.inbox import InboxRing, StillNeeded
 from bus.keys import BoxKeyPair, Identity
 from bus.keystore import read_secret, write_private_file
+from bus.transport.client import JetStreamContext
 from bus.transport.kv import wall_ms
 from bus.transport.kv_directory import open_bucket, publish_item
 

@@ -25,14 +25,11 @@ from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
-import nats.errors
-import nats.js.errors
-from nats.js import JetStreamContext
-from nats.js.kv import KeyValue
-
 from bus import errors
 from bus.keystore import write_private_file
 from bus.timing import wall_ms, witness_time
+from bus.transport.client import JetStreamContext, KeyValue, KeyValueEntry
+from bus.transport.nats_errors import NatsError, NotFound, nats_errors
 
 
 async def open_kv(
@@ -40,40 +37,32 @@ async def open_kv(
 ) -> KeyValue:
     """The bucket; ``create=True`` makes it when missing (history 1: every item has its
     own key and is never updated in place). ``what`` names it in messages ("directory")."""
-    try:
+    with nats_errors(f"open the {what} bucket {bucket!r}"):
         try:
             return await js.key_value(bucket)
-        except nats.js.errors.BucketNotFoundError:
+        except NotFound:
             if not create:
                 raise errors.NotConnected(
                     f"the {what} bucket {bucket!r} does not exist yet on this NATS server: {who_creates}"
                 ) from None
             return await js.create_key_value(bucket=bucket, history=1, description=description)
-    except nats.errors.TimeoutError as exc:
-        raise errors.NotConnected(f"no answer from JetStream about the {what} bucket {bucket!r}") from exc
-    except nats.errors.Error as exc:
-        raise errors.BusError(f"cannot open the {what} bucket {bucket!r}: {exc}") from exc
 
 
 async def put_item(kv: KeyValue, key: str, data: bytes, *, what: str) -> str:
     """Put one signed item under ``key``, unless the bucket holds these very bytes there
     already (a re-put would be stored, and judged by receivers, at a later time: TRUST.md
     2.1); returns the key."""
-    try:
+    with nats_errors(f"publish {what} item {key} (publish it again)", timeout=errors.PublishUnconfirmed):
         try:
             current = await kv.get(key)
-        except nats.js.errors.KeyNotFoundError:
+        except NotFound:
             current = None
         if current is None or current.value != data:
             await kv.put(key, data)
-    except nats.errors.TimeoutError as exc:
-        raise errors.PublishUnconfirmed(f"no ack for {what} item {key}: publish it again") from exc
-    except nats.errors.Error as exc:
-        raise errors.BusError(f"cannot publish {what} item {key}: {exc}") from exc
     return key
 
 
-def stored_ms(entry: KeyValue.Entry) -> int | None:
+def stored_ms(entry: KeyValueEntry) -> int | None:
     """When the server stored a KV entry (its JetStream timestamp), in whole ms; None when
     nats-py did not give one."""
     created = entry.created
@@ -215,11 +204,12 @@ class SignedItemsWatcher(Generic[T]):
         kv = await self._open_bucket(self.js, self.bucket, create=self.create_bucket)
         self._started()
         try:
-            for pattern in self.filters:
-                self._watchers.append(await kv.watch(pattern))
-        except nats.errors.Error as exc:
+            with nats_errors(f"watch the {self.what} bucket {self.bucket!r}"):
+                for pattern in self.filters:
+                    self._watchers.append(await kv.watch(pattern))
+        except errors.BusError:
             await self.stop()
-            raise errors.BusError(f"cannot watch the {self.what} bucket {self.bucket!r}: {exc}") from exc
+            raise
         self._tasks = [
             asyncio.create_task(self._run(pattern, w), name=f"{self.what}-watcher-{pattern}")
             for pattern, w in zip(self.filters, self._watchers, strict=True)
@@ -260,7 +250,7 @@ class SignedItemsWatcher(Generic[T]):
     async def stop(self) -> None:
         self._stopped()
         for watcher in self._watchers:
-            with contextlib.suppress(nats.errors.Error):
+            with contextlib.suppress(NatsError):
                 await watcher.stop()
         self._watchers = []
         for task in self._tasks:
@@ -300,7 +290,7 @@ class SignedItemsWatcher(Generic[T]):
             if self.ready.is_set() and entry.delta == 0:  # caught up: persist now, not per entry of a burst
                 self._save()
 
-    def _handle(self, entry: KeyValue.Entry) -> None:
+    def _handle(self, entry: KeyValueEntry) -> None:
         where = f"{self.bucket}/{entry.key}"
         if entry.operation in ("DEL", "PURGE"):
             self._log.warning("%s entry %s was deleted in the bucket; ignored (%s)", self.what, where, self.deleted_note)

@@ -31,12 +31,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
-from nats.js import JetStreamContext
-from nats.js.kv import KeyValue
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
 
 from bus import errors
 from bus.directory import Change, Directory, DirectoryRecord, Revocation, SignedItem, decode_item
+from bus.transport.client import JetStreamContext, KeyValue
 from bus.transport.kv import SignedItemsFile, SignedItemsWatcher, open_kv, put_item, wall_ms
 
 BUCKET = "blo_directory"

@@ -30,7 +30,6 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 
 import nacl.utils
-from nats.aio.msg import Msg
 
 from bus.bulletin import Bulletin
 from bus.envelope import Opened
@@ -39,7 +38,7 @@ from bus.ids import Rng
 from bus.keys import BoxKeyPair, Identity
 from bus.timing import wall_ms
 from bus.transport import subjects as sj
-from bus.transport.client import BusClient, ClientConfig
+from bus.transport.client import BusClient, ClientConfig, Msg
 from bus.transport.embedded import embedded_server
 from bus.transport.flash_watch import FlashWatch
 from bus.transport.metrics import BusMetrics

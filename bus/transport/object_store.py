@@ -38,14 +38,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import nats.errors
-import nats.js.errors
-from nats.js.api import DiscardPolicy, StorageType, StreamConfig
-
 from bus.attachments import MAX_SEALED_CHUNK
-from bus.errors import AttachmentCorrupt, BusError, NotConnected, PermissionDenied, ValidationError
+from bus.errors import AttachmentCorrupt, BusError, NoStream, NotConnected, PermissionDenied, ValidationError
 from bus.transport import subjects as sj
-from bus.transport.client import BusClient
+from bus.transport.client import BusClient, DiscardPolicy, StorageType, StreamConfig
+from bus.transport.nats_errors import BadObjectMeta, BadRequest, NotFound, bus_error, nats_errors
 
 OFFICE_BUCKET_PREFIX = "blo-att-office-"
 FEED_BUCKET_PREFIX = "blo-att-feed-"
@@ -55,14 +52,6 @@ BUCKET_MAX_MSG_SIZE = MAX_SEALED_CHUNK + 4096
 #: bulletins with the most attachments allowed by default (ATTACHMENTS.md 6). A network
 #: reserves this once per office and per feed (``blo deploy streams --bucket-mib``).
 DEFAULT_BUCKET_BYTES = 1024**3
-_LINK_DOWN = (
-    nats.errors.ConnectionClosedError,
-    nats.errors.ConnectionReconnectingError,
-    nats.errors.ConnectionDrainingError,
-    nats.errors.OutboundBufferLimitError,
-    nats.errors.StaleConnectionError,
-    nats.errors.NoServersError,
-)
 
 
 def office_bucket(office_id: str) -> str:
@@ -167,21 +156,12 @@ async def ensure_bucket(client: BusClient, spec: BucketSpec) -> None:
     """Create the bucket's stream, or bring its limits up to ``spec``."""
     js = client.jetstream()
     config = spec.stream_config()
-    started = time.monotonic()
-    try:
+    asked = (f"{client.api_prefix}.STREAM.CREATE.{config.name}",)
+    with nats_errors(f"create bucket {spec.bucket}", denied=client.violation_for, asked=asked):
         try:
             await js.add_stream(config)
-        except nats.js.errors.BadRequestError:  # exists with other limits
+        except BadRequest:  # exists with other limits
             await js.update_stream(config)
-    except nats.errors.TimeoutError as exc:
-        refused = client.violation_for(f"$JS.API.STREAM.CREATE.{config.name}", started)
-        if refused:
-            raise PermissionDenied(f"this NATS user may not create bucket {spec.bucket} ({refused})") from exc
-        raise NotConnected(f"no answer from JetStream creating bucket {spec.bucket}") from exc
-    except nats.js.errors.APIError as exc:
-        raise BusError(f"JetStream refused bucket {spec.bucket}: {exc.description or exc}") from exc
-    except _LINK_DOWN as exc:
-        raise NotConnected(f"the link dropped while creating bucket {spec.bucket}") from exc
 
 
 def _info_json(bucket: str, name: str, nuid: str, data: bytes, digest: str) -> bytes:
@@ -216,7 +196,7 @@ async def send_chunk(
     js = client.jetstream()
     name = f"{object_hex}/{index}"
     nuid = chunk_nuid(object_hex, index)
-    try:
+    with nats_errors(f"send chunk {name} to {bucket}"):
         data_ack = await js.publish_async(
             chunk_subject(bucket, object_hex, index), data, headers={"Nats-Msg-Id": f"{name}/d"}
         )
@@ -229,10 +209,6 @@ async def send_chunk(
         except BaseException:
             data_ack.cancel()  # nats-py frees its slot for the ack only when the future ends
             raise
-    except _LINK_DOWN as exc:
-        raise NotConnected(f"the link dropped while sending chunk {name}: {exc!r}") from exc
-    except nats.errors.Error as exc:
-        raise BusError(f"sending chunk {name} to {bucket} failed: {exc!r}") from exc
     return asyncio.gather(data_ack, meta_ack, return_exceptions=True)
 
 
@@ -282,13 +258,13 @@ def _unconfirmed(client: BusClient, bucket: str, object_hex: str, index: int, si
 
 
 def _refused(exc: BaseException, bucket: str, object_hex: str, index: int) -> BusError:
-    if isinstance(exc, nats.js.errors.NoStreamResponseError | nats.errors.NoRespondersError):
+    error = bus_error(exc, f"store chunk {object_hex}/{index} in {bucket}")
+    if isinstance(error, NoStream):
         return NoBucket(
             f"no bucket {bucket} on the server: the operator creates it (blo deploy streams --buckets, "
             "with the buckets.json of blo deploy nats-auth)"
         )
-    description = getattr(exc, "description", None) or repr(exc)
-    return BusError(f"JetStream refused chunk {object_hex}/{index} in {bucket}: {description}")
+    return error or BusError(f"storing chunk {object_hex}/{index} in {bucket} failed: {exc!r}")
 
 
 class Reader:
@@ -304,7 +280,7 @@ class Reader:
             js = self.client.jetstream()
             try:
                 self._store = await js.object_store(self.bucket)
-            except nats.js.errors.BucketNotFoundError as exc:
+            except NotFound as exc:
                 raise NoBucket(f"no bucket {self.bucket} on the server yet") from exc
         return self._store
 
@@ -313,33 +289,21 @@ class Reader:
         R3), or None when it is not there yet. ``AttachmentCorrupt`` if its data is not what
         its info says."""
         name = f"{object_hex}/{index}"
-        started = time.monotonic()
-        try:
+        stream = bucket_stream(self.bucket)
+        api = self.client.api_prefix
+        asked = (f"{api}.STREAM.INFO.{stream}", f"{api}.STREAM.MSG.GET.{stream}",
+                 f"{api}.DIRECT.GET.{stream}.$O.{self.bucket}.C.{chunk_nuid(object_hex, index)}")  # fmt: skip
+        with nats_errors(f"read {name} in bucket {self.bucket}", denied=self.client.violation_for, asked=asked):
             store = await self._object_store()
             try:
                 info = await store.get_info(name)
-            except nats.js.errors.ObjectNotFoundError:
+                raw = await self.client.jetstream().get_last_msg(stream, f"$O.{self.bucket}.C.{info.nuid}", direct=True)
+            except NotFound:  # the object, or its data, is not there (yet)
                 return None
-            try:
-                raw = await self.client.jetstream().get_last_msg(
-                    bucket_stream(self.bucket), f"$O.{self.bucket}.C.{info.nuid}", direct=True
-                )
-            except nats.js.errors.NotFoundError:
-                return None
-        except nats.errors.TimeoutError as exc:
-            stream = bucket_stream(self.bucket)
-            asked = (f"$JS.API.STREAM.INFO.{stream}", f"$JS.API.STREAM.MSG.GET.{stream}",
-                     f"$JS.API.DIRECT.GET.{stream}.$O.{self.bucket}.C.{chunk_nuid(object_hex, index)}")  # fmt: skip
-            refused = next((r for r in (self.client.violation_for(a, started) for a in asked) if r), None)
-            if refused:
-                raise PermissionDenied(f"this node may not read bucket {self.bucket} ({refused})") from exc
-            raise NotConnected(f"no answer from JetStream reading {name} in {self.bucket}") from exc
-        except _LINK_DOWN as exc:
-            raise NotConnected(f"the link dropped while reading {name}") from exc
-        except nats.js.errors.BadObjectMetaError as exc:
-            raise AttachmentCorrupt(f"the object info of {name} in {self.bucket} is unreadable", "object_digest_mismatch") from exc
-        except nats.js.errors.APIError as exc:
-            raise BusError(f"JetStream refused reading {name} in {self.bucket}: {exc.description or exc}") from exc
+            except BadObjectMeta as exc:
+                raise AttachmentCorrupt(
+                    f"the object info of {name} in {self.bucket} is unreadable", "object_digest_mismatch"
+                ) from exc
         data = raw.data or b""
         if info.digest != digest_of(data):
             raise AttachmentCorrupt(

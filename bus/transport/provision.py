@@ -12,17 +12,12 @@ replicas where allowed, sources).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from typing import Any
 
-import nats.errors
-import nats.js.errors
-from nats.js.api import ExternalStream, StreamConfig, StreamSource
-
-from bus.errors import BusError, NotConnected, PermissionDenied
-from bus.transport.client import BusClient
+from bus.transport.client import BusClient, ExternalStream, StreamConfig, StreamSource
 from bus.transport.client import stream_config as client_stream_config
+from bus.transport.nats_errors import NotFound, nats_errors
 from bus.transport.object_store import BucketSpec, bucket_stream
 from bus.transport.topology import StreamPlan
 
@@ -66,31 +61,20 @@ async def apply_plans(client: BusClient, plans: Sequence[StreamPlan], buckets: S
     items += [(bucket_stream(b.bucket), b.stream_config(), b.max_bytes, f"bucket {b.bucket}, replicas {b.replicas}") for b in buckets]
     wanted = [(name, size) for name, _, size, _ in items]
     done = []
+    api = client.api_prefix
     for name, config, _, note in items:
-        started = time.monotonic()
-        try:
+        asked = [f"{api}.STREAM.{verb}.{name}" for verb in ("CREATE", "UPDATE", "INFO")]
+        codes = {_INSUFFICIENT_STORAGE: _storage_advice(name, wanted)}
+        with nats_errors(f"create or update stream {name}", denied=client.violation_for, asked=asked, codes=codes):
             try:
                 await js.stream_info(name)
                 exists = True
-            except nats.js.errors.NotFoundError:
+            except NotFound:
                 exists = False
             if exists:
                 await js.update_stream(config)
             else:
                 await js.add_stream(config)
-        except nats.errors.TimeoutError as exc:
-            refused = client.violation_for(f"{js._prefix}.STREAM.CREATE.{name}", started) or client.violation_for(
-                f"{js._prefix}.STREAM.UPDATE.{name}", started
-            ) or client.violation_for(f"{js._prefix}.STREAM.INFO.{name}", started)
-            if refused:
-                raise PermissionDenied(f"this NATS user may not create or update stream {name} ({refused})") from exc
-            raise NotConnected(f"no answer from JetStream about stream {name}") from exc
-        except nats.js.errors.APIError as exc:
-            if exc.err_code == _INSUFFICIENT_STORAGE:
-                raise BusError(_storage_advice(name, wanted)) from exc
-            raise BusError(f"JetStream refused stream {name}: {exc.description or exc}") from exc
-        except nats.errors.Error as exc:
-            raise BusError(f"creating stream {name} failed: {exc}") from exc
         done.append(f"{'updated' if exists else 'created'} {name} ({note})")
     return done
 

@@ -20,8 +20,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from nats.aio.msg import Msg
-
 from bus import timing
 from bus.envelope import RECIPIENT_FEED, RECIPIENT_OFFICE, Opened, Via, read_routing
 from bus.envelope_fast import FastOpener
@@ -38,7 +36,7 @@ from bus.errors import (
 )
 from bus.receipt import DELIVERED, open_receipt
 from bus.transport import subjects as sj
-from bus.transport.client import BusClient, PullConsumer, ack_all, nak, stored_at_ms
+from bus.transport.client import BusClient, Msg, PullConsumer, ack_all, nak, stored_at_ms
 from bus.transport.gate import PrecedenceGate
 from bus.transport.node_core import Core, StateChange
 from bus.transport.outbox import transaction

@@ -480,34 +480,15 @@ def _signin(ctx: click.Context) -> tuple[dict[str, Any], str | None]:
 
 
 def _with_nats(ctx: click.Context, url: str, work: Callable[[Any], Awaitable[T]], timeout: float) -> T:
-    import nats
-    import nats.errors
+    from bus.transport.client import one_shot_jetstream
 
     signin, domain = _signin(ctx)
 
     async def main() -> T:
-        async def quiet(exc: Exception) -> None:  # the failure is reported once, below, not as a traceback
-            return None
-
-        try:
-            # max_reconnect_attempts=0 would mean "retry forever" in nats-py's server selection.
-            connecting = nats.connect(
-                url,
-                connect_timeout=min(timeout, 5.0),
-                allow_reconnect=False,
-                max_reconnect_attempts=1,
-                reconnect_time_wait=0.2,
-                error_cb=quiet,
-                **signin,
-            )
-            nc = await asyncio.wait_for(connecting, timeout)
-        except (OSError, nats.errors.Error, TimeoutError) as exc:
-            raise NotConnected(f"cannot reach NATS at {url}: {exc or type(exc).__name__}") from None
-        try:
-            return await asyncio.wait_for(work(nc.jetstream(domain=domain)), timeout + 5)
-        except TimeoutError:
-            raise NotConnected(f"NATS at {url} did not answer within {timeout} s") from None
-        finally:
-            await nc.close()
+        async with one_shot_jetstream(url, timeout=timeout, signin=signin, domain=domain) as js:
+            try:
+                return await asyncio.wait_for(work(js), timeout + 5)
+            except TimeoutError:
+                raise NotConnected(f"NATS at {url} did not answer within {timeout} s") from None
 
     return asyncio.run(main())
