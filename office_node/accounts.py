@@ -31,8 +31,7 @@ import nacl.exceptions
 import nacl.pwhash
 import nacl.utils
 
-from bus import errors
-from bus.ids import Rng
+from bus import Rng, errors
 from office_node.db import Database
 from office_node.errors import BadCredentials, NotAuthenticated
 from office_node.i18n import check_language

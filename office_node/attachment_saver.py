@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bus.ids import ULID_PATTERN
+from bus import ULID_PATTERN
 from office_node.client import NodeClient
 from office_node.errors import NodeUnavailable
 

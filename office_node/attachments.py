@@ -20,15 +20,20 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from bus.attachments import Entry, Limits, public_view
-from bus.bulletin import Bulletin
-from bus.envelope import RECIPIENT_FEED, Opened
+from bus import RECIPIENT_FEED, Bulletin, Entry, Limits, Opened, Rng, public_view
 from bus.errors import AttachmentError, NotFound, ValidationError
-from bus.ids import Rng
-from bus.transport import subjects as sj
-from bus.transport.object_store import bucket_of, feed_bucket, office_bucket
-from bus.transport.quarantine import Quarantine
-from bus.transport.transfers import COMPLETE, Download, TransferMetrics, Transfers, entries_of
+from bus.transport import (
+    COMPLETE,
+    Download,
+    Quarantine,
+    TransferMetrics,
+    Transfers,
+    bucket_of,
+    entries_of,
+    feed_bucket,
+    office_bucket,
+    precedence_rank,
+)
 from office_node import media
 from office_node.times import iso_utc
 
@@ -118,7 +123,7 @@ class NodeAttachments:
         if bulletin.attachments:
             self.transfers.queue_uploads(
                 bulletin.id,
-                sj.precedence_rank(bulletin.precedence),
+                precedence_rank(bulletin.precedence),
                 entries_of(bulletin.attachments),
                 [bucket_of(r) for r in recipients],
             )
@@ -132,7 +137,7 @@ class NodeAttachments:
             return
         via = opened.opened_via
         bucket = feed_bucket(via.id) if via.kind == RECIPIENT_FEED else office_bucket(self.office)
-        self.transfers.queue_downloads(b.id, sj.precedence_rank(b.precedence), entries_of(b.attachments), bucket)
+        self.transfers.queue_downloads(b.id, precedence_rank(b.precedence), entries_of(b.attachments), bucket)
 
     async def _completed(self, download: Download) -> None:
         """R8: the media type sniffed from the content; an image's thumbnail made once."""

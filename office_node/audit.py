@@ -36,9 +36,7 @@ from typing import Any
 
 import nacl.utils
 
-from bus import errors
-from bus.ids import Rng
-from bus.keystore import read_secret
+from bus import Rng, errors, read_secret
 from office_node.db import Database
 
 KEY_BYTES = 32

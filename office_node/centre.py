@@ -22,11 +22,8 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
-from bus.bulletin import Bulletin
+from bus import Bulletin, check_forward, make_forward, new_bulletin_id
 from bus.errors import BloError, HandlingRefused, NotFound, ValidationError
-from bus.forward import forward as make_forward
-from bus.handling import check_forward
-from bus.ids import new_bulletin_id
 from office_node import audit as actions
 from office_node import views
 from office_node.accounts import Principal
@@ -44,9 +41,7 @@ from office_node.triage import DISSEMINATED, KEEP, MAX_PAGE, Drafts
 if TYPE_CHECKING:  # types of the host's parts only; none of them imports this module
     import sqlite3
 
-    from bus.directory import Directory
-    from bus.handling import FeedScope
-    from bus.ids import Rng
+    from bus import Directory, FeedScope, Rng
     from office_node.audit import AuditLog
     from office_node.config import NodeConfig
     from office_node.feeds import NodeFeeds

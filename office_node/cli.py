@@ -47,8 +47,7 @@ def seal_demo() -> None:
     """Seal one sample bulletin per language for two offices and open it again, offline."""
     import nacl.utils
 
-    from bus.envelope import OfficeRecipient, Opener, Sealer
-    from bus.keys import Identity, PeerBook
+    from bus import Identity, OfficeRecipient, Opener, PeerBook, Sealer
     from office_node.samples import sample_bulletins, sample_to_bulletin
 
     rng = nacl.utils.random

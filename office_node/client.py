@@ -18,7 +18,7 @@ from typing import Any
 
 import aiohttp
 
-from bus.keystore import read_secret
+from bus import read_secret
 from office_node.errors import NodeUnavailable
 from office_node.home import NodeHome
 

@@ -17,9 +17,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bus.bulletin import BODY_FIELDS, Bulletin, is_feed_name, is_office_id
+from bus import BODY_FIELDS, Bulletin, Rng, is_feed_name, is_office_id, new_bulletin_id
 from bus.errors import ValidationError
-from bus.ids import Rng, new_bulletin_id
 
 #: Set by the node, never by the caller.
 NODE_FIELDS = ("id", "from", "created")

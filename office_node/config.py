@@ -14,8 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bus.attachments import Limits
-from bus.bulletin import is_feed_name, is_office_id
+from bus import Limits, is_feed_name, is_office_id
 from bus.errors import ConfigError
 
 DEFAULT_BIND = "127.0.0.1:8080"

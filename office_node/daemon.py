@@ -17,8 +17,8 @@ from typing import Any
 
 from aiohttp import web
 
+from bus import Identity
 from bus.errors import ConfigError
-from bus.keys import Identity
 from office_node.api import build_app
 from office_node.config import NodeConfig
 from office_node.home import NodeHome, load_home_identity

@@ -24,11 +24,11 @@ from typing import Any
 
 import nacl.utils
 
+from bus import write_private_file
 from bus.errors import BloError, ConfigError, NotConnected
-from bus.keystore import write_private_file
-from bus.transport.embedded import embedded_server
-from bus.transport.kv_directory import open_bucket, publish_item
-from bus.transport.server import NatsServer
+from bus.transport import NatsServer, embedded_server
+from bus.transport import open_directory_bucket as open_bucket
+from bus.transport import publish_directory_item as publish_item
 from office_node.accounts import INTERACTIVE, HashLimits
 from office_node.client import NodeClient
 from office_node.daemon import Daemon
@@ -107,7 +107,7 @@ def prepare(
 
 
 async def publish_directory(url: str, items: list[bytes]) -> None:
-    from bus.transport.client import one_shot_jetstream
+    from bus.transport import one_shot_jetstream
 
     async with one_shot_jetstream(url, timeout=5.0) as js:
         kv = await open_bucket(js, create=True)

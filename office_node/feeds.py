@@ -48,15 +48,25 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from bus.bulletin import is_office_id
-from bus.directory import Change, Directory
+from bus import (
+    BoxKeyPair,
+    Change,
+    Directory,
+    FeedChange,
+    FeedKeyring,
+    FeedOwner,
+    Identity,
+    Issue,
+    Rng,
+    is_office_id,
+    read_secret,
+    write_private_file,
+)
+from bus import decode_feed_item as decode_item
 from bus.errors import BloError, FeedError, FeedKeyPending, KeyStoreError, ValidationError
-from bus.feeds import FeedChange, FeedKeyring, FeedOwner, Issue, decode_item
-from bus.ids import Rng
-from bus.keys import BoxKeyPair, Identity
-from bus.keystore import read_secret, write_private_file
-from bus.transport.kv_feeds import FeedKeyCache, FeedKeyWatcher, FeedMetrics, open_bucket, publish_issue, publish_item
-from bus.transport.node import BusNode
+from bus.transport import BusNode, FeedKeyCache, FeedKeyWatcher, FeedMetrics, publish_issue
+from bus.transport import open_feed_bucket as open_bucket
+from bus.transport import publish_feed_item as publish_item
 
 log = logging.getLogger("blo.feeds")
 STATE_FILE = "feeds.state"

@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bus.transport.outbox import ACKNOWLEDGED, BulletinStatus
+from bus.transport import ACKNOWLEDGED, BulletinStatus
 from office_node.db import Database
 from office_node.times import iso_utc
 

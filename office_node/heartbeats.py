@@ -21,15 +21,29 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bus.directory import Directory
+from bus import (
+    DAYS,
+    Directory,
+    Heartbeat,
+    Identity,
+    NodeStatus,
+    day_index,
+    network_view,
+    open_heartbeat,
+    sign_heartbeat,
+    witness_time,
+)
 from bus.errors import BloError, BusError
-from bus.heartbeat import DAYS, Heartbeat, NodeStatus, day_index, network_view, open_heartbeat, sign_heartbeat
-from bus.keys import Identity
-from bus.timing import witness_time
-from bus.transport import subjects as sj
-from bus.transport.client import ack_all, stored_at_ms
-from bus.transport.metrics import sample
-from bus.transport.node import BusNode
+from bus.transport import (
+    BusNode,
+    ConsumerSpec,
+    ack_all,
+    heartbeat_subject,
+    heartbeats_consumer_spec,
+    sample,
+    stored_at_ms,
+    subject_sender,
+)
 from office_node.db import Database
 
 log = logging.getLogger("blo.heartbeats")
@@ -106,7 +120,7 @@ class Heartbeats:
         now = self.clock()
         payload = sign_heartbeat(self.identity, self.status(now), now_ms=now)
         try:
-            await client.publish(sj.heartbeat_subject(self.office), payload, f"hb:{self.office}:{now}", timeout=5.0)
+            await client.publish(heartbeat_subject(self.office), payload, f"hb:{self.office}:{now}", timeout=5.0)
         except BusError as exc:
             log.info("heartbeat not published: %s", exc.message)
             return False
@@ -129,7 +143,7 @@ class Heartbeats:
         try:
             hb = open_heartbeat(
                 raw, self.directory, witnessed_at=now if witnessed_at is None else witnessed_at,
-                office=sj.subject_sender(subject),
+                office=subject_sender(subject),
             )  # fmt: skip
         except BloError as exc:
             log.warning("heartbeat on %s refused: %s", subject, exc.message)
@@ -146,9 +160,9 @@ class Heartbeats:
     async def run_consumer(self) -> None:
         """A centre's durable consumer of every heartbeat (the stream keeps the latest),
         run by the bus node's own fetch loop (reconnects, refusals) until it closes."""
-        await self.bus.consume(sj.heartbeats_consumer_spec(self.office), self._take)
+        await self.bus.consume(heartbeats_consumer_spec(self.office), self._take)
 
-    async def _take(self, spec: sj.ConsumerSpec, msgs: list[Any]) -> None:
+    async def _take(self, spec: ConsumerSpec, msgs: list[Any]) -> None:
         now = self.clock()
         kept = [
             hb

@@ -29,20 +29,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bus.directory import Directory, anchors_from_hex
-from bus.errors import KeyStoreError
-from bus.keys import Identity
-from bus.keystore import (
+from bus import (
     FLOOR_KDF,
+    Directory,
+    Identity,
     KdfParams,
+    anchors_from_hex,
     check_cost,
     check_new_passphrase,
     decode_identity,
     is_protected,
     read_private_file,
 )
-from bus.transport.inbox_keys import RING_FILE
-from bus.transport.kv_directory import DirectoryCache
+from bus.errors import KeyStoreError
+from bus.transport import RING_FILE, DirectoryCache
 from office_node.config import NodeConfig, load_config
 
 PASSPHRASE_ENV = "BLO_PASSPHRASE"

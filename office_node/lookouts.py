@@ -28,8 +28,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from bus.bulletin import Bulletin
-from bus.lookout import Hit, LookoutIndex, Match
+from bus import Bulletin, Hit, LookoutIndex, Match
 from office_node.store import Store
 
 HIT_TAG = "hit"

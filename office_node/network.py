@@ -20,12 +20,20 @@ from pathlib import Path
 
 import nacl.utils
 
-from bus.directory import Directory, anchors_from_hex, centre_self_record, enrol_office, make_request, read_request
-from bus.ids import Rng
-from bus.inbox import InboxRing
-from bus.keys import Identity
-from bus.keystore import save_identity, write_private_file
-from bus.transport.kv_directory import DirectoryCache
+from bus import (
+    Directory,
+    Identity,
+    InboxRing,
+    Rng,
+    anchors_from_hex,
+    centre_self_record,
+    enrol_office,
+    make_request,
+    read_request,
+    save_identity,
+    write_private_file,
+)
+from bus.transport import DirectoryCache
 from office_node import audit as actions
 from office_node.accounts import INTERACTIVE, Accounts, HashLimits
 from office_node.audit import AuditLog

@@ -31,24 +31,42 @@ from typing import Any
 import nacl.utils
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from bus.bulletin import Bulletin
-from bus.directory import Directory
-from bus.envelope import RECIPIENT_FEED, Opened
+from bus import (
+    ORIGINAL_REFUSED,
+    RECIPIENT_FEED,
+    Bulletin,
+    Directory,
+    FeedScope,
+    Hit,
+    Identity,
+    Opened,
+    Provenance,
+    Rng,
+    check_receive,
+    check_send,
+    parse_watchlist,
+    verify_forward,
+    wall_ms,
+    watchlist_bulletins,
+)
 from bus.errors import BloError, ForwardRefused, HandlingRefused, NotFound, ValidationError
-from bus.forward import ORIGINAL_REFUSED, Provenance, verify_forward
-from bus.handling import FeedScope, check_receive, check_send
-from bus.ids import Rng
-from bus.keys import Identity
-from bus.lookout import Hit, parse_watchlist, watchlist_bulletins
-from bus.timing import wall_ms
-from bus.transport.client import BusClient, ClientConfig
-from bus.transport.inbox_keys import InboxKeyKeeper
-from bus.transport.kv_directory import DirectoryCache, DirectoryMetrics, DirectoryWatcher
-from bus.transport.kv_feeds import FeedMetrics
-from bus.transport.metrics import BusMetrics
-from bus.transport.node import BusNode, Escalation, NodeHooks, NodeOptions, StateChange
-from bus.transport.outbox import ACKNOWLEDGED
-from bus.transport.transfers import TransferMetrics
+from bus.transport import (
+    ACKNOWLEDGED,
+    BusClient,
+    BusMetrics,
+    BusNode,
+    ClientConfig,
+    DirectoryCache,
+    DirectoryMetrics,
+    DirectoryWatcher,
+    Escalation,
+    FeedMetrics,
+    InboxKeyKeeper,
+    NodeHooks,
+    NodeOptions,
+    StateChange,
+    TransferMetrics,
+)
 from office_node import audit as actions
 from office_node import i18n, views
 from office_node.accounts import INTERACTIVE, Accounts, HashLimits, Principal

@@ -11,7 +11,7 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
-from bus.bulletin import ENTITY_TYPES, FEED_NAME_PATTERN, KINDS, PRECEDENCES, TLP_LABELS
+from bus import ENTITY_TYPES, FEED_NAME_PATTERN, KINDS, PRECEDENCES, TLP_LABELS
 from office_node.node import VERSION
 
 

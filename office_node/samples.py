@@ -7,8 +7,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from bus.bulletin import Bulletin, country_of
-from bus.ids import Rng, new_bulletin_id
+from bus import Bulletin, Rng, country_of, new_bulletin_id
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 

@@ -31,11 +31,24 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from bus import errors
-from bus.bulletin import KINDS, PRECEDENCES, Bulletin, is_feed_name, is_office_id
-from bus.envelope import RECIPIENT_FEED, KeyResolver, Opened, encode_body, parse_header, split_envelope, verify_detached
-from bus.ids import bulletin_id_from_bytes, bulletin_id_to_bytes
-from bus.timing import key_problem
+from bus import (
+    KINDS,
+    PRECEDENCES,
+    RECIPIENT_FEED,
+    Bulletin,
+    KeyResolver,
+    Opened,
+    bulletin_id_from_bytes,
+    bulletin_id_to_bytes,
+    encode_body,
+    errors,
+    is_feed_name,
+    is_office_id,
+    key_problem,
+    parse_header,
+    split_envelope,
+    verify_detached,
+)
 from office_node import search
 from office_node.db import Database
 from office_node.paging import decode_cursor, encode_cursor

@@ -12,14 +12,19 @@ import binascii
 from collections.abc import Sequence
 from typing import Any
 
-from bus import errors
-from bus.directory import Directory, DirectoryRecord
-from bus.envelope import parse_header
-from bus.forward import ORIGINAL_CHECKED, ORIGINAL_NOT_CHECKED, ORIGINAL_REFUSED, REDACTED
-from bus.forward import attribution as attribution_of
-from bus.ids import bulletin_id_from_bytes
-from bus.transport.node import StateChange
-from bus.transport.outbox import BulletinStatus, RecipientStatus
+from bus import (
+    ORIGINAL_CHECKED,
+    ORIGINAL_NOT_CHECKED,
+    ORIGINAL_REFUSED,
+    REDACTED,
+    Directory,
+    DirectoryRecord,
+    bulletin_id_from_bytes,
+    errors,
+    parse_header,
+)
+from bus import attribution as attribution_of
+from bus.transport import BulletinStatus, RecipientStatus, StateChange
 from office_node import search
 from office_node.store import StoredBulletin
 

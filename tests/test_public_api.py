@@ -4,6 +4,8 @@ unnoticed (httpx's tests/test_exported_members.py does the same)."""
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 import types
 from pathlib import Path
 
@@ -78,3 +80,42 @@ def test_every_refusal_gets_the_status_that_says_who_must_act() -> None:
     assert node_errors.http_status(node_errors.ExchangeError("m")) == 503
     assert node_errors.http_status(errors.NotConnected("m")) == 503
     assert node_errors.http_status(errors.StoreError("m")) == 500
+
+
+def test_the_transport_exports_exactly_what_it_lists() -> None:
+    import bus.transport as transport
+
+    exported = set(transport.__all__)
+    assert len(exported) == len(transport.__all__), "a name is listed twice"
+    public = {
+        n for n in dir(transport) if not n.startswith("_") and not isinstance(getattr(transport, n), types.ModuleType)
+    }
+    assert exported == public
+
+
+def test_the_office_node_uses_bus_only_through_its_public_surface() -> None:
+    """office_node imports from ``bus`` (the pure core), ``bus.transport`` (the NATS shell)
+    and ``bus.errors`` (the error tree), and only names they export: a module of bus can be
+    split, renamed or sped up without touching the node."""
+    import bus.transport as transport
+
+    surface = {"bus": set(bus.__all__) | {"errors"}, "bus.transport": set(transport.__all__), "bus.errors": None}
+    root = Path(__file__).parent.parent / "office_node"
+    wrong = []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                wrong += [f"{path.name}: import {a.name}" for a in node.names if a.name.startswith("bus.")]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").split(".")[0] == "bus":
+                allowed = surface.get(node.module or "", set())
+                if allowed is None:
+                    continue
+                wrong += [
+                    f"{path.name}: from {node.module} import {a.name}" for a in node.names if a.name not in allowed
+                ]
+    assert not wrong, "\n".join(wrong)
+
+
+def test_the_pure_core_loads_no_network_library() -> None:
+    code = "import sys, bus; sys.exit(sorted(m for m in sys.modules if m.split('.')[0] in ('nats', 'aiohttp')) != [])"
+    assert subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parent.parent, timeout=60).returncode == 0

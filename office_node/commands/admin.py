@@ -146,7 +146,7 @@ def token_group() -> None:
 @click.pass_context
 def token_create(ctx: click.Context, username: str, name: str, expires_days: int | None, save: bool) -> None:
     """Create a token and print it once; only its hash is kept."""
-    from bus.keystore import write_private_file
+    from bus import write_private_file
     from office_node.client import token_path
     from office_node.home import NodeHome
 

@@ -29,7 +29,7 @@ from typing import Any
 
 import click
 
-from bus.bulletin import KINDS, PRECEDENCES, TLP_LABELS
+from bus import KINDS, PRECEDENCES, TLP_LABELS
 from bus.errors import ValidationError
 from office_node.attachment_saver import SAVED, AttachmentSaver, Outcome
 from office_node.cli import cli

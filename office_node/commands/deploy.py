@@ -36,24 +36,34 @@ from pathlib import Path
 import click
 import nacl.utils
 
-from bus.directory import Directory
+from bus import Directory, FeedKeyring, write_private_file
 from bus.errors import ConfigError, NotConnected, ValidationError
-from bus.feeds import FeedKeyring
-from bus.keystore import write_private_file
-from bus.transport.client import BusClient, ClientConfig
-from bus.transport.kv_feeds import FeedKeyCache
-from bus.transport.nkey import new_user_seed, public_key, read_seed
-from bus.transport.object_store import (
+from bus.transport import (
     DEFAULT_BUCKET_BYTES,
+    STREAM_FEEDS,
+    STREAM_OFFICES,
     BucketSpec,
+    BusClient,
+    ClientConfig,
+    FeedKeyCache,
+    FeedMembers,
+    NodeAccess,
+    StreamPlan,
+    apply_plans,
     bucket_list_json,
     bucket_specs,
+    check_office,
+    hub_plans,
+    hub_users,
+    inbox_prefix,
+    leaf_outbox_streams,
+    new_user_seed,
+    node_access,
     parse_bucket_list,
+    parse_feed,
+    public_key,
+    read_seed,
 )
-from bus.transport.permissions import FeedMembers, NodeAccess, hub_users, inbox_prefix, node_access, parse_feed
-from bus.transport.provision import apply_plans
-from bus.transport.subjects import STREAM_FEEDS, STREAM_OFFICES, check_office
-from bus.transport.topology import StreamPlan, hub_plans, leaf_outbox_streams
 from office_node.cli import cli
 from office_node.config import render_config
 from office_node.home import NodeHome

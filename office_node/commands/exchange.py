@@ -25,7 +25,7 @@ from typing import Any
 
 import click
 
-from bus.bulletin import KINDS, PRECEDENCES, TLP_LABELS
+from bus import KINDS, PRECEDENCES, TLP_LABELS
 from bus.errors import ValidationError
 from office_node.cli import cli
 from office_node.commands.api_calls import call, json_option, token_option, url_option, when

@@ -25,20 +25,25 @@ from typing import Any, TypeVar
 import click
 import nacl.utils
 
-from bus.bulletin import is_feed_name, is_office_id
-from bus.directory import (
+from bus import (
+    FAST_KDF,
+    BoxKeyPair,
     Directory,
     DirectoryRecord,
+    Identity,
+    SigningKeyPair,
     centre_self_record,
     enrol_office,
+    is_feed_name,
+    is_office_id,
     make_request,
     read_request,
     revoke_key,
+    save_identity,
+    write_private_file,
 )
 from bus.errors import ConfigError, DirectoryError, KeyStoreError, NotConnected, ValidationError
-from bus.keys import BoxKeyPair, Identity, SigningKeyPair
-from bus.keystore import FAST_KDF, save_identity, write_private_file
-from bus.transport.kv_directory import DirectoryCache
+from bus.transport import DirectoryCache
 from office_node.cli import cli
 from office_node.config import NodeConfig, render_config
 from office_node.home import NEW_PASSPHRASE_ENV, NodeHome, load_home_identity, passphrase
@@ -436,7 +441,7 @@ def publish(ctx: click.Context, nats_url: str) -> None:
 @click.pass_context
 def sync(ctx: click.Context, nats_url: str, timeout: float) -> None:
     """Load the NATS bucket into the local copy once (verifying every item) and exit."""
-    from bus.transport.kv_directory import DirectoryWatcher
+    from bus.transport import DirectoryWatcher
 
     home = _home(ctx)
     config = home.config()
@@ -457,7 +462,8 @@ def _maybe_publish(ctx: click.Context, nats_url: str | None, items: list[bytes])
     if nats_url is None:
         click.echo("  not published: run `blo directory publish --nats URL` to send it to the bus")
         return
-    from bus.transport.kv_directory import open_bucket, publish_item
+    from bus.transport import open_directory_bucket as open_bucket
+    from bus.transport import publish_directory_item as publish_item
 
     async def run(js: Any) -> list[str]:
         kv = await open_bucket(js, create=True)
@@ -470,7 +476,7 @@ def _maybe_publish(ctx: click.Context, nats_url: str | None, items: list[bytes])
 def _signin(ctx: click.Context) -> tuple[dict[str, Any], str | None]:
     """How this home signs in to NATS (node.toml's [nats]: nkey seed or creds, TLS, inbox
     prefix) and its JetStream domain, so the directory commands work against secured hubs."""
-    from bus.transport.client import ClientConfig
+    from bus.transport import ClientConfig
 
     home = _home(ctx)
     if not home.config_path.exists():
@@ -480,7 +486,7 @@ def _signin(ctx: click.Context) -> tuple[dict[str, Any], str | None]:
 
 
 def _with_nats(ctx: click.Context, url: str, work: Callable[[Any], Awaitable[T]], timeout: float) -> T:
-    from bus.transport.client import one_shot_jetstream
+    from bus.transport import one_shot_jetstream
 
     signin, domain = _signin(ctx)
 

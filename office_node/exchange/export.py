@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bus.bulletin import Bulletin
+from bus import Bulletin
 from bus.errors import HandlingRefused, ValidationError
 from office_node.exchange import FORMATS
 from office_node.exchange.handling import check_export

@@ -37,9 +37,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bus.bulletin import TLP_LABELS, Bulletin, is_office_id
+from bus import RELEASABILITY_WIDENED, TLP_LABELS, TLP_LOOSENED, Bulletin, FeedScope, check_send, is_office_id, tlp_rank
 from bus.errors import HandlingRefused
-from bus.handling import RELEASABILITY_WIDENED, TLP_LOOSENED, FeedScope, check_send, tlp_rank
 from office_node.exchange.mapping import MISP_DISTRIBUTIONS, strictest_tlp
 from office_node.exchange.source import Source
 

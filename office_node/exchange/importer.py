@@ -15,9 +15,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bus.bulletin import MAX_ATTACHMENTS, MAX_BODY_CHARS, MAX_ENTITIES, MAX_TAGS, Bulletin
+from bus import MAX_ATTACHMENTS, MAX_BODY_CHARS, MAX_ENTITIES, MAX_TAGS, Bulletin, bulletin_id_to_bytes
 from bus.errors import ValidationError
-from bus.ids import bulletin_id_to_bytes
 from office_node.exchange.handling import Derived, derive
 from office_node.exchange.mapping import iso_of_ms
 from office_node.exchange.source import MAX_INDICATOR_LINES, Source

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from bus.bulletin import PRECEDENCES, TLP_LABELS
+from bus import PRECEDENCES, TLP_LABELS
 
 #: Every id BLO Bus writes into MISP or STIX is a UUIDv5 under this namespace, derived
 #: from the bulletin id (and the entity's place in it): exporting a bulletin twice gives

@@ -14,7 +14,7 @@ import json
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from bus.bulletin import KINDS, PRECEDENCES, Bulletin
+from bus import KINDS, PRECEDENCES, Bulletin
 from bus.errors import ValidationError
 from office_node.exchange import require
 from office_node.exchange.mapping import (

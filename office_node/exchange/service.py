@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
-from bus.bulletin import Bulletin, is_office_id
+from bus import Bulletin, is_office_id
 from bus.errors import HandlingRefused, ValidationError
 from office_node import audit as actions
 from office_node.accounts import Principal

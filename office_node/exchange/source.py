@@ -13,7 +13,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from bus.bulletin import DOCUMENT_TYPES, validate_entity
+from bus import DOCUMENT_TYPES, validate_entity
 from bus.errors import ValidationError
 
 #: How many indicator lines (IPs, hashes, domains... that are no BLO Bus entity) the

@@ -15,7 +15,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from bus.bulletin import ENTITY_FIELDS, KINDS, PRECEDENCES, Bulletin
+from bus import ENTITY_FIELDS, KINDS, PRECEDENCES, Bulletin
 from bus.errors import ValidationError
 from office_node.exchange import require
 from office_node.exchange.mapping import (
