@@ -303,7 +303,8 @@ class Sender:
                 # A window is at most a quarter of the pacer's budget, so that several are on
                 # the wire at once (one serialised while the last one's acks come back) and
                 # each window's acks time the link closely.
-                room = min(self.pacer.room(), self.pacer.budget() // _WINDOWS_IN_FLIGHT)
+                budget = self.pacer.budget()
+                room = min(budget - self.pacer.in_flight, budget // _WINDOWS_IN_FLIGHT)
                 if len(rounds) >= _WINDOWS_IN_FLIGHT or (rounds and room <= 0):
                     await asyncio.wait(rounds, return_when=asyncio.FIRST_COMPLETED)
                     continue
