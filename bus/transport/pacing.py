@@ -52,10 +52,6 @@ class Pacer:
         self._delivered: deque[tuple[float, int]] = deque()  # (when, bytes acknowledged so far)
         self._total = 0
 
-    def room(self) -> int:
-        """Bytes that may go on the wire now (may be zero or negative: wait for acks)."""
-        return self.budget() - self.in_flight
-
     def budget(self) -> int:
         if not self._rtts or not self._rates:
             return self.min_bytes
