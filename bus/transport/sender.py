@@ -279,69 +279,80 @@ class Sender:
         return True
 
     async def run(self) -> None:
-        """The pump: publish what the outbox hands out, FLASH first. Up to ``_WINDOWS_IN_FLIGHT``
-        windows are on the wire at once, so the server always has the next one while the
-        acks of the last come back, and no more bytes than the pacer allows (pacing.py: what
-        keeps the link busy and no more, so a FLASH posted now does not queue behind a slow
-        link's minutes of backlog); a copy leaves the queue only on its ack."""
+        """The pump: ``_WINDOWS_IN_FLIGHT`` lanes, each publishing a window of what the outbox
+        hands out (FLASH first) and waiting for its acks, so that the server always has the
+        next window while the acks of the last come back. No more bytes are unacknowledged
+        than the pacer allows (pacing.py: what keeps the link busy and no more, so a FLASH
+        posted now does not queue behind a slow link's minutes of backlog); a copy leaves the
+        queue only on its ack."""
         assert self.core.outbox is not None
-        opts = self.options
         inflight: set[int] = set()  # keys of the copies published, ack not yet seen
-        rounds: set[asyncio.Task[None]] = set()
+        lanes = [
+            asyncio.create_task(self._lane(n, inflight), name=f"blo-pump-lane-{n}") for n in range(_WINDOWS_IN_FLIGHT)
+        ]
         try:
-            while not self.core.closing:
-                try:
-                    client = await self.core.ready()
-                except PermissionDenied as exc:
-                    log.error("%s", exc)
-                    await asyncio.sleep(5 * opts.retry_delay_s)
-                    continue
-                except BusError as exc:
-                    log.warning("bus not ready: %s", exc)
-                    await asyncio.sleep(opts.retry_delay_s)
-                    continue
-                # A window is at most a quarter of the pacer's budget, so that several are on
-                # the wire at once (one serialised while the last one's acks come back) and
-                # each window's acks time the link closely.
-                budget = self.pacer.budget()
-                room = min(budget - self.pacer.in_flight, budget // _WINDOWS_IN_FLIGHT)
-                if len(rounds) >= _WINDOWS_IN_FLIGHT or (rounds and room <= 0):
-                    await asyncio.wait(rounds, return_when=asyncio.FIRST_COMPLETED)
-                    continue
-                self.core.wake.clear()
-                batch = self.core.outbox.next_batch(opts.pump_window, exclude=inflight)
-                fits = take([len(p.payload) for p in batch], room, nothing_in_flight=not rounds)
-                if batch and not fits:  # the next message does not fit beside those in flight
-                    await asyncio.wait(rounds, return_when=asyncio.FIRST_COMPLETED)
-                    continue
-                batch = batch[:fits]
-                if not batch:
-                    woken = asyncio.ensure_future(self.core.wake.wait())
-                    try:
-                        await asyncio.wait({woken, *rounds}, timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
-                    finally:
-                        woken.cancel()
-                    continue
-                inflight.update(p.key for p in batch)
-                # Rounds publish in the order they start (a round's publishes never yield),
-                # so the wire keeps outbox order.
-                task = asyncio.create_task(self._send_round(client, batch, inflight), name="blo-pump-round")
-                rounds.add(task)
-                task.add_done_callback(rounds.discard)
-                await asyncio.sleep(0)  # the round puts its window on the wire before the next is read
+            await asyncio.gather(*lanes)
         finally:
-            for task in list(rounds):
+            for task in lanes:
                 task.cancel()
-            for task in list(rounds):
+            for task in lanes:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+
+    async def _lane(self, lane: int, inflight: set[int]) -> None:
+        """One lane of the pump: take a window, publish it, settle its acks; again.
+
+        A lane takes its window and writes it in one step (nothing awaits between the
+        outbox's ``next_batch`` and the write: ``BusClient.publish_batch``), so the wire
+        keeps outbox order across lanes. And it takes its next window as soon as its acks
+        are read, in the same turn of the event loop: ack-clocked, as TCP is. On an event
+        loop busy sealing (an officer's batch, a centre's forwards) a turn can take tens of
+        milliseconds, and a round trip that cost three turns (acks read, pump woken, window
+        written) kept the pacer's budget growing three times slower."""
+        opts = self.options
+        while not self.core.closing:
+            try:
+                client = await self.core.ready()
+            except PermissionDenied as exc:
+                if lane == 0:  # one lane speaks for the pump
+                    log.error("%s", exc)
+                await asyncio.sleep(5 * opts.retry_delay_s)
+                continue
+            except BusError as exc:
+                if lane == 0:
+                    log.warning("bus not ready: %s", exc)
+                await asyncio.sleep(opts.retry_delay_s)
+                continue
+            batch = self._next_window(inflight)
+            if not batch:  # nothing queued, or no room beside what is in flight: until a post or an ack
+                self.core.wake.clear()
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self.core.wake.wait(), 1.0)
+                continue
+            await self._send_round(client, batch, inflight)
+
+    def _next_window(self, inflight: set[int]) -> list[Any]:
+        """The next window: what the outbox hands out first, no more than the pacer's budget
+        leaves room for beside what is in flight (at least one message when nothing is),
+        and at most a quarter of the budget, so that several windows are on the wire at
+        once and each one's acks time the link closely. Its copies are marked in flight."""
+        assert self.core.outbox is not None
+        budget = self.pacer.budget()
+        room = min(budget - self.pacer.in_flight, budget // _WINDOWS_IN_FLIGHT)
+        idle = self.pacer.in_flight == 0
+        if room <= 0 and not idle:
+            return []
+        batch = self.core.outbox.next_batch(self.options.pump_window, exclude=inflight)
+        batch = batch[: take([len(p.payload) for p in batch], room, nothing_in_flight=idle)]
+        inflight.update(p.key for p in batch)
+        return batch
 
     async def _send_round(self, client: BusClient, batch: list[Any], inflight: set[int]) -> None:
         """Publish one window; mark the acked copies sent, leave the others queued."""
         assert self.core.outbox is not None
         opts = self.options
-        nbytes, acked, started = sum(len(p.payload) for p in batch), 0, time.monotonic()
-        self.pacer.sent(nbytes)
+        nbytes, acked = sum(len(p.payload) for p in batch), 0
+        sending = self.pacer.sent(nbytes, time.monotonic())
         try:
             try:
                 results: list[Ack | BusError] = await client.publish_batch(
@@ -382,6 +393,6 @@ class Sender:
                 self._depth_at = time.monotonic()
                 self.metrics.outbox_depth.set(self.core.outbox.depth())
         finally:
-            self.pacer.done(nbytes, acked, started, time.monotonic())
+            self.pacer.done(sending, nbytes, acked, time.monotonic())
             inflight.difference_update(p.key for p in batch)
             self.core.wake.set()  # the pump looks again: those left queued go in a later window
