@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-ORDER = ["envelope", "directory", "bus", "node", "lookout", "feed", "attachments", "links"]
+ORDER = ["envelope", "directory", "bus", "node", "lookout", "feed", "attachments", "links", "scale"]
 
 
 def main(argv: list[str]) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import nats.errors
@@ -11,9 +12,9 @@ import pytest
 
 from bus.errors import BusError, ConfigError, NoStream, NotConnected, PermissionDenied, PublishUnconfirmed
 from bus.transport import client as client_module
-from bus.transport.client import Ack, BusClient, ClientConfig, _ack_of, ack_all
+from bus.transport.client import Ack, BusClient, ClientConfig, _ack_of, ack_all, stream_config
 from bus.transport.server import NatsServer
-from bus.transport.subjects import ConsumerSpec, default_streams
+from bus.transport.subjects import MAX_CONSUMERS, STREAM_OFFICES, ConsumerSpec, default_streams, node_consumers
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -335,3 +336,32 @@ async def test_a_denied_subject_inside_a_batch_is_permission_denied_and_the_rest
             assert await _stored(client, "BLO_OFFICES") == 9
         finally:
             await client.close()
+
+
+async def test_office_stream_holds_more_consumers_than_the_servers_default_of_1000(
+    streams_client: BusClient,
+) -> None:
+    # nats-server 2.15 caps a stream that sets no limit at 1,000 consumers: 250 offices.
+    specs = [s for i in range(251) for s in node_consumers(f"TH-B{i:04d}") if s.stream == STREAM_OFFICES]
+    assert len(specs) > 1000
+    sem = asyncio.Semaphore(32)
+
+    async def bind(spec: ConsumerSpec) -> None:
+        async with sem:
+            await (await streams_client.pull(spec)).close()
+
+    await asyncio.gather(*(bind(s) for s in specs))
+    info = await streams_client.jetstream().stream_info(STREAM_OFFICES)
+    assert info.state.consumer_count == len(specs)
+
+
+async def test_ensure_streams_lifts_the_consumer_limit_of_an_existing_stream(nats_server: NatsServer) -> None:
+    client = await _connected(nats_server.url)
+    try:
+        old = replace(default_streams()[0], max_consumers=1000)  # as the server's default left it
+        await client.jetstream().add_stream(stream_config(old))
+        await client.ensure_streams(default_streams())
+        info = await client.jetstream().stream_info(old.name)
+        assert info.config.max_consumers == MAX_CONSUMERS
+    finally:
+        await client.close()

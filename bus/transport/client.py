@@ -191,6 +191,7 @@ def stream_config(spec: StreamSpec, *, sources: list[Any] | None = None) -> Stre
         discard=DiscardPolicy.OLD,
         num_replicas=spec.replicas,
         max_msgs_per_subject=spec.max_msgs_per_subject,
+        max_consumers=spec.max_consumers,
         sources=sources or None,
         **extra,
     )

@@ -220,6 +220,15 @@ def heartbeats_consumer_spec(centre_id: str) -> ConsumerSpec:
     return ConsumerSpec(STREAM_HEARTBEATS, f"heartbeats-{check_office(centre_id)}", f"{ROOT}.hb.*", 0)
 
 
+# Durable consumers one stream may hold. Every office holds its own (4 inbox, 4 per feed,
+# 1 receipts), so a stream's count grows with the network: 10,000 offices in four feeds
+# each are 160,000 on BLO_FEEDS. Set explicitly because nats-server 2.15 otherwise caps
+# every stream at 1,000 consumers (its ``default_max_consumers``; -1 is not "unlimited"
+# there): 250 offices on BLO_OFFICES, 125 offices in two feeds on BLO_FEEDS (measured in
+# bench/bench_scale.py, docs/SCALE.md).
+MAX_CONSUMERS = 250_000
+
+
 @dataclass(frozen=True, slots=True)
 class StreamSpec:
     """Limits of one stream (sizes in bytes, times in seconds)."""
@@ -232,6 +241,7 @@ class StreamSpec:
     duplicate_window_s: float
     replicas: int = 1  # 3 on a national cluster (deploy/): survives a lost server
     max_msgs_per_subject: int = -1  # -1: no per-subject limit
+    max_consumers: int = MAX_CONSUMERS
 
 
 # Sealed bulletins are at most 256 KiB (bus.envelope.MAX_ENVELOPE_BYTES); the stream
