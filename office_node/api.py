@@ -1,4 +1,6 @@
-"""The node's HTTP API and web page: a thin aiohttp layer over ``OfficeNode``.
+"""The node's HTTP API and web page: a thin aiohttp layer over ``OfficeNode`` and its
+jobs (``node.actions``, what officers do; ``node.reads``, what they read; ``node.centre``,
+a centre's work): each handler translates HTTP to one of their methods.
 
 Routes are listed once, in ``ROUTES``, with the role each needs; the OpenAPI document
 (``office_node/openapi.py``, served at ``/api/openapi.json``) is checked against this
