@@ -11,7 +11,7 @@ a centre's feed rotation and MISP bridge) and closes them::
     data/node.db ─ Store, Accounts, AuditLog  bulletins and search, officers, the audit trail
     LiveHub                                   server-sent events for the web page and CLI
 
-The work is done by the parts it wires, one job each:
+The work is done by the parts it wires, one job each::
 
     inbound.Inbound          what arrives from the bus: admitted, stored, alerted (the bus's hooks)
     sending.Sending          how a bulletin leaves: checked, sealed, queued, stored, audited
