@@ -54,8 +54,8 @@ if TYPE_CHECKING:  # types of the host's parts only; none of them imports this m
 
 class CentreHost(Protocol):
     """What a centre's operations need of the node that runs them (``OfficeNode`` is one):
-    its parts, the way it sends among them. Written out here so that the centre does not
-    import the node that creates it."""
+    its parts, ``sending`` (how a bulletin leaves the node) among them. Written out here so
+    that the centre does not import the node that creates it."""
 
     config: NodeConfig
     office: str

@@ -38,7 +38,7 @@ from office_node import audit
 from office_node.compose import SendDraft, draft_from_request
 from office_node.store import HitRecord, Store
 
-log = logging.getLogger("blo.node")
+log = logging.getLogger("blo.lookouts")
 
 HIT_TAG = "hit"
 #: TLP labels whose bulletins are never revealed to another office by an automatic notice.
