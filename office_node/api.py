@@ -1,4 +1,6 @@
-"""The node's HTTP API and web page: a thin aiohttp layer over ``OfficeNode``.
+"""The node's HTTP API and web page: a thin aiohttp layer over ``OfficeNode`` and its
+jobs (``node.actions``, what officers do; ``node.reads``, what they read; ``node.centre``,
+a centre's work): each handler translates HTTP to one of their methods.
 
 Routes are listed once, in ``ROUTES``, with the role each needs; the OpenAPI document
 (``office_node/openapi.py``, served at ``/api/openapi.json``) is checked against this
@@ -189,7 +191,7 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def me(request: web.Request) -> web.Response:
-    return json_response(_node(request).me(require_role(request, "officer")))
+    return json_response(_node(request).reads.me(require_role(request, "officer")))
 
 
 async def set_me(request: web.Request) -> web.Response:
@@ -200,7 +202,7 @@ async def set_me(request: web.Request) -> web.Response:
         raise errors.ValidationError("", 'send {"language": ...} (a language tag, or null for the browser\'s)')
     node = _node(request)
     user = node.accounts.set_language(principal.username, data["language"])
-    return json_response(node.me(dataclasses.replace(principal, user=user)))
+    return json_response(node.reads.me(dataclasses.replace(principal, user=user)))
 
 
 def request_language(request: web.Request) -> str:
@@ -241,7 +243,7 @@ async def page_catalogue(request: web.Request) -> web.Response:
 
 async def list_bulletins(request: web.Request) -> web.Response:
     principal = require_role(request, "officer")
-    return json_response(_node(request).list_bulletins(principal, dict(request.query)))
+    return json_response(_node(request).reads.list_bulletins(principal, dict(request.query)))
 
 
 async def post_bulletin(request: web.Request) -> web.Response:
@@ -250,7 +252,7 @@ async def post_bulletin(request: web.Request) -> web.Response:
         data = await read_multipart_post(request)
     else:
         data = await read_json(request)
-    return json_response(await _node(request).post(principal, data), status=201)
+    return json_response(await _node(request).actions.post(principal, data), status=201)
 
 
 async def read_multipart_post(request: web.Request) -> Any:
@@ -290,7 +292,7 @@ async def get_bulletin(request: web.Request) -> web.Response:
         from office_node.exchange.service import export_bulletin
 
         return json_response(export_bulletin(_node(request), principal, request.match_info["id"], dict(request.query)))
-    return json_response(_node(request).view(principal, request.match_info["id"]))
+    return json_response(_node(request).reads.view(principal, request.match_info["id"]))
 
 
 async def export(request: web.Request) -> web.Response:
@@ -305,7 +307,7 @@ async def attachment(request: web.Request) -> web.StreamResponse:
     something the browser renders (ATTACHMENTS.md 8)."""
     principal = require_role(request, "officer")
     node = _node(request)
-    _, entry = node.attachment(principal, request.match_info["id"], request.match_info["n"])
+    _, entry = node.reads.attachment(principal, request.match_info["id"], request.match_info["n"])
     chunks = node.attachments.stream(entry)
     first = await anext(chunks, b"")  # refuses here (409) if the file is not complete yet
     response = web.StreamResponse(
@@ -326,7 +328,7 @@ async def attachment(request: web.Request) -> web.StreamResponse:
 async def _image(request: web.Request, *, thumbnail: bool) -> web.Response:
     principal = require_role(request, "officer")
     node = _node(request)
-    _, entry = node.attachment(principal, request.match_info["id"], request.match_info["n"])
+    _, entry = node.reads.attachment(principal, request.match_info["id"], request.match_info["n"])
     body = await node.attachments.image(entry, thumbnail=thumbnail)
     return web.Response(body=body, headers={"Content-Type": "image/jpeg"})
 
@@ -341,53 +343,53 @@ async def attachment_view(request: web.Request) -> web.Response:
 
 async def mark_read(request: web.Request) -> web.Response:
     principal = require_role(request, "officer")
-    return json_response(await _node(request).mark_read(principal, request.match_info["id"]))
+    return json_response(await _node(request).actions.mark_read(principal, request.match_info["id"]))
 
 
 async def acknowledge(request: web.Request) -> web.Response:
     principal = require_role(request, "officer")
-    return json_response(await _node(request).acknowledge(principal, request.match_info["id"]))
+    return json_response(await _node(request).actions.acknowledge(principal, request.match_info["id"]))
 
 
 async def reply(request: web.Request) -> web.Response:
     principal = require_role(request, "officer")
     body = await read_json(request)
-    return json_response(await _node(request).reply(principal, request.match_info["id"], body), status=201)
+    return json_response(await _node(request).actions.reply(principal, request.match_info["id"], body), status=201)
 
 
 async def search(request: web.Request) -> web.Response:
     principal = require_role(request, "officer")
-    return json_response(_node(request).search(principal, dict(request.query)))
+    return json_response(_node(request).reads.search(principal, dict(request.query)))
 
 
 async def outbox(request: web.Request) -> web.Response:
     require_role(request, "officer")
-    return json_response(_node(request).outbox())
+    return json_response(_node(request).reads.outbox())
 
 
 async def directory(request: web.Request) -> web.Response:
     require_role(request, "officer")
-    return json_response(_node(request).directory_view())
+    return json_response(_node(request).reads.directory_view())
 
 
 async def feeds(request: web.Request) -> web.Response:
     require_role(request, "officer")
-    return json_response(_node(request).feeds_view())
+    return json_response(_node(request).reads.feeds_view())
 
 
 async def check(request: web.Request) -> web.Response:
     principal = require_role(request, "officer")
-    return json_response(_node(request).check(principal, await read_json(request)))
+    return json_response(_node(request).actions.check(principal, await read_json(request)))
 
 
 async def hits(request: web.Request) -> web.Response:
     require_role(request, "officer")
-    return json_response(_node(request).hits_view())
+    return json_response(_node(request).reads.hits_view())
 
 
 async def import_watchlist(request: web.Request) -> web.Response:
     principal = require_role(request, "supervisor")
-    return json_response(await _node(request).import_watchlist(principal, await read_json(request)), status=201)
+    return json_response(await _node(request).actions.import_watchlist(principal, await read_json(request)), status=201)
 
 
 async def forward(request: web.Request) -> web.Response:
@@ -473,7 +475,7 @@ async def misp_sync(request: web.Request) -> web.Response:
 
 async def quarantine(request: web.Request) -> web.Response:
     require_role(request, "supervisor")
-    return json_response(_node(request).quarantine_view())
+    return json_response(_node(request).reads.quarantine_view())
 
 
 async def audit(request: web.Request) -> web.Response:

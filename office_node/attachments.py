@@ -1,16 +1,18 @@
 """The office's attachments: what officers attach, what arrives, and what the page is shown.
 
 A thin layer over ``bus.transport.transfers.Transfers`` (the spool and the queues) for
-``OfficeNode``, which calls it at four points:
+the office node, which calls it at four points:
 
-* a post or a forward (``check_sendable`` before sealing, ``queue_sent`` after): the files
-  are queued for upload to the bucket of every recipient (schemas/ATTACHMENTS.md 5);
+* a post or a forward (``office_node/sending.py``: ``check_sendable`` before sealing,
+  ``queue_sent`` after): the files are queued for upload to the bucket of every
+  recipient (schemas/ATTACHMENTS.md 5);
 * an HTTP upload (``seal_upload``): each file is sealed into the spool as it streams in,
   its media type sniffed from its content (``office_node/media.py``);
-* a received bulletin (``queue_received``): its files are queued for download from the
-  bucket of the recipient it came through;
-* the page (``describe``, ``plaintext``, ``image``): each attachment's state without its
-  key, the file as a download, an image only as a re-encoded JPEG.
+* a received bulletin (``office_node/inbound.py``: ``queue_received``): its files are
+  queued for download from the bucket of the recipient it came through;
+* the page (``office_node/reads.py`` and the API: ``describe``, ``plaintext``,
+  ``image``): each attachment's state without its key, the file as a download, an image
+  only as a re-encoded JPEG.
 """
 
 from __future__ import annotations

@@ -41,20 +41,21 @@ from office_node.triage import DISSEMINATED, KEEP, MAX_PAGE, Drafts
 if TYPE_CHECKING:  # types of the host's parts only; none of them imports this module
     import sqlite3
 
-    from bus import Directory, FeedScope, Rng
+    from bus import Directory, Rng
     from office_node.audit import AuditLog
     from office_node.config import NodeConfig
     from office_node.feeds import NodeFeeds
     from office_node.heartbeats import Heartbeats
     from office_node.live import LiveHub
-    from office_node.store import Store, StoredBulletin
+    from office_node.sending import Sending
+    from office_node.store import Store
     from office_node.triage import Triage
 
 
 class CentreHost(Protocol):
     """What a centre's operations need of the node that runs them (``OfficeNode`` is one):
-    its parts and four of its operations. Written out here so that the centre does not
-    import the node that creates it."""
+    its parts, ``sending`` (how a bulletin leaves the node) among them. Written out here so
+    that the centre does not import the node that creates it."""
 
     config: NodeConfig
     office: str
@@ -66,16 +67,9 @@ class CentreHost(Protocol):
     store: Store
     audit: AuditLog
     triage: Triage
+    sending: Sending
     clock: Callable[[], int]
     rng: Rng
-
-    def stored(self, bulletin_id: str) -> StoredBulletin: ...
-
-    def feed_scope(self, feed: str) -> FeedScope: ...
-
-    def feed_members(self, feed: str) -> tuple[str, ...]: ...
-
-    async def send_draft(self, actor: str, draft: Draft, action: str) -> dict[str, Any]: ...
 
 log = logging.getLogger("blo.centre")
 FORWARD_FIELDS = frozenset({"feed", "redact", "tags", "releasable_to", "tlp", "precedence"})
@@ -122,7 +116,7 @@ class Centre:
         feed = data.get("feed")
         if not isinstance(feed, str) or feed not in self.node.feeds.keyring.feeds() + (self.node.feeds.owner.feeds() if self.node.feeds.owner else []):
             raise ValidationError("feed", f"{feed!r} is not a feed this centre knows (GET /api/feeds)"[:200])
-        stored = self.node.stored(bulletin_id)
+        stored = self.node.store.require(bulletin_id)
         parts = self.node.store.sealed_parts(bulletin_id)
         if parts is None or parts.signature is None:
             raise ValidationError("id", "only a bulletin received here can be forwarded with its provenance")
@@ -143,14 +137,14 @@ class Centre:
                 tlp=data.get("tlp"),
                 precedence=data.get("precedence"),
             )
-            check_forward(original.bulletin, fwd, self.node.feed_scope(feed))
+            check_forward(original.bulletin, fwd, self.node.feeds.scope(feed))
         except HandlingRefused as exc:
             self.node.audit.append(
                 principal.username, actions.BULLETIN_REFUSED, target=bulletin_id,
                 details={"rule": exc.reason, "feed": feed, "attempted": actions.BULLETIN_FORWARD}, now_ms=now,
             )  # fmt: skip
             raise
-        result = await self.node.send_draft(principal.username, Draft(fwd, (), (feed,)), actions.BULLETIN_FORWARD)
+        result = await self.node.sending.send_draft(principal.username, Draft(fwd, (), (feed,)), actions.BULLETIN_FORWARD)
         with contextlib.suppress(BloError):
             if self.is_own_office(stored.sender):
                 self.node.triage.add(bulletin_id, at_ms=now)
@@ -271,7 +265,7 @@ class Centre:
         """A centre manages only its own country's members of a feed (a joint feed's other
         members are the other centre's to change)."""
         for office in offices:
-            if isinstance(office, str) and office[:2] != self.node.office[:2] and office not in self.node.feed_members(feed):
+            if isinstance(office, str) and office[:2] != self.node.office[:2] and office not in self.node.feeds.members(feed):
                 raise Forbidden(
                     f"{office} is not of {self.node.office[:2]}: ask {office[:2]}'s centre to add it", reason="other_country"
                 )
@@ -288,7 +282,7 @@ class Centre:
             raise NotFound(f"no feed {feed!r} is known here (neither owned nor seen in the feed bucket)")
         request = membership_request(feed, add, remove, owner=record.owner, own=self.node.office)
         draft = draft_from_request(request, office=self.node.office, now_ms=self.node.clock(), rng=self.node.rng)
-        sent = await self.node.send_draft(principal.username, draft, actions.FEED_MEMBERS)
+        sent = await self.node.sending.send_draft(principal.username, draft, actions.FEED_MEMBERS)
         self.node.feeds.request_sent(feed, sent["id"], owner=record.owner, add=add, remove=remove)
         self.node.live.publish("feed", {"feed": feed, "epoch": record.epoch, "status": "requested"})
         return {"name": feed, "requested_from": record.owner, "request_id": sent["id"], "add": add, "remove": remove}
@@ -334,7 +328,7 @@ class Centre:
         answer = membership_outcome(b, feed, outcomes, epoch)
         draft = draft_from_request(answer, office=self.node.office, now_ms=self.node.clock(), rng=self.node.rng)
         try:
-            await self.node.send_draft(f"centre:{b.sender}", draft, actions.FEED_MEMBERS)
+            await self.node.sending.send_draft(f"centre:{b.sender}", draft, actions.FEED_MEMBERS)
         except BloError as exc:
             log.error("the outcome of membership request %s could not be sent to %s: %s", b.id, b.sender, exc.message)
 
@@ -499,7 +493,7 @@ class Centre:
                 details={"rule": exc.reason, "attempted": actions.DRAFT_SEND, "source": draft.source}, now_ms=now,
             )  # fmt: skip
             raise
-        result = await self.node.send_draft(principal.username, compose, actions.DRAFT_SEND)
+        result = await self.node.sending.send_draft(principal.username, compose, actions.DRAFT_SEND)
         self.drafts.mark_sent(draft_id, result["id"], by=principal.username, at_ms=now, fields=fields)
         self.node.live.publish("triage", {"id": draft_id, "state": "sent", "draft": True})
         return {**result, "draft": draft_id}

@@ -13,7 +13,7 @@ this node sent, to its office recipients) and its ``in_reply_to`` is the origina
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +41,11 @@ class Draft:
     def recipients(self) -> tuple[str, ...]:
         """Office ids and feed names, as the store records them."""
         return (*self.offices, *self.feeds)
+
+
+#: How a draft leaves the node (``office_node.sending.Sending.send_draft``): the actor
+#: audited, the draft, the audit action; answers ``{"id", "state", "recipients"}``.
+SendDraft = Callable[[str, Draft, str], Awaitable[dict[str, Any]]]
 
 
 def _offices(value: Any, own: str) -> tuple[str, ...]:

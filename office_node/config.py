@@ -138,8 +138,41 @@ def parse_bind(text: str) -> tuple[str, int]:
 
 def load_config(path: Path) -> NodeConfig:
     """Read and check ``node.toml``; raises ConfigError naming file and key."""
+    home = path.parent
+    top = _Reader(path, _read_toml(path))
+    office, role, data_dir = _node(top, home)
+    nats = _nats(top, home)
+    http = _http(top)
+    feeds, rotate_hours = _feeds(top)
+    silent_after, heartbeat_every = _network(top)
+    anchors = _trust(top)
+    timeout, own_centre_after = _flash(top)
+    misp = _misp(top, home, role)
+    attachment_limits = _attachments(top)
+    top.finish()
+    return NodeConfig(
+        home=home,
+        office=office,
+        role=role,
+        data_dir=data_dir,
+        nats=nats,
+        http=http,
+        feeds=feeds,
+        feed_rotate_hours=rotate_hours,
+        silent_after_s=silent_after,
+        heartbeat_every_s=heartbeat_every,
+        trust_anchors=anchors,
+        flash_ack_timeout_s=timeout,
+        flash_own_centre_after_s=own_centre_after,
+        misp=misp,
+        attachment_limits=attachment_limits,
+        source=path,
+    )
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(
             f"{path}: no such config file. Create a node with `blo init`, or point --home (BLO_HOME) at one: "
@@ -147,8 +180,10 @@ def load_config(path: Path) -> NodeConfig:
         ) from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    home = path.parent
-    top = _Reader(path, raw)
+
+
+def _node(top: _Reader, home: Path) -> tuple[str, str, Path]:
+    """``[node]``: the office id, its role, its data directory."""
     node = top.table_("node")
     office = node.get("office", str)
     if office is None or not is_office_id(office):
@@ -158,7 +193,10 @@ def load_config(path: Path) -> NodeConfig:
         raise node.error("role", "must be office or centre")
     data_dir = home / node.get("data_dir", str, "data")
     node.finish()
+    return office, role, data_dir
 
+
+def _nats(top: _Reader, home: Path) -> NatsSettings:
     n = top.table_("nats")
     urls = n.get("urls", list, [])
     for i, url in enumerate(urls):
@@ -180,7 +218,10 @@ def load_config(path: Path) -> NodeConfig:
         create_streams=n.get("create_streams", bool, True),
     )
     n.finish()
+    return nats
 
+
+def _http(top: _Reader) -> HttpSettings:
     h = top.table_("http")
     try:
         host, hport = parse_bind(h.get("bind", str, DEFAULT_BIND))
@@ -188,7 +229,11 @@ def load_config(path: Path) -> NodeConfig:
         raise h.error("bind", str(exc)) from None
     http = HttpSettings(host=host, port=hport, secure_cookies=h.get("secure_cookies", bool, False))
     h.finish()
+    return http
 
+
+def _feeds(top: _Reader) -> tuple[tuple[str, ...], float]:
+    """``[feeds]``: the feeds read, and a centre's rotation period in hours."""
     f = top.table_("feeds")
     feeds = f.get("subscribe", list, [])
     if not all(is_feed_name(x) for x in feeds):
@@ -197,14 +242,22 @@ def load_config(path: Path) -> NodeConfig:
     if not 0 < rotate_hours <= 24 * 365:
         raise f.error("rotate_hours", "must be a number of hours from 0 to 8760")
     f.finish()
+    return tuple(feeds), float(rotate_hours)
 
+
+def _network(top: _Reader) -> tuple[float, float]:
+    """``[network]``: silent after (seconds), a heartbeat every (seconds)."""
     nw = top.table_("network")
     silent_after = nw.get("silent_after_s", (int, float), 600)
     heartbeat_every = nw.get("heartbeat_every_s", (int, float), 60)
     if not 0 < heartbeat_every < silent_after:
         raise nw.error("heartbeat_every_s", "must be positive and shorter than silent_after_s")
     nw.finish()
+    return float(silent_after), float(heartbeat_every)
 
+
+def _trust(top: _Reader) -> dict[str, str]:
+    """``[trust] anchors``: pinned centre id -> its signing public key (hex)."""
     t = top.table_("trust")
     anchors = t.get("anchors", dict, {})
     for centre, key in anchors.items():
@@ -213,7 +266,11 @@ def load_config(path: Path) -> NodeConfig:
         if not isinstance(key, str) or len(key) != 64 or any(c not in "0123456789abcdef" for c in key):
             raise t.error(f"anchors.{centre}", "expected the centre's signing public key as 64 lowercase hex digits")
     t.finish()
+    return dict(anchors)
 
+
+def _flash(top: _Reader) -> tuple[float, float]:
+    """``[flash]``: the acknowledgement timeout and the own centre's delay (seconds)."""
     fl = top.table_("flash")
     timeout = fl.get("ack_timeout_s", (int, float), 120)
     if timeout <= 0:
@@ -222,33 +279,17 @@ def load_config(path: Path) -> NodeConfig:
     if own_centre_after < timeout:
         raise fl.error("own_centre_after_s", f"must be at least ack_timeout_s ({timeout} s): the recipient's centre is told first")
     fl.finish()
-    misp = _misp(top, home, role)
+    return float(timeout), float(own_centre_after)
 
+
+def _attachments(top: _Reader) -> Limits:
     at = top.table_("attachments")
     max_file = at.get("max_file_mib", (int, float), 25)
     max_bulletin = at.get("max_bulletin_mib", (int, float), 100)
     if not 0 < max_file <= max_bulletin <= 4096:
         raise at.error("max_file_mib", "must be positive and at most max_bulletin_mib (at most 4096)")
     at.finish()
-    top.finish()
-    return NodeConfig(
-        home=home,
-        office=office,
-        role=role,
-        data_dir=data_dir,
-        nats=nats,
-        http=http,
-        feeds=tuple(feeds),
-        feed_rotate_hours=float(rotate_hours),
-        silent_after_s=float(silent_after),
-        heartbeat_every_s=float(heartbeat_every),
-        trust_anchors=dict(anchors),
-        flash_ack_timeout_s=float(timeout),
-        flash_own_centre_after_s=float(own_centre_after),
-        misp=misp,
-        attachment_limits=Limits(int(max_file * 1024 * 1024), int(max_bulletin * 1024 * 1024)),
-        source=path,
-    )
+    return Limits(int(max_file * 1024 * 1024), int(max_bulletin * 1024 * 1024))
 
 
 def _misp(top: _Reader, home: Path, role: str) -> MispSettings | None:

@@ -55,6 +55,7 @@ from bus import (
     FeedChange,
     FeedKeyring,
     FeedOwner,
+    FeedScope,
     Identity,
     Issue,
     Rng,
@@ -353,6 +354,10 @@ class NodeFeeds:
         if self.owner is not None and feed in self.owner.feeds():
             return self.owner.members(feed)
         return self.keyring.members(feed)
+
+    def scope(self, feed: str) -> FeedScope:
+        """``feed`` as the handling rules see it: the countries of its current members."""
+        return FeedScope.of_members(feed, self.members(feed))
 
     def writers(self, feed: str) -> tuple[str, ...]:
         if self.owner is not None and feed in self.owner.feeds():

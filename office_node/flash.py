@@ -18,7 +18,8 @@ its content. Each (bulletin, level, centre) is notified once, remembered in the
 database across restarts; a notice is not escalated in its turn (no cascade). A centre is never notified about itself (a centre that was
 the recipient, or a centre that sent the FLASH): its own page already shows it.
 
-``due_notices`` is the rule (pure); ``FlashAcks`` the records; ``FlashWatch`` the loop.
+``due_notices`` is the rule (pure); ``FlashAcks`` the records; ``FlashWatch`` the loop;
+``EscalationNotices`` sends each notice (through the node's ``Sending``) and shows it.
 """
 
 from __future__ import annotations
@@ -29,7 +30,11 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from bus import Directory, Rng
+from bus.errors import BloError
 from bus.transport import ACKNOWLEDGED, BulletinStatus
+from office_node import audit
+from office_node.compose import SendDraft, draft_from_request
 from office_node.db import Database
 from office_node.times import iso_utc
 
@@ -65,6 +70,12 @@ def unacknowledged(status: BulletinStatus) -> tuple[str, ...]:
     return tuple(
         sorted(r.recipient for r in status.recipients.values() if not r.recipient.startswith("feed:") and r.state != ACKNOWLEDGED)
     )
+
+
+def national_centre(directory: Directory, office: str) -> str | None:
+    """The national centre of ``office``'s country in the directory (None if none is known)."""
+    centres = sorted(r.office_id for r in directory.records() if r.role == "centre" and r.country == office[:2])
+    return centres[0] if centres else None
 
 
 def due_notices(
@@ -224,3 +235,41 @@ class FlashWatch:
             except Exception:
                 log.exception("FLASH escalation check failed; trying again in %.0f s", period_s)
             await asyncio.sleep(period_s)
+
+
+class EscalationNotices:
+    """``FlashWatch``'s ``send``: one notice sealed and sent as an ordinary bulletin of
+    this node, logged, and shown on the page; None when it could not be sent (logged)."""
+
+    def __init__(
+        self,
+        send_draft: SendDraft,
+        *,
+        office: str,
+        publish: Callable[[str, dict[str, Any]], None],
+        clock: Callable[[], int],
+        rng: Rng,
+    ) -> None:
+        self.send_draft = send_draft
+        self.office = office
+        self.publish = publish
+        self.clock = clock
+        self.rng = rng
+
+    async def send(self, notice: Notice, request: dict[str, Any]) -> str | None:
+        try:
+            draft = draft_from_request(request, office=self.office, now_ms=self.clock(), rng=self.rng)
+            sent = await self.send_draft(f"node:{self.office}", draft, audit.FLASH_ESCALATION)
+        except BloError as exc:
+            log.error("FLASH %s: the escalation notice to %s could not be sent: %s", notice.bulletin_id, notice.centre, exc.message)
+            return None
+        log.warning(
+            "FLASH %s not acknowledged by %s: %s told (%s)",
+            notice.bulletin_id, ", ".join(notice.offices), notice.centre, notice.level,
+        )  # fmt: skip
+        self.publish(
+            "escalation",
+            {"id": notice.bulletin_id, "missing": list(notice.offices), "level": notice.level, "centre": notice.centre,
+             "message": f"FLASH {notice.bulletin_id} not acknowledged by {', '.join(notice.offices)}: {notice.centre} told"},
+        )  # fmt: skip
+        return str(sent["id"])

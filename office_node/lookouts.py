@@ -24,12 +24,21 @@ themselves, so notices cannot echo back and forth.
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from bus import Bulletin, Hit, LookoutIndex, Match
-from office_node.store import Store
+from prometheus_client import Counter
+
+from bus import Bulletin, Hit, LookoutIndex, Match, Rng
+from bus.errors import BloError
+from office_node import audit
+from office_node.compose import SendDraft, draft_from_request
+from office_node.store import HitRecord, Store
+
+log = logging.getLogger("blo.lookouts")
 
 HIT_TAG = "hit"
 #: TLP labels whose bulletins are never revealed to another office by an automatic notice.
@@ -113,3 +122,68 @@ class Lookouts:
             "matches": [self._match_json(m) for m in matches],
             "mentions": [self._match_json(m) for m in mentions],
         }
+
+
+class HitAlerts:
+    """Every new bulletin, sent or received, goes through ``index``: it joins the index,
+    and each hit it raises is recorded, counted, shown live and, when ``notice_decision``
+    allows, reported to the lookout's originator by a hit notice."""
+
+    def __init__(
+        self,
+        lookouts: Lookouts,
+        store: Store,
+        *,
+        count: Counter,
+        publish: Callable[[str, dict[str, Any]], None],
+        rng: Rng,
+    ) -> None:
+        self.lookouts = lookouts
+        self.store = store
+        self.office = lookouts.office
+        self.count = count
+        self.publish = publish
+        self.rng = rng
+
+    async def index(self, bulletin: Bulletin, now: int, send: SendDraft) -> None:
+        """Index ``bulletin``; its hit notices go out through ``send`` (the way the
+        caller sends: a notice is an ordinary bulletin of this node)."""
+        for hit in self.lookouts.add(bulletin, now):
+            await self._alert(bulletin, hit, now, send)
+
+    async def _alert(self, bulletin: Bulletin, hit: Hit, now: int, send: SendDraft) -> None:
+        decision = notice_decision(bulletin, hit.lookout.sender, self.office)
+        record = HitRecord(
+            bulletin.id,
+            hit.lookout.bulletin_id,
+            hit.entity_index,
+            hit.lookout.sender,
+            hit.lookout.key_kind,
+            hit.lookout.strength,
+            now,
+            "pending" if decision == "send" else decision,
+        )
+        if not self.store.save_hit(record):
+            return
+        self.count.labels(strength=hit.lookout.strength).inc()
+        lookout = self.store.get(hit.lookout.bulletin_id)
+        title = lookout.title if lookout is not None else hit.lookout.bulletin_id
+        if decision == "send":
+            record = await self._notify(record, hit, bulletin, title, now, send)
+        self.publish(
+            "hit",
+            {**record.to_json(), "lookout_title": title, "bulletin_title": bulletin.title, "precedence": hit.lookout.precedence},
+        )
+
+    async def _notify(self, record: HitRecord, hit: Hit, bulletin: Bulletin, title: str, now: int, send: SendDraft) -> HitRecord:
+        """Send the hit notice; the record says whether it went (its id) or why not."""
+        request = hit_notice_request(hit, bulletin, title, own_office=self.office, now_ms=now)
+        try:
+            draft = draft_from_request(request, office=self.office, now_ms=now, rng=self.rng)
+            sent = await send(f"node:{self.office}", draft, audit.HIT_NOTICE)
+            record = dataclasses.replace(record, notice="sent", notice_id=sent["id"])
+        except BloError as exc:
+            log.warning("hit notice to %s not sent: %s", hit.lookout.sender, exc.message)
+            record = dataclasses.replace(record, notice=f"withheld:{exc.reason}")
+        self.store.set_hit_notice(record, record.notice, record.notice_id)
+        return record

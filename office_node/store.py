@@ -743,6 +743,16 @@ class Store:
             row = c.execute(f"SELECT {_COLUMNS} FROM store_bulletins WHERE id = ?", (bulletin_id,)).fetchone()
         return _row_to_stored(row) if row else None
 
+    def require(self, bulletin_id: str) -> StoredBulletin:
+        """The stored bulletin ``bulletin_id`` as an officer names it (the API, the CLI):
+        ``ValidationError`` for what is not a bulletin id, ``NotFound`` when none is stored."""
+        if not isinstance(bulletin_id, str) or len(bulletin_id) > 64:
+            raise errors.ValidationError("id", "must be a bulletin id (a 26-character ULID)")
+        stored = self.get(bulletin_id)
+        if stored is None:
+            raise errors.NotFound(f"no bulletin {bulletin_id} is stored on this node")
+        return stored
+
     def sealed_parts(self, bulletin_id: str) -> SealedParts | None:
         with self.db.read() as c:
             row = c.execute(

@@ -192,7 +192,7 @@ async def test_a_redacted_forward_with_invented_text_is_shown_as_the_centres_wor
                 assert status == 201, honest
                 for lie in (_invented_redacted_forward(centre, posted["id"]),
                             _forward_under_an_unknown_key(network["TH-TCCC"].identity)):  # fmt: skip
-                    await centre.send_draft("intruder", Draft(lie, (), (FEED,)), actions.BULLETIN_FORWARD)
+                    await centre.sending.send_draft("intruder", Draft(lie, (), (FEED,)), actions.BULLETIN_FORWARD)
 
                 # The API: whose words each one is.
                 (real,) = await eventually(lambda: _received(nkp, report_title), 15, "the honest forward")

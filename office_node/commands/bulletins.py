@@ -161,6 +161,22 @@ def _line(d: dict[str, Any]) -> str:
     return f"{line}\n{'':<9} -> {shown['text']}" if shown else line
 
 
+async def _require_feed_read(client: NodeClient, feed: str) -> None:
+    """``blo subscribe --feed``: the node must read that feed, or nothing would ever come."""
+    feeds = {f["name"] for f in (await client.get("/api/feeds"))["feeds"]}
+    if feed not in feeds:
+        raise ValidationError(
+            "--feed", f"this node does not read {feed!r} (it reads: {', '.join(sorted(feeds)) or 'none'}); "
+            "add it to [feeds] subscribe in node.toml"
+        )
+
+
+def _print_bulletin(d: dict[str, Any], *, as_json: bool) -> None:
+    """One received bulletin on stdout, at once: a JSON line or ``_line``."""
+    click.echo(json.dumps(d, ensure_ascii=False) if as_json else _line(d))
+    sys.stdout.flush()
+
+
 @cli.command("subscribe")
 @click.option("--feed", default=None, help="Only bulletins of this feed (the node must read it).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line, for scripts.")
@@ -195,12 +211,7 @@ def subscribe(
         async with _client(ctx, url, token) as client:
             saver = AttachmentSaver(client, save_dir, report) if save_dir is not None else None
             if feed is not None:
-                feeds = {f["name"] for f in (await client.get("/api/feeds"))["feeds"]}
-                if feed not in feeds:
-                    raise ValidationError(
-                        "--feed", f"this node does not read {feed!r} (it reads: {', '.join(sorted(feeds)) or 'none'}); "
-                        "add it to [feeds] subscribe in node.toml"
-                    )
+                await _require_feed_read(client, feed)
             seen = 0
             opened = lambda: click.echo(f"blo: following the bulletins reaching {client.base_url} (Ctrl-C stops)", err=True)  # noqa: E731
             async for event in client.events(on_open=opened):
@@ -211,11 +222,7 @@ def subscribe(
                         continue
                     if count is not None and seen >= count:
                         continue  # only finishing the files of those already printed
-                    if as_json:
-                        click.echo(json.dumps(event.data, ensure_ascii=False))
-                    else:
-                        click.echo(_line(event.data))
-                    sys.stdout.flush()
+                    _print_bulletin(event.data, as_json=as_json)
                     seen += 1
                     if saver is not None:
                         await saver.follow(event.data["id"])

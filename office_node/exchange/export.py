@@ -22,7 +22,7 @@ from office_node.exchange.handling import check_export
 @dataclass(frozen=True, slots=True)
 class Exportable:
     """A stored bulletin as export needs it: the offices it went to, and the checked
-    provenance of a forward (``office_node.node._record_provenance``), if any."""
+    provenance of a forward (``office_node.provenance.ForwardChecks.record``), if any."""
 
     bulletin: Bulletin
     recipients: tuple[str, ...]

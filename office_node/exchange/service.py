@@ -30,8 +30,6 @@ class ExportSource(Protocol):
     audit: AuditLog
     clock: Callable[[], int]
 
-    def stored(self, bulletin_id: str) -> StoredBulletin: ...
-
 #: The most bulletins one ``GET /api/export`` returns (narrow it with since/until/feed).
 MAX_EXPORT = 5000
 EXPORT_PARAMS = frozenset({"format", "for", "since", "until", "feed"})
@@ -55,7 +53,7 @@ def export_bulletin(node: ExportSource, principal: Principal, bulletin_id: str, 
     """One stored bulletin as MISP or STIX; a refusal is audited and raised."""
     fmt = check_format(params.get("format"))
     audience = audience_of(params.get("for"))
-    stored = node.stored(bulletin_id)
+    stored = node.store.require(bulletin_id)
     now = node.clock()
     try:
         document = export_one(exportable(stored), fmt, audience=audience)
