@@ -24,7 +24,8 @@ Design variants (``--variants``), each in the same harness:
 * ``r1``: the same consumers at 1 replica (``num_replicas=1``) on the R3 streams;
 * ``merged``: one consumer per office and stream, carrying the specs' filter subjects
   together (``filter_subjects``): 4 per office instead of 13; precedence would then be
-  kept by the node.
+  kept by the node;
+* ``merged-r1``: both.
 
 ``python -m bench scale`` runs a small size; ``python -m bench.bench_scale --help`` the rest.
 """
@@ -57,7 +58,7 @@ from bus.transport.subjects import (
 )
 
 FEEDS = ("mekong-drugs", "border-alerts")
-VARIANTS = ("today", "r1", "merged")
+VARIANTS = ("today", "r1", "merged", "merged-r1")
 PAYLOAD = 2048
 PROBES = 40
 
@@ -87,10 +88,10 @@ def consumer_configs(office: str, variant: str) -> list[tuple[str, ConsumerConfi
             max_ack_pending=2000,
             filter_subject=filters[0] if len(filters) == 1 else None,
             filter_subjects=filters if len(filters) > 1 else None,
-            num_replicas=1 if variant == "r1" else None,
+            num_replicas=1 if variant.endswith("r1") else None,
         )
 
-    if variant != "merged":
+    if not variant.startswith("merged"):
         return [(s.stream, config(s.durable, [s.filter_subject])) for s in specs]
     # One consumer per (stream, feed or inbox) with all four precedences' filters.
     groups: dict[tuple[str, str | None], list[ConsumerSpec]] = defaultdict(list)
@@ -393,13 +394,16 @@ def _exit_on_term(signum: int, frame: object) -> None:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m bench.bench_scale", description=__doc__.split("\n")[0])
     p.add_argument("--sizes", default="100,500", help="office counts, comma-separated")
-    p.add_argument("--variants", default="today", help=f"comma-separated, of {', '.join(VARIANTS)}")
+    p.add_argument("--variants", default="today,merged-r1", help=f"comma-separated, of {', '.join(VARIANTS)}")
     p.add_argument("--directory", type=int, default=10_000, help="offices in the directory (0: skip)")
     p.add_argument("--no-restart", action="store_true")
     a = p.parse_args(argv if argv is not None else [])
     # A run cut short (``timeout``, Ctrl-C) still stops its servers: they run in their own
     # session, so only the ``Cluster`` context's exit ends them.
     signal.signal(signal.SIGTERM, _exit_on_term)
+    unknown = set(a.variants.split(",")) - set(VARIANTS)
+    if unknown:
+        p.error(f"no variant {', '.join(sorted(unknown))}; have {', '.join(VARIANTS)}")
     results = []
     for n in [int(x) for x in a.sizes.split(",")]:
         for v in a.variants.split(","):
