@@ -25,7 +25,11 @@ Design variants (``--variants``), each in the same harness:
 * ``merged``: one consumer per office and stream, carrying the specs' filter subjects
   together (``filter_subjects``): 4 per office instead of 13; precedence would then be
   kept by the node;
-* ``merged-r1``: both.
+* ``merged-r1``: both;
+* ``cursor``: the design since issue 19 (``bus/transport/cursor.py``): the inbox and
+  receipts consumers durable at R3 (5 per office), each feed's four held by the server
+  only while read (one replica, in memory; the node keeps where it reached);
+* ``cursor-all``: every consumer so (none durable): what the inbox would cost that way.
 
 ``python -m bench scale`` runs a small size; ``python -m bench.bench_scale --help`` the rest.
 """
@@ -49,6 +53,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from bench.cluster import Cluster
 from bench.table import print_table
 from bus.transport.client import BusClient, ClientConfig, ack
+from bus.transport.cursor import INACTIVE_S
 from bus.transport.subjects import (
     ConsumerSpec,
     default_streams,
@@ -58,7 +63,7 @@ from bus.transport.subjects import (
 )
 
 FEEDS = ("mekong-drugs", "border-alerts")
-VARIANTS = ("today", "r1", "merged", "merged-r1")
+VARIANTS = ("today", "r1", "merged", "merged-r1", "cursor", "cursor-all")
 PAYLOAD = 2048
 PROBES = 40
 
@@ -77,7 +82,20 @@ def consumer_configs(office: str, variant: str) -> list[tuple[str, ConsumerConfi
     are those ``BusClient.pull`` sets (explicit ack, never give up, 2000 in flight)."""
     specs = office_specs(office)
 
-    def config(durable: str, filters: list[str]) -> ConsumerConfig:
+    def config(durable: str, filters: list[str], ephemeral: bool = False) -> ConsumerConfig:
+        if ephemeral:  # as BusClient.pull makes an ephemeral ConsumerSpec's
+            return ConsumerConfig(
+                name=durable,
+                deliver_policy=DeliverPolicy.ALL,
+                ack_policy=AckPolicy.EXPLICIT,
+                ack_wait=30.0,
+                max_deliver=-1,
+                max_ack_pending=2000,
+                filter_subject=filters[0],
+                num_replicas=1,
+                mem_storage=True,
+                inactive_threshold=INACTIVE_S,
+            )
         return ConsumerConfig(
             name=durable,
             durable_name=durable,
@@ -91,6 +109,10 @@ def consumer_configs(office: str, variant: str) -> list[tuple[str, ConsumerConfi
             num_replicas=1 if variant.endswith("r1") else None,
         )
 
+    if variant == "cursor":
+        return [(s.stream, config(s.durable, [s.filter_subject], s.ephemeral)) for s in specs]
+    if variant == "cursor-all":
+        return [(s.stream, config(s.durable, [s.filter_subject], True)) for s in specs]
     if not variant.startswith("merged"):
         return [(s.stream, config(s.durable, [s.filter_subject])) for s in specs]
     # One consumer per (stream, feed or inbox) with all four precedences' filters.
@@ -107,7 +129,7 @@ def consumer_configs(office: str, variant: str) -> list[tuple[str, ConsumerConfi
 def probe_spec(office: str, variant: str) -> ConsumerSpec:
     """The consumer the latency probe reads ``office``'s FLASH inbox through."""
     stream, cfg = consumer_configs(office, variant)[0]
-    return ConsumerSpec(stream, cfg.durable_name or "", cfg.filter_subject or (cfg.filter_subjects or [""])[0], 0)
+    return ConsumerSpec(stream, cfg.name or "", cfg.filter_subject or (cfg.filter_subjects or [""])[0], 0)
 
 
 @dataclass
@@ -157,8 +179,12 @@ async def _wait_meta(urls: tuple[str, ...], timeout: float) -> None:
         await nc.close()
 
 
-async def _create(js, offices: list[str], variant: str, concurrency: int = 48) -> int:  # type: ignore[no-untyped-def]
-    todo = [c for o in offices for c in consumer_configs(o, variant)]
+def _ephemeral(cfg: ConsumerConfig) -> bool:
+    return cfg.durable_name is None
+
+
+async def _create(js, offices: list[str], variant: str, concurrency: int = 48, *, only_ephemeral: bool = False) -> int:  # type: ignore[no-untyped-def]
+    todo = [c for o in offices for c in consumer_configs(o, variant) if not only_ephemeral or _ephemeral(c[1])]
     sem = asyncio.Semaphore(concurrency)
 
     async def one(stream: str, cfg: ConsumerConfig) -> None:
@@ -218,8 +244,12 @@ def _pct(xs: list[float]) -> tuple[float, float]:
     return statistics.median(xs), xs[min(len(xs) - 1, int(len(xs) * 0.95))]
 
 
-async def _ready_after_restart(cluster: Cluster, offices: list[str], variant: str, expected: int) -> float:
-    """Stop all three servers, start them; seconds until every consumer is back."""
+async def _ready_after_restart(cluster: Cluster, offices: list[str], variant: str) -> float:
+    """Stop all three servers, start them; seconds until every consumer is back: the
+    durable ones recovered by the servers, the ephemeral ones (gone with the servers'
+    memory) made again as the nodes do on reconnecting."""
+    expected = sum(1 for o in offices for _, c in consumer_configs(o, variant) if not _ephemeral(c))
+    ephemerals = any(_ephemeral(c) for _, c in consumer_configs(offices[0], variant))
     cluster.stop()
     started = time.monotonic()
     cluster.start()
@@ -239,12 +269,15 @@ async def _ready_after_restart(cluster: Cluster, offices: list[str], variant: st
                 raise TimeoutError("consumers not back within 900 s")
             await asyncio.sleep(0.5)
         phases.append(("counted", time.monotonic() - started))
+        if ephemerals:
+            await _create(js, offices, variant, only_ephemeral=True)
+            phases.append(("re-made", time.monotonic() - started))
         step = max(1, len(offices) // 30)  # a sample answers consumer info (its Raft group has a leader)
         for o in offices[::step]:
             for stream, cfg in consumer_configs(o, variant)[:1]:
                 while True:
                     try:
-                        await js.consumer_info(stream, cfg.durable_name)
+                        await js.consumer_info(stream, cfg.name)
                         break
                     except Exception:
                         await asyncio.sleep(0.25)
@@ -305,7 +338,7 @@ async def measure(n: int, variant: str, *, restart: bool = True, posters_max: in
                 await c.close()
         log(f"  {variant} {n}: flash idle {r.idle_ms[0]:.1f} ms, busy {r.busy_ms[0]:.1f} ms")
         if restart:
-            r.restart_s = await _ready_after_restart(cluster, offices, variant, r.consumers)
+            r.restart_s = await _ready_after_restart(cluster, offices, variant)
             log(f"  {variant} {n}: restart ready in {r.restart_s:.1f} s")
         r.store = cluster.store_bytes()
     return r
@@ -393,8 +426,8 @@ def _exit_on_term(signum: int, frame: object) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m bench.bench_scale", description=__doc__.split("\n")[0])
-    p.add_argument("--sizes", default="100,500", help="office counts, comma-separated")
-    p.add_argument("--variants", default="today,merged-r1", help=f"comma-separated, of {', '.join(VARIANTS)}")
+    p.add_argument("--sizes", default="100,300", help="office counts, comma-separated")
+    p.add_argument("--variants", default="today,cursor", help=f"comma-separated, of {', '.join(VARIANTS)}")
     p.add_argument("--directory", type=int, default=10_000, help="offices in the directory (0: skip)")
     p.add_argument("--no-restart", action="store_true")
     a = p.parse_args(argv if argv is not None else [])
@@ -405,10 +438,17 @@ def main(argv: list[str] | None = None) -> None:
     if unknown:
         p.error(f"no variant {', '.join(sorted(unknown))}; have {', '.join(VARIANTS)}")
     results = []
+    failed = []
     for n in [int(x) for x in a.sizes.split(",")]:
         for v in a.variants.split(","):
-            results.append(asyncio.run(measure(n, v, restart=not a.no_restart)))
+            try:
+                results.append(asyncio.run(measure(n, v, restart=not a.no_restart)))
+            except Exception as exc:  # a size the hub cannot take is a result too
+                failed.append((v, n, f"{type(exc).__name__}: {exc}"[:160]))
+                print(f"  {v} {n}: did not finish: {failed[-1][2]}", flush=True)
     report(results)
+    if failed:
+        print_table(["variant", "offices", "did not finish"], [list(f) for f in failed])
     if a.directory:
         applied, items, size = asyncio.run(directory_bucket(a.directory))
         print_table(

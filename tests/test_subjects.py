@@ -61,11 +61,13 @@ def test_node_consumers_are_one_per_source_and_precedence_flash_first() -> None:
     specs = sj.node_consumers("TH-MUK", ("mekong-drugs",))
     assert len(specs) == 8
     assert [s.rank for s in specs] == [0, 0, 1, 1, 2, 2, 3, 3]
-    assert specs[0] == sj.ConsumerSpec("BLO_OFFICES", "inbox-TH-MUK-flash", "blo.office.TH-MUK.flash.*", 0)
+    assert specs[0] == sj.ConsumerSpec("BLO_OFFICES", "inbox-TH-MUK-flash", "blo.office.TH-MUK.flash.*", 0, ephemeral=True)
     assert specs[1] == sj.ConsumerSpec(
-        "BLO_FEEDS", "feed-mekong-drugs-TH-MUK-flash", "blo.feed.mekong-drugs.flash.*", 0, feed="mekong-drugs"
+        "BLO_FEEDS", "feed-mekong-drugs-TH-MUK-flash", "blo.feed.mekong-drugs.flash.*", 0, feed="mekong-drugs", ephemeral=True
     )
     assert len({s.durable for s in specs}) == 8
+    # none is durable: the node makes each again from its cursor (cursor.py)
+    assert all(s.ephemeral for s in specs) and sj.receipts_consumer_spec("TH-MUK").ephemeral
 
 
 def test_message_ids_are_per_copy_only_when_a_bulletin_fans_out() -> None:

@@ -55,6 +55,7 @@ from nats.js.api import (
 from nats.js.kv import KeyValue
 
 from bus.errors import BusError, ConfigError, NoStream, NotConnected, PermissionDenied, PublishUnconfirmed
+from bus.transport.cursor import INACTIVE_S
 from bus.transport.fast_batch import NO_STREAM, FastBatch, parse_reply_subject
 from bus.transport.nats_errors import LINK_DOWN, BadRequest, NatsError, NotFound, bus_error, nats_errors
 from bus.transport.nats_private import subscribe_direct, write_acks, write_publishes
@@ -773,14 +774,28 @@ class BusClient:
         with nats_errors(f"delete consumer {spec.durable}"), contextlib.suppress(NotFound):
             await js.delete_consumer(spec.stream, spec.durable)
 
-    async def pull(self, spec: ConsumerSpec, *, ack_wait_s: float = 30.0, max_ack_pending: int = 2000) -> PullConsumer:
-        """Bind to (creating if needed) the durable pull consumer ``spec``."""
+    async def pull(
+        self,
+        spec: ConsumerSpec,
+        *,
+        restart_ns: int | None = None,
+        ack_wait_s: float = 30.0,
+        max_ack_pending: int = 2000,
+    ) -> PullConsumer:
+        """Bind to (creating if needed) the pull consumer ``spec``. One created now starts
+        at the stored time ``restart_ns`` if given (an ephemeral consumer's cursor), else
+        at ``spec.start_ms``, else at the stream's first message."""
         js = self._require()
         assert self._nc is not None
-        start = None if spec.start_ms is None else datetime.datetime.fromtimestamp(spec.start_ms / 1000, datetime.UTC)
+        if restart_ns is not None:  # floored to the microsecond: never after the message it names
+            start = _EPOCH + datetime.timedelta(microseconds=restart_ns // 1000)
+        elif spec.start_ms is not None:
+            start = datetime.datetime.fromtimestamp(spec.start_ms / 1000, datetime.UTC)
+        else:
+            start = None
         config = ConsumerConfig(
             name=spec.durable,
-            durable_name=spec.durable,
+            durable_name=None if spec.ephemeral else spec.durable,
             deliver_policy=DeliverPolicy.ALL if start is None else DeliverPolicy.BY_START_TIME,
             opt_start_time=start,
             ack_policy=AckPolicy.EXPLICIT,
@@ -789,20 +804,30 @@ class BusClient:
             max_ack_pending=max_ack_pending,
             filter_subject=spec.filter_subject,
         )
+        if spec.ephemeral:  # held only while read: one replica, in memory (cursor.py)
+            config.inactive_threshold = INACTIVE_S
+            config.num_replicas = 1
+            config.mem_storage = True
         api = self.api_prefix
         asked = (
             f"{api}.CONSUMER.CREATE.{spec.stream}.{spec.durable}.{spec.filter_subject}",
             f"{api}.CONSUMER.INFO.{spec.stream}.{spec.durable}",
         )
+        created = False
         with nats_errors(f"use consumer {spec.durable}", denied=self.violation_for, asked=asked):
             try:
                 await js.consumer_info(spec.stream, spec.durable)
             except NotFound:
                 await js.add_consumer(spec.stream, config=config)
+                created = True
             inbox = self._nc.new_inbox()
             replies = _Replies()
             sub = await subscribe_direct(self._nc, inbox, replies.put)
-        return PullConsumer(self._nc, spec, sub, inbox, f"{api}.CONSUMER.MSG.NEXT.{spec.stream}.{spec.durable}", replies)
+        consumer = PullConsumer(
+            self._nc, spec, sub, inbox, f"{api}.CONSUMER.MSG.NEXT.{spec.stream}.{spec.durable}", replies
+        )
+        consumer.created = created
+        return consumer
 
 
 class _Replies:
@@ -862,6 +887,7 @@ class PullConsumer:
         self._next = next_subject
         self._replies = replies
         self._fetching: list[Msg] = []  # what the fetch in progress collected so far
+        self.created = False  # made by this bind (not found on the server)
 
     def arrived(self) -> int:
         """Messages (and status replies) that reached this consumer but are not yet in the
@@ -898,6 +924,8 @@ class PullConsumer:
                 continue
             elif status == "409" and "Consumer Deleted" in (msg.headers.get("Description") or ""):
                 raise BusError(f"consumer {self.spec.durable} was deleted on the server; it will be recreated")
+            elif status == "503":  # no responders: the consumer is not on any server now
+                raise BusError(f"consumer {self.spec.durable} is not on the server (a hub restart?); it will be recreated")
             else:  # other 409s (e.g. max waiting): end this round, the next one asks again
                 return
 
@@ -955,6 +983,24 @@ async def one_shot_jetstream(
     finally:
         with contextlib.suppress(NatsError):
             await nc.close()
+
+
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+
+
+def stream_position(reply: str | None) -> tuple[int, int] | None:
+    """``(stream sequence, stored ns)`` of a delivered message, from its acknowledgement
+    subject (the layouts ``stored_at_ms`` reads); None when ``reply`` is not one."""
+    if not reply or not reply.startswith("$JS.ACK."):
+        return None
+    tokens = reply.split(".")
+    if len(tokens) == 9:
+        seq, ns = tokens[5], tokens[7]
+    elif len(tokens) in (11, 12):
+        seq, ns = tokens[7], tokens[9]
+    else:
+        return None
+    return (int(seq), int(ns)) if seq.isdigit() and ns.isdigit() else None
 
 
 def stored_at_ms(reply: str | None) -> int | None:

@@ -36,7 +36,8 @@ from bus.errors import (
 )
 from bus.receipt import DELIVERED, open_receipt
 from bus.transport import subjects as sj
-from bus.transport.client import BusClient, Msg, PullConsumer, ack_all, nak, stored_at_ms
+from bus.transport.client import BusClient, Msg, PullConsumer, ack_all, nak, stored_at_ms, stream_position
+from bus.transport.cursor import Cursor, CursorStore
 from bus.transport.gate import PrecedenceGate
 from bus.transport.node_core import Core, StateChange
 from bus.transport.outbox import transaction
@@ -98,9 +99,13 @@ class Receiver:
             for p in sj.PRECEDENCES_BY_RANK
         }
         self._routes: dict[str, Route | ValidationError] = {}  # subject -> what it says
+        self._cursor_store: CursorStore | None = None
+        self._cursors: dict[str, Cursor] = {}  # ephemeral consumer's name -> where it reached
 
     def start(self) -> None:
         """Start the opening threads and every consumer: the inbox's, each feed's, the receipts'."""
+        assert self.core.seen is not None
+        self._cursor_store = CursorStore(self.core.seen.db)
         if self._open_threads:
             self._open_pool = ThreadPoolExecutor(self._open_threads, thread_name_prefix=f"blo-open-{self.office}")
         for spec in sj.node_consumers(self.office):
@@ -154,6 +159,7 @@ class Receiver:
             await client.delete_consumer(spec)
         except BusError as exc:  # it stays on the server, idle: harmless, and deleted next time
             log.warning("consumer %s of a feed left stays on the server: %s", spec.durable, exc)
+        self._forget_cursor(spec)
         self._leaving[feed] -= 1
         if self._leaving[feed] <= 0:
             del self._leaving[feed]
@@ -186,7 +192,7 @@ class Receiver:
                 try:
                     client = await self.core.ready()
                     if consumer is None:
-                        consumer = await client.pull(spec)
+                        consumer = await self._bind(client, spec)
                         if gated:  # lower precedences wait for what is arriving here
                             self._gate.watch(spec.rank, consumer.arrived)
                     try:
@@ -218,6 +224,43 @@ class Receiver:
         refusal handling (a centre's heartbeats), until ``close``. ``handle`` acks."""
         await self._fetch_loop(spec, handle)
 
+    async def _bind(self, client: BusClient, spec: sj.ConsumerSpec) -> PullConsumer:
+        """The consumer ``spec``, bound; an ephemeral one created afresh starts at its cursor."""
+        if not spec.ephemeral:
+            return await client.pull(spec)
+        cursor = self._cursor_of(spec)
+        consumer = await client.pull(spec, restart_ns=cursor.restart_ns)
+        if consumer.created:
+            cursor.recreated()
+        return consumer
+
+    def _cursor_of(self, spec: sj.ConsumerSpec) -> Cursor:
+        cursor = self._cursors.get(spec.durable)
+        if cursor is None:
+            assert self._cursor_store is not None
+            cursor = self._cursors[spec.durable] = Cursor(self._cursor_store.get(spec.durable))
+        return cursor
+
+    def _advance(self, spec: sj.ConsumerSpec, fetched: list[Msg], settled: list[Msg]) -> None:
+        """An ephemeral consumer's batch is settled as far as it goes: keep its cursor."""
+        done = {id(m) for m in settled}
+        positions = [(p[0], p[1], id(m) in done) for m in fetched if (p := stream_position(m.reply)) is not None]
+        cursor = self._cursor_of(spec)
+        if cursor.delivered(positions) and cursor.restart_ns is not None:
+            assert self._cursor_store is not None
+            try:
+                self._cursor_store.put(spec.durable, cursor.restart_ns)
+            except Exception:  # the disk refused: a consumer created again reads back further, nothing lost
+                log.exception("keeping where consumer %s reached failed", spec.durable)
+
+    def _forget_cursor(self, spec: sj.ConsumerSpec) -> None:
+        self._cursors.pop(spec.durable, None)
+        if self._cursor_store is not None:
+            try:
+                self._cursor_store.forget(spec.durable)
+            except Exception:
+                log.exception("forgetting where consumer %s reached failed", spec.durable)
+
     async def _consume(self, spec: sj.ConsumerSpec) -> None:
         await self._fetch_loop(spec, self._handle_bulletins, gated=True)
 
@@ -228,6 +271,7 @@ class Receiver:
         # Open the whole batch first (pure CPU, on this thread and the opening threads):
         # what fails is quarantined (and so settled), and one query finds the
         # authenticated ids delivered before.
+        fetched = msgs
         now = self.core.clock()
         witnessed = [timing.witness_time(stored_at_ms(m.reply), now) for m in msgs]
         envelopes = await self._open_batch(msgs, witnessed)
@@ -284,6 +328,8 @@ class Receiver:
             for msg in accepted_msgs:
                 await nak(msg, self.options.app_retry_delay_s)
         await ack_all(to_ack)
+        if spec.ephemeral:
+            self._advance(spec, fetched, to_ack)
 
     async def _open_batch(self, msgs: list[Msg], witnessed: list[int]) -> list[Opened | Exception]:
         """The envelopes of a fetched batch opened, in order (``_envelope``).
@@ -474,6 +520,8 @@ class Receiver:
             self.core.outbox.record_receipts(good, now_ms=now)
             self.sender.emit_states([StateChange(bid, office, kind, at) for bid, office, kind, at in good])
         await ack_all(msgs)
+        if spec.ephemeral:
+            self._advance(spec, msgs, msgs)
 
     def directory_changed(self, *args: Any) -> None:
         """Directory listener: may be called from any thread, with any arguments."""

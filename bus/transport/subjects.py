@@ -169,10 +169,12 @@ def parse_bulletin_subject(subject: str) -> SubjectInfo:
 
 @dataclass(frozen=True, slots=True)
 class ConsumerSpec:
-    """One durable pull consumer a node holds: stream, durable name, filter, and the rank
-    (0 = FLASH) its messages are served at. ``start_ms``: where a durable created now
-    starts reading (the stream's first message if None); an existing durable resumes
-    where it left, whatever this says."""
+    """One pull consumer a node reads: stream, name, filter, and the rank (0 = FLASH) its
+    messages are served at. ``start_ms``: where a consumer created now starts reading (the
+    stream's first message if None); an existing one resumes where it left, whatever this
+    says. ``ephemeral``: the server keeps it only while the node reads it (one replica, in
+    memory) and the node keeps where it reached (``cursor.py``; a feed's consumers);
+    otherwise it is durable, at the stream's replicas."""
 
     stream: str
     durable: str
@@ -180,6 +182,7 @@ class ConsumerSpec:
     rank: int
     start_ms: int | None = None
     feed: str | None = None  # the feed it reads (None: an inbox, receipts, heartbeats)
+    ephemeral: bool = False
 
 
 def node_consumers(office_id: str, feeds: tuple[str, ...] | list[str] = ()) -> list[ConsumerSpec]:
@@ -189,14 +192,15 @@ def node_consumers(office_id: str, feeds: tuple[str, ...] | list[str] = ()) -> l
         rank = _RANK[precedence]
         specs.append(
             ConsumerSpec(
-                STREAM_OFFICES, inbox_consumer(office_id, precedence), office_filter(office_id, precedence), rank
+                STREAM_OFFICES, inbox_consumer(office_id, precedence), office_filter(office_id, precedence), rank,
+                ephemeral=True,
             )
         )
         for feed in feeds:
             specs.append(
                 ConsumerSpec(
                     STREAM_FEEDS, feed_consumer(feed, office_id, precedence), feed_filter(feed, precedence), rank,
-                    feed=feed,
+                    feed=feed, ephemeral=True,
                 )
             )
     return specs
@@ -206,13 +210,15 @@ def feed_consumers(office_id: str, feed: str, *, start_ms: int | None = None) ->
     """One member's consumers of one feed, FLASH first: those ``node_consumers`` lists for
     it, created to start at ``start_ms`` (a member that joins reads from its joining)."""
     return [
-        ConsumerSpec(STREAM_FEEDS, feed_consumer(feed, office_id, p), feed_filter(feed, p), _RANK[p], start_ms, feed)
+        ConsumerSpec(
+            STREAM_FEEDS, feed_consumer(feed, office_id, p), feed_filter(feed, p), _RANK[p], start_ms, feed, ephemeral=True
+        )
         for p in PRECEDENCES
     ]
 
 
 def receipts_consumer_spec(office_id: str) -> ConsumerSpec:
-    return ConsumerSpec(STREAM_RECEIPTS, receipt_consumer(office_id), receipt_filter(office_id), 0)
+    return ConsumerSpec(STREAM_RECEIPTS, receipt_consumer(office_id), receipt_filter(office_id), 0, ephemeral=True)
 
 
 def heartbeats_consumer_spec(centre_id: str) -> ConsumerSpec:
