@@ -1,6 +1,6 @@
 """Many offices on one 3-server hub: what each office costs the servers (issue 19).
 
-A load generator, not full nodes: for every simulated office it creates the durable
+A load generator, not full nodes: for every simulated office it creates the
 consumers a real node holds (``bus.transport.subjects.node_consumers`` with two feeds,
 plus ``receipts_consumer_spec``: 4 inbox + 8 feed + 1 receipts = 13) on a real 3-server
 cluster on 127.0.0.1 (``bench.cluster``) with the streams at R3 (``default_streams``),
@@ -20,16 +20,18 @@ and publishes as offices do (``office_subject``). Then it measures:
 
 Design variants (``--variants``), each in the same harness:
 
-* ``today``: one consumer per spec, consumer replicas = the stream's (R3);
+* ``durable``: the design before issue 19: one durable consumer per spec, consumer
+  replicas = the stream's (R3);
 * ``r1``: the same consumers at 1 replica (``num_replicas=1``) on the R3 streams;
 * ``merged``: one consumer per office and stream, carrying the specs' filter subjects
   together (``filter_subjects``): 4 per office instead of 13; precedence would then be
   kept by the node;
 * ``merged-r1``: both;
-* ``cursor``: the design since issue 19 (``bus/transport/cursor.py``): the inbox and
-  receipts consumers durable at R3 (5 per office), each feed's four held by the server
-  only while read (one replica, in memory; the node keeps where it reached);
-* ``cursor-all``: every consumer so (none durable): what the inbox would cost that way.
+* ``feeds-cursor``: the inbox and receipts consumers durable at R3 (5 per office), each
+  feed's four held by the server only while read (one replica, in memory; the node keeps
+  where it reached);
+* ``cursor``: the design since issue 19 (``bus/transport/cursor.py``, SUBJECTS.md
+  "Consumers of one node"): every consumer so, none durable.
 
 ``python -m bench scale`` runs a small size; ``python -m bench.bench_scale --help`` the rest.
 """
@@ -63,7 +65,7 @@ from bus.transport.subjects import (
 )
 
 FEEDS = ("mekong-drugs", "border-alerts")
-VARIANTS = ("today", "r1", "merged", "merged-r1", "cursor", "cursor-all")
+VARIANTS = ("durable", "r1", "merged", "merged-r1", "feeds-cursor", "cursor")
 PAYLOAD = 2048
 PROBES = 40
 
@@ -109,9 +111,9 @@ def consumer_configs(office: str, variant: str) -> list[tuple[str, ConsumerConfi
             num_replicas=1 if variant.endswith("r1") else None,
         )
 
+    if variant == "feeds-cursor":
+        return [(s.stream, config(s.durable, [s.filter_subject], s.feed is not None)) for s in specs]
     if variant == "cursor":
-        return [(s.stream, config(s.durable, [s.filter_subject], s.ephemeral)) for s in specs]
-    if variant == "cursor-all":
         return [(s.stream, config(s.durable, [s.filter_subject], True)) for s in specs]
     if not variant.startswith("merged"):
         return [(s.stream, config(s.durable, [s.filter_subject])) for s in specs]
@@ -427,7 +429,7 @@ def _exit_on_term(signum: int, frame: object) -> None:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m bench.bench_scale", description=__doc__.split("\n")[0])
     p.add_argument("--sizes", default="100,300", help="office counts, comma-separated")
-    p.add_argument("--variants", default="today,cursor", help=f"comma-separated, of {', '.join(VARIANTS)}")
+    p.add_argument("--variants", default="durable,cursor", help=f"comma-separated, of {', '.join(VARIANTS)}")
     p.add_argument("--directory", type=int, default=10_000, help="offices in the directory (0: skip)")
     p.add_argument("--no-restart", action="store_true")
     a = p.parse_args(argv if argv is not None else [])

@@ -23,7 +23,13 @@ class Cluster:
 
     def __init__(self, root: Path, *, size: int = 3) -> None:
         self.root = Path(root)
-        ports = [(free_port(), free_port()) for _ in range(size)]
+        # free_port() can hand the same port out twice (it is free again once probed):
+        # a client port equal to a route port makes the cluster refuse its own clients.
+        unique: list[int] = []
+        while len(unique) < 2 * size:
+            if (p := free_port()) not in unique:
+                unique.append(p)
+        ports = list(zip(unique[::2], unique[1::2], strict=True))
         routes = ", ".join(f"nats-route://127.0.0.1:{route}" for _, route in ports)
         self.servers: list[NatsServer] = []
         for i, (client, route) in enumerate(ports):
