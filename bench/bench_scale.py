@@ -96,7 +96,9 @@ def consumer_configs(office: str, variant: str) -> list[tuple[str, ConsumerConfi
                 filter_subject=filters[0],
                 num_replicas=1,
                 mem_storage=True,
-                inactive_threshold=INACTIVE_S,
+                # A node's pull requests keep its consumers alive; the simulated offices
+                # send none, so a run longer than INACTIVE_S would see them expire.
+                inactive_threshold=max(INACTIVE_S, 4 * 3600),
             )
         return ConsumerConfig(
             name=durable,

@@ -22,7 +22,7 @@ to its ack, and from the sending of the window that last ack belonged to, to its
 sending (the IETF draft "Delivery Rate Estimation", Cheng et al.). The longer of the two,
 because acks of several windows can come back together: then the bytes over the few
 milliseconds between two acks would overstate the link a hundredfold, while the windows
-could not have been sent faster than they were. Either interval is at least the window's
+could not have been sent faster than they were. The first interval is at least the window's
 own round trip.
 
 While the budget limits the pump, it exceeds what is in flight by ``QUEUE_S`` of the
