@@ -85,24 +85,9 @@ def consumer_configs(office: str, variant: str) -> list[tuple[str, ConsumerConfi
     specs = office_specs(office)
 
     def config(durable: str, filters: list[str], ephemeral: bool = False) -> ConsumerConfig:
-        if ephemeral:  # as BusClient.pull makes an ephemeral ConsumerSpec's
-            return ConsumerConfig(
-                name=durable,
-                deliver_policy=DeliverPolicy.ALL,
-                ack_policy=AckPolicy.EXPLICIT,
-                ack_wait=30.0,
-                max_deliver=-1,
-                max_ack_pending=2000,
-                filter_subject=filters[0],
-                num_replicas=1,
-                mem_storage=True,
-                # A node's pull requests keep its consumers alive; the simulated offices
-                # send none, so a run longer than INACTIVE_S would see them expire.
-                inactive_threshold=max(INACTIVE_S, 4 * 3600),
-            )
-        return ConsumerConfig(
+        cfg = ConsumerConfig(
             name=durable,
-            durable_name=durable,
+            durable_name=None if ephemeral else durable,
             deliver_policy=DeliverPolicy.ALL,
             ack_policy=AckPolicy.EXPLICIT,
             ack_wait=30.0,
@@ -110,8 +95,14 @@ def consumer_configs(office: str, variant: str) -> list[tuple[str, ConsumerConfi
             max_ack_pending=2000,
             filter_subject=filters[0] if len(filters) == 1 else None,
             filter_subjects=filters if len(filters) > 1 else None,
-            num_replicas=1 if variant.endswith("r1") else None,
+            num_replicas=1 if variant.endswith("r1") or ephemeral else None,
         )
+        if ephemeral:  # as BusClient.pull makes an ephemeral ConsumerSpec's
+            cfg.mem_storage = True
+            # A node's pull requests keep its consumers alive; the simulated offices send
+            # none, so a run longer than INACTIVE_S would see them expire.
+            cfg.inactive_threshold = max(INACTIVE_S, 4 * 3600)
+        return cfg
 
     if variant == "feeds-cursor":
         return [(s.stream, config(s.durable, [s.filter_subject], s.feed is not None)) for s in specs]

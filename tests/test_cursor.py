@@ -19,6 +19,7 @@ from bus.transport import subjects as sj
 from bus.transport.client import BusClient, ClientConfig
 from bus.transport.cursor import Cursor, CursorStore
 from bus.transport.embedded import write_config
+from bus.transport.node import BusNode
 from bus.transport.outbox import connect_sqlite
 from bus.transport.server import NatsServer
 from tests.bus_helpers import Collector, bulletin, eventually, make_node, offices
@@ -114,6 +115,15 @@ async def _drop_consumers(url: str, office: str) -> None:
         await client.close()
 
 
+def _pair(tmp_path: Path, url: str) -> tuple[BusNode, BusNode, Collector]:
+    """TH-TCCC, which posts to the feed and to LA-SVK; LA-SVK, a member; LA-SVK's application."""
+    (tccc, svk), book = offices("TH-TCCC", "LA-SVK")
+    app = Collector()
+    sender = make_node(tccc, book, tmp_path / "tccc", url, feed_keys={(FEED, 1): KEY})
+    member = make_node(svk, book, tmp_path / "svk", url, app=app, feeds=(FEED,), feed_keys={(FEED, 1): KEY})
+    return sender, member, app
+
+
 async def _post(sender, first: int, n: int) -> list[str]:  # type: ignore[no-untyped-def]
     """``n`` bulletins to the feed, and every fifth to LA-SVK's inbox instead."""
     posted = []
@@ -123,13 +133,10 @@ async def _post(sender, first: int, n: int) -> list[str]:  # type: ignore[no-unt
     return posted
 
 
-async def test_a_feed_consumer_deleted_on_the_server_is_made_again_from_the_cursor_losing_and_repeating_nothing(
+async def test_consumers_deleted_on_the_server_are_made_again_from_the_cursors_losing_and_repeating_nothing(
     tmp_path: Path, nats_server: NatsServer
 ) -> None:
-    (tccc, svk), book = offices("TH-TCCC", "LA-SVK")
-    app = Collector()
-    sender = make_node(tccc, book, tmp_path / "tccc", nats_server.url, feed_keys={(FEED, 1): KEY})
-    member = make_node(svk, book, tmp_path / "svk", nats_server.url, app=app, feeds=(FEED,), feed_keys={(FEED, 1): KEY})
+    sender, member, app = _pair(tmp_path, nats_server.url)
     await sender.start()
     await member.start()
     try:
@@ -151,14 +158,11 @@ async def test_a_feed_consumer_deleted_on_the_server_is_made_again_from_the_curs
         await member.close()
 
 
-async def test_a_hub_restart_loses_the_feed_consumers_and_the_node_makes_them_again_from_its_cursor(
+async def test_a_hub_restart_loses_the_consumers_and_the_nodes_make_them_again_from_their_cursors(
     tmp_path: Path,
 ) -> None:
     server = NatsServer(tmp_path / "nats", config_file=write_config(tmp_path / "nats.conf", sync_always=True)).start()
-    (tccc, svk), book = offices("TH-TCCC", "LA-SVK")
-    app = Collector()
-    sender = make_node(tccc, book, tmp_path / "tccc", server.url, feed_keys={(FEED, 1): KEY})
-    member = make_node(svk, book, tmp_path / "svk", server.url, app=app, feeds=(FEED,), feed_keys={(FEED, 1): KEY})
+    sender, member, app = _pair(tmp_path, server.url)
     await sender.start()
     await member.start()
     try:
