@@ -1,4 +1,4 @@
-"""The NATS connection: connect, publish with an ack, pull from durable consumers.
+"""The NATS connection: connect, publish with an ack, pull from consumers.
 
 The face of the NATS boundary: with its two helpers, ``nats_errors`` (the one
 translation of nats-py's exceptions into ``bus.errors``) and ``nats_private`` (every use
@@ -769,7 +769,7 @@ class BusClient:
     # -- consuming -------------------------------------------------------------------
 
     async def delete_consumer(self, spec: ConsumerSpec) -> None:
-        """Remove the durable consumer ``spec`` from the server (gone already: fine)."""
+        """Remove the consumer ``spec`` from the server (gone already: fine)."""
         js = self._require()
         with nats_errors(f"delete consumer {spec.durable}"), contextlib.suppress(NotFound):
             await js.delete_consumer(spec.stream, spec.durable)

@@ -1,12 +1,12 @@
-"""Where a node's feed reading has reached, kept by the node, so that the server's consumer
-is disposable (schemas/SUBJECTS.md, "Feed consumers").
+"""Where each of a node's consumers has reached, kept by the node, so that the server's
+consumer is disposable (schemas/SUBJECTS.md, "Consumers of one node").
 
 A durable consumer at the streams' replicas is a Raft group on every hub server, kept on
-disk and recovered at each restart, for every member of every feed: 4 per feed per office,
-most of the consumers of a network of thousands of offices (docs/SCALE.md). So a node
-reads its feeds through consumers the server keeps only while the node reads them (one
-replica, in memory, deleted after ``INACTIVE_S`` idle), and keeps on its own disk where
-it must start again: the stored time of the earliest message it has not settled, or of
+disk and recovered at each restart; every office reads through 13 (its inbox's four,
+four per feed, its receipts'), and a hub could not hold those of 1,000 offices
+(docs/SCALE.md). So a node reads through consumers the server keeps only while the node
+reads them (one replica, in memory, deleted after ``INACTIVE_S`` idle), and keeps on its
+own disk where each must start again: the stored time of the earliest message it has not settled, or of
 the last it settled when all are. A consumer created again (after a link outage longer
 than ``INACTIVE_S``, a hub restart, the loss of the one server that held it) starts
 there; what comes twice is dropped by the node's dedupe (``seen.py``).
@@ -27,8 +27,8 @@ from collections.abc import Iterable
 
 from bus.transport.outbox import transaction
 
-#: How long the server keeps a feed consumer no one reads (a node offline longer creates
-#: it again from its cursor). Ten minutes spans a flapping link's outages without holding
+#: How long the server keeps a consumer no one reads (a node offline longer creates it
+#: again from its cursor). Ten minutes spans a flapping link's outages without holding
 #: memory for offices gone for the day.
 INACTIVE_S = 600.0
 

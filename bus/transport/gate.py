@@ -1,6 +1,6 @@
 """Serving consumers by precedence: FLASH work first, even inside one process.
 
-Each precedence has its own durable consumer and its own fetch task, so a FLASH message
+Each precedence has its own consumer and its own fetch task, so a FLASH message
 is fetched at once however long the ROUTINE backlog. What remains is the hand-over to
 the application: before each message, a task waits while any higher precedence has
 fetched messages not yet handed over. So once a FLASH message is fetched, at most one

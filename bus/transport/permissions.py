@@ -6,9 +6,9 @@ inbox, its feeds and its receipts. The one rule behind every line here:
 
 **every subject an office may publish or a consumer it may read names that office (or a
 feed it belongs to), and nothing else.** Subjects name the sender last
-(``blo.office.<TO>.<prec>.<FROM>``), durable consumers name their owner
+(``blo.office.<TO>.<prec>.<FROM>``), consumers name their owner
 (``inbox-<OFFICE>-<prec>``), and the JetStream API subject that creates a consumer
-carries its filter (``$JS.API.CONSUMER.CREATE.<stream>.<durable>.<filter>``), so each
+carries its filter (``$JS.API.CONSUMER.CREATE.<stream>.<name>.<filter>``), so each
 grant is one exact subject: an office cannot create a consumer named like its own but
 filtering another office's inbox, and the server refuses the mismatch between subject
 and body filter. Each office also has its own inbox prefix (``_INBOX.<OFFICE>``), so it

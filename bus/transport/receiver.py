@@ -87,7 +87,7 @@ class Receiver:
         #: feeds read -> where their consumers start when created (None: the stream's start)
         self._feeds: dict[str, int | None] = dict.fromkeys(core.options.feeds)
         self._leaving: dict[str, int] = {}  # feed being left -> its consumers still reading
-        self._past_membership: set[str] = set()  # durables of a feed left that reached its removal
+        self._past_membership: set[str] = set()  # consumers of a feed left that reached its removal
         self._retry_lock = asyncio.Lock()
         # Labelled children looked up once: .labels() costs more than the increment.
         self._in_metrics = {
@@ -143,7 +143,7 @@ class Receiver:
         """Stop reading ``feed`` once caught up (this office was removed from it): each of
         its consumers reads on until a fetch comes back empty or brings a bulletin not
         addressed to this office (sealed under an epoch after its removal: that one is
-        left unacked, not quarantined), then its durable is deleted, so a later joining
+        left unacked, not quarantined), then its consumer is deleted, so a later joining
         starts afresh. False if this node does not read it."""
         if feed not in self._feeds or feed in self._leaving:
             return False
@@ -151,7 +151,7 @@ class Receiver:
         return True
 
     async def _left(self, spec: sj.ConsumerSpec, client: BusClient) -> None:
-        """One consumer of a feed being left is done: delete its durable; the last one
+        """One consumer of a feed being left is done: delete it (and its cursor); the last one
         takes the feed off this node's list."""
         feed = spec.feed
         assert feed is not None

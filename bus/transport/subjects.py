@@ -1,4 +1,4 @@
-"""Names on the bus: subjects, streams, durable consumers and message ids. Pure; no I/O.
+"""Names on the bus: subjects, streams, consumers and message ids. Pure; no I/O.
 
 Two rules govern the layout (``schemas/SUBJECTS.md`` explains them in full):
 
@@ -173,8 +173,9 @@ class ConsumerSpec:
     messages are served at. ``start_ms``: where a consumer created now starts reading (the
     stream's first message if None); an existing one resumes where it left, whatever this
     says. ``ephemeral``: the server keeps it only while the node reads it (one replica, in
-    memory) and the node keeps where it reached (``cursor.py``; a feed's consumers);
-    otherwise it is durable, at the stream's replicas."""
+    memory) and the node keeps where it reached (``cursor.py``: every consumer of a
+    node's own); otherwise it is durable, at the stream's replicas (a centre's heartbeat
+    consumer)."""
 
     stream: str
     durable: str
