@@ -823,11 +823,9 @@ class BusClient:
             inbox = self._nc.new_inbox()
             replies = _Replies()
             sub = await subscribe_direct(self._nc, inbox, replies.put)
-        consumer = PullConsumer(
-            self._nc, spec, sub, inbox, f"{api}.CONSUMER.MSG.NEXT.{spec.stream}.{spec.durable}", replies
+        return PullConsumer(
+            self._nc, spec, sub, inbox, f"{api}.CONSUMER.MSG.NEXT.{spec.stream}.{spec.durable}", replies, created=created
         )
-        consumer.created = created
-        return consumer
 
 
 class _Replies:
@@ -878,7 +876,15 @@ class PullConsumer:
     """
 
     def __init__(
-        self, nc: NatsClient, spec: ConsumerSpec, sub: Any, inbox: str, next_subject: str, replies: _Replies
+        self,
+        nc: NatsClient,
+        spec: ConsumerSpec,
+        sub: Any,
+        inbox: str,
+        next_subject: str,
+        replies: _Replies,
+        *,
+        created: bool = False,
     ) -> None:
         self.spec = spec
         self._nc = nc
@@ -887,7 +893,7 @@ class PullConsumer:
         self._next = next_subject
         self._replies = replies
         self._fetching: list[Msg] = []  # what the fetch in progress collected so far
-        self.created = False  # made by this bind (not found on the server)
+        self.created = created  # made by this bind (not found on the server)
 
     def arrived(self) -> int:
         """Messages (and status replies) that reached this consumer but are not yet in the
@@ -988,19 +994,26 @@ async def one_shot_jetstream(
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 
 
-def stream_position(reply: str | None) -> tuple[int, int] | None:
-    """``(stream sequence, stored ns)`` of a delivered message, from its acknowledgement
-    subject (the layouts ``stored_at_ms`` reads); None when ``reply`` is not one."""
+def _ack_fields(reply: str | None) -> tuple[str, str] | None:
+    """The ``(stream sequence, stored ns)`` tokens of an acknowledgement subject (the layouts
+    ``stored_at_ms`` gives), unchecked; None when ``reply`` is not one."""
     if not reply or not reply.startswith("$JS.ACK."):
         return None
     tokens = reply.split(".")
     if len(tokens) == 9:
-        seq, ns = tokens[5], tokens[7]
-    elif len(tokens) in (11, 12):
-        seq, ns = tokens[7], tokens[9]
-    else:
+        return tokens[5], tokens[7]
+    if len(tokens) in (11, 12):
+        return tokens[7], tokens[9]
+    return None
+
+
+def stream_position(reply: str | None) -> tuple[int, int] | None:
+    """``(stream sequence, stored ns)`` of a delivered message, from its acknowledgement
+    subject (the layouts ``stored_at_ms`` reads); None when ``reply`` is not one."""
+    fields = _ack_fields(reply)
+    if fields is None or not (fields[0].isdigit() and fields[1].isdigit()):
         return None
-    return (int(seq), int(ns)) if seq.isdigit() and ns.isdigit() else None
+    return int(fields[0]), int(fields[1])
 
 
 def stored_at_ms(reply: str | None) -> int | None:
@@ -1009,16 +1022,8 @@ def stored_at_ms(reply: str | None) -> int | None:
     ``$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ns>.<pending>`` (9 tokens), or
     ``$JS.ACK.<domain>.<account hash>.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ns>.<pending>[.<token>]``
     (11 or 12 tokens). The stored time is the witness time of schemas/TRUST.md 2.1."""
-    if not reply or not reply.startswith("$JS.ACK."):
-        return None
-    tokens = reply.split(".")
-    if len(tokens) == 9:
-        ns = tokens[7]
-    elif len(tokens) in (11, 12):
-        ns = tokens[9]
-    else:
-        return None
-    return int(ns) // 1_000_000 if ns.isdigit() else None
+    fields = _ack_fields(reply)
+    return int(fields[1]) // 1_000_000 if fields is not None and fields[1].isdigit() else None
 
 
 async def ack(msg: Msg) -> bool:
