@@ -5,7 +5,7 @@ It wires the pure core to NATS, in three parts on one connection (each in its ow
 
 * **sending** (``sender.py``): seal -> outbox (on disk) -> the pump publishes when the
   link is up, FLASH first, and marks each copy ``sent`` on JetStream's ack;
-* **receiving** (``receiver.py``): one durable pull consumer per (inbox or feed,
+* **receiving** (``receiver.py``): one pull consumer per (inbox or feed,
   precedence); each message is opened, deduped by bulletin id, handed to
   ``hooks.on_bulletin``, remembered, acknowledged to the sender with a signed
   ``delivered`` receipt (queued in the outbox like any message), then acked to

@@ -1,6 +1,7 @@
 """The receiving half of a node: fetch, open, check, dedupe, hand over, acknowledge.
 
-One durable pull consumer per (inbox or feed, precedence), gated so that a lower
+One pull consumer per (inbox or feed, precedence), made again at the node's cursor
+when the server loses it (``cursor.py``), gated so that a lower
 precedence waits while a higher one has messages arriving (``PrecedenceGate``). A
 fetched batch is opened whole (``_open_batch``: the envelope through the entry its
 subject names, shared with the opening threads), then each message is admitted
