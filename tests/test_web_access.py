@@ -150,16 +150,21 @@ async def type_into(page: Page, selector: str, text: str) -> None:
     await page.keyboard.type(text)
 
 
+async def open_view_by_keyboard(page: Page, base: str, view: str) -> None:
+    """Signed in, focus nowhere, then Tab to the view's tab and Enter: the view shows."""
+    await login(page, base)
+    await page.evaluate("document.activeElement && document.activeElement.blur()")
+    await tab_to(page, f".tab[data-view={view}]")
+    await page.keyboard.press("Enter")
+    await expect(page.locator(f"#view-{view}")).to_be_visible()
+
+
 async def test_a_bulletin_is_composed_and_sent_with_the_keyboard_alone(shared_chromium):
     node = stub("en")
     async with serve(node) as base:
         page = await open_page(shared_chromium)
         try:
-            await login(page, base)
-            await page.evaluate("document.activeElement && document.activeElement.blur()")
-            await tab_to(page, ".tab[data-view=compose]")
-            await page.keyboard.press("Enter")
-            await expect(page.locator("#view-compose")).to_be_visible()
+            await open_view_by_keyboard(page, base, "compose")
             await tab_to(page, ".to-office[value=LA-SVK]")
             await page.keyboard.press("Space")
             assert await page.is_checked(".to-office[value=LA-SVK]")
@@ -198,11 +203,7 @@ async def test_a_check_is_run_and_its_answer_read_with_the_keyboard_alone(shared
     async with serve(node) as base:
         page = await open_page(shared_chromium)
         try:
-            await login(page, base)
-            await page.evaluate("document.activeElement && document.activeElement.blur()")
-            await tab_to(page, ".tab[data-view=check]")
-            await page.keyboard.press("Enter")
-            await expect(page.locator("#view-check")).to_be_visible()
+            await open_view_by_keyboard(page, base, "check")
             # The number field takes the focus: the officer types at once.
             assert await page.evaluate("document.activeElement.id") == "check-number"
             await page.keyboard.type("P0847211")
